@@ -1,0 +1,53 @@
+//! What every worker of a run shares: the plan, counters, the stop flag, the async runtime for
+//! storage, per-source shared state, and the first fatal error.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::metrics::Metrics;
+use crate::plan::Plan;
+use crate::sources::replay::ReplayShared;
+
+pub struct RunContext {
+    pub plan: Plan,
+    pub metrics: Arc<Metrics>,
+    /// Set by Ctrl-C, `--for`, or a fatal error: sources stop, complete windows are published,
+    /// incomplete ones are discarded.
+    pub stop: Arc<AtomicBool>,
+    pub rt: tokio::runtime::Handle,
+    /// Distinguishes this run's output files from earlier runs'.
+    pub run_id: String,
+    /// Per source: the shared replay state (for replay sources).
+    pub replay: Vec<Option<Arc<ReplayShared>>>,
+    errors: Mutex<Vec<String>>,
+}
+
+impl RunContext {
+    pub fn new(
+        plan: Plan,
+        metrics: Arc<Metrics>,
+        stop: Arc<AtomicBool>,
+        rt: tokio::runtime::Handle,
+        run_id: String,
+        replay: Vec<Option<Arc<ReplayShared>>>,
+    ) -> Self {
+        RunContext { plan, metrics, stop, rt, run_id, replay, errors: Mutex::new(Vec::new()) }
+    }
+
+    /// Records a fatal error and stops the run.
+    pub fn fail(&self, what: impl std::fmt::Display) {
+        let msg = what.to_string();
+        tracing::error!("{msg}");
+        self.errors.lock().unwrap_or_else(|e| e.into_inner()).push(msg);
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    pub fn errors(&self) -> Vec<String> {
+        self.errors.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// File name prefix for a worker's output.
+    pub fn file_prefix(&self, worker: usize) -> String {
+        format!("part-{}-w{worker:03}", self.run_id)
+    }
+}

@@ -1,0 +1,125 @@
+//! Building and running the timely dataflow for a plan: sources → (exchange by key) → windows →
+//! sinks, one copy per worker thread.
+
+pub mod context;
+pub mod time;
+pub mod window;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use timely::dataflow::StreamVec;
+use timely::dataflow::operators::vec::Map;
+
+use self::context::RunContext;
+use crate::metrics::Metrics;
+use crate::plan::{NodeRef, Plan};
+use crate::record::{Row, Trade, trade_row};
+use crate::sinks::dead_letter::DeadLetters;
+use crate::sinks::parquet::parquet_sink;
+use crate::sources::SourceSpec;
+use crate::sources::replay::{BLOCK_SIZE, ReplayShared, replay_stream};
+
+/// How to run a plan.
+pub struct RunOptions {
+    pub workers: usize,
+    pub stop: Arc<AtomicBool>,
+    pub metrics: Arc<Metrics>,
+    /// Replay block size in bytes (tests use small blocks to exercise the parallel reader).
+    pub block_size: usize,
+}
+
+impl RunOptions {
+    pub fn new(workers: usize) -> Self {
+        RunOptions { workers, stop: Arc::new(AtomicBool::new(false)), metrics: Arc::new(Metrics::default()), block_size: BLOCK_SIZE }
+    }
+}
+
+/// What a finished run did.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub elapsed: Duration,
+    pub stopped: bool,
+}
+
+/// Runs `plan` to completion (bounded sources) or until `opts.stop` is set.
+pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
+    let workers = opts.workers.max(1);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("tickflow-io")
+        .enable_all()
+        .build()
+        .context("starting the I/O runtime")?;
+    let mut replay = Vec::new();
+    for s in &plan.sources {
+        replay.push(match &s.config {
+            SourceSpec::Replay(c) => Some(Arc::new(
+                ReplayShared::open(&c.path, opts.block_size).with_context(|| format!("source `{}`: cannot open `{}`", s.name, c.path))?,
+            )),
+        });
+    }
+    let run_id = format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0));
+    let ctx = Arc::new(RunContext::new(plan, Arc::clone(&opts.metrics), Arc::clone(&opts.stop), rt.handle().clone(), run_id, replay));
+    let started = Instant::now();
+
+    let worker_ctx = Arc::clone(&ctx);
+    let guards = timely::execute(timely::Config::process(workers), move |worker| {
+        let ctx = Arc::clone(&worker_ctx);
+        let index = worker.index();
+        let dead = match DeadLetters::new(ctx.plan.dead_letters.as_ref(), ctx.rt.clone(), ctx.file_prefix(index), Arc::clone(&ctx.metrics)) {
+            Ok(d) => Rc::new(RefCell::new(d)),
+            Err(e) => {
+                ctx.fail(format!("dead letters: {e:#}"));
+                Rc::new(RefCell::new(
+                    DeadLetters::new(None, ctx.rt.clone(), String::new(), Arc::clone(&ctx.metrics)).expect("no output cannot fail"),
+                ))
+            }
+        };
+        worker.dataflow::<u64, _, _>(|scope| build(scope, &ctx, &dead, index));
+        let mut last_roll = Instant::now();
+        while worker.step_or_park(Some(Duration::from_millis(50))) {
+            if last_roll.elapsed() > Duration::from_secs(1) {
+                dead.borrow_mut().roll_aged();
+                last_roll = Instant::now();
+            }
+        }
+        if let Err(e) = dead.borrow_mut().flush() {
+            ctx.fail(format!("{e:#}"));
+        }
+    })
+    .map_err(|e| anyhow::anyhow!("starting workers: {e}"))?;
+    for r in guards.join() {
+        if let Err(e) = r {
+            ctx.fail(format!("worker failed: {e}"));
+        }
+    }
+    let errors = ctx.errors();
+    if !errors.is_empty() {
+        bail!("{}", errors.join("\n"));
+    }
+    Ok(RunSummary { elapsed: started.elapsed(), stopped: opts.stop.load(Ordering::Relaxed) })
+}
+
+fn build<'scope>(scope: timely::dataflow::Scope<'scope, u64>, ctx: &Arc<RunContext>, dead: &Rc<RefCell<DeadLetters>>, worker: usize) {
+    let plan: &Plan = &ctx.plan;
+    let sources: Vec<StreamVec<'scope, u64, Trade>> = (0..plan.sources.len())
+        .map(|i| match &plan.sources[i].config {
+            SourceSpec::Replay(_) => replay_stream(scope, ctx, i, Rc::clone(dead)),
+        })
+        .collect();
+    let windows: Vec<StreamVec<'scope, u64, Row>> = (0..plan.windows.len())
+        .map(|i| window::operator::window_stream(sources[plan.windows[i].input].clone(), ctx, i, Rc::clone(dead)))
+        .collect();
+    for (i, sink) in plan.sinks.iter().enumerate() {
+        let rows = match sink.input {
+            NodeRef::Source(s) => sources[s].clone().map(|t| trade_row(&t)),
+            NodeRef::Window(w) => windows[w].clone(),
+        };
+        parquet_sink(rows, ctx, i, worker);
+    }
+}

@@ -1,0 +1,93 @@
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::spec::units::Duration;
+
+/// Event-time windows per key: trades are grouped by `key`, assigned to windows by their event
+/// time, and each window emits one row of aggregates once the watermark passes its end.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WindowStepConfig {
+    /// Name of the source (or step) whose records this step reads.
+    pub input: String,
+    /// Field to group by. Records are exchanged across workers by this key.
+    #[serde(default = "default_key")]
+    pub key: String,
+    /// The shape of the windows.
+    pub window: WindowSpec,
+    /// How long after a window has fired late records are still accepted. Each late record
+    /// then emits a corrected row for its window with `revision` incremented (the first emission
+    /// has revision 0). With 0s (the default) late records are dropped, counted and dead-lettered.
+    #[serde(default)]
+    pub allowed_lateness: Duration,
+    /// Output columns, in order: column name → aggregate. Bars:
+    /// `open: {fn: first, field: price}`, `high: {fn: max, field: price}`, ...
+    pub aggregates: IndexMap<String, AggregateSpec>,
+}
+
+pub fn default_key() -> String {
+    "symbol".to_string()
+}
+
+/// Window shapes. Windows are aligned to the Unix epoch (UTC).
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum WindowSpec {
+    /// Fixed-size, non-overlapping windows: `[k·size, (k+1)·size)`.
+    Tumbling {
+        /// Length of each window, e.g. `1m`.
+        size: Duration,
+    },
+    /// Fixed-size windows that start every `slide`; a record belongs to `size/slide` windows.
+    Hopping {
+        /// Length of each window, e.g. `5m`.
+        size: Duration,
+        /// Distance between window starts, e.g. `1m`.
+        slide: Duration,
+    },
+    /// Per-key bursts of activity: a window closes after `gap` without records.
+    Session {
+        /// Inactivity that ends a session, e.g. `30s`.
+        gap: Duration,
+    },
+}
+
+/// One output column computed over the records of a window.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AggregateSpec {
+    /// The aggregate function.
+    #[serde(rename = "fn")]
+    pub func: AggregateFn,
+    /// Numeric input field (`price` or `volume` for trades). Not used by `count` and `vwap`.
+    #[serde(default)]
+    pub field: Option<String>,
+}
+
+/// Aggregate functions. `first`/`last` are by event time, ties broken by arrival order;
+/// `stddev` is the sample standard deviation (null below 2 records); `vwap` is
+/// `sum(price·volume)/sum(volume)` (null when the volume is 0).
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AggregateFn {
+    Count,
+    Sum,
+    Min,
+    Max,
+    First,
+    Last,
+    Avg,
+    Stddev,
+    Vwap,
+}
+
+impl AggregateFn {
+    pub const NAMES: &'static [&'static str] =
+        &["count", "sum", "min", "max", "first", "last", "avg", "stddev", "vwap"];
+
+    /// Whether the function reads a `field`.
+    pub fn takes_field(self) -> bool {
+        !matches!(self, AggregateFn::Count | AggregateFn::Vwap)
+    }
+}

@@ -1,0 +1,10 @@
+//! Event-time windows: config ([`config`]), accumulators ([`aggregate`]), the state machine
+//! ([`state`]) and the timely operator ([`operator`]).
+
+pub mod aggregate;
+pub mod config;
+pub mod operator;
+pub mod state;
+
+#[cfg(test)]
+mod tests;

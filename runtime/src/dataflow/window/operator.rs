@@ -1,0 +1,136 @@
+//! The window operator: trades exchanged by key, stashed by timestamp, and applied to the
+//! [`WindowState`] in timestamp order — within a timestamp sorted by arrival sequence — once the
+//! frontier passes. Before the trades of timestamp `T` are applied, every window ending at or
+//! before `T` fires, so what is a first emission and what is a revision depends only on the
+//! input, never on scheduling or the worker count.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use timely::dataflow::StreamVec;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::{Capability, Operator};
+
+use super::state::WindowState;
+use crate::dataflow::context::RunContext;
+use crate::record::{Row, Trade, format_ts};
+use crate::sinks::dead_letter::{DeadLetter, DeadLetters};
+use crate::sources::finnhub::protocol::RejectReason;
+
+/// A stable hash of a key, identical in every process (records are routed by it).
+pub fn key_hash(key: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.as_bytes() {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h ^ (h >> 29)
+}
+
+/// A trade as the compact, key-sorted JSON object Finnhub sends (for dead letters).
+pub fn trade_json(t: &Trade) -> String {
+    let c: Vec<&str> = if t.conditions.is_empty() { vec![] } else { t.conditions.split(',').collect() };
+    serde_json::json!({"c": c, "p": t.price, "s": t.symbol.as_str(), "t": t.ts, "v": t.volume}).to_string()
+}
+
+pub fn window_stream<'scope>(
+    stream: StreamVec<'scope, u64, Trade>,
+    ctx: &Arc<RunContext>,
+    index: usize,
+    dead: Rc<RefCell<DeadLetters>>,
+) -> StreamVec<'scope, u64, Row> {
+    let node = ctx.plan.windows[index].clone();
+    let ctx = Arc::clone(ctx);
+    let exchange = Exchange::new(|t: &Trade| key_hash(&t.symbol));
+    stream.unary_frontier(exchange, &format!("Window({})", node.name), move |_cap, _info| {
+        let mut stash: BTreeMap<u64, (Capability<u64>, Vec<Trade>)> = BTreeMap::new();
+        let mut hold: Option<Capability<u64>> = None;
+        let mut state = WindowState::new(&node);
+        let mut rows: Vec<Row> = Vec::new();
+        let name = node.name.clone();
+
+        move |(input, frontier), output| {
+            input.for_each_stamp(|cap, data| {
+                let Some(time) = cap.least().copied() else { return };
+                let entry = stash.entry(time).or_insert_with(|| (cap.retain_least(0).expect("stamp has a least time"), Vec::new()));
+                for batch in data {
+                    entry.1.append(batch);
+                }
+            });
+            let upper: Option<u64> = frontier.frontier().iter().min().copied();
+
+            while let Some((&t, _)) = stash.first_key_value() {
+                if upper.is_some_and(|u| t >= u) {
+                    break;
+                }
+                let (_, (cap, mut trades)) = stash.pop_first().expect("checked non-empty");
+                state.fire_until(t as i64, &mut rows);
+                // NB: sorting by seq restores file/arrival order, which makes float sums and
+                // first/last ties independent of how batches interleaved across workers.
+                trades.sort_by_key(|t| t.seq);
+                let mut late = 0u64;
+                for tr in &trades {
+                    if let Some(end) = state.add(tr) {
+                        late += 1;
+                        dead.borrow_mut().push(DeadLetter {
+                            source: &name,
+                            reason: RejectReason::Late,
+                            detail: format!(
+                                "window ending {} had closed: watermark was {} when the trade was read",
+                                format_ts(end),
+                                format_ts(tr.wm)
+                            ),
+                            raw: trade_json(tr),
+                            line: tr.line(),
+                        });
+                    }
+                }
+                let _ = late;
+                state.take_revisions(&mut rows);
+                if !rows.is_empty() {
+                    output.session(&cap).give_iterator(rows.drain(..));
+                }
+                hold = Some(cap);
+            }
+
+            match upper {
+                Some(u) => {
+                    state.fire_until(u as i64, &mut rows);
+                    if !rows.is_empty() {
+                        let cap = hold.as_ref().expect("windows exist only after trades arrived under a capability");
+                        output.session(cap).give_iterator(rows.drain(..));
+                    }
+                    if state.is_empty() {
+                        hold = None;
+                    } else if let Some(h) = hold.as_mut() {
+                        h.downgrade(&u);
+                    }
+                }
+                None => {
+                    if ctx.stop.load(Relaxed) {
+                        let n = state.discard_unfired();
+                        if n > 0 {
+                            ctx.metrics.windows_discarded.fetch_add(n, Relaxed);
+                            tracing::info!(step = %name, windows = n, "stopped: discarded incomplete windows");
+                        }
+                    } else {
+                        state.fire_until(i64::MAX, &mut rows);
+                    }
+                    if let Some(cap) = hold.take()
+                        && !rows.is_empty()
+                    {
+                        output.session(&cap).give_iterator(rows.drain(..));
+                    }
+                    rows.clear();
+                }
+            }
+            let stats = state.take_stats();
+            ctx.metrics.windows_fired.fetch_add(stats.fired, Relaxed);
+            ctx.metrics.revisions_emitted.fetch_add(stats.revisions, Relaxed);
+            ctx.metrics.late_revisions.fetch_add(stats.late_accepted, Relaxed);
+        }
+    })
+}

@@ -1,0 +1,14 @@
+//! tickflow: a streaming runtime for market data, driven by YAML specs.
+//!
+//! `spec` (what users write) → `plan` (a checked, typed graph) → `dataflow` (timely operators
+//! per worker) with `sources` feeding event-time windows and `sinks` publishing Parquet.
+
+pub mod cli;
+pub mod dataflow;
+pub mod metrics;
+pub mod plan;
+pub mod record;
+pub mod sim;
+pub mod sinks;
+pub mod sources;
+pub mod spec;

@@ -1,0 +1,403 @@
+//! From a parsed spec to a typed graph: names resolved, inputs connected, field names and types
+//! checked through every step, window parameters checked. Errors carry dotted paths that the
+//! spec loader turns into `FILE:LINE:COL`.
+
+pub mod graph;
+
+use std::collections::HashSet;
+
+use crate::dataflow::window::config::{AggregateFn, WindowSpec, WindowStepConfig};
+use crate::record::{Field, FieldType, Schema};
+use crate::sinks::SinkSpec;
+use crate::sinks::dead_letter::config::DeadLetterSpec;
+use crate::sinks::parquet::config::ParquetSinkConfig;
+use crate::sources::{ReplayConfig, SourceSpec};
+use crate::spec::diagnostic::suggest;
+use crate::spec::{Diagnostic, LoadedSpec, SpecErrors, StepSpec};
+
+/// Where a stream comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeRef {
+    Source(usize),
+    Window(usize),
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceNode {
+    pub name: String,
+    pub config: SourceSpec,
+    pub schema: Schema,
+    /// Granularity (ms) of the dataflow timestamps this source emits: the coarsest that still
+    /// fires every downstream window on time.
+    pub time_quantum_ms: u64,
+}
+
+impl SourceNode {
+    pub fn max_out_of_orderness_ms(&self) -> i64 {
+        match &self.config {
+            SourceSpec::Replay(c) => c.max_out_of_orderness.as_millis(),
+        }
+    }
+}
+
+/// Numeric trade fields an aggregate can read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TradeField {
+    Price,
+    Volume,
+}
+
+#[derive(Debug, Clone)]
+pub struct AggregatePlan {
+    pub name: String,
+    pub func: AggregateFn,
+    pub field: TradeField,
+}
+
+/// Window shape in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowKind {
+    Tumbling { size: i64 },
+    Hopping { size: i64, slide: i64 },
+    Session { gap: i64 },
+}
+
+#[derive(Debug, Clone)]
+pub struct WindowNode {
+    pub name: String,
+    pub input: usize,
+    pub kind: WindowKind,
+    pub allowed_lateness_ms: i64,
+    pub aggregates: Vec<AggregatePlan>,
+    /// `key`, `window_start`, `window_end`, the aggregates, then `revision` when late records
+    /// can revise a window.
+    pub schema: Schema,
+}
+
+#[derive(Debug, Clone)]
+pub struct SinkNode {
+    pub name: String,
+    pub input: NodeRef,
+    pub config: ParquetSinkConfig,
+    pub schema: Schema,
+    /// Index of the timestamp field used for `date`/`hour` partitions.
+    pub partition_time_index: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub name: String,
+    pub sources: Vec<SourceNode>,
+    pub windows: Vec<WindowNode>,
+    pub sinks: Vec<SinkNode>,
+    pub dead_letters: Option<DeadLetterSpec>,
+}
+
+impl Plan {
+    pub fn schema_of(&self, node: NodeRef) -> &Schema {
+        match node {
+            NodeRef::Source(i) => &self.sources[i].schema,
+            NodeRef::Window(i) => &self.windows[i].schema,
+        }
+    }
+    pub fn name_of(&self, node: NodeRef) -> &str {
+        match node {
+            NodeRef::Source(i) => &self.sources[i].name,
+            NodeRef::Window(i) => &self.windows[i].name,
+        }
+    }
+}
+
+/// Plans a loaded spec, reporting every problem at once.
+pub fn build(loaded: &LoadedSpec) -> Result<Plan, SpecErrors> {
+    let mut diags = Vec::new();
+    let plan = plan(&loaded.spec, &mut diags);
+    if diags.is_empty() { Ok(plan) } else { Err(loaded.locate(diags)) }
+}
+
+fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
+    let mut err = |path: String, msg: String| diags.push(Diagnostic::new(path, msg));
+    if spec.sources.is_empty() {
+        err("sources".into(), "a pipeline needs at least one source".into());
+    }
+    if spec.sinks.is_empty() {
+        err("sinks".into(), "a pipeline needs at least one sink".into());
+    }
+    let mut seen = HashSet::new();
+    for (section, names) in [
+        ("sources", spec.sources.keys().collect::<Vec<_>>()),
+        ("steps", spec.steps.keys().collect()),
+        ("sinks", spec.sinks.keys().collect()),
+    ] {
+        for name in names {
+            if !seen.insert(name.as_str()) {
+                err(format!("{section}.{name}"), format!("the name `{name}` is used twice; sources, steps and sinks share one namespace"));
+            }
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                err(format!("{section}.{name}"), format!("invalid name `{name}`: use letters, digits, `_` and `-`"));
+            }
+        }
+    }
+
+    // Sources.
+    let mut sources: Vec<SourceNode> = Vec::new();
+    for (name, cfg) in &spec.sources {
+        match cfg {
+            SourceSpec::Replay(ReplayConfig { path, speed, max_out_of_orderness }) => {
+                let p = format!("sources.{name}");
+                if path.trim().is_empty() {
+                    err(format!("{p}.path"), "the replay file path is empty".into());
+                } else if let Err(e) = std::fs::metadata(path) {
+                    err(format!("{p}.path"), format!("cannot open `{path}`: {e}"));
+                }
+                if !speed.is_finite() || *speed < 0.0 {
+                    err(format!("{p}.speed"), format!("speed must be 0 (as fast as possible) or a positive factor, got {speed}"));
+                }
+                if max_out_of_orderness.as_millis() < 0 {
+                    err(format!("{p}.max_out_of_orderness"), "must not be negative".into());
+                }
+            }
+        }
+        sources.push(SourceNode { name: name.clone(), config: cfg.clone(), schema: Schema::trades(), time_quantum_ms: 1000 });
+    }
+
+    // Steps: resolve inputs (windows read trades from sources), detect cycles among steps.
+    let step_names: Vec<&str> = spec.steps.keys().map(String::as_str).collect();
+    let all_names: Vec<&str> = spec.sources.keys().chain(spec.steps.keys()).map(String::as_str).collect();
+    for name in spec.steps.keys() {
+        if let Some(cycle) = find_cycle(spec, name) {
+            err(format!("steps.{name}.input"), format!("steps form a cycle: {}", cycle.join(" → ")));
+        }
+    }
+    let mut windows: Vec<WindowNode> = Vec::new();
+    for (name, step) in &spec.steps {
+        let StepSpec::Window(cfg) = step;
+        let p = format!("steps.{name}");
+        let input = if let Some(i) = spec.sources.get_index_of(&cfg.input) {
+            Some(i)
+        } else if step_names.contains(&cfg.input.as_str()) {
+            err(format!("{p}.input"), format!("window steps read trades from a source; `{}` is a step (chaining windows is not supported yet)", cfg.input));
+            None
+        } else {
+            err(format!("{p}.input"), format!("unknown input `{}`{}", cfg.input, suggest(&cfg.input, all_names.iter().copied())));
+            None
+        };
+        if let Some(node) = plan_window(name, cfg, input.unwrap_or(0), &mut err) {
+            windows.push(node);
+        }
+    }
+
+    // Time quantum per source: gcd of the window boundaries that read it.
+    for (i, src) in sources.iter_mut().enumerate() {
+        let mut q: u64 = 0;
+        for w in windows.iter().filter(|w| w.input == i) {
+            let step = match w.kind {
+                WindowKind::Tumbling { size } => size as u64,
+                WindowKind::Hopping { size, slide } => gcd(size as u64, slide as u64),
+                WindowKind::Session { .. } => 1000,
+            };
+            q = gcd(q, step.max(1));
+        }
+        src.time_quantum_ms = if q == 0 { 1000 } else { q };
+    }
+
+    // Sinks.
+    let mut sinks = Vec::new();
+    for (name, sink) in &spec.sinks {
+        let SinkSpec::Parquet(cfg) = sink;
+        let p = format!("sinks.{name}");
+        let input = if let Some(i) = spec.sources.get_index_of(&cfg.input) {
+            Some(NodeRef::Source(i))
+        } else if let Some(i) = windows.iter().position(|w| w.name == cfg.input) {
+            Some(NodeRef::Window(i))
+        } else {
+            if !step_names.contains(&cfg.input.as_str()) {
+                err(format!("{p}.input"), format!("unknown input `{}`{}", cfg.input, suggest(&cfg.input, all_names.iter().copied())));
+            }
+            None
+        };
+        if cfg.path.trim().is_empty() {
+            err(format!("{p}.path"), "the output path is empty".into());
+        }
+        if !(1..=22).contains(&cfg.zstd_level) {
+            err(format!("{p}.zstd_level"), format!("zstd level must be between 1 and 22, got {}", cfg.zstd_level));
+        }
+        if cfg.rolling.max_rows == 0 {
+            err(format!("{p}.rolling.max_rows"), "must be at least 1".into());
+        }
+        if cfg.rolling.max_age.as_millis() <= 0 {
+            err(format!("{p}.rolling.max_age"), "must be positive".into());
+        }
+        let Some(input) = input else { continue };
+        let schema = match input {
+            NodeRef::Source(i) => sources[i].schema.clone(),
+            NodeRef::Window(i) => windows[i].schema.clone(),
+        };
+        let time_field = cfg.partition_time_field.clone().unwrap_or_else(|| match input {
+            NodeRef::Source(_) => "timestamp".to_string(),
+            NodeRef::Window(_) => "window_start".to_string(),
+        });
+        let mut partition_time_index = None;
+        for (k, part) in cfg.partition_by.iter().enumerate() {
+            match part.as_str() {
+                "date" | "hour" => match schema.field(&time_field) {
+                    Some(f) if f.ty == FieldType::Timestamp => partition_time_index = schema.index_of(&time_field),
+                    Some(f) => err(format!("{p}.partition_time_field"), format!("`{time_field}` is a {}, `date`/`hour` partitions need a timestamp field", f.ty.name())),
+                    None => err(format!("{p}.partition_time_field"), format!("unknown field `{time_field}`{}", suggest(&time_field, schema.names()))),
+                },
+                other => match schema.field(other) {
+                    Some(f) if f.ty == FieldType::Utf8 => {}
+                    Some(f) => err(format!("{p}.partition_by.{k}"), format!("cannot partition by `{other}` ({}): use `date`, `hour` or a string field", f.ty.name())),
+                    None => err(format!("{p}.partition_by.{k}"), format!("unknown partition `{other}`{}", suggest(other, ["date", "hour"].into_iter().chain(schema.names())))),
+                },
+            }
+        }
+        sinks.push(SinkNode { name: name.clone(), input, config: cfg.clone(), schema, partition_time_index });
+    }
+    if let Some(dl) = &spec.dead_letters
+        && dl.path.trim().is_empty()
+    {
+        err("dead_letters.path".into(), "the dead-letter path is empty".into());
+    }
+    Plan { name: spec.name.clone(), sources, windows, sinks, dead_letters: spec.dead_letters.clone() }
+}
+
+fn plan_window(name: &str, cfg: &WindowStepConfig, input: usize, err: &mut impl FnMut(String, String)) -> Option<WindowNode> {
+    let p = format!("steps.{name}");
+    let trades = Schema::trades();
+    let mut ok = true;
+    match trades.field(&cfg.key) {
+        Some(f) if f.ty == FieldType::Utf8 => {}
+        Some(f) => {
+            err(format!("{p}.key"), format!("cannot group by `{}` ({}): the key must be a string field", cfg.key, f.ty.name()));
+            ok = false;
+        }
+        None => {
+            err(format!("{p}.key"), format!("unknown field `{}`{}", cfg.key, suggest(&cfg.key, trades.names())));
+            ok = false;
+        }
+    }
+    let positive = |d: crate::spec::units::Duration, field: &str, err: &mut dyn FnMut(String, String)| {
+        if d.as_millis() <= 0 {
+            err(format!("{p}.window.{field}"), format!("must be positive, got {d}"));
+            false
+        } else {
+            true
+        }
+    };
+    let kind = match cfg.window {
+        WindowSpec::Tumbling { size } => {
+            ok &= positive(size, "size", err);
+            WindowKind::Tumbling { size: size.as_millis() }
+        }
+        WindowSpec::Hopping { size, slide } => {
+            ok &= positive(size, "size", err) & positive(slide, "slide", err);
+            if slide > size {
+                err(format!("{p}.window.slide"), format!("slide ({slide}) must not exceed size ({size})"));
+                ok = false;
+            }
+            WindowKind::Hopping { size: size.as_millis(), slide: slide.as_millis() }
+        }
+        WindowSpec::Session { gap } => {
+            ok &= positive(gap, "gap", err);
+            if cfg.allowed_lateness.as_millis() > 0 {
+                err(format!("{p}.allowed_lateness"), "allowed_lateness is not supported for session windows yet; use 0s".into());
+                ok = false;
+            }
+            WindowKind::Session { gap: gap.as_millis() }
+        }
+    };
+    if cfg.allowed_lateness.as_millis() < 0 {
+        err(format!("{p}.allowed_lateness"), "must not be negative".into());
+    }
+    if cfg.aggregates.is_empty() {
+        err(format!("{p}.aggregates"), "a window needs at least one aggregate".into());
+        ok = false;
+    }
+    let revisions = cfg.allowed_lateness.as_millis() > 0;
+    let mut fields = vec![
+        Field::new(&cfg.key, FieldType::Utf8, false),
+        Field::new("window_start", FieldType::Timestamp, false),
+        Field::new("window_end", FieldType::Timestamp, false),
+    ];
+    let mut aggregates = Vec::new();
+    for (col, agg) in &cfg.aggregates {
+        let ap = format!("{p}.aggregates.{col}");
+        if fields.iter().any(|f| &f.name == col) || (revisions && col == "revision") {
+            err(ap.clone(), format!("column `{col}` clashes with a column the window adds (`{}`, `window_start`, `window_end`{})", cfg.key, if revisions { ", `revision`" } else { "" }));
+            ok = false;
+        }
+        let field = match (&agg.field, agg.func.takes_field()) {
+            (Some(f), false) => {
+                err(format!("{ap}.field"), format!("`{}` takes no field (remove `field: {f}`)", fn_name(agg.func)));
+                ok = false;
+                TradeField::Price
+            }
+            (None, false) => TradeField::Price,
+            (None, true) => {
+                err(format!("{ap}.field"), format!("`{}` needs a `field` (one of `price`, `volume`)", fn_name(agg.func)));
+                ok = false;
+                TradeField::Price
+            }
+            (Some(f), true) => match trades.field(f) {
+                Some(_) if f == "price" => TradeField::Price,
+                Some(_) if f == "volume" => TradeField::Volume,
+                Some(fd) => {
+                    err(format!("{ap}.field"), format!("`{f}` is a {}; `{}` needs a numeric field (`price`, `volume`)", fd.ty.name(), fn_name(agg.func)));
+                    ok = false;
+                    TradeField::Price
+                }
+                None => {
+                    err(format!("{ap}.field"), format!("unknown field `{f}`{}", suggest(f, ["price", "volume"])));
+                    ok = false;
+                    TradeField::Price
+                }
+            },
+        };
+        let (ty, nullable) = match agg.func {
+            AggregateFn::Count => (FieldType::Int64, false),
+            AggregateFn::Stddev | AggregateFn::Vwap => (FieldType::Float64, true),
+            _ => (FieldType::Float64, false),
+        };
+        fields.push(Field::new(col, ty, nullable));
+        aggregates.push(AggregatePlan { name: col.clone(), func: agg.func, field });
+    }
+    if revisions {
+        fields.push(Field::new("revision", FieldType::Int64, false));
+    }
+    ok.then(|| WindowNode {
+        name: name.to_string(),
+        input,
+        kind,
+        allowed_lateness_ms: cfg.allowed_lateness.as_millis().max(0),
+        aggregates,
+        schema: Schema { fields },
+    })
+}
+
+fn fn_name(f: AggregateFn) -> &'static str {
+    AggregateFn::NAMES[f as usize]
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// The chain of steps from `start` back to itself, if its inputs loop.
+fn find_cycle(spec: &crate::spec::PipelineSpec, start: &str) -> Option<Vec<String>> {
+    let mut chain = vec![start.to_string()];
+    let mut current = start;
+    loop {
+        let step = spec.steps.get(current)?;
+        let next = step.input();
+        if next == start {
+            chain.push(start.to_string());
+            return Some(chain);
+        }
+        if chain.iter().any(|c| c == next) {
+            return None; // a cycle that does not pass through `start`: reported by its own members
+        }
+        chain.push(next.to_string());
+        current = next;
+    }
+}

@@ -1,0 +1,3 @@
+//! Finnhub-protocol simulation: deterministic trade generation ([`generate`]).
+
+pub mod generate;

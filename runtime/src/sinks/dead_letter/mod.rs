@@ -1,0 +1,131 @@
+//! Dead letters: every rejected frame, invalid trade and late trade, with the reason, the raw
+//! input and its line, written to the configured folder (JSONL or Parquet, partitioned by date).
+//! Without a `dead_letters:` section they are counted, and the first few are logged.
+
+pub mod config;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Result;
+use compact_str::CompactString;
+
+use self::config::{DeadLetterFormat, DeadLetterSpec};
+use super::rolling::{Format, Partition, RollingWriter};
+use super::storage::Storage;
+use crate::metrics::Metrics;
+use crate::record::{Field, FieldType, Schema, Value};
+use crate::sources::finnhub::protocol::RejectReason;
+
+/// How many rejects are logged when no dead-letter output is configured.
+const LOG_LIMIT: u64 = 10;
+
+pub struct DeadLetter<'a> {
+    pub source: &'a str,
+    pub reason: RejectReason,
+    pub detail: String,
+    pub raw: String,
+    /// 1-based input line (0 when unknown).
+    pub line: u64,
+}
+
+/// The dead-letter schema.
+pub fn schema() -> Schema {
+    Schema {
+        fields: vec![
+            Field::new("source", FieldType::Utf8, false),
+            Field::new("reason", FieldType::Utf8, false),
+            Field::new("detail", FieldType::Utf8, false),
+            Field::new("raw", FieldType::Utf8, false),
+            Field::new("line", FieldType::Int64, false),
+            Field::new("received_at", FieldType::Timestamp, false),
+        ],
+    }
+}
+
+/// One worker's dead-letter output.
+pub struct DeadLetters {
+    writer: Option<RollingWriter>,
+    metrics: Arc<Metrics>,
+    logged: u64,
+    server_errors_logged: u64,
+    /// The first write error; reported by [`DeadLetters::flush`].
+    error: Option<anyhow::Error>,
+}
+
+impl DeadLetters {
+    pub fn new(spec: Option<&DeadLetterSpec>, rt: tokio::runtime::Handle, file_prefix: String, metrics: Arc<Metrics>) -> Result<Self> {
+        let writer = match spec {
+            None => None,
+            Some(spec) => {
+                let storage = Storage::open(&spec.path, rt)?;
+                let schema = schema();
+                let partitions = Partition::resolve(&["date".to_string()], &schema, schema.index_of("received_at"));
+                let format = match spec.format {
+                    DeadLetterFormat::Jsonl => Format::Jsonl,
+                    DeadLetterFormat::Parquet => Format::Parquet { zstd_level: 3 },
+                };
+                Some(RollingWriter::new(storage, schema, format, spec.rolling.clone(), partitions, file_prefix, Arc::clone(&metrics), false))
+            }
+        };
+        Ok(DeadLetters { writer, metrics, logged: 0, server_errors_logged: 0, error: None })
+    }
+
+    /// Records one dead letter. A write error is kept and reported by [`DeadLetters::flush`].
+    pub fn push(&mut self, dl: DeadLetter<'_>) {
+        if let Err(e) = self.try_push(dl)
+            && self.error.is_none()
+        {
+            self.error = Some(e);
+        }
+    }
+
+    fn try_push(&mut self, dl: DeadLetter<'_>) -> Result<()> {
+        self.metrics.reject(dl.reason, 1);
+        self.metrics.dead_letters.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match &mut self.writer {
+            Some(w) => {
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+                w.push(&vec![
+                    Value::Str(CompactString::from(dl.source)),
+                    Value::Str(CompactString::from(dl.reason.code())),
+                    Value::Str(CompactString::from(dl.detail)),
+                    Value::Str(CompactString::from(dl.raw)),
+                    Value::I64(dl.line as i64),
+                    Value::Ts(now),
+                ])?;
+            }
+            None => {
+                self.logged += 1;
+                if self.logged <= LOG_LIMIT {
+                    tracing::warn!(source = dl.source, line = dl.line, reason = dl.reason.code(), detail = %dl.detail, "rejected input (configure `dead_letters:` to keep it)");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// An error message sent by the server (e.g. `Invalid symbol X`): logged, counted elsewhere.
+    pub fn log_server_error(&mut self, source: &str, msg: &str) {
+        self.server_errors_logged += 1;
+        if self.server_errors_logged <= LOG_LIMIT {
+            tracing::warn!(source, message = msg, "error frame from the server");
+        }
+    }
+
+    pub fn roll_aged(&mut self) {
+        if let Some(Err(e)) = self.writer.as_mut().map(RollingWriter::roll_aged)
+            && self.error.is_none()
+        {
+            self.error = Some(e);
+        }
+    }
+
+    /// Publishes what is buffered; reports the first error seen since the start.
+    pub fn flush(&mut self) -> Result<()> {
+        if let Some(e) = self.error.take() {
+            return Err(e.context("writing dead letters"));
+        }
+        self.writer.as_mut().map_or(Ok(()), RollingWriter::flush_all)
+    }
+}

@@ -1,0 +1,68 @@
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::spec::units::{ByteSize, Duration};
+
+/// Writes records as Parquet files (zstd, UTC timestamps) into Hive-style partition folders
+/// (`date=2026-11-27/`). Files are written under a pending name and published by a rename, so a
+/// reader globbing `**/*.parquet` only ever sees complete files.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ParquetSinkConfig {
+    /// Name of the source or step whose records are written.
+    pub input: String,
+    /// Destination folder: a local path (`out/bars`), `file:///abs/path`, or `memory://name`
+    /// (in-process, for tests).
+    pub path: String,
+    /// Partition folders, outermost first: `date` (`date=YYYY-MM-DD`) and `hour` (`hour=HH`) from
+    /// `partition_time_field` in UTC, or the name of a string field (e.g. `symbol`).
+    #[serde(default = "default_partition_by")]
+    pub partition_by: Vec<String>,
+    /// Timestamp field that `date`/`hour` partitions use. Default: `window_start` for window
+    /// output, `timestamp` for trades.
+    #[serde(default)]
+    pub partition_time_field: Option<String>,
+    /// When to close a file and start the next one.
+    #[serde(default)]
+    pub rolling: RollingSpec,
+    /// zstd compression level (1–22).
+    #[serde(default = "default_zstd_level")]
+    pub zstd_level: i32,
+}
+
+/// A file is closed and published when any limit is reached, and always at the end of a run.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollingSpec {
+    /// Maximum rows per file.
+    #[serde(default = "default_max_rows")]
+    pub max_rows: u64,
+    /// Maximum (encoded) bytes per file.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: ByteSize,
+    /// Maximum time a file stays open (wall clock) before it is published.
+    #[serde(default = "default_max_age")]
+    pub max_age: Duration,
+}
+
+impl Default for RollingSpec {
+    fn default() -> Self {
+        RollingSpec { max_rows: default_max_rows(), max_bytes: default_max_bytes(), max_age: default_max_age() }
+    }
+}
+
+pub fn default_partition_by() -> Vec<String> {
+    vec!["date".to_string()]
+}
+pub const fn default_zstd_level() -> i32 {
+    3
+}
+pub const fn default_max_rows() -> u64 {
+    1_000_000
+}
+pub const fn default_max_bytes() -> ByteSize {
+    ByteSize(128 << 20)
+}
+pub const fn default_max_age() -> Duration {
+    Duration::secs(60)
+}

@@ -1,0 +1,162 @@
+//! Rows → one Parquet file in memory (zstd, UTC millisecond timestamps), batch by batch.
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use arrow_array::builder::{
+    ArrayBuilder, Float64Builder, Int64Builder, ListBuilder, StringBuilder, TimestampMillisecondBuilder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field as ArrowField, Schema as ArrowSchema, TimeUnit};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use crate::record::{FieldType, Row, Schema, Value};
+
+/// Rows buffered in column builders before they are handed to the Parquet writer.
+const BATCH_ROWS: usize = 8192;
+
+/// The Arrow schema for a tickflow schema.
+pub fn arrow_schema(schema: &Schema) -> Arc<ArrowSchema> {
+    let fields: Vec<ArrowField> = schema
+        .fields
+        .iter()
+        .map(|f| {
+            let ty = match f.ty {
+                FieldType::Utf8 => DataType::Utf8,
+                FieldType::Float64 => DataType::Float64,
+                FieldType::Int64 => DataType::Int64,
+                FieldType::Timestamp => DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+                FieldType::Utf8List => DataType::List(Arc::new(ArrowField::new("item", DataType::Utf8, true))),
+            };
+            ArrowField::new(&f.name, ty, f.nullable)
+        })
+        .collect();
+    Arc::new(ArrowSchema::new(fields))
+}
+
+enum Column {
+    Utf8(StringBuilder),
+    F64(Float64Builder),
+    I64(Int64Builder),
+    Ts(TimestampMillisecondBuilder),
+    List(ListBuilder<StringBuilder>),
+}
+
+impl Column {
+    fn new(ty: FieldType) -> Column {
+        match ty {
+            FieldType::Utf8 => Column::Utf8(StringBuilder::new()),
+            FieldType::Float64 => Column::F64(Float64Builder::new()),
+            FieldType::Int64 => Column::I64(Int64Builder::new()),
+            FieldType::Timestamp => Column::Ts(TimestampMillisecondBuilder::new().with_timezone("UTC")),
+            FieldType::Utf8List => Column::List(ListBuilder::new(StringBuilder::new())),
+        }
+    }
+
+    fn push(&mut self, v: &Value) {
+        match (self, v) {
+            (Column::Utf8(b), Value::Str(s)) => b.append_value(s),
+            (Column::F64(b), Value::F64(x)) => b.append_value(*x),
+            (Column::I64(b), Value::I64(x)) => b.append_value(*x),
+            (Column::Ts(b), Value::Ts(x)) => b.append_value(*x),
+            (Column::List(b), Value::StrList(items)) => {
+                for s in items {
+                    b.values().append_value(s);
+                }
+                b.append(true);
+            }
+            (Column::Utf8(b), _) => b.append_null(),
+            (Column::F64(b), _) => b.append_null(),
+            (Column::I64(b), _) => b.append_null(),
+            (Column::Ts(b), _) => b.append_null(),
+            (Column::List(b), _) => b.append(false),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Column::Utf8(b) => Arc::new(b.finish()),
+            Column::F64(b) => Arc::new(b.finish()),
+            Column::I64(b) => Arc::new(b.finish()),
+            Column::Ts(b) => Arc::new(b.finish()),
+            Column::List(b) => Arc::new(b.finish()),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Column::Utf8(b) => b.len(),
+            Column::F64(b) => b.len(),
+            Column::I64(b) => b.len(),
+            Column::Ts(b) => b.len(),
+            Column::List(b) => b.len(),
+        }
+    }
+}
+
+/// One Parquet file being written.
+pub struct ParquetEncoder {
+    schema: Arc<ArrowSchema>,
+    columns: Vec<Column>,
+    writer: ArrowWriter<Vec<u8>>,
+    rows: u64,
+}
+
+impl ParquetEncoder {
+    pub fn new(schema: &Schema, zstd_level: i32) -> Result<ParquetEncoder> {
+        let arrow = arrow_schema(schema);
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(zstd_level)?))
+            .set_created_by(format!("tickflow {}", env!("CARGO_PKG_VERSION")))
+            .build();
+        let writer = ArrowWriter::try_new(Vec::new(), Arc::clone(&arrow), Some(props))?;
+        Ok(ParquetEncoder {
+            schema: arrow,
+            columns: schema.fields.iter().map(|f| Column::new(f.ty)).collect(),
+            writer,
+            rows: 0,
+        })
+    }
+
+    pub fn push(&mut self, row: &Row) -> Result<()> {
+        for (col, v) in self.columns.iter_mut().zip(row) {
+            col.push(v);
+        }
+        self.rows += 1;
+        if self.columns.first().map(Column::len).unwrap_or(0) >= BATCH_ROWS {
+            self.write_batch()?;
+        }
+        Ok(())
+    }
+
+    fn write_batch(&mut self) -> Result<()> {
+        if self.columns.first().map(Column::len).unwrap_or(0) == 0 {
+            return Ok(());
+        }
+        let arrays: Vec<ArrayRef> = self.columns.iter_mut().map(Column::finish).collect();
+        let batch = RecordBatch::try_new(Arc::clone(&self.schema), arrays)?;
+        self.writer.write(&batch)?;
+        Ok(())
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Approximate size of the file so far (encoded bytes plus what is buffered).
+    pub fn approx_bytes(&self) -> usize {
+        self.writer.bytes_written() + self.writer.in_progress_size() + self.rows_buffered() * 32
+    }
+
+    fn rows_buffered(&self) -> usize {
+        self.columns.first().map(Column::len).unwrap_or(0)
+    }
+
+    /// Finishes the file and returns its bytes.
+    pub fn finish(mut self) -> Result<Vec<u8>> {
+        self.write_batch()?;
+        Ok(self.writer.into_inner()?)
+    }
+}

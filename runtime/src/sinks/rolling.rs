@@ -1,0 +1,215 @@
+//! Partitioned, rolling output files: rows go to the open file of their partition folder
+//! (`date=2026-11-27/`); a file is published when it reaches `max_rows`/`max_bytes`, when it has
+//! been open for `max_age`, and at the end of a run. Each worker writes its own files.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+use anyhow::Result;
+
+use super::parquet::config::RollingSpec;
+use super::parquet::encode::ParquetEncoder;
+use super::storage::Storage;
+use crate::metrics::Metrics;
+use crate::record::{FieldType, Row, Schema, Value, format_date, format_ts};
+
+/// Output file format.
+#[derive(Debug, Clone, Copy)]
+pub enum Format {
+    Parquet { zstd_level: i32 },
+    Jsonl,
+}
+
+/// How a row's partition folder is derived.
+#[derive(Debug, Clone)]
+pub enum Partition {
+    Date(usize),
+    Hour(usize),
+    Field(String, usize),
+}
+
+impl Partition {
+    /// Resolves `partition_by` names against `schema`; `time_index` serves `date`/`hour`.
+    pub fn resolve(names: &[String], schema: &Schema, time_index: Option<usize>) -> Vec<Partition> {
+        names
+            .iter()
+            .filter_map(|n| match n.as_str() {
+                "date" => time_index.map(Partition::Date),
+                "hour" => time_index.map(Partition::Hour),
+                other => schema.index_of(other).map(|i| Partition::Field(other.to_string(), i)),
+            })
+            .collect()
+    }
+
+    fn render(&self, row: &Row, out: &mut String) {
+        let ts = |i: usize| match row.get(i) {
+            Some(Value::Ts(t)) => Some(*t),
+            _ => None,
+        };
+        match self {
+            Partition::Date(i) => {
+                out.push_str("date=");
+                out.push_str(&ts(*i).map(format_date).unwrap_or_else(|| "unknown".into()));
+            }
+            Partition::Hour(i) => {
+                out.push_str("hour=");
+                out.push_str(&ts(*i).map(|t| format!("{:02}", t.rem_euclid(86_400_000) / 3_600_000)).unwrap_or_else(|| "unknown".into()));
+            }
+            Partition::Field(name, i) => {
+                out.push_str(name);
+                out.push('=');
+                match row.get(*i) {
+                    Some(Value::Str(s)) => {
+                        for c in s.chars() {
+                            // Keep folder names portable.
+                            out.push(if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' });
+                        }
+                    }
+                    _ => out.push_str("__null__"),
+                }
+            }
+        }
+    }
+}
+
+enum Encoder {
+    Parquet(ParquetEncoder),
+    Jsonl { buf: Vec<u8>, rows: u64 },
+}
+
+struct OpenFile {
+    encoder: Encoder,
+    opened: Instant,
+}
+
+pub struct RollingWriter {
+    storage: Storage,
+    schema: Schema,
+    format: Format,
+    rolling: RollingSpec,
+    partitions: Vec<Partition>,
+    open: HashMap<String, OpenFile>,
+    file_prefix: String,
+    seq: u64,
+    metrics: Arc<Metrics>,
+    count_rows: bool,
+}
+
+impl RollingWriter {
+    pub fn new(
+        storage: Storage,
+        schema: Schema,
+        format: Format,
+        rolling: RollingSpec,
+        partitions: Vec<Partition>,
+        file_prefix: String,
+        metrics: Arc<Metrics>,
+        count_rows: bool,
+    ) -> Self {
+        RollingWriter { storage, schema, format, rolling, partitions, open: HashMap::new(), file_prefix, seq: 0, metrics, count_rows }
+    }
+
+    pub fn push(&mut self, row: &Row) -> Result<()> {
+        let mut key = String::new();
+        for (i, p) in self.partitions.iter().enumerate() {
+            if i > 0 {
+                key.push('/');
+            }
+            p.render(row, &mut key);
+        }
+        if !self.open.contains_key(&key) {
+            let encoder = match self.format {
+                Format::Parquet { zstd_level } => Encoder::Parquet(ParquetEncoder::new(&self.schema, zstd_level)?),
+                Format::Jsonl => Encoder::Jsonl { buf: Vec::new(), rows: 0 },
+            };
+            self.open.insert(key.clone(), OpenFile { encoder, opened: Instant::now() });
+        }
+        let file = self.open.get_mut(&key).expect("inserted above");
+        let (rows, bytes) = match &mut file.encoder {
+            Encoder::Parquet(enc) => {
+                enc.push(row)?;
+                (enc.rows(), enc.approx_bytes() as u64)
+            }
+            Encoder::Jsonl { buf, rows } => {
+                write_json_row(&self.schema, row, buf);
+                *rows += 1;
+                (*rows, buf.len() as u64)
+            }
+        };
+        if rows >= self.rolling.max_rows || bytes >= self.rolling.max_bytes.0 {
+            self.close(&key)?;
+        }
+        Ok(())
+    }
+
+    /// Publishes files that have been open longer than `max_age`.
+    pub fn roll_aged(&mut self) -> Result<()> {
+        let max_age = self.rolling.max_age.to_std();
+        let due: Vec<String> = self.open.iter().filter(|(_, f)| f.opened.elapsed() >= max_age).map(|(k, _)| k.clone()).collect();
+        for key in due {
+            self.close(&key)?;
+        }
+        Ok(())
+    }
+
+    /// When the oldest open file becomes due, if any.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.open.values().map(|f| f.opened + self.rolling.max_age.to_std()).min()
+    }
+
+    /// Publishes every open file.
+    pub fn flush_all(&mut self) -> Result<()> {
+        let mut keys: Vec<String> = self.open.keys().cloned().collect();
+        keys.sort();
+        for key in keys {
+            self.close(&key)?;
+        }
+        Ok(())
+    }
+
+    fn close(&mut self, key: &str) -> Result<()> {
+        let Some(file) = self.open.remove(key) else { return Ok(()) };
+        let (bytes, rows, ext) = match file.encoder {
+            Encoder::Parquet(enc) => {
+                let rows = enc.rows();
+                (enc.finish()?, rows, "parquet")
+            }
+            Encoder::Jsonl { buf, rows } => (buf, rows, "jsonl"),
+        };
+        if rows == 0 {
+            return Ok(());
+        }
+        self.seq += 1;
+        let name = format!("{}-{:05}.{ext}", self.file_prefix, self.seq);
+        let rel = if key.is_empty() { name } else { format!("{key}/{name}") };
+        let len = bytes.len() as u64;
+        self.storage.publish(&rel, bytes)?;
+        self.metrics.files_published.fetch_add(1, Relaxed);
+        self.metrics.bytes_published.fetch_add(len, Relaxed);
+        if self.count_rows {
+            self.metrics.rows_written.fetch_add(rows, Relaxed);
+        }
+        tracing::debug!(file = %rel, rows, bytes = len, "published");
+        Ok(())
+    }
+}
+
+fn write_json_row(schema: &Schema, row: &Row, buf: &mut Vec<u8>) {
+    let mut obj = serde_json::Map::with_capacity(schema.fields.len());
+    for (f, v) in schema.fields.iter().zip(row) {
+        let jv = match v {
+            Value::Null => serde_json::Value::Null,
+            Value::Str(s) => serde_json::Value::String(s.to_string()),
+            Value::F64(x) => serde_json::Number::from_f64(*x).map(serde_json::Value::Number).unwrap_or(serde_json::Value::Null),
+            Value::I64(x) => serde_json::Value::from(*x),
+            Value::Ts(t) if f.ty == FieldType::Timestamp => serde_json::Value::String(format_ts(*t)),
+            Value::Ts(t) => serde_json::Value::from(*t),
+            Value::StrList(items) => serde_json::Value::Array(items.iter().map(|s| serde_json::Value::String(s.to_string())).collect()),
+        };
+        obj.insert(f.name.clone(), jv);
+    }
+    serde_json::to_writer(&mut *buf, &obj).expect("writing JSON to a Vec cannot fail");
+    buf.push(b'\n');
+}

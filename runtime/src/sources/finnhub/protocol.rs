@@ -1,0 +1,478 @@
+//! Finnhub websocket frames: parsing and per-trade validation.
+//!
+//! A frame is one JSON text message: `{"data":[{"c":["1"],"p":189.5,"s":"AAPL","t":1700000000123,
+//! "v":100}],"type":"trade"}`, `{"type":"ping"}` or `{"msg":"...","type":"error"}`. Each trade is
+//! validated on its own: a bad trade is rejected with a reason while the rest of its frame is kept.
+//! A frame that is not valid JSON, or not shaped like a Finnhub message, is rejected whole.
+//! Parsing borrows from the input; the only allocation per trade is none (symbols up to 24 bytes
+//! are stored inline).
+
+use std::borrow::Cow;
+use std::fmt;
+
+use compact_str::CompactString;
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+/// Why an input was rejected (a stable code, used in dead letters and metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    MalformedFrame,
+    MissingField,
+    InvalidType,
+    InvalidPrice,
+    InvalidVolume,
+    InvalidTimestamp,
+    Late,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 7] = [
+        RejectReason::MalformedFrame,
+        RejectReason::MissingField,
+        RejectReason::InvalidType,
+        RejectReason::InvalidPrice,
+        RejectReason::InvalidVolume,
+        RejectReason::InvalidTimestamp,
+        RejectReason::Late,
+    ];
+    pub fn code(self) -> &'static str {
+        match self {
+            RejectReason::MalformedFrame => "malformed_frame",
+            RejectReason::MissingField => "missing_field",
+            RejectReason::InvalidType => "invalid_type",
+            RejectReason::InvalidPrice => "invalid_price",
+            RejectReason::InvalidVolume => "invalid_volume",
+            RejectReason::InvalidTimestamp => "invalid_timestamp",
+            RejectReason::Late => "late",
+        }
+    }
+}
+
+/// A trade that passed validation, borrowing its symbol from the frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidTrade {
+    pub symbol: CompactString,
+    pub price: f64,
+    pub volume: f64,
+    pub ts: i64,
+    pub conditions: CompactString,
+}
+
+/// A trade that failed validation: its index in the frame's `data` and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InvalidTrade {
+    pub index: usize,
+    pub reason: RejectReason,
+    pub detail: String,
+}
+
+/// What kind of message a (well-formed) frame was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameKind {
+    /// A trade frame with this many trades (valid and invalid).
+    Trades(usize),
+    Ping,
+    /// An error message from the server.
+    Error(String),
+    /// Any other message type (counted and ignored).
+    Other(String),
+}
+
+/// A frame rejected whole.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MalformedFrame {
+    pub detail: String,
+}
+
+/// Largest accepted event time: 9999-12-31T23:59:59.999Z.
+pub const MAX_TS: i64 = 253_402_300_799_999;
+
+/// Parses one frame. Valid trades go to `on_trade` (with their index in `data`), invalid ones to
+/// `invalid`. Returns the frame kind, or why the whole frame was rejected.
+pub fn parse_frame(
+    text: &str,
+    mut on_trade: impl FnMut(usize, ValidTrade),
+    invalid: &mut Vec<InvalidTrade>,
+) -> Result<FrameKind, MalformedFrame> {
+    let frame: RawFrame = serde_json::from_str(text).map_err(|e| MalformedFrame { detail: format!("not a Finnhub frame: {e}") })?;
+    let kind = match frame.kind.as_deref() {
+        None => return Err(MalformedFrame { detail: "frame has no `type`".into() }),
+        Some(k) => k,
+    };
+    match kind {
+        "trade" => {
+            let Some(data) = frame.data else {
+                return Err(MalformedFrame { detail: "trade frame has no `data` list".into() });
+            };
+            let n = data.0.len();
+            for (index, raw) in data.0.into_iter().enumerate() {
+                match raw.validate() {
+                    Ok(t) => on_trade(index, t),
+                    Err((reason, detail)) => invalid.push(InvalidTrade { index, reason, detail }),
+                }
+            }
+            Ok(FrameKind::Trades(n))
+        }
+        "ping" => Ok(FrameKind::Ping),
+        "error" => Ok(FrameKind::Error(frame.msg.map(Cow::into_owned).unwrap_or_default())),
+        other => Ok(FrameKind::Other(other.to_string())),
+    }
+}
+
+/// The raw JSON of trade `index` of a frame (slow path, only for dead letters).
+pub fn raw_trade(text: &str, index: usize) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    v.get("data")?.get(index).map(|t| t.to_string())
+}
+
+#[derive(serde::Deserialize)]
+struct RawFrame<'a> {
+    #[serde(default)]
+    data: Option<RawData<'a>>,
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    msg: Option<Cow<'a, str>>,
+}
+
+struct RawData<'a>(Vec<RawTrade<'a>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawData<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = RawData<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`data` to be a list of trades")
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(RawData(Vec::new()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(8));
+                while let Some(t) = seq.next_element()? {
+                    v.push(t);
+                }
+                Ok(RawData(v))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// A JSON value as loosely typed as validation needs.
+#[derive(Debug, Default)]
+enum Loose<'a> {
+    #[default]
+    Absent,
+    Null,
+    Int(i64),
+    Float(f64),
+    Str(Cow<'a, str>),
+    Other(&'static str),
+}
+
+impl Loose<'_> {
+    fn type_name(&self) -> &'static str {
+        match self {
+            Loose::Absent => "nothing",
+            Loose::Null => "null",
+            Loose::Int(_) | Loose::Float(_) => "a number",
+            Loose::Str(_) => "a string",
+            Loose::Other(t) => t,
+        }
+    }
+    fn number(&self) -> Option<f64> {
+        match self {
+            Loose::Int(i) => Some(*i as f64),
+            Loose::Float(f) => Some(*f),
+            _ => None,
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Loose<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Loose<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Loose::Null)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Loose::Other("a boolean"))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Loose::Int(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(i64::try_from(v).map(Loose::Int).unwrap_or(Loose::Float(v as f64)))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(Loose::Float(v))
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Loose::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Loose::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Loose::Other("a list"))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Loose::Other("an object"))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// `c`: absent, null, or a list of condition codes (strings; numbers are accepted as codes).
+#[derive(Debug, Default)]
+enum Conditions {
+    #[default]
+    None,
+    Codes(CompactString),
+    Invalid(&'static str),
+}
+
+impl<'de> Deserialize<'de> for Conditions {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Conditions;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of condition codes")
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Conditions::None)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut codes = CompactString::default();
+                let mut bad = None;
+                while let Some(item) = seq.next_element::<Loose>()? {
+                    let piece: Cow<str> = match &item {
+                        Loose::Str(s) => Cow::Borrowed(s.as_ref()),
+                        Loose::Int(i) => Cow::Owned(i.to_string()),
+                        other => {
+                            bad.get_or_insert(other.type_name());
+                            continue;
+                        }
+                    };
+                    if !codes.is_empty() {
+                        codes.push(',');
+                    }
+                    codes.push_str(&piece);
+                }
+                Ok(match bad {
+                    Some(t) => Conditions::Invalid(t),
+                    None => Conditions::Codes(codes),
+                })
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Conditions::Invalid("a boolean"))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Conditions::Invalid("a number"))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Conditions::Invalid("a number"))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Conditions::Invalid("a number"))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(Conditions::Invalid("a string"))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Conditions::Invalid("an object"))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+enum RawTrade<'a> {
+    Object { c: Conditions, p: Loose<'a>, s: Loose<'a>, t: Loose<'a>, v: Loose<'a> },
+    NotObject(&'static str),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawTrade<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = RawTrade<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a trade object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let (mut c, mut p, mut s, mut t, mut v) =
+                    (Conditions::None, Loose::Absent, Loose::Absent, Loose::Absent, Loose::Absent);
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "c" => c = map.next_value()?,
+                        "p" => p = map.next_value()?,
+                        "s" => s = map.next_value()?,
+                        "t" => t = map.next_value()?,
+                        "v" => v = map.next_value()?,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(RawTrade::Object { c, p, s, t, v })
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(RawTrade::NotObject("null"))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(RawTrade::NotObject("a boolean"))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(RawTrade::NotObject("a number"))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(RawTrade::NotObject("a number"))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(RawTrade::NotObject("a number"))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(RawTrade::NotObject("a string"))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(RawTrade::NotObject("a list"))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+impl RawTrade<'_> {
+    fn validate(self) -> Result<ValidTrade, (RejectReason, String)> {
+        use RejectReason::*;
+        let RawTrade::Object { c, p, s, t, v } = self else {
+            let RawTrade::NotObject(what) = self else { unreachable!() };
+            return Err((InvalidType, format!("trade must be an object, got {what}")));
+        };
+        let symbol = match s {
+            Loose::Str(s) if !s.is_empty() => CompactString::from(s.as_ref()),
+            Loose::Str(_) => return Err((MissingField, "`s` (symbol) is empty".into())),
+            Loose::Absent => return Err((MissingField, "trade has no `s` (symbol)".into())),
+            other => return Err((InvalidType, format!("`s` (symbol) must be a string, got {}", other.type_name()))),
+        };
+        let price = match (&p, p.number()) {
+            (_, Some(x)) if x.is_finite() && x > 0.0 => x,
+            (_, Some(x)) => return Err((InvalidPrice, format!("`p` (price) must be a positive finite number, got {x}"))),
+            (Loose::Absent, None) => return Err((MissingField, "trade has no `p` (price)".into())),
+            (other, None) => return Err((InvalidType, format!("`p` (price) must be a number, got {}", other.type_name()))),
+        };
+        let volume = match (&v, v.number()) {
+            (_, Some(x)) if x.is_finite() && x >= 0.0 => x,
+            (_, Some(x)) => return Err((InvalidVolume, format!("`v` (volume) must be a finite number ≥ 0, got {x}"))),
+            (Loose::Absent, None) => return Err((MissingField, "trade has no `v` (volume)".into())),
+            (other, None) => return Err((InvalidType, format!("`v` (volume) must be a number, got {}", other.type_name()))),
+        };
+        let ts = match t {
+            Loose::Int(ms) if (0..=MAX_TS).contains(&ms) => ms,
+            Loose::Float(f) if f.fract() == 0.0 && (0.0..=MAX_TS as f64).contains(&f) => f as i64,
+            Loose::Int(ms) => return Err((InvalidTimestamp, format!("`t` (time, ms since epoch) is out of range: {ms}"))),
+            Loose::Float(f) => return Err((InvalidTimestamp, format!("`t` (time) must be whole milliseconds since the epoch, got {f}"))),
+            Loose::Absent => return Err((MissingField, "trade has no `t` (time)".into())),
+            other => return Err((InvalidType, format!("`t` (time) must be an integer, got {}", other.type_name()))),
+        };
+        let conditions = match c {
+            Conditions::None => CompactString::default(),
+            Conditions::Codes(codes) => codes,
+            Conditions::Invalid(what) => {
+                return Err((InvalidType, format!("`c` (conditions) must be a list of codes, got {what}")));
+            }
+        };
+        Ok(ValidTrade { symbol, price, volume, ts, conditions })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> (Result<FrameKind, MalformedFrame>, Vec<(usize, ValidTrade)>, Vec<InvalidTrade>) {
+        let mut ok = Vec::new();
+        let mut bad = Vec::new();
+        let kind = parse_frame(text, |i, t| ok.push((i, t)), &mut bad);
+        (kind, ok, bad)
+    }
+
+    #[test]
+    fn parses_a_finnhub_trade_frame() {
+        let (kind, ok, bad) = parse(
+            r#"{"data":[{"c":["1","12"],"p":189.52,"s":"AAPL","t":1700000000123,"v":100},{"p":0.5,"s":"BINANCE:BTCUSDT","t":1700000000124,"v":0.00012}],"type":"trade"}"#,
+        );
+        assert_eq!(kind, Ok(FrameKind::Trades(2)));
+        assert!(bad.is_empty());
+        assert_eq!(ok[0].1.symbol, "AAPL");
+        assert_eq!(ok[0].1.conditions, "1,12");
+        assert_eq!(ok[0].1.ts, 1_700_000_000_123);
+        assert_eq!(ok[1].1.volume, 0.00012);
+        assert_eq!(ok[1].1.conditions, "");
+    }
+
+    #[test]
+    fn conditions_may_be_absent_null_empty_or_codes() {
+        for c in [r#""#, r#""c":null,"#, r#""c":[],"#, r#""c":["1"],"#] {
+            let frame = format!(r#"{{"data":[{{{c}"p":1,"s":"X","t":1,"v":0}}],"type":"trade"}}"#);
+            let (_, ok, bad) = parse(&frame);
+            assert_eq!((ok.len(), bad.len()), (1, 0), "{frame}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_trades_one_by_one() {
+        let (kind, ok, bad) = parse(
+            r#"{"data":[{"p":-1,"s":"A","t":1,"v":1},{"p":1,"s":"B","t":2,"v":1},{"p":1,"t":3,"v":1},{"p":"1","s":"C","t":4,"v":1},{"p":1,"s":"D","t":5,"v":-2},{"p":1,"s":"E","t":6.5,"v":1},7,{"p":1,"s":"F","t":8,"v":1,"c":5}],"type":"trade"}"#,
+        );
+        assert_eq!(kind, Ok(FrameKind::Trades(8)));
+        assert_eq!(ok.len(), 1);
+        assert_eq!(ok[0].0, 1);
+        let reasons: Vec<_> = bad.iter().map(|b| (b.index, b.reason)).collect();
+        assert_eq!(
+            reasons,
+            vec![
+                (0, RejectReason::InvalidPrice),
+                (2, RejectReason::MissingField),
+                (3, RejectReason::InvalidType),
+                (4, RejectReason::InvalidVolume),
+                (5, RejectReason::InvalidTimestamp),
+                (6, RejectReason::InvalidType),
+                (7, RejectReason::InvalidType),
+            ]
+        );
+        assert_eq!(bad[0].detail, "`p` (price) must be a positive finite number, got -1");
+    }
+
+    #[test]
+    fn classifies_other_frames() {
+        assert_eq!(parse(r#"{"type":"ping"}"#).0, Ok(FrameKind::Ping));
+        assert_eq!(parse(r#"{"msg":"Invalid symbol XYZ","type":"error"}"#).0, Ok(FrameKind::Error("Invalid symbol XYZ".into())));
+        assert_eq!(parse(r#"{"data":[],"type":"news"}"#).0, Ok(FrameKind::Other("news".into())));
+        assert!(parse(r#"{"data":[1,2"#).0.is_err());
+        assert!(parse(r#"{"data":5,"type":"trade"}"#).0.is_err());
+        assert!(parse(r#"{"type":"trade"}"#).0.is_err());
+        assert!(parse(r#"[1]"#).0.is_err());
+        assert!(parse(r#"{"data":[]}"#).0.is_err());
+    }
+
+    #[test]
+    fn raw_trade_is_recovered_for_dead_letters() {
+        let f = r#"{"data":[{"p":1,"s":"A","t":1,"v":1},{"p":-1,"s":"B","t":1,"v":1}],"type":"trade"}"#;
+        assert_eq!(raw_trade(f, 1).unwrap(), r#"{"p":-1,"s":"B","t":1,"v":1}"#);
+    }
+}

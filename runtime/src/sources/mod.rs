@@ -1,0 +1,28 @@
+//! Sources: where trades come from. One folder per connector; `config.rs` is what users write.
+//! Register a new connector in [`SourceSpec`] and in `dataflow::build`.
+
+pub mod finnhub;
+pub mod replay;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+pub use replay::config::ReplayConfig;
+
+/// A source of records, chosen by `type`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SourceSpec {
+    /// Replay a JSONL file of recorded Finnhub websocket frames.
+    Replay(ReplayConfig),
+}
+
+impl SourceSpec {
+    pub const TYPES: &'static [&'static str] = &["replay"];
+
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SourceSpec::Replay(_) => "replay",
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! The replay source: a JSONL file of Finnhub frames, read in parallel and yet deterministic.
+//!
+//! The file is cut into fixed-size blocks (by byte offset, aligned to lines); worker `w` parses
+//! blocks `w, w+W, w+2W, ...`. Lateness depends on the watermark *at the moment each trade is
+//! read* in file order, which needs the highest event time of every earlier block: each worker
+//! publishes its block's maximum and line count as soon as it has parsed it, and a block is
+//! released once all earlier blocks are published. So parsing runs in parallel while watermarks,
+//! sequence numbers and line numbers are exactly those of one sequential reader, for any worker
+//! count. With `speed > 0` one worker reads every block and paces emission by event time.
+
+pub mod config;
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use timely::dataflow::operators::Capability;
+use timely::dataflow::operators::generic::operator::source;
+use timely::dataflow::{Scope, StreamVec};
+
+use crate::dataflow::context::RunContext;
+use crate::dataflow::time::quantize;
+use crate::metrics::Metrics;
+use crate::record::Trade;
+use crate::sinks::dead_letter::{DeadLetter, DeadLetters};
+use crate::sources::finnhub::protocol::{self, FrameKind, InvalidTrade, RejectReason, ValidTrade};
+
+/// Default block size: large enough to amortize coordination, small enough to balance workers.
+pub const BLOCK_SIZE: usize = 1 << 20;
+
+/// State shared by all workers replaying one file.
+pub struct ReplayShared {
+    data: Data,
+    block_size: usize,
+    n_blocks: usize,
+    block_max: Vec<AtomicI64>,
+    block_lines: Vec<AtomicU64>,
+    block_ready: Vec<AtomicBool>,
+    /// Event time of the first valid trade (for pacing), `i64::MIN` until known.
+    origin_ts: AtomicI64,
+}
+
+enum Data {
+    Mapped(memmap2::Mmap),
+    Empty,
+}
+
+impl ReplayShared {
+    /// Maps `path` for reading.
+    pub fn open(path: &str, block_size: usize) -> std::io::Result<ReplayShared> {
+        let file = std::fs::File::open(path)?;
+        let len = file.metadata()?.len() as usize;
+        let data = if len == 0 {
+            Data::Empty
+        } else {
+            // SAFETY: the file is only read; a replay file changed while running is a user error
+            // whose worst case is garbage frames, which validation rejects.
+            Data::Mapped(unsafe { memmap2::Mmap::map(&file)? })
+        };
+        let block_size = block_size.max(1);
+        let n_blocks = len.div_ceil(block_size);
+        Ok(ReplayShared {
+            data,
+            block_size,
+            n_blocks,
+            block_max: (0..n_blocks).map(|_| AtomicI64::new(i64::MIN)).collect(),
+            block_lines: (0..n_blocks).map(|_| AtomicU64::new(0)).collect(),
+            block_ready: (0..n_blocks).map(|_| AtomicBool::new(false)).collect(),
+            origin_ts: AtomicI64::new(i64::MIN),
+        })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match &self.data {
+            Data::Mapped(m) => m,
+            Data::Empty => &[],
+        }
+    }
+
+    /// Byte range of the lines that start in block `b`.
+    fn block_range(&self, b: usize) -> (usize, usize) {
+        let data = self.bytes();
+        let line_start = |pos: usize| -> usize {
+            if pos == 0 {
+                0
+            } else if pos >= data.len() {
+                data.len()
+            } else {
+                match memchr::memchr(b'\n', &data[pos - 1..]) {
+                    Some(i) => pos - 1 + i + 1,
+                    None => data.len(),
+                }
+            }
+        };
+        (line_start(b * self.block_size), line_start((b + 1) * self.block_size))
+    }
+}
+
+/// A parsed block waiting for the carry (max event time and line count of all earlier blocks).
+struct ParsedBlock {
+    index: usize,
+    trades: Vec<(u32, u32, ValidTrade)>, // (line in block, index in frame, trade)
+    /// Local running maximum event time after each trade (in block order).
+    running_max: Vec<i64>,
+    rejects: Vec<(u32, RejectReason, String, String)>, // (line in block, reason, detail, raw)
+    max_ts: i64,
+}
+
+/// A released block whose trades are being emitted (paced mode emits it in pieces).
+struct ReadyBlock {
+    trades: Vec<Trade>,
+    next: usize,
+    upper_wm: i64,
+}
+
+/// Builds the replay source for one worker: a stream of trades stamped with their quantized
+/// read-watermark.
+pub fn replay_stream<'scope>(
+    scope: Scope<'scope, u64>,
+    ctx: &Arc<RunContext>,
+    source_index: usize,
+    dead: Rc<RefCell<DeadLetters>>,
+) -> StreamVec<'scope, u64, Trade> {
+    let node = &ctx.plan.sources[source_index];
+    let name = node.name.clone();
+    let shared = ctx.replay[source_index].clone().expect("replay state is opened before the dataflow is built");
+    let ooo = node.max_out_of_orderness_ms();
+    let quantum = node.time_quantum_ms;
+    let speed = match &node.config {
+        crate::sources::SourceSpec::Replay(c) => c.speed,
+    };
+    let (worker, peers) = (scope.index(), scope.peers());
+    let ctx = Arc::clone(ctx);
+
+    source(scope, &format!("Replay({name})"), move |capability: Capability<u64>, info| {
+        let activator = scope.activator_for(info.address);
+        let mut cap = Some(capability);
+        // Blocks this worker parses; paced replay reads everything on worker 0.
+        let mut my_blocks: VecDeque<usize> = if speed > 0.0 {
+            if worker == 0 { (0..shared.n_blocks).collect() } else { VecDeque::new() }
+        } else {
+            (worker..shared.n_blocks).step_by(peers).collect()
+        };
+        let mut parsed: VecDeque<ParsedBlock> = VecDeque::new();
+        let mut ready: Option<ReadyBlock> = None;
+        // Length of the contiguous prefix of published blocks.
+        let mut published = 0usize;
+        let started = Instant::now();
+        let metrics: Arc<Metrics> = Arc::clone(&ctx.metrics);
+        let stop = Arc::clone(&ctx.stop);
+
+        move |output| {
+            if stop.load(Ordering::Relaxed) {
+                cap = None;
+                return;
+            }
+            let Some(capability) = cap.as_mut() else { return };
+
+            // 1. Emit (part of) the released block.
+            if let Some(block) = ready.as_mut() {
+                let mut end = block.trades.len();
+                if speed > 0.0 {
+                    let origin = shared.origin_ts.load(Ordering::Relaxed);
+                    let elapsed = started.elapsed().as_millis() as f64 * speed;
+                    end = block.next
+                        + block.trades[block.next..]
+                            .iter()
+                            .take_while(|t| (t.wm + ooo - origin) as f64 <= elapsed)
+                            .count();
+                }
+                let mut i = block.next;
+                while i < end {
+                    let t = quantize(block.trades[i].wm, quantum);
+                    let run = block.trades[i..end].iter().take_while(|x| quantize(x.wm, quantum) == t).count();
+                    let at = capability.delayed(&t);
+                    output.session(&at).give_iterator(block.trades[i..i + run].iter().cloned());
+                    i += run;
+                }
+                metrics.trades.fetch_add((end - block.next) as u64, Ordering::Relaxed);
+                block.next = end;
+                if block.next < block.trades.len() {
+                    let next = &block.trades[block.next];
+                    let origin = shared.origin_ts.load(Ordering::Relaxed);
+                    let due_ms = ((next.wm + ooo - origin) as f64 / speed) as u64;
+                    let wait = Duration::from_millis(due_ms).saturating_sub(started.elapsed());
+                    activator.activate_after(wait.max(Duration::from_millis(1)));
+                    return;
+                }
+                let upper = block.upper_wm;
+                ready = None;
+                capability.downgrade(&quantize(upper, quantum).max(*capability.time()));
+            }
+
+            // 2. Parse ahead (at most two blocks buffered).
+            if parsed.len() < 2
+                && let Some(b) = my_blocks.pop_front()
+            {
+                let block = parse_block(&shared, b, &metrics, &dead, &name);
+                shared.block_max[b].store(block.max_ts, Ordering::Release);
+                shared.block_ready[b].store(true, Ordering::Release);
+                parsed.push_back(block);
+            }
+
+            // 3. Release the oldest parsed block once every earlier block is published.
+            while published < shared.n_blocks && shared.block_ready[published].load(Ordering::Acquire) {
+                published += 1;
+            }
+            if ready.is_none()
+                && let Some(front) = parsed.front()
+                && published >= front.index
+            {
+                let block = parsed.pop_front().expect("front exists");
+                // Carry: max event time and line count of every block before this one.
+                let (mut carry_max, mut carry_lines) = (i64::MIN, 0u64);
+                for j in 0..block.index {
+                    carry_max = carry_max.max(shared.block_max[j].load(Ordering::Acquire));
+                    carry_lines += shared.block_lines[j].load(Ordering::Acquire);
+                }
+                let released = release(block, carry_max, carry_lines, ooo, &shared, &dead, &name);
+                if released.upper_wm > i64::MIN {
+                    metrics.watermark.fetch_max(released.upper_wm, Ordering::Relaxed);
+                }
+                if released.trades.is_empty() {
+                    capability.downgrade(&quantize(released.upper_wm, quantum).max(*capability.time()));
+                } else {
+                    ready = Some(released);
+                }
+            }
+
+            let finished = my_blocks.is_empty() && parsed.is_empty() && ready.is_none();
+            if finished {
+                cap = None;
+            } else {
+                activator.activate();
+            }
+        }
+    })
+}
+
+/// Parses block `b`: frames into valid trades and rejects; publishes the block's line count.
+fn parse_block(
+    shared: &ReplayShared,
+    b: usize,
+    metrics: &Metrics,
+    dead: &Rc<RefCell<DeadLetters>>,
+    source_name: &str,
+) -> ParsedBlock {
+    let (start, end) = shared.block_range(b);
+    let bytes = &shared.bytes()[start..end];
+    let mut trades = Vec::with_capacity(bytes.len() / 64);
+    let mut running_max = Vec::with_capacity(bytes.len() / 64);
+    let mut rejects = Vec::new();
+    let mut invalid: Vec<InvalidTrade> = Vec::new();
+    let mut max_ts = i64::MIN;
+    let (mut lines, mut pings, mut errors, mut others) = (0u32, 0u64, 0u64, 0u64);
+    for raw_line in bytes.split_inclusive(|c| *c == b'\n') {
+        let line_no = lines;
+        lines += 1;
+        let mut line = raw_line;
+        while let [rest @ .., b'\n' | b'\r'] = line {
+            line = rest;
+        }
+        if line.iter().all(|c| c.is_ascii_whitespace()) {
+            continue;
+        }
+        let text = match std::str::from_utf8(line) {
+            Ok(t) => t,
+            Err(e) => {
+                let raw = String::from_utf8_lossy(line).into_owned();
+                rejects.push((line_no, RejectReason::MalformedFrame, format!("not UTF-8: {e}"), raw));
+                continue;
+            }
+        };
+        invalid.clear();
+        let result = protocol::parse_frame(
+            text,
+            |index, t| {
+                max_ts = max_ts.max(t.ts);
+                trades.push((line_no, index as u32, t));
+                running_max.push(max_ts);
+            },
+            &mut invalid,
+        );
+        match result {
+            Ok(FrameKind::Trades(_)) => {}
+            Ok(FrameKind::Ping) => pings += 1,
+            Ok(FrameKind::Error(msg)) => {
+                errors += 1;
+                dead.borrow_mut().log_server_error(source_name, &msg);
+            }
+            Ok(FrameKind::Other(_)) => others += 1,
+            Err(m) => rejects.push((line_no, RejectReason::MalformedFrame, m.detail, text.to_string())),
+        }
+        for inv in invalid.drain(..) {
+            let raw = protocol::raw_trade(text, inv.index).unwrap_or_else(|| text.to_string());
+            rejects.push((line_no, inv.reason, inv.detail, raw));
+        }
+    }
+    metrics.frames.fetch_add(lines as u64, Ordering::Relaxed);
+    metrics.pings.fetch_add(pings, Ordering::Relaxed);
+    metrics.server_errors.fetch_add(errors, Ordering::Relaxed);
+    metrics.other_frames.fetch_add(others, Ordering::Relaxed);
+    shared.block_lines[b].store(lines as u64, Ordering::Release);
+    ParsedBlock { index: b, trades, running_max, rejects, max_ts }
+}
+
+/// Stamps a parsed block with read-watermarks and global sequence numbers; dead-letters its
+/// rejects with their line numbers.
+fn release(
+    block: ParsedBlock,
+    carry_max: i64,
+    carry_lines: u64,
+    ooo: i64,
+    shared: &ReplayShared,
+    dead: &Rc<RefCell<DeadLetters>>,
+    source_name: &str,
+) -> ReadyBlock {
+    let wm_of = |max: i64| if max == i64::MIN { i64::MIN } else { max.saturating_sub(ooo) };
+    if block.index == 0
+        && let Some((_, _, first)) = block.trades.first()
+    {
+        shared.origin_ts.store(first.ts, Ordering::Relaxed);
+    }
+    let mut trades = Vec::with_capacity(block.trades.len());
+    for ((line, idx, t), running) in block.trades.into_iter().zip(block.running_max) {
+        let line_no = carry_lines + line as u64 + 1;
+        trades.push(Trade {
+            symbol: t.symbol,
+            price: t.price,
+            volume: t.volume,
+            ts: t.ts,
+            seq: (line_no << Trade::SEQ_INDEX_BITS) | idx as u64,
+            wm: wm_of(carry_max.max(running)),
+            conditions: t.conditions,
+        });
+    }
+    if !block.rejects.is_empty() {
+        let mut dl = dead.borrow_mut();
+        for (line, reason, detail, raw) in block.rejects {
+            dl.push(DeadLetter { source: source_name, reason, detail, raw, line: carry_lines + line as u64 + 1 });
+        }
+    }
+    ReadyBlock { trades, next: 0, upper_wm: wm_of(carry_max.max(block.max_ts)) }
+}

@@ -1,0 +1,147 @@
+//! Reading a spec: environment interpolation, YAML parsing with positions, typed deserialization
+//! of each component on its own (so that one broken component does not hide the errors of the
+//! others), then planning checks. Every problem comes back as a [`Diagnostic`].
+
+use serde::de::DeserializeOwned;
+
+use super::diagnostic::{Diagnostic, SpecErrors, suggest};
+use super::env::interpolate;
+use super::model::{PipelineSpec, StepSpec};
+use super::tree::{Node, Tree};
+use crate::sinks::SinkSpec;
+use crate::sources::SourceSpec;
+
+/// A spec that parsed, with the tree that locates its fields for later diagnostics.
+pub struct LoadedSpec {
+    pub file: String,
+    pub spec: PipelineSpec,
+    pub tree: Tree,
+}
+
+impl LoadedSpec {
+    /// Attaches positions to diagnostics found after parsing (by their dotted path).
+    pub fn locate(&self, mut diags: Vec<Diagnostic>) -> SpecErrors {
+        for d in &mut diags {
+            let path: Vec<String> = if d.path.is_empty() { vec![] } else { d.path.split('.').map(str::to_string).collect() };
+            let p = self.tree.locate(&path, false);
+            d.line = p.line;
+            d.column = p.column;
+        }
+        SpecErrors { file: self.file.clone(), diagnostics: diags }
+    }
+}
+
+/// Loads and type-checks a spec file, reading `${VAR}`s from the process environment.
+pub fn load_file(path: &str) -> Result<LoadedSpec, SpecErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| SpecErrors {
+        file: path.to_string(),
+        diagnostics: vec![Diagnostic::new("", format!("cannot read spec: {e}")).at(1, 1)],
+    })?;
+    load_str(path, &text, &|name| std::env::var(name).ok())
+}
+
+/// Loads a spec from text; `file` is only used in messages.
+pub fn load_str(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<LoadedSpec, SpecErrors> {
+    let fail = |diagnostics: Vec<Diagnostic>| SpecErrors { file: file.to_string(), diagnostics };
+    let text = interpolate(text, env).map_err(|errs| {
+        fail(errs.into_iter().map(|e| Diagnostic::new("", e.message).at(e.line, e.column)).collect())
+    })?;
+    let tree = Tree::parse(&text).map_err(|(p, msg)| fail(vec![Diagnostic::new("", msg).at(p.line, p.column)]))?;
+    let Node::Map(top) = &tree.root else {
+        return Err(fail(vec![Diagnostic::new("", "a spec is a mapping with `name`, `sources`, `steps` and `sinks`").at(tree.root_pos.line.max(1), tree.root_pos.column.max(1))]));
+    };
+
+    let mut diags = Vec::new();
+    // Each component on its own, so every broken one is reported.
+    for (section, types) in [("sources", SourceSpec::TYPES), ("steps", StepSpec::TYPES), ("sinks", SinkSpec::TYPES)] {
+        if let Some((_, _, _, Node::Map(entries))) = top.iter().find(|(_, k, _, _)| k == section) {
+            for (_, name, _, node) in entries {
+                let prefix = format!("{section}.{name}");
+                let res = match section {
+                    "sources" => check::<SourceSpec>(node).map(|_| ()),
+                    "steps" => check::<StepSpec>(node).map(|_| ()),
+                    _ => check::<SinkSpec>(node).map(|_| ()),
+                };
+                if let Err((path, msg)) = res {
+                    diags.push(component_diag(&tree, &prefix, path, msg, types));
+                }
+            }
+        }
+    }
+    // Then the document as a whole (top-level keys, missing sections, dead_letters).
+    if let Err((path, msg)) = check::<PipelineSpec>(&tree.root) {
+        let first = path.first().map(String::as_str);
+        let inside_component = matches!(first, Some("sources" | "steps" | "sinks")) && path.len() >= 2;
+        if !(inside_component && !diags.is_empty()) {
+            diags.push(component_diag(&tree, "", path, msg, &[]));
+        }
+    }
+    if !diags.is_empty() {
+        diags.sort_by_key(|d| (d.line, d.column));
+        diags.dedup();
+        return Err(fail(diags));
+    }
+    let spec = serde_json::from_value::<PipelineSpec>(tree.root.to_json())
+        .map_err(|e| fail(vec![Diagnostic::new("", e.to_string()).at(1, 1)]))?;
+    Ok(LoadedSpec { file: file.to_string(), spec, tree })
+}
+
+type PathError = (Vec<String>, String);
+
+fn check<T: DeserializeOwned>(node: &Node) -> Result<T, PathError> {
+    let value = node.to_json();
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+        let path: Vec<String> = e
+            .path()
+            .iter()
+            .filter_map(|seg| match seg {
+                serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
+                serde_path_to_error::Segment::Enum { variant } => Some(variant.clone()),
+                serde_path_to_error::Segment::Unknown => None,
+            })
+            .collect();
+        (path, e.into_inner().to_string())
+    })
+}
+
+/// Turns a serde error inside component `prefix` into a diagnostic with a position.
+fn component_diag(tree: &Tree, prefix: &str, inner: Vec<String>, msg: String, types: &[&str]) -> Diagnostic {
+    let mut path: Vec<String> = if prefix.is_empty() { vec![] } else { prefix.split('.').map(str::to_string).collect() };
+    path.extend(inner);
+    let mut message = msg;
+    let mut key_pos = false;
+    // serde: "unknown field `x`, expected one of `a`, `b`" → point at the key, suggest.
+    if let Some(field) = between(&message, "unknown field `", "`") {
+        let expected = expected_list(&message);
+        let field = field.to_string();
+        path.push(field.clone());
+        key_pos = true;
+        message = format!("unknown field `{field}`{}", suggest(&field, expected.iter().map(String::as_str)));
+    } else if let Some(variant) = between(&message, "unknown variant `", "`") {
+        let variant = variant.to_string();
+        let mut expected = expected_list(&message);
+        if expected.is_empty() {
+            expected = types.iter().map(|s| s.to_string()).collect();
+        }
+        if path.len() == 2 {
+            path.push("type".into());
+        }
+        message = format!("unknown type `{variant}`{}", suggest(&variant, expected.iter().map(String::as_str)));
+    } else if message.starts_with("missing field `type`") && !types.is_empty() {
+        message = format!("missing field `type`; valid choices: {}", types.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", "));
+    }
+    let pos = tree.locate(&path, key_pos);
+    Diagnostic::new(path.join("."), message).at(pos.line.max(1), pos.column.max(1))
+}
+
+fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let i = text.find(start)? + start.len();
+    let j = text[i..].find(end)? + i;
+    Some(&text[i..j])
+}
+
+fn expected_list(message: &str) -> Vec<String> {
+    let Some(i) = message.find("expected ") else { return vec![] };
+    message[i..].split('`').skip(1).step_by(2).map(str::to_string).collect()
+}

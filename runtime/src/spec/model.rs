@@ -1,0 +1,61 @@
+//! The pipeline spec: the single source of truth for what users write, for validation and for the
+//! JSON Schema (`tickflow schema`). Every `///` comment here is user documentation.
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::dataflow::window::config::WindowStepConfig;
+use crate::sinks::SinkSpec;
+use crate::sinks::dead_letter::config::DeadLetterSpec;
+use crate::sources::SourceSpec;
+
+/// A tickflow pipeline: named sources feed named steps, steps feed named sinks.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "tickflow pipeline")]
+pub struct PipelineSpec {
+    /// Name of the pipeline, used in logs and output file names.
+    pub name: String,
+    /// Where records come from, by name.
+    pub sources: IndexMap<String, SourceSpec>,
+    /// Transformations, by name. Each step reads one `input`: a source or another step.
+    #[serde(default)]
+    pub steps: IndexMap<String, StepSpec>,
+    /// Where results go, by name. Each sink reads one `input`: a source or a step.
+    pub sinks: IndexMap<String, SinkSpec>,
+    /// Where rejected and late records go. Without it they are only counted and logged.
+    #[serde(default)]
+    pub dead_letters: Option<DeadLetterSpec>,
+}
+
+/// A transformation, chosen by `type`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StepSpec {
+    /// Event-time windows with aggregates (OHLCV bars, VWAP, ...).
+    Window(WindowStepConfig),
+}
+
+impl StepSpec {
+    pub const TYPES: &'static [&'static str] = &["window"];
+
+    pub fn input(&self) -> &str {
+        match self {
+            StepSpec::Window(c) => &c.input,
+        }
+    }
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            StepSpec::Window(_) => "window",
+        }
+    }
+}
+
+/// The JSON Schema of the spec, as committed in `schemas/pipeline.schema.json`.
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(PipelineSpec);
+    let mut text = serde_json::to_string_pretty(&schema).expect("a schema always serializes");
+    text.push('\n');
+    text
+}

@@ -1,0 +1,170 @@
+//! The spec as a YAML tree that remembers where every key and value stands, so that errors found
+//! after parsing (an unknown input, a bad duration) still point at `LINE:COL`. The typed config is
+//! deserialized from this tree (via JSON values); the tree itself never leaves the spec module.
+
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_saphyr::Spanned;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pos {
+    pub line: usize,
+    pub column: usize,
+}
+
+#[derive(Debug, Clone)]
+pub enum Node {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<(Pos, Node)>),
+    /// Entries as (key position, key, value position, value), in document order.
+    Map(Vec<(Pos, String, Pos, Node)>),
+}
+
+fn pos_of(loc: &serde_saphyr::Location) -> Pos {
+    Pos { line: loc.line() as usize, column: loc.column() as usize }
+}
+
+/// A node with the position of its value.
+struct SpannedNode(Pos, Node);
+
+impl<'de> Deserialize<'de> for SpannedNode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = Spanned::<Node>::deserialize(d)?;
+        Ok(SpannedNode(pos_of(&s.referenced), s.value))
+    }
+}
+
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Node;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any YAML value")
+            }
+            fn visit_unit<E>(self) -> Result<Node, E> {
+                Ok(Node::Null)
+            }
+            fn visit_none<E>(self) -> Result<Node, E> {
+                Ok(Node::Null)
+            }
+            fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Node, D2::Error> {
+                Node::deserialize(d)
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Node, E> {
+                Ok(Node::Bool(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Node, E> {
+                Ok(Node::Int(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Node, E> {
+                i64::try_from(v).map(Node::Int).or(Ok(Node::Float(v as f64)))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Node, E> {
+                Ok(Node::Float(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Node, E> {
+                Ok(Node::Str(v.to_owned()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Node, E> {
+                Ok(Node::Str(v))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
+                let mut items = Vec::new();
+                while let Some(SpannedNode(p, n)) = seq.next_element()? {
+                    items.push((p, n));
+                }
+                Ok(Node::Seq(items))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
+                let mut entries: Vec<(Pos, String, Pos, Node)> = Vec::new();
+                while let Some(key) = map.next_key::<Spanned<String>>()? {
+                    let SpannedNode(vp, v) = map.next_value()?;
+                    let kp = pos_of(&key.referenced);
+                    if entries.iter().any(|(_, k, _, _)| *k == key.value) {
+                        return Err(de::Error::custom(format!(
+                            "duplicate key `{}` at line {}",
+                            key.value, kp.line
+                        )));
+                    }
+                    entries.push((kp, key.value, vp, v));
+                }
+                Ok(Node::Map(entries))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A parsed document: the root node and the position of the root.
+pub struct Tree {
+    pub root: Node,
+    pub root_pos: Pos,
+}
+
+impl Tree {
+    /// Parses YAML text. A syntax error comes back with its position.
+    pub fn parse(text: &str) -> Result<Tree, (Pos, String)> {
+        match serde_saphyr::from_str::<SpannedNode>(text) {
+            Ok(SpannedNode(p, n)) => Ok(Tree { root: n, root_pos: p }),
+            Err(e) => {
+                let pos = e.location().map(|l| pos_of(&l)).unwrap_or_default();
+                // serde-saphyr appends a rendered snippet; keep the first line only.
+                let msg = e.to_string();
+                let first = msg.lines().next().unwrap_or("invalid YAML").trim().to_string();
+                Err((pos, first))
+            }
+        }
+    }
+
+    /// The position of the value at `path` (dotted; sequence items by index), or of its nearest
+    /// existing ancestor. `key_pos` asks for the position of the key instead of its value.
+    pub fn locate(&self, path: &[String], key_pos: bool) -> Pos {
+        let mut node = &self.root;
+        let mut pos = self.root_pos;
+        for (i, seg) in path.iter().enumerate() {
+            let last = i + 1 == path.len();
+            match node {
+                Node::Map(entries) => match entries.iter().find(|(_, k, _, _)| k == seg) {
+                    Some((kp, _, vp, v)) => {
+                        pos = if last && key_pos { *kp } else { *vp };
+                        node = v;
+                    }
+                    None => return pos,
+                },
+                Node::Seq(items) => match seg.parse::<usize>().ok().and_then(|i| items.get(i)) {
+                    Some((p, v)) => {
+                        pos = *p;
+                        node = v;
+                    }
+                    None => return pos,
+                },
+                _ => return pos,
+            }
+        }
+        pos
+    }
+}
+
+impl Node {
+    /// The node as a JSON value (key order kept) for typed deserialization.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value;
+        match self {
+            Node::Null => Value::Null,
+            Node::Bool(b) => Value::Bool(*b),
+            Node::Int(i) => Value::from(*i),
+            Node::Float(f) => serde_json::Number::from_f64(*f).map(Value::Number).unwrap_or(Value::Null),
+            Node::Str(s) => Value::String(s.clone()),
+            Node::Seq(items) => Value::Array(items.iter().map(|(_, n)| n.to_json()).collect()),
+            Node::Map(entries) => {
+                Value::Object(entries.iter().map(|(_, k, _, v)| (k.clone(), v.to_json())).collect())
+            }
+        }
+    }
+}
