@@ -27,6 +27,7 @@ impl LoadedSpec {
             d.line = p.line;
             d.column = p.column;
         }
+        diags.sort_by_key(|d| (d.line, d.column));
         SpecErrors { file: self.file.clone(), diagnostics: diags }
     }
 }
@@ -53,17 +54,11 @@ pub fn load_str(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) ->
 
     let mut diags = Vec::new();
     // Each component on its own, so every broken one is reported.
-    for (section, types) in [("sources", SourceSpec::TYPES), ("steps", StepSpec::TYPES), ("sinks", SinkSpec::TYPES)] {
+    for section in ["sources", "steps", "sinks"] {
         if let Some((_, _, _, Node::Map(entries))) = top.iter().find(|(_, k, _, _)| k == section) {
             for (_, name, _, node) in entries {
-                let prefix = format!("{section}.{name}");
-                let res = match section {
-                    "sources" => check::<SourceSpec>(node).map(|_| ()),
-                    "steps" => check::<StepSpec>(node).map(|_| ()),
-                    _ => check::<SinkSpec>(node).map(|_| ()),
-                };
-                if let Err((path, msg)) = res {
-                    diags.push(component_diag(&tree, &prefix, path, msg, types));
+                if let Err((path, msg)) = check_component(section, node) {
+                    diags.push(component_diag(&tree, &format!("{section}.{name}"), path, msg));
                 }
             }
         }
@@ -73,7 +68,7 @@ pub fn load_str(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) ->
         let first = path.first().map(String::as_str);
         let inside_component = matches!(first, Some("sources" | "steps" | "sinks")) && path.len() >= 2;
         if !(inside_component && !diags.is_empty()) {
-            diags.push(component_diag(&tree, "", path, msg, &[]));
+            diags.push(component_diag(&tree, "", path, msg));
         }
     }
     if !diags.is_empty() {
@@ -88,8 +83,54 @@ pub fn load_str(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) ->
 
 type PathError = (Vec<String>, String);
 
+/// The connector types of each section, with the check of their config. This list is the one
+/// place a new connector is registered for validation (the serde enums mirror it).
+fn check_typed(section: &str, ty: &str, value: serde_json::Value) -> Option<Result<(), PathError>> {
+    use crate::dataflow::window::config::WindowStepConfig;
+    use crate::sinks::ParquetSinkConfig;
+    use crate::sources::ReplayConfig;
+    Some(match (section, ty) {
+        ("sources", "replay") => check_value::<ReplayConfig>(value).map(drop),
+        ("steps", "window") => check_value::<WindowStepConfig>(value).map(drop),
+        ("sinks", "parquet") => check_value::<ParquetSinkConfig>(value).map(drop),
+        _ => return None,
+    })
+}
+
+fn types_of(section: &str) -> &'static [&'static str] {
+    match section {
+        "sources" => SourceSpec::TYPES,
+        "steps" => StepSpec::TYPES,
+        _ => SinkSpec::TYPES,
+    }
+}
+
+/// Checks one named component: its `type`, then its fields with exact paths.
+fn check_component(section: &str, node: &Node) -> Result<(), PathError> {
+    let types = types_of(section);
+    let choices = || types.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ");
+    let Node::Map(entries) = node else {
+        return Err((vec![], format!("expected a mapping with a `type` ({})", choices())));
+    };
+    let ty = match entries.iter().find(|(_, k, _, _)| k == "type") {
+        Some((_, _, _, Node::Str(t))) => t.clone(),
+        Some(_) => return Err((vec!["type".into()], format!("`type` must be a string: one of {}", choices()))),
+        None => return Err((vec![], format!("missing field `type`; valid choices: {}", choices()))),
+    };
+    let rest = serde_json::Value::Object(
+        entries.iter().filter(|(_, k, _, _)| k != "type").map(|(_, k, _, v)| (k.clone(), v.to_json())).collect(),
+    );
+    match check_typed(section, &ty, rest) {
+        Some(r) => r,
+        None => Err((vec!["type".into()], format!("unknown type `{ty}`{}", suggest(&ty, types.iter().copied())))),
+    }
+}
+
 fn check<T: DeserializeOwned>(node: &Node) -> Result<T, PathError> {
-    let value = node.to_json();
+    check_value(node.to_json())
+}
+
+fn check_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, PathError> {
     serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
         let path: Vec<String> = e
             .path()
@@ -106,7 +147,7 @@ fn check<T: DeserializeOwned>(node: &Node) -> Result<T, PathError> {
 }
 
 /// Turns a serde error inside component `prefix` into a diagnostic with a position.
-fn component_diag(tree: &Tree, prefix: &str, inner: Vec<String>, msg: String, types: &[&str]) -> Diagnostic {
+fn component_diag(tree: &Tree, prefix: &str, inner: Vec<String>, msg: String) -> Diagnostic {
     let mut path: Vec<String> = if prefix.is_empty() { vec![] } else { prefix.split('.').map(str::to_string).collect() };
     path.extend(inner);
     let mut message = msg;
@@ -115,21 +156,15 @@ fn component_diag(tree: &Tree, prefix: &str, inner: Vec<String>, msg: String, ty
     if let Some(field) = between(&message, "unknown field `", "`") {
         let expected = expected_list(&message);
         let field = field.to_string();
-        path.push(field.clone());
+        if path.last() != Some(&field) {
+            path.push(field.clone());
+        }
         key_pos = true;
         message = format!("unknown field `{field}`{}", suggest(&field, expected.iter().map(String::as_str)));
     } else if let Some(variant) = between(&message, "unknown variant `", "`") {
         let variant = variant.to_string();
-        let mut expected = expected_list(&message);
-        if expected.is_empty() {
-            expected = types.iter().map(|s| s.to_string()).collect();
-        }
-        if path.len() == 2 {
-            path.push("type".into());
-        }
-        message = format!("unknown type `{variant}`{}", suggest(&variant, expected.iter().map(String::as_str)));
-    } else if message.starts_with("missing field `type`") && !types.is_empty() {
-        message = format!("missing field `type`; valid choices: {}", types.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", "));
+        let expected = expected_list(&message);
+        message = format!("unknown value `{variant}`{}", suggest(&variant, expected.iter().map(String::as_str)));
     }
     let pos = tree.locate(&path, key_pos);
     Diagnostic::new(path.join("."), message).at(pos.line.max(1), pos.column.max(1))
