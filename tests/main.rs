@@ -1,1 +1,15 @@
-fn main(){}
+//! tickflow's integration tests: one binary (heavy dependencies link once). Modules:
+
+/// Shared helpers: temp folders, the test-side frame generator, running pipelines, reading Parquet.
+mod support;
+/// A naive, independent implementation of validation, watermarks and windows: the oracle.
+mod oracle;
+/// Window results against the oracle: seeded disorder, invalid and late trades, every window
+/// kind, several worker counts.
+mod windows;
+/// `tickflow validate`: exact messages and exit codes for broken specs.
+mod spec_errors;
+/// Every spec in `specs/` validates; the committed JSON Schema has not drifted.
+mod specs;
+/// The real binary end to end on `specs/replay.yaml`, Parquet read back.
+mod replay;

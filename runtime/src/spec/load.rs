@@ -57,7 +57,7 @@ pub fn load_str(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) ->
     for section in ["sources", "steps", "sinks"] {
         if let Some((_, _, _, Node::Map(entries))) = top.iter().find(|(_, k, _, _)| k == section) {
             for (_, name, _, node) in entries {
-                if let Err((path, msg)) = check_component(section, node) {
+                for (path, msg) in check_component(section, node) {
                     diags.push(component_diag(&tree, &format!("{section}.{name}"), path, msg));
                 }
             }
@@ -105,24 +105,85 @@ fn types_of(section: &str) -> &'static [&'static str] {
     }
 }
 
-/// Checks one named component: its `type`, then its fields with exact paths.
-fn check_component(section: &str, node: &Node) -> Result<(), PathError> {
+/// Checks one named component: its `type`, then its fields with exact paths. serde stops at
+/// the first error, so each offending field is removed and the check repeated, to report every
+/// error of the component (a "missing field" caused by a removal is not reported).
+fn check_component(section: &str, node: &Node) -> Vec<PathError> {
     let types = types_of(section);
     let choices = || types.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ");
     let Node::Map(entries) = node else {
-        return Err((vec![], format!("expected a mapping with a `type` ({})", choices())));
+        return vec![(vec![], format!("expected a mapping with a `type` ({})", choices()))];
     };
     let ty = match entries.iter().find(|(_, k, _, _)| k == "type") {
         Some((_, _, _, Node::Str(t))) => t.clone(),
-        Some(_) => return Err((vec!["type".into()], format!("`type` must be a string: one of {}", choices()))),
-        None => return Err((vec![], format!("missing field `type`; valid choices: {}", choices()))),
+        Some(_) => return vec![(vec!["type".into()], format!("`type` must be a string: one of {}", choices()))],
+        None => return vec![(vec![], format!("missing field `type`; valid choices: {}", choices()))],
     };
-    let rest = serde_json::Value::Object(
+    let mut value = serde_json::Value::Object(
         entries.iter().filter(|(_, k, _, _)| k != "type").map(|(_, k, _, v)| (k.clone(), v.to_json())).collect(),
     );
-    match check_typed(section, &ty, rest) {
-        Some(r) => r,
-        None => Err((vec!["type".into()], format!("unknown type `{ty}`{}", suggest(&ty, types.iter().copied())))),
+    let mut errors = Vec::new();
+    let mut removed: Vec<Vec<String>> = Vec::new();
+    for _ in 0..32 {
+        let (path, msg) = match check_typed(section, &ty, value.clone()) {
+            None => return vec![(vec!["type".into()], format!("unknown type `{ty}`{}", suggest(&ty, types.iter().copied())))],
+            Some(Ok(())) => break,
+            Some(Err(e)) => e,
+        };
+        let mut target = path.clone();
+        if let Some(field) = between(&msg, "unknown field `", "`").or_else(|| between(&msg, "missing field `", "`"))
+            && target.last().map(String::as_str) != Some(field)
+        {
+            target.push(field.to_string());
+        }
+        if msg.starts_with("missing field") {
+            if !removed.contains(&target) {
+                errors.push((path, msg));
+                break;
+            }
+            // Caused by an earlier removal: drop the enclosing value too, and go on.
+            if path.is_empty() || !remove_path(&mut value, &path) {
+                break;
+            }
+            removed.push(path);
+            continue;
+        }
+        errors.push((path, msg));
+        if !remove_path(&mut value, &target) {
+            break;
+        }
+        removed.push(target);
+    }
+    errors
+}
+
+/// Removes the value at `path` (object keys and array indices); false when there is none.
+fn remove_path(value: &mut serde_json::Value, path: &[String]) -> bool {
+    let Some((last, parents)) = path.split_last() else { return false };
+    let mut node = value;
+    for seg in parents {
+        node = match node {
+            serde_json::Value::Object(m) => match m.get_mut(seg) {
+                Some(v) => v,
+                None => return false,
+            },
+            serde_json::Value::Array(a) => match seg.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
+                Some(v) => v,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match node {
+        serde_json::Value::Object(m) => m.shift_remove(last).is_some(),
+        serde_json::Value::Array(a) => match last.parse::<usize>() {
+            Ok(i) if i < a.len() => {
+                a.remove(i);
+                true
+            }
+            _ => false,
+        },
+        _ => false,
     }
 }
 

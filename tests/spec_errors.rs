@@ -1,0 +1,121 @@
+use std::process::Command;
+
+use crate::support::{bin, repo};
+
+/// Runs `tickflow validate` on `yaml`; returns (exit code, stderr).
+fn validate(yaml: &str, env: &[(&str, &str)]) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spec.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let mut cmd = Command::new(bin());
+    cmd.arg("validate").arg(&path).env_remove("TRADES_FILE").env_remove("OUT_URL");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap().replace(&path.display().to_string(), "spec.yaml");
+    (out.status.code().unwrap(), stderr)
+}
+
+fn sample() -> String {
+    repo().join("specs/sample/trades.jsonl").display().to_string()
+}
+
+#[test]
+fn structural_errors_are_all_reported_with_positions_and_suggestions() {
+    let (code, stderr) = validate(
+        "name: bad
+sources:
+  trades:
+    type: replay
+    path: x.jsonl
+    max_out_of_orderness: 2 parsecs
+  other:
+    type: replpay
+steps:
+  bars:
+    type: window
+    input: trades
+    window: { type: tumbling, size: 1m }
+    aggregates:
+      x: { fn: median, field: price }
+    colour: red
+sinks:
+  out: { type: parquet, input: bars, path: out }
+",
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert_eq!(
+        stderr,
+        "spec.yaml:6:27: sources.trades.max_out_of_orderness: invalid duration `2 parsecs`: expected a number with a unit (ms, s, m, h, d), e.g. 500ms, 2s, 1m, 1h30m
+spec.yaml:8:11: sources.other.type: unknown type `replpay`; did you mean `replay`?
+spec.yaml:15:16: steps.bars.aggregates.x.fn: unknown value `median`; valid choices: `count`, `sum`, `min`, `max`, `first`, `last`, `avg`, `stddev`, `vwap`
+spec.yaml:16:5: steps.bars.colour: unknown field `colour`; valid choices: `input`, `key`, `window`, `allowed_lateness`, `aggregates`
+4 error(s) in spec.yaml
+"
+    );
+}
+
+#[test]
+fn planning_errors_name_the_field_and_the_fix() {
+    let yaml = format!(
+        "name: bad
+sources:
+  trades:
+    type: replay
+    path: {}
+steps:
+  bars:
+    type: window
+    input: trade
+    window: {{ type: hopping, size: 1m, slide: 2m }}
+    aggregates:
+      open: {{ fn: first, field: prices }}
+      n: {{ fn: count, field: price }}
+      s: {{ fn: sum }}
+sinks:
+  out:
+    type: parquet
+    input: barz
+    path: out
+",
+        sample()
+    );
+    let (code, stderr) = validate(&yaml, &[]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        stderr,
+        "spec.yaml:9:12: steps.bars.input: unknown input `trade`; did you mean `trades`?
+spec.yaml:10:47: steps.bars.window.slide: slide (2m) must not exceed size (1m)
+spec.yaml:12:33: steps.bars.aggregates.open.field: unknown field `prices`; did you mean `price`?
+spec.yaml:13:30: steps.bars.aggregates.n.field: `count` takes no field (remove `field: price`)
+spec.yaml:14:10: steps.bars.aggregates.s.field: `sum` needs a `field` (one of `price`, `volume`)
+spec.yaml:18:12: sinks.out.input: unknown input `barz`; did you mean `bars`?
+6 error(s) in spec.yaml
+"
+    );
+}
+
+#[test]
+fn a_missing_environment_variable_is_named() {
+    let (code, stderr) = validate("name: x\nsources:\n  t:\n    type: replay\n    path: ${TRADES_FILE}\nsinks: {}\n", &[]);
+    assert_eq!(code, 2);
+    assert_eq!(stderr, "spec.yaml:5:11: environment variable `TRADES_FILE` is not set (set it, or write `${TRADES_FILE:-default}`)\n1 error(s) in spec.yaml\n");
+}
+
+#[test]
+fn yaml_syntax_errors_point_at_the_line() {
+    let (code, stderr) = validate("name: x\nsources: [\n", &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.starts_with("spec.yaml:"), "{stderr}");
+    assert!(stderr.ends_with("1 error(s) in spec.yaml\n"), "{stderr}");
+}
+
+#[test]
+fn a_valid_spec_prints_a_summary_and_exits_0() {
+    let out = Command::new(bin()).arg("validate").arg(repo().join("specs/replay.yaml")).env("TRADES_FILE", sample()).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("ok — pipeline `replay-bars`: 1 source(s), 1 step(s), 1 sink(s)"), "{stdout}");
+}

@@ -1,0 +1,38 @@
+use crate::support::repo;
+
+#[test]
+fn every_example_spec_validates_and_declares_the_schema() {
+    let dir = repo().join("specs");
+    let env = |name: &str| match name {
+        "TRADES_FILE" => Some(repo().join("specs/sample/trades.jsonl").display().to_string()),
+        "OUT_URL" => Some("/tmp/tickflow-spec-check".to_string()),
+        _ => None,
+    };
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.starts_with("# yaml-language-server: $schema=../schemas/pipeline.schema.json\n"),
+            "{} must start with the schema line",
+            path.display()
+        );
+        let loaded = tickflow::spec::load_str(&path.display().to_string(), &text, &env).unwrap_or_else(|e| panic!("{e}"));
+        tickflow::plan::build(&loaded).unwrap_or_else(|e| panic!("{e}"));
+        checked += 1;
+    }
+    assert!(checked >= 1);
+}
+
+#[test]
+fn the_committed_json_schema_matches_the_code() {
+    let committed = std::fs::read_to_string(repo().join("schemas/pipeline.schema.json")).unwrap_or_default();
+    let current = tickflow::spec::json_schema();
+    assert!(
+        committed == current,
+        "schemas/pipeline.schema.json is out of date: run `cargo run -q -- schema > schemas/pipeline.schema.json`"
+    );
+}
