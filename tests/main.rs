@@ -13,3 +13,5 @@ mod spec_errors;
 mod specs;
 /// The real binary end to end on `specs/replay.yaml`, Parquet read back.
 mod replay;
+/// Replay bars checked by DuckDB, an independent SQL engine, reading our Parquet.
+mod sql;
