@@ -45,9 +45,15 @@ dead_letters:
 
 /// Runs the spec on `frames` and returns (rows, dead-letter counts, dead letters).
 fn run(dir: &Path, text: &str, workers: usize) -> (Vec<Vec<Cell>>, BTreeMap<String, usize>, Vec<serde_json::Value>) {
-    let out = dir.join(format!("out-{workers}"));
+    run_blocks(dir, text, workers, 1024)
+}
+
+/// Like [`run`] with replay blocks of `block_size` bytes (smaller than a line: blocks where no
+/// line starts).
+fn run_blocks(dir: &Path, text: &str, workers: usize, block_size: usize) -> (Vec<Vec<Cell>>, BTreeMap<String, usize>, Vec<serde_json::Value>) {
+    let out = dir.join(format!("out-{workers}-{block_size}"));
     let env = [("TRADES_FILE", dir.join("trades.jsonl").display().to_string()), ("OUT_URL", out.display().to_string())];
-    run_spec(text, &env, workers, 1024);
+    run_spec(text, &env, workers, block_size);
     let (names, mut rows) = read_parquet_dir(&out.join("bars"));
     if !rows.is_empty() {
         assert_eq!(names[..4], ["symbol", "window_start", "window_end", "open"]);
@@ -116,10 +122,10 @@ fn tumbling_bars_match_the_oracle_for_any_worker_count() {
         want.sort();
         assert_eq!(lines, want, "seed {seed}: dead-letter line numbers");
 
-        for workers in [2, 3] {
-            let (rows, dead, _) = run(dir.path(), &spec, workers);
+        for (workers, block_size) in [(2, 1024), (3, 1024), (2, 37), (1, 1 << 20)] {
+            let (rows, dead, _) = run_blocks(dir.path(), &spec, workers, block_size);
             // Bit for bit the same rows, whatever the worker count.
-            assert_eq!(rows, one, "seed {seed}: {workers} workers differ from 1 worker");
+            assert_eq!(rows, one, "seed {seed}: {workers} workers ({block_size}-byte blocks) differ from 1 worker");
             assert_eq!(without_late(dead).1, late, "seed {seed}: {workers} workers, late trades");
         }
     }

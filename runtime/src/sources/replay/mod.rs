@@ -26,6 +26,7 @@ use crate::dataflow::time::quantize;
 use crate::metrics::Metrics;
 use crate::record::Trade;
 use crate::sinks::dead_letter::{DeadLetter, DeadLetters};
+use crate::sources::finnhub::fast;
 use crate::sources::finnhub::protocol::{self, FrameKind, InvalidTrade, RejectReason, ValidTrade};
 
 /// Default block size: large enough to amortize coordination, small enough to balance workers.
@@ -100,11 +101,11 @@ impl ReplayShared {
 }
 
 /// A parsed block waiting for the carry (max event time and line count of all earlier blocks).
+/// Until released, each trade's `seq` counts lines from the start of the block and its `wm`
+/// holds the block-local running maximum event time.
 struct ParsedBlock {
     index: usize,
-    trades: Vec<(u32, u32, ValidTrade)>, // (line in block, index in frame, trade)
-    /// Local running maximum event time after each trade (in block order).
-    running_max: Vec<i64>,
+    trades: Vec<Trade>,
     rejects: Vec<(u32, RejectReason, String, String)>, // (line in block, reason, detail, raw)
     max_ts: i64,
 }
@@ -171,6 +172,22 @@ pub fn replay_stream<'scope>(
                             .take_while(|t| (t.wm + ooo - origin) as f64 <= elapsed)
                             .count();
                 }
+                metrics.trades.fetch_add((end - block.next) as u64, Ordering::Relaxed);
+                if block.next == 0 && end == block.trades.len() {
+                    // The whole block: hand over the vectors, one per timestamp, without copying
+                    // trade by trade.
+                    let mut rest = std::mem::take(&mut block.trades);
+                    while !rest.is_empty() {
+                        let t = quantize(rest[0].wm, quantum);
+                        let run = rest.iter().take_while(|x| quantize(x.wm, quantum) == t).count();
+                        let tail = if run < rest.len() { rest.split_off(run) } else { Vec::new() };
+                        let at = capability.delayed(&t);
+                        output.session(&at).give_container(&mut rest);
+                        rest = tail;
+                    }
+                    block.next = 0;
+                    end = 0;
+                }
                 let mut i = block.next;
                 while i < end {
                     let t = quantize(block.trades[i].wm, quantum);
@@ -179,7 +196,6 @@ pub fn replay_stream<'scope>(
                     output.session(&at).give_iterator(block.trades[i..i + run].iter().cloned());
                     i += run;
                 }
-                metrics.trades.fetch_add((end - block.next) as u64, Ordering::Relaxed);
                 block.next = end;
                 if block.next < block.trades.len() {
                     let next = &block.trades[block.next];
@@ -250,18 +266,35 @@ fn parse_block(
 ) -> ParsedBlock {
     let (start, end) = shared.block_range(b);
     let bytes = &shared.bytes()[start..end];
-    let mut trades = Vec::with_capacity(bytes.len() / 64);
-    let mut running_max = Vec::with_capacity(bytes.len() / 64);
+    let mut trades: Vec<Trade> = Vec::with_capacity(bytes.len() / 60);
     let mut rejects = Vec::new();
     let mut invalid: Vec<InvalidTrade> = Vec::new();
     let mut max_ts = i64::MIN;
     let (mut lines, mut pings, mut errors, mut others) = (0u32, 0u64, 0u64, 0u64);
-    for raw_line in bytes.split_inclusive(|c| *c == b'\n') {
+    let mut push = |line_no: u32, index: usize, t: ValidTrade, max_ts: &mut i64| {
+        *max_ts = (*max_ts).max(t.ts);
+        trades.push(Trade {
+            symbol: t.symbol,
+            price: t.price,
+            volume: t.volume,
+            ts: t.ts,
+            seq: ((line_no as u64) << Trade::SEQ_INDEX_BITS) | index as u64,
+            wm: *max_ts,
+            conditions: t.conditions,
+        });
+    };
+    for raw_line in bytes.split(|c| *c == b'\n') {
         let line_no = lines;
         lines += 1;
         let mut line = raw_line;
-        while let [rest @ .., b'\n' | b'\r'] = line {
+        while let [rest @ .., b'\r'] = line {
             line = rest;
+        }
+        if line.is_empty() {
+            continue;
+        }
+        if fast::parse_trade_frame(line, &mut |i, t| push(line_no, i, t, &mut max_ts)).is_some() {
+            continue;
         }
         if line.iter().all(|c| c.is_ascii_whitespace()) {
             continue;
@@ -275,15 +308,7 @@ fn parse_block(
             }
         };
         invalid.clear();
-        let result = protocol::parse_frame(
-            text,
-            |index, t| {
-                max_ts = max_ts.max(t.ts);
-                trades.push((line_no, index as u32, t));
-                running_max.push(max_ts);
-            },
-            &mut invalid,
-        );
+        let result = protocol::parse_frame(text, |i, t| push(line_no, i, t, &mut max_ts), &mut invalid);
         match result {
             Ok(FrameKind::Trades(_)) => {}
             Ok(FrameKind::Ping) => pings += 1,
@@ -299,18 +324,22 @@ fn parse_block(
             rejects.push((line_no, inv.reason, inv.detail, raw));
         }
     }
+    // `split` yields one empty piece after a final newline: that is not a line.
+    if bytes.is_empty() || bytes.last() == Some(&b'\n') {
+        lines -= 1;
+    }
     metrics.frames.fetch_add(lines as u64, Ordering::Relaxed);
     metrics.pings.fetch_add(pings, Ordering::Relaxed);
     metrics.server_errors.fetch_add(errors, Ordering::Relaxed);
     metrics.other_frames.fetch_add(others, Ordering::Relaxed);
     shared.block_lines[b].store(lines as u64, Ordering::Release);
-    ParsedBlock { index: b, trades, running_max, rejects, max_ts }
+    ParsedBlock { index: b, trades, rejects, max_ts }
 }
 
 /// Stamps a parsed block with read-watermarks and global sequence numbers; dead-letters its
 /// rejects with their line numbers.
 fn release(
-    block: ParsedBlock,
+    mut block: ParsedBlock,
     carry_max: i64,
     carry_lines: u64,
     ooo: i64,
@@ -320,22 +349,15 @@ fn release(
 ) -> ReadyBlock {
     let wm_of = |max: i64| if max == i64::MIN { i64::MIN } else { max.saturating_sub(ooo) };
     if block.index == 0
-        && let Some((_, _, first)) = block.trades.first()
+        && let Some(first) = block.trades.first()
     {
         shared.origin_ts.store(first.ts, Ordering::Relaxed);
     }
-    let mut trades = Vec::with_capacity(block.trades.len());
-    for ((line, idx, t), running) in block.trades.into_iter().zip(block.running_max) {
-        let line_no = carry_lines + line as u64 + 1;
-        trades.push(Trade {
-            symbol: t.symbol,
-            price: t.price,
-            volume: t.volume,
-            ts: t.ts,
-            seq: (line_no << Trade::SEQ_INDEX_BITS) | idx as u64,
-            wm: wm_of(carry_max.max(running)),
-            conditions: t.conditions,
-        });
+    // Lines are 1-based: block line k is global line carry_lines + k + 1.
+    let seq_offset = (carry_lines + 1) << Trade::SEQ_INDEX_BITS;
+    for t in &mut block.trades {
+        t.seq += seq_offset;
+        t.wm = wm_of(carry_max.max(t.wm));
     }
     if !block.rejects.is_empty() {
         let mut dl = dead.borrow_mut();
@@ -343,5 +365,5 @@ fn release(
             dl.push(DeadLetter { source: source_name, reason, detail, raw, line: carry_lines + line as u64 + 1 });
         }
     }
-    ReadyBlock { trades, next: 0, upper_wm: wm_of(carry_max.max(block.max_ts)) }
+    ReadyBlock { trades: block.trades, next: 0, upper_wm: wm_of(carry_max.max(block.max_ts)) }
 }

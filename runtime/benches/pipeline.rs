@@ -1,0 +1,233 @@
+//! Whole-pipeline benchmark: replay → 1-minute bars → Parquet, against a hand-written
+//! single-threaded loop doing the same work (the practical ceiling).
+//!
+//!     cargo bench --bench pipeline                      # 2M trades, 500 symbols
+//!     cargo bench --bench pipeline -- --trades 5000000 --symbols 500
+//!
+//! Each measurement runs in a child process so that its peak RSS is its own. Prints trades/s and
+//! peak RSS per variant and the ratios the targets in BENCHMARKS.md refer to.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow_array::builder::{Float64Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder};
+use arrow_array::{ArrayRef, RecordBatch};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use tickflow::sim::generate::{GenOptions, generate};
+
+const SPEC: &str = r#"
+name: bench
+sources:
+  trades:
+    type: replay
+    path: ${TRADES_FILE}
+    max_out_of_orderness: 2s
+steps:
+  bars:
+    type: window
+    input: trades
+    window: { type: tumbling, size: 1m }
+    aggregates:
+      open: { fn: first, field: price }
+      high: { fn: max, field: price }
+      low: { fn: min, field: price }
+      close: { fn: last, field: price }
+      volume: { fn: sum, field: volume }
+      vwap: { fn: vwap }
+      trades: { fn: count }
+sinks:
+  out:
+    type: parquet
+    input: bars
+    path: ${OUT_URL}
+"#;
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(mode) = arg(&args, "--child") {
+        let file = PathBuf::from(arg(&args, "--file").expect("--file"));
+        let out = PathBuf::from(arg(&args, "--out").expect("--out"));
+        let started = Instant::now();
+        let trades = match mode.as_str() {
+            "loop" => hand_written_loop(&file, &out),
+            workers => run_pipeline(&file, &out, workers.parse().expect("workers")),
+        };
+        println!("{} {} {}", started.elapsed().as_secs_f64(), trades, peak_rss_mib());
+        return;
+    }
+    let trades: u64 = arg(&args, "--trades").map(|s| s.parse().unwrap()).unwrap_or(2_000_000);
+    let symbols: usize = arg(&args, "--symbols").map(|s| s.parse().unwrap()).unwrap_or(500);
+    let runs: usize = arg(&args, "--runs").map(|s| s.parse().unwrap()).unwrap_or(3);
+    let dir = std::env::temp_dir().join(format!("tickflow-bench-{trades}-{symbols}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("trades.jsonl");
+    if !file.exists() {
+        let opts = GenOptions { trades, symbols, seed: 7, mean_gap_ms: 2.0, disorder_ms: 1500, disorder_rate: 0.01, ping_every: 1000, ..GenOptions::default() };
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+        generate(&opts, &mut w).unwrap();
+        std::io::Write::flush(&mut w).unwrap();
+    }
+    let size = std::fs::metadata(&file).unwrap().len();
+    println!("input: {trades} trades, {symbols} symbols, {:.1} MiB ({})", size as f64 / (1 << 20) as f64, file.display());
+    println!("machine: {} cores; best of {runs} runs", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    let mut results = HashMap::new();
+    for variant in ["loop", "1", "2"] {
+        let mut best: Option<(f64, u64, f64)> = None;
+        for run in 0..runs {
+            let out = dir.join(format!("out-{variant}-{run}"));
+            let _ = std::fs::remove_dir_all(&out);
+            let child = Command::new(std::env::current_exe().unwrap())
+                .args(["--child", variant, "--file", file.to_str().unwrap(), "--out", out.to_str().unwrap()])
+                .output()
+                .unwrap();
+            assert!(child.status.success(), "{}", String::from_utf8_lossy(&child.stderr));
+            let line = String::from_utf8(child.stdout).unwrap();
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            let (secs, n, rss) = (parts[0].parse::<f64>().unwrap(), parts[1].parse::<u64>().unwrap(), parts[2].parse::<f64>().unwrap());
+            if best.is_none_or(|b| secs < b.0) {
+                best = Some((secs, n, rss));
+            }
+            let _ = std::fs::remove_dir_all(&out);
+        }
+        let (secs, n, rss) = best.unwrap();
+        let name = match variant {
+            "loop" => "hand-written loop (1 thread)".to_string(),
+            w => format!("tickflow, {w} worker(s)"),
+        };
+        println!("{name:32} {:>12.0} trades/s   {:>7.3} s   peak RSS {:>7.1} MiB", n as f64 / secs, secs, rss);
+        results.insert(variant, n as f64 / secs);
+    }
+    println!(
+        "ratios: 1 worker / loop = {:.2} (target ≥ 0.70); 2 workers / loop = {:.2} (target ≥ 1.30); 2 workers = {:.2}M trades/s (target ≥ 2M)",
+        results["1"] / results["loop"],
+        results["2"] / results["loop"],
+        results["2"] / 1e6
+    );
+}
+
+fn run_pipeline(file: &Path, out: &Path, workers: usize) -> u64 {
+    let env = |k: &str| match k {
+        "TRADES_FILE" => Some(file.display().to_string()),
+        "OUT_URL" => Some(out.display().to_string()),
+        _ => None,
+    };
+    let loaded = tickflow::spec::load_str("bench.yaml", SPEC, &env).unwrap();
+    let plan = tickflow::plan::build(&loaded).unwrap();
+    let opts = tickflow::dataflow::RunOptions::new(workers);
+    let metrics = Arc::clone(&opts.metrics);
+    tickflow::dataflow::run(plan, opts).unwrap();
+    tickflow::metrics::Metrics::get(&metrics.trades)
+}
+
+// ---- the hand-written ceiling: one thread, no framework --------------------------------------
+
+#[derive(serde::Deserialize)]
+struct Frame<'a> {
+    #[serde(borrow, default)]
+    data: Vec<RawTrade<'a>>,
+    #[serde(rename = "type")]
+    kind: &'a str,
+}
+
+#[derive(serde::Deserialize)]
+struct RawTrade<'a> {
+    p: f64,
+    #[serde(borrow)]
+    s: &'a str,
+    t: i64,
+    v: f64,
+}
+
+struct Bar {
+    open: (i64, u64, f64),
+    close: (i64, u64, f64),
+    high: f64,
+    low: f64,
+    volume: f64,
+    pv: f64,
+    count: i64,
+}
+
+/// Parse every frame, track the watermark, aggregate 1-minute bars in a hash map, write Parquet.
+fn hand_written_loop(file: &Path, out: &Path) -> u64 {
+    let data = std::fs::read(file).unwrap();
+    let mut bars: HashMap<(String, i64), Bar> = HashMap::new();
+    let (mut max_ts, mut n, mut seq) = (i64::MIN, 0u64, 0u64);
+    for line in data.split(|b| *b == b'\n') {
+        if line.is_empty() {
+            continue;
+        }
+        let Ok(frame) = serde_json::from_slice::<Frame>(line) else { continue };
+        if frame.kind != "trade" {
+            continue;
+        }
+        for t in frame.data {
+            seq += 1;
+            if !(t.p > 0.0 && t.v >= 0.0) {
+                continue;
+            }
+            n += 1;
+            max_ts = max_ts.max(t.t);
+            let start = t.t.div_euclid(60_000) * 60_000;
+            if start + 60_000 <= max_ts - 2_000 {
+                continue; // late
+            }
+            let key = (t.s.to_string(), start);
+            let b = bars.entry(key).or_insert(Bar { open: (t.t, seq, t.p), close: (t.t, seq, t.p), high: t.p, low: t.p, volume: 0.0, pv: 0.0, count: 0 });
+            if (t.t, seq) < (b.open.0, b.open.1) {
+                b.open = (t.t, seq, t.p);
+            }
+            if (t.t, seq) >= (b.close.0, b.close.1) {
+                b.close = (t.t, seq, t.p);
+            }
+            b.high = b.high.max(t.p);
+            b.low = b.low.min(t.p);
+            b.volume += t.v;
+            b.pv += t.p * t.v;
+            b.count += 1;
+        }
+    }
+    let (mut sym, mut ws, mut we) = (StringBuilder::new(), TimestampMillisecondBuilder::new().with_timezone("UTC"), TimestampMillisecondBuilder::new().with_timezone("UTC"));
+    let mut f: Vec<Float64Builder> = (0..6).map(|_| Float64Builder::new()).collect();
+    let mut count = Int64Builder::new();
+    for ((s, start), b) in &bars {
+        sym.append_value(s);
+        ws.append_value(*start);
+        we.append_value(start + 60_000);
+        for (i, v) in [b.open.2, b.high, b.low, b.close.2, b.volume].into_iter().enumerate() {
+            f[i].append_value(v);
+        }
+        f[5].append_option((b.volume > 0.0).then(|| b.pv / b.volume));
+        count.append_value(b.count);
+    }
+    let mut cols: Vec<ArrayRef> = vec![Arc::new(sym.finish()), Arc::new(ws.finish()), Arc::new(we.finish())];
+    cols.extend(f.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+    cols.push(Arc::new(count.finish()));
+    let batch = RecordBatch::try_from_iter(["symbol", "window_start", "window_end", "open", "high", "low", "close", "volume", "vwap", "trades"].into_iter().zip(cols)).unwrap();
+    std::fs::create_dir_all(out).unwrap();
+    let props = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap())).build();
+    let mut w = ArrowWriter::try_new(std::fs::File::create(out.join("bars.parquet")).unwrap(), batch.schema(), Some(props)).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    n
+}

@@ -1,0 +1,236 @@
+//! A fast path for canonical Finnhub trade frames (compact JSON, no escapes, only the known keys)
+//! with every trade valid. Anything else — whitespace, escapes, unknown or duplicate keys, an
+//! invalid trade, a number outside what serde_json accepts — makes it give up, and the caller
+//! parses the frame with the general parser instead. So the fast path never decides anything the
+//! general parser would decide differently; it only decides faster.
+
+use compact_str::CompactString;
+
+use super::protocol::{MAX_TS, ValidTrade};
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Cursor<'a> {
+    #[inline]
+    fn eat(&mut self, lit: &[u8]) -> Option<()> {
+        if self.b.get(self.i..self.i + lit.len())? == lit {
+            self.i += lit.len();
+            Some(())
+        } else {
+            None
+        }
+    }
+
+    #[inline]
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    /// A JSON string without escapes or control characters; returns its contents.
+    #[inline]
+    fn string(&mut self) -> Option<&'a str> {
+        self.eat(b"\"")?;
+        let start = self.i;
+        let len = memchr::memchr(b'"', &self.b[start..])?;
+        let s = &self.b[start..start + len];
+        if s.iter().any(|&c| c == b'\\' || c < 0x20) {
+            return None;
+        }
+        self.i = start + len + 1;
+        std::str::from_utf8(s).ok()
+    }
+
+    /// A JSON number (strict grammar); returns its text.
+    #[inline]
+    fn number(&mut self) -> Option<&'a str> {
+        let start = self.i;
+        let b = self.b;
+        let mut i = start;
+        if b.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        match b.get(i) {
+            Some(b'0') => i += 1,
+            Some(b'1'..=b'9') => {
+                while matches!(b.get(i), Some(b'0'..=b'9')) {
+                    i += 1;
+                }
+            }
+            _ => return None,
+        }
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            let digits = i;
+            while matches!(b.get(i), Some(b'0'..=b'9')) {
+                i += 1;
+            }
+            if i == digits {
+                return None;
+            }
+        }
+        if matches!(b.get(i), Some(b'e' | b'E')) {
+            i += 1;
+            if matches!(b.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            let digits = i;
+            while matches!(b.get(i), Some(b'0'..=b'9')) {
+                i += 1;
+            }
+            if i == digits {
+                return None;
+            }
+        }
+        self.i = i;
+        // SAFETY-free: the bytes matched are ASCII.
+        std::str::from_utf8(&b[start..i]).ok()
+    }
+
+    #[inline]
+    fn float(&mut self) -> Option<f64> {
+        let x: f64 = self.number()?.parse().ok()?;
+        x.is_finite().then_some(x)
+    }
+}
+
+/// Parses a canonical trade frame into `out`. Returns `None` (with `out` unchanged) when the
+/// frame is not canonical or any trade is invalid.
+pub fn parse_trade_frame(text: &[u8], out: &mut impl FnMut(usize, ValidTrade)) -> Option<usize> {
+    let mut c = Cursor { b: text, i: 0 };
+    c.eat(b"{\"data\":[")?;
+    let mut trades: smallvec::SmallVec<[ValidTrade; 8]> = smallvec::SmallVec::new();
+    if c.peek()? != b']' {
+        loop {
+            trades.push(trade(&mut c)?);
+            match c.peek()? {
+                b',' => c.i += 1,
+                b']' => break,
+                _ => return None,
+            }
+        }
+    }
+    c.eat(b"],\"type\":\"trade\"}")?;
+    if c.i != text.len() {
+        return None;
+    }
+    let n = trades.len();
+    for (i, t) in trades.into_iter().enumerate() {
+        out(i, t);
+    }
+    Some(n)
+}
+
+#[inline]
+fn trade(c: &mut Cursor) -> Option<ValidTrade> {
+    c.eat(b"{")?;
+    let (mut p, mut s, mut t, mut v, mut cond): (Option<f64>, Option<&str>, Option<i64>, Option<f64>, Option<CompactString>) =
+        (None, None, None, None, None);
+    loop {
+        c.eat(b"\"")?;
+        let key = c.peek()?;
+        c.i += 1;
+        c.eat(b"\":")?;
+        match key {
+            b'p' if p.is_none() => p = Some(c.float()?),
+            b'v' if v.is_none() => v = Some(c.float()?),
+            b's' if s.is_none() => s = Some(c.string()?),
+            b't' if t.is_none() => {
+                let digits = c.number()?;
+                if digits.len() > 15 || !digits.bytes().all(|d| d.is_ascii_digit()) {
+                    return None;
+                }
+                t = Some(digits.parse().ok()?);
+            }
+            b'c' if cond.is_none() => {
+                let mut codes = CompactString::default();
+                if c.eat(b"null").is_none() {
+                    c.eat(b"[")?;
+                    if c.peek()? != b']' {
+                        loop {
+                            if !codes.is_empty() {
+                                codes.push(',');
+                            }
+                            codes.push_str(c.string()?);
+                            match c.peek()? {
+                                b',' => c.i += 1,
+                                b']' => break,
+                                _ => return None,
+                            }
+                        }
+                    }
+                    c.eat(b"]")?;
+                }
+                cond = Some(codes);
+            }
+            _ => return None,
+        }
+        match c.peek()? {
+            b',' => c.i += 1,
+            b'}' => {
+                c.i += 1;
+                break;
+            }
+            _ => return None,
+        }
+    }
+    let (price, symbol, ts, volume) = (p?, s?, t?, v?);
+    if !(price > 0.0 && volume >= 0.0 && !symbol.is_empty() && (0..=MAX_TS).contains(&ts)) {
+        return None;
+    }
+    Some(ValidTrade { symbol: CompactString::from(symbol), price, volume, ts, conditions: cond.unwrap_or_default() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::finnhub::protocol::parse_frame;
+
+    fn fast(text: &str) -> Option<Vec<ValidTrade>> {
+        let mut v = Vec::new();
+        parse_trade_frame(text.as_bytes(), &mut |_, t| v.push(t)).map(|_| v)
+    }
+
+    fn general(text: &str) -> Vec<ValidTrade> {
+        let mut v = Vec::new();
+        let mut bad = Vec::new();
+        parse_frame(text, |_, t| v.push(t), &mut bad).unwrap();
+        assert!(bad.is_empty());
+        v
+    }
+
+    #[test]
+    fn agrees_with_the_general_parser_on_canonical_frames() {
+        for f in [
+            r#"{"data":[{"c":["1","12"],"p":189.52,"s":"AAPL","t":1700000000123,"v":100}],"type":"trade"}"#,
+            r#"{"data":[{"p":0.1,"s":"BINANCE:BTCUSDT","t":1,"v":0.000123},{"c":null,"p":1e2,"s":"X","t":0,"v":0}],"type":"trade"}"#,
+            r#"{"data":[{"c":[],"p":1.5E-3,"s":"Ünï","t":5,"v":2}],"type":"trade"}"#,
+            r#"{"data":[],"type":"trade"}"#,
+        ] {
+            assert_eq!(fast(f).unwrap(), general(f), "{f}");
+        }
+    }
+
+    #[test]
+    fn gives_up_on_anything_else() {
+        for f in [
+            r#"{"type":"ping"}"#,
+            r#"{"data":[{"p":-1,"s":"A","t":1,"v":1}],"type":"trade"}"#,
+            r#"{"data":[{"p":1,"s":"A","t":1}],"type":"trade"}"#,
+            r#"{"data":[{"p":1,"s":"A\"B","t":1,"v":1}],"type":"trade"}"#,
+            r#"{"data":[{"p":1, "s":"A","t":1,"v":1}],"type":"trade"}"#,
+            r#"{"data":[{"p":01,"s":"A","t":1,"v":1}],"type":"trade"}"#,
+            r#"{"data":[{"p":1e400,"s":"A","t":1,"v":1}],"type":"trade"}"#,
+            r#"{"data":[{"p":1,"s":"A","t":1.5,"v":1}],"type":"trade"}"#,
+            r#"{"data":[{"p":1,"p":2,"s":"A","t":1,"v":1}],"type":"trade"}"#,
+            r#"{"data":[{"p":1,"s":"A","t":1,"v":1,"x":1}],"type":"trade"}"#,
+            r#"{"data":[{"c":[1],"p":1,"s":"A","t":1,"v":1}],"type":"trade"}"#,
+            r#"{"data":[{"p":1,"s":"A","t":1,"v":1}],"type":"trade"} "#,
+            r#"{"data":[{"p":1,"s":"A","t":1,"v":1}],"type":"news"}"#,
+        ] {
+            assert!(fast(f).is_none(), "{f}");
+        }
+    }
+}
