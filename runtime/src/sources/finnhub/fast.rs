@@ -40,7 +40,12 @@ impl<'a> Cursor<'a> {
             return None;
         }
         self.i = start + len + 1;
-        std::str::from_utf8(s).ok()
+        if s.is_ascii() {
+            // SAFETY: ASCII bytes are valid UTF-8.
+            Some(unsafe { std::str::from_utf8_unchecked(s) })
+        } else {
+            std::str::from_utf8(s).ok()
+        }
     }
 
     /// A JSON number (strict grammar); returns its text.
@@ -85,8 +90,8 @@ impl<'a> Cursor<'a> {
             }
         }
         self.i = i;
-        // SAFETY-free: the bytes matched are ASCII.
-        std::str::from_utf8(&b[start..i]).ok()
+        // SAFETY: the grammar above matched only ASCII digits, signs, dots and exponents.
+        Some(unsafe { std::str::from_utf8_unchecked(&b[start..i]) })
     }
 
     #[inline]
@@ -142,7 +147,7 @@ fn trade(c: &mut Cursor) -> Option<ValidTrade> {
                 if digits.len() > 15 || !digits.bytes().all(|d| d.is_ascii_digit()) {
                     return None;
                 }
-                t = Some(digits.parse().ok()?);
+                t = Some(digits.bytes().fold(0i64, |acc, d| acc * 10 + (d - b'0') as i64));
             }
             b'c' if cond.is_none() => {
                 let mut codes = CompactString::default();

@@ -32,6 +32,9 @@ use crate::sources::finnhub::protocol::{self, FrameKind, InvalidTrade, RejectRea
 /// Default block size: large enough to amortize coordination, small enough to balance workers.
 pub const BLOCK_SIZE: usize = 1 << 20;
 
+/// How many parsed blocks a worker may hold while it waits for earlier blocks to be published.
+const PARSE_AHEAD: usize = 8;
+
 /// State shared by all workers replaying one file.
 pub struct ReplayShared {
     data: Data,
@@ -210,8 +213,8 @@ pub fn replay_stream<'scope>(
                 capability.downgrade(&quantize(upper, quantum).max(*capability.time()));
             }
 
-            // 2. Parse ahead (at most two blocks buffered).
-            if parsed.len() < 2
+            // 2. Parse ahead, so that a worker rarely waits for another's block.
+            if parsed.len() < PARSE_AHEAD
                 && let Some(b) = my_blocks.pop_front()
             {
                 let block = parse_block(&shared, b, &metrics, &dead, &name);
