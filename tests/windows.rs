@@ -7,6 +7,10 @@ use crate::support::{Cell, Frames, read_dead_letters, read_parquet_dir, run_spec
 const OOO: i64 = 2_000;
 
 fn spec(window: &str, allowed: &str) -> String {
+    spec_with(window, allowed, "auto")
+}
+
+fn spec_with(window: &str, allowed: &str, engine: &str) -> String {
     format!(
         r#"
 name: oracle
@@ -21,6 +25,7 @@ steps:
     input: trades
     window: {window}
     allowed_lateness: {allowed}
+    engine: {engine}
     aggregates:
       open: {{ fn: first, field: price }}
       high: {{ fn: max, field: price }}
@@ -51,7 +56,9 @@ fn run(dir: &Path, text: &str, workers: usize) -> (Vec<Vec<Cell>>, BTreeMap<Stri
 /// Like [`run`] with replay blocks of `block_size` bytes (smaller than a line: blocks where no
 /// line starts).
 fn run_blocks(dir: &Path, text: &str, workers: usize, block_size: usize) -> (Vec<Vec<Cell>>, BTreeMap<String, usize>, Vec<serde_json::Value>) {
-    let out = dir.join(format!("out-{workers}-{block_size}"));
+    static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let out = dir.join(format!("out-{n}-{workers}-{block_size}"));
     let env = [("TRADES_FILE", dir.join("trades.jsonl").display().to_string()), ("OUT_URL", out.display().to_string())];
     run_spec(text, &env, workers, block_size);
     let (names, mut rows) = read_parquet_dir(&out.join("bars"));
@@ -128,6 +135,10 @@ fn tumbling_bars_match_the_oracle_for_any_worker_count() {
             assert_eq!(rows, one, "seed {seed}: {workers} workers ({block_size}-byte blocks) differ from 1 worker");
             assert_eq!(without_late(dead).1, late, "seed {seed}: {workers} workers, late trades");
         }
+        // The differential engine gives the very same rows.
+        let (rows, dead, _) = run(dir.path(), &spec_with("{ type: tumbling, size: 1m }", "0s", "differential"), 2);
+        assert_eq!(rows, one, "seed {seed}: the differential engine differs from the timely operator");
+        assert_eq!(without_late(dead).1, late, "seed {seed}: differential engine, late trades");
     }
 }
 
@@ -138,10 +149,12 @@ fn hopping_windows_match_the_oracle() {
     let text = std::fs::read_to_string(dir.path().join("trades.jsonl")).unwrap();
     let input = oracle::read(&text, OOO);
     let (expected, late) = oracle::fixed_windows(&input, 60_000, 20_000, 0);
-    let spec = spec("{ type: hopping, size: 1m, slide: 20s }", "0s");
-    let (rows, dead, _) = run(dir.path(), &spec, 2);
-    assert_bars(&rows, &expected, "hopping");
-    assert_eq!(without_late(dead).1, late, "hopping: trades late for all their windows");
+    for engine in ["timely", "differential"] {
+        let spec = spec_with("{ type: hopping, size: 1m, slide: 20s }", "0s", engine);
+        let (rows, dead, _) = run(dir.path(), &spec, 2);
+        assert_bars(&rows, &expected, &format!("hopping, {engine}"));
+        assert_eq!(without_late(dead).1, late, "hopping, {engine}: trades late for all their windows");
+    }
 }
 
 #[test]
@@ -168,9 +181,20 @@ fn allowed_lateness_emits_revisions_that_converge_to_the_oracle() {
     let input = oracle::read(&text, OOO);
     let (on_time, _) = oracle::fixed_windows(&input, 60_000, 60_000, 0);
     let (final_bars, too_late) = oracle::fixed_windows(&input, 60_000, 60_000, 30_000);
-    let spec = spec("{ type: tumbling, size: 1m }", "30s");
-    let (rows, dead, _) = run(dir.path(), &spec, 2);
-    assert_eq!(without_late(dead).1, too_late, "trades later than the allowed lateness");
+    let timely_rows = check_revisions(dir.path(), "timely", &input, &on_time, &final_bars, too_late);
+    let differential_rows = check_revisions(dir.path(), "differential", &input, &on_time, &final_bars, too_late);
+    assert_eq!(timely_rows, differential_rows, "both engines emit the same revisions");
+}
+
+/// Runs the revisions spec on `engine` with 1 and 2 workers; checks it against the oracle and
+/// returns the rows.
+fn check_revisions(dir: &Path, engine: &str, _input: &oracle::Input, on_time: &[Bar], final_bars: &[Bar], too_late: usize) -> Vec<Vec<Cell>> {
+    let spec = spec_with("{ type: tumbling, size: 1m }", "30s", engine);
+    let (rows, dead, _) = run(dir, &spec, 2);
+    let (rows_one, _, _) = run(dir, &spec, 1);
+    assert_eq!(rows, rows_one, "{engine}: 1 and 2 workers differ");
+    assert_eq!(without_late(dead).1, too_late, "{engine}: trades later than the allowed lateness");
+    let all = rows.clone();
 
     // Group rows per window, ordered by revision.
     let mut per_window: BTreeMap<(String, i64), Vec<Vec<Cell>>> = BTreeMap::new();
@@ -196,6 +220,7 @@ fn allowed_lateness_emits_revisions_that_converge_to_the_oracle() {
         finals.push(revs.last().unwrap().clone());
     }
     assert!(revised > 0, "the input must produce revisions");
-    assert_bars(&finals, &final_bars, "final revisions");
-    assert_bars(&firsts, &on_time, "first emissions");
+    assert_bars(&finals, final_bars, &format!("{engine}: final revisions"));
+    assert_bars(&firsts, on_time, &format!("{engine}: first emissions"));
+    all
 }

@@ -113,7 +113,14 @@ fn build<'scope>(scope: timely::dataflow::Scope<'scope, u64>, ctx: &Arc<RunConte
         })
         .collect();
     let windows: Vec<StreamVec<'scope, u64, Row>> = (0..plan.windows.len())
-        .map(|i| window::operator::window_stream(sources[plan.windows[i].input].clone(), ctx, i, Rc::clone(dead)))
+        .map(|i| {
+            let input = sources[plan.windows[i].input].clone();
+            if plan.windows[i].differential {
+                window::differential::window_stream(input, ctx, i, Rc::clone(dead))
+            } else {
+                window::operator::window_stream(input, ctx, i, Rc::clone(dead))
+            }
+        })
         .collect();
     for (i, sink) in plan.sinks.iter().enumerate() {
         let rows = match sink.input {

@@ -6,7 +6,7 @@ pub mod graph;
 
 use std::collections::HashSet;
 
-use crate::dataflow::window::config::{AggregateFn, WindowSpec, WindowStepConfig};
+use crate::dataflow::window::config::{AggregateFn, WindowEngine, WindowSpec, WindowStepConfig};
 use crate::record::{Field, FieldType, Schema};
 use crate::sinks::SinkSpec;
 use crate::sinks::dead_letter::config::DeadLetterSpec;
@@ -72,6 +72,8 @@ pub struct WindowNode {
     /// `key`, `window_start`, `window_end`, the aggregates, then `revision` when late records
     /// can revise a window.
     pub schema: Schema,
+    /// Whether differential dataflow maintains the windows (else the timely operator).
+    pub differential: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -365,6 +367,17 @@ fn plan_window(name: &str, cfg: &WindowStepConfig, input: usize, err: &mut impl 
     if revisions {
         fields.push(Field::new("revision", FieldType::Int64, false));
     }
+    let session = matches!(kind, WindowKind::Session { .. });
+    let differential = match cfg.engine {
+        WindowEngine::Auto => revisions && !session,
+        WindowEngine::Timely => false,
+        WindowEngine::Differential if session => {
+            err(format!("{p}.engine"), "the differential engine does not support session windows; use `timely` or `auto`".into());
+            ok = false;
+            false
+        }
+        WindowEngine::Differential => true,
+    };
     ok.then(|| WindowNode {
         name: name.to_string(),
         input,
@@ -372,6 +385,7 @@ fn plan_window(name: &str, cfg: &WindowStepConfig, input: usize, err: &mut impl 
         allowed_lateness_ms: cfg.allowed_lateness.as_millis().max(0),
         aggregates,
         schema: Schema { fields },
+        differential,
     })
 }
 

@@ -24,6 +24,25 @@ pub struct WindowStepConfig {
     /// Output columns, in order: column name → aggregate. Bars:
     /// `open: {fn: first, field: price}`, `high: {fn: max, field: price}`, ...
     pub aggregates: IndexMap<String, AggregateSpec>,
+    /// Which implementation maintains the windows. `auto` (the default) uses differential
+    /// dataflow when results can change after they are emitted (`allowed_lateness` > 0) and the
+    /// timely operator otherwise. Both give identical rows; BENCHMARKS.md compares their speed.
+    #[serde(default)]
+    pub engine: WindowEngine,
+}
+
+/// Implementation of a window step.
+#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowEngine {
+    /// Differential dataflow for revisable windows, timely otherwise.
+    #[default]
+    Auto,
+    /// A timely operator with per-key window state (any window kind).
+    Timely,
+    /// Differential dataflow collections: updates per window, `reduce` per window (tumbling and
+    /// hopping windows).
+    Differential,
 }
 
 pub fn default_key() -> String {

@@ -3,6 +3,7 @@
 
 pub mod aggregate;
 pub mod config;
+pub mod differential;
 pub mod operator;
 pub mod state;
 

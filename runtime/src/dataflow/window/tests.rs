@@ -13,6 +13,7 @@ fn node(kind: WindowKind, allowed: i64, aggs: &[(AggregateFn, TradeField)]) -> W
         allowed_lateness_ms: allowed,
         aggregates: aggs.iter().enumerate().map(|(i, (f, fld))| AggregatePlan { name: format!("a{i}"), func: *f, field: *fld }).collect(),
         schema: Schema::default(),
+        differential: false,
     }
 }
 
