@@ -3,6 +3,7 @@
 //!
 //!     cargo bench --bench pipeline                      # 2M trades, 500 symbols
 //!     cargo bench --bench pipeline -- --trades 5000000 --symbols 500
+//!     cargo bench --bench pipeline -- --engines         # also: timely vs differential windows
 //!
 //! Each measurement runs in a child process so that its peak RSS is its own. Prints trades/s and
 //! peak RSS per variant and the ratios the targets in BENCHMARKS.md refer to.
@@ -20,6 +21,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use tickflow::sim::generate::{GenOptions, generate};
 
+/// The bars spec; `ENGINE`/`LATENESS` are substituted for the engine comparison.
 const SPEC: &str = r#"
 name: bench
 sources:
@@ -32,6 +34,8 @@ steps:
     type: window
     input: trades
     window: { type: tumbling, size: 1m }
+    allowed_lateness: ${LATENESS:-0s}
+    engine: ${ENGINE:-auto}
     aggregates:
       open: { fn: first, field: price }
       high: { fn: max, field: price }
@@ -68,9 +72,10 @@ fn main() {
         let file = PathBuf::from(arg(&args, "--file").expect("--file"));
         let out = PathBuf::from(arg(&args, "--out").expect("--out"));
         let started = Instant::now();
+        let engine = arg(&args, "--engine");
         let trades = match mode.as_str() {
             "loop" => hand_written_loop(&file, &out),
-            workers => run_pipeline(&file, &out, workers.parse().expect("workers")),
+            workers => run_pipeline(&file, &out, workers.parse().expect("workers"), engine.as_deref()),
         };
         println!("{} {} {}", started.elapsed().as_secs_f64(), trades, peak_rss_mib());
         return;
@@ -91,15 +96,23 @@ fn main() {
     println!("input: {trades} trades, {symbols} symbols, {:.1} MiB ({})", size as f64 / (1 << 20) as f64, file.display());
     println!("machine: {} cores; best of {runs} runs", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
     let mut results = HashMap::new();
-    for variant in ["loop", "1", "2"] {
+    // With --engines, also compare the two window engines on revisable windows
+    // (allowed_lateness: 30s), where `auto` picks differential dataflow.
+    let mut variants: Vec<(&str, Option<&str>)> = vec![("loop", None), ("1", None), ("2", None)];
+    if args.iter().any(|a| a == "--engines") {
+        variants.extend([("1", Some("timely")), ("2", Some("timely")), ("1", Some("differential")), ("2", Some("differential"))]);
+    }
+    for (variant, engine) in variants {
         let mut best: Option<(f64, u64, f64)> = None;
         for run in 0..runs {
             let out = dir.join(format!("out-{variant}-{run}"));
             let _ = std::fs::remove_dir_all(&out);
-            let child = Command::new(std::env::current_exe().unwrap())
-                .args(["--child", variant, "--file", file.to_str().unwrap(), "--out", out.to_str().unwrap()])
-                .output()
-                .unwrap();
+            let mut cmd = Command::new(std::env::current_exe().unwrap());
+            cmd.args(["--child", variant, "--file", file.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+            if let Some(e) = engine {
+                cmd.args(["--engine", e]);
+            }
+            let child = cmd.output().unwrap();
             assert!(child.status.success(), "{}", String::from_utf8_lossy(&child.stderr));
             let line = String::from_utf8(child.stdout).unwrap();
             let parts: Vec<&str> = line.split_whitespace().collect();
@@ -110,12 +123,15 @@ fn main() {
             let _ = std::fs::remove_dir_all(&out);
         }
         let (secs, n, rss) = best.unwrap();
-        let name = match variant {
-            "loop" => "hand-written loop (1 thread)".to_string(),
-            w => format!("tickflow, {w} worker(s)"),
+        let name = match (variant, engine) {
+            ("loop", _) => "hand-written loop (1 thread)".to_string(),
+            (w, None) => format!("tickflow, {w} worker(s)"),
+            (w, Some(e)) => format!("lateness 30s, {e}, {w} worker(s)"),
         };
-        println!("{name:32} {:>12.0} trades/s   {:>7.3} s   peak RSS {:>7.1} MiB", n as f64 / secs, secs, rss);
-        results.insert(variant, n as f64 / secs);
+        println!("{name:40} {:>12.0} trades/s   {:>7.3} s   peak RSS {:>7.1} MiB", n as f64 / secs, secs, rss);
+        if engine.is_none() {
+            results.insert(variant, n as f64 / secs);
+        }
     }
     println!(
         "ratios: 1 worker / loop = {:.2} (target ≥ 0.70); 2 workers / loop = {:.2} (target ≥ 1.30); 2 workers = {:.2}M trades/s (target ≥ 2M)",
@@ -125,10 +141,12 @@ fn main() {
     );
 }
 
-fn run_pipeline(file: &Path, out: &Path, workers: usize) -> u64 {
+fn run_pipeline(file: &Path, out: &Path, workers: usize, engine: Option<&str>) -> u64 {
     let env = |k: &str| match k {
         "TRADES_FILE" => Some(file.display().to_string()),
         "OUT_URL" => Some(out.display().to_string()),
+        "ENGINE" => engine.map(str::to_string),
+        "LATENESS" => engine.map(|_| "30s".to_string()),
         _ => None,
     };
     let loaded = tickflow::spec::load_str("bench.yaml", SPEC, &env).unwrap();
