@@ -13,5 +13,7 @@ mod spec_errors;
 mod specs;
 /// The real binary end to end on `specs/replay.yaml`, Parquet read back.
 mod replay;
+/// Running behaviour: pacing, Ctrl-C, JSON logs, output formats and stores.
+mod run;
 /// Replay bars checked by DuckDB, an independent SQL engine, reading our Parquet.
 mod sql;

@@ -110,7 +110,10 @@ pub struct Tree {
 impl Tree {
     /// Parses YAML text. A syntax error comes back with its position.
     pub fn parse(text: &str) -> Result<Tree, (Pos, String)> {
-        match serde_saphyr::from_str::<SpannedNode>(text) {
+        // YAML 1.2 core booleans only: a step named `n` or `on` stays a string.
+        let mut options = serde_saphyr::Options::default();
+        options.strict_booleans = true;
+        match serde_saphyr::from_str_with_options::<SpannedNode>(text, options) {
             Ok(SpannedNode(p, n)) => Ok(Tree { root: n, root_pos: p }),
             Err(e) => {
                 let pos = e.location().map(|l| pos_of(&l)).unwrap_or_default();
