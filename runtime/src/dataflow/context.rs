@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::metrics::Metrics;
 use crate::plan::Plan;
+use crate::sources::finnhub::source::FinnhubShared;
 use crate::sources::replay::ReplayShared;
 
 pub struct RunContext {
@@ -19,6 +20,8 @@ pub struct RunContext {
     pub run_id: String,
     /// Per source: the shared replay state (for replay sources).
     pub replay: Vec<Option<Arc<ReplayShared>>>,
+    /// Per source: the connection settings and counters (for finnhub sources).
+    pub finnhub: Vec<Option<Arc<FinnhubShared>>>,
     errors: Mutex<Vec<String>>,
 }
 
@@ -30,8 +33,9 @@ impl RunContext {
         rt: tokio::runtime::Handle,
         run_id: String,
         replay: Vec<Option<Arc<ReplayShared>>>,
+        finnhub: Vec<Option<Arc<FinnhubShared>>>,
     ) -> Self {
-        RunContext { plan, metrics, stop, rt, run_id, replay, errors: Mutex::new(Vec::new()) }
+        RunContext { plan, metrics, stop, rt, run_id, replay, finnhub, errors: Mutex::new(Vec::new()) }
     }
 
     /// Records a fatal error and stops the run.

@@ -22,6 +22,7 @@ use crate::record::{Row, Trade, trade_row};
 use crate::sinks::dead_letter::DeadLetters;
 use crate::sinks::parquet::parquet_sink;
 use crate::sources::SourceSpec;
+use crate::sources::finnhub::source::{FinnhubShared, finnhub_stream};
 use crate::sources::replay::{BLOCK_SIZE, ReplayShared, replay_stream};
 
 /// How to run a plan.
@@ -56,15 +57,22 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
         .build()
         .context("starting the I/O runtime")?;
     let mut replay = Vec::new();
+    let mut finnhub = Vec::new();
     for s in &plan.sources {
         replay.push(match &s.config {
             SourceSpec::Replay(c) => Some(Arc::new(
                 ReplayShared::open(&c.path, opts.block_size).with_context(|| format!("source `{}`: cannot open `{}`", s.name, c.path))?,
             )),
+            _ => None,
+        });
+        finnhub.push(match &s.config {
+            SourceSpec::Finnhub(c) => Some(Arc::new(FinnhubShared::prepare(&s.name, c, rt.handle())?)),
+            _ => None,
         });
     }
+    let finnhub_states: Vec<Arc<FinnhubShared>> = finnhub.iter().flatten().cloned().collect();
     let run_id = format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0));
-    let ctx = Arc::new(RunContext::new(plan, Arc::clone(&opts.metrics), Arc::clone(&opts.stop), rt.handle().clone(), run_id, replay));
+    let ctx = Arc::new(RunContext::new(plan, Arc::clone(&opts.metrics), Arc::clone(&opts.stop), rt.handle().clone(), run_id, replay, finnhub));
     let started = Instant::now();
 
     let worker_ctx = Arc::clone(&ctx);
@@ -98,6 +106,9 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
             ctx.fail(format!("worker failed: {e}"));
         }
     }
+    for f in &finnhub_states {
+        f.shutdown(rt.handle());
+    }
     let errors = ctx.errors();
     if !errors.is_empty() {
         bail!("{}", errors.join("\n"));
@@ -110,6 +121,7 @@ fn build<'scope>(scope: timely::dataflow::Scope<'scope, u64>, ctx: &Arc<RunConte
     let sources: Vec<StreamVec<'scope, u64, Trade>> = (0..plan.sources.len())
         .map(|i| match &plan.sources[i].config {
             SourceSpec::Replay(_) => replay_stream(scope, ctx, i, Rc::clone(dead)),
+            SourceSpec::Finnhub(_) => finnhub_stream(scope, ctx, i, Rc::clone(dead)),
         })
         .collect();
     let windows: Vec<StreamVec<'scope, u64, Row>> = (0..plan.windows.len())

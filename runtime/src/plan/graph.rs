@@ -36,6 +36,12 @@ fn nodes_and_edges(plan: &Plan) -> (Vec<Node>, Vec<(String, String, String)>) {
     for (i, s) in plan.sources.iter().enumerate() {
         let detail = match &s.config {
             SourceSpec::Replay(c) => format!("replay, out-of-orderness {}", c.max_out_of_orderness),
+            SourceSpec::Finnhub(c) => format!(
+                "finnhub {}, {} symbols, out-of-orderness {}",
+                crate::sources::finnhub::client::redacted(&c.url),
+                c.symbols.len(),
+                c.max_out_of_orderness
+            ),
         };
         nodes.push(Node { id: node_id(plan, NodeRef::Source(i)), label: format!("{}\\n{}", s.name, detail), shape: "box" });
     }

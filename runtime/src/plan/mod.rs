@@ -34,9 +34,7 @@ pub struct SourceNode {
 
 impl SourceNode {
     pub fn max_out_of_orderness_ms(&self) -> i64 {
-        match &self.config {
-            SourceSpec::Replay(c) => c.max_out_of_orderness.as_millis(),
-        }
+        self.config.max_out_of_orderness_ms()
     }
 }
 
@@ -159,6 +157,7 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
                     err(format!("{p}.max_out_of_orderness"), "must not be negative".into());
                 }
             }
+            SourceSpec::Finnhub(c) => check_finnhub(&format!("sources.{name}"), c, &mut err),
         }
         sources.push(SourceNode { name: name.clone(), config: cfg.clone(), schema: Schema::trades(), time_quantum_ms: 1000 });
     }
@@ -393,6 +392,48 @@ fn plan_window(name: &str, cfg: &WindowStepConfig, input: usize, err: &mut impl 
 
 fn fn_name(f: AggregateFn) -> &'static str {
     AggregateFn::NAMES[f as usize]
+}
+
+fn check_finnhub(p: &str, c: &crate::sources::FinnhubConfig, err: &mut impl FnMut(String, String)) {
+    if !(c.url.starts_with("ws://") || c.url.starts_with("wss://")) {
+        err(format!("{p}.url"), format!("`{}` is not a websocket URL (ws:// or wss://)", c.url));
+    }
+    if c.url.contains("token=") {
+        err(format!("{p}.url"), format!("do not put the token in the URL; set the `{}` environment variable instead", c.token_env));
+    }
+    if c.token_env.is_empty() || !c.token_env.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
+        err(format!("{p}.token_env"), format!("`{}` is not an environment variable name", c.token_env));
+    }
+    if c.symbols.is_empty() {
+        err(format!("{p}.symbols"), "subscribe to at least one symbol".into());
+    }
+    if c.symbols.len() > c.max_symbols {
+        err(
+            format!("{p}.symbols"),
+            format!("{} symbols is more than one Finnhub connection allows ({}, `max_symbols`)", c.symbols.len(), c.max_symbols),
+        );
+    }
+    for (i, s) in c.symbols.iter().enumerate() {
+        if s.trim().is_empty() || s.contains(char::is_whitespace) {
+            err(format!("{p}.symbols.{i}"), format!("`{s}` is not a symbol"));
+        } else if c.symbols[..i].contains(s) {
+            err(format!("{p}.symbols.{i}"), format!("`{s}` is listed twice"));
+        }
+    }
+    for (field, d) in [("silence_timeout", c.silence_timeout), ("idle_timeout", c.idle_timeout), ("backoff_min", c.backoff_min), ("backoff_max", c.backoff_max)] {
+        if d.as_millis() <= 0 {
+            err(format!("{p}.{field}"), format!("must be positive, got {d}"));
+        }
+    }
+    if c.backoff_max < c.backoff_min {
+        err(format!("{p}.backoff_max"), format!("must not be below backoff_min ({})", c.backoff_min));
+    }
+    if c.max_out_of_orderness.as_millis() < 0 {
+        err(format!("{p}.max_out_of_orderness"), "must not be negative".into());
+    }
+    if !(c.simulator.rate.is_finite() && c.simulator.rate > 0.0) {
+        err(format!("{p}.simulator.rate"), format!("must be a positive number of trades per second, got {}", c.simulator.rate));
+    }
 }
 
 fn gcd(a: u64, b: u64) -> u64 {

@@ -1,3 +1,4 @@
 //! Finnhub-protocol simulation: deterministic trade generation ([`generate`]).
 
 pub mod generate;
+pub mod server;

@@ -7,6 +7,7 @@ pub mod replay;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+pub use finnhub::config::FinnhubConfig;
 pub use replay::config::ReplayConfig;
 
 /// A source of records, chosen by `type`.
@@ -15,14 +16,25 @@ pub use replay::config::ReplayConfig;
 pub enum SourceSpec {
     /// Replay a JSONL file of recorded Finnhub websocket frames.
     Replay(ReplayConfig),
+    /// The live Finnhub websocket trade feed (or its built-in simulator).
+    Finnhub(FinnhubConfig),
 }
 
 impl SourceSpec {
-    pub const TYPES: &'static [&'static str] = &["replay"];
+    pub const TYPES: &'static [&'static str] = &["replay", "finnhub"];
 
     pub fn type_name(&self) -> &'static str {
         match self {
             SourceSpec::Replay(_) => "replay",
+            SourceSpec::Finnhub(_) => "finnhub",
+        }
+    }
+
+    /// `watermark = max event time read − this`.
+    pub fn max_out_of_orderness_ms(&self) -> i64 {
+        match self {
+            SourceSpec::Replay(c) => c.max_out_of_orderness.as_millis(),
+            SourceSpec::Finnhub(c) => c.max_out_of_orderness.as_millis(),
         }
     }
 }

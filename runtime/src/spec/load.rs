@@ -91,6 +91,7 @@ fn check_typed(section: &str, ty: &str, value: serde_json::Value) -> Option<Resu
     use crate::sources::ReplayConfig;
     Some(match (section, ty) {
         ("sources", "replay") => check_value::<ReplayConfig>(value).map(drop),
+        ("sources", "finnhub") => check_value::<crate::sources::FinnhubConfig>(value).map(drop),
         ("steps", "window") => check_value::<WindowStepConfig>(value).map(drop),
         ("sinks", "parquet") => check_value::<ParquetSinkConfig>(value).map(drop),
         _ => return None,

@@ -1,5 +1,10 @@
-//! Finnhub: the websocket trade feed. [`protocol`] parses and validates its frames; the replay
-//! source and the live client share it, so a recorded session replays exactly as it streamed.
+//! Finnhub: the websocket trade feed. [`protocol`] (and its [`fast`] path) parses and validates
+//! frames — the replay source and the live source share it, so a recorded session replays exactly
+//! as it streamed; [`client`] keeps one connection alive through everything the real feed does;
+//! [`source`] puts it in the dataflow; [`config`] is what users write.
 
+pub mod client;
+pub mod config;
 pub mod fast;
 pub mod protocol;
+pub mod source;

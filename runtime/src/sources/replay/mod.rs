@@ -133,9 +133,8 @@ pub fn replay_stream<'scope>(
     let shared = ctx.replay[source_index].clone().expect("replay state is opened before the dataflow is built");
     let ooo = node.max_out_of_orderness_ms();
     let quantum = node.time_quantum_ms;
-    let speed = match &node.config {
-        crate::sources::SourceSpec::Replay(c) => c.speed,
-    };
+    let crate::sources::SourceSpec::Replay(config) = &node.config else { unreachable!("a replay source") };
+    let speed = config.speed;
     let (worker, peers) = (scope.index(), scope.peers());
     let ctx = Arc::clone(ctx);
 
