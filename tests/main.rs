@@ -13,6 +13,9 @@ mod spec_errors;
 mod specs;
 /// The real binary end to end on `specs/replay.yaml`, Parquet read back.
 mod replay;
+/// The Finnhub simulator's protocol, the client against every injected fault, the quickstart,
+/// and archives that replay to the same bars.
+mod finnhub;
 /// Running behaviour: pacing, Ctrl-C, JSON logs, output formats and stores.
 mod run;
 /// Replay bars checked by DuckDB, an independent SQL engine, reading our Parquet.

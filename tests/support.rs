@@ -101,6 +101,7 @@ pub enum Cell {
     Str(String),
     F64(f64),
     I64(i64),
+    List(Vec<String>),
 }
 
 /// Reads every `*.parquet` below `dir` (recursively): column names and rows.
@@ -133,6 +134,11 @@ fn cell(col: &dyn Array, r: usize) -> Cell {
         Float64 => Cell::F64(col.as_primitive::<Float64Type>().value(r)),
         Int64 => Cell::I64(col.as_primitive::<Int64Type>().value(r)),
         Timestamp(_, _) => Cell::I64(col.as_primitive::<TimestampMillisecondType>().value(r)),
+        List(_) => {
+            let items = col.as_list::<i32>().value(r);
+            let strings = items.as_string::<i32>();
+            Cell::List((0..strings.len()).map(|i| strings.value(i).to_string()).collect())
+        }
         other => panic!("unexpected column type {other}"),
     }
 }

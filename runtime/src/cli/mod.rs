@@ -74,6 +74,12 @@ enum Command {
     },
     /// Print the JSON Schema of pipeline specs (as in schemas/pipeline.schema.json).
     Schema,
+    /// Serve the Finnhub websocket protocol with simulated trades (for laptops, tests, demos).
+    ///
+    /// Clients connect to ws://ADDR?token=TOKEN and subscribe with
+    /// {"type":"subscribe","symbol":"AAPL"}. A wrong or missing token gets HTTP 401 at the
+    /// upgrade, a reconnect storm HTTP 429, a second connection with the same token drops both.
+    Sim(SimArgs),
     /// Write deterministic synthetic Finnhub trade frames (JSONL) for replays and benchmarks.
     Generate {
         /// Output file.
@@ -106,6 +112,102 @@ enum Command {
     },
 }
 
+#[derive(clap::Args, Debug)]
+struct SimArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8765")]
+    listen: std::net::SocketAddr,
+    /// The one accepted API token.
+    #[arg(long, env = "TICKFLOW_SIM_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Seed of the simulated market: the same seed gives the same trades.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Trades per second over the subscribed symbols (Poisson arrivals).
+    #[arg(long, default_value_t = 200.0)]
+    rate: f64,
+    /// The symbol universe (comma-separated); anything else is an invalid symbol.
+    /// Default: well-known equities, crypto and forex pairs.
+    #[arg(long, value_delimiter = ',')]
+    symbols: Option<Vec<String>>,
+    /// Interval between {"type":"ping"} frames.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    ping_interval: Duration,
+    /// Most symbols one connection may subscribe to.
+    #[arg(long, default_value_t = 50)]
+    max_symbols: usize,
+    /// Equities trade only during US market hours (crypto and forex always).
+    #[arg(long)]
+    market_hours: bool,
+    /// Connection attempts per minute before HTTP 429.
+    #[arg(long, default_value_t = 20)]
+    max_connects: usize,
+    /// Fault: drop every connection abruptly (no close frame) after this long.
+    #[arg(long, value_parser = parse_duration)]
+    drop_every: Option<Duration>,
+    /// Fault: go silent (no trades, no pings) every this long ...
+    #[arg(long, value_parser = parse_duration)]
+    stall_every: Option<Duration>,
+    /// ... for this long.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    stall_for: Duration,
+    /// Fault: fraction of trades sent with an older timestamp ...
+    #[arg(long, default_value_t = 0.0)]
+    disorder_rate: f64,
+    /// ... by up to this many milliseconds.
+    #[arg(long, default_value_t = 0)]
+    disorder_ms: i64,
+    /// Fault: fraction of frames sent twice.
+    #[arg(long, default_value_t = 0.0)]
+    repeat_rate: f64,
+    /// Fault: fraction of frames sent truncated (malformed JSON).
+    #[arg(long, default_value_t = 0.0)]
+    malformed_rate: f64,
+}
+
+fn run_sim(args: SimArgs) -> ExitCode {
+    use crate::sim::server::{Faults, SimConfig, Simulator};
+    let mut cfg = SimConfig::new(args.listen, &args.token);
+    cfg.seed = args.seed;
+    cfg.rate = args.rate;
+    if let Some(symbols) = args.symbols {
+        cfg.symbols = symbols;
+    }
+    cfg.ping_interval = args.ping_interval;
+    cfg.max_symbols = args.max_symbols;
+    cfg.market_hours = args.market_hours;
+    cfg.max_connects = args.max_connects;
+    cfg.faults = Faults {
+        drop_every: args.drop_every,
+        stall_every: args.stall_every,
+        stall_for: args.stall_for,
+        disorder_rate: args.disorder_rate,
+        disorder_ms: args.disorder_ms,
+        repeat_rate: args.repeat_rate,
+        malformed_rate: args.malformed_rate,
+    };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let sim = match Simulator::start(cfg).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: cannot listen on {}: {e}", args.listen);
+                return ExitCode::FAILURE;
+            }
+        };
+        eprintln!("Finnhub simulator listening on {}?token=*** (Ctrl-C stops)", sim.url());
+        let _ = tokio::signal::ctrl_c().await;
+        sim.stop().await;
+        ExitCode::SUCCESS
+    })
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     spec::units::Duration::parse(s).map(|d| d.to_std())
 }
@@ -124,6 +226,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
+        Command::Sim(args) => run_sim(args),
         Command::Schema => {
             print!("{}", spec::json_schema());
             ExitCode::SUCCESS

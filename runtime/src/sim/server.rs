@@ -7,8 +7,9 @@
 //! US market hours (on request), and injected faults: abrupt disconnects (no close frame),
 //! silent stalls, out-of-order timestamps and repeated frames.
 //!
-//! Trade content (symbols, prices, volumes, conditions, frame sizes) is deterministic for a seed
-//! and the connection's number; `t` is the wall clock, as on the real feed.
+//! Each symbol's trades (prices, volumes, conditions) follow a sequence fixed by the seed, shared
+//! by all connections of the simulator (a reconnect continues it). Which symbol trades next and
+//! `t` (the wall clock, as on the real feed) depend on timing.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -40,6 +41,8 @@ pub struct Faults {
     pub disorder_ms: i64,
     /// Fraction of frames sent twice.
     pub repeat_rate: f64,
+    /// Fraction of frames sent truncated (malformed JSON).
+    pub malformed_rate: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -59,6 +62,8 @@ pub struct SimConfig {
     pub max_connects: usize,
     pub connect_window: Duration,
     pub faults: Faults,
+    /// Keep a copy of every trade frame sent (for tests: [`Simulator::sent`]).
+    pub record: bool,
 }
 
 /// The default universe: well-known equities, crypto and forex pairs.
@@ -80,12 +85,14 @@ impl SimConfig {
             max_connects: 20,
             connect_window: Duration::from_secs(60),
             faults: Faults::default(),
+            record: false,
         }
     }
 }
 
 /// A running simulator.
 pub struct Simulator {
+    state: Arc<Shared>,
     addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -97,9 +104,26 @@ impl Simulator {
         let listener = TcpListener::bind(cfg.listen).await?;
         let addr = listener.local_addr()?;
         let (shutdown, rx) = watch::channel(false);
-        let state = Arc::new(Shared { cfg, attempts: Mutex::new(VecDeque::new()), active: Mutex::new(HashMap::new()), next_conn: Mutex::new(0) });
-        let task = tokio::spawn(accept_loop(listener, state, rx));
-        Ok(Simulator { addr, shutdown, task })
+        let state = Arc::new(Shared {
+            cfg,
+            attempts: Mutex::new(VecDeque::new()),
+            active: Mutex::new(HashMap::new()),
+            next_conn: Mutex::new(0),
+            sent: Mutex::new(Vec::new()),
+            market: Mutex::new(HashMap::new()),
+        });
+        let task = tokio::spawn(accept_loop(listener, Arc::clone(&state), rx));
+        Ok(Simulator { state, addr, shutdown, task })
+    }
+
+    /// Every trade frame sent so far, in order (only with `record`).
+    pub fn sent(&self) -> Vec<String> {
+        self.state.sent.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Connections accepted so far (after the token check).
+    pub fn connections(&self) -> u64 {
+        *self.state.next_conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -123,6 +147,19 @@ struct Shared {
     /// token → (connection id, kill switch) of the live connection.
     active: Mutex<HashMap<String, (u64, watch::Sender<bool>)>>,
     next_conn: Mutex<u64>,
+    sent: Mutex<Vec<String>>,
+    /// The simulated market: per symbol, its own random stream and last price.
+    market: Mutex<HashMap<String, SymbolState>>,
+}
+
+struct SymbolState {
+    rng: SmallRng,
+    price: f64,
+}
+
+fn symbol_seed(seed: u64, symbol: &str) -> u64 {
+    // FNV-1a: stable across builds and platforms.
+    symbol.bytes().fold(0xcbf2_9ce4_8422_2325 ^ seed, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
 async fn accept_loop(listener: TcpListener, state: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
@@ -194,7 +231,6 @@ async fn serve(stream: TcpStream, state: Arc<Shared>, mut shutdown: watch::Recei
     let (mut sink, mut source) = ws.split();
     let mut rng = SmallRng::seed_from_u64(cfg.seed ^ conn.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let universe: Vec<String> = cfg.symbols.clone();
-    let mut prices: HashMap<String, f64> = universe.iter().map(|s| (s.clone(), initial_price(s, &mut rng))).collect();
     let mut subscribed: BTreeSet<String> = BTreeSet::new();
     let started = Instant::now();
     let mut next_ping = started + cfg.ping_interval;
@@ -263,17 +299,23 @@ async fn serve(stream: TcpStream, state: Arc<Shared>, mut shutdown: watch::Recei
                     // Everything that arrived up to now goes out in one frame.
                     let mut trades = Vec::new();
                     while next_trade <= now {
-                        if let Some(t) = make_trade(&mut rng, &subscribed, &mut prices, cfg) {
+                        if let Some(t) = make_trade(&mut rng, &subscribed, &state, cfg) {
                             trades.push(t);
                         }
                         next_trade += exp_gap(&mut rng, cfg.rate);
                     }
                     if !trades.is_empty() {
-                        let frame = format!("{{\"data\":[{}],\"type\":\"trade\"}}", trades.join(","));
+                        let mut frame = format!("{{\"data\":[{}],\"type\":\"trade\"}}", trades.join(","));
+                        if cfg.faults.malformed_rate > 0.0 && rng.random::<f64>() < cfg.faults.malformed_rate {
+                            frame.truncate(frame.len() / 2);
+                        }
                         let repeat = cfg.faults.repeat_rate > 0.0 && rng.random::<f64>() < cfg.faults.repeat_rate;
                         for _ in 0..(1 + repeat as usize) {
                             if sink.send(Message::text(frame.clone())).await.is_err() {
                                 break 'conn;
+                            }
+                            if cfg.record {
+                                state.sent.lock().unwrap_or_else(|e| e.into_inner()).push(frame.clone());
                             }
                         }
                     }
@@ -370,13 +412,20 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-fn make_trade(rng: &mut SmallRng, subscribed: &BTreeSet<String>, prices: &mut HashMap<String, f64>, cfg: &SimConfig) -> Option<String> {
+fn make_trade(pick: &mut SmallRng, subscribed: &BTreeSet<String>, state: &Shared, cfg: &SimConfig) -> Option<String> {
     if subscribed.is_empty() {
         return None;
     }
-    let i = rng.random_range(0..subscribed.len());
+    let i = pick.random_range(0..subscribed.len());
     let symbol = subscribed.iter().nth(i).expect("index in range");
-    let price = prices.get_mut(symbol).expect("subscribed symbols are in the universe");
+    let mut market = state.market.lock().unwrap_or_else(|e| e.into_inner());
+    let entry = market.entry(symbol.clone()).or_insert_with(|| {
+        let mut rng = SmallRng::seed_from_u64(symbol_seed(cfg.seed, symbol));
+        let price = initial_price(symbol, &mut rng);
+        SymbolState { rng, price }
+    });
+    let rng = &mut entry.rng;
+    let price = &mut entry.price;
     *price = (*price * (1.0 + (rng.random::<f64>() - 0.5) * 0.002)).max(0.0001);
     let crypto = symbol.starts_with("BINANCE:");
     let forex = symbol.starts_with("OANDA:");

@@ -22,6 +22,8 @@ pub struct ClientSettings {
     /// URL without the token (`wss://ws.finnhub.io`).
     pub url: String,
     pub token: Secret,
+    /// Where the token came from, for error messages (e.g. "the `FINNHUB_TOKEN` environment variable").
+    pub token_origin: String,
     pub symbols: Vec<String>,
     pub silence_timeout: Duration,
     pub backoff_min: Duration,
@@ -127,16 +129,17 @@ pub async fn run(settings: ClientSettings, tx: mpsc::UnboundedSender<ClientEvent
 }
 
 async fn connect_once(settings: &ClientSettings, tx: &mpsc::UnboundedSender<ClientEvent>, stop: &AtomicBool, stats: &ClientStats) -> Outcome {
-    let full = format!("{}?token={}", settings.url.trim_end_matches('/'), settings.token.expose());
+    let full = format!("{}?token={}", with_path(&settings.url), settings.token.expose());
     let connecting = tokio_tungstenite::connect_async(full.as_str());
     let ws = match tokio::time::timeout(Duration::from_secs(20), connecting).await {
         Err(_) => return Outcome::Retry("connect timed out".into()),
         Ok(Err(tungstenite::Error::Http(resp))) => {
             return match resp.status().as_u16() {
                 401 | 403 => Outcome::Fatal(format!(
-                    "Finnhub refused the token (HTTP {}) at {}: check the API key in the token environment variable",
+                    "Finnhub refused the token (HTTP {}) at {}: check the API key in {}",
                     resp.status().as_u16(),
-                    redacted(&settings.url)
+                    redacted(&settings.url),
+                    settings.token_origin
                 )),
                 429 => Outcome::RateLimited,
                 code => Outcome::Retry(format!("HTTP {code} at the websocket upgrade")),
@@ -212,6 +215,12 @@ fn inspect_error(text: &str, settings: &ClientSettings, stats: &ClientStats) {
     } else {
         tracing::warn!(message = msg, "Finnhub error frame");
     }
+}
+
+/// `wss://host` → `wss://host/`: the request line needs a path before the query.
+fn with_path(url: &str) -> String {
+    let after_scheme = url.split_once("://").map(|(_, rest)| rest).unwrap_or(url);
+    if after_scheme.contains('/') { url.to_string() } else { format!("{url}/") }
 }
 
 /// Removes the token from a message (errors may echo the URL).

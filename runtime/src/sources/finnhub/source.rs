@@ -49,6 +49,7 @@ impl FinnhubShared {
         let mut settings = ClientSettings {
             url: cfg.url.clone(),
             token: Secret::new(token.clone().unwrap_or_default()),
+            token_origin: format!("the `{}` environment variable", cfg.token_env),
             symbols: cfg.symbols.clone(),
             silence_timeout: cfg.silence_timeout.to_std(),
             backoff_min: cfg.backoff_min.to_std(),
@@ -72,6 +73,7 @@ impl FinnhubShared {
             tracing::info!(source = name, url = %started.url(), rate = cfg.simulator.rate, "no `{}` set: streaming from the built-in Finnhub simulator", cfg.token_env);
             settings.url = started.url();
             settings.token = Secret::new(sim_token);
+            settings.token_origin = "the simulator's token".into();
             simulator = Some(started);
         }
         Ok(FinnhubShared { settings, stats: Arc::new(ClientStats::default()), simulator: std::sync::Mutex::new(simulator), simulated: simulate })
