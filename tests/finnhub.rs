@@ -184,7 +184,7 @@ fn settings(sim: &Simulator, symbols: &[&str]) -> ClientSettings {
 
 /// Runs the client for `for_`; returns the frames it delivered and its counters.
 async fn run_client(settings: ClientSettings, for_: Duration) -> (Vec<String>, Option<String>, Arc<ClientStats>) {
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = mpsc::channel(client::CHANNEL_FRAMES);
     let stop = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(ClientStats::default());
     let task = tokio::spawn(client::run(settings, tx, Arc::clone(&stop), Arc::clone(&stats)));
@@ -192,7 +192,7 @@ async fn run_client(settings: ClientSettings, for_: Duration) -> (Vec<String>, O
     let (mut frames, mut fatal) = (Vec::new(), None);
     while Instant::now() < deadline {
         match tokio::time::timeout(Duration::from_millis(50), rx.recv()).await {
-            Ok(Some(ClientEvent::Frame(f))) => frames.push(f),
+            Ok(Some(ClientEvent::Frame(f))) => frames.push(f.to_string()),
             Ok(Some(ClientEvent::Fatal(m))) => {
                 fatal = Some(m);
                 break;
@@ -204,7 +204,7 @@ async fn run_client(settings: ClientSettings, for_: Duration) -> (Vec<String>, O
     stop.store(true, Ordering::SeqCst);
     let _ = tokio::time::timeout(Duration::from_secs(2), task).await.expect("the client stops promptly");
     while let Ok(ClientEvent::Frame(f)) = rx.try_recv() {
-        frames.push(f);
+        frames.push(f.to_string());
     }
     (frames, fatal, stats)
 }

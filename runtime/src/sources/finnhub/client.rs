@@ -55,8 +55,8 @@ impl std::fmt::Debug for Secret {
 /// What the client tells the source.
 #[derive(Debug)]
 pub enum ClientEvent {
-    /// A text frame, exactly as received.
-    Frame(String),
+    /// A text frame, exactly as received (shared bytes, not copied).
+    Frame(tungstenite::Utf8Bytes),
     /// The client gave up (e.g. the token was refused); the run must stop.
     Fatal(String),
 }
@@ -87,7 +87,11 @@ enum Outcome {
 }
 
 /// Runs until `stop` is set or a fatal error; frames go to `tx`.
-pub async fn run(settings: ClientSettings, tx: mpsc::UnboundedSender<ClientEvent>, stop: Arc<AtomicBool>, stats: Arc<ClientStats>) {
+/// How many frames may wait for the dataflow; when full, the client stops reading (TCP
+/// backpressure) instead of growing without bound.
+pub const CHANNEL_FRAMES: usize = 65_536;
+
+pub async fn run(settings: ClientSettings, tx: mpsc::Sender<ClientEvent>, stop: Arc<AtomicBool>, stats: Arc<ClientStats>) {
     let mut backoff = settings.backoff_min;
     loop {
         if stop.load(Ordering::Relaxed) {
@@ -98,7 +102,7 @@ pub async fn run(settings: ClientSettings, tx: mpsc::UnboundedSender<ClientEvent
         let wait = match outcome {
             Outcome::Stopped => return,
             Outcome::Fatal(msg) => {
-                let _ = tx.send(ClientEvent::Fatal(msg));
+                let _ = tx.send(ClientEvent::Fatal(msg)).await;
                 return;
             }
             Outcome::RateLimited => {
@@ -128,7 +132,7 @@ pub async fn run(settings: ClientSettings, tx: mpsc::UnboundedSender<ClientEvent
     }
 }
 
-async fn connect_once(settings: &ClientSettings, tx: &mpsc::UnboundedSender<ClientEvent>, stop: &AtomicBool, stats: &ClientStats) -> Outcome {
+async fn connect_once(settings: &ClientSettings, tx: &mpsc::Sender<ClientEvent>, stop: &AtomicBool, stats: &ClientStats) -> Outcome {
     let full = format!("{}?token={}", with_path(&settings.url), settings.token.expose());
     let connecting = tokio_tungstenite::connect_async(full.as_str());
     let ws = match tokio::time::timeout(Duration::from_secs(20), connecting).await {
@@ -182,11 +186,10 @@ async fn connect_once(settings: &ClientSettings, tx: &mpsc::UnboundedSender<Clie
             Some(Err(e)) => return Outcome::Retry(scrub(&e.to_string(), settings.token.expose())),
             Some(Ok(Message::Text(text))) => {
                 stats.frames.fetch_add(1, Ordering::Relaxed);
-                let text = text.to_string();
                 if text.starts_with("{\"msg\":") {
                     inspect_error(&text, settings, stats);
                 }
-                if tx.send(ClientEvent::Frame(text)).is_err() {
+                if tx.send(ClientEvent::Frame(text)).await.is_err() {
                     return Outcome::Stopped;
                 }
             }

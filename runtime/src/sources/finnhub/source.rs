@@ -147,9 +147,9 @@ pub fn finnhub_stream<'scope>(
     source(scope, &format!("Finnhub({name})"), move |capability: Capability<u64>, info| {
         let activator = scope.activator_for(info.address);
         let mut cap = if worker == 0 { Some(capability) } else { None };
-        let mut rx: Option<mpsc::UnboundedReceiver<ClientEvent>> = None;
+        let mut rx: Option<mpsc::Receiver<ClientEvent>> = None;
         if worker == 0 {
-            let (tx, r) = mpsc::unbounded_channel();
+            let (tx, r) = mpsc::channel(client::CHANNEL_FRAMES);
             rx = Some(r);
             let settings = shared.settings.clone();
             let stats = Arc::clone(&shared.stats);
@@ -180,10 +180,15 @@ pub fn finnhub_stream<'scope>(
                 if last.elapsed().as_millis() as i64 >= idle_timeout { now_ms() - idle_timeout - ooo } else { i64::MIN }
             };
             let (mut frames, mut pings, mut errors, mut others) = (0u64, 0u64, 0u64, 0u64);
-            for _ in 0..10_000 {
+            // Up to a bounded amount per activation, so progress and other operators keep moving.
+            let mut drained_all = false;
+            for _ in 0..20_000 {
                 let event = match rx.try_recv() {
                     Ok(e) => e,
-                    Err(_) => break,
+                    Err(_) => {
+                        drained_all = true;
+                        break;
+                    }
                 };
                 let text = match event {
                     ClientEvent::Frame(t) => t,
@@ -196,7 +201,7 @@ pub fn finnhub_stream<'scope>(
                 frame_no += 1;
                 frames += 1;
                 if let Some(a) = archive.as_mut()
-                    && let Err(e) = a.write(&text)
+                    && let Err(e) = a.write(text.as_str())
                 {
                     ctx.fail(format!("source `{name}`: archive: {e:#}"));
                 }
@@ -217,7 +222,7 @@ pub fn finnhub_stream<'scope>(
                 };
                 if fast::parse_trade_frame(text.as_bytes(), &mut push).is_none() {
                     invalid.clear();
-                    match protocol::parse_frame(&text, &mut push, &mut invalid) {
+                    match protocol::parse_frame(text.as_str(), &mut push, &mut invalid) {
                         Ok(FrameKind::Trades(_)) => {}
                         Ok(FrameKind::Ping) => pings += 1,
                         Ok(FrameKind::Error(msg)) => {
@@ -225,10 +230,10 @@ pub fn finnhub_stream<'scope>(
                             dead.borrow_mut().log_server_error(&name, &msg);
                         }
                         Ok(FrameKind::Other(_)) => others += 1,
-                        Err(m) => dead.borrow_mut().push(DeadLetter { source: &name, reason: RejectReason::MalformedFrame, detail: m.detail, raw: text.clone(), line: frame_no }),
+                        Err(m) => dead.borrow_mut().push(DeadLetter { source: &name, reason: RejectReason::MalformedFrame, detail: m.detail, raw: text.to_string(), line: frame_no }),
                     }
                     for inv in invalid.drain(..) {
-                        let raw = protocol::raw_trade(&text, inv.index).unwrap_or_else(|| text.clone());
+                        let raw = protocol::raw_trade(text.as_str(), inv.index).unwrap_or_else(|| text.to_string());
                         dead.borrow_mut().push(DeadLetter { source: &name, reason: inv.reason, detail: inv.detail, raw, line: frame_no });
                     }
                 }
@@ -261,7 +266,11 @@ pub fn finnhub_stream<'scope>(
                     capability.downgrade(&t);
                 }
             }
-            activator.activate_after(Duration::from_millis(20));
+            if drained_all {
+                activator.activate_after(Duration::from_millis(10));
+            } else {
+                activator.activate();
+            }
         }
     })
 }
