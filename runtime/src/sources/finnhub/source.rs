@@ -37,6 +37,8 @@ pub struct FinnhubShared {
 impl FinnhubShared {
     /// Resolves the token (or starts the simulator).
     pub fn prepare(name: &str, cfg: &FinnhubConfig, rt: &tokio::runtime::Handle) -> Result<FinnhubShared> {
+        // TLS for wss:// uses rustls with the ring provider (installed once per process).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let token = std::env::var(&cfg.token_env).ok().filter(|t| !t.trim().is_empty());
         let simulate = match (cfg.simulator.when, &token) {
             (SimulateWhen::Always, _) | (SimulateWhen::Auto, None) => true,

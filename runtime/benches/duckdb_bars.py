@@ -1,0 +1,45 @@
+"""The replay → 1-minute bars → Parquet job in DuckDB, for comparison with `cargo bench --bench
+pipeline` on the same file (an established analytical engine as a reference point).
+
+    python runtime/benches/duckdb_bars.py /tmp/tickflow-bench-2000000-500/trades.jsonl [threads...]
+
+DuckDB reads the JSONL with a declared schema, unnests the trades, drops invalid ones and computes
+open/high/low/close/volume/vwap/count per symbol and minute, writing one zstd Parquet file. It does
+not track a watermark (no lateness), so it does a little less work than tickflow.
+"""
+import sys
+import tempfile
+import time
+
+import duckdb
+
+path = sys.argv[1]
+threads = [int(t) for t in sys.argv[2:]] or [1, 2]
+query = f"""
+copy (
+  with trades as (
+    select unnest(data, recursive := true), row_number() over () as line
+    from read_json('{path}', format = 'newline_delimited',
+                   columns = {{'data': 'STRUCT(p DOUBLE, s VARCHAR, t BIGINT, v DOUBLE)[]', 'type': 'VARCHAR'}})
+    where type = 'trade'
+  )
+  select s as symbol, (t // 60000) * 60000 as window_start,
+         arg_min(p, t) as open, max(p) as high, min(p) as low, arg_max(p, t) as close,
+         sum(v) as volume, sum(p * v) / nullif(sum(v), 0) as vwap, count(*) as trades
+  from trades where p > 0 and v >= 0
+  group by all
+) to '{{out}}' (format parquet, compression zstd)
+"""
+n = duckdb.sql(f"""select sum(len(data)) from read_json('{path}', format = 'newline_delimited',
+    columns = {{'data': 'STRUCT(p DOUBLE, s VARCHAR, t BIGINT, v DOUBLE)[]', 'type': 'VARCHAR'}}) where type = 'trade'""").fetchone()[0]
+for th in threads:
+    best = None
+    for _ in range(3):
+        con = duckdb.connect()
+        con.execute(f"set threads = {th}")
+        out = tempfile.mktemp(suffix=".parquet")
+        started = time.perf_counter()
+        con.execute(query.replace("{out}", out))
+        elapsed = time.perf_counter() - started
+        best = elapsed if best is None else min(best, elapsed)
+    print(f"duckdb {duckdb.__version__}, {th} thread(s): {n / best:12.0f} trades/s   {best:.3f} s")
