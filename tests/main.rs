@@ -16,6 +16,8 @@ mod replay;
 /// The Finnhub simulator's protocol, the client against every injected fault, the quickstart,
 /// and archives that replay to the same bars.
 mod finnhub;
+/// Kafka for real (the broker scripts/test starts): market bars against the oracle, ingest, delivery failures.
+mod kafka;
 /// Running behaviour: pacing, Ctrl-C, JSON logs, output formats and stores.
 mod run;
 /// Replay bars checked by DuckDB, an independent SQL engine, reading our Parquet.

@@ -12,7 +12,7 @@ pub struct Metrics {
     /// Valid trades accepted by sources.
     pub trades: AtomicU64,
     /// Trades and frames rejected, by reason (index = `RejectReason as usize`).
-    pub rejected: [AtomicU64; 7],
+    pub rejected: [AtomicU64; 9],
     pub pings: AtomicU64,
     pub server_errors: AtomicU64,
     pub other_frames: AtomicU64,

@@ -59,6 +59,10 @@ enum Command {
         /// Never show the live status line, even on a terminal.
         #[arg(long)]
         no_status: bool,
+        /// Make every source that can end do so (Kafka: at the end offsets seen at start),
+        /// flush all windows and exit 0 — for tests, backfills and benchmarks.
+        #[arg(long)]
+        bounded: bool,
     },
     /// Check a spec: every error is printed as FILE:LINE:COL: path: message (exit 2).
     Validate {
@@ -255,12 +259,12 @@ pub fn main() -> ExitCode {
             }
             Err(e) => spec_failure(&e),
         },
-        Command::Run { spec, workers, run_for, no_status } => {
+        Command::Run { spec, workers, run_for, no_status, bounded } => {
             let plan = match load_and_plan(&spec) {
                 Ok(p) => p,
                 Err(e) => return spec_failure(&e),
             };
-            run_command(plan, workers, run_for, !no_status && std::io::stderr().is_terminal() && cli.log_format == LogFormat::Text)
+            run_command(plan, workers, run_for, bounded, !no_status && std::io::stderr().is_terminal() && cli.log_format == LogFormat::Text)
         }
         Command::Generate { out, trades, symbols, seed, mean_gap_ms, disorder_ms, disorder_rate, invalid_rate, malformed_rate } => {
             let opts = GenOptions { trades, symbols, seed, mean_gap_ms, disorder_ms, disorder_rate, invalid_rate, malformed_rate, ..GenOptions::default() };
@@ -295,7 +299,7 @@ fn spec_failure(e: &SpecErrors) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn run_command(plan: Plan, workers: usize, run_for: Option<Duration>, show_status: bool) -> ExitCode {
+fn run_command(plan: Plan, workers: usize, run_for: Option<Duration>, bounded: bool, show_status: bool) -> ExitCode {
     let stop = Arc::new(AtomicBool::new(false));
     let metrics = Arc::new(Metrics::default());
     {
@@ -318,7 +322,7 @@ fn run_command(plan: Plan, workers: usize, run_for: Option<Duration>, show_statu
     let status = status::spawn(Arc::clone(&metrics), Arc::clone(&done), show_status);
     let name = plan.name.clone();
     tracing::info!(pipeline = %name, workers, "starting");
-    let opts = RunOptions { workers, stop, metrics: Arc::clone(&metrics), block_size: crate::sources::replay::BLOCK_SIZE };
+    let opts = RunOptions { workers, stop, metrics: Arc::clone(&metrics), block_size: crate::sources::replay::BLOCK_SIZE, bounded };
     let result = run(plan, opts);
     done.store(true, Ordering::SeqCst);
     let _ = status.join();

@@ -22,6 +22,8 @@ pub struct RunContext {
     pub replay: Vec<Option<Arc<ReplayShared>>>,
     /// Per source: the connection settings and counters (for finnhub sources).
     pub finnhub: Vec<Option<Arc<FinnhubShared>>>,
+    /// `--bounded`: sources that can end (Kafka: at the end offsets seen at start) do.
+    pub bounded: bool,
     errors: Mutex<Vec<String>>,
 }
 
@@ -35,7 +37,7 @@ impl RunContext {
         replay: Vec<Option<Arc<ReplayShared>>>,
         finnhub: Vec<Option<Arc<FinnhubShared>>>,
     ) -> Self {
-        RunContext { plan, metrics, stop, rt, run_id, replay, finnhub, errors: Mutex::new(Vec::new()) }
+        RunContext { plan, metrics, stop, rt, run_id, replay, finnhub, bounded: false, errors: Mutex::new(Vec::new()) }
     }
 
     /// Records a fatal error and stops the run.

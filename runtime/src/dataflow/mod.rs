@@ -21,6 +21,7 @@ use crate::plan::{NodeRef, Plan};
 use crate::record::{Row, Trade, trade_row};
 use crate::sinks::dead_letter::DeadLetters;
 use crate::sinks::parquet::parquet_sink;
+use crate::sinks::SinkSpec;
 use crate::sources::SourceSpec;
 use crate::sources::finnhub::source::{FinnhubShared, finnhub_stream};
 use crate::sources::replay::{BLOCK_SIZE, ReplayShared, replay_stream};
@@ -32,11 +33,13 @@ pub struct RunOptions {
     pub metrics: Arc<Metrics>,
     /// Replay block size in bytes (tests use small blocks to exercise the parallel reader).
     pub block_size: usize,
+    /// Make every source that can end do so (Kafka: the end offsets seen at start).
+    pub bounded: bool,
 }
 
 impl RunOptions {
     pub fn new(workers: usize) -> Self {
-        RunOptions { workers, stop: Arc::new(AtomicBool::new(false)), metrics: Arc::new(Metrics::default()), block_size: BLOCK_SIZE }
+        RunOptions { workers, stop: Arc::new(AtomicBool::new(false)), metrics: Arc::new(Metrics::default()), block_size: BLOCK_SIZE, bounded: false }
     }
 }
 
@@ -72,7 +75,9 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
     }
     let finnhub_states: Vec<Arc<FinnhubShared>> = finnhub.iter().flatten().cloned().collect();
     let run_id = format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0));
-    let ctx = Arc::new(RunContext::new(plan, Arc::clone(&opts.metrics), Arc::clone(&opts.stop), rt.handle().clone(), run_id, replay, finnhub));
+    let mut context = RunContext::new(plan, Arc::clone(&opts.metrics), Arc::clone(&opts.stop), rt.handle().clone(), run_id, replay, finnhub);
+    context.bounded = opts.bounded;
+    let ctx = Arc::new(context);
     let started = Instant::now();
 
     let worker_ctx = Arc::clone(&ctx);
@@ -122,6 +127,7 @@ fn build<'scope>(scope: timely::dataflow::Scope<'scope, u64>, ctx: &Arc<RunConte
         .map(|i| match &plan.sources[i].config {
             SourceSpec::Replay(_) => replay_stream(scope, ctx, i, Rc::clone(dead)),
             SourceSpec::Finnhub(_) => finnhub_stream(scope, ctx, i, Rc::clone(dead)),
+            SourceSpec::Kafka(_) => crate::sources::kafka::kafka_stream(scope, ctx, i, Rc::clone(dead)),
         })
         .collect();
     let windows: Vec<StreamVec<'scope, u64, Row>> = (0..plan.windows.len())
@@ -135,10 +141,11 @@ fn build<'scope>(scope: timely::dataflow::Scope<'scope, u64>, ctx: &Arc<RunConte
         })
         .collect();
     for (i, sink) in plan.sinks.iter().enumerate() {
-        let rows = match sink.input {
-            NodeRef::Source(s) => sources[s].clone().map(|t| trade_row(&t)),
-            NodeRef::Window(w) => windows[w].clone(),
-        };
-        parquet_sink(rows, ctx, i, worker);
+        match (&sink.config, sink.input) {
+            (SinkSpec::Kafka(_), NodeRef::Source(s)) => crate::sinks::kafka::kafka_sink(sources[s].clone(), ctx, i, Rc::clone(dead)),
+            (SinkSpec::Kafka(_), NodeRef::Window(_)) => unreachable!("the planner only lets trades into a kafka sink"),
+            (SinkSpec::Parquet(_), NodeRef::Source(s)) => parquet_sink(sources[s].clone().map(|t| trade_row(&t)), ctx, i, worker),
+            (SinkSpec::Parquet(_), NodeRef::Window(w)) => parquet_sink(windows[w].clone(), ctx, i, worker),
+        }
     }
 }

@@ -36,6 +36,7 @@ fn nodes_and_edges(plan: &Plan) -> (Vec<Node>, Vec<(String, String, String)>) {
     for (i, s) in plan.sources.iter().enumerate() {
         let detail = match &s.config {
             SourceSpec::Replay(c) => format!("replay, out-of-orderness {}", c.max_out_of_orderness),
+            SourceSpec::Kafka(c) => format!("kafka {} / {}, out-of-orderness {}", c.brokers, c.topic, c.max_out_of_orderness),
             SourceSpec::Finnhub(c) => format!(
                 "finnhub {}, {} symbols, out-of-orderness {}",
                 crate::sources::finnhub::client::redacted(&c.url),
@@ -56,8 +57,11 @@ fn nodes_and_edges(plan: &Plan) -> (Vec<Node>, Vec<(String, String, String)>) {
     }
     for s in &plan.sinks {
         let id = format!("sink_{}", sanitize(&s.name));
-        let parts = s.config.partition_by.join("/");
-        nodes.push(Node { id: id.clone(), label: format!("{}\\nparquet, partitions {}", s.name, parts), shape: "cylinder" });
+        let label = match &s.config {
+            crate::sinks::SinkSpec::Parquet(c) => format!("{}\\nparquet, partitions {}", s.name, c.partition_by.join("/")),
+            crate::sinks::SinkSpec::Kafka(c) => format!("{}\\nkafka {} / {}", s.name, c.brokers, c.topic),
+        };
+        nodes.push(Node { id: id.clone(), label, shape: "cylinder" });
         edges.push((node_id(plan, s.input), id, String::new()));
     }
     if plan.dead_letters.is_some() {

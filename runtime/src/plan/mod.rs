@@ -10,7 +10,6 @@ use crate::dataflow::window::config::{AggregateFn, WindowEngine, WindowSpec, Win
 use crate::record::{Field, FieldType, Schema};
 use crate::sinks::SinkSpec;
 use crate::sinks::dead_letter::config::DeadLetterSpec;
-use crate::sinks::parquet::config::ParquetSinkConfig;
 use crate::sources::{ReplayConfig, SourceSpec};
 use crate::spec::diagnostic::suggest;
 use crate::spec::{Diagnostic, LoadedSpec, SpecErrors, StepSpec};
@@ -78,7 +77,7 @@ pub struct WindowNode {
 pub struct SinkNode {
     pub name: String,
     pub input: NodeRef,
-    pub config: ParquetSinkConfig,
+    pub config: SinkSpec,
     pub schema: Schema,
     /// Index of the timestamp field used for `date`/`hour` partitions.
     pub partition_time_index: Option<usize>,
@@ -158,6 +157,22 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
                 }
             }
             SourceSpec::Finnhub(c) => check_finnhub(&format!("sources.{name}"), c, &mut err),
+            SourceSpec::Kafka(c) => {
+                let p = format!("sources.{name}");
+                if c.brokers.trim().is_empty() {
+                    err(format!("{p}.brokers"), "no Kafka brokers given (e.g. `127.0.0.1:9092`)".into());
+                }
+                check_topic(&format!("{p}.topic"), &c.topic, &mut err);
+                if c.group_id.trim().is_empty() {
+                    err(format!("{p}.group_id"), "must not be empty".into());
+                }
+                if c.max_out_of_orderness.as_millis() < 0 {
+                    err(format!("{p}.max_out_of_orderness"), "must not be negative".into());
+                }
+                if c.idle_timeout.as_millis() <= 0 {
+                    err(format!("{p}.idle_timeout"), "must be positive".into());
+                }
+            }
         }
         sources.push(SourceNode { name: name.clone(), config: cfg.clone(), schema: Schema::trades(), time_quantum_ms: 1000 });
     }
@@ -205,55 +220,77 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
     // Sinks.
     let mut sinks = Vec::new();
     for (name, sink) in &spec.sinks {
-        let SinkSpec::Parquet(cfg) = sink;
         let p = format!("sinks.{name}");
-        let input = if let Some(i) = spec.sources.get_index_of(&cfg.input) {
+        let input_name = sink.input();
+        let input = if let Some(i) = spec.sources.get_index_of(input_name) {
             Some(NodeRef::Source(i))
-        } else if let Some(i) = windows.iter().position(|w| w.name == cfg.input) {
+        } else if let Some(i) = windows.iter().position(|w| w.name == input_name) {
             Some(NodeRef::Window(i))
         } else {
-            if !step_names.contains(&cfg.input.as_str()) {
-                err(format!("{p}.input"), format!("unknown input `{}`{}", cfg.input, suggest(&cfg.input, all_names.iter().copied())));
+            if !step_names.contains(&input_name) {
+                err(format!("{p}.input"), format!("unknown input `{input_name}`{}", suggest(input_name, all_names.iter().copied())));
             }
             None
         };
-        if cfg.path.trim().is_empty() {
-            err(format!("{p}.path"), "the output path is empty".into());
-        }
-        if !(1..=22).contains(&cfg.zstd_level) {
-            err(format!("{p}.zstd_level"), format!("zstd level must be between 1 and 22, got {}", cfg.zstd_level));
-        }
-        if cfg.rolling.max_rows == 0 {
-            err(format!("{p}.rolling.max_rows"), "must be at least 1".into());
-        }
-        if cfg.rolling.max_age.as_millis() <= 0 {
-            err(format!("{p}.rolling.max_age"), "must be positive".into());
+        let mut partition_time_index = None;
+        match sink {
+            SinkSpec::Kafka(cfg) => {
+                if cfg.brokers.trim().is_empty() {
+                    err(format!("{p}.brokers"), "no Kafka brokers given (e.g. `127.0.0.1:9092`)".into());
+                }
+                check_topic(&format!("{p}.topic"), &cfg.topic, &mut err);
+                if cfg.delivery_timeout.as_millis() <= 0 {
+                    err(format!("{p}.delivery_timeout"), "must be positive".into());
+                }
+                if let Some(NodeRef::Window(_)) = input {
+                    err(format!("{p}.input"), format!("a kafka sink writes trades: `{input_name}` is a window step (write windows to a parquet sink)"));
+                    continue;
+                }
+            }
+            SinkSpec::Parquet(cfg) => {
+                if cfg.path.trim().is_empty() {
+                    err(format!("{p}.path"), "the output path is empty".into());
+                }
+                if !(1..=22).contains(&cfg.zstd_level) {
+                    err(format!("{p}.zstd_level"), format!("zstd level must be between 1 and 22, got {}", cfg.zstd_level));
+                }
+                if cfg.rolling.max_rows == 0 {
+                    err(format!("{p}.rolling.max_rows"), "must be at least 1".into());
+                }
+                if cfg.rolling.max_age.as_millis() <= 0 {
+                    err(format!("{p}.rolling.max_age"), "must be positive".into());
+                }
+                let Some(input) = input else { continue };
+                let schema = match input {
+                    NodeRef::Source(i) => &sources[i].schema,
+                    NodeRef::Window(i) => &windows[i].schema,
+                };
+                let time_field = cfg.partition_time_field.clone().unwrap_or_else(|| match input {
+                    NodeRef::Source(_) => "timestamp".to_string(),
+                    NodeRef::Window(_) => "window_start".to_string(),
+                });
+                for (k, part) in cfg.partition_by.iter().enumerate() {
+                    match part.as_str() {
+                        "date" | "hour" => match schema.field(&time_field) {
+                            Some(f) if f.ty == FieldType::Timestamp => partition_time_index = schema.index_of(&time_field),
+                            Some(f) => err(format!("{p}.partition_time_field"), format!("`{time_field}` is a {}, `date`/`hour` partitions need a timestamp field", f.ty.name())),
+                            None => err(format!("{p}.partition_time_field"), format!("unknown field `{time_field}`{}", suggest(&time_field, schema.names()))),
+                        },
+                        other => match schema.field(other) {
+                            Some(f) if f.ty == FieldType::Utf8 => {}
+                            Some(f) => err(format!("{p}.partition_by.{k}"), format!("cannot partition by `{other}` ({}): use `date`, `hour` or a string field", f.ty.name())),
+                            None => err(format!("{p}.partition_by.{k}"), format!("unknown partition `{other}`{}", suggest(other, ["date", "hour"].into_iter().chain(schema.names())))),
+                        },
+                    }
+                }
+            }
         }
         let Some(input) = input else { continue };
         let schema = match input {
             NodeRef::Source(i) => sources[i].schema.clone(),
             NodeRef::Window(i) => windows[i].schema.clone(),
         };
-        let time_field = cfg.partition_time_field.clone().unwrap_or_else(|| match input {
-            NodeRef::Source(_) => "timestamp".to_string(),
-            NodeRef::Window(_) => "window_start".to_string(),
-        });
-        let mut partition_time_index = None;
-        for (k, part) in cfg.partition_by.iter().enumerate() {
-            match part.as_str() {
-                "date" | "hour" => match schema.field(&time_field) {
-                    Some(f) if f.ty == FieldType::Timestamp => partition_time_index = schema.index_of(&time_field),
-                    Some(f) => err(format!("{p}.partition_time_field"), format!("`{time_field}` is a {}, `date`/`hour` partitions need a timestamp field", f.ty.name())),
-                    None => err(format!("{p}.partition_time_field"), format!("unknown field `{time_field}`{}", suggest(&time_field, schema.names()))),
-                },
-                other => match schema.field(other) {
-                    Some(f) if f.ty == FieldType::Utf8 => {}
-                    Some(f) => err(format!("{p}.partition_by.{k}"), format!("cannot partition by `{other}` ({}): use `date`, `hour` or a string field", f.ty.name())),
-                    None => err(format!("{p}.partition_by.{k}"), format!("unknown partition `{other}`{}", suggest(other, ["date", "hour"].into_iter().chain(schema.names())))),
-                },
-            }
-        }
-        sinks.push(SinkNode { name: name.clone(), input, config: cfg.clone(), schema, partition_time_index });
+        sinks.push(SinkNode { name: name.clone(), input, config: sink.clone(), schema, partition_time_index });
     }
     if let Some(dl) = &spec.dead_letters
         && dl.path.trim().is_empty()
@@ -392,6 +429,14 @@ fn plan_window(name: &str, cfg: &WindowStepConfig, input: usize, err: &mut impl 
 
 fn fn_name(f: AggregateFn) -> &'static str {
     AggregateFn::NAMES[f as usize]
+}
+
+/// Kafka topic names: 1–249 characters of letters, digits, `.`, `_` and `-`.
+fn check_topic(path: &str, topic: &str, err: &mut impl FnMut(String, String)) {
+    let ok = !topic.is_empty() && topic.len() <= 249 && topic.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) && topic != "." && topic != "..";
+    if !ok {
+        err(path.to_string(), format!("`{topic}` is not a valid Kafka topic name (letters, digits, `.`, `_`, `-`; at most 249)"));
+    }
 }
 
 fn check_finnhub(p: &str, c: &crate::sources::FinnhubConfig, err: &mut impl FnMut(String, String)) {

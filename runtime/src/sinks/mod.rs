@@ -1,6 +1,7 @@
 //! Sinks: where results go. One folder per connector; `config.rs` is what users write.
 
 pub mod dead_letter;
+pub mod kafka;
 pub mod parquet;
 pub mod rolling;
 pub mod storage;
@@ -8,6 +9,7 @@ pub mod storage;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+pub use kafka::config::KafkaSinkConfig;
 pub use parquet::config::ParquetSinkConfig;
 
 /// A destination for records, chosen by `type`.
@@ -16,19 +18,23 @@ pub use parquet::config::ParquetSinkConfig;
 pub enum SinkSpec {
     /// Parquet files in a local folder or an object store.
     Parquet(ParquetSinkConfig),
+    /// Trades to a Kafka topic (idempotent producer).
+    Kafka(KafkaSinkConfig),
 }
 
 impl SinkSpec {
-    pub const TYPES: &'static [&'static str] = &["parquet"];
+    pub const TYPES: &'static [&'static str] = &["parquet", "kafka"];
 
     pub fn input(&self) -> &str {
         match self {
             SinkSpec::Parquet(c) => &c.input,
+            SinkSpec::Kafka(c) => &c.input,
         }
     }
     pub fn type_name(&self) -> &'static str {
         match self {
             SinkSpec::Parquet(_) => "parquet",
+            SinkSpec::Kafka(_) => "kafka",
         }
     }
 }

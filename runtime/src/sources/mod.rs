@@ -2,12 +2,14 @@
 //! Register a new connector in [`SourceSpec`] and in `dataflow::build`.
 
 pub mod finnhub;
+pub mod kafka;
 pub mod replay;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 
 pub use finnhub::config::FinnhubConfig;
+pub use kafka::config::KafkaSourceConfig;
 pub use replay::config::ReplayConfig;
 
 /// A source of records, chosen by `type`.
@@ -18,16 +20,33 @@ pub enum SourceSpec {
     Replay(ReplayConfig),
     /// The live Finnhub websocket trade feed (or its built-in simulator).
     Finnhub(FinnhubConfig),
+    /// Trades from a Kafka topic (one trade object per record).
+    Kafka(KafkaSourceConfig),
 }
 
 impl SourceSpec {
-    pub const TYPES: &'static [&'static str] = &["replay", "finnhub"];
+    pub const TYPES: &'static [&'static str] = &["replay", "finnhub", "kafka"];
 
     pub fn type_name(&self) -> &'static str {
         match self {
             SourceSpec::Replay(_) => "replay",
             SourceSpec::Finnhub(_) => "finnhub",
+            SourceSpec::Kafka(_) => "kafka",
         }
+    }
+
+    /// Where a record came from, for dead letters: the line (replay), the frame number (live
+    /// feed) or the partition offset (Kafka).
+    pub fn position_of(&self, seq: u64) -> u64 {
+        match self {
+            SourceSpec::Kafka(_) => seq & ((1 << kafka::OFFSET_BITS) - 1),
+            _ => seq >> crate::record::Trade::SEQ_INDEX_BITS,
+        }
+    }
+
+    /// Whether the source ends by itself (a file), or with `--bounded` (Kafka).
+    pub fn can_end(&self) -> bool {
+        !matches!(self, SourceSpec::Finnhub(_))
     }
 
     /// `watermark = max event time read − this`.
@@ -35,6 +54,7 @@ impl SourceSpec {
         match self {
             SourceSpec::Replay(c) => c.max_out_of_orderness.as_millis(),
             SourceSpec::Finnhub(c) => c.max_out_of_orderness.as_millis(),
+            SourceSpec::Kafka(c) => c.max_out_of_orderness.as_millis(),
         }
     }
 }

@@ -94,6 +94,8 @@ fn check_typed(section: &str, ty: &str, value: serde_json::Value) -> Option<Resu
         ("sources", "finnhub") => check_value::<crate::sources::FinnhubConfig>(value).map(drop),
         ("steps", "window") => check_value::<WindowStepConfig>(value).map(drop),
         ("sinks", "parquet") => check_value::<ParquetSinkConfig>(value).map(drop),
+        ("sinks", "kafka") => check_value::<crate::sinks::KafkaSinkConfig>(value).map(drop),
+        ("sources", "kafka") => check_value::<crate::sources::KafkaSourceConfig>(value).map(drop),
         _ => return None,
     })
 }

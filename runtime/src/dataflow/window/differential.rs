@@ -78,6 +78,7 @@ pub fn window_stream<'scope>(
     let quantum = ctx.plan.sources[node.input].time_quantum_ms;
     let name = node.name.clone();
     let update_ctx = Arc::clone(ctx);
+    let source_kind = ctx.plan.sources[node.input].config.clone();
 
     // Trades → window updates, with lateness decided per window against the read watermark.
     let updates = stream.unary::<timely::container::CapacityContainerBuilder<Vec<((WinKey, WinVal), u64, isize)>>, _, _, _>(
@@ -87,9 +88,13 @@ pub fn window_stream<'scope>(
             move |input, output| {
                 let mut late_accepted = 0u64;
                 input.for_each_stamp(|cap, data| {
+                    let now = cap.least().copied().unwrap_or(0) as i64;
                     let mut session = output.session(&cap);
                     for batch in data {
-                        for t in batch.drain(..) {
+                        for mut t in batch.drain(..) {
+                            // See the timely operator: records from an idle partition are judged
+                            // by their timestamp.
+                            t.wm = t.wm.max(now);
                             let round = quantize(t.wm, quantum);
                             let val: WinVal = (t.seq, t.ts, t.price.to_bits(), t.volume.to_bits());
                             let mut start = t.ts.div_euclid(slide) * slide;
@@ -126,7 +131,7 @@ pub fn window_stream<'scope>(
                                         format_ts(t.wm)
                                     ),
                                     raw: trade_json(&t),
-                                    line: t.line(),
+                                    line: source_kind.position_of(t.seq),
                                 });
                             }
                         }

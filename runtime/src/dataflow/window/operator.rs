@@ -43,6 +43,7 @@ pub fn window_stream<'scope>(
     dead: Rc<RefCell<DeadLetters>>,
 ) -> StreamVec<'scope, u64, Row> {
     let node = ctx.plan.windows[index].clone();
+    let source_kind = ctx.plan.sources[node.input].config.clone();
     let ctx = Arc::clone(ctx);
     let exchange = Exchange::new(|t: &Trade| key_hash(&t.symbol));
     stream.unary_frontier(exchange, &format!("Window({})", node.name), move |_cap, _info| {
@@ -68,6 +69,12 @@ pub fn window_stream<'scope>(
                 }
                 let (_, (cap, mut trades)) = stash.pop_first().expect("checked non-empty");
                 state.fire_until(t as i64, &mut rows);
+                // NB: a record normally carries a watermark ≥ its timestamp. When a source
+                // outran an idle partition, records of that partition arrive with an older one:
+                // the frontier has already moved on, so judge them by the timestamp.
+                for tr in trades.iter_mut() {
+                    tr.wm = tr.wm.max(t as i64);
+                }
                 // NB: sorting by seq restores file/arrival order, which makes float sums and
                 // first/last ties independent of how batches interleaved across workers.
                 trades.sort_by_key(|t| t.seq);
@@ -84,7 +91,7 @@ pub fn window_stream<'scope>(
                                 format_ts(tr.wm)
                             ),
                             raw: trade_json(tr),
-                            line: tr.line(),
+                            line: source_kind.position_of(tr.seq),
                         });
                     }
                 }

@@ -19,15 +19,17 @@ use crate::record::Row;
 
 pub fn parquet_sink<'scope>(stream: StreamVec<'scope, u64, Row>, ctx: &Arc<RunContext>, index: usize, worker: usize) {
     let node = ctx.plan.sinks[index].clone();
+    let crate::sinks::SinkSpec::Parquet(config) = &node.config else { unreachable!("a parquet sink") };
+    let config = config.clone();
     let ctx = Arc::clone(ctx);
     let scope = stream.scope();
-    let mut writer = match Storage::open(&node.config.path, ctx.rt.clone()) {
+    let mut writer = match Storage::open(&config.path, ctx.rt.clone()) {
         Ok(storage) => Some(RollingWriter::new(
             storage,
             node.schema.clone(),
-            Format::Parquet { zstd_level: node.config.zstd_level },
-            node.config.rolling.clone(),
-            Partition::resolve(&node.config.partition_by, &node.schema, node.partition_time_index),
+            Format::Parquet { zstd_level: config.zstd_level },
+            config.rolling.clone(),
+            Partition::resolve(&config.partition_by, &node.schema, node.partition_time_index),
             ctx.file_prefix(worker),
             Arc::clone(&ctx.metrics),
             true,

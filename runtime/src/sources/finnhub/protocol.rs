@@ -23,10 +23,14 @@ pub enum RejectReason {
     InvalidVolume,
     InvalidTimestamp,
     Late,
+    /// A Kafka record that is not a trade object.
+    MalformedRecord,
+    /// A record a sink could not deliver (after its retries).
+    DeliveryFailed,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 7] = [
+    pub const ALL: [RejectReason; 9] = [
         RejectReason::MalformedFrame,
         RejectReason::MissingField,
         RejectReason::InvalidType,
@@ -34,6 +38,8 @@ impl RejectReason {
         RejectReason::InvalidVolume,
         RejectReason::InvalidTimestamp,
         RejectReason::Late,
+        RejectReason::MalformedRecord,
+        RejectReason::DeliveryFailed,
     ];
     pub fn code(self) -> &'static str {
         match self {
@@ -44,6 +50,8 @@ impl RejectReason {
             RejectReason::InvalidVolume => "invalid_volume",
             RejectReason::InvalidTimestamp => "invalid_timestamp",
             RejectReason::Late => "late",
+            RejectReason::MalformedRecord => "malformed_record",
+            RejectReason::DeliveryFailed => "delivery_failed",
         }
     }
 }
@@ -116,6 +124,14 @@ pub fn parse_frame(
         "ping" => Ok(FrameKind::Ping),
         "error" => Ok(FrameKind::Error(frame.msg.map(Cow::into_owned).unwrap_or_default())),
         other => Ok(FrameKind::Other(other.to_string())),
+    }
+}
+
+/// Parses and validates one trade object (a Kafka record value).
+pub fn parse_trade(bytes: &[u8]) -> Result<ValidTrade, (RejectReason, String)> {
+    match serde_json::from_slice::<RawTrade>(bytes) {
+        Ok(raw) => raw.validate(),
+        Err(e) => Err((RejectReason::MalformedRecord, format!("not a trade object: {e}"))),
     }
 }
 

@@ -1,0 +1,52 @@
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::spec::units::Duration;
+
+/// Reads trades from a Kafka topic: each record value is one Finnhub trade object (as the
+/// `kafka` sink writes them). Partitions are spread over the workers deterministically
+/// (partition `p` → worker `p mod workers`); offsets are owned by the run and committed to
+/// `group_id` only so that lag tools work. Each partition has its own watermark; with
+/// `tickflow run --bounded` the run reads up to the end offsets seen at start and finishes.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSourceConfig {
+    /// Bootstrap servers, e.g. `127.0.0.1:9092`.
+    pub brokers: String,
+    /// Topic to read.
+    pub topic: String,
+    /// Consumer group whose committed offsets report progress (lag tools); tickflow does not
+    /// use them to decide where to read.
+    #[serde(default = "default_group_id")]
+    pub group_id: String,
+    /// Where to start reading.
+    #[serde(default)]
+    pub start: StartPosition,
+    /// How far behind the newest event time of a partition its watermark trails.
+    #[serde(default = "default_max_out_of_orderness")]
+    pub max_out_of_orderness: Duration,
+    /// A partition without records for this long no longer holds back the watermark.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: Duration,
+}
+
+/// Where a Kafka source starts.
+#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StartPosition {
+    /// The oldest record still in the topic.
+    #[default]
+    Earliest,
+    /// Only records written after the start.
+    Latest,
+}
+
+pub fn default_group_id() -> String {
+    "tickflow".to_string()
+}
+pub const fn default_max_out_of_orderness() -> Duration {
+    Duration::secs(2)
+}
+pub const fn default_idle_timeout() -> Duration {
+    Duration::secs(30)
+}

@@ -1,0 +1,229 @@
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::oracle::{self, T};
+use crate::support::{Cell, bin, read_dead_letters, read_parquet_dir, repo};
+
+/// The broker `scripts/test` starts (`deploy/local/kafka start`), or None outside CI.
+fn brokers() -> Option<String> {
+    let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let addr = brokers.split(',').next().unwrap_or_default().to_string();
+    let up = std::net::TcpStream::connect_timeout(&addr.parse().expect("host:port"), Duration::from_secs(1)).is_ok();
+    if up {
+        return Some(brokers);
+    }
+    assert!(std::env::var_os("CI").is_none(), "no Kafka broker at {brokers}: scripts/test starts one (deploy/local/kafka start)");
+    eprintln!("skipping: no Kafka broker at {brokers} (run deploy/local/kafka start)");
+    None
+}
+
+fn create_topic(brokers: &str, partitions: i32) -> String {
+    let topic = format!("test-{}-{}", std::process::id(), rand::random::<u32>());
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let results = rt
+        .block_on(admin.create_topics(&[NewTopic::new(&topic, partitions, TopicReplication::Fixed(1))], &AdminOptions::new()))
+        .unwrap();
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    topic
+}
+
+/// (partition, offset, value) of every record, read back with a plain consumer.
+fn read_topic(brokers: &str, topic: &str, partitions: i32) -> Vec<(i32, i64, Vec<u8>)> {
+    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).set("group.id", "test-reader").create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    let mut total = 0;
+    for p in 0..partitions {
+        let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(5)).unwrap();
+        total += high;
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while (out.len() as i64) < total && std::time::Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            out.push((m.partition(), m.offset(), m.payload().unwrap_or_default().to_vec()));
+        }
+    }
+    assert_eq!(out.len() as i64, total);
+    out.sort_by_key(|(p, o, _)| (*p, *o));
+    out
+}
+
+/// The oracle over Kafka records: each partition has its own watermark, records in offset order.
+fn kafka_oracle(records: &[(i32, i64, Vec<u8>)], ooo: i64) -> (Vec<oracle::Bar>, usize, usize) {
+    let mut trades = Vec::new();
+    let mut max: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut rejected = 0;
+    for (p, offset, value) in records {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(value) else {
+            rejected += 1;
+            continue;
+        };
+        let frame = format!("{{\"data\":[{v}],\"type\":\"trade\"}}");
+        let parsed = oracle::read(&frame, 0);
+        if parsed.trades.len() != 1 {
+            rejected += 1;
+            continue;
+        }
+        let t = &parsed.trades[0];
+        let m = max.entry(*p).or_insert(i64::MIN);
+        *m = (*m).max(t.ts);
+        trades.push(T { sym: t.sym.clone(), p: t.p, v: t.v, ts: t.ts, seq: (*p as u64, *offset as u64), wm: *m - ooo });
+    }
+    let input = oracle::Input { trades, rejected: Default::default() };
+    let (bars, late) = oracle::fixed_windows(&input, 60_000, 60_000, 0);
+    (bars, late, rejected)
+}
+
+fn run_market_bars(brokers: &str, topic: &str, out: &std::path::Path, workers: &str) -> String {
+    let result = Command::new(bin())
+        .args(["run", "specs/market-bars.yaml", "--bounded", "--workers", workers])
+        .current_dir(repo())
+        .env("KAFKA_BROKERS", brokers)
+        .env("TRADES_TOPIC", topic)
+        .env("OUT_URL", out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr).into_owned();
+    assert!(result.status.success(), "{stderr}");
+    stderr
+}
+
+fn assert_bars_equal(rows: &[Vec<Cell>], expected: &[oracle::Bar], context: &str) {
+    let mut rows: Vec<&Vec<Cell>> = rows.iter().collect();
+    rows.sort_by_key(|r| match (&r[0], &r[1]) {
+        (Cell::Str(s), Cell::I64(t)) => (s.clone(), *t),
+        _ => panic!(),
+    });
+    assert_eq!(rows.len(), expected.len(), "{context}: number of bars");
+    for (row, bar) in rows.iter().zip(expected) {
+        assert_eq!((&row[0], &row[1]), (&Cell::Str(bar.sym.clone()), &Cell::I64(bar.start)), "{context}");
+        for (i, want) in bar.values[..6].iter().enumerate() {
+            match (&row[3 + i], want) {
+                (Cell::F64(g), Some(w)) => assert!((g - w).abs() <= 1e-9 * w.abs().max(1.0), "{context}: {} column {}: {g} vs {w}", bar.sym, 3 + i),
+                (Cell::Null, None) => {}
+                other => panic!("{context}: {other:?}"),
+            }
+        }
+        assert_eq!(row[9], Cell::I64(bar.count), "{context}: {} [{}] trades", bar.sym, bar.start);
+    }
+}
+
+#[test]
+fn market_bars_from_a_partitioned_topic_equal_the_oracle_for_any_worker_count() {
+    let Some(brokers) = brokers() else { return };
+    let topic = create_topic(&brokers, 4);
+    // An independent producer writes trades (out of order within each partition) and garbage.
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+    let mut rng_state = 12345u64;
+    let mut rnd = |n: u64| {
+        rng_state = rng_state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (rng_state >> 33) % n
+    };
+    let mut clock = 1_764_000_000_000i64;
+    for i in 0..4000u64 {
+        clock += rnd(120) as i64;
+        let sym = format!("S{}", rnd(6));
+        let partition = (sym.as_bytes()[1] - b'0') as i32 % 4;
+        let mut t = clock - (clock % 250);
+        if rnd(10) == 0 {
+            t -= rnd(15_000) as i64;
+        }
+        let value = match i % 97 {
+            13 => "not json".to_string(),
+            41 => format!("{{\"p\":-1,\"s\":\"{sym}\",\"t\":{t},\"v\":1}}"),
+            _ => format!("{{\"c\":[\"1\"],\"p\":{}.25,\"s\":\"{sym}\",\"t\":{t},\"v\":{}}}", 10 + rnd(90), rnd(5)),
+        };
+        producer.send(BaseRecord::to(&topic).partition(partition).key(&sym).payload(&value)).unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+
+    let records = read_topic(&brokers, &topic, 4);
+    let (expected, late, rejected) = kafka_oracle(&records, 2_000);
+    assert!(late > 0 && rejected > 0);
+    let dir = tempfile::tempdir().unwrap();
+    let mut first: Option<Vec<Vec<Cell>>> = None;
+    for workers in ["1", "2", "3"] {
+        let out = dir.path().join(format!("out{workers}"));
+        run_market_bars(&brokers, &topic, &out, workers);
+        let (_, mut rows) = read_parquet_dir(&out.join("bars"));
+        assert_bars_equal(&rows, &expected, &format!("{workers} worker(s)"));
+        rows.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        match &first {
+            None => first = Some(rows),
+            Some(f) => assert_eq!(&rows, f, "{workers} workers: not the same bits as 1 worker"),
+        }
+        let (dead, letters) = read_dead_letters(&out.join("dead_letters"));
+        assert_eq!(dead.get("late").copied().unwrap_or(0), late, "late trades");
+        let invalid: usize = dead.iter().filter(|(k, _)| *k != "late").map(|(_, v)| v).sum();
+        assert_eq!(invalid, rejected, "{dead:?}");
+        assert!(letters.iter().any(|l| l["reason"] == "malformed_record" && l["raw"] == "not json"));
+    }
+}
+
+#[test]
+fn ingest_from_the_feed_into_kafka_then_bars() {
+    let Some(brokers) = brokers() else { return };
+    let topic = create_topic(&brokers, 4);
+    let dir = tempfile::tempdir().unwrap();
+    let ingest = Command::new(bin())
+        .args(["run", "specs/ingest-finnhub.yaml", "--for", "4s"])
+        .current_dir(repo())
+        .env_remove("FINNHUB_TOKEN")
+        .env("KAFKA_BROKERS", &brokers)
+        .env("TRADES_TOPIC", &topic)
+        .env("OUT_URL", dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&ingest.stderr);
+    assert!(ingest.status.success(), "{stderr}");
+    let records = read_topic(&brokers, &topic, 4);
+    assert!(records.len() > 300, "about 200 trades/s for 4 s: {}", records.len());
+    // Keys are symbols, values Finnhub trade objects.
+    for (_, _, v) in &records {
+        let t: serde_json::Value = serde_json::from_slice(v).unwrap();
+        let keys: Vec<&String> = t.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["c", "p", "s", "t", "v"]);
+    }
+    let (expected, _, rejected) = kafka_oracle(&records, 2_000);
+    assert_eq!(rejected, 0);
+    let out = dir.path().join("bars-out");
+    run_market_bars(&brokers, &topic, &out, "2");
+    let (_, rows) = read_parquet_dir(&out.join("bars"));
+    assert_bars_equal(&rows, &expected, "ingested");
+}
+
+#[test]
+fn undeliverable_records_are_dead_lettered_not_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let trades = dir.path().join("t.jsonl");
+    std::fs::write(&trades, "{\"data\":[{\"p\":1,\"s\":\"A\",\"t\":1,\"v\":1},{\"p\":2,\"s\":\"B\",\"t\":2,\"v\":1}],\"type\":\"trade\"}\n").unwrap();
+    let spec = format!(
+        "name: undeliverable
+sources:
+  trades: {{ type: replay, path: {} }}
+sinks:
+  k: {{ type: kafka, input: trades, brokers: \"127.0.0.1:1\", topic: nowhere, delivery_timeout: 1s }}
+dead_letters: {{ path: {} }}
+",
+        trades.display(),
+        dir.path().join("dead").display()
+    );
+    std::fs::write(dir.path().join("spec.yaml"), spec).unwrap();
+    let out = Command::new(bin()).arg("run").arg(dir.path().join("spec.yaml")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (dead, letters) = read_dead_letters(&dir.path().join("dead"));
+    assert_eq!(dead.get("delivery_failed"), Some(&2), "{dead:?}");
+    assert!(letters.iter().any(|l| l["raw"] == "{\"c\":[],\"p\":2.0,\"s\":\"B\",\"t\":2,\"v\":1.0}"), "{letters:?}");
+}
