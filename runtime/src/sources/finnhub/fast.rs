@@ -128,6 +128,14 @@ pub fn parse_trade_frame(text: &[u8], out: &mut impl FnMut(usize, ValidTrade)) -
     Some(n)
 }
 
+/// Parses one canonical, valid trade object (a Kafka record value); `None` means "use the
+/// general parser".
+pub fn parse_trade_object(bytes: &[u8]) -> Option<ValidTrade> {
+    let mut c = Cursor { b: bytes, i: 0 };
+    let t = trade(&mut c)?;
+    (c.i == bytes.len()).then_some(t)
+}
+
 #[inline]
 fn trade(c: &mut Cursor) -> Option<ValidTrade> {
     c.eat(b"{")?;

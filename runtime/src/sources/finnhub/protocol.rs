@@ -129,6 +129,9 @@ pub fn parse_frame(
 
 /// Parses and validates one trade object (a Kafka record value).
 pub fn parse_trade(bytes: &[u8]) -> Result<ValidTrade, (RejectReason, String)> {
+    if let Some(t) = super::fast::parse_trade_object(bytes) {
+        return Ok(t);
+    }
     match serde_json::from_slice::<RawTrade>(bytes) {
         Ok(raw) => raw.validate(),
         Err(e) => Err((RejectReason::MalformedRecord, format!("not a trade object: {e}"))),

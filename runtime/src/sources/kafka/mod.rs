@@ -40,6 +40,8 @@ struct PartitionState {
     max_ts: i64,
     wm: i64,
     last_record: Instant,
+    /// Records arrived in the current activation.
+    touched: bool,
 }
 
 pub fn kafka_stream<'scope>(
@@ -68,6 +70,9 @@ pub fn kafka_stream<'scope>(
                 .set("enable.auto.commit", "false")
                 .set("enable.auto.offset.store", "false")
                 .set("enable.partition.eof", "false")
+                .set("fetch.max.bytes", "104857600")
+                .set("max.partition.fetch.bytes", "8388608")
+                .set("queued.max.messages.kbytes", "262144")
                 .set("auto.offset.reset", match cfg.start {
                     StartPosition::Earliest => "earliest",
                     StartPosition::Latest => "latest",
@@ -96,6 +101,7 @@ pub fn kafka_stream<'scope>(
                     max_ts: i64::MIN,
                     wm: i64::MIN,
                     last_record: Instant::now(),
+                    touched: false,
                 });
             }
             consumer.assign(&tpl)?;
@@ -135,7 +141,7 @@ pub fn kafka_stream<'scope>(
                 let Some(state) = parts.iter_mut().find(|s| s.partition == msg.partition()) else { continue };
                 let offset = msg.offset();
                 state.next = offset + 1;
-                state.last_record = Instant::now();
+                state.touched = true;
                 if state.end.is_some_and(|end| offset >= end) {
                     continue; // past the bounded end
                 }
@@ -163,6 +169,11 @@ pub fn kafka_stream<'scope>(
                 }
             }
             ctx.metrics.trades.fetch_add(n, Ordering::Relaxed);
+            let now = Instant::now();
+            for s in parts.iter_mut().filter(|s| s.touched) {
+                s.last_record = now;
+                s.touched = false;
+            }
             for (time, mut trades) in std::mem::take(&mut batch) {
                 output.session(&capability.delayed(&time)).give_container(&mut trades);
             }
@@ -198,7 +209,9 @@ pub fn kafka_stream<'scope>(
             } else if polled > 0 {
                 activator.activate();
             } else {
-                activator.activate_after(Duration::from_millis(10));
+                // Nothing queued right now: librdkafka's fetcher refills its queue within
+                // milliseconds, so look again soon (a long sleep here starves the pipeline).
+                activator.activate_after(Duration::from_millis(1));
             }
         }
     })
