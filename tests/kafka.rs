@@ -227,3 +227,80 @@ dead_letters: {{ path: {} }}
     assert_eq!(dead.get("delivery_failed"), Some(&2), "{dead:?}");
     assert!(letters.iter().any(|l| l["raw"] == "{\"c\":[],\"p\":2.0,\"s\":\"B\",\"t\":2,\"v\":1.0}"), "{letters:?}");
 }
+
+/// A second broker of our own (another port and data folder), so restarting it does not disturb
+/// the other tests.
+struct OwnBroker {
+    port: u16,
+    data: tempfile::TempDir,
+}
+
+impl OwnBroker {
+    fn cmd(&self, action: &str) -> std::process::Output {
+        Command::new(repo().join("deploy/local/kafka"))
+            .arg(action)
+            .env("KAFKA_PORT", self.port.to_string())
+            .env("KAFKA_CONTROLLER_PORT", (self.port + 1).to_string())
+            .env("TICKFLOW_KAFKA_DATA", self.data.path())
+            .output()
+            .unwrap()
+    }
+    fn start(&self) {
+        let out = self.cmd("start");
+        assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+    fn stop(&self) {
+        self.cmd("stop");
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[test]
+fn ingest_survives_a_broker_restart_without_loss_or_duplicates() {
+    if brokers().is_none() {
+        return; // the same prerequisites as the shared broker (Java, the cached Kafka jars)
+    }
+    let broker = OwnBroker { port: 19092, data: tempfile::tempdir().unwrap() };
+    broker.start();
+    let brokers = "127.0.0.1:19092".to_string();
+    let topic = create_topic(&brokers, 4);
+    let dir = tempfile::tempdir().unwrap();
+    let mut ingest = Command::new(bin())
+        .args(["run", "specs/ingest-finnhub.yaml", "--for", "16s"])
+        .current_dir(repo())
+        .env_remove("FINNHUB_TOKEN")
+        .env("KAFKA_BROKERS", &brokers)
+        .env("TRADES_TOPIC", &topic)
+        .env("OUT_URL", dir.path())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    broker.stop();
+    std::thread::sleep(Duration::from_secs(2));
+    broker.start();
+    let out = ingest.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // "stopped: N trades in ..." — every trade read from the feed is in the topic, once.
+    let read: usize = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("stopped: "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no summary in {stderr}"));
+    let records = read_topic(&brokers, &topic, 4);
+    let (dead, _) = read_dead_letters(&dir.path().join("ingest_dead_letters"));
+    assert!(dead.is_empty(), "{dead:?}");
+    assert!(read > 1000, "{read}");
+    assert_eq!(records.len(), read, "records in the topic vs trades read");
+    let mut values: Vec<&Vec<u8>> = records.iter().map(|(_, _, v)| v).collect();
+    values.sort();
+    values.dedup();
+    assert_eq!(values.len(), records.len(), "no duplicates (idempotent producer)");
+}
