@@ -19,15 +19,22 @@ fn config() -> SimConfig {
     c
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect(sim: &Simulator, token: &str) -> Result<Ws, tungstenite::Error> {
-    tokio_tungstenite::connect_async(format!("{}/?token={token}", sim.url())).await.map(|(ws, _)| ws)
+    tokio_tungstenite::connect_async(format!("{}/?token={token}", sim.url()))
+        .await
+        .map(|(ws, _)| ws)
 }
 
 async fn subscribe(ws: &mut Ws, symbols: &[&str]) {
     for s in symbols {
-        ws.send(Message::text(format!("{{\"type\":\"subscribe\",\"symbol\":\"{s}\"}}"))).await.unwrap();
+        ws.send(Message::text(format!(
+            "{{\"type\":\"subscribe\",\"symbol\":\"{s}\"}}"
+        )))
+        .await
+        .unwrap();
     }
 }
 
@@ -54,7 +61,10 @@ fn http_status(e: tungstenite::Error) -> u16 {
 async fn sim_refuses_a_wrong_or_missing_token_with_401() {
     let sim = Simulator::start(config()).await.unwrap();
     assert_eq!(http_status(connect(&sim, "wrong").await.unwrap_err()), 401);
-    let no_token = tokio_tungstenite::connect_async(format!("{}/", sim.url())).await.map(|_| ()).unwrap_err();
+    let no_token = tokio_tungstenite::connect_async(format!("{}/", sim.url()))
+        .await
+        .map(|_| ())
+        .unwrap_err();
     assert_eq!(http_status(no_token), 401);
     assert!(connect(&sim, TOKEN).await.is_ok());
 }
@@ -67,9 +77,15 @@ async fn sim_sends_finnhub_shaped_frames_for_subscribed_symbols_and_pings() {
     let mut ws = connect(&sim, TOKEN).await.unwrap();
     subscribe(&mut ws, &["AAPL", "BINANCE:BTCUSDT", "OANDA:EUR_USD"]).await;
     let frames = collect(&mut ws, Duration::from_millis(1300)).await;
-    let pings = frames.iter().filter(|f| *f == "{\"type\":\"ping\"}").count();
+    let pings = frames
+        .iter()
+        .filter(|f| *f == "{\"type\":\"ping\"}")
+        .count();
     assert!(pings >= 3, "{pings} pings in 1.3 s at a 300 ms interval");
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
     let (mut trades, mut multi) = (0, 0);
     let mut seen = BTreeSet::new();
     for f in frames.iter().filter(|f| f.contains("\"trade\"")) {
@@ -87,7 +103,10 @@ async fn sim_sends_finnhub_shaped_frames_for_subscribed_symbols_and_pings() {
             assert_eq!(keys, sorted, "trade keys are sorted: {t}");
             let s = t["s"].as_str().unwrap();
             seen.insert(s.to_string());
-            assert!((now - 10_000..=now + 1_000).contains(&t["t"].as_i64().unwrap()), "t is ms since the epoch: {t}");
+            assert!(
+                (now - 10_000..=now + 1_000).contains(&t["t"].as_i64().unwrap()),
+                "t is ms since the epoch: {t}"
+            );
             assert!(t["p"].as_f64().unwrap() > 0.0);
             let v = t["v"].as_f64().unwrap();
             match s {
@@ -97,7 +116,9 @@ async fn sim_sends_finnhub_shaped_frames_for_subscribed_symbols_and_pings() {
             }
             match t.get("c") {
                 None | Some(serde_json::Value::Null) => {}
-                Some(serde_json::Value::Array(codes)) => assert!(codes.iter().all(|c| c.is_string())),
+                Some(serde_json::Value::Array(codes)) => {
+                    assert!(codes.iter().all(|c| c.is_string()))
+                }
                 Some(other) => panic!("c = {other}"),
             }
             trades += 1;
@@ -105,7 +126,14 @@ async fn sim_sends_finnhub_shaped_frames_for_subscribed_symbols_and_pings() {
     }
     assert!(trades > 200, "about 400 trades/s: got {trades}");
     assert!(multi > 0, "several trades per frame");
-    assert_eq!(seen, BTreeSet::from(["AAPL".to_string(), "BINANCE:BTCUSDT".into(), "OANDA:EUR_USD".into()]));
+    assert_eq!(
+        seen,
+        BTreeSet::from([
+            "AAPL".to_string(),
+            "BINANCE:BTCUSDT".into(),
+            "OANDA:EUR_USD".into()
+        ])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,8 +145,17 @@ async fn sim_reports_invalid_symbols_and_the_symbol_limit() {
     subscribe(&mut ws, &["AAPL", "NOPE", "MSFT", "NVDA"]).await;
     let frames = collect(&mut ws, Duration::from_millis(500)).await;
     let errors: Vec<&String> = frames.iter().filter(|f| f.contains("\"error\"")).collect();
-    assert_eq!(errors, ["{\"msg\":\"Invalid symbol NOPE\",\"type\":\"error\"}", "{\"msg\":\"Subscribing to too many symbols\",\"type\":\"error\"}"]);
-    assert!(frames.iter().any(|f| f.contains("\"AAPL\"")) && !frames.iter().any(|f| f.contains("\"NVDA\"")));
+    assert_eq!(
+        errors,
+        [
+            "{\"msg\":\"Invalid symbol NOPE\",\"type\":\"error\"}",
+            "{\"msg\":\"Subscribing to too many symbols\",\"type\":\"error\"}"
+        ]
+    );
+    assert!(
+        frames.iter().any(|f| f.contains("\"AAPL\""))
+            && !frames.iter().any(|f| f.contains("\"NVDA\""))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,11 +167,24 @@ async fn sim_allows_one_connection_per_token_and_limits_reconnect_storms() {
     subscribe(&mut first, &["AAPL"]).await;
     let mut second = connect(&sim, TOKEN).await.unwrap();
     // A second connection drops both.
-    let end_first = tokio::time::timeout(Duration::from_secs(2), async { while let Some(Ok(_)) = first.next().await {} }).await;
-    let end_second = tokio::time::timeout(Duration::from_secs(2), async { while let Some(Ok(_)) = second.next().await {} }).await;
-    assert!(end_first.is_ok() && end_second.is_ok(), "both connections end");
+    let end_first = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(_)) = first.next().await {}
+    })
+    .await;
+    let end_second = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(_)) = second.next().await {}
+    })
+    .await;
+    assert!(
+        end_first.is_ok() && end_second.is_ok(),
+        "both connections end"
+    );
     let _third = connect(&sim, TOKEN).await.unwrap();
-    assert_eq!(http_status(connect(&sim, TOKEN).await.unwrap_err()), 429, "the 4th attempt within a minute");
+    assert_eq!(
+        http_status(connect(&sim, TOKEN).await.unwrap_err()),
+        429,
+        "the 4th attempt within a minute"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,7 +203,12 @@ async fn sim_is_deterministic_for_a_seed() {
             for t in v["data"].as_array().unwrap() {
                 let seq = out.entry(t["s"].as_str().unwrap().to_string()).or_default();
                 if seq.len() < 20 {
-                    seq.push(format!("{} {} {}", t["p"], t["v"], t.get("c").map(|c| c.to_string()).unwrap_or_default()));
+                    seq.push(format!(
+                        "{} {} {}",
+                        t["p"],
+                        t["v"],
+                        t.get("c").map(|c| c.to_string()).unwrap_or_default()
+                    ));
                 }
             }
         }
@@ -183,11 +238,19 @@ fn settings(sim: &Simulator, symbols: &[&str]) -> ClientSettings {
 }
 
 /// Runs the client for `for_`; returns the frames it delivered and its counters.
-async fn run_client(settings: ClientSettings, for_: Duration) -> (Vec<String>, Option<String>, Arc<ClientStats>) {
+async fn run_client(
+    settings: ClientSettings,
+    for_: Duration,
+) -> (Vec<String>, Option<String>, Arc<ClientStats>) {
     let (tx, mut rx) = mpsc::channel(client::CHANNEL_FRAMES);
     let stop = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(ClientStats::default());
-    let task = tokio::spawn(client::run(settings, tx, Arc::clone(&stop), Arc::clone(&stats)));
+    let task = tokio::spawn(client::run(
+        settings,
+        tx,
+        Arc::clone(&stop),
+        Arc::clone(&stats),
+    ));
     let deadline = Instant::now() + for_;
     let (mut frames, mut fatal) = (Vec::new(), None);
     while Instant::now() < deadline {
@@ -202,7 +265,9 @@ async fn run_client(settings: ClientSettings, for_: Duration) -> (Vec<String>, O
         }
     }
     stop.store(true, Ordering::SeqCst);
-    let _ = tokio::time::timeout(Duration::from_secs(2), task).await.expect("the client stops promptly");
+    let _ = tokio::time::timeout(Duration::from_secs(2), task)
+        .await
+        .expect("the client stops promptly");
     while let Ok(ClientEvent::Frame(f)) = rx.try_recv() {
         frames.push(f.to_string());
     }
@@ -213,17 +278,37 @@ async fn run_client(settings: ClientSettings, for_: Duration) -> (Vec<String>, O
 async fn client_reconnects_after_abrupt_drops_and_keeps_every_frame_sent() {
     let mut cfg = config();
     cfg.record = true;
-    cfg.faults = Faults { drop_every: Some(Duration::from_millis(500)), repeat_rate: 0.1, malformed_rate: 0.05, ..Faults::default() };
+    cfg.faults = Faults {
+        drop_every: Some(Duration::from_millis(500)),
+        repeat_rate: 0.1,
+        malformed_rate: 0.05,
+        ..Faults::default()
+    };
     let sim = Simulator::start(cfg).await.unwrap();
-    let (frames, fatal, stats) = run_client(settings(&sim, &["AAPL", "MSFT"]), Duration::from_millis(2500)).await;
+    let (frames, fatal, stats) = run_client(
+        settings(&sim, &["AAPL", "MSFT"]),
+        Duration::from_millis(2500),
+    )
+    .await;
     assert!(fatal.is_none());
-    assert!(stats.connects.load(Ordering::Relaxed) >= 3, "reconnected after each drop: {stats:?}");
-    let received: Vec<&String> = frames.iter().filter(|f| f.starts_with("{\"data\"")).collect();
+    assert!(
+        stats.connects.load(Ordering::Relaxed) >= 3,
+        "reconnected after each drop: {stats:?}"
+    );
+    let received: Vec<&String> = frames
+        .iter()
+        .filter(|f| f.starts_with("{\"data\""))
+        .collect();
     let sent = sim.sent();
     // Every frame the server sent, in order (repeats and malformed ones included): nothing lost
     // across the reconnects, and the subscriptions were renewed each time. Only the frames still
     // in flight when the client was stopped at the end may be missing.
-    assert!(received.len() <= sent.len() && sent.len() - received.len() <= 5, "{} received, {} sent", received.len(), sent.len());
+    assert!(
+        received.len() <= sent.len() && sent.len() - received.len() <= 5,
+        "{} received, {} sent",
+        received.len(),
+        sent.len()
+    );
     assert!(received.iter().zip(&sent).all(|(r, s)| *r == s));
     assert!(sim.connections() >= 3);
 }
@@ -231,9 +316,14 @@ async fn client_reconnects_after_abrupt_drops_and_keeps_every_frame_sent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_watchdog_reconnects_a_silent_connection() {
     let mut cfg = config();
-    cfg.faults = Faults { stall_every: Some(Duration::from_millis(300)), stall_for: Duration::from_secs(30), ..Faults::default() };
+    cfg.faults = Faults {
+        stall_every: Some(Duration::from_millis(300)),
+        stall_for: Duration::from_secs(30),
+        ..Faults::default()
+    };
     let sim = Simulator::start(cfg).await.unwrap();
-    let (frames, _, stats) = run_client(settings(&sim, &["AAPL"]), Duration::from_millis(2500)).await;
+    let (frames, _, stats) =
+        run_client(settings(&sim, &["AAPL"]), Duration::from_millis(2500)).await;
     assert!(stats.silences.load(Ordering::Relaxed) >= 2, "{stats:?}");
     assert!(stats.connects.load(Ordering::Relaxed) >= 3, "{stats:?}");
     assert!(frames.len() > 10, "trades flow again after each reconnect");
@@ -247,7 +337,10 @@ async fn client_stops_with_a_clear_error_when_the_token_is_refused() {
     let (_, fatal, _) = run_client(s, Duration::from_secs(3)).await;
     let fatal = fatal.expect("a fatal error");
     assert!(fatal.contains("refused the token (HTTP 401)"), "{fatal}");
-    assert!(!fatal.contains("not-the-token"), "the token never appears: {fatal}");
+    assert!(
+        !fatal.contains("not-the-token"),
+        "the token never appears: {fatal}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -266,7 +359,10 @@ async fn client_backs_off_on_429() {
     // client then waits the whole rate-limit back-off instead of hammering the server, and the
     // next attempt succeeds.
     assert!((1..=2).contains(&limited), "{stats:?}");
-    assert!(stats.connects.load(Ordering::Relaxed) >= 2, "connected again once allowed: {stats:?}");
+    assert!(
+        stats.connects.load(Ordering::Relaxed) >= 2,
+        "connected again once allowed: {stats:?}"
+    );
     assert!(!frames.is_empty());
 }
 
@@ -275,11 +371,18 @@ async fn client_keeps_streaming_past_invalid_symbols_and_the_symbol_limit() {
     let mut cfg = config();
     cfg.max_symbols = 2;
     let sim = Simulator::start(cfg).await.unwrap();
-    let (frames, fatal, stats) = run_client(settings(&sim, &["AAPL", "XYZ", "MSFT", "NVDA"]), Duration::from_millis(1000)).await;
+    let (frames, fatal, stats) = run_client(
+        settings(&sim, &["AAPL", "XYZ", "MSFT", "NVDA"]),
+        Duration::from_millis(1000),
+    )
+    .await;
     assert!(fatal.is_none());
     assert_eq!(stats.invalid_symbols.load(Ordering::Relaxed), 1);
     assert!(frames.iter().any(|f| f.contains("too many symbols")));
-    assert!(frames.iter().any(|f| f.contains("\"AAPL\"")) && frames.iter().any(|f| f.contains("\"MSFT\"")));
+    assert!(
+        frames.iter().any(|f| f.contains("\"AAPL\""))
+            && frames.iter().any(|f| f.contains("\"MSFT\""))
+    );
 }
 
 #[test]
@@ -303,15 +406,27 @@ fn quickstart_streams_from_the_builtin_simulator_and_writes_parquet() {
     assert!(!bars.is_empty(), "10-second bars within seconds: {stderr}");
     assert_eq!(names[..3], ["symbol", "window_start", "window_end"]);
     let (tnames, trades) = read_parquet_dir(&dir.path().join("trades"));
-    assert_eq!(tnames, ["symbol", "price", "volume", "timestamp", "conditions"]);
+    assert_eq!(
+        tnames,
+        ["symbol", "price", "volume", "timestamp", "conditions"]
+    );
     // Each published bar is complete: its count and volume are those of the raw trades in it.
     for bar in &bars {
-        let (Cell::Str(sym), Cell::I64(start), Cell::I64(end)) = (&bar[0], &bar[1], &bar[2]) else { panic!() };
+        let (Cell::Str(sym), Cell::I64(start), Cell::I64(end)) = (&bar[0], &bar[1], &bar[2]) else {
+            panic!()
+        };
         let inside: Vec<&Vec<Cell>> = trades
             .iter()
-            .filter(|t| t[0] == Cell::Str(sym.clone()) && matches!(t[3], Cell::I64(ts) if ts >= *start && ts < *end))
+            .filter(|t| {
+                t[0] == Cell::Str(sym.clone())
+                    && matches!(t[3], Cell::I64(ts) if ts >= *start && ts < *end)
+            })
             .collect();
-        assert_eq!(bar[9], Cell::I64(inside.len() as i64), "{sym} [{start}, {end})");
+        assert_eq!(
+            bar[9],
+            Cell::I64(inside.len() as i64),
+            "{sym} [{start}, {end})"
+        );
     }
     let (dead, _) = read_dead_letters(&dir.path().join("dead_letters"));
     assert!(dead.is_empty(), "{dead:?}");
@@ -322,7 +437,13 @@ fn live_frames_archived_replay_to_the_same_bars() {
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut cfg = config();
-    cfg.faults = Faults { disorder_rate: 0.05, disorder_ms: 3000, malformed_rate: 0.02, repeat_rate: 0.02, ..Faults::default() };
+    cfg.faults = Faults {
+        disorder_rate: 0.05,
+        disorder_ms: 3000,
+        malformed_rate: 0.02,
+        repeat_rate: 0.02,
+        ..Faults::default()
+    };
     let sim = rt.block_on(Simulator::start(cfg)).unwrap();
     let live = format!(
         "name: live
@@ -353,9 +474,16 @@ dead_letters: {{ path: {} }}
         .env("SIM_TEST_TOKEN", TOKEN)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (dead, _) = read_dead_letters(&dir.path().join("live-dead"));
-    assert!(dead.get("malformed_frame").copied().unwrap_or(0) > 0, "malformed frames are dead-lettered: {dead:?}");
+    assert!(
+        dead.get("malformed_frame").copied().unwrap_or(0) > 0,
+        "malformed frames are dead-lettered: {dead:?}"
+    );
 
     // The archive replays to the very same bars (those the live run completed).
     let mut archived = Vec::new();
@@ -363,21 +491,42 @@ dead_letters: {{ path: {} }}
     assert_eq!(archived.len(), 1);
     let replay = std::fs::read_to_string(dir.path().join("live.yaml"))
         .unwrap()
-        .replace("type: finnhub", &format!("type: replay\n    path: {}", archived[0].display()))
+        .replace(
+            "type: finnhub",
+            &format!("type: replay\n    path: {}", archived[0].display()),
+        )
         .lines()
-        .filter(|l| !["url:", "token_env:", "symbols:", "simulator:", "archive:"].iter().any(|k| l.trim_start().starts_with(k)))
+        .filter(|l| {
+            !["url:", "token_env:", "symbols:", "simulator:", "archive:"]
+                .iter()
+                .any(|k| l.trim_start().starts_with(k))
+        })
         .collect::<Vec<_>>()
         .join("\n")
-        .replace(&dir.path().join("live").display().to_string(), &dir.path().join("replayed").display().to_string());
+        .replace(
+            &dir.path().join("live").display().to_string(),
+            &dir.path().join("replayed").display().to_string(),
+        );
     std::fs::write(dir.path().join("replay.yaml"), replay).unwrap();
-    let out = std::process::Command::new(bin()).arg("run").arg(dir.path().join("replay.yaml")).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(bin())
+        .arg("run")
+        .arg(dir.path().join("replay.yaml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (_, mut live_rows) = read_parquet_dir(&dir.path().join("live"));
     let (_, replayed) = read_parquet_dir(&dir.path().join("replayed"));
     assert!(live_rows.len() >= 3, "{live_rows:?}");
     live_rows.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
     for row in &live_rows {
-        assert!(replayed.contains(row), "live bar {row:?} is not in the replay");
+        assert!(
+            replayed.contains(row),
+            "live bar {row:?} is not in the replay"
+        );
     }
     rt.block_on(sim.stop());
 }

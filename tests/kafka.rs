@@ -17,21 +17,38 @@ use crate::support::{Cell, bin, read_dead_letters, read_parquet_dir, repo};
 fn brokers() -> Option<String> {
     let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
     let addr = brokers.split(',').next().unwrap_or_default().to_string();
-    let up = std::net::TcpStream::connect_timeout(&addr.parse().expect("host:port"), Duration::from_secs(1)).is_ok();
+    let up = std::net::TcpStream::connect_timeout(
+        &addr.parse().expect("host:port"),
+        Duration::from_secs(1),
+    )
+    .is_ok();
     if up {
         return Some(brokers);
     }
-    assert!(std::env::var_os("CI").is_none(), "no Kafka broker at {brokers}: scripts/test starts one (deploy/local/kafka start)");
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "no Kafka broker at {brokers}: scripts/test starts one (deploy/local/kafka start)"
+    );
     eprintln!("skipping: no Kafka broker at {brokers} (run deploy/local/kafka start)");
     None
 }
 
 fn create_topic(brokers: &str, partitions: i32) -> String {
     let topic = format!("test-{}-{}", std::process::id(), rand::random::<u32>());
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let results = rt
-        .block_on(admin.create_topics(&[NewTopic::new(&topic, partitions, TopicReplication::Fixed(1))], &AdminOptions::new()))
+        .block_on(admin.create_topics(
+            &[NewTopic::new(
+                &topic,
+                partitions,
+                TopicReplication::Fixed(1),
+            )],
+            &AdminOptions::new(),
+        ))
         .unwrap();
     assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
     topic
@@ -39,20 +56,31 @@ fn create_topic(brokers: &str, partitions: i32) -> String {
 
 /// (partition, offset, value) of every record, read back with a plain consumer.
 fn read_topic(brokers: &str, topic: &str, partitions: i32) -> Vec<(i32, i64, Vec<u8>)> {
-    let consumer: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).set("group.id", "test-reader").create().unwrap();
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "test-reader")
+        .create()
+        .unwrap();
     let mut tpl = TopicPartitionList::new();
     let mut total = 0;
     for p in 0..partitions {
-        let (_, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(5)).unwrap();
+        let (_, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(5))
+            .unwrap();
         total += high;
-        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
     }
     consumer.assign(&tpl).unwrap();
     let mut out = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while (out.len() as i64) < total && std::time::Instant::now() < deadline {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            out.push((m.partition(), m.offset(), m.payload().unwrap_or_default().to_vec()));
+            out.push((
+                m.partition(),
+                m.offset(),
+                m.payload().unwrap_or_default().to_vec(),
+            ));
         }
     }
     assert_eq!(out.len() as i64, total);
@@ -79,16 +107,32 @@ fn kafka_oracle(records: &[(i32, i64, Vec<u8>)], ooo: i64) -> (Vec<oracle::Bar>,
         let t = &parsed.trades[0];
         let m = max.entry(*p).or_insert(i64::MIN);
         *m = (*m).max(t.ts);
-        trades.push(T { sym: t.sym.clone(), p: t.p, v: t.v, ts: t.ts, seq: (*p as u64, *offset as u64), wm: *m - ooo });
+        trades.push(T {
+            sym: t.sym.clone(),
+            p: t.p,
+            v: t.v,
+            ts: t.ts,
+            seq: (*p as u64, *offset as u64),
+            wm: *m - ooo,
+        });
     }
-    let input = oracle::Input { trades, rejected: Default::default() };
+    let input = oracle::Input {
+        trades,
+        rejected: Default::default(),
+    };
     let (bars, late) = oracle::fixed_windows(&input, 60_000, 60_000, 0);
     (bars, late, rejected)
 }
 
 fn run_market_bars(brokers: &str, topic: &str, out: &std::path::Path, workers: &str) -> String {
     let result = Command::new(bin())
-        .args(["run", "specs/market-bars.yaml", "--bounded", "--workers", workers])
+        .args([
+            "run",
+            "specs/market-bars.yaml",
+            "--bounded",
+            "--workers",
+            workers,
+        ])
         .current_dir(repo())
         .env("KAFKA_BROKERS", brokers)
         .env("TRADES_TOPIC", topic)
@@ -108,15 +152,30 @@ fn assert_bars_equal(rows: &[Vec<Cell>], expected: &[oracle::Bar], context: &str
     });
     assert_eq!(rows.len(), expected.len(), "{context}: number of bars");
     for (row, bar) in rows.iter().zip(expected) {
-        assert_eq!((&row[0], &row[1]), (&Cell::Str(bar.sym.clone()), &Cell::I64(bar.start)), "{context}");
+        assert_eq!(
+            (&row[0], &row[1]),
+            (&Cell::Str(bar.sym.clone()), &Cell::I64(bar.start)),
+            "{context}"
+        );
         for (i, want) in bar.values[..6].iter().enumerate() {
             match (&row[3 + i], want) {
-                (Cell::F64(g), Some(w)) => assert!((g - w).abs() <= 1e-9 * w.abs().max(1.0), "{context}: {} column {}: {g} vs {w}", bar.sym, 3 + i),
+                (Cell::F64(g), Some(w)) => assert!(
+                    (g - w).abs() <= 1e-9 * w.abs().max(1.0),
+                    "{context}: {} column {}: {g} vs {w}",
+                    bar.sym,
+                    3 + i
+                ),
                 (Cell::Null, None) => {}
                 other => panic!("{context}: {other:?}"),
             }
         }
-        assert_eq!(row[9], Cell::I64(bar.count), "{context}: {} [{}] trades", bar.sym, bar.start);
+        assert_eq!(
+            row[9],
+            Cell::I64(bar.count),
+            "{context}: {} [{}] trades",
+            bar.sym,
+            bar.start
+        );
     }
 }
 
@@ -125,10 +184,15 @@ fn market_bars_from_a_partitioned_topic_equal_the_oracle_for_any_worker_count() 
     let Some(brokers) = brokers() else { return };
     let topic = create_topic(&brokers, 4);
     // An independent producer writes trades (out of order within each partition) and garbage.
-    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", &brokers).create().unwrap();
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
     let mut rng_state = 12345u64;
     let mut rnd = |n: u64| {
-        rng_state = rng_state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        rng_state = rng_state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (rng_state >> 33) % n
     };
     let mut clock = 1_764_000_000_000i64;
@@ -143,9 +207,20 @@ fn market_bars_from_a_partitioned_topic_equal_the_oracle_for_any_worker_count() 
         let value = match i % 97 {
             13 => "not json".to_string(),
             41 => format!("{{\"p\":-1,\"s\":\"{sym}\",\"t\":{t},\"v\":1}}"),
-            _ => format!("{{\"c\":[\"1\"],\"p\":{}.25,\"s\":\"{sym}\",\"t\":{t},\"v\":{}}}", 10 + rnd(90), rnd(5)),
+            _ => format!(
+                "{{\"c\":[\"1\"],\"p\":{}.25,\"s\":\"{sym}\",\"t\":{t},\"v\":{}}}",
+                10 + rnd(90),
+                rnd(5)
+            ),
         };
-        producer.send(BaseRecord::to(&topic).partition(partition).key(&sym).payload(&value)).unwrap();
+        producer
+            .send(
+                BaseRecord::to(&topic)
+                    .partition(partition)
+                    .key(&sym)
+                    .payload(&value),
+            )
+            .unwrap();
     }
     producer.flush(Duration::from_secs(10)).unwrap();
 
@@ -166,9 +241,17 @@ fn market_bars_from_a_partitioned_topic_equal_the_oracle_for_any_worker_count() 
         }
         let (dead, letters) = read_dead_letters(&out.join("dead_letters"));
         assert_eq!(dead.get("late").copied().unwrap_or(0), late, "late trades");
-        let invalid: usize = dead.iter().filter(|(k, _)| *k != "late").map(|(_, v)| v).sum();
+        let invalid: usize = dead
+            .iter()
+            .filter(|(k, _)| *k != "late")
+            .map(|(_, v)| v)
+            .sum();
         assert_eq!(invalid, rejected, "{dead:?}");
-        assert!(letters.iter().any(|l| l["reason"] == "malformed_record" && l["raw"] == "not json"));
+        assert!(
+            letters
+                .iter()
+                .any(|l| l["reason"] == "malformed_record" && l["raw"] == "not json")
+        );
     }
 }
 
@@ -189,7 +272,11 @@ fn ingest_from_the_feed_into_kafka_then_bars() {
     let stderr = String::from_utf8_lossy(&ingest.stderr);
     assert!(ingest.status.success(), "{stderr}");
     let records = read_topic(&brokers, &topic, 4);
-    assert!(records.len() > 300, "about 200 trades/s for 4 s: {}", records.len());
+    assert!(
+        records.len() > 300,
+        "about 200 trades/s for 4 s: {}",
+        records.len()
+    );
     // Keys are symbols, values Finnhub trade objects.
     for (_, _, v) in &records {
         let t: serde_json::Value = serde_json::from_slice(v).unwrap();
@@ -221,11 +308,24 @@ dead_letters: {{ path: {} }}
         dir.path().join("dead").display()
     );
     std::fs::write(dir.path().join("spec.yaml"), spec).unwrap();
-    let out = Command::new(bin()).arg("run").arg(dir.path().join("spec.yaml")).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(bin())
+        .arg("run")
+        .arg(dir.path().join("spec.yaml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (dead, letters) = read_dead_letters(&dir.path().join("dead"));
     assert_eq!(dead.get("delivery_failed"), Some(&2), "{dead:?}");
-    assert!(letters.iter().any(|l| l["raw"] == "{\"c\":[],\"p\":2.0,\"s\":\"B\",\"t\":2,\"v\":1.0}"), "{letters:?}");
+    assert!(
+        letters
+            .iter()
+            .any(|l| l["raw"] == "{\"c\":[],\"p\":2.0,\"s\":\"B\",\"t\":2,\"v\":1.0}"),
+        "{letters:?}"
+    );
 }
 
 /// A second broker of our own (another port and data folder), so restarting it does not disturb
@@ -247,7 +347,12 @@ impl OwnBroker {
     }
     fn start(&self) {
         let out = self.cmd("start");
-        assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     fn stop(&self) {
         self.cmd("stop");
@@ -265,7 +370,10 @@ fn ingest_survives_a_broker_restart_without_loss_or_duplicates() {
     if brokers().is_none() {
         return; // the same prerequisites as the shared broker (Java, the cached Kafka jars)
     }
-    let broker = OwnBroker { port: 19092, data: tempfile::tempdir().unwrap() };
+    let broker = OwnBroker {
+        port: 19092,
+        data: tempfile::tempdir().unwrap(),
+    };
     broker.start();
     let brokers = "127.0.0.1:19092".to_string();
     let topic = create_topic(&brokers, 4);
@@ -302,5 +410,9 @@ fn ingest_survives_a_broker_restart_without_loss_or_duplicates() {
     let mut values: Vec<&Vec<u8>> = records.iter().map(|(_, _, v)| v).collect();
     values.sort();
     values.dedup();
-    assert_eq!(values.len(), records.len(), "no duplicates (idempotent producer)");
+    assert_eq!(
+        values.len(),
+        records.len(),
+        "no duplicates (idempotent producer)"
+    );
 }

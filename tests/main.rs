@@ -1,24 +1,24 @@
 //! tickflow's integration tests: one binary (heavy dependencies link once). Modules:
 
-/// Shared helpers: temp folders, the test-side frame generator, running pipelines, reading Parquet.
-mod support;
-/// A naive, independent implementation of validation, watermarks and windows: the oracle.
-mod oracle;
-/// Window results against the oracle: seeded disorder, invalid and late trades, every window
-/// kind, several worker counts.
-mod windows;
-/// `tickflow validate`: exact messages and exit codes for broken specs.
-mod spec_errors;
-/// Every spec in `specs/` validates; the committed JSON Schema has not drifted.
-mod specs;
-/// The real binary end to end on `specs/replay.yaml`, Parquet read back.
-mod replay;
 /// The Finnhub simulator's protocol, the client against every injected fault, the quickstart,
 /// and archives that replay to the same bars.
 mod finnhub;
 /// Kafka for real (the broker scripts/test starts): market bars against the oracle, ingest, delivery failures.
 mod kafka;
+/// A naive, independent implementation of validation, watermarks and windows: the oracle.
+mod oracle;
+/// The real binary end to end on `specs/replay.yaml`, Parquet read back.
+mod replay;
 /// Running behaviour: pacing, Ctrl-C, JSON logs, output formats and stores.
 mod run;
+/// `tickflow validate`: exact messages and exit codes for broken specs.
+mod spec_errors;
+/// Every spec in `specs/` validates; the committed JSON Schema has not drifted.
+mod specs;
 /// Replay bars checked by DuckDB, an independent SQL engine, reading our Parquet.
 mod sql;
+/// Shared helpers: temp folders, the test-side frame generator, running pipelines, reading Parquet.
+mod support;
+/// Window results against the oracle: seeded disorder, invalid and late trades, every window
+/// kind, several worker counts.
+mod windows;

@@ -58,7 +58,8 @@ fn valid_trade(v: &serde_json::Value) -> Result<(String, f64, f64, i64), &'stati
     };
     match o.get("c") {
         None | Some(serde_json::Value::Null) => {}
-        Some(serde_json::Value::Array(items)) if items.iter().all(|i| i.is_string() || i.is_i64()) => {}
+        Some(serde_json::Value::Array(items))
+            if items.iter().all(|i| i.is_string() || i.is_i64()) => {}
         Some(_) => return Err("invalid_type"),
     }
     Ok((s, p, vol, t))
@@ -73,7 +74,13 @@ pub fn read(text: &str, ooo: i64) -> Input {
         if line.trim().is_empty() {
             continue;
         }
-        let mut reject = |r: &str| input.rejected.entry(r.to_string()).or_default().push(line_no);
+        let mut reject = |r: &str| {
+            input
+                .rejected
+                .entry(r.to_string())
+                .or_default()
+                .push(line_no)
+        };
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
             reject("malformed_frame");
             continue;
@@ -93,7 +100,14 @@ pub fn read(text: &str, ooo: i64) -> Input {
             match valid_trade(item) {
                 Ok((sym, p, vol, ts)) => {
                     max = max.max(ts);
-                    input.trades.push(T { sym, p, v: vol, ts, seq: (line_no, idx as u64), wm: max - ooo });
+                    input.trades.push(T {
+                        sym,
+                        p,
+                        v: vol,
+                        ts,
+                        seq: (line_no, idx as u64),
+                        wm: max - ooo,
+                    });
                 }
                 Err(r) => reject(r),
             }
@@ -123,12 +137,25 @@ pub fn bar(sym: &str, start: i64, end: i64, trades: &[&T]) -> Bar {
     let pv: f64 = trades.iter().map(|t| t.p * t.v).sum();
     let n = trades.len() as f64;
     let mean = trades.iter().map(|t| t.p).sum::<f64>() / n;
-    let stddev = if trades.len() >= 2 { Some((trades.iter().map(|t| (t.p - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()) } else { None };
+    let stddev = if trades.len() >= 2 {
+        Some((trades.iter().map(|t| (t.p - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt())
+    } else {
+        None
+    };
     Bar {
         sym: sym.to_string(),
         start,
         end,
-        values: vec![Some(first.p), Some(high), Some(low), Some(last.p), Some(volume), (volume > 0.0).then(|| pv / volume), Some(mean), stddev],
+        values: vec![
+            Some(first.p),
+            Some(high),
+            Some(low),
+            Some(last.p),
+            Some(volume),
+            (volume > 0.0).then(|| pv / volume),
+            Some(mean),
+            stddev,
+        ],
         count: trades.len() as i64,
     }
 }
@@ -152,7 +179,10 @@ pub fn fixed_windows(input: &Input, size: i64, slide: i64, extra: i64) -> (Vec<B
             dropped += 1;
         }
     }
-    let bars = windows.iter().map(|((s, start), ts)| bar(s, *start, start + size, ts)).collect();
+    let bars = windows
+        .iter()
+        .map(|((s, start), ts)| bar(s, *start, start + size, ts))
+        .collect();
     (bars, dropped)
 }
 

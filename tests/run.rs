@@ -13,7 +13,11 @@ fn steady_frames(path: &Path, seconds: i64, gap_ms: i64) {
     let mut i = 0;
     while t < start + seconds * 1000 {
         let sym = ["A", "B", "C"][i % 3];
-        out.push_str(&format!("{{\"data\":[{{\"p\":{}.5,\"s\":\"{sym}\",\"t\":{t},\"v\":{}}}],\"type\":\"trade\"}}\n", 10 + i % 7, 1 + i % 3));
+        out.push_str(&format!(
+            "{{\"data\":[{{\"p\":{}.5,\"s\":\"{sym}\",\"t\":{t},\"v\":{}}}],\"type\":\"trade\"}}\n",
+            10 + i % 7,
+            1 + i % 3
+        ));
         t += gap_ms;
         i += 1;
     }
@@ -62,17 +66,36 @@ fn sorted_rows(dir: &Path) -> Vec<Vec<Cell>> {
 fn speed_paces_the_replay_by_event_time_without_changing_results() {
     let dir = tempfile::tempdir().unwrap();
     steady_frames(&dir.path().join("trades.jsonl"), 4, 50);
-    let fast = Command::new(bin()).args(["run"]).arg(spec(dir.path(), 0.0, "1s")).output().unwrap();
-    assert!(fast.status.success(), "{}", String::from_utf8_lossy(&fast.stderr));
+    let fast = Command::new(bin())
+        .args(["run"])
+        .arg(spec(dir.path(), 0.0, "1s"))
+        .output()
+        .unwrap();
+    assert!(
+        fast.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fast.stderr)
+    );
     let unpaced = sorted_rows(&dir.path().join("out"));
     std::fs::remove_dir_all(dir.path().join("out")).unwrap();
 
     // 4 s of event time at 2× speed cannot take less than ~2 s.
     let started = Instant::now();
-    let paced = Command::new(bin()).args(["run", "--workers", "2"]).arg(spec(dir.path(), 2.0, "1s")).output().unwrap();
+    let paced = Command::new(bin())
+        .args(["run", "--workers", "2"])
+        .arg(spec(dir.path(), 2.0, "1s"))
+        .output()
+        .unwrap();
     let elapsed = started.elapsed();
-    assert!(paced.status.success(), "{}", String::from_utf8_lossy(&paced.stderr));
-    assert!(elapsed >= Duration::from_millis(1800), "paced replay took only {elapsed:?}");
+    assert!(
+        paced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&paced.stderr)
+    );
+    assert!(
+        elapsed >= Duration::from_millis(1800),
+        "paced replay took only {elapsed:?}"
+    );
     assert_eq!(sorted_rows(&dir.path().join("out")), unpaced);
 }
 
@@ -89,22 +112,53 @@ fn ctrl_c_publishes_complete_windows_only_and_exits_0() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(3500));
     let stopped_at = Instant::now();
-    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stopped_at.elapsed() < Duration::from_secs(2), "took {:?} to stop", stopped_at.elapsed());
+    assert!(
+        stopped_at.elapsed() < Duration::from_secs(2),
+        "took {:?} to stop",
+        stopped_at.elapsed()
+    );
     assert!(stderr.contains("stopped: "), "{stderr}");
 
     // Every published bar is complete: equal to the bar over the whole file.
-    let expected = oracle::fixed_windows(&oracle::read(&std::fs::read_to_string(&trades).unwrap(), 0), 1000, 1000, 0).0;
+    let expected = oracle::fixed_windows(
+        &oracle::read(&std::fs::read_to_string(&trades).unwrap(), 0),
+        1000,
+        1000,
+        0,
+    )
+    .0;
     let rows = sorted_rows(&dir.path().join("out"));
-    assert!(rows.len() >= 2, "some windows completed before the stop: {rows:?}");
-    assert!(rows.len() < expected.len() / 2, "the replay was stopped early");
+    assert!(
+        rows.len() >= 2,
+        "some windows completed before the stop: {rows:?}"
+    );
+    assert!(
+        rows.len() < expected.len() / 2,
+        "the replay was stopped early"
+    );
     for row in &rows {
-        let (Cell::Str(sym), Cell::I64(start)) = (&row[0], &row[1]) else { panic!() };
-        let bar = expected.iter().find(|b| &b.sym == sym && b.start == *start).expect("a window of the input");
-        assert_eq!(row[9], Cell::I64(bar.count), "{sym} [{start}] was published incomplete");
+        let (Cell::Str(sym), Cell::I64(start)) = (&row[0], &row[1]) else {
+            panic!()
+        };
+        let bar = expected
+            .iter()
+            .find(|b| &b.sym == sym && b.start == *start)
+            .expect("a window of the input");
+        assert_eq!(
+            row[9],
+            Cell::I64(bar.count),
+            "{sym} [{start}] was published incomplete"
+        );
     }
 }
 
@@ -155,14 +209,31 @@ dead_letters: {{ path: {}, format: parquet }}
     );
     crate::support::run_spec(&text, &[], 1, 1 << 20);
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let mem = tickflow::sinks::storage::Storage::open("memory://dl-test", rt.handle().clone()).unwrap();
+    let mem =
+        tickflow::sinks::storage::Storage::open("memory://dl-test", rt.handle().clone()).unwrap();
     let names = mem.list().unwrap();
-    assert!(names.iter().any(|n| n.starts_with("raw/date=1970-01-01/") && n.ends_with(".parquet")), "{names:?}");
-    assert!(names.iter().any(|n| n.starts_with("bars/date=1970-01-01/")), "{names:?}");
-    assert!(!names.iter().any(|n| n.contains("_pending") && n.ends_with(".inprogress")), "{names:?}");
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("raw/date=1970-01-01/") && n.ends_with(".parquet")),
+        "{names:?}"
+    );
+    assert!(
+        names.iter().any(|n| n.starts_with("bars/date=1970-01-01/")),
+        "{names:?}"
+    );
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains("_pending") && n.ends_with(".inprogress")),
+        "{names:?}"
+    );
 
     let (cols, rows) = read_parquet_dir(&dir.path().join("dead"));
-    assert_eq!(cols, ["source", "reason", "detail", "raw", "line", "received_at"]);
+    assert_eq!(
+        cols,
+        ["source", "reason", "detail", "raw", "line", "received_at"]
+    );
     let mut reasons: Vec<(String, i64)> = rows
         .iter()
         .map(|r| match (&r[1], &r[4]) {
@@ -171,6 +242,17 @@ dead_letters: {{ path: {}, format: parquet }}
         })
         .collect();
     reasons.sort();
-    assert_eq!(reasons, [("invalid_price".to_string(), 1), ("malformed_frame".to_string(), 2)]);
-    assert_eq!(rows.iter().find(|r| r[1] == Cell::Str("invalid_price".into())).unwrap()[3], Cell::Str("{\"p\":-1,\"s\":\"A\",\"t\":1001,\"v\":1}".into()));
+    assert_eq!(
+        reasons,
+        [
+            ("invalid_price".to_string(), 1),
+            ("malformed_frame".to_string(), 2)
+        ]
+    );
+    assert_eq!(
+        rows.iter()
+            .find(|r| r[1] == Cell::Str("invalid_price".into()))
+            .unwrap()[3],
+        Cell::Str("{\"p\":-1,\"s\":\"A\",\"t\":1001,\"v\":1}".into())
+    );
 }

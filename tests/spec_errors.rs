@@ -8,17 +8,25 @@ fn validate(yaml: &str, env: &[(&str, &str)]) -> (i32, String) {
     let path = dir.path().join("spec.yaml");
     std::fs::write(&path, yaml).unwrap();
     let mut cmd = Command::new(bin());
-    cmd.arg("validate").arg(&path).env_remove("TRADES_FILE").env_remove("OUT_URL");
+    cmd.arg("validate")
+        .arg(&path)
+        .env_remove("TRADES_FILE")
+        .env_remove("OUT_URL");
     for (k, v) in env {
         cmd.env(k, v);
     }
     let out = cmd.output().unwrap();
-    let stderr = String::from_utf8(out.stderr).unwrap().replace(&path.display().to_string(), "spec.yaml");
+    let stderr = String::from_utf8(out.stderr)
+        .unwrap()
+        .replace(&path.display().to_string(), "spec.yaml");
     (out.status.code().unwrap(), stderr)
 }
 
 fn sample() -> String {
-    repo().join("specs/sample/trades.jsonl").display().to_string()
+    repo()
+        .join("specs/sample/trades.jsonl")
+        .display()
+        .to_string()
 }
 
 #[test]
@@ -99,9 +107,15 @@ spec.yaml:18:12: sinks.out.input: unknown input `barz`; did you mean `bars`?
 
 #[test]
 fn a_missing_environment_variable_is_named() {
-    let (code, stderr) = validate("name: x\nsources:\n  t:\n    type: replay\n    path: ${TRADES_FILE}\nsinks: {}\n", &[]);
+    let (code, stderr) = validate(
+        "name: x\nsources:\n  t:\n    type: replay\n    path: ${TRADES_FILE}\nsinks: {}\n",
+        &[],
+    );
     assert_eq!(code, 2);
-    assert_eq!(stderr, "spec.yaml:5:11: environment variable `TRADES_FILE` is not set (set it, or write `${TRADES_FILE:-default}`)\n1 error(s) in spec.yaml\n");
+    assert_eq!(
+        stderr,
+        "spec.yaml:5:11: environment variable `TRADES_FILE` is not set (set it, or write `${TRADES_FILE:-default}`)\n1 error(s) in spec.yaml\n"
+    );
 }
 
 #[test]
@@ -114,8 +128,16 @@ fn yaml_syntax_errors_point_at_the_line() {
 
 #[test]
 fn a_valid_spec_prints_a_summary_and_exits_0() {
-    let out = Command::new(bin()).arg("validate").arg(repo().join("specs/replay.yaml")).env("TRADES_FILE", sample()).output().unwrap();
+    let out = Command::new(bin())
+        .arg("validate")
+        .arg(repo().join("specs/replay.yaml"))
+        .env("TRADES_FILE", sample())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
     let stdout = String::from_utf8(out.stdout).unwrap();
-    assert!(stdout.contains("ok — pipeline `replay-bars`: 1 source(s), 1 step(s), 1 sink(s)"), "{stdout}");
+    assert!(
+        stdout.contains("ok — pipeline `replay-bars`: 1 source(s), 1 step(s), 1 sink(s)"),
+        "{stdout}"
+    );
 }

@@ -4,7 +4,12 @@ use crate::support::repo;
 fn every_example_spec_validates_and_declares_the_schema() {
     let dir = repo().join("specs");
     let env = |name: &str| match name {
-        "TRADES_FILE" => Some(repo().join("specs/sample/trades.jsonl").display().to_string()),
+        "TRADES_FILE" => Some(
+            repo()
+                .join("specs/sample/trades.jsonl")
+                .display()
+                .to_string(),
+        ),
         "OUT_URL" => Some("/tmp/tickflow-spec-check".to_string()),
         _ => None,
     };
@@ -20,7 +25,8 @@ fn every_example_spec_validates_and_declares_the_schema() {
             "{} must start with the schema line",
             path.display()
         );
-        let loaded = tickflow::spec::load_str(&path.display().to_string(), &text, &env).unwrap_or_else(|e| panic!("{e}"));
+        let loaded = tickflow::spec::load_str(&path.display().to_string(), &text, &env)
+            .unwrap_or_else(|e| panic!("{e}"));
         tickflow::plan::build(&loaded).unwrap_or_else(|e| panic!("{e}"));
         checked += 1;
     }
@@ -29,7 +35,8 @@ fn every_example_spec_validates_and_declares_the_schema() {
 
 #[test]
 fn the_committed_json_schema_matches_the_code() {
-    let committed = std::fs::read_to_string(repo().join("schemas/pipeline.schema.json")).unwrap_or_default();
+    let committed =
+        std::fs::read_to_string(repo().join("schemas/pipeline.schema.json")).unwrap_or_default();
     let current = tickflow::spec::json_schema();
     assert!(
         committed == current,

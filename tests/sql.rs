@@ -8,11 +8,17 @@ fn python() -> Option<String> {
     if let Ok(p) = std::env::var("TICKFLOW_TEST_PYTHON") {
         return Some(p);
     }
-    let ok = Command::new("python3").args(["-c", "import duckdb"]).output().is_ok_and(|o| o.status.success());
+    let ok = Command::new("python3")
+        .args(["-c", "import duckdb"])
+        .output()
+        .is_ok_and(|o| o.status.success());
     if ok {
         return Some("python3".into());
     }
-    assert!(std::env::var_os("CI").is_none(), "DuckDB is needed under CI: run the tests with scripts/test");
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "DuckDB is needed under CI: run the tests with scripts/test"
+    );
     eprintln!("skipping: no Python with duckdb (scripts/test installs one)");
     None
 }
@@ -22,7 +28,14 @@ fn replay_bars_equal_an_independent_duckdb_computation() {
     let Some(python) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
     let trades = dir.path().join("trades.jsonl");
-    write_frames(&Frames { seed: 21, trades: 6000, ..Frames::default() }, &trades);
+    write_frames(
+        &Frames {
+            seed: 21,
+            trades: 6000,
+            ..Frames::default()
+        },
+        &trades,
+    );
     for workers in ["1", "2"] {
         let out = dir.path().join(format!("out{workers}"));
         let run = Command::new(bin())
@@ -32,7 +45,11 @@ fn replay_bars_equal_an_independent_duckdb_computation() {
             .env("OUT_URL", &out)
             .output()
             .unwrap();
-        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
         let check = Command::new(&python)
             .arg(repo().join("tests/sql/replay_bars.py"))
             .arg(&trades)
@@ -41,7 +58,11 @@ fn replay_bars_equal_an_independent_duckdb_computation() {
             .output()
             .unwrap();
         let report = String::from_utf8_lossy(&check.stdout);
-        assert!(check.status.success(), "{workers} worker(s): {report}{}", String::from_utf8_lossy(&check.stderr));
+        assert!(
+            check.status.success(),
+            "{workers} worker(s): {report}{}",
+            String::from_utf8_lossy(&check.stderr)
+        );
         assert!(report.contains("bars match"), "{report}");
     }
 }

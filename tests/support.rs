@@ -10,7 +10,10 @@ use rand::{Rng, SeedableRng};
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("runtime/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("runtime/ has a parent")
+        .to_path_buf()
 }
 
 pub fn bin() -> &'static str {
@@ -33,7 +36,16 @@ pub struct Frames {
 
 impl Default for Frames {
     fn default() -> Self {
-        Frames { seed: 1, trades: 3000, symbols: 5, gap_ms: 150, disorder_rate: 0.1, disorder_ms: 20_000, invalid_rate: 0.03, malformed_rate: 0.01 }
+        Frames {
+            seed: 1,
+            trades: 3000,
+            symbols: 5,
+            gap_ms: 150,
+            disorder_rate: 0.1,
+            disorder_ms: 20_000,
+            invalid_rate: 0.03,
+            malformed_rate: 0.01,
+        }
     }
 }
 
@@ -55,7 +67,15 @@ pub fn write_frames(f: &Frames, path: &Path) {
             continue;
         }
         if roll < 0.025 + f.malformed_rate {
-            out.push_str(["{\"data\":[{\"p\":1", "not json", "{\"data\":{},\"type\":\"trade\"}", "[]", "{\"data\":[]}"][rng.random_range(0..5)]);
+            out.push_str(
+                [
+                    "{\"data\":[{\"p\":1",
+                    "not json",
+                    "{\"data\":{},\"type\":\"trade\"}",
+                    "[]",
+                    "{\"data\":[]}",
+                ][rng.random_range(0..5)],
+            );
             out.push('\n');
             continue;
         }
@@ -83,13 +103,17 @@ pub fn write_frames(f: &Frames, path: &Path) {
                     _ => "17".to_string(),
                 }
             } else {
-                let c = ["", "\"c\":null,", "\"c\":[],", "\"c\":[\"1\",\"12\"],"][rng.random_range(0..4)];
+                let c = ["", "\"c\":null,", "\"c\":[],", "\"c\":[\"1\",\"12\"],"]
+                    [rng.random_range(0..4)];
                 format!("{{{c}\"p\":{p},\"s\":\"{sym}\",\"t\":{t},\"v\":{v}}}")
             };
             items.push(item);
             written += 1;
         }
-        out.push_str(&format!("{{\"data\":[{}],\"type\":\"trade\"}}\n", items.join(",")));
+        out.push_str(&format!(
+            "{{\"data\":[{}],\"type\":\"trade\"}}\n",
+            items.join(",")
+        ));
     }
     std::fs::write(path, out).expect("write frames");
 }
@@ -112,12 +136,26 @@ pub fn read_parquet_dir(dir: &Path) -> (Vec<String>, Vec<Vec<Cell>>) {
     let mut names = Vec::new();
     let mut rows = Vec::new();
     for file in files {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&file).unwrap()).unwrap().build().unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&file).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
         for batch in reader {
             let batch: RecordBatch = batch.unwrap();
-            names = batch.schema().fields().iter().map(|f| f.name().clone()).collect();
+            names = batch
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
             for r in 0..batch.num_rows() {
-                rows.push(batch.columns().iter().map(|c| cell(c.as_ref(), r)).collect());
+                rows.push(
+                    batch
+                        .columns()
+                        .iter()
+                        .map(|c| cell(c.as_ref(), r))
+                        .collect(),
+                );
             }
         }
     }
@@ -137,14 +175,20 @@ fn cell(col: &dyn Array, r: usize) -> Cell {
         List(_) => {
             let items = col.as_list::<i32>().value(r);
             let strings = items.as_string::<i32>();
-            Cell::List((0..strings.len()).map(|i| strings.value(i).to_string()).collect())
+            Cell::List(
+                (0..strings.len())
+                    .map(|i| strings.value(i).to_string())
+                    .collect(),
+            )
         }
         other => panic!("unexpected column type {other}"),
     }
 }
 
 pub fn collect_files(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -164,7 +208,9 @@ pub fn read_dead_letters(dir: &Path) -> (HashMap<String, usize>, Vec<serde_json:
     for f in files {
         for line in std::fs::read_to_string(f).unwrap().lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            *counts.entry(v["reason"].as_str().unwrap().to_string()).or_default() += 1;
+            *counts
+                .entry(v["reason"].as_str().unwrap().to_string())
+                .or_default() += 1;
             all.push(v);
         }
     }
@@ -173,9 +219,18 @@ pub fn read_dead_letters(dir: &Path) -> (HashMap<String, usize>, Vec<serde_json:
 
 /// Runs a spec (text) in-process with `workers` threads and a small replay block size (so that
 /// several workers really share the file).
-pub fn run_spec(spec: &str, env: &[(&str, String)], workers: usize, block_size: usize) -> tickflow::metrics::Metrics {
-    let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-    let loaded = tickflow::spec::load_str("test.yaml", spec, &|k| env.get(k).cloned()).unwrap_or_else(|e| panic!("{e}"));
+pub fn run_spec(
+    spec: &str,
+    env: &[(&str, String)],
+    workers: usize,
+    block_size: usize,
+) -> tickflow::metrics::Metrics {
+    let env: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    let loaded = tickflow::spec::load_str("test.yaml", spec, &|k| env.get(k).cloned())
+        .unwrap_or_else(|e| panic!("{e}"));
     let plan = tickflow::plan::build(&loaded).unwrap_or_else(|e| panic!("{e}"));
     let mut opts = tickflow::dataflow::RunOptions::new(workers);
     opts.block_size = block_size;

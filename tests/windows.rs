@@ -49,17 +49,40 @@ dead_letters:
 }
 
 /// Runs the spec on `frames` and returns (rows, dead-letter counts, dead letters).
-fn run(dir: &Path, text: &str, workers: usize) -> (Vec<Vec<Cell>>, BTreeMap<String, usize>, Vec<serde_json::Value>) {
+fn run(
+    dir: &Path,
+    text: &str,
+    workers: usize,
+) -> (
+    Vec<Vec<Cell>>,
+    BTreeMap<String, usize>,
+    Vec<serde_json::Value>,
+) {
     run_blocks(dir, text, workers, 1024)
 }
 
 /// Like [`run`] with replay blocks of `block_size` bytes (smaller than a line: blocks where no
 /// line starts).
-fn run_blocks(dir: &Path, text: &str, workers: usize, block_size: usize) -> (Vec<Vec<Cell>>, BTreeMap<String, usize>, Vec<serde_json::Value>) {
+fn run_blocks(
+    dir: &Path,
+    text: &str,
+    workers: usize,
+    block_size: usize,
+) -> (
+    Vec<Vec<Cell>>,
+    BTreeMap<String, usize>,
+    Vec<serde_json::Value>,
+) {
     static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let out = dir.join(format!("out-{n}-{workers}-{block_size}"));
-    let env = [("TRADES_FILE", dir.join("trades.jsonl").display().to_string()), ("OUT_URL", out.display().to_string())];
+    let env = [
+        (
+            "TRADES_FILE",
+            dir.join("trades.jsonl").display().to_string(),
+        ),
+        ("OUT_URL", out.display().to_string()),
+    ];
     run_spec(text, &env, workers, block_size);
     let (names, mut rows) = read_parquet_dir(&out.join("bars"));
     if !rows.is_empty() {
@@ -84,21 +107,47 @@ fn assert_bars(rows: &[Vec<Cell>], expected: &[Bar], context: &str) {
     assert_eq!(got.len(), expected.len(), "{context}: number of windows");
     for (row, bar) in got.iter().zip(expected) {
         assert_eq!(row[0], Cell::Str(bar.sym.clone()), "{context}");
-        assert_eq!((row[1].clone(), row[2].clone()), (Cell::I64(bar.start), Cell::I64(bar.end)), "{context}: {} window", bar.sym);
+        assert_eq!(
+            (row[1].clone(), row[2].clone()),
+            (Cell::I64(bar.start), Cell::I64(bar.end)),
+            "{context}: {} window",
+            bar.sym
+        );
         for (i, want) in bar.values.iter().enumerate() {
             match (&row[3 + i], want) {
-                (Cell::F64(g), Some(w)) => assert!(close(*g, *w), "{context}: {} [{}] column {}: got {g}, want {w}", bar.sym, bar.start, 3 + i),
+                (Cell::F64(g), Some(w)) => assert!(
+                    close(*g, *w),
+                    "{context}: {} [{}] column {}: got {g}, want {w}",
+                    bar.sym,
+                    bar.start,
+                    3 + i
+                ),
                 (Cell::Null, None) => {}
-                (g, w) => panic!("{context}: {} [{}] column {}: got {g:?}, want {w:?}", bar.sym, bar.start, 3 + i),
+                (g, w) => panic!(
+                    "{context}: {} [{}] column {}: got {g:?}, want {w:?}",
+                    bar.sym,
+                    bar.start,
+                    3 + i
+                ),
             }
         }
-        assert_eq!(row[11], Cell::I64(bar.count), "{context}: {} [{}] count", bar.sym, bar.start);
+        assert_eq!(
+            row[11],
+            Cell::I64(bar.count),
+            "{context}: {} [{}] count",
+            bar.sym,
+            bar.start
+        );
     }
 }
 
 /// Rejections by reason (excluding lateness) as the oracle sees them.
 fn oracle_rejects(input: &oracle::Input) -> BTreeMap<String, usize> {
-    input.rejected.iter().map(|(k, v)| (k.clone(), v.len())).collect()
+    input
+        .rejected
+        .iter()
+        .map(|(k, v)| (k.clone(), v.len()))
+        .collect()
 }
 
 fn without_late(mut counts: BTreeMap<String, usize>) -> (BTreeMap<String, usize>, usize) {
@@ -110,20 +159,37 @@ fn without_late(mut counts: BTreeMap<String, usize>) -> (BTreeMap<String, usize>
 fn tumbling_bars_match_the_oracle_for_any_worker_count() {
     for seed in 1..=3u64 {
         let dir = tempfile::tempdir().unwrap();
-        write_frames(&Frames { seed, ..Frames::default() }, &dir.path().join("trades.jsonl"));
+        write_frames(
+            &Frames {
+                seed,
+                ..Frames::default()
+            },
+            &dir.path().join("trades.jsonl"),
+        );
         let text = std::fs::read_to_string(dir.path().join("trades.jsonl")).unwrap();
         let input = oracle::read(&text, OOO);
         let (expected, late) = oracle::fixed_windows(&input, 60_000, 60_000, 0);
-        assert!(late > 0 && !input.rejected.is_empty(), "seed {seed}: the input must exercise late and invalid trades");
+        assert!(
+            late > 0 && !input.rejected.is_empty(),
+            "seed {seed}: the input must exercise late and invalid trades"
+        );
 
         let spec = spec("{ type: tumbling, size: 1m }", "0s");
         let (one, dead_one, letters) = run(dir.path(), &spec, 1);
         assert_bars(&one, &expected, &format!("seed {seed}, 1 worker"));
         let (counts, got_late) = without_late(dead_one);
-        assert_eq!(counts, oracle_rejects(&input), "seed {seed}: rejected by reason");
+        assert_eq!(
+            counts,
+            oracle_rejects(&input),
+            "seed {seed}: rejected by reason"
+        );
         assert_eq!(got_late, late, "seed {seed}: late trades");
         // Every rejected line number is the one the oracle found.
-        let mut lines: Vec<u64> = letters.iter().filter(|l| l["reason"] != "late").map(|l| l["line"].as_u64().unwrap()).collect();
+        let mut lines: Vec<u64> = letters
+            .iter()
+            .filter(|l| l["reason"] != "late")
+            .map(|l| l["line"].as_u64().unwrap())
+            .collect();
         let mut want: Vec<u64> = input.rejected.values().flatten().copied().collect();
         lines.sort();
         want.sort();
@@ -132,20 +198,45 @@ fn tumbling_bars_match_the_oracle_for_any_worker_count() {
         for (workers, block_size) in [(2, 1024), (3, 1024), (2, 37), (1, 1 << 20)] {
             let (rows, dead, _) = run_blocks(dir.path(), &spec, workers, block_size);
             // Bit for bit the same rows, whatever the worker count.
-            assert_eq!(rows, one, "seed {seed}: {workers} workers ({block_size}-byte blocks) differ from 1 worker");
-            assert_eq!(without_late(dead).1, late, "seed {seed}: {workers} workers, late trades");
+            assert_eq!(
+                rows, one,
+                "seed {seed}: {workers} workers ({block_size}-byte blocks) differ from 1 worker"
+            );
+            assert_eq!(
+                without_late(dead).1,
+                late,
+                "seed {seed}: {workers} workers, late trades"
+            );
         }
         // The differential engine gives the very same rows.
-        let (rows, dead, _) = run(dir.path(), &spec_with("{ type: tumbling, size: 1m }", "0s", "differential"), 2);
-        assert_eq!(rows, one, "seed {seed}: the differential engine differs from the timely operator");
-        assert_eq!(without_late(dead).1, late, "seed {seed}: differential engine, late trades");
+        let (rows, dead, _) = run(
+            dir.path(),
+            &spec_with("{ type: tumbling, size: 1m }", "0s", "differential"),
+            2,
+        );
+        assert_eq!(
+            rows, one,
+            "seed {seed}: the differential engine differs from the timely operator"
+        );
+        assert_eq!(
+            without_late(dead).1,
+            late,
+            "seed {seed}: differential engine, late trades"
+        );
     }
 }
 
 #[test]
 fn hopping_windows_match_the_oracle() {
     let dir = tempfile::tempdir().unwrap();
-    write_frames(&Frames { seed: 7, trades: 1500, ..Frames::default() }, &dir.path().join("trades.jsonl"));
+    write_frames(
+        &Frames {
+            seed: 7,
+            trades: 1500,
+            ..Frames::default()
+        },
+        &dir.path().join("trades.jsonl"),
+    );
     let text = std::fs::read_to_string(dir.path().join("trades.jsonl")).unwrap();
     let input = oracle::read(&text, OOO);
     let (expected, late) = oracle::fixed_windows(&input, 60_000, 20_000, 0);
@@ -153,18 +244,33 @@ fn hopping_windows_match_the_oracle() {
         let spec = spec_with("{ type: hopping, size: 1m, slide: 20s }", "0s", engine);
         let (rows, dead, _) = run(dir.path(), &spec, 2);
         assert_bars(&rows, &expected, &format!("hopping, {engine}"));
-        assert_eq!(without_late(dead).1, late, "hopping, {engine}: trades late for all their windows");
+        assert_eq!(
+            without_late(dead).1,
+            late,
+            "hopping, {engine}: trades late for all their windows"
+        );
     }
 }
 
 #[test]
 fn session_windows_match_the_oracle() {
     let dir = tempfile::tempdir().unwrap();
-    write_frames(&Frames { seed: 11, trades: 1500, gap_ms: 300, ..Frames::default() }, &dir.path().join("trades.jsonl"));
+    write_frames(
+        &Frames {
+            seed: 11,
+            trades: 1500,
+            gap_ms: 300,
+            ..Frames::default()
+        },
+        &dir.path().join("trades.jsonl"),
+    );
     let text = std::fs::read_to_string(dir.path().join("trades.jsonl")).unwrap();
     let input = oracle::read(&text, OOO);
     let (expected, late) = oracle::sessions(&input, 1_000);
-    assert!(expected.len() > 50, "sessions must break often enough to test merging");
+    assert!(
+        expected.len() > 50,
+        "sessions must break often enough to test merging"
+    );
     let spec = spec("{ type: session, gap: 1s }", "0s");
     let (one, dead, _) = run(dir.path(), &spec, 1);
     assert_bars(&one, &expected, "sessions");
@@ -176,30 +282,68 @@ fn session_windows_match_the_oracle() {
 #[test]
 fn allowed_lateness_emits_revisions_that_converge_to_the_oracle() {
     let dir = tempfile::tempdir().unwrap();
-    write_frames(&Frames { seed: 5, disorder_rate: 0.2, disorder_ms: 90_000, ..Frames::default() }, &dir.path().join("trades.jsonl"));
+    write_frames(
+        &Frames {
+            seed: 5,
+            disorder_rate: 0.2,
+            disorder_ms: 90_000,
+            ..Frames::default()
+        },
+        &dir.path().join("trades.jsonl"),
+    );
     let text = std::fs::read_to_string(dir.path().join("trades.jsonl")).unwrap();
     let input = oracle::read(&text, OOO);
     let (on_time, _) = oracle::fixed_windows(&input, 60_000, 60_000, 0);
     let (final_bars, too_late) = oracle::fixed_windows(&input, 60_000, 60_000, 30_000);
-    let timely_rows = check_revisions(dir.path(), "timely", &input, &on_time, &final_bars, too_late);
-    let differential_rows = check_revisions(dir.path(), "differential", &input, &on_time, &final_bars, too_late);
-    assert_eq!(timely_rows, differential_rows, "both engines emit the same revisions");
+    let timely_rows = check_revisions(
+        dir.path(),
+        "timely",
+        &input,
+        &on_time,
+        &final_bars,
+        too_late,
+    );
+    let differential_rows = check_revisions(
+        dir.path(),
+        "differential",
+        &input,
+        &on_time,
+        &final_bars,
+        too_late,
+    );
+    assert_eq!(
+        timely_rows, differential_rows,
+        "both engines emit the same revisions"
+    );
 }
 
 /// Runs the revisions spec on `engine` with 1 and 2 workers; checks it against the oracle and
 /// returns the rows.
-fn check_revisions(dir: &Path, engine: &str, _input: &oracle::Input, on_time: &[Bar], final_bars: &[Bar], too_late: usize) -> Vec<Vec<Cell>> {
+fn check_revisions(
+    dir: &Path,
+    engine: &str,
+    _input: &oracle::Input,
+    on_time: &[Bar],
+    final_bars: &[Bar],
+    too_late: usize,
+) -> Vec<Vec<Cell>> {
     let spec = spec_with("{ type: tumbling, size: 1m }", "30s", engine);
     let (rows, dead, _) = run(dir, &spec, 2);
     let (rows_one, _, _) = run(dir, &spec, 1);
     assert_eq!(rows, rows_one, "{engine}: 1 and 2 workers differ");
-    assert_eq!(without_late(dead).1, too_late, "{engine}: trades later than the allowed lateness");
+    assert_eq!(
+        without_late(dead).1,
+        too_late,
+        "{engine}: trades later than the allowed lateness"
+    );
     let all = rows.clone();
 
     // Group rows per window, ordered by revision.
     let mut per_window: BTreeMap<(String, i64), Vec<Vec<Cell>>> = BTreeMap::new();
     for r in rows {
-        let (Cell::Str(s), Cell::I64(start)) = (&r[0], &r[1]) else { panic!() };
+        let (Cell::Str(s), Cell::I64(start)) = (&r[0], &r[1]) else {
+            panic!()
+        };
         per_window.entry((s.clone(), *start)).or_default().push(r);
     }
     let mut finals = Vec::new();
@@ -212,9 +356,15 @@ fn check_revisions(dir: &Path, engine: &str, _input: &oracle::Input, on_time: &[
         });
         let numbers: Vec<Cell> = revs.iter().map(|r| r[12].clone()).collect();
         let want: Vec<Cell> = (0..revs.len() as i64).map(Cell::I64).collect();
-        assert_eq!(numbers, want, "{key:?}: revisions are numbered 0, 1, 2, ...");
+        assert_eq!(
+            numbers, want,
+            "{key:?}: revisions are numbered 0, 1, 2, ..."
+        );
         revised += revs.len() - 1;
-        if on_time.iter().any(|b| (b.sym.as_str(), b.start) == (key.0.as_str(), key.1)) {
+        if on_time
+            .iter()
+            .any(|b| (b.sym.as_str(), b.start) == (key.0.as_str(), key.1))
+        {
             firsts.push(revs[0].clone());
         }
         finals.push(revs.last().unwrap().clone());

@@ -17,14 +17,19 @@ use tickflow::sim::generate::{GenOptions, generate};
 use tokio_tungstenite::tungstenite::Message;
 
 fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 /// Serves every connection the same frames, as fast as possible, then idles.
 fn start_blaster(frames: Arc<Vec<String>>) -> std::net::SocketAddr {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(listener.local_addr().unwrap()).unwrap();
@@ -33,7 +38,9 @@ fn start_blaster(frames: Arc<Vec<String>>) -> std::net::SocketAddr {
                 let frames = Arc::clone(&frames);
                 tokio::spawn(async move {
                     let _ = stream.set_nodelay(true);
-                    let Ok(ws) = tokio_tungstenite::accept_async(stream).await else { return };
+                    let Ok(ws) = tokio_tungstenite::accept_async(stream).await else {
+                        return;
+                    };
                     let (mut sink, mut source) = ws.split();
                     tokio::spawn(async move { while let Some(Ok(_)) = source.next().await {} });
                     for f in frames.iter() {
@@ -52,26 +59,53 @@ fn start_blaster(frames: Arc<Vec<String>>) -> std::net::SocketAddr {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let trades: u64 = arg(&args, "--trades").map(|s| s.parse().unwrap()).unwrap_or(1_000_000);
-    let symbols: usize = arg(&args, "--symbols").map(|s| s.parse().unwrap()).unwrap_or(50);
+    let trades: u64 = arg(&args, "--trades")
+        .map(|s| s.parse().unwrap())
+        .unwrap_or(1_000_000);
+    let symbols: usize = arg(&args, "--symbols")
+        .map(|s| s.parse().unwrap())
+        .unwrap_or(50);
     let mut buf = Vec::new();
-    let opts = GenOptions { trades, symbols, seed: 3, mean_gap_ms: 2.0, ping_every: 0, ..GenOptions::default() };
+    let opts = GenOptions {
+        trades,
+        symbols,
+        seed: 3,
+        mean_gap_ms: 2.0,
+        ping_every: 0,
+        ..GenOptions::default()
+    };
     generate(&opts, &mut buf).unwrap();
-    let frames: Vec<String> = String::from_utf8(buf).unwrap().lines().map(str::to_string).collect();
+    let frames: Vec<String> = String::from_utf8(buf)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
     let bytes: usize = frames.iter().map(|f| f.len()).sum();
-    println!("input: {trades} trades in {} frames ({:.1} MiB), {symbols} symbols", frames.len(), bytes as f64 / (1 << 20) as f64);
+    println!(
+        "input: {trades} trades in {} frames ({:.1} MiB), {symbols} symbols",
+        frames.len(),
+        bytes as f64 / (1 << 20) as f64
+    );
     let frames = Arc::new(frames);
     let addr = start_blaster(Arc::clone(&frames));
 
     // 1. The ceiling: read the websocket, count trades, nothing else.
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let raw = rt.block_on(async {
         let started = Instant::now();
-        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/?token=x")).await.unwrap();
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/?token=x"))
+            .await
+            .unwrap();
         let mut n = 0u64;
         while n < trades {
             match ws.next().await {
-                Some(Ok(Message::Text(t))) => n += memchr::memmem::find_iter(t.as_bytes(), b"\"s\":").count() as u64,
+                Some(Ok(Message::Text(t))) => {
+                    n += memchr::memmem::find_iter(t.as_bytes(), b"\"s\":").count() as u64
+                }
                 Some(Ok(_)) => {}
                 _ => panic!("connection ended after {n} trades"),
             }
@@ -79,7 +113,12 @@ fn main() {
         started.elapsed()
     });
     drop(rt);
-    println!("{:36} {:>12.0} trades/s   {:.3} s", "raw websocket read (1 thread)", trades as f64 / raw.as_secs_f64(), raw.as_secs_f64());
+    println!(
+        "{:36} {:>12.0} trades/s   {:.3} s",
+        "raw websocket read (1 thread)",
+        trades as f64 / raw.as_secs_f64(),
+        raw.as_secs_f64()
+    );
 
     // 2. tickflow: finnhub source → 1-minute bars → Parquet.
     for workers in [1usize, 2] {

@@ -15,16 +15,29 @@ use std::time::Instant;
 use tickflow::sim::generate::{GenOptions, generate};
 
 fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 fn repo() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn tool(args: &[&str]) -> String {
-    let out = Command::new(repo().join("deploy/local/kafka")).arg("tool").args(args).output().expect("deploy/local/kafka");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(repo().join("deploy/local/kafka"))
+        .arg("tool")
+        .args(args)
+        .output()
+        .expect("deploy/local/kafka");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -38,26 +51,56 @@ fn run(spec: &str, env: &[(&str, String)], bounded: bool) -> (f64, u64, u64) {
     let started = Instant::now();
     tickflow::dataflow::run(plan, opts).unwrap();
     let secs = started.elapsed().as_secs_f64();
-    (secs, metrics.trades.load(std::sync::atomic::Ordering::Relaxed), metrics.rows_written.load(std::sync::atomic::Ordering::Relaxed))
+    (
+        secs,
+        metrics.trades.load(std::sync::atomic::Ordering::Relaxed),
+        metrics
+            .rows_written
+            .load(std::sync::atomic::Ordering::Relaxed),
+    )
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let trades: u64 = arg(&args, "--trades").map(|s| s.parse().unwrap()).unwrap_or(2_000_000);
+    let trades: u64 = arg(&args, "--trades")
+        .map(|s| s.parse().unwrap())
+        .unwrap_or(2_000_000);
     let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
     let dir = std::env::temp_dir().join("tickflow-kafka-bench");
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join(format!("trades-{trades}.jsonl"));
     if !file.exists() {
         let mut w = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
-        generate(&GenOptions { trades, symbols: 500, seed: 7, mean_gap_ms: 2.0, ping_every: 0, ..GenOptions::default() }, &mut w).unwrap();
+        generate(
+            &GenOptions {
+                trades,
+                symbols: 500,
+                seed: 7,
+                mean_gap_ms: 2.0,
+                ping_every: 0,
+                ..GenOptions::default()
+            },
+            &mut w,
+        )
+        .unwrap();
         std::io::Write::flush(&mut w).unwrap();
     }
     let stamp = std::process::id();
     let topic = format!("bench-trades-{stamp}");
     let perf_topic = format!("bench-perf-{stamp}");
     for t in [&topic, &perf_topic] {
-        tool(&["org.apache.kafka.tools.TopicCommand", "--bootstrap-server", &brokers, "--create", "--topic", t, "--partitions", "4", "--replication-factor", "1"]);
+        tool(&[
+            "org.apache.kafka.tools.TopicCommand",
+            "--bootstrap-server",
+            &brokers,
+            "--create",
+            "--topic",
+            t,
+            "--partitions",
+            "4",
+            "--replication-factor",
+            "1",
+        ]);
     }
     println!("{trades} trades, 500 symbols, topics with 4 partitions on {brokers}; 2 workers");
 
@@ -75,13 +118,38 @@ sinks:
     assert_eq!(delivered, n, "every trade delivered");
     let ours = n as f64 / secs;
     let perf = tool(&[
-        "org.apache.kafka.tools.ProducerPerformance", "--topic", &perf_topic, "--num-records", &trades.to_string(), "--record-size", "70",
-        "--throughput", "-1", "--producer-props", &format!("bootstrap.servers={brokers}"), "acks=all", "enable.idempotence=true",
-        "compression.type=lz4", "linger.ms=5",
+        "org.apache.kafka.tools.ProducerPerformance",
+        "--topic",
+        &perf_topic,
+        "--num-records",
+        &trades.to_string(),
+        "--record-size",
+        "70",
+        "--throughput",
+        "-1",
+        "--producer-props",
+        &format!("bootstrap.servers={brokers}"),
+        "acks=all",
+        "enable.idempotence=true",
+        "compression.type=lz4",
+        "linger.ms=5",
     ]);
-    let last = perf.lines().rev().find(|l| l.contains("records/sec")).unwrap_or_default().to_string();
-    let ceiling: f64 = last.split(" records sent, ").nth(1).and_then(|s| s.split(' ').next()).and_then(|s| s.parse().ok()).unwrap_or(f64::NAN);
-    println!("ingest   tickflow {ours:>12.0} trades/s   kafka-producer-perf-test {ceiling:>12.0} records/s   ({:.0}%)", 100.0 * ours / ceiling);
+    let last = perf
+        .lines()
+        .rev()
+        .find(|l| l.contains("records/sec"))
+        .unwrap_or_default()
+        .to_string();
+    let ceiling: f64 = last
+        .split(" records sent, ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(f64::NAN);
+    println!(
+        "ingest   tickflow {ours:>12.0} trades/s   kafka-producer-perf-test {ceiling:>12.0} records/s   ({:.0}%)",
+        100.0 * ours / ceiling
+    );
 
     // Bars: tickflow vs the consumer perf tool, on the topic tickflow wrote.
     let bars = format!(
@@ -109,12 +177,36 @@ sinks:
     let (secs, n, _) = run(&bars, &[], true);
     assert_eq!(n, trades, "every trade read");
     let ours = n as f64 / secs;
-    let perf = tool(&["org.apache.kafka.tools.ConsumerPerformance", "--bootstrap-server", &brokers, "--topic", &topic, "--messages", &trades.to_string(), "--group", &format!("perf-{stamp}")]);
+    let perf = tool(&[
+        "org.apache.kafka.tools.ConsumerPerformance",
+        "--bootstrap-server",
+        &brokers,
+        "--topic",
+        &topic,
+        "--messages",
+        &trades.to_string(),
+        "--group",
+        &format!("perf-{stamp}"),
+    ]);
     // CSV: start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, ...
     let row = perf.lines().last().unwrap_or_default().to_string();
-    let ceiling: f64 = row.split(',').nth(5).and_then(|s| s.trim().parse().ok()).unwrap_or(f64::NAN);
-    println!("bars     tickflow {ours:>12.0} trades/s   kafka-consumer-perf-test {ceiling:>12.0} records/s   ({:.0}%)", 100.0 * ours / ceiling);
+    let ceiling: f64 = row
+        .split(',')
+        .nth(5)
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(f64::NAN);
+    println!(
+        "bars     tickflow {ours:>12.0} trades/s   kafka-consumer-perf-test {ceiling:>12.0} records/s   ({:.0}%)",
+        100.0 * ours / ceiling
+    );
     for t in [&topic, &perf_topic] {
-        tool(&["org.apache.kafka.tools.TopicCommand", "--bootstrap-server", &brokers, "--delete", "--topic", t]);
+        tool(&[
+            "org.apache.kafka.tools.TopicCommand",
+            "--bootstrap-server",
+            &brokers,
+            "--delete",
+            "--topic",
+            t,
+        ]);
     }
 }

@@ -14,7 +14,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow_array::builder::{Float64Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder};
+use arrow_array::builder::{
+    Float64Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
+};
 use arrow_array::{ArrayRef, RecordBatch};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -52,7 +54,9 @@ sinks:
 "#;
 
 fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 fn peak_rss_mib() -> f64 {
@@ -75,32 +79,71 @@ fn main() {
         let engine = arg(&args, "--engine");
         let trades = match mode.as_str() {
             "loop" => hand_written_loop(&file, &out),
-            workers => run_pipeline(&file, &out, workers.parse().expect("workers"), engine.as_deref()),
+            workers => run_pipeline(
+                &file,
+                &out,
+                workers.parse().expect("workers"),
+                engine.as_deref(),
+            ),
         };
-        println!("{} {} {}", started.elapsed().as_secs_f64(), trades, peak_rss_mib());
+        println!(
+            "{} {} {}",
+            started.elapsed().as_secs_f64(),
+            trades,
+            peak_rss_mib()
+        );
         return;
     }
-    let trades: u64 = arg(&args, "--trades").map(|s| s.parse().unwrap()).unwrap_or(2_000_000);
-    let symbols: usize = arg(&args, "--symbols").map(|s| s.parse().unwrap()).unwrap_or(500);
-    let runs: usize = arg(&args, "--runs").map(|s| s.parse().unwrap()).unwrap_or(3);
+    let trades: u64 = arg(&args, "--trades")
+        .map(|s| s.parse().unwrap())
+        .unwrap_or(2_000_000);
+    let symbols: usize = arg(&args, "--symbols")
+        .map(|s| s.parse().unwrap())
+        .unwrap_or(500);
+    let runs: usize = arg(&args, "--runs")
+        .map(|s| s.parse().unwrap())
+        .unwrap_or(3);
     let dir = std::env::temp_dir().join(format!("tickflow-bench-{trades}-{symbols}"));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("trades.jsonl");
     if !file.exists() {
-        let opts = GenOptions { trades, symbols, seed: 7, mean_gap_ms: 2.0, disorder_ms: 1500, disorder_rate: 0.01, ping_every: 1000, ..GenOptions::default() };
+        let opts = GenOptions {
+            trades,
+            symbols,
+            seed: 7,
+            mean_gap_ms: 2.0,
+            disorder_ms: 1500,
+            disorder_rate: 0.01,
+            ping_every: 1000,
+            ..GenOptions::default()
+        };
         let mut w = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
         generate(&opts, &mut w).unwrap();
         std::io::Write::flush(&mut w).unwrap();
     }
     let size = std::fs::metadata(&file).unwrap().len();
-    println!("input: {trades} trades, {symbols} symbols, {:.1} MiB ({})", size as f64 / (1 << 20) as f64, file.display());
-    println!("machine: {} cores; best of {runs} runs", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    println!(
+        "input: {trades} trades, {symbols} symbols, {:.1} MiB ({})",
+        size as f64 / (1 << 20) as f64,
+        file.display()
+    );
+    println!(
+        "machine: {} cores; best of {runs} runs",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0)
+    );
     let mut results = HashMap::new();
     // With --engines, also compare the two window engines on revisable windows
     // (allowed_lateness: 30s), where `auto` picks differential dataflow.
     let mut variants: Vec<(&str, Option<&str>)> = vec![("loop", None), ("1", None), ("2", None)];
     if args.iter().any(|a| a == "--engines") {
-        variants.extend([("1", Some("timely")), ("2", Some("timely")), ("1", Some("differential")), ("2", Some("differential"))]);
+        variants.extend([
+            ("1", Some("timely")),
+            ("2", Some("timely")),
+            ("1", Some("differential")),
+            ("2", Some("differential")),
+        ]);
     }
     for (variant, engine) in variants {
         let mut best: Option<(f64, u64, f64)> = None;
@@ -108,15 +151,30 @@ fn main() {
             let out = dir.join(format!("out-{variant}-{run}"));
             let _ = std::fs::remove_dir_all(&out);
             let mut cmd = Command::new(std::env::current_exe().unwrap());
-            cmd.args(["--child", variant, "--file", file.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+            cmd.args([
+                "--child",
+                variant,
+                "--file",
+                file.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ]);
             if let Some(e) = engine {
                 cmd.args(["--engine", e]);
             }
             let child = cmd.output().unwrap();
-            assert!(child.status.success(), "{}", String::from_utf8_lossy(&child.stderr));
+            assert!(
+                child.status.success(),
+                "{}",
+                String::from_utf8_lossy(&child.stderr)
+            );
             let line = String::from_utf8(child.stdout).unwrap();
             let parts: Vec<&str> = line.split_whitespace().collect();
-            let (secs, n, rss) = (parts[0].parse::<f64>().unwrap(), parts[1].parse::<u64>().unwrap(), parts[2].parse::<f64>().unwrap());
+            let (secs, n, rss) = (
+                parts[0].parse::<f64>().unwrap(),
+                parts[1].parse::<u64>().unwrap(),
+                parts[2].parse::<f64>().unwrap(),
+            );
             if best.is_none_or(|b| secs < b.0) {
                 best = Some((secs, n, rss));
             }
@@ -128,7 +186,12 @@ fn main() {
             (w, None) => format!("tickflow, {w} worker(s)"),
             (w, Some(e)) => format!("lateness 30s, {e}, {w} worker(s)"),
         };
-        println!("{name:40} {:>12.0} trades/s   {:>7.3} s   peak RSS {:>7.1} MiB", n as f64 / secs, secs, rss);
+        println!(
+            "{name:40} {:>12.0} trades/s   {:>7.3} s   peak RSS {:>7.1} MiB",
+            n as f64 / secs,
+            secs,
+            rss
+        );
         if engine.is_none() {
             results.insert(variant, n as f64 / secs);
         }
@@ -195,7 +258,9 @@ fn hand_written_loop(file: &Path, out: &Path) -> u64 {
         if line.is_empty() {
             continue;
         }
-        let Ok(frame) = serde_json::from_slice::<Frame>(line) else { continue };
+        let Ok(frame) = serde_json::from_slice::<Frame>(line) else {
+            continue;
+        };
         if frame.kind != "trade" {
             continue;
         }
@@ -211,7 +276,15 @@ fn hand_written_loop(file: &Path, out: &Path) -> u64 {
                 continue; // late
             }
             let key = (t.s.to_string(), start);
-            let b = bars.entry(key).or_insert(Bar { open: (t.t, seq, t.p), close: (t.t, seq, t.p), high: t.p, low: t.p, volume: 0.0, pv: 0.0, count: 0 });
+            let b = bars.entry(key).or_insert(Bar {
+                open: (t.t, seq, t.p),
+                close: (t.t, seq, t.p),
+                high: t.p,
+                low: t.p,
+                volume: 0.0,
+                pv: 0.0,
+                count: 0,
+            });
             if (t.t, seq) < (b.open.0, b.open.1) {
                 b.open = (t.t, seq, t.p);
             }
@@ -225,26 +298,60 @@ fn hand_written_loop(file: &Path, out: &Path) -> u64 {
             b.count += 1;
         }
     }
-    let (mut sym, mut ws, mut we) = (StringBuilder::new(), TimestampMillisecondBuilder::new().with_timezone("UTC"), TimestampMillisecondBuilder::new().with_timezone("UTC"));
+    let (mut sym, mut ws, mut we) = (
+        StringBuilder::new(),
+        TimestampMillisecondBuilder::new().with_timezone("UTC"),
+        TimestampMillisecondBuilder::new().with_timezone("UTC"),
+    );
     let mut f: Vec<Float64Builder> = (0..6).map(|_| Float64Builder::new()).collect();
     let mut count = Int64Builder::new();
     for ((s, start), b) in &bars {
         sym.append_value(s);
         ws.append_value(*start);
         we.append_value(start + 60_000);
-        for (i, v) in [b.open.2, b.high, b.low, b.close.2, b.volume].into_iter().enumerate() {
+        for (i, v) in [b.open.2, b.high, b.low, b.close.2, b.volume]
+            .into_iter()
+            .enumerate()
+        {
             f[i].append_value(v);
         }
         f[5].append_option((b.volume > 0.0).then(|| b.pv / b.volume));
         count.append_value(b.count);
     }
-    let mut cols: Vec<ArrayRef> = vec![Arc::new(sym.finish()), Arc::new(ws.finish()), Arc::new(we.finish())];
+    let mut cols: Vec<ArrayRef> = vec![
+        Arc::new(sym.finish()),
+        Arc::new(ws.finish()),
+        Arc::new(we.finish()),
+    ];
     cols.extend(f.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
     cols.push(Arc::new(count.finish()));
-    let batch = RecordBatch::try_from_iter(["symbol", "window_start", "window_end", "open", "high", "low", "close", "volume", "vwap", "trades"].into_iter().zip(cols)).unwrap();
+    let batch = RecordBatch::try_from_iter(
+        [
+            "symbol",
+            "window_start",
+            "window_end",
+            "open",
+            "high",
+            "low",
+            "close",
+            "volume",
+            "vwap",
+            "trades",
+        ]
+        .into_iter()
+        .zip(cols),
+    )
+    .unwrap();
     std::fs::create_dir_all(out).unwrap();
-    let props = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap())).build();
-    let mut w = ArrowWriter::try_new(std::fs::File::create(out.join("bars.parquet")).unwrap(), batch.schema(), Some(props)).unwrap();
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap()))
+        .build();
+    let mut w = ArrowWriter::try_new(
+        std::fs::File::create(out.join("bars.parquet")).unwrap(),
+        batch.schema(),
+        Some(props),
+    )
+    .unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
     n

@@ -61,7 +61,11 @@ impl Metrics {
     }
     /// Rejected for any reason but lateness.
     pub fn invalid_total(&self) -> u64 {
-        RejectReason::ALL.iter().filter(|r| **r != RejectReason::Late).map(|r| self.rejected(*r)).sum()
+        RejectReason::ALL
+            .iter()
+            .filter(|r| **r != RejectReason::Late)
+            .map(|r| self.rejected(*r))
+            .sum()
     }
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Relaxed)

@@ -66,7 +66,11 @@ pub struct Field {
 
 impl Field {
     pub fn new(name: &str, ty: FieldType, nullable: bool) -> Self {
-        Field { name: name.to_string(), ty, nullable }
+        Field {
+            name: name.to_string(),
+            ty,
+            nullable,
+        }
     }
 }
 
@@ -135,7 +139,12 @@ pub fn trade_row(t: &Trade) -> Row {
 pub fn format_ts(ms: i64) -> String {
     let (days, rem) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
     let (y, m, d) = civil_from_days(days);
-    let (h, mi, s, milli) = (rem / 3_600_000, rem / 60_000 % 60, rem / 1000 % 60, rem % 1000);
+    let (h, mi, s, milli) = (
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000,
+    );
     format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}Z")
 }
 

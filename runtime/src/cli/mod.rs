@@ -205,7 +205,10 @@ fn run_sim(args: SimArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        eprintln!("Finnhub simulator listening on {}?token=*** (Ctrl-C stops)", sim.url());
+        eprintln!(
+            "Finnhub simulator listening on {}?token=*** (Ctrl-C stops)",
+            sim.url()
+        );
         let _ = tokio::signal::ctrl_c().await;
         sim.stop().await;
         ExitCode::SUCCESS
@@ -217,8 +220,11 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.with_target(false).try_init(),
@@ -243,7 +249,11 @@ pub fn main() -> ExitCode {
                     plan.sources.len(),
                     plan.windows.len(),
                     plan.sinks.len(),
-                    if plan.dead_letters.is_some() { ", dead letters on" } else { "" }
+                    if plan.dead_letters.is_some() {
+                        ", dead letters on"
+                    } else {
+                        ""
+                    }
                 );
                 ExitCode::SUCCESS
             }
@@ -251,23 +261,58 @@ pub fn main() -> ExitCode {
         },
         Command::Graph { spec, format } => match load_and_plan(&spec) {
             Ok(plan) => {
-                print!("{}", match format {
-                    GraphFormat::Dot => plan::graph::to_dot(&plan),
-                    GraphFormat::Mermaid => plan::graph::to_mermaid(&plan),
-                });
+                print!(
+                    "{}",
+                    match format {
+                        GraphFormat::Dot => plan::graph::to_dot(&plan),
+                        GraphFormat::Mermaid => plan::graph::to_mermaid(&plan),
+                    }
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => spec_failure(&e),
         },
-        Command::Run { spec, workers, run_for, no_status, bounded } => {
+        Command::Run {
+            spec,
+            workers,
+            run_for,
+            no_status,
+            bounded,
+        } => {
             let plan = match load_and_plan(&spec) {
                 Ok(p) => p,
                 Err(e) => return spec_failure(&e),
             };
-            run_command(plan, workers, run_for, bounded, !no_status && std::io::stderr().is_terminal() && cli.log_format == LogFormat::Text)
+            run_command(
+                plan,
+                workers,
+                run_for,
+                bounded,
+                !no_status && std::io::stderr().is_terminal() && cli.log_format == LogFormat::Text,
+            )
         }
-        Command::Generate { out, trades, symbols, seed, mean_gap_ms, disorder_ms, disorder_rate, invalid_rate, malformed_rate } => {
-            let opts = GenOptions { trades, symbols, seed, mean_gap_ms, disorder_ms, disorder_rate, invalid_rate, malformed_rate, ..GenOptions::default() };
+        Command::Generate {
+            out,
+            trades,
+            symbols,
+            seed,
+            mean_gap_ms,
+            disorder_ms,
+            disorder_rate,
+            invalid_rate,
+            malformed_rate,
+        } => {
+            let opts = GenOptions {
+                trades,
+                symbols,
+                seed,
+                mean_gap_ms,
+                disorder_ms,
+                disorder_rate,
+                invalid_rate,
+                malformed_rate,
+                ..GenOptions::default()
+            };
             let result = std::fs::File::create(&out).and_then(|f| {
                 let mut w = std::io::BufWriter::new(f);
                 let lines = generate(&opts, &mut w)?;
@@ -299,7 +344,13 @@ fn spec_failure(e: &SpecErrors) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn run_command(plan: Plan, workers: usize, run_for: Option<Duration>, bounded: bool, show_status: bool) -> ExitCode {
+fn run_command(
+    plan: Plan,
+    workers: usize,
+    run_for: Option<Duration>,
+    bounded: bool,
+    show_status: bool,
+) -> ExitCode {
     let stop = Arc::new(AtomicBool::new(false));
     let metrics = Arc::new(Metrics::default());
     {
@@ -322,13 +373,22 @@ fn run_command(plan: Plan, workers: usize, run_for: Option<Duration>, bounded: b
     let status = status::spawn(Arc::clone(&metrics), Arc::clone(&done), show_status);
     let name = plan.name.clone();
     tracing::info!(pipeline = %name, workers, "starting");
-    let opts = RunOptions { workers, stop, metrics: Arc::clone(&metrics), block_size: crate::sources::replay::BLOCK_SIZE, bounded };
+    let opts = RunOptions {
+        workers,
+        stop,
+        metrics: Arc::clone(&metrics),
+        block_size: crate::sources::replay::BLOCK_SIZE,
+        bounded,
+    };
     let result = run(plan, opts);
     done.store(true, Ordering::SeqCst);
     let _ = status.join();
     match result {
         Ok(summary) => {
-            eprintln!("{}", status::summary(&metrics, summary.elapsed, summary.stopped));
+            eprintln!(
+                "{}",
+                status::summary(&metrics, summary.elapsed, summary.stopped)
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -37,19 +37,35 @@ impl RunContext {
         replay: Vec<Option<Arc<ReplayShared>>>,
         finnhub: Vec<Option<Arc<FinnhubShared>>>,
     ) -> Self {
-        RunContext { plan, metrics, stop, rt, run_id, replay, finnhub, bounded: false, errors: Mutex::new(Vec::new()) }
+        RunContext {
+            plan,
+            metrics,
+            stop,
+            rt,
+            run_id,
+            replay,
+            finnhub,
+            bounded: false,
+            errors: Mutex::new(Vec::new()),
+        }
     }
 
     /// Records a fatal error and stops the run.
     pub fn fail(&self, what: impl std::fmt::Display) {
         let msg = what.to_string();
         tracing::error!("{msg}");
-        self.errors.lock().unwrap_or_else(|e| e.into_inner()).push(msg);
+        self.errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(msg);
         self.stop.store(true, Ordering::SeqCst);
     }
 
     pub fn errors(&self) -> Vec<String> {
-        self.errors.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// File name prefix for a worker's output.

@@ -19,9 +19,9 @@ use self::context::RunContext;
 use crate::metrics::Metrics;
 use crate::plan::{NodeRef, Plan};
 use crate::record::{Row, Trade, trade_row};
+use crate::sinks::SinkSpec;
 use crate::sinks::dead_letter::DeadLetters;
 use crate::sinks::parquet::parquet_sink;
-use crate::sinks::SinkSpec;
 use crate::sources::SourceSpec;
 use crate::sources::finnhub::source::{FinnhubShared, finnhub_stream};
 use crate::sources::replay::{BLOCK_SIZE, ReplayShared, replay_stream};
@@ -39,7 +39,13 @@ pub struct RunOptions {
 
 impl RunOptions {
     pub fn new(workers: usize) -> Self {
-        RunOptions { workers, stop: Arc::new(AtomicBool::new(false)), metrics: Arc::new(Metrics::default()), block_size: BLOCK_SIZE, bounded: false }
+        RunOptions {
+            workers,
+            stop: Arc::new(AtomicBool::new(false)),
+            metrics: Arc::new(Metrics::default()),
+            block_size: BLOCK_SIZE,
+            bounded: false,
+        }
     }
 }
 
@@ -64,18 +70,35 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
     for s in &plan.sources {
         replay.push(match &s.config {
             SourceSpec::Replay(c) => Some(Arc::new(
-                ReplayShared::open(&c.path, opts.block_size).with_context(|| format!("source `{}`: cannot open `{}`", s.name, c.path))?,
+                ReplayShared::open(&c.path, opts.block_size)
+                    .with_context(|| format!("source `{}`: cannot open `{}`", s.name, c.path))?,
             )),
             _ => None,
         });
         finnhub.push(match &s.config {
-            SourceSpec::Finnhub(c) => Some(Arc::new(FinnhubShared::prepare(&s.name, c, rt.handle())?)),
+            SourceSpec::Finnhub(c) => {
+                Some(Arc::new(FinnhubShared::prepare(&s.name, c, rt.handle())?))
+            }
             _ => None,
         });
     }
     let finnhub_states: Vec<Arc<FinnhubShared>> = finnhub.iter().flatten().cloned().collect();
-    let run_id = format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0));
-    let mut context = RunContext::new(plan, Arc::clone(&opts.metrics), Arc::clone(&opts.stop), rt.handle().clone(), run_id, replay, finnhub);
+    let run_id = format!(
+        "{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0)
+    );
+    let mut context = RunContext::new(
+        plan,
+        Arc::clone(&opts.metrics),
+        Arc::clone(&opts.stop),
+        rt.handle().clone(),
+        run_id,
+        replay,
+        finnhub,
+    );
     context.bounded = opts.bounded;
     let ctx = Arc::new(context);
     let started = Instant::now();
@@ -84,12 +107,23 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
         let ctx = Arc::clone(&worker_ctx);
         let index = worker.index();
-        let dead = match DeadLetters::new(ctx.plan.dead_letters.as_ref(), ctx.rt.clone(), ctx.file_prefix(index), Arc::clone(&ctx.metrics)) {
+        let dead = match DeadLetters::new(
+            ctx.plan.dead_letters.as_ref(),
+            ctx.rt.clone(),
+            ctx.file_prefix(index),
+            Arc::clone(&ctx.metrics),
+        ) {
             Ok(d) => Rc::new(RefCell::new(d)),
             Err(e) => {
                 ctx.fail(format!("dead letters: {e:#}"));
                 Rc::new(RefCell::new(
-                    DeadLetters::new(None, ctx.rt.clone(), String::new(), Arc::clone(&ctx.metrics)).expect("no output cannot fail"),
+                    DeadLetters::new(
+                        None,
+                        ctx.rt.clone(),
+                        String::new(),
+                        Arc::clone(&ctx.metrics),
+                    )
+                    .expect("no output cannot fail"),
                 ))
             }
         };
@@ -118,16 +152,26 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
     if !errors.is_empty() {
         bail!("{}", errors.join("\n"));
     }
-    Ok(RunSummary { elapsed: started.elapsed(), stopped: opts.stop.load(Ordering::Relaxed) })
+    Ok(RunSummary {
+        elapsed: started.elapsed(),
+        stopped: opts.stop.load(Ordering::Relaxed),
+    })
 }
 
-fn build<'scope>(scope: timely::dataflow::Scope<'scope, u64>, ctx: &Arc<RunContext>, dead: &Rc<RefCell<DeadLetters>>, worker: usize) {
+fn build<'scope>(
+    scope: timely::dataflow::Scope<'scope, u64>,
+    ctx: &Arc<RunContext>,
+    dead: &Rc<RefCell<DeadLetters>>,
+    worker: usize,
+) {
     let plan: &Plan = &ctx.plan;
     let sources: Vec<StreamVec<'scope, u64, Trade>> = (0..plan.sources.len())
         .map(|i| match &plan.sources[i].config {
             SourceSpec::Replay(_) => replay_stream(scope, ctx, i, Rc::clone(dead)),
             SourceSpec::Finnhub(_) => finnhub_stream(scope, ctx, i, Rc::clone(dead)),
-            SourceSpec::Kafka(_) => crate::sources::kafka::kafka_stream(scope, ctx, i, Rc::clone(dead)),
+            SourceSpec::Kafka(_) => {
+                crate::sources::kafka::kafka_stream(scope, ctx, i, Rc::clone(dead))
+            }
         })
         .collect();
     let windows: Vec<StreamVec<'scope, u64, Row>> = (0..plan.windows.len())
@@ -142,10 +186,18 @@ fn build<'scope>(scope: timely::dataflow::Scope<'scope, u64>, ctx: &Arc<RunConte
         .collect();
     for (i, sink) in plan.sinks.iter().enumerate() {
         match (&sink.config, sink.input) {
-            (SinkSpec::Kafka(_), NodeRef::Source(s)) => crate::sinks::kafka::kafka_sink(sources[s].clone(), ctx, i, Rc::clone(dead)),
-            (SinkSpec::Kafka(_), NodeRef::Window(_)) => unreachable!("the planner only lets trades into a kafka sink"),
-            (SinkSpec::Parquet(_), NodeRef::Source(s)) => parquet_sink(sources[s].clone().map(|t| trade_row(&t)), ctx, i, worker),
-            (SinkSpec::Parquet(_), NodeRef::Window(w)) => parquet_sink(windows[w].clone(), ctx, i, worker),
+            (SinkSpec::Kafka(_), NodeRef::Source(s)) => {
+                crate::sinks::kafka::kafka_sink(sources[s].clone(), ctx, i, Rc::clone(dead))
+            }
+            (SinkSpec::Kafka(_), NodeRef::Window(_)) => {
+                unreachable!("the planner only lets trades into a kafka sink")
+            }
+            (SinkSpec::Parquet(_), NodeRef::Source(s)) => {
+                parquet_sink(sources[s].clone().map(|t| trade_row(&t)), ctx, i, worker)
+            }
+            (SinkSpec::Parquet(_), NodeRef::Window(w)) => {
+                parquet_sink(windows[w].clone(), ctx, i, worker)
+            }
         }
     }
 }

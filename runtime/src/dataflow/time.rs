@@ -7,7 +7,11 @@
 /// The timely timestamp for a record read at watermark `wm`.
 #[inline]
 pub fn quantize(wm: i64, quantum: u64) -> u64 {
-    if wm <= 0 { 0 } else { (wm as u64 / quantum) * quantum }
+    if wm <= 0 {
+        0
+    } else {
+        (wm as u64 / quantum) * quantum
+    }
 }
 
 #[cfg(test)]

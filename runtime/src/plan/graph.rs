@@ -21,7 +21,9 @@ fn node_id(plan: &Plan, n: NodeRef) -> String {
 }
 
 fn sanitize(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
 }
 
 struct Node {
@@ -36,7 +38,10 @@ fn nodes_and_edges(plan: &Plan) -> (Vec<Node>, Vec<(String, String, String)>) {
     for (i, s) in plan.sources.iter().enumerate() {
         let detail = match &s.config {
             SourceSpec::Replay(c) => format!("replay, out-of-orderness {}", c.max_out_of_orderness),
-            SourceSpec::Kafka(c) => format!("kafka {} / {}, out-of-orderness {}", c.brokers, c.topic, c.max_out_of_orderness),
+            SourceSpec::Kafka(c) => format!(
+                "kafka {} / {}, out-of-orderness {}",
+                c.brokers, c.topic, c.max_out_of_orderness
+            ),
             SourceSpec::Finnhub(c) => format!(
                 "finnhub {}, {} symbols, out-of-orderness {}",
                 crate::sources::finnhub::client::redacted(&c.url),
@@ -44,33 +49,69 @@ fn nodes_and_edges(plan: &Plan) -> (Vec<Node>, Vec<(String, String, String)>) {
                 c.max_out_of_orderness
             ),
         };
-        nodes.push(Node { id: node_id(plan, NodeRef::Source(i)), label: format!("{}\\n{}", s.name, detail), shape: "box" });
+        nodes.push(Node {
+            id: node_id(plan, NodeRef::Source(i)),
+            label: format!("{}\\n{}", s.name, detail),
+            shape: "box",
+        });
     }
     for (i, w) in plan.windows.iter().enumerate() {
         let aggs: Vec<&str> = w.aggregates.iter().map(|a| a.name.as_str()).collect();
         nodes.push(Node {
             id: node_id(plan, NodeRef::Window(i)),
-            label: format!("{}\\nwindow {} by {}\\n{}", w.name, window_label(w.kind), w.schema.fields[0].name, aggs.join(", ")),
+            label: format!(
+                "{}\\nwindow {} by {}\\n{}",
+                w.name,
+                window_label(w.kind),
+                w.schema.fields[0].name,
+                aggs.join(", ")
+            ),
             shape: "ellipse",
         });
-        edges.push((node_id(plan, NodeRef::Source(w.input)), node_id(plan, NodeRef::Window(i)), "trades by key".to_string()));
+        edges.push((
+            node_id(plan, NodeRef::Source(w.input)),
+            node_id(plan, NodeRef::Window(i)),
+            "trades by key".to_string(),
+        ));
     }
     for s in &plan.sinks {
         let id = format!("sink_{}", sanitize(&s.name));
         let label = match &s.config {
-            crate::sinks::SinkSpec::Parquet(c) => format!("{}\\nparquet, partitions {}", s.name, c.partition_by.join("/")),
-            crate::sinks::SinkSpec::Kafka(c) => format!("{}\\nkafka {} / {}", s.name, c.brokers, c.topic),
+            crate::sinks::SinkSpec::Parquet(c) => format!(
+                "{}\\nparquet, partitions {}",
+                s.name,
+                c.partition_by.join("/")
+            ),
+            crate::sinks::SinkSpec::Kafka(c) => {
+                format!("{}\\nkafka {} / {}", s.name, c.brokers, c.topic)
+            }
         };
-        nodes.push(Node { id: id.clone(), label, shape: "cylinder" });
+        nodes.push(Node {
+            id: id.clone(),
+            label,
+            shape: "cylinder",
+        });
         edges.push((node_id(plan, s.input), id, String::new()));
     }
     if plan.dead_letters.is_some() {
-        nodes.push(Node { id: "dead_letters".into(), label: "dead letters".into(), shape: "note" });
+        nodes.push(Node {
+            id: "dead_letters".into(),
+            label: "dead letters".into(),
+            shape: "note",
+        });
         for i in 0..plan.sources.len() {
-            edges.push((node_id(plan, NodeRef::Source(i)), "dead_letters".into(), "rejected".into()));
+            edges.push((
+                node_id(plan, NodeRef::Source(i)),
+                "dead_letters".into(),
+                "rejected".into(),
+            ));
         }
         for i in 0..plan.windows.len() {
-            edges.push((node_id(plan, NodeRef::Window(i)), "dead_letters".into(), "late".into()));
+            edges.push((
+                node_id(plan, NodeRef::Window(i)),
+                "dead_letters".into(),
+                "late".into(),
+            ));
         }
     }
     (nodes, edges)
@@ -79,9 +120,17 @@ fn nodes_and_edges(plan: &Plan) -> (Vec<Node>, Vec<(String, String, String)>) {
 /// Graphviz DOT.
 pub fn to_dot(plan: &Plan) -> String {
     let (nodes, edges) = nodes_and_edges(plan);
-    let mut out = format!("digraph \"{}\" {{\n  rankdir=LR;\n", plan.name.replace('"', "'"));
+    let mut out = format!(
+        "digraph \"{}\" {{\n  rankdir=LR;\n",
+        plan.name.replace('"', "'")
+    );
     for n in nodes {
-        out.push_str(&format!("  {} [shape={}, label=\"{}\"];\n", n.id, n.shape, n.label.replace('"', "'")));
+        out.push_str(&format!(
+            "  {} [shape={}, label=\"{}\"];\n",
+            n.id,
+            n.shape,
+            n.label.replace('"', "'")
+        ));
     }
     for (a, b, label) in edges {
         if label.is_empty() {

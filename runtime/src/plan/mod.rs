@@ -111,13 +111,20 @@ impl Plan {
 pub fn build(loaded: &LoadedSpec) -> Result<Plan, SpecErrors> {
     let mut diags = Vec::new();
     let plan = plan(&loaded.spec, &mut diags);
-    if diags.is_empty() { Ok(plan) } else { Err(loaded.locate(diags)) }
+    if diags.is_empty() {
+        Ok(plan)
+    } else {
+        Err(loaded.locate(diags))
+    }
 }
 
 fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
     let mut err = |path: String, msg: String| diags.push(Diagnostic::new(path, msg));
     if spec.sources.is_empty() {
-        err("sources".into(), "a pipeline needs at least one source".into());
+        err(
+            "sources".into(),
+            "a pipeline needs at least one source".into(),
+        );
     }
     if spec.sinks.is_empty() {
         err("sinks".into(), "a pipeline needs at least one sink".into());
@@ -130,10 +137,22 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
     ] {
         for name in names {
             if !seen.insert(name.as_str()) {
-                err(format!("{section}.{name}"), format!("the name `{name}` is used twice; sources, steps and sinks share one namespace"));
+                err(
+                    format!("{section}.{name}"),
+                    format!(
+                        "the name `{name}` is used twice; sources, steps and sinks share one namespace"
+                    ),
+                );
             }
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-                err(format!("{section}.{name}"), format!("invalid name `{name}`: use letters, digits, `_` and `-`"));
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                err(
+                    format!("{section}.{name}"),
+                    format!("invalid name `{name}`: use letters, digits, `_` and `-`"),
+                );
             }
         }
     }
@@ -142,7 +161,11 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
     let mut sources: Vec<SourceNode> = Vec::new();
     for (name, cfg) in &spec.sources {
         match cfg {
-            SourceSpec::Replay(ReplayConfig { path, speed, max_out_of_orderness }) => {
+            SourceSpec::Replay(ReplayConfig {
+                path,
+                speed,
+                max_out_of_orderness,
+            }) => {
                 let p = format!("sources.{name}");
                 if path.trim().is_empty() {
                     err(format!("{p}.path"), "the replay file path is empty".into());
@@ -150,39 +173,66 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
                     err(format!("{p}.path"), format!("cannot open `{path}`: {e}"));
                 }
                 if !speed.is_finite() || *speed < 0.0 {
-                    err(format!("{p}.speed"), format!("speed must be 0 (as fast as possible) or a positive factor, got {speed}"));
+                    err(
+                        format!("{p}.speed"),
+                        format!(
+                            "speed must be 0 (as fast as possible) or a positive factor, got {speed}"
+                        ),
+                    );
                 }
                 if max_out_of_orderness.as_millis() < 0 {
-                    err(format!("{p}.max_out_of_orderness"), "must not be negative".into());
+                    err(
+                        format!("{p}.max_out_of_orderness"),
+                        "must not be negative".into(),
+                    );
                 }
             }
             SourceSpec::Finnhub(c) => check_finnhub(&format!("sources.{name}"), c, &mut err),
             SourceSpec::Kafka(c) => {
                 let p = format!("sources.{name}");
                 if c.brokers.trim().is_empty() {
-                    err(format!("{p}.brokers"), "no Kafka brokers given (e.g. `127.0.0.1:9092`)".into());
+                    err(
+                        format!("{p}.brokers"),
+                        "no Kafka brokers given (e.g. `127.0.0.1:9092`)".into(),
+                    );
                 }
                 check_topic(&format!("{p}.topic"), &c.topic, &mut err);
                 if c.group_id.trim().is_empty() {
                     err(format!("{p}.group_id"), "must not be empty".into());
                 }
                 if c.max_out_of_orderness.as_millis() < 0 {
-                    err(format!("{p}.max_out_of_orderness"), "must not be negative".into());
+                    err(
+                        format!("{p}.max_out_of_orderness"),
+                        "must not be negative".into(),
+                    );
                 }
                 if c.idle_timeout.as_millis() <= 0 {
                     err(format!("{p}.idle_timeout"), "must be positive".into());
                 }
             }
         }
-        sources.push(SourceNode { name: name.clone(), config: cfg.clone(), schema: Schema::trades(), time_quantum_ms: 1000 });
+        sources.push(SourceNode {
+            name: name.clone(),
+            config: cfg.clone(),
+            schema: Schema::trades(),
+            time_quantum_ms: 1000,
+        });
     }
 
     // Steps: resolve inputs (windows read trades from sources), detect cycles among steps.
     let step_names: Vec<&str> = spec.steps.keys().map(String::as_str).collect();
-    let all_names: Vec<&str> = spec.sources.keys().chain(spec.steps.keys()).map(String::as_str).collect();
+    let all_names: Vec<&str> = spec
+        .sources
+        .keys()
+        .chain(spec.steps.keys())
+        .map(String::as_str)
+        .collect();
     for name in spec.steps.keys() {
         if let Some(cycle) = find_cycle(spec, name) {
-            err(format!("steps.{name}.input"), format!("steps form a cycle: {}", cycle.join(" → ")));
+            err(
+                format!("steps.{name}.input"),
+                format!("steps form a cycle: {}", cycle.join(" → ")),
+            );
         }
     }
     let mut windows: Vec<WindowNode> = Vec::new();
@@ -192,10 +242,23 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
         let input = if let Some(i) = spec.sources.get_index_of(&cfg.input) {
             Some(i)
         } else if step_names.contains(&cfg.input.as_str()) {
-            err(format!("{p}.input"), format!("window steps read trades from a source; `{}` is a step (chaining windows is not supported yet)", cfg.input));
+            err(
+                format!("{p}.input"),
+                format!(
+                    "window steps read trades from a source; `{}` is a step (chaining windows is not supported yet)",
+                    cfg.input
+                ),
+            );
             None
         } else {
-            err(format!("{p}.input"), format!("unknown input `{}`{}", cfg.input, suggest(&cfg.input, all_names.iter().copied())));
+            err(
+                format!("{p}.input"),
+                format!(
+                    "unknown input `{}`{}",
+                    cfg.input,
+                    suggest(&cfg.input, all_names.iter().copied())
+                ),
+            );
             None
         };
         if let Some(node) = plan_window(name, cfg, input.unwrap_or(0), &mut err) {
@@ -228,7 +291,13 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
             Some(NodeRef::Window(i))
         } else {
             if !step_names.contains(&input_name) {
-                err(format!("{p}.input"), format!("unknown input `{input_name}`{}", suggest(input_name, all_names.iter().copied())));
+                err(
+                    format!("{p}.input"),
+                    format!(
+                        "unknown input `{input_name}`{}",
+                        suggest(input_name, all_names.iter().copied())
+                    ),
+                );
             }
             None
         };
@@ -236,14 +305,22 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
         match sink {
             SinkSpec::Kafka(cfg) => {
                 if cfg.brokers.trim().is_empty() {
-                    err(format!("{p}.brokers"), "no Kafka brokers given (e.g. `127.0.0.1:9092`)".into());
+                    err(
+                        format!("{p}.brokers"),
+                        "no Kafka brokers given (e.g. `127.0.0.1:9092`)".into(),
+                    );
                 }
                 check_topic(&format!("{p}.topic"), &cfg.topic, &mut err);
                 if cfg.delivery_timeout.as_millis() <= 0 {
                     err(format!("{p}.delivery_timeout"), "must be positive".into());
                 }
                 if let Some(NodeRef::Window(_)) = input {
-                    err(format!("{p}.input"), format!("a kafka sink writes trades: `{input_name}` is a window step (write windows to a parquet sink)"));
+                    err(
+                        format!("{p}.input"),
+                        format!(
+                            "a kafka sink writes trades: `{input_name}` is a window step (write windows to a parquet sink)"
+                        ),
+                    );
                     continue;
                 }
             }
@@ -252,7 +329,13 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
                     err(format!("{p}.path"), "the output path is empty".into());
                 }
                 if !(1..=22).contains(&cfg.zstd_level) {
-                    err(format!("{p}.zstd_level"), format!("zstd level must be between 1 and 22, got {}", cfg.zstd_level));
+                    err(
+                        format!("{p}.zstd_level"),
+                        format!(
+                            "zstd level must be between 1 and 22, got {}",
+                            cfg.zstd_level
+                        ),
+                    );
                 }
                 if cfg.rolling.max_rows == 0 {
                     err(format!("{p}.rolling.max_rows"), "must be at least 1".into());
@@ -265,21 +348,53 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
                     NodeRef::Source(i) => &sources[i].schema,
                     NodeRef::Window(i) => &windows[i].schema,
                 };
-                let time_field = cfg.partition_time_field.clone().unwrap_or_else(|| match input {
-                    NodeRef::Source(_) => "timestamp".to_string(),
-                    NodeRef::Window(_) => "window_start".to_string(),
-                });
+                let time_field = cfg
+                    .partition_time_field
+                    .clone()
+                    .unwrap_or_else(|| match input {
+                        NodeRef::Source(_) => "timestamp".to_string(),
+                        NodeRef::Window(_) => "window_start".to_string(),
+                    });
                 for (k, part) in cfg.partition_by.iter().enumerate() {
                     match part.as_str() {
                         "date" | "hour" => match schema.field(&time_field) {
-                            Some(f) if f.ty == FieldType::Timestamp => partition_time_index = schema.index_of(&time_field),
-                            Some(f) => err(format!("{p}.partition_time_field"), format!("`{time_field}` is a {}, `date`/`hour` partitions need a timestamp field", f.ty.name())),
-                            None => err(format!("{p}.partition_time_field"), format!("unknown field `{time_field}`{}", suggest(&time_field, schema.names()))),
+                            Some(f) if f.ty == FieldType::Timestamp => {
+                                partition_time_index = schema.index_of(&time_field)
+                            }
+                            Some(f) => err(
+                                format!("{p}.partition_time_field"),
+                                format!(
+                                    "`{time_field}` is a {}, `date`/`hour` partitions need a timestamp field",
+                                    f.ty.name()
+                                ),
+                            ),
+                            None => err(
+                                format!("{p}.partition_time_field"),
+                                format!(
+                                    "unknown field `{time_field}`{}",
+                                    suggest(&time_field, schema.names())
+                                ),
+                            ),
                         },
                         other => match schema.field(other) {
                             Some(f) if f.ty == FieldType::Utf8 => {}
-                            Some(f) => err(format!("{p}.partition_by.{k}"), format!("cannot partition by `{other}` ({}): use `date`, `hour` or a string field", f.ty.name())),
-                            None => err(format!("{p}.partition_by.{k}"), format!("unknown partition `{other}`{}", suggest(other, ["date", "hour"].into_iter().chain(schema.names())))),
+                            Some(f) => err(
+                                format!("{p}.partition_by.{k}"),
+                                format!(
+                                    "cannot partition by `{other}` ({}): use `date`, `hour` or a string field",
+                                    f.ty.name()
+                                ),
+                            ),
+                            None => err(
+                                format!("{p}.partition_by.{k}"),
+                                format!(
+                                    "unknown partition `{other}`{}",
+                                    suggest(
+                                        other,
+                                        ["date", "hour"].into_iter().chain(schema.names())
+                                    )
+                                ),
+                            ),
                         },
                     }
                 }
@@ -290,66 +405,123 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
             NodeRef::Source(i) => sources[i].schema.clone(),
             NodeRef::Window(i) => windows[i].schema.clone(),
         };
-        sinks.push(SinkNode { name: name.clone(), input, config: sink.clone(), schema, partition_time_index });
+        sinks.push(SinkNode {
+            name: name.clone(),
+            input,
+            config: sink.clone(),
+            schema,
+            partition_time_index,
+        });
     }
     if let Some(dl) = &spec.dead_letters
         && dl.path.trim().is_empty()
     {
-        err("dead_letters.path".into(), "the dead-letter path is empty".into());
+        err(
+            "dead_letters.path".into(),
+            "the dead-letter path is empty".into(),
+        );
     }
-    Plan { name: spec.name.clone(), sources, windows, sinks, dead_letters: spec.dead_letters.clone() }
+    Plan {
+        name: spec.name.clone(),
+        sources,
+        windows,
+        sinks,
+        dead_letters: spec.dead_letters.clone(),
+    }
 }
 
-fn plan_window(name: &str, cfg: &WindowStepConfig, input: usize, err: &mut impl FnMut(String, String)) -> Option<WindowNode> {
+fn plan_window(
+    name: &str,
+    cfg: &WindowStepConfig,
+    input: usize,
+    err: &mut impl FnMut(String, String),
+) -> Option<WindowNode> {
     let p = format!("steps.{name}");
     let trades = Schema::trades();
     let mut ok = true;
     match trades.field(&cfg.key) {
         Some(f) if f.ty == FieldType::Utf8 => {}
         Some(f) => {
-            err(format!("{p}.key"), format!("cannot group by `{}` ({}): the key must be a string field", cfg.key, f.ty.name()));
+            err(
+                format!("{p}.key"),
+                format!(
+                    "cannot group by `{}` ({}): the key must be a string field",
+                    cfg.key,
+                    f.ty.name()
+                ),
+            );
             ok = false;
         }
         None => {
-            err(format!("{p}.key"), format!("unknown field `{}`{}", cfg.key, suggest(&cfg.key, trades.names())));
+            err(
+                format!("{p}.key"),
+                format!(
+                    "unknown field `{}`{}",
+                    cfg.key,
+                    suggest(&cfg.key, trades.names())
+                ),
+            );
             ok = false;
         }
     }
-    let positive = |d: crate::spec::units::Duration, field: &str, err: &mut dyn FnMut(String, String)| {
-        if d.as_millis() <= 0 {
-            err(format!("{p}.window.{field}"), format!("must be positive, got {d}"));
-            false
-        } else {
-            true
-        }
-    };
+    let positive =
+        |d: crate::spec::units::Duration, field: &str, err: &mut dyn FnMut(String, String)| {
+            if d.as_millis() <= 0 {
+                err(
+                    format!("{p}.window.{field}"),
+                    format!("must be positive, got {d}"),
+                );
+                false
+            } else {
+                true
+            }
+        };
     let kind = match cfg.window {
         WindowSpec::Tumbling { size } => {
             ok &= positive(size, "size", err);
-            WindowKind::Tumbling { size: size.as_millis() }
+            WindowKind::Tumbling {
+                size: size.as_millis(),
+            }
         }
         WindowSpec::Hopping { size, slide } => {
             ok &= positive(size, "size", err) & positive(slide, "slide", err);
             if slide > size {
-                err(format!("{p}.window.slide"), format!("slide ({slide}) must not exceed size ({size})"));
+                err(
+                    format!("{p}.window.slide"),
+                    format!("slide ({slide}) must not exceed size ({size})"),
+                );
                 ok = false;
             }
-            WindowKind::Hopping { size: size.as_millis(), slide: slide.as_millis() }
+            WindowKind::Hopping {
+                size: size.as_millis(),
+                slide: slide.as_millis(),
+            }
         }
         WindowSpec::Session { gap } => {
             ok &= positive(gap, "gap", err);
             if cfg.allowed_lateness.as_millis() > 0 {
-                err(format!("{p}.allowed_lateness"), "allowed_lateness is not supported for session windows yet; use 0s".into());
+                err(
+                    format!("{p}.allowed_lateness"),
+                    "allowed_lateness is not supported for session windows yet; use 0s".into(),
+                );
                 ok = false;
             }
-            WindowKind::Session { gap: gap.as_millis() }
+            WindowKind::Session {
+                gap: gap.as_millis(),
+            }
         }
     };
     if cfg.allowed_lateness.as_millis() < 0 {
-        err(format!("{p}.allowed_lateness"), "must not be negative".into());
+        err(
+            format!("{p}.allowed_lateness"),
+            "must not be negative".into(),
+        );
     }
     if cfg.aggregates.is_empty() {
-        err(format!("{p}.aggregates"), "a window needs at least one aggregate".into());
+        err(
+            format!("{p}.aggregates"),
+            "a window needs at least one aggregate".into(),
+        );
         ok = false;
     }
     let revisions = cfg.allowed_lateness.as_millis() > 0;
@@ -362,18 +534,37 @@ fn plan_window(name: &str, cfg: &WindowStepConfig, input: usize, err: &mut impl 
     for (col, agg) in &cfg.aggregates {
         let ap = format!("{p}.aggregates.{col}");
         if fields.iter().any(|f| &f.name == col) || (revisions && col == "revision") {
-            err(ap.clone(), format!("column `{col}` clashes with a column the window adds (`{}`, `window_start`, `window_end`{})", cfg.key, if revisions { ", `revision`" } else { "" }));
+            err(
+                ap.clone(),
+                format!(
+                    "column `{col}` clashes with a column the window adds (`{}`, `window_start`, `window_end`{})",
+                    cfg.key,
+                    if revisions { ", `revision`" } else { "" }
+                ),
+            );
             ok = false;
         }
         let field = match (&agg.field, agg.func.takes_field()) {
             (Some(f), false) => {
-                err(format!("{ap}.field"), format!("`{}` takes no field (remove `field: {f}`)", fn_name(agg.func)));
+                err(
+                    format!("{ap}.field"),
+                    format!(
+                        "`{}` takes no field (remove `field: {f}`)",
+                        fn_name(agg.func)
+                    ),
+                );
                 ok = false;
                 TradeField::Price
             }
             (None, false) => TradeField::Price,
             (None, true) => {
-                err(format!("{ap}.field"), format!("`{}` needs a `field` (one of `price`, `volume`)", fn_name(agg.func)));
+                err(
+                    format!("{ap}.field"),
+                    format!(
+                        "`{}` needs a `field` (one of `price`, `volume`)",
+                        fn_name(agg.func)
+                    ),
+                );
                 ok = false;
                 TradeField::Price
             }
@@ -381,12 +572,22 @@ fn plan_window(name: &str, cfg: &WindowStepConfig, input: usize, err: &mut impl 
                 Some(_) if f == "price" => TradeField::Price,
                 Some(_) if f == "volume" => TradeField::Volume,
                 Some(fd) => {
-                    err(format!("{ap}.field"), format!("`{f}` is a {}; `{}` needs a numeric field (`price`, `volume`)", fd.ty.name(), fn_name(agg.func)));
+                    err(
+                        format!("{ap}.field"),
+                        format!(
+                            "`{f}` is a {}; `{}` needs a numeric field (`price`, `volume`)",
+                            fd.ty.name(),
+                            fn_name(agg.func)
+                        ),
+                    );
                     ok = false;
                     TradeField::Price
                 }
                 None => {
-                    err(format!("{ap}.field"), format!("unknown field `{f}`{}", suggest(f, ["price", "volume"])));
+                    err(
+                        format!("{ap}.field"),
+                        format!("unknown field `{f}`{}", suggest(f, ["price", "volume"])),
+                    );
                     ok = false;
                     TradeField::Price
                 }
@@ -398,7 +599,11 @@ fn plan_window(name: &str, cfg: &WindowStepConfig, input: usize, err: &mut impl 
             _ => (FieldType::Float64, false),
         };
         fields.push(Field::new(col, ty, nullable));
-        aggregates.push(AggregatePlan { name: col.clone(), func: agg.func, field });
+        aggregates.push(AggregatePlan {
+            name: col.clone(),
+            func: agg.func,
+            field,
+        });
     }
     if revisions {
         fields.push(Field::new("revision", FieldType::Int64, false));
@@ -410,7 +615,11 @@ fn plan_window(name: &str, cfg: &WindowStepConfig, input: usize, err: &mut impl 
         WindowEngine::Auto => false,
         WindowEngine::Timely => false,
         WindowEngine::Differential if session => {
-            err(format!("{p}.engine"), "the differential engine does not support session windows; use `timely` or `auto`".into());
+            err(
+                format!("{p}.engine"),
+                "the differential engine does not support session windows; use `timely` or `auto`"
+                    .into(),
+            );
             ok = false;
             false
         }
@@ -433,29 +642,64 @@ fn fn_name(f: AggregateFn) -> &'static str {
 
 /// Kafka topic names: 1–249 characters of letters, digits, `.`, `_` and `-`.
 fn check_topic(path: &str, topic: &str, err: &mut impl FnMut(String, String)) {
-    let ok = !topic.is_empty() && topic.len() <= 249 && topic.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)) && topic != "." && topic != "..";
+    let ok = !topic.is_empty()
+        && topic.len() <= 249
+        && topic
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        && topic != "."
+        && topic != "..";
     if !ok {
-        err(path.to_string(), format!("`{topic}` is not a valid Kafka topic name (letters, digits, `.`, `_`, `-`; at most 249)"));
+        err(
+            path.to_string(),
+            format!(
+                "`{topic}` is not a valid Kafka topic name (letters, digits, `.`, `_`, `-`; at most 249)"
+            ),
+        );
     }
 }
 
 fn check_finnhub(p: &str, c: &crate::sources::FinnhubConfig, err: &mut impl FnMut(String, String)) {
     if !(c.url.starts_with("ws://") || c.url.starts_with("wss://")) {
-        err(format!("{p}.url"), format!("`{}` is not a websocket URL (ws:// or wss://)", c.url));
+        err(
+            format!("{p}.url"),
+            format!("`{}` is not a websocket URL (ws:// or wss://)", c.url),
+        );
     }
     if c.url.contains("token=") {
-        err(format!("{p}.url"), format!("do not put the token in the URL; set the `{}` environment variable instead", c.token_env));
+        err(
+            format!("{p}.url"),
+            format!(
+                "do not put the token in the URL; set the `{}` environment variable instead",
+                c.token_env
+            ),
+        );
     }
-    if c.token_env.is_empty() || !c.token_env.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') {
-        err(format!("{p}.token_env"), format!("`{}` is not an environment variable name", c.token_env));
+    if c.token_env.is_empty()
+        || !c
+            .token_env
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+    {
+        err(
+            format!("{p}.token_env"),
+            format!("`{}` is not an environment variable name", c.token_env),
+        );
     }
     if c.symbols.is_empty() {
-        err(format!("{p}.symbols"), "subscribe to at least one symbol".into());
+        err(
+            format!("{p}.symbols"),
+            "subscribe to at least one symbol".into(),
+        );
     }
     if c.symbols.len() > c.max_symbols {
         err(
             format!("{p}.symbols"),
-            format!("{} symbols is more than one Finnhub connection allows ({}, `max_symbols`)", c.symbols.len(), c.max_symbols),
+            format!(
+                "{} symbols is more than one Finnhub connection allows ({}, `max_symbols`)",
+                c.symbols.len(),
+                c.max_symbols
+            ),
         );
     }
     for (i, s) in c.symbols.iter().enumerate() {
@@ -465,19 +709,36 @@ fn check_finnhub(p: &str, c: &crate::sources::FinnhubConfig, err: &mut impl FnMu
             err(format!("{p}.symbols.{i}"), format!("`{s}` is listed twice"));
         }
     }
-    for (field, d) in [("silence_timeout", c.silence_timeout), ("idle_timeout", c.idle_timeout), ("backoff_min", c.backoff_min), ("backoff_max", c.backoff_max)] {
+    for (field, d) in [
+        ("silence_timeout", c.silence_timeout),
+        ("idle_timeout", c.idle_timeout),
+        ("backoff_min", c.backoff_min),
+        ("backoff_max", c.backoff_max),
+    ] {
         if d.as_millis() <= 0 {
             err(format!("{p}.{field}"), format!("must be positive, got {d}"));
         }
     }
     if c.backoff_max < c.backoff_min {
-        err(format!("{p}.backoff_max"), format!("must not be below backoff_min ({})", c.backoff_min));
+        err(
+            format!("{p}.backoff_max"),
+            format!("must not be below backoff_min ({})", c.backoff_min),
+        );
     }
     if c.max_out_of_orderness.as_millis() < 0 {
-        err(format!("{p}.max_out_of_orderness"), "must not be negative".into());
+        err(
+            format!("{p}.max_out_of_orderness"),
+            "must not be negative".into(),
+        );
     }
     if !(c.simulator.rate.is_finite() && c.simulator.rate > 0.0) {
-        err(format!("{p}.simulator.rate"), format!("must be a positive number of trades per second, got {}", c.simulator.rate));
+        err(
+            format!("{p}.simulator.rate"),
+            format!(
+                "must be a positive number of trades per second, got {}",
+                c.simulator.rate
+            ),
+        );
     }
 }
 

@@ -47,13 +47,21 @@ impl Default for GenOptions {
     }
 }
 
-const EQUITIES: &[&str] = &["AAPL", "MSFT", "AMZN", "NVDA", "GOOGL", "META", "TSLA", "AMD", "NFLX", "INTC", "JPM", "V", "KO", "DIS", "IBM"];
+const EQUITIES: &[&str] = &[
+    "AAPL", "MSFT", "AMZN", "NVDA", "GOOGL", "META", "TSLA", "AMD", "NFLX", "INTC", "JPM", "V",
+    "KO", "DIS", "IBM",
+];
 const CRYPTO: &[&str] = &["BINANCE:BTCUSDT", "BINANCE:ETHUSDT", "BINANCE:SOLUSDT"];
 const FOREX: &[&str] = &["OANDA:EUR_USD", "OANDA:GBP_USD"];
 
 /// The symbol universe for `n` symbols: well-known names first, then `SYM0042`-style fillers.
 pub fn symbols(n: usize) -> Vec<String> {
-    let mut out: Vec<String> = EQUITIES.iter().chain(CRYPTO).chain(FOREX).map(|s| s.to_string()).collect();
+    let mut out: Vec<String> = EQUITIES
+        .iter()
+        .chain(CRYPTO)
+        .chain(FOREX)
+        .map(|s| s.to_string())
+        .collect();
     out.truncate(n);
     let mut i = 0;
     while out.len() < n {
@@ -110,19 +118,31 @@ pub fn generate(opts: &GenOptions, out: &mut impl Write) -> std::io::Result<u64>
             let (price, volume) = if sym.starts_with("OANDA:") {
                 (round(prices[i], 5), "0".to_string())
             } else if sym.starts_with("BINANCE:") {
-                (round(prices[i], 2), format!("{}", round(rng.random::<f64>() * 0.5, 6)))
+                (
+                    round(prices[i], 2),
+                    format!("{}", round(rng.random::<f64>() * 0.5, 6)),
+                )
             } else {
-                (round(prices[i], 2), format!("{}", rng.random_range(1..500u32)))
+                (
+                    round(prices[i], 2),
+                    format!("{}", rng.random_range(1..500u32)),
+                )
             };
             if k > 0 {
                 line.push(',');
             }
             if opts.invalid_rate > 0.0 && rng.random::<f64>() < opts.invalid_rate {
                 match rng.random_range(0..4u32) {
-                    0 => line.push_str(&format!("{{\"p\":-{price},\"s\":\"{sym}\",\"t\":{t},\"v\":{volume}}}")),
+                    0 => line.push_str(&format!(
+                        "{{\"p\":-{price},\"s\":\"{sym}\",\"t\":{t},\"v\":{volume}}}"
+                    )),
                     1 => line.push_str(&format!("{{\"p\":{price},\"t\":{t},\"v\":{volume}}}")),
-                    2 => line.push_str(&format!("{{\"p\":\"{price}\",\"s\":\"{sym}\",\"t\":{t},\"v\":{volume}}}")),
-                    _ => line.push_str(&format!("{{\"p\":{price},\"s\":\"{sym}\",\"t\":{t},\"v\":-1}}")),
+                    2 => line.push_str(&format!(
+                        "{{\"p\":\"{price}\",\"s\":\"{sym}\",\"t\":{t},\"v\":{volume}}}"
+                    )),
+                    _ => line.push_str(&format!(
+                        "{{\"p\":{price},\"s\":\"{sym}\",\"t\":{t},\"v\":-1}}"
+                    )),
                 }
             } else {
                 let c = match rng.random_range(0..4u32) {
@@ -131,7 +151,9 @@ pub fn generate(opts: &GenOptions, out: &mut impl Write) -> std::io::Result<u64>
                     2 => "\"c\":[],",
                     _ => "\"c\":[\"1\",\"12\"],",
                 };
-                line.push_str(&format!("{{{c}\"p\":{price},\"s\":\"{sym}\",\"t\":{t},\"v\":{volume}}}"));
+                line.push_str(&format!(
+                    "{{{c}\"p\":{price},\"s\":\"{sym}\",\"t\":{t},\"v\":{volume}}}"
+                ));
             }
             written += 1;
         }

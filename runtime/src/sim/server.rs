@@ -21,9 +21,9 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
-use tokio_tungstenite::tungstenite::Message;
 
 use super::generate::symbols as default_universe;
 
@@ -113,17 +113,30 @@ impl Simulator {
             market: Mutex::new(HashMap::new()),
         });
         let task = tokio::spawn(accept_loop(listener, Arc::clone(&state), rx));
-        Ok(Simulator { state, addr, shutdown, task })
+        Ok(Simulator {
+            state,
+            addr,
+            shutdown,
+            task,
+        })
     }
 
     /// Every trade frame sent so far, in order (only with `record`).
     pub fn sent(&self) -> Vec<String> {
-        self.state.sent.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.state
+            .sent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Connections accepted so far (after the token check).
     pub fn connections(&self) -> u64 {
-        *self.state.next_conn.lock().unwrap_or_else(|e| e.into_inner())
+        *self
+            .state
+            .next_conn
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -159,10 +172,16 @@ struct SymbolState {
 
 fn symbol_seed(seed: u64, symbol: &str) -> u64 {
     // FNV-1a: stable across builds and platforms.
-    symbol.bytes().fold(0xcbf2_9ce4_8422_2325 ^ seed, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3))
+    symbol.bytes().fold(0xcbf2_9ce4_8422_2325 ^ seed, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
-async fn accept_loop(listener: TcpListener, state: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             _ = shutdown.changed() => return,
@@ -182,7 +201,11 @@ fn reject(status: StatusCode, body: &str) -> ErrorResponse {
 }
 
 fn token_of(req: &Request) -> Option<String> {
-    req.uri().query()?.split('&').find_map(|kv| kv.strip_prefix("token=")).map(str::to_string)
+    req.uri()
+        .query()?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("token="))
+        .map(str::to_string)
 }
 
 async fn serve(stream: TcpStream, state: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
@@ -190,7 +213,10 @@ async fn serve(stream: TcpStream, state: Arc<Shared>, mut shutdown: watch::Recei
     let rate_limited = {
         let mut attempts = state.attempts.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        while attempts.front().is_some_and(|t| now.duration_since(*t) > cfg.connect_window) {
+        while attempts
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > cfg.connect_window)
+        {
             attempts.pop_front();
         }
         attempts.push_back(now);
@@ -209,7 +235,9 @@ async fn serve(stream: TcpStream, state: Arc<Shared>, mut shutdown: watch::Recei
             _ => Err(reject(StatusCode::UNAUTHORIZED, "Invalid API key")),
         }
     };
-    let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else { return };
+    let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
+        return;
+    };
     let Some(token) = token else { return };
 
     // One connection per token: a second one drops both.
@@ -330,10 +358,21 @@ async fn serve(stream: TcpStream, state: Arc<Shared>, mut shutdown: watch::Recei
 }
 
 /// Replies to one client message (subscriptions are not acknowledged).
-pub fn handle_client_message(text: &str, universe: &[String], max_symbols: usize, subscribed: &mut BTreeSet<String>) -> Vec<String> {
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else { return vec![] };
+pub fn handle_client_message(
+    text: &str,
+    universe: &[String],
+    max_symbols: usize,
+    subscribed: &mut BTreeSet<String>,
+) -> Vec<String> {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
+        return vec![];
+    };
     let kind = v.get("type").and_then(|t| t.as_str()).unwrap_or_default();
-    let symbol = v.get("symbol").and_then(|s| s.as_str()).unwrap_or_default().to_string();
+    let symbol = v
+        .get("symbol")
+        .and_then(|s| s.as_str())
+        .unwrap_or_default()
+        .to_string();
     let error = |msg: String| serde_json::json!({"msg": msg, "type": "error"}).to_string();
     match kind {
         "subscribe" => {
@@ -372,7 +411,10 @@ fn initial_price(symbol: &str, rng: &mut SmallRng) -> f64 {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Whether US equity markets are open at `ms` (09:30–16:00 New York time, Monday to Friday;
@@ -412,7 +454,12 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-fn make_trade(pick: &mut SmallRng, subscribed: &BTreeSet<String>, state: &Shared, cfg: &SimConfig) -> Option<String> {
+fn make_trade(
+    pick: &mut SmallRng,
+    subscribed: &BTreeSet<String>,
+    state: &Shared,
+    cfg: &SimConfig,
+) -> Option<String> {
     if subscribed.is_empty() {
         return None;
     }
@@ -440,9 +487,15 @@ fn make_trade(pick: &mut SmallRng, subscribed: &BTreeSet<String>, state: &Shared
     let (p, v) = if forex {
         (format!("{}", (*price * 1e5).round() / 1e5), "0".to_string())
     } else if crypto {
-        (format!("{}", (*price * 100.0).round() / 100.0), format!("{}", (rng.random::<f64>() * 0.5 * 1e6).round() / 1e6))
+        (
+            format!("{}", (*price * 100.0).round() / 100.0),
+            format!("{}", (rng.random::<f64>() * 0.5 * 1e6).round() / 1e6),
+        )
     } else {
-        (format!("{}", (*price * 100.0).round() / 100.0), format!("{}", rng.random_range(1..500u32)))
+        (
+            format!("{}", (*price * 100.0).round() / 100.0),
+            format!("{}", rng.random_range(1..500u32)),
+        )
     };
     let c = match rng.random_range(0..4u32) {
         0 => "",
@@ -450,7 +503,9 @@ fn make_trade(pick: &mut SmallRng, subscribed: &BTreeSet<String>, state: &Shared
         2 => "\"c\":[],",
         _ => "\"c\":[\"1\",\"12\"],",
     };
-    Some(format!("{{{c}\"p\":{p},\"s\":\"{symbol}\",\"t\":{t},\"v\":{v}}}"))
+    Some(format!(
+        "{{{c}\"p\":{p},\"s\":\"{symbol}\",\"t\":{t},\"v\":{v}}}"
+    ))
 }
 
 #[cfg(test)]
@@ -477,16 +532,39 @@ mod tests {
     fn subscriptions_follow_the_protocol() {
         let universe = vec!["AAPL".to_string(), "MSFT".to_string()];
         let mut subs = BTreeSet::new();
-        assert!(handle_client_message(r#"{"type":"subscribe","symbol":"AAPL"}"#, &universe, 1, &mut subs).is_empty());
+        assert!(
+            handle_client_message(
+                r#"{"type":"subscribe","symbol":"AAPL"}"#,
+                &universe,
+                1,
+                &mut subs
+            )
+            .is_empty()
+        );
         assert_eq!(
-            handle_client_message(r#"{"type":"subscribe","symbol":"XYZ"}"#, &universe, 1, &mut subs),
+            handle_client_message(
+                r#"{"type":"subscribe","symbol":"XYZ"}"#,
+                &universe,
+                1,
+                &mut subs
+            ),
             [r#"{"msg":"Invalid symbol XYZ","type":"error"}"#]
         );
         assert_eq!(
-            handle_client_message(r#"{"type":"subscribe","symbol":"MSFT"}"#, &universe, 1, &mut subs),
+            handle_client_message(
+                r#"{"type":"subscribe","symbol":"MSFT"}"#,
+                &universe,
+                1,
+                &mut subs
+            ),
             [r#"{"msg":"Subscribing to too many symbols","type":"error"}"#]
         );
-        handle_client_message(r#"{"type":"unsubscribe","symbol":"AAPL"}"#, &universe, 1, &mut subs);
+        handle_client_message(
+            r#"{"type":"unsubscribe","symbol":"AAPL"}"#,
+            &universe,
+            1,
+            &mut subs,
+        );
         assert!(subs.is_empty());
     }
 }

@@ -38,7 +38,9 @@ impl Partition {
             .filter_map(|n| match n.as_str() {
                 "date" => time_index.map(Partition::Date),
                 "hour" => time_index.map(Partition::Hour),
-                other => schema.index_of(other).map(|i| Partition::Field(other.to_string(), i)),
+                other => schema
+                    .index_of(other)
+                    .map(|i| Partition::Field(other.to_string(), i)),
             })
             .collect()
     }
@@ -55,7 +57,11 @@ impl Partition {
             }
             Partition::Hour(i) => {
                 out.push_str("hour=");
-                out.push_str(&ts(*i).map(|t| format!("{:02}", t.rem_euclid(86_400_000) / 3_600_000)).unwrap_or_else(|| "unknown".into()));
+                out.push_str(
+                    &ts(*i)
+                        .map(|t| format!("{:02}", t.rem_euclid(86_400_000) / 3_600_000))
+                        .unwrap_or_else(|| "unknown".into()),
+                );
             }
             Partition::Field(name, i) => {
                 out.push_str(name);
@@ -64,7 +70,11 @@ impl Partition {
                     Some(Value::Str(s)) => {
                         for c in s.chars() {
                             // Keep folder names portable.
-                            out.push(if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' });
+                            out.push(if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                                c
+                            } else {
+                                '_'
+                            });
                         }
                     }
                     _ => out.push_str("__null__"),
@@ -108,7 +118,18 @@ impl RollingWriter {
         metrics: Arc<Metrics>,
         count_rows: bool,
     ) -> Self {
-        RollingWriter { storage, schema, format, rolling, partitions, open: HashMap::new(), file_prefix, seq: 0, metrics, count_rows }
+        RollingWriter {
+            storage,
+            schema,
+            format,
+            rolling,
+            partitions,
+            open: HashMap::new(),
+            file_prefix,
+            seq: 0,
+            metrics,
+            count_rows,
+        }
     }
 
     pub fn push(&mut self, row: &Row) -> Result<()> {
@@ -121,10 +142,21 @@ impl RollingWriter {
         }
         if !self.open.contains_key(&key) {
             let encoder = match self.format {
-                Format::Parquet { zstd_level } => Encoder::Parquet(ParquetEncoder::new(&self.schema, zstd_level)?),
-                Format::Jsonl => Encoder::Jsonl { buf: Vec::new(), rows: 0 },
+                Format::Parquet { zstd_level } => {
+                    Encoder::Parquet(ParquetEncoder::new(&self.schema, zstd_level)?)
+                }
+                Format::Jsonl => Encoder::Jsonl {
+                    buf: Vec::new(),
+                    rows: 0,
+                },
             };
-            self.open.insert(key.clone(), OpenFile { encoder, opened: Instant::now() });
+            self.open.insert(
+                key.clone(),
+                OpenFile {
+                    encoder,
+                    opened: Instant::now(),
+                },
+            );
         }
         let file = self.open.get_mut(&key).expect("inserted above");
         let (rows, bytes) = match &mut file.encoder {
@@ -147,7 +179,12 @@ impl RollingWriter {
     /// Publishes files that have been open longer than `max_age`.
     pub fn roll_aged(&mut self) -> Result<()> {
         let max_age = self.rolling.max_age.to_std();
-        let due: Vec<String> = self.open.iter().filter(|(_, f)| f.opened.elapsed() >= max_age).map(|(k, _)| k.clone()).collect();
+        let due: Vec<String> = self
+            .open
+            .iter()
+            .filter(|(_, f)| f.opened.elapsed() >= max_age)
+            .map(|(k, _)| k.clone())
+            .collect();
         for key in due {
             self.close(&key)?;
         }
@@ -156,7 +193,10 @@ impl RollingWriter {
 
     /// When the oldest open file becomes due, if any.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.open.values().map(|f| f.opened + self.rolling.max_age.to_std()).min()
+        self.open
+            .values()
+            .map(|f| f.opened + self.rolling.max_age.to_std())
+            .min()
     }
 
     /// Publishes every open file.
@@ -170,7 +210,9 @@ impl RollingWriter {
     }
 
     fn close(&mut self, key: &str) -> Result<()> {
-        let Some(file) = self.open.remove(key) else { return Ok(()) };
+        let Some(file) = self.open.remove(key) else {
+            return Ok(());
+        };
         let (bytes, rows, ext) = match file.encoder {
             Encoder::Parquet(enc) => {
                 let rows = enc.rows();
@@ -183,7 +225,11 @@ impl RollingWriter {
         }
         self.seq += 1;
         let name = format!("{}-{:05}.{ext}", self.file_prefix, self.seq);
-        let rel = if key.is_empty() { name } else { format!("{key}/{name}") };
+        let rel = if key.is_empty() {
+            name
+        } else {
+            format!("{key}/{name}")
+        };
         let len = bytes.len() as u64;
         self.storage.publish(&rel, bytes)?;
         self.metrics.files_published.fetch_add(1, Relaxed);
@@ -202,11 +248,20 @@ fn write_json_row(schema: &Schema, row: &Row, buf: &mut Vec<u8>) {
         let jv = match v {
             Value::Null => serde_json::Value::Null,
             Value::Str(s) => serde_json::Value::String(s.to_string()),
-            Value::F64(x) => serde_json::Number::from_f64(*x).map(serde_json::Value::Number).unwrap_or(serde_json::Value::Null),
+            Value::F64(x) => serde_json::Number::from_f64(*x)
+                .map(serde_json::Value::Number)
+                .unwrap_or(serde_json::Value::Null),
             Value::I64(x) => serde_json::Value::from(*x),
-            Value::Ts(t) if f.ty == FieldType::Timestamp => serde_json::Value::String(format_ts(*t)),
+            Value::Ts(t) if f.ty == FieldType::Timestamp => {
+                serde_json::Value::String(format_ts(*t))
+            }
             Value::Ts(t) => serde_json::Value::from(*t),
-            Value::StrList(items) => serde_json::Value::Array(items.iter().map(|s| serde_json::Value::String(s.to_string())).collect()),
+            Value::StrList(items) => serde_json::Value::Array(
+                items
+                    .iter()
+                    .map(|s| serde_json::Value::String(s.to_string()))
+                    .collect(),
+            ),
         };
         obj.insert(f.name.clone(), jv);
     }

@@ -10,12 +10,17 @@ use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-static MEMORY_STORES: LazyLock<Mutex<HashMap<String, Arc<InMemory>>>> = LazyLock::new(Default::default);
+static MEMORY_STORES: LazyLock<Mutex<HashMap<String, Arc<InMemory>>>> =
+    LazyLock::new(Default::default);
 
 /// The in-process store behind `memory://name` (created on first use).
 pub fn memory_store(name: &str) -> Arc<InMemory> {
     let mut stores = MEMORY_STORES.lock().unwrap_or_else(|e| e.into_inner());
-    Arc::clone(stores.entry(name.to_string()).or_insert_with(|| Arc::new(InMemory::new())))
+    Arc::clone(
+        stores
+            .entry(name.to_string())
+            .or_insert_with(|| Arc::new(InMemory::new())),
+    )
 }
 
 /// A folder in an object store.
@@ -45,15 +50,24 @@ impl Storage {
             rest.to_string()
         } else if url.contains("://") {
             let scheme = url.split("://").next().unwrap_or_default();
-            bail!("unsupported storage scheme `{scheme}://` (supported: local paths, file://, memory://)");
+            bail!(
+                "unsupported storage scheme `{scheme}://` (supported: local paths, file://, memory://)"
+            );
         } else {
             url.to_string()
         };
-        std::fs::create_dir_all(&local).with_context(|| format!("cannot create output folder `{local}`"))?;
-        let abs = std::fs::canonicalize(&local).with_context(|| format!("cannot resolve `{local}`"))?;
+        std::fs::create_dir_all(&local)
+            .with_context(|| format!("cannot create output folder `{local}`"))?;
+        let abs =
+            std::fs::canonicalize(&local).with_context(|| format!("cannot resolve `{local}`"))?;
         let store = object_store::local::LocalFileSystem::new_with_prefix(&abs)
             .with_context(|| format!("cannot open `{}`", abs.display()))?;
-        Ok(Storage { store: Arc::new(store), prefix: Path::default(), rt, display: abs.display().to_string() })
+        Ok(Storage {
+            store: Arc::new(store),
+            prefix: Path::default(),
+            rt,
+            display: abs.display().to_string(),
+        })
     }
 
     fn full(&self, rel: &str) -> Path {
@@ -70,8 +84,14 @@ impl Storage {
         let target = self.full(rel);
         let store = Arc::clone(&self.store);
         self.rt.block_on(async move {
-            store.put(&pending, PutPayload::from(bytes)).await.with_context(|| format!("writing `{pending}`"))?;
-            store.rename(&pending, &target).await.with_context(|| format!("publishing `{target}`"))?;
+            store
+                .put(&pending, PutPayload::from(bytes))
+                .await
+                .with_context(|| format!("writing `{pending}`"))?;
+            store
+                .rename(&pending, &target)
+                .await
+                .with_context(|| format!("publishing `{target}`"))?;
             Ok::<_, anyhow::Error>(())
         })?;
         Ok(())
@@ -82,12 +102,17 @@ impl Storage {
         use futures::TryStreamExt;
         let store = Arc::clone(&self.store);
         let prefix = self.prefix.clone();
-        let metas: Vec<object_store::ObjectMeta> =
-            self.rt.block_on(async move { store.list(Some(&prefix)).try_collect().await })?;
+        let metas: Vec<object_store::ObjectMeta> = self
+            .rt
+            .block_on(async move { store.list(Some(&prefix)).try_collect().await })?;
         let strip = self.prefix.as_ref().len();
         let mut names: Vec<String> = metas
             .into_iter()
-            .map(|m| m.location.as_ref()[strip..].trim_start_matches('/').to_string())
+            .map(|m| {
+                m.location.as_ref()[strip..]
+                    .trim_start_matches('/')
+                    .to_string()
+            })
             .collect();
         names.sort();
         Ok(names)
@@ -97,6 +122,8 @@ impl Storage {
     pub fn get(&self, rel: &str) -> Result<bytes::Bytes> {
         let store = Arc::clone(&self.store);
         let path = self.full(rel);
-        Ok(self.rt.block_on(async move { store.get(&path).await?.bytes().await })?)
+        Ok(self
+            .rt
+            .block_on(async move { store.get(&path).await?.bytes().await })?)
     }
 }

@@ -14,7 +14,12 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Diagnostic { line: 0, column: 0, path: path.into(), message: message.into() }
+        Diagnostic {
+            line: 0,
+            column: 0,
+            path: path.into(),
+            message: message.into(),
+        }
     }
 
     pub fn at(mut self, line: usize, column: usize) -> Self {
@@ -25,8 +30,15 @@ impl Diagnostic {
 
     /// Renders the diagnostic for `file` as one line.
     pub fn render(&self, file: &str) -> String {
-        let path = if self.path.is_empty() { String::new() } else { format!("{}: ", self.path) };
-        format!("{file}:{}:{}: {path}{}", self.line, self.column, self.message)
+        let path = if self.path.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", self.path)
+        };
+        format!(
+            "{file}:{}:{}: {path}{}",
+            self.line, self.column, self.message
+        )
     }
 }
 
@@ -73,5 +85,9 @@ pub fn suggest<'a>(word: &str, choices: impl IntoIterator<Item = &'a str> + Clon
         return format!("; did you mean `{best}`?");
     }
     let all: Vec<String> = choices.into_iter().map(|c| format!("`{c}`")).collect();
-    if all.is_empty() { String::new() } else { format!("; valid choices: {}", all.join(", ")) }
+    if all.is_empty() {
+        String::new()
+    } else {
+        format!("; valid choices: {}", all.join(", "))
+    }
 }

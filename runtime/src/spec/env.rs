@@ -12,7 +12,10 @@ pub struct EnvError {
 }
 
 /// Replaces every `${VAR}` / `${VAR:-default}` in `text` using `lookup`.
-pub fn interpolate(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, Vec<EnvError>> {
+pub fn interpolate(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, Vec<EnvError>> {
     let mut out = String::with_capacity(text.len());
     let mut errors = Vec::new();
     for (line_idx, line) in text.split_inclusive('\n').enumerate() {
@@ -81,7 +84,11 @@ pub fn interpolate(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Resul
         }
         out.push_str(rest);
     }
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 #[cfg(test)]
@@ -98,7 +105,11 @@ mod tests {
 
     #[test]
     fn substitutes_values_and_defaults() {
-        let got = interpolate("a: ${OUT}/bars\nb: ${NOPE:-x}\nc: ${EMPTY:-d}\nd: $${OUT}\ne: 5$\n", &env).unwrap();
+        let got = interpolate(
+            "a: ${OUT}/bars\nb: ${NOPE:-x}\nc: ${EMPTY:-d}\nd: $${OUT}\ne: 5$\n",
+            &env,
+        )
+        .unwrap();
         assert_eq!(got, "a: /tmp/out/bars\nb: x\nc: d\nd: ${OUT}\ne: 5$\n");
     }
 
@@ -109,7 +120,8 @@ mod tests {
 
     #[test]
     fn missing_variables_are_reported_with_position() {
-        let errs = interpolate("name: x\npath: ${TRADES_FILE}\nurl: ${A} ${B}\n", &env).unwrap_err();
+        let errs =
+            interpolate("name: x\npath: ${TRADES_FILE}\nurl: ${A} ${B}\n", &env).unwrap_err();
         assert_eq!(errs.len(), 3);
         assert_eq!((errs[0].line, errs[0].column), (2, 7));
         assert!(errs[0].message.contains("`TRADES_FILE` is not set"));

@@ -22,13 +22,20 @@ impl LoadedSpec {
     /// Attaches positions to diagnostics found after parsing (by their dotted path).
     pub fn locate(&self, mut diags: Vec<Diagnostic>) -> SpecErrors {
         for d in &mut diags {
-            let path: Vec<String> = if d.path.is_empty() { vec![] } else { d.path.split('.').map(str::to_string).collect() };
+            let path: Vec<String> = if d.path.is_empty() {
+                vec![]
+            } else {
+                d.path.split('.').map(str::to_string).collect()
+            };
             let p = self.tree.locate(&path, false);
             d.line = p.line;
             d.column = p.column;
         }
         diags.sort_by_key(|d| (d.line, d.column));
-        SpecErrors { file: self.file.clone(), diagnostics: diags }
+        SpecErrors {
+            file: self.file.clone(),
+            diagnostics: diags,
+        }
     }
 }
 
@@ -42,14 +49,32 @@ pub fn load_file(path: &str) -> Result<LoadedSpec, SpecErrors> {
 }
 
 /// Loads a spec from text; `file` is only used in messages.
-pub fn load_str(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<LoadedSpec, SpecErrors> {
-    let fail = |diagnostics: Vec<Diagnostic>| SpecErrors { file: file.to_string(), diagnostics };
+pub fn load_str(
+    file: &str,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<LoadedSpec, SpecErrors> {
+    let fail = |diagnostics: Vec<Diagnostic>| SpecErrors {
+        file: file.to_string(),
+        diagnostics,
+    };
     let text = interpolate(text, env).map_err(|errs| {
-        fail(errs.into_iter().map(|e| Diagnostic::new("", e.message).at(e.line, e.column)).collect())
+        fail(
+            errs.into_iter()
+                .map(|e| Diagnostic::new("", e.message).at(e.line, e.column))
+                .collect(),
+        )
     })?;
-    let tree = Tree::parse(&text).map_err(|(p, msg)| fail(vec![Diagnostic::new("", msg).at(p.line, p.column)]))?;
+    let tree = Tree::parse(&text)
+        .map_err(|(p, msg)| fail(vec![Diagnostic::new("", msg).at(p.line, p.column)]))?;
     let Node::Map(top) = &tree.root else {
-        return Err(fail(vec![Diagnostic::new("", "a spec is a mapping with `name`, `sources`, `steps` and `sinks`").at(tree.root_pos.line.max(1), tree.root_pos.column.max(1))]));
+        return Err(fail(vec![
+            Diagnostic::new(
+                "",
+                "a spec is a mapping with `name`, `sources`, `steps` and `sinks`",
+            )
+            .at(tree.root_pos.line.max(1), tree.root_pos.column.max(1)),
+        ]));
     };
 
     let mut diags = Vec::new();
@@ -58,7 +83,12 @@ pub fn load_str(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) ->
         if let Some((_, _, _, Node::Map(entries))) = top.iter().find(|(_, k, _, _)| k == section) {
             for (_, name, _, node) in entries {
                 for (path, msg) in check_component(section, node) {
-                    diags.push(component_diag(&tree, &format!("{section}.{name}"), path, msg));
+                    diags.push(component_diag(
+                        &tree,
+                        &format!("{section}.{name}"),
+                        path,
+                        msg,
+                    ));
                 }
             }
         }
@@ -66,7 +96,8 @@ pub fn load_str(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) ->
     // Then the document as a whole (top-level keys, missing sections, dead_letters).
     if let Err((path, msg)) = check::<PipelineSpec>(&tree.root) {
         let first = path.first().map(String::as_str);
-        let inside_component = matches!(first, Some("sources" | "steps" | "sinks")) && path.len() >= 2;
+        let inside_component =
+            matches!(first, Some("sources" | "steps" | "sinks")) && path.len() >= 2;
         if !(inside_component && !diags.is_empty()) {
             diags.push(component_diag(&tree, "", path, msg));
         }
@@ -78,7 +109,11 @@ pub fn load_str(file: &str, text: &str, env: &dyn Fn(&str) -> Option<String>) ->
     }
     let spec = serde_json::from_value::<PipelineSpec>(tree.root.to_json())
         .map_err(|e| fail(vec![Diagnostic::new("", e.to_string()).at(1, 1)]))?;
-    Ok(LoadedSpec { file: file.to_string(), spec, tree })
+    Ok(LoadedSpec {
+        file: file.to_string(),
+        spec,
+        tree,
+    })
 }
 
 type PathError = (Vec<String>, String);
@@ -113,28 +148,57 @@ fn types_of(section: &str) -> &'static [&'static str] {
 /// error of the component (a "missing field" caused by a removal is not reported).
 fn check_component(section: &str, node: &Node) -> Vec<PathError> {
     let types = types_of(section);
-    let choices = || types.iter().map(|t| format!("`{t}`")).collect::<Vec<_>>().join(", ");
+    let choices = || {
+        types
+            .iter()
+            .map(|t| format!("`{t}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let Node::Map(entries) = node else {
-        return vec![(vec![], format!("expected a mapping with a `type` ({})", choices()))];
+        return vec![(
+            vec![],
+            format!("expected a mapping with a `type` ({})", choices()),
+        )];
     };
     let ty = match entries.iter().find(|(_, k, _, _)| k == "type") {
         Some((_, _, _, Node::Str(t))) => t.clone(),
-        Some(_) => return vec![(vec!["type".into()], format!("`type` must be a string: one of {}", choices()))],
-        None => return vec![(vec![], format!("missing field `type`; valid choices: {}", choices()))],
+        Some(_) => {
+            return vec![(
+                vec!["type".into()],
+                format!("`type` must be a string: one of {}", choices()),
+            )];
+        }
+        None => {
+            return vec![(
+                vec![],
+                format!("missing field `type`; valid choices: {}", choices()),
+            )];
+        }
     };
     let mut value = serde_json::Value::Object(
-        entries.iter().filter(|(_, k, _, _)| k != "type").map(|(_, k, _, v)| (k.clone(), v.to_json())).collect(),
+        entries
+            .iter()
+            .filter(|(_, k, _, _)| k != "type")
+            .map(|(_, k, _, v)| (k.clone(), v.to_json()))
+            .collect(),
     );
     let mut errors = Vec::new();
     let mut removed: Vec<Vec<String>> = Vec::new();
     for _ in 0..32 {
         let (path, msg) = match check_typed(section, &ty, value.clone()) {
-            None => return vec![(vec!["type".into()], format!("unknown type `{ty}`{}", suggest(&ty, types.iter().copied())))],
+            None => {
+                return vec![(
+                    vec!["type".into()],
+                    format!("unknown type `{ty}`{}", suggest(&ty, types.iter().copied())),
+                )];
+            }
             Some(Ok(())) => break,
             Some(Err(e)) => e,
         };
         let mut target = path.clone();
-        if let Some(field) = between(&msg, "unknown field `", "`").or_else(|| between(&msg, "missing field `", "`"))
+        if let Some(field) =
+            between(&msg, "unknown field `", "`").or_else(|| between(&msg, "missing field `", "`"))
             && target.last().map(String::as_str) != Some(field)
         {
             target.push(field.to_string());
@@ -162,7 +226,9 @@ fn check_component(section: &str, node: &Node) -> Vec<PathError> {
 
 /// Removes the value at `path` (object keys and array indices); false when there is none.
 fn remove_path(value: &mut serde_json::Value, path: &[String]) -> bool {
-    let Some((last, parents)) = path.split_last() else { return false };
+    let Some((last, parents)) = path.split_last() else {
+        return false;
+    };
     let mut node = value;
     for seg in parents {
         node = match node {
@@ -170,10 +236,12 @@ fn remove_path(value: &mut serde_json::Value, path: &[String]) -> bool {
                 Some(v) => v,
                 None => return false,
             },
-            serde_json::Value::Array(a) => match seg.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
-                Some(v) => v,
-                None => return false,
-            },
+            serde_json::Value::Array(a) => {
+                match seg.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
+                    Some(v) => v,
+                    None => return false,
+                }
+            }
             _ => return false,
         };
     }
@@ -212,7 +280,11 @@ fn check_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, PathE
 
 /// Turns a serde error inside component `prefix` into a diagnostic with a position.
 fn component_diag(tree: &Tree, prefix: &str, inner: Vec<String>, msg: String) -> Diagnostic {
-    let mut path: Vec<String> = if prefix.is_empty() { vec![] } else { prefix.split('.').map(str::to_string).collect() };
+    let mut path: Vec<String> = if prefix.is_empty() {
+        vec![]
+    } else {
+        prefix.split('.').map(str::to_string).collect()
+    };
     path.extend(inner);
     let mut message = msg;
     let mut key_pos = false;
@@ -224,11 +296,17 @@ fn component_diag(tree: &Tree, prefix: &str, inner: Vec<String>, msg: String) ->
             path.push(field.clone());
         }
         key_pos = true;
-        message = format!("unknown field `{field}`{}", suggest(&field, expected.iter().map(String::as_str)));
+        message = format!(
+            "unknown field `{field}`{}",
+            suggest(&field, expected.iter().map(String::as_str))
+        );
     } else if let Some(variant) = between(&message, "unknown variant `", "`") {
         let variant = variant.to_string();
         let expected = expected_list(&message);
-        message = format!("unknown value `{variant}`{}", suggest(&variant, expected.iter().map(String::as_str)));
+        message = format!(
+            "unknown value `{variant}`{}",
+            suggest(&variant, expected.iter().map(String::as_str))
+        );
     }
     let pos = tree.locate(&path, key_pos);
     Diagnostic::new(path.join("."), message).at(pos.line.max(1), pos.column.max(1))
@@ -241,6 +319,13 @@ fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
 }
 
 fn expected_list(message: &str) -> Vec<String> {
-    let Some(i) = message.find("expected ") else { return vec![] };
-    message[i..].split('`').skip(1).step_by(2).map(str::to_string).collect()
+    let Some(i) = message.find("expected ") else {
+        return vec![];
+    };
+    message[i..]
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
 }

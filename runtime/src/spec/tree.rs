@@ -26,7 +26,10 @@ pub enum Node {
 }
 
 fn pos_of(loc: &serde_saphyr::Location) -> Pos {
-    Pos { line: loc.line() as usize, column: loc.column() as usize }
+    Pos {
+        line: loc.line() as usize,
+        column: loc.column() as usize,
+    }
 }
 
 /// A node with the position of its value.
@@ -63,7 +66,9 @@ impl<'de> Deserialize<'de> for Node {
                 Ok(Node::Int(v))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Node, E> {
-                i64::try_from(v).map(Node::Int).or(Ok(Node::Float(v as f64)))
+                i64::try_from(v)
+                    .map(Node::Int)
+                    .or(Ok(Node::Float(v as f64)))
             }
             fn visit_f64<E>(self, v: f64) -> Result<Node, E> {
                 Ok(Node::Float(v))
@@ -114,12 +119,20 @@ impl Tree {
         let mut options = serde_saphyr::Options::default();
         options.strict_booleans = true;
         match serde_saphyr::from_str_with_options::<SpannedNode>(text, options) {
-            Ok(SpannedNode(p, n)) => Ok(Tree { root: n, root_pos: p }),
+            Ok(SpannedNode(p, n)) => Ok(Tree {
+                root: n,
+                root_pos: p,
+            }),
             Err(e) => {
                 let pos = e.location().map(|l| pos_of(&l)).unwrap_or_default();
                 // serde-saphyr appends a rendered snippet; keep the first line only.
                 let msg = e.to_string();
-                let first = msg.lines().next().unwrap_or("invalid YAML").trim().to_string();
+                let first = msg
+                    .lines()
+                    .next()
+                    .unwrap_or("invalid YAML")
+                    .trim()
+                    .to_string();
                 Err((pos, first))
             }
         }
@@ -162,12 +175,17 @@ impl Node {
             Node::Null => Value::Null,
             Node::Bool(b) => Value::Bool(*b),
             Node::Int(i) => Value::from(*i),
-            Node::Float(f) => serde_json::Number::from_f64(*f).map(Value::Number).unwrap_or(Value::Null),
+            Node::Float(f) => serde_json::Number::from_f64(*f)
+                .map(Value::Number)
+                .unwrap_or(Value::Null),
             Node::Str(s) => Value::String(s.clone()),
             Node::Seq(items) => Value::Array(items.iter().map(|(_, n)| n.to_json()).collect()),
-            Node::Map(entries) => {
-                Value::Object(entries.iter().map(|(_, k, _, v)| (k.clone(), v.to_json())).collect())
-            }
+            Node::Map(entries) => Value::Object(
+                entries
+                    .iter()
+                    .map(|(_, k, _, v)| (k.clone(), v.to_json()))
+                    .collect(),
+            ),
         }
     }
 }

@@ -29,7 +29,9 @@ impl Duration {
     /// Parses `<number><unit>` with unit one of ms, s, m, h, d (`1m30s` style sums too).
     pub fn parse(text: &str) -> Result<Duration, String> {
         let bad = || {
-            format!("invalid duration `{text}`: expected a number with a unit (ms, s, m, h, d), e.g. 500ms, 2s, 1m, 1h30m")
+            format!(
+                "invalid duration `{text}`: expected a number with a unit (ms, s, m, h, d), e.g. 500ms, 2s, 1m, 1h30m"
+            )
         };
         let s = text.trim();
         if s.is_empty() {
@@ -75,7 +77,12 @@ impl fmt::Display for Duration {
         if ms == 0 {
             return f.write_str("0s");
         }
-        for (unit, factor) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
+        for (unit, factor) in [
+            ("d", 86_400_000),
+            ("h", 3_600_000),
+            ("m", 60_000),
+            ("s", 1_000),
+        ] {
             if ms % factor == 0 {
                 return write!(f, "{}{unit}", ms / factor);
             }
@@ -128,7 +135,9 @@ pub struct ByteSize(pub u64);
 impl ByteSize {
     pub fn parse(text: &str) -> Result<ByteSize, String> {
         let bad = || {
-            format!("invalid size `{text}`: expected a number with a unit (B, KB, MB, GB, KiB, MiB, GiB), e.g. 64MiB")
+            format!(
+                "invalid size `{text}`: expected a number with a unit (B, KB, MB, GB, KiB, MiB, GiB), e.g. 64MiB"
+            )
         };
         let s = text.trim();
         let num_len = s.bytes().take_while(|b| b.is_ascii_digit()).count();
@@ -146,7 +155,9 @@ impl ByteSize {
             "GiB" => 1 << 30,
             _ => return Err(bad()),
         };
-        n.checked_mul(factor).map(ByteSize).ok_or_else(|| format!("invalid size `{text}`: too large"))
+        n.checked_mul(factor)
+            .map(ByteSize)
+            .ok_or_else(|| format!("invalid size `{text}`: too large"))
     }
 }
 
@@ -177,7 +188,9 @@ impl<'de> Deserialize<'de> for ByteSize {
                 Ok(ByteSize(v))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<ByteSize, E> {
-                u64::try_from(v).map(ByteSize).map_err(|_| E::custom(format!("invalid size `{v}`: must not be negative")))
+                u64::try_from(v)
+                    .map(ByteSize)
+                    .map_err(|_| E::custom(format!("invalid size `{v}`: must not be negative")))
             }
         }
         d.deserialize_any(V)
@@ -210,8 +223,16 @@ mod tests {
         assert_eq!(Duration::parse("1m"), Ok(Duration(60_000)));
         assert_eq!(Duration::parse("1h30m"), Ok(Duration(5_400_000)));
         assert_eq!(Duration::parse("1d"), Ok(Duration(86_400_000)));
-        assert!(Duration::parse("10").unwrap_err().contains("a unit is required"));
-        assert!(Duration::parse("5 parsecs").unwrap_err().contains("invalid duration"));
+        assert!(
+            Duration::parse("10")
+                .unwrap_err()
+                .contains("a unit is required")
+        );
+        assert!(
+            Duration::parse("5 parsecs")
+                .unwrap_err()
+                .contains("invalid duration")
+        );
         assert_eq!(Duration(90_000).to_string(), "90s");
         assert_eq!(Duration(60_000).to_string(), "1m");
     }

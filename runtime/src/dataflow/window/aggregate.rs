@@ -14,10 +14,20 @@ enum State {
     /// (event time, arrival seq, value)
     First(i64, u64, f64),
     Last(i64, u64, f64),
-    Avg { sum: f64, n: i64 },
+    Avg {
+        sum: f64,
+        n: i64,
+    },
     /// Welford's online variance.
-    Stddev { n: i64, mean: f64, m2: f64 },
-    Vwap { pv: f64, v: f64 },
+    Stddev {
+        n: i64,
+        mean: f64,
+        m2: f64,
+    },
+    Vwap {
+        pv: f64,
+        v: f64,
+    },
 }
 
 /// The accumulators of one window.
@@ -49,8 +59,15 @@ impl Acc {
                     AggregateFn::First => State::First(t.ts, t.seq, x),
                     AggregateFn::Last => State::Last(t.ts, t.seq, x),
                     AggregateFn::Avg => State::Avg { sum: x, n: 1 },
-                    AggregateFn::Stddev => State::Stddev { n: 1, mean: x, m2: 0.0 },
-                    AggregateFn::Vwap => State::Vwap { pv: t.price * t.volume, v: t.volume },
+                    AggregateFn::Stddev => State::Stddev {
+                        n: 1,
+                        mean: x,
+                        m2: 0.0,
+                    },
+                    AggregateFn::Vwap => State::Vwap {
+                        pv: t.price * t.volume,
+                        v: t.volume,
+                    },
                 }
             })
             .collect();
@@ -116,7 +133,14 @@ impl Acc {
                     *sum += os;
                     *n += on;
                 }
-                (State::Stddev { n, mean, m2 }, State::Stddev { n: on, mean: om, m2: om2 }) => {
+                (
+                    State::Stddev { n, mean, m2 },
+                    State::Stddev {
+                        n: on,
+                        mean: om,
+                        m2: om2,
+                    },
+                ) => {
                     let total = *n + on;
                     let d = om - *mean;
                     *m2 += om2 + d * d * (*n as f64) * (*on as f64) / total as f64;

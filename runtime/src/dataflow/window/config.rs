@@ -103,8 +103,9 @@ pub enum AggregateFn {
 }
 
 impl AggregateFn {
-    pub const NAMES: &'static [&'static str] =
-        &["count", "sum", "min", "max", "first", "last", "avg", "stddev", "vwap"];
+    pub const NAMES: &'static [&'static str] = &[
+        "count", "sum", "min", "max", "first", "last", "avg", "stddev", "vwap",
+    ];
 
     /// Whether the function reads a `field`.
     pub fn takes_field(self) -> bool {

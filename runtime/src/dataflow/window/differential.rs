@@ -69,7 +69,9 @@ pub fn window_stream<'scope>(
     let (size, slide) = match node.kind {
         WindowKind::Tumbling { size } => (size, size),
         WindowKind::Hopping { size, slide } => (size, slide),
-        WindowKind::Session { .. } => unreachable!("the planner keeps sessions on the timely engine"),
+        WindowKind::Session { .. } => {
+            unreachable!("the planner keeps sessions on the timely engine")
+        }
     };
     let allowed = node.allowed_lateness_ms;
     // The retraction that lets the arrangement forget a window comes after every update a late
@@ -143,31 +145,33 @@ pub fn window_stream<'scope>(
     );
 
     let aggs = node.aggregates.clone();
-    let results = updates.as_collection().reduce(move |_key: &WinKey, vals: &[(&WinVal, isize)], out: &mut Vec<(Encoded, isize)>| {
-        let mut acc: Option<Acc> = None;
-        for (v, diff) in vals {
-            let t = Trade {
-                symbol: CompactString::default(),
-                price: f64::from_bits(v.2),
-                volume: f64::from_bits(v.3),
-                ts: v.1,
-                seq: v.0,
-                wm: 0,
-                conditions: CompactString::default(),
-            };
-            for _ in 0..*diff {
-                match acc.as_mut() {
-                    Some(a) => a.add(&aggs, &t),
-                    None => acc = Some(Acc::new(&aggs, &t)),
+    let results = updates.as_collection().reduce(
+        move |_key: &WinKey, vals: &[(&WinVal, isize)], out: &mut Vec<(Encoded, isize)>| {
+            let mut acc: Option<Acc> = None;
+            for (v, diff) in vals {
+                let t = Trade {
+                    symbol: CompactString::default(),
+                    price: f64::from_bits(v.2),
+                    volume: f64::from_bits(v.3),
+                    ts: v.1,
+                    seq: v.0,
+                    wm: 0,
+                    conditions: CompactString::default(),
+                };
+                for _ in 0..*diff {
+                    match acc.as_mut() {
+                        Some(a) => a.add(&aggs, &t),
+                        None => acc = Some(Acc::new(&aggs, &t)),
+                    }
                 }
             }
-        }
-        if let Some(acc) = acc {
-            let mut values = Vec::with_capacity(aggs.len());
-            acc.emit(&mut values);
-            out.push((encode(&values), 1));
-        }
-    });
+            if let Some(acc) = acc {
+                let mut values = Vec::with_capacity(aggs.len());
+                acc.emit(&mut values);
+                out.push((encode(&values), 1));
+            }
+        },
+    );
 
     // Result changes → rows: each insertion is a new revision of its window.
     let ctx = Arc::clone(ctx);

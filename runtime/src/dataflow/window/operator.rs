@@ -32,8 +32,13 @@ pub fn key_hash(key: &str) -> u64 {
 
 /// A trade as the compact, key-sorted JSON object Finnhub sends (for dead letters).
 pub fn trade_json(t: &Trade) -> String {
-    let c: Vec<&str> = if t.conditions.is_empty() { vec![] } else { t.conditions.split(',').collect() };
-    serde_json::json!({"c": c, "p": t.price, "s": t.symbol.as_str(), "t": t.ts, "v": t.volume}).to_string()
+    let c: Vec<&str> = if t.conditions.is_empty() {
+        vec![]
+    } else {
+        t.conditions.split(',').collect()
+    };
+    serde_json::json!({"c": c, "p": t.price, "s": t.symbol.as_str(), "t": t.ts, "v": t.volume})
+        .to_string()
 }
 
 pub fn window_stream<'scope>(

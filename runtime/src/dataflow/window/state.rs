@@ -91,7 +91,14 @@ impl WindowState {
                 }
                 None => {
                     // A window first seen through a late record fires at the next round.
-                    wins.push(Win { start, end, acc: Acc::new(&self.aggs, t), fired: false, revision: 0, dirty: false });
+                    wins.push(Win {
+                        start,
+                        end,
+                        acc: Acc::new(&self.aggs, t),
+                        fired: false,
+                        revision: 0,
+                        dirty: false,
+                    });
                     if late {
                         self.stats.late_accepted += 1;
                     }
@@ -112,10 +119,20 @@ impl WindowState {
             None => self.keys.entry(t.symbol.clone()).or_default(),
         };
         // Open sessions (not fired, not yet closed by the watermark) that touch [start, end].
-        let mut touching: Vec<usize> =
-            (0..wins.len()).filter(|&i| !wins[i].fired && wins[i].end > t.wm && wins[i].start <= end && start <= wins[i].end).collect();
+        let mut touching: Vec<usize> = (0..wins.len())
+            .filter(|&i| {
+                !wins[i].fired && wins[i].end > t.wm && wins[i].start <= end && start <= wins[i].end
+            })
+            .collect();
         match touching.len() {
-            0 => wins.push(Win { start, end, acc: Acc::new(&self.aggs, t), fired: false, revision: 0, dirty: false }),
+            0 => wins.push(Win {
+                start,
+                end,
+                acc: Acc::new(&self.aggs, t),
+                fired: false,
+                revision: 0,
+                dirty: false,
+            }),
             _ => {
                 touching.sort_by_key(|&i| wins[i].start);
                 let first = touching[0];
@@ -167,12 +184,18 @@ impl WindowState {
                 }
             }
             let _ = &wins;
-            if wins.iter().all(|w| w.fired && w.end.saturating_add(allowed) <= upto) {
+            if wins
+                .iter()
+                .all(|w| w.fired && w.end.saturating_add(allowed) <= upto)
+            {
                 emptied.push(key.clone());
             }
         }
         for (start, key, row) in fired.iter_mut() {
-            let w = self.keys[key.as_str()].iter().find(|w| w.start == *start).expect("just fired");
+            let w = self.keys[key.as_str()]
+                .iter()
+                .find(|w| w.start == *start)
+                .expect("just fired");
             *row = self.row(key, w);
         }
         for key in emptied {
@@ -191,22 +214,34 @@ impl WindowState {
         let mut dirty = std::mem::take(&mut self.dirty);
         dirty.sort();
         for (key, start) in dirty {
-            let Some(wins) = self.keys.get_mut(key.as_str()) else { continue };
-            let Some(w) = wins.iter_mut().find(|w| w.start == start) else { continue };
+            let Some(wins) = self.keys.get_mut(key.as_str()) else {
+                continue;
+            };
+            let Some(w) = wins.iter_mut().find(|w| w.start == start) else {
+                continue;
+            };
             if !w.dirty {
                 continue;
             }
             w.dirty = false;
             w.revision += 1;
             self.stats.revisions += 1;
-            let w = &self.keys[key.as_str()].iter().find(|w| w.start == start).expect("present");
+            let w = &self.keys[key.as_str()]
+                .iter()
+                .find(|w| w.start == start)
+                .expect("present");
             out.push(self.row(&key, w));
         }
     }
 
     /// Drops every window that has not fired (at a stop, they are incomplete); returns how many.
     pub fn discard_unfired(&mut self) -> u64 {
-        let n = self.keys.values().flat_map(|w| w.iter()).filter(|w| !w.fired).count() as u64;
+        let n = self
+            .keys
+            .values()
+            .flat_map(|w| w.iter())
+            .filter(|w| !w.fired)
+            .count() as u64;
         self.keys.clear();
         self.dirty.clear();
         n

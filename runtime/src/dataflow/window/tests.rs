@@ -11,14 +11,30 @@ fn node(kind: WindowKind, allowed: i64, aggs: &[(AggregateFn, TradeField)]) -> W
         input: 0,
         kind,
         allowed_lateness_ms: allowed,
-        aggregates: aggs.iter().enumerate().map(|(i, (f, fld))| AggregatePlan { name: format!("a{i}"), func: *f, field: *fld }).collect(),
+        aggregates: aggs
+            .iter()
+            .enumerate()
+            .map(|(i, (f, fld))| AggregatePlan {
+                name: format!("a{i}"),
+                func: *f,
+                field: *fld,
+            })
+            .collect(),
         schema: Schema::default(),
         differential: false,
     }
 }
 
 fn trade(sym: &str, price: f64, volume: f64, ts: i64, seq: u64, wm: i64) -> Trade {
-    Trade { symbol: sym.into(), price, volume, ts, seq, wm, conditions: Default::default() }
+    Trade {
+        symbol: sym.into(),
+        price,
+        volume,
+        ts,
+        seq,
+        wm,
+        conditions: Default::default(),
+    }
 }
 
 fn fire(state: &mut WindowState, upto: i64) -> Vec<Row> {
@@ -30,19 +46,36 @@ fn fire(state: &mut WindowState, upto: i64) -> Vec<Row> {
 #[test]
 fn first_and_last_are_by_event_time_then_arrival() {
     use AggregateFn::*;
-    let mut s = WindowState::new(&node(WindowKind::Tumbling { size: 60_000 }, 0, &[(First, TradeField::Price), (Last, TradeField::Price)]));
+    let mut s = WindowState::new(&node(
+        WindowKind::Tumbling { size: 60_000 },
+        0,
+        &[(First, TradeField::Price), (Last, TradeField::Price)],
+    ));
     // Arrival order: ts 30s (p=3), ts 10s (p=1), ts 10s (p=2), ts 30s (p=4).
     s.add(&trade("A", 3.0, 1.0, 30_000, 1, 0));
     s.add(&trade("A", 1.0, 1.0, 10_000, 2, 0));
     s.add(&trade("A", 2.0, 1.0, 10_000, 3, 0));
     s.add(&trade("A", 4.0, 1.0, 30_000, 4, 0));
     let rows = fire(&mut s, 60_000);
-    assert_eq!(rows, vec![vec![Value::Str("A".into()), Value::Ts(0), Value::Ts(60_000), Value::F64(1.0), Value::F64(4.0)]]);
+    assert_eq!(
+        rows,
+        vec![vec![
+            Value::Str("A".into()),
+            Value::Ts(0),
+            Value::Ts(60_000),
+            Value::F64(1.0),
+            Value::F64(4.0)
+        ]]
+    );
 }
 
 #[test]
 fn windows_fire_only_when_the_watermark_passes_their_end() {
-    let mut s = WindowState::new(&node(WindowKind::Tumbling { size: 60_000 }, 0, &[(AggregateFn::Count, TradeField::Price)]));
+    let mut s = WindowState::new(&node(
+        WindowKind::Tumbling { size: 60_000 },
+        0,
+        &[(AggregateFn::Count, TradeField::Price)],
+    ));
     s.add(&trade("A", 1.0, 1.0, 59_999, 1, 0));
     s.add(&trade("A", 1.0, 1.0, 60_000, 2, 0));
     assert!(fire(&mut s, 59_999).is_empty());
@@ -55,11 +88,27 @@ fn windows_fire_only_when_the_watermark_passes_their_end() {
 #[test]
 fn late_trades_are_dropped_or_revise_within_allowed_lateness() {
     let size = 60_000;
-    let mut strict = WindowState::new(&node(WindowKind::Tumbling { size }, 0, &[(AggregateFn::Sum, TradeField::Volume)]));
-    assert_eq!(strict.add(&trade("A", 1.0, 5.0, 1_000, 1, 60_000)), Some(60_000), "end 60s ≤ watermark 60s: late");
-    assert_eq!(strict.add(&trade("A", 1.0, 5.0, 1_000, 2, 59_999)), None, "end 60s > watermark: on time");
+    let mut strict = WindowState::new(&node(
+        WindowKind::Tumbling { size },
+        0,
+        &[(AggregateFn::Sum, TradeField::Volume)],
+    ));
+    assert_eq!(
+        strict.add(&trade("A", 1.0, 5.0, 1_000, 1, 60_000)),
+        Some(60_000),
+        "end 60s ≤ watermark 60s: late"
+    );
+    assert_eq!(
+        strict.add(&trade("A", 1.0, 5.0, 1_000, 2, 59_999)),
+        None,
+        "end 60s > watermark: on time"
+    );
 
-    let mut lenient = WindowState::new(&node(WindowKind::Tumbling { size }, 10_000, &[(AggregateFn::Sum, TradeField::Volume)]));
+    let mut lenient = WindowState::new(&node(
+        WindowKind::Tumbling { size },
+        10_000,
+        &[(AggregateFn::Sum, TradeField::Volume)],
+    ));
     lenient.add(&trade("A", 1.0, 5.0, 1_000, 1, 0));
     let first = fire(&mut lenient, 60_000);
     assert_eq!(first[0][3..], [Value::F64(5.0), Value::I64(0)]);
@@ -67,37 +116,74 @@ fn late_trades_are_dropped_or_revise_within_allowed_lateness() {
     let mut rev = Vec::new();
     lenient.take_revisions(&mut rev);
     assert_eq!(rev[0][3..], [Value::F64(7.0), Value::I64(1)]);
-    assert_eq!(lenient.add(&trade("A", 1.0, 2.0, 2_000, 3, 70_000)), Some(60_000), "past allowed lateness");
+    assert_eq!(
+        lenient.add(&trade("A", 1.0, 2.0, 2_000, 3, 70_000)),
+        Some(60_000),
+        "past allowed lateness"
+    );
     assert!(fire(&mut lenient, 70_000).is_empty());
-    assert!(lenient.is_empty(), "state is dropped once allowed lateness has passed");
+    assert!(
+        lenient.is_empty(),
+        "state is dropped once allowed lateness has passed"
+    );
 }
 
 #[test]
 fn hopping_windows_cover_every_window_containing_the_trade() {
-    let mut s = WindowState::new(&node(WindowKind::Hopping { size: 30_000, slide: 10_000 }, 0, &[(AggregateFn::Count, TradeField::Price)]));
+    let mut s = WindowState::new(&node(
+        WindowKind::Hopping {
+            size: 30_000,
+            slide: 10_000,
+        },
+        0,
+        &[(AggregateFn::Count, TradeField::Price)],
+    ));
     s.add(&trade("A", 1.0, 1.0, 25_000, 1, 0));
     let rows = fire(&mut s, i64::MAX);
     let starts: Vec<&Value> = rows.iter().map(|r| &r[1]).collect();
-    assert_eq!(starts, [&Value::Ts(0), &Value::Ts(10_000), &Value::Ts(20_000)]);
+    assert_eq!(
+        starts,
+        [&Value::Ts(0), &Value::Ts(10_000), &Value::Ts(20_000)]
+    );
 }
 
 #[test]
 fn sessions_merge_when_a_trade_bridges_them() {
-    let mut s = WindowState::new(&node(WindowKind::Session { gap: 10_000 }, 0, &[(AggregateFn::Count, TradeField::Price), (AggregateFn::Stddev, TradeField::Price)]));
+    let mut s = WindowState::new(&node(
+        WindowKind::Session { gap: 10_000 },
+        0,
+        &[
+            (AggregateFn::Count, TradeField::Price),
+            (AggregateFn::Stddev, TradeField::Price),
+        ],
+    ));
     s.add(&trade("A", 1.0, 1.0, 0, 1, 0));
     s.add(&trade("A", 3.0, 1.0, 15_000, 2, 0));
     s.add(&trade("A", 2.0, 1.0, 9_000, 3, 0)); // [9s,19s] touches [0,10s] and [15s,25s]
     s.add(&trade("A", 9.0, 1.0, 40_000, 4, 0)); // a separate session
     let rows = fire(&mut s, i64::MAX);
     assert_eq!(rows.len(), 2);
-    assert_eq!(rows[0][1..4], [Value::Ts(0), Value::Ts(25_000), Value::I64(3)]);
-    assert_eq!(rows[1][1..4], [Value::Ts(40_000), Value::Ts(50_000), Value::I64(1)]);
+    assert_eq!(
+        rows[0][1..4],
+        [Value::Ts(0), Value::Ts(25_000), Value::I64(3)]
+    );
+    assert_eq!(
+        rows[1][1..4],
+        [Value::Ts(40_000), Value::Ts(50_000), Value::I64(1)]
+    );
     assert_eq!(rows[0][4], Value::F64(1.0), "sample stddev of 1, 2, 3");
 }
 
 #[test]
 fn vwap_is_null_without_volume_and_stddev_needs_two_values() {
-    let mut s = WindowState::new(&node(WindowKind::Tumbling { size: 1_000 }, 0, &[(AggregateFn::Vwap, TradeField::Price), (AggregateFn::Stddev, TradeField::Price)]));
+    let mut s = WindowState::new(&node(
+        WindowKind::Tumbling { size: 1_000 },
+        0,
+        &[
+            (AggregateFn::Vwap, TradeField::Price),
+            (AggregateFn::Stddev, TradeField::Price),
+        ],
+    ));
     s.add(&trade("EUR", 1.1, 0.0, 10, 1, 0));
     let rows = fire(&mut s, i64::MAX);
     assert_eq!(rows[0][3..], [Value::Null, Value::Null]);

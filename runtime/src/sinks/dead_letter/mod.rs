@@ -54,21 +54,45 @@ pub struct DeadLetters {
 }
 
 impl DeadLetters {
-    pub fn new(spec: Option<&DeadLetterSpec>, rt: tokio::runtime::Handle, file_prefix: String, metrics: Arc<Metrics>) -> Result<Self> {
+    pub fn new(
+        spec: Option<&DeadLetterSpec>,
+        rt: tokio::runtime::Handle,
+        file_prefix: String,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self> {
         let writer = match spec {
             None => None,
             Some(spec) => {
                 let storage = Storage::open(&spec.path, rt)?;
                 let schema = schema();
-                let partitions = Partition::resolve(&["date".to_string()], &schema, schema.index_of("received_at"));
+                let partitions = Partition::resolve(
+                    &["date".to_string()],
+                    &schema,
+                    schema.index_of("received_at"),
+                );
                 let format = match spec.format {
                     DeadLetterFormat::Jsonl => Format::Jsonl,
                     DeadLetterFormat::Parquet => Format::Parquet { zstd_level: 3 },
                 };
-                Some(RollingWriter::new(storage, schema, format, spec.rolling.clone(), partitions, file_prefix, Arc::clone(&metrics), false))
+                Some(RollingWriter::new(
+                    storage,
+                    schema,
+                    format,
+                    spec.rolling.clone(),
+                    partitions,
+                    file_prefix,
+                    Arc::clone(&metrics),
+                    false,
+                ))
             }
         };
-        Ok(DeadLetters { writer, metrics, logged: 0, server_errors_logged: 0, error: None })
+        Ok(DeadLetters {
+            writer,
+            metrics,
+            logged: 0,
+            server_errors_logged: 0,
+            error: None,
+        })
     }
 
     /// Records one dead letter. A write error is kept and reported by [`DeadLetters::flush`].
@@ -82,10 +106,15 @@ impl DeadLetters {
 
     fn try_push(&mut self, dl: DeadLetter<'_>) -> Result<()> {
         self.metrics.reject(dl.reason, 1);
-        self.metrics.dead_letters.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.metrics
+            .dead_letters
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match &mut self.writer {
             Some(w) => {
-                let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_millis() as i64)
+                    .unwrap_or(0);
                 w.push(&vec![
                     Value::Str(CompactString::from(dl.source)),
                     Value::Str(CompactString::from(dl.reason.code())),
@@ -126,6 +155,8 @@ impl DeadLetters {
         if let Some(e) = self.error.take() {
             return Err(e.context("writing dead letters"));
         }
-        self.writer.as_mut().map_or(Ok(()), RollingWriter::flush_all)
+        self.writer
+            .as_mut()
+            .map_or(Ok(()), RollingWriter::flush_all)
     }
 }

@@ -45,16 +45,30 @@ impl ProducerContext for SinkContext {
                 self.0.delivered.fetch_add(1, Ordering::Relaxed);
             }
             Err((e, msg)) => {
-                let payload = msg.payload().map(|p| String::from_utf8_lossy(p).into_owned()).unwrap_or_default();
-                self.0.failed.lock().unwrap_or_else(|e| e.into_inner()).push((payload, e.to_string()));
+                let payload = msg
+                    .payload()
+                    .map(|p| String::from_utf8_lossy(p).into_owned())
+                    .unwrap_or_default();
+                self.0
+                    .failed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((payload, e.to_string()));
             }
         }
     }
 }
 
-pub fn kafka_sink<'scope>(stream: StreamVec<'scope, u64, Trade>, ctx: &Arc<RunContext>, index: usize, dead: Rc<RefCell<DeadLetters>>) {
+pub fn kafka_sink<'scope>(
+    stream: StreamVec<'scope, u64, Trade>,
+    ctx: &Arc<RunContext>,
+    index: usize,
+    dead: Rc<RefCell<DeadLetters>>,
+) {
     let node = ctx.plan.sinks[index].clone();
-    let SinkSpec::Kafka(cfg) = &node.config else { unreachable!("a kafka sink") };
+    let SinkSpec::Kafka(cfg) = &node.config else {
+        unreachable!("a kafka sink")
+    };
     let cfg = cfg.clone();
     let ctx = Arc::clone(ctx);
     let scope = stream.scope();
@@ -65,65 +79,103 @@ pub fn kafka_sink<'scope>(stream: StreamVec<'scope, u64, Trade>, ctx: &Arc<RunCo
         .set("acks", "all")
         .set("compression.type", cfg.compression.librdkafka_name())
         .set("linger.ms", cfg.linger.as_millis().to_string())
-        .set("message.timeout.ms", cfg.delivery_timeout.as_millis().to_string())
+        .set(
+            "message.timeout.ms",
+            cfg.delivery_timeout.as_millis().to_string(),
+        )
         .set("queue.buffering.max.messages", "200000")
         .create_with_context(SinkContext(Arc::clone(&reports)))
-        .map_err(|e| ctx.fail(format!("sink `{}`: cannot create a Kafka producer for {}: {e}", node.name, cfg.brokers)))
+        .map_err(|e| {
+            ctx.fail(format!(
+                "sink `{}`: cannot create a Kafka producer for {}: {e}",
+                node.name, cfg.brokers
+            ))
+        })
         .ok();
     let name = node.name.clone();
-    let _: StreamVec<'scope, u64, ()> = stream.unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(Pipeline, &format!("Kafka({name})"), move |_cap, info| {
-        let activator = scope.activator_for(info.address);
-        let mut done = false;
-        let mut sent = 0u64;
-        let mut last_delivered = 0u64;
-        move |(input, frontier), _output| {
-            let Some(producer) = producer.as_ref() else {
-                input.for_each(|_, _| {});
-                return;
-            };
-            input.for_each(|_cap, data| {
-                for t in data.iter() {
-                    let payload = trade_json(t);
-                    let mut record = BaseRecord::to(&cfg.topic).key(t.symbol.as_str()).payload(&payload);
-                    loop {
-                        match producer.send(record) {
-                            Ok(()) => break,
-                            Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
-                                // Backpressure: serve delivery reports until there is room.
-                                producer.poll(Duration::from_millis(50));
-                                record = r;
+    let _: StreamVec<'scope, u64, ()> = stream
+        .unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
+            Pipeline,
+            &format!("Kafka({name})"),
+            move |_cap, info| {
+                let activator = scope.activator_for(info.address);
+                let mut done = false;
+                let mut sent = 0u64;
+                let mut last_delivered = 0u64;
+                move |(input, frontier), _output| {
+                    let Some(producer) = producer.as_ref() else {
+                        input.for_each(|_, _| {});
+                        return;
+                    };
+                    input.for_each(|_cap, data| {
+                        for t in data.iter() {
+                            let payload = trade_json(t);
+                            let mut record = BaseRecord::to(&cfg.topic)
+                                .key(t.symbol.as_str())
+                                .payload(&payload);
+                            loop {
+                                match producer.send(record) {
+                                    Ok(()) => break,
+                                    Err((
+                                        rdkafka::error::KafkaError::MessageProduction(
+                                            rdkafka::types::RDKafkaErrorCode::QueueFull,
+                                        ),
+                                        r,
+                                    )) => {
+                                        // Backpressure: serve delivery reports until there is room.
+                                        producer.poll(Duration::from_millis(50));
+                                        record = r;
+                                    }
+                                    Err((e, _)) => {
+                                        dead.borrow_mut().push(DeadLetter {
+                                            source: &name,
+                                            reason: RejectReason::DeliveryFailed,
+                                            detail: e.to_string(),
+                                            raw: payload.clone(),
+                                            line: 0,
+                                        });
+                                        break;
+                                    }
+                                }
                             }
-                            Err((e, _)) => {
-                                dead.borrow_mut().push(DeadLetter { source: &name, reason: RejectReason::DeliveryFailed, detail: e.to_string(), raw: payload.clone(), line: 0 });
-                                break;
-                            }
+                            sent += 1;
                         }
+                    });
+                    producer.poll(Duration::ZERO);
+                    if frontier.is_empty() && !done {
+                        // Flush everything (bounded by the delivery timeout, after which librdkafka
+                        // reports the remaining records as failed).
+                        let limit = Duration::from_millis(
+                            cfg.delivery_timeout.as_millis().max(0) as u64 + 5_000,
+                        );
+                        if let Err(e) = producer.flush(limit) {
+                            ctx.fail(format!("sink `{name}`: flushing to Kafka: {e}"));
+                        }
+                        producer.poll(Duration::ZERO);
+                        done = true;
                     }
-                    sent += 1;
+                    let failed: Vec<(String, String)> = std::mem::take(
+                        &mut *reports.failed.lock().unwrap_or_else(|e| e.into_inner()),
+                    );
+                    for (payload, error) in failed {
+                        dead.borrow_mut().push(DeadLetter {
+                            source: &name,
+                            reason: RejectReason::DeliveryFailed,
+                            detail: error,
+                            raw: payload,
+                            line: 0,
+                        });
+                    }
+                    let delivered = reports.delivered.load(Ordering::Relaxed);
+                    ctx.metrics
+                        .rows_written
+                        .fetch_add(delivered - last_delivered, Ordering::Relaxed);
+                    last_delivered = delivered;
+                    if !done && producer.in_flight_count() > 0 {
+                        activator.activate_after(Duration::from_millis(100));
+                    }
+                    let _ = sent;
                 }
-            });
-            producer.poll(Duration::ZERO);
-            if frontier.is_empty() && !done {
-                // Flush everything (bounded by the delivery timeout, after which librdkafka
-                // reports the remaining records as failed).
-                let limit = Duration::from_millis(cfg.delivery_timeout.as_millis().max(0) as u64 + 5_000);
-                if let Err(e) = producer.flush(limit) {
-                    ctx.fail(format!("sink `{name}`: flushing to Kafka: {e}"));
-                }
-                producer.poll(Duration::ZERO);
-                done = true;
-            }
-            let failed: Vec<(String, String)> = std::mem::take(&mut *reports.failed.lock().unwrap_or_else(|e| e.into_inner()));
-            for (payload, error) in failed {
-                dead.borrow_mut().push(DeadLetter { source: &name, reason: RejectReason::DeliveryFailed, detail: error, raw: payload, line: 0 });
-            }
-            let delivered = reports.delivered.load(Ordering::Relaxed);
-            ctx.metrics.rows_written.fetch_add(delivered - last_delivered, Ordering::Relaxed);
-            last_delivered = delivered;
-            if !done && producer.in_flight_count() > 0 {
-                activator.activate_after(Duration::from_millis(100));
-            }
-            let _ = sent;
-        }
-    });
+            },
+        );
 }

@@ -47,7 +47,11 @@ pub struct RollingSpec {
 
 impl Default for RollingSpec {
     fn default() -> Self {
-        RollingSpec { max_rows: default_max_rows(), max_bytes: default_max_bytes(), max_age: default_max_age() }
+        RollingSpec {
+            max_rows: default_max_rows(),
+            max_bytes: default_max_bytes(),
+            max_age: default_max_age(),
+        }
     }
 }
 

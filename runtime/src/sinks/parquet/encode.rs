@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use arrow_array::builder::{
-    ArrayBuilder, Float64Builder, Int64Builder, ListBuilder, StringBuilder, TimestampMillisecondBuilder,
+    ArrayBuilder, Float64Builder, Int64Builder, ListBuilder, StringBuilder,
+    TimestampMillisecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field as ArrowField, Schema as ArrowSchema, TimeUnit};
@@ -27,8 +28,12 @@ pub fn arrow_schema(schema: &Schema) -> Arc<ArrowSchema> {
                 FieldType::Utf8 => DataType::Utf8,
                 FieldType::Float64 => DataType::Float64,
                 FieldType::Int64 => DataType::Int64,
-                FieldType::Timestamp => DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
-                FieldType::Utf8List => DataType::List(Arc::new(ArrowField::new("item", DataType::Utf8, true))),
+                FieldType::Timestamp => {
+                    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+                }
+                FieldType::Utf8List => {
+                    DataType::List(Arc::new(ArrowField::new("item", DataType::Utf8, true)))
+                }
             };
             ArrowField::new(&f.name, ty, f.nullable)
         })
@@ -50,7 +55,9 @@ impl Column {
             FieldType::Utf8 => Column::Utf8(StringBuilder::new()),
             FieldType::Float64 => Column::F64(Float64Builder::new()),
             FieldType::Int64 => Column::I64(Int64Builder::new()),
-            FieldType::Timestamp => Column::Ts(TimestampMillisecondBuilder::new().with_timezone("UTC")),
+            FieldType::Timestamp => {
+                Column::Ts(TimestampMillisecondBuilder::new().with_timezone("UTC"))
+            }
             FieldType::Utf8List => Column::List(ListBuilder::new(StringBuilder::new())),
         }
     }

@@ -17,9 +17,16 @@ use super::storage::Storage;
 use crate::dataflow::context::RunContext;
 use crate::record::Row;
 
-pub fn parquet_sink<'scope>(stream: StreamVec<'scope, u64, Row>, ctx: &Arc<RunContext>, index: usize, worker: usize) {
+pub fn parquet_sink<'scope>(
+    stream: StreamVec<'scope, u64, Row>,
+    ctx: &Arc<RunContext>,
+    index: usize,
+    worker: usize,
+) {
     let node = ctx.plan.sinks[index].clone();
-    let crate::sinks::SinkSpec::Parquet(config) = &node.config else { unreachable!("a parquet sink") };
+    let crate::sinks::SinkSpec::Parquet(config) = &node.config else {
+        unreachable!("a parquet sink")
+    };
     let config = config.clone();
     let ctx = Arc::clone(ctx);
     let scope = stream.scope();
@@ -27,9 +34,15 @@ pub fn parquet_sink<'scope>(stream: StreamVec<'scope, u64, Row>, ctx: &Arc<RunCo
         Ok(storage) => Some(RollingWriter::new(
             storage,
             node.schema.clone(),
-            Format::Parquet { zstd_level: config.zstd_level },
+            Format::Parquet {
+                zstd_level: config.zstd_level,
+            },
             config.rolling.clone(),
-            Partition::resolve(&config.partition_by, &node.schema, node.partition_time_index),
+            Partition::resolve(
+                &config.partition_by,
+                &node.schema,
+                node.partition_time_index,
+            ),
             ctx.file_prefix(worker),
             Arc::clone(&ctx.metrics),
             true,
@@ -39,40 +52,46 @@ pub fn parquet_sink<'scope>(stream: StreamVec<'scope, u64, Row>, ctx: &Arc<RunCo
             None
         }
     };
-    let _: StreamVec<'scope, u64, ()> = stream.unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(Pipeline, &format!("Parquet({})", node.name), move |_cap, info| {
-        let activator = scope.activator_for(info.address);
-        let mut done = false;
-        move |(input, frontier), _output| {
-            let mut result = Ok(());
-            input.for_each(|_cap, data| {
-                if let Some(w) = writer.as_mut() {
-                    for row in data.iter() {
+    let _: StreamVec<'scope, u64, ()> = stream
+        .unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
+            Pipeline,
+            &format!("Parquet({})", node.name),
+            move |_cap, info| {
+                let activator = scope.activator_for(info.address);
+                let mut done = false;
+                move |(input, frontier), _output| {
+                    let mut result = Ok(());
+                    input.for_each(|_cap, data| {
+                        if let Some(w) = writer.as_mut() {
+                            for row in data.iter() {
+                                if result.is_ok() {
+                                    result = w.push(row);
+                                }
+                            }
+                        }
+                    });
+                    if done {
+                        return;
+                    }
+                    if let Some(w) = writer.as_mut() {
                         if result.is_ok() {
-                            result = w.push(row);
+                            result = w.roll_aged();
+                        }
+                        if frontier.is_empty() {
+                            if result.is_ok() {
+                                result = w.flush_all();
+                            }
+                            done = true;
+                        } else if let Some(deadline) = w.next_deadline() {
+                            activator
+                                .activate_after(deadline.saturating_duration_since(Instant::now()));
                         }
                     }
-                }
-            });
-            if done {
-                return;
-            }
-            if let Some(w) = writer.as_mut() {
-                if result.is_ok() {
-                    result = w.roll_aged();
-                }
-                if frontier.is_empty() {
-                    if result.is_ok() {
-                        result = w.flush_all();
+                    if let Err(e) = result {
+                        ctx.fail(format!("sink `{}`: {e:#}", node.name));
+                        writer = None;
                     }
-                    done = true;
-                } else if let Some(deadline) = w.next_deadline() {
-                    activator.activate_after(deadline.saturating_duration_since(Instant::now()));
                 }
-            }
-            if let Err(e) = result {
-                ctx.fail(format!("sink `{}`: {e:#}", node.name));
-                writer = None;
-            }
-        }
-    });
+            },
+        );
 }

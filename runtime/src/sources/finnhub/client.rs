@@ -91,7 +91,12 @@ enum Outcome {
 /// backpressure) instead of growing without bound.
 pub const CHANNEL_FRAMES: usize = 65_536;
 
-pub async fn run(settings: ClientSettings, tx: mpsc::Sender<ClientEvent>, stop: Arc<AtomicBool>, stats: Arc<ClientStats>) {
+pub async fn run(
+    settings: ClientSettings,
+    tx: mpsc::Sender<ClientEvent>,
+    stop: Arc<AtomicBool>,
+    stats: Arc<ClientStats>,
+) {
     let mut backoff = settings.backoff_min;
     loop {
         if stop.load(Ordering::Relaxed) {
@@ -127,13 +132,25 @@ pub async fn run(settings: ClientSettings, tx: mpsc::Sender<ClientEvent>, stop: 
             if stop.load(Ordering::Relaxed) {
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(50).min(deadline.saturating_duration_since(Instant::now()))).await;
+            tokio::time::sleep(
+                Duration::from_millis(50).min(deadline.saturating_duration_since(Instant::now())),
+            )
+            .await;
         }
     }
 }
 
-async fn connect_once(settings: &ClientSettings, tx: &mpsc::Sender<ClientEvent>, stop: &AtomicBool, stats: &ClientStats) -> Outcome {
-    let full = format!("{}?token={}", with_path(&settings.url), settings.token.expose());
+async fn connect_once(
+    settings: &ClientSettings,
+    tx: &mpsc::Sender<ClientEvent>,
+    stop: &AtomicBool,
+    stats: &ClientStats,
+) -> Outcome {
+    let full = format!(
+        "{}?token={}",
+        with_path(&settings.url),
+        settings.token.expose()
+    );
     let connecting = tokio_tungstenite::connect_async(full.as_str());
     let ws = match tokio::time::timeout(Duration::from_secs(20), connecting).await {
         Err(_) => return Outcome::Retry("connect timed out".into()),
@@ -158,7 +175,10 @@ async fn connect_once(settings: &ClientSettings, tx: &mpsc::Sender<ClientEvent>,
     for symbol in &settings.symbols {
         let msg = serde_json::json!({"type": "subscribe", "symbol": symbol}).to_string();
         if let Err(e) = sink.send(Message::text(msg)).await {
-            return Outcome::Retry(format!("subscribing: {}", scrub(&e.to_string(), settings.token.expose())));
+            return Outcome::Retry(format!(
+                "subscribing: {}",
+                scrub(&e.to_string(), settings.token.expose())
+            ));
         }
     }
     let mut last_frame = Instant::now();
@@ -174,7 +194,9 @@ async fn connect_once(settings: &ClientSettings, tx: &mpsc::Sender<ClientEvent>,
                 let silent = last_frame.elapsed();
                 if silent >= settings.silence_timeout {
                     stats.silences.fetch_add(1, Ordering::Relaxed);
-                    return Outcome::Retry(format!("no frames for {silent:.1?} (silence watchdog)"));
+                    return Outcome::Retry(format!(
+                        "no frames for {silent:.1?} (silence watchdog)"
+                    ));
                 }
                 continue;
             }
@@ -196,7 +218,9 @@ async fn connect_once(settings: &ClientSettings, tx: &mpsc::Sender<ClientEvent>,
             Some(Ok(Message::Ping(p))) => {
                 let _ = sink.send(Message::Pong(p)).await;
             }
-            Some(Ok(Message::Close(_))) => return Outcome::Retry("the server closed the connection".into()),
+            Some(Ok(Message::Close(_))) => {
+                return Outcome::Retry("the server closed the connection".into());
+            }
             Some(Ok(_)) => {}
         }
     }
@@ -205,16 +229,24 @@ async fn connect_once(settings: &ClientSettings, tx: &mpsc::Sender<ClientEvent>,
 /// Error frames: an invalid symbol is a warning (the rest keeps streaming); too many symbols
 /// names the limit.
 fn inspect_error(text: &str, settings: &ClientSettings, stats: &ClientStats) {
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else { return };
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(text) else {
+        return;
+    };
     if v.get("type").and_then(|t| t.as_str()) != Some("error") {
         return;
     }
     let msg = v.get("msg").and_then(|m| m.as_str()).unwrap_or_default();
     if let Some(symbol) = msg.strip_prefix("Invalid symbol ") {
         stats.invalid_symbols.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(symbol, "Finnhub: invalid symbol (check the spelling; the other symbols keep streaming)");
+        tracing::warn!(
+            symbol,
+            "Finnhub: invalid symbol (check the spelling; the other symbols keep streaming)"
+        );
     } else if msg.contains("too many symbols") {
-        tracing::error!(subscribed = settings.symbols.len(), "Finnhub: subscribing to too many symbols — a connection allows at most 50 (`max_symbols`)");
+        tracing::error!(
+            subscribed = settings.symbols.len(),
+            "Finnhub: subscribing to too many symbols — a connection allows at most 50 (`max_symbols`)"
+        );
     } else {
         tracing::warn!(message = msg, "Finnhub error frame");
     }
@@ -223,10 +255,18 @@ fn inspect_error(text: &str, settings: &ClientSettings, stats: &ClientStats) {
 /// `wss://host` → `wss://host/`: the request line needs a path before the query.
 fn with_path(url: &str) -> String {
     let after_scheme = url.split_once("://").map(|(_, rest)| rest).unwrap_or(url);
-    if after_scheme.contains('/') { url.to_string() } else { format!("{url}/") }
+    if after_scheme.contains('/') {
+        url.to_string()
+    } else {
+        format!("{url}/")
+    }
 }
 
 /// Removes the token from a message (errors may echo the URL).
 fn scrub(text: &str, token: &str) -> String {
-    if token.is_empty() { text.to_string() } else { text.replace(token, "***") }
+    if token.is_empty() {
+        text.to_string()
+    } else {
+        text.replace(token, "***")
+    }
 }

@@ -81,7 +81,11 @@ pub struct SimulatorConfig {
 
 impl Default for SimulatorConfig {
     fn default() -> Self {
-        SimulatorConfig { when: SimulateWhen::Auto, rate: default_sim_rate(), seed: default_sim_seed() }
+        SimulatorConfig {
+            when: SimulateWhen::Auto,
+            rate: default_sim_rate(),
+            seed: default_sim_seed(),
+        }
     }
 }
 

@@ -139,8 +139,13 @@ pub fn parse_trade_object(bytes: &[u8]) -> Option<ValidTrade> {
 #[inline]
 fn trade(c: &mut Cursor) -> Option<ValidTrade> {
     c.eat(b"{")?;
-    let (mut p, mut s, mut t, mut v, mut cond): (Option<f64>, Option<&str>, Option<i64>, Option<f64>, Option<CompactString>) =
-        (None, None, None, None, None);
+    let (mut p, mut s, mut t, mut v, mut cond): (
+        Option<f64>,
+        Option<&str>,
+        Option<i64>,
+        Option<f64>,
+        Option<CompactString>,
+    ) = (None, None, None, None, None);
     loop {
         c.eat(b"\"")?;
         let key = c.peek()?;
@@ -155,7 +160,11 @@ fn trade(c: &mut Cursor) -> Option<ValidTrade> {
                 if digits.len() > 15 || !digits.bytes().all(|d| d.is_ascii_digit()) {
                     return None;
                 }
-                t = Some(digits.bytes().fold(0i64, |acc, d| acc * 10 + (d - b'0') as i64));
+                t = Some(
+                    digits
+                        .bytes()
+                        .fold(0i64, |acc, d| acc * 10 + (d - b'0') as i64),
+                );
             }
             b'c' if cond.is_none() => {
                 let mut codes = CompactString::default();
@@ -193,7 +202,13 @@ fn trade(c: &mut Cursor) -> Option<ValidTrade> {
     if !(price > 0.0 && volume >= 0.0 && !symbol.is_empty() && (0..=MAX_TS).contains(&ts)) {
         return None;
     }
-    Some(ValidTrade { symbol: CompactString::from(symbol), price, volume, ts, conditions: cond.unwrap_or_default() })
+    Some(ValidTrade {
+        symbol: CompactString::from(symbol),
+        price,
+        volume,
+        ts,
+        conditions: cond.unwrap_or_default(),
+    })
 }
 
 #[cfg(test)]

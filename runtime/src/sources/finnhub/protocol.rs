@@ -102,27 +102,41 @@ pub fn parse_frame(
     mut on_trade: impl FnMut(usize, ValidTrade),
     invalid: &mut Vec<InvalidTrade>,
 ) -> Result<FrameKind, MalformedFrame> {
-    let frame: RawFrame = serde_json::from_str(text).map_err(|e| MalformedFrame { detail: format!("not a Finnhub frame: {e}") })?;
+    let frame: RawFrame = serde_json::from_str(text).map_err(|e| MalformedFrame {
+        detail: format!("not a Finnhub frame: {e}"),
+    })?;
     let kind = match frame.kind.as_deref() {
-        None => return Err(MalformedFrame { detail: "frame has no `type`".into() }),
+        None => {
+            return Err(MalformedFrame {
+                detail: "frame has no `type`".into(),
+            });
+        }
         Some(k) => k,
     };
     match kind {
         "trade" => {
             let Some(data) = frame.data else {
-                return Err(MalformedFrame { detail: "trade frame has no `data` list".into() });
+                return Err(MalformedFrame {
+                    detail: "trade frame has no `data` list".into(),
+                });
             };
             let n = data.0.len();
             for (index, raw) in data.0.into_iter().enumerate() {
                 match raw.validate() {
                     Ok(t) => on_trade(index, t),
-                    Err((reason, detail)) => invalid.push(InvalidTrade { index, reason, detail }),
+                    Err((reason, detail)) => invalid.push(InvalidTrade {
+                        index,
+                        reason,
+                        detail,
+                    }),
                 }
             }
             Ok(FrameKind::Trades(n))
         }
         "ping" => Ok(FrameKind::Ping),
-        "error" => Ok(FrameKind::Error(frame.msg.map(Cow::into_owned).unwrap_or_default())),
+        "error" => Ok(FrameKind::Error(
+            frame.msg.map(Cow::into_owned).unwrap_or_default(),
+        )),
         other => Ok(FrameKind::Other(other.to_string())),
     }
 }
@@ -134,7 +148,10 @@ pub fn parse_trade(bytes: &[u8]) -> Result<ValidTrade, (RejectReason, String)> {
     }
     match serde_json::from_slice::<RawTrade>(bytes) {
         Ok(raw) => raw.validate(),
-        Err(e) => Err((RejectReason::MalformedRecord, format!("not a trade object: {e}"))),
+        Err(e) => Err((
+            RejectReason::MalformedRecord,
+            format!("not a trade object: {e}"),
+        )),
     }
 }
 
@@ -228,7 +245,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for Loose<'a> {
                 Ok(Loose::Int(v))
             }
             fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(i64::try_from(v).map(Loose::Int).unwrap_or(Loose::Float(v as f64)))
+                Ok(i64::try_from(v)
+                    .map(Loose::Int)
+                    .unwrap_or(Loose::Float(v as f64)))
             }
             fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
                 Ok(Loose::Float(v))
@@ -319,7 +338,13 @@ impl<'de> Deserialize<'de> for Conditions {
 }
 
 enum RawTrade<'a> {
-    Object { c: Conditions, p: Loose<'a>, s: Loose<'a>, t: Loose<'a>, v: Loose<'a> },
+    Object {
+        c: Conditions,
+        p: Loose<'a>,
+        s: Loose<'a>,
+        t: Loose<'a>,
+        v: Loose<'a>,
+    },
     NotObject(&'static str),
 }
 
@@ -332,8 +357,13 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawTrade<'a> {
                 f.write_str("a trade object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let (mut c, mut p, mut s, mut t, mut v) =
-                    (Conditions::None, Loose::Absent, Loose::Absent, Loose::Absent, Loose::Absent);
+                let (mut c, mut p, mut s, mut t, mut v) = (
+                    Conditions::None,
+                    Loose::Absent,
+                    Loose::Absent,
+                    Loose::Absent,
+                    Loose::Absent,
+                );
                 while let Some(key) = map.next_key::<Cow<'de, str>>()? {
                     match key.as_ref() {
                         "c" => c = map.next_value()?,
@@ -379,43 +409,96 @@ impl RawTrade<'_> {
     fn validate(self) -> Result<ValidTrade, (RejectReason, String)> {
         use RejectReason::*;
         let RawTrade::Object { c, p, s, t, v } = self else {
-            let RawTrade::NotObject(what) = self else { unreachable!() };
+            let RawTrade::NotObject(what) = self else {
+                unreachable!()
+            };
             return Err((InvalidType, format!("trade must be an object, got {what}")));
         };
         let symbol = match s {
             Loose::Str(s) if !s.is_empty() => CompactString::from(s.as_ref()),
             Loose::Str(_) => return Err((MissingField, "`s` (symbol) is empty".into())),
             Loose::Absent => return Err((MissingField, "trade has no `s` (symbol)".into())),
-            other => return Err((InvalidType, format!("`s` (symbol) must be a string, got {}", other.type_name()))),
+            other => {
+                return Err((
+                    InvalidType,
+                    format!("`s` (symbol) must be a string, got {}", other.type_name()),
+                ));
+            }
         };
         let price = match (&p, p.number()) {
             (_, Some(x)) if x.is_finite() && x > 0.0 => x,
-            (_, Some(x)) => return Err((InvalidPrice, format!("`p` (price) must be a positive finite number, got {x}"))),
+            (_, Some(x)) => {
+                return Err((
+                    InvalidPrice,
+                    format!("`p` (price) must be a positive finite number, got {x}"),
+                ));
+            }
             (Loose::Absent, None) => return Err((MissingField, "trade has no `p` (price)".into())),
-            (other, None) => return Err((InvalidType, format!("`p` (price) must be a number, got {}", other.type_name()))),
+            (other, None) => {
+                return Err((
+                    InvalidType,
+                    format!("`p` (price) must be a number, got {}", other.type_name()),
+                ));
+            }
         };
         let volume = match (&v, v.number()) {
             (_, Some(x)) if x.is_finite() && x >= 0.0 => x,
-            (_, Some(x)) => return Err((InvalidVolume, format!("`v` (volume) must be a finite number ≥ 0, got {x}"))),
-            (Loose::Absent, None) => return Err((MissingField, "trade has no `v` (volume)".into())),
-            (other, None) => return Err((InvalidType, format!("`v` (volume) must be a number, got {}", other.type_name()))),
+            (_, Some(x)) => {
+                return Err((
+                    InvalidVolume,
+                    format!("`v` (volume) must be a finite number ≥ 0, got {x}"),
+                ));
+            }
+            (Loose::Absent, None) => {
+                return Err((MissingField, "trade has no `v` (volume)".into()));
+            }
+            (other, None) => {
+                return Err((
+                    InvalidType,
+                    format!("`v` (volume) must be a number, got {}", other.type_name()),
+                ));
+            }
         };
         let ts = match t {
             Loose::Int(ms) if (0..=MAX_TS).contains(&ms) => ms,
             Loose::Float(f) if f.fract() == 0.0 && (0.0..=MAX_TS as f64).contains(&f) => f as i64,
-            Loose::Int(ms) => return Err((InvalidTimestamp, format!("`t` (time, ms since epoch) is out of range: {ms}"))),
-            Loose::Float(f) => return Err((InvalidTimestamp, format!("`t` (time) must be whole milliseconds since the epoch, got {f}"))),
+            Loose::Int(ms) => {
+                return Err((
+                    InvalidTimestamp,
+                    format!("`t` (time, ms since epoch) is out of range: {ms}"),
+                ));
+            }
+            Loose::Float(f) => {
+                return Err((
+                    InvalidTimestamp,
+                    format!("`t` (time) must be whole milliseconds since the epoch, got {f}"),
+                ));
+            }
             Loose::Absent => return Err((MissingField, "trade has no `t` (time)".into())),
-            other => return Err((InvalidType, format!("`t` (time) must be an integer, got {}", other.type_name()))),
+            other => {
+                return Err((
+                    InvalidType,
+                    format!("`t` (time) must be an integer, got {}", other.type_name()),
+                ));
+            }
         };
         let conditions = match c {
             Conditions::None => CompactString::default(),
             Conditions::Codes(codes) => codes,
             Conditions::Invalid(what) => {
-                return Err((InvalidType, format!("`c` (conditions) must be a list of codes, got {what}")));
+                return Err((
+                    InvalidType,
+                    format!("`c` (conditions) must be a list of codes, got {what}"),
+                ));
             }
         };
-        Ok(ValidTrade { symbol, price, volume, ts, conditions })
+        Ok(ValidTrade {
+            symbol,
+            price,
+            volume,
+            ts,
+            conditions,
+        })
     }
 }
 
@@ -423,7 +506,13 @@ impl RawTrade<'_> {
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> (Result<FrameKind, MalformedFrame>, Vec<(usize, ValidTrade)>, Vec<InvalidTrade>) {
+    fn parse(
+        text: &str,
+    ) -> (
+        Result<FrameKind, MalformedFrame>,
+        Vec<(usize, ValidTrade)>,
+        Vec<InvalidTrade>,
+    ) {
         let mut ok = Vec::new();
         let mut bad = Vec::new();
         let kind = parse_frame(text, |i, t| ok.push((i, t)), &mut bad);
@@ -474,14 +563,23 @@ mod tests {
                 (7, RejectReason::InvalidType),
             ]
         );
-        assert_eq!(bad[0].detail, "`p` (price) must be a positive finite number, got -1");
+        assert_eq!(
+            bad[0].detail,
+            "`p` (price) must be a positive finite number, got -1"
+        );
     }
 
     #[test]
     fn classifies_other_frames() {
         assert_eq!(parse(r#"{"type":"ping"}"#).0, Ok(FrameKind::Ping));
-        assert_eq!(parse(r#"{"msg":"Invalid symbol XYZ","type":"error"}"#).0, Ok(FrameKind::Error("Invalid symbol XYZ".into())));
-        assert_eq!(parse(r#"{"data":[],"type":"news"}"#).0, Ok(FrameKind::Other("news".into())));
+        assert_eq!(
+            parse(r#"{"msg":"Invalid symbol XYZ","type":"error"}"#).0,
+            Ok(FrameKind::Error("Invalid symbol XYZ".into()))
+        );
+        assert_eq!(
+            parse(r#"{"data":[],"type":"news"}"#).0,
+            Ok(FrameKind::Other("news".into()))
+        );
         assert!(parse(r#"{"data":[1,2"#).0.is_err());
         assert!(parse(r#"{"data":5,"type":"trade"}"#).0.is_err());
         assert!(parse(r#"{"type":"trade"}"#).0.is_err());
@@ -491,7 +589,8 @@ mod tests {
 
     #[test]
     fn raw_trade_is_recovered_for_dead_letters() {
-        let f = r#"{"data":[{"p":1,"s":"A","t":1,"v":1},{"p":-1,"s":"B","t":1,"v":1}],"type":"trade"}"#;
+        let f =
+            r#"{"data":[{"p":1,"s":"A","t":1,"v":1},{"p":-1,"s":"B","t":1,"v":1}],"type":"trade"}"#;
         assert_eq!(raw_trade(f, 1).unwrap(), r#"{"p":-1,"s":"B","t":1,"v":1}"#);
     }
 }

@@ -36,10 +36,16 @@ pub struct FinnhubShared {
 
 impl FinnhubShared {
     /// Resolves the token (or starts the simulator).
-    pub fn prepare(name: &str, cfg: &FinnhubConfig, rt: &tokio::runtime::Handle) -> Result<FinnhubShared> {
+    pub fn prepare(
+        name: &str,
+        cfg: &FinnhubConfig,
+        rt: &tokio::runtime::Handle,
+    ) -> Result<FinnhubShared> {
         // TLS for wss:// uses rustls with the ring provider (installed once per process).
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let token = std::env::var(&cfg.token_env).ok().filter(|t| !t.trim().is_empty());
+        let token = std::env::var(&cfg.token_env)
+            .ok()
+            .filter(|t| !t.trim().is_empty());
         let simulate = match (cfg.simulator.when, &token) {
             (SimulateWhen::Always, _) | (SimulateWhen::Auto, None) => true,
             (SimulateWhen::Never, None) => bail!(
@@ -62,7 +68,8 @@ impl FinnhubShared {
         let mut simulator = None;
         if simulate {
             let sim_token = format!("sim-{:016x}", rand::random::<u64>());
-            let mut sim = SimConfig::new("127.0.0.1:0".parse().expect("a valid address"), &sim_token);
+            let mut sim =
+                SimConfig::new("127.0.0.1:0".parse().expect("a valid address"), &sim_token);
             sim.seed = cfg.simulator.seed;
             sim.rate = cfg.simulator.rate;
             sim.ping_interval = Duration::from_secs(15);
@@ -71,26 +78,41 @@ impl FinnhubShared {
                     sim.symbols.push(s.clone());
                 }
             }
-            let started = rt.block_on(Simulator::start(sim)).context("starting the built-in Finnhub simulator")?;
+            let started = rt
+                .block_on(Simulator::start(sim))
+                .context("starting the built-in Finnhub simulator")?;
             tracing::info!(source = name, url = %started.url(), rate = cfg.simulator.rate, "no `{}` set: streaming from the built-in Finnhub simulator", cfg.token_env);
             settings.url = started.url();
             settings.token = Secret::new(sim_token);
             settings.token_origin = "the simulator's token".into();
             simulator = Some(started);
         }
-        Ok(FinnhubShared { settings, stats: Arc::new(ClientStats::default()), simulator: std::sync::Mutex::new(simulator), simulated: simulate })
+        Ok(FinnhubShared {
+            settings,
+            stats: Arc::new(ClientStats::default()),
+            simulator: std::sync::Mutex::new(simulator),
+            simulated: simulate,
+        })
     }
 
     /// Stops the simulator, if one runs.
     pub fn shutdown(&self, rt: &tokio::runtime::Handle) {
-        if let Some(sim) = self.simulator.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(sim) = self
+            .simulator
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
             rt.block_on(sim.stop());
         }
     }
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Rolling JSONL files of raw frames.
@@ -103,15 +125,23 @@ struct Archive {
 impl Archive {
     fn write(&mut self, frame: &str) -> Result<()> {
         let roll = match &self.file {
-            Some((_, bytes, opened)) => *bytes >= self.cfg.max_bytes.0 || opened.elapsed() >= self.cfg.max_age.to_std(),
+            Some((_, bytes, opened)) => {
+                *bytes >= self.cfg.max_bytes.0 || opened.elapsed() >= self.cfg.max_age.to_std()
+            }
             None => true,
         };
         if roll {
             self.close()?;
-            std::fs::create_dir_all(&self.cfg.path).with_context(|| format!("creating archive folder `{}`", self.cfg.path))?;
+            std::fs::create_dir_all(&self.cfg.path)
+                .with_context(|| format!("creating archive folder `{}`", self.cfg.path))?;
             self.n += 1;
-            let path = std::path::Path::new(&self.cfg.path).join(format!("frames-{}-{:04}.jsonl", now_ms(), self.n));
-            let f = std::fs::File::create(&path).with_context(|| format!("creating `{}`", path.display()))?;
+            let path = std::path::Path::new(&self.cfg.path).join(format!(
+                "frames-{}-{:04}.jsonl",
+                now_ms(),
+                self.n
+            ));
+            let f = std::fs::File::create(&path)
+                .with_context(|| format!("creating `{}`", path.display()))?;
             self.file = Some((std::io::BufWriter::new(f), 0, Instant::now()));
         }
         let (w, bytes, _) = self.file.as_mut().expect("opened above");
@@ -139,140 +169,177 @@ pub fn finnhub_stream<'scope>(
     let name = node.name.clone();
     let ooo = node.max_out_of_orderness_ms();
     let quantum = node.time_quantum_ms;
-    let crate::sources::SourceSpec::Finnhub(cfg) = &node.config else { unreachable!("a finnhub source") };
+    let crate::sources::SourceSpec::Finnhub(cfg) = &node.config else {
+        unreachable!("a finnhub source")
+    };
     let idle_timeout = cfg.idle_timeout.as_millis();
     let archive_cfg = cfg.archive.clone();
-    let shared = ctx.finnhub[source_index].clone().expect("finnhub state is prepared before the dataflow is built");
+    let shared = ctx.finnhub[source_index]
+        .clone()
+        .expect("finnhub state is prepared before the dataflow is built");
     let worker = scope.index();
     let ctx = Arc::clone(ctx);
 
-    source(scope, &format!("Finnhub({name})"), move |capability: Capability<u64>, info| {
-        let activator = scope.activator_for(info.address);
-        let mut cap = if worker == 0 { Some(capability) } else { None };
-        let mut rx: Option<mpsc::Receiver<ClientEvent>> = None;
-        if worker == 0 {
-            let (tx, r) = mpsc::channel(client::CHANNEL_FRAMES);
-            rx = Some(r);
-            let settings = shared.settings.clone();
-            let stats = Arc::clone(&shared.stats);
-            ctx.rt.spawn(client::run(settings, tx, Arc::clone(&ctx.stop), stats));
-        }
-        let mut archive = archive_cfg.map(|cfg| Archive { cfg, file: None, n: 0 });
-        let mut frame_no: u64 = 0;
-        let mut max_ts = i64::MIN;
-        // The watermark: never goes back, even when an idle period had advanced it.
-        let mut wm_state = i64::MIN;
-        let mut last_trade = Instant::now();
-        let mut invalid: Vec<InvalidTrade> = Vec::new();
-        let mut batch: Vec<Trade> = Vec::new();
-
-        move |output| {
-            let Some(capability) = cap.as_mut() else { return };
-            if ctx.stop.load(Ordering::Relaxed) {
-                if let Some(a) = archive.as_mut()
-                    && let Err(e) = a.close()
-                {
-                    ctx.fail(format!("source `{name}`: archive: {e:#}"));
-                }
-                cap = None;
-                return;
+    source(
+        scope,
+        &format!("Finnhub({name})"),
+        move |capability: Capability<u64>, info| {
+            let activator = scope.activator_for(info.address);
+            let mut cap = if worker == 0 { Some(capability) } else { None };
+            let mut rx: Option<mpsc::Receiver<ClientEvent>> = None;
+            if worker == 0 {
+                let (tx, r) = mpsc::channel(client::CHANNEL_FRAMES);
+                rx = Some(r);
+                let settings = shared.settings.clone();
+                let stats = Arc::clone(&shared.stats);
+                ctx.rt
+                    .spawn(client::run(settings, tx, Arc::clone(&ctx.stop), stats));
             }
-            let rx = rx.as_mut().expect("worker 0 has the channel");
-            let idle_floor = |last: Instant| -> i64 {
-                if last.elapsed().as_millis() as i64 >= idle_timeout { now_ms() - idle_timeout - ooo } else { i64::MIN }
-            };
-            let (mut frames, mut pings, mut errors, mut others) = (0u64, 0u64, 0u64, 0u64);
-            // Up to a bounded amount per activation, so progress and other operators keep moving.
-            let mut drained_all = false;
-            for _ in 0..20_000 {
-                let event = match rx.try_recv() {
-                    Ok(e) => e,
-                    Err(_) => {
-                        drained_all = true;
-                        break;
-                    }
+            let mut archive = archive_cfg.map(|cfg| Archive {
+                cfg,
+                file: None,
+                n: 0,
+            });
+            let mut frame_no: u64 = 0;
+            let mut max_ts = i64::MIN;
+            // The watermark: never goes back, even when an idle period had advanced it.
+            let mut wm_state = i64::MIN;
+            let mut last_trade = Instant::now();
+            let mut invalid: Vec<InvalidTrade> = Vec::new();
+            let mut batch: Vec<Trade> = Vec::new();
+
+            move |output| {
+                let Some(capability) = cap.as_mut() else {
+                    return;
                 };
-                let text = match event {
-                    ClientEvent::Frame(t) => t,
-                    ClientEvent::Fatal(msg) => {
-                        ctx.fail(format!("source `{name}`: {msg}"));
-                        cap = None;
-                        return;
+                if ctx.stop.load(Ordering::Relaxed) {
+                    if let Some(a) = archive.as_mut()
+                        && let Err(e) = a.close()
+                    {
+                        ctx.fail(format!("source `{name}`: archive: {e:#}"));
                     }
-                };
-                frame_no += 1;
-                frames += 1;
-                if let Some(a) = archive.as_mut()
-                    && let Err(e) = a.write(text.as_str())
-                {
-                    ctx.fail(format!("source `{name}`: archive: {e:#}"));
+                    cap = None;
+                    return;
                 }
-                let floor = idle_floor(last_trade);
-                let before = batch.len();
-                let mut push = |index: usize, t: protocol::ValidTrade| {
-                    max_ts = max_ts.max(t.ts);
-                    wm_state = wm_state.max(max_ts - ooo).max(floor);
-                    batch.push(Trade {
-                        symbol: t.symbol,
-                        price: t.price,
-                        volume: t.volume,
-                        ts: t.ts,
-                        seq: (frame_no << Trade::SEQ_INDEX_BITS) | index as u64,
-                        wm: wm_state,
-                        conditions: t.conditions,
-                    });
+                let rx = rx.as_mut().expect("worker 0 has the channel");
+                let idle_floor = |last: Instant| -> i64 {
+                    if last.elapsed().as_millis() as i64 >= idle_timeout {
+                        now_ms() - idle_timeout - ooo
+                    } else {
+                        i64::MIN
+                    }
                 };
-                if fast::parse_trade_frame(text.as_bytes(), &mut push).is_none() {
-                    invalid.clear();
-                    match protocol::parse_frame(text.as_str(), &mut push, &mut invalid) {
-                        Ok(FrameKind::Trades(_)) => {}
-                        Ok(FrameKind::Ping) => pings += 1,
-                        Ok(FrameKind::Error(msg)) => {
-                            errors += 1;
-                            dead.borrow_mut().log_server_error(&name, &msg);
+                let (mut frames, mut pings, mut errors, mut others) = (0u64, 0u64, 0u64, 0u64);
+                // Up to a bounded amount per activation, so progress and other operators keep moving.
+                let mut drained_all = false;
+                for _ in 0..20_000 {
+                    let event = match rx.try_recv() {
+                        Ok(e) => e,
+                        Err(_) => {
+                            drained_all = true;
+                            break;
                         }
-                        Ok(FrameKind::Other(_)) => others += 1,
-                        Err(m) => dead.borrow_mut().push(DeadLetter { source: &name, reason: RejectReason::MalformedFrame, detail: m.detail, raw: text.to_string(), line: frame_no }),
+                    };
+                    let text = match event {
+                        ClientEvent::Frame(t) => t,
+                        ClientEvent::Fatal(msg) => {
+                            ctx.fail(format!("source `{name}`: {msg}"));
+                            cap = None;
+                            return;
+                        }
+                    };
+                    frame_no += 1;
+                    frames += 1;
+                    if let Some(a) = archive.as_mut()
+                        && let Err(e) = a.write(text.as_str())
+                    {
+                        ctx.fail(format!("source `{name}`: archive: {e:#}"));
                     }
-                    for inv in invalid.drain(..) {
-                        let raw = protocol::raw_trade(text.as_str(), inv.index).unwrap_or_else(|| text.to_string());
-                        dead.borrow_mut().push(DeadLetter { source: &name, reason: inv.reason, detail: inv.detail, raw, line: frame_no });
+                    let floor = idle_floor(last_trade);
+                    let before = batch.len();
+                    let mut push = |index: usize, t: protocol::ValidTrade| {
+                        max_ts = max_ts.max(t.ts);
+                        wm_state = wm_state.max(max_ts - ooo).max(floor);
+                        batch.push(Trade {
+                            symbol: t.symbol,
+                            price: t.price,
+                            volume: t.volume,
+                            ts: t.ts,
+                            seq: (frame_no << Trade::SEQ_INDEX_BITS) | index as u64,
+                            wm: wm_state,
+                            conditions: t.conditions,
+                        });
+                    };
+                    if fast::parse_trade_frame(text.as_bytes(), &mut push).is_none() {
+                        invalid.clear();
+                        match protocol::parse_frame(text.as_str(), &mut push, &mut invalid) {
+                            Ok(FrameKind::Trades(_)) => {}
+                            Ok(FrameKind::Ping) => pings += 1,
+                            Ok(FrameKind::Error(msg)) => {
+                                errors += 1;
+                                dead.borrow_mut().log_server_error(&name, &msg);
+                            }
+                            Ok(FrameKind::Other(_)) => others += 1,
+                            Err(m) => dead.borrow_mut().push(DeadLetter {
+                                source: &name,
+                                reason: RejectReason::MalformedFrame,
+                                detail: m.detail,
+                                raw: text.to_string(),
+                                line: frame_no,
+                            }),
+                        }
+                        for inv in invalid.drain(..) {
+                            let raw = protocol::raw_trade(text.as_str(), inv.index)
+                                .unwrap_or_else(|| text.to_string());
+                            dead.borrow_mut().push(DeadLetter {
+                                source: &name,
+                                reason: inv.reason,
+                                detail: inv.detail,
+                                raw,
+                                line: frame_no,
+                            });
+                        }
+                    }
+                    if batch.len() > before {
+                        last_trade = Instant::now();
                     }
                 }
-                if batch.len() > before {
-                    last_trade = Instant::now();
-                }
-            }
-            let m = &ctx.metrics;
-            m.frames.fetch_add(frames, Ordering::Relaxed);
-            m.pings.fetch_add(pings, Ordering::Relaxed);
-            m.server_errors.fetch_add(errors, Ordering::Relaxed);
-            m.other_frames.fetch_add(others, Ordering::Relaxed);
-            m.trades.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                let m = &ctx.metrics;
+                m.frames.fetch_add(frames, Ordering::Relaxed);
+                m.pings.fetch_add(pings, Ordering::Relaxed);
+                m.server_errors.fetch_add(errors, Ordering::Relaxed);
+                m.other_frames.fetch_add(others, Ordering::Relaxed);
+                m.trades.fetch_add(batch.len() as u64, Ordering::Relaxed);
 
-            // Emit by timestamp (watermarks only grow, so runs are contiguous).
-            let mut rest = std::mem::take(&mut batch);
-            while !rest.is_empty() {
-                let t = quantize(rest[0].wm, quantum).max(*capability.time());
-                let run = rest.iter().take_while(|x| quantize(x.wm, quantum).max(*capability.time()) == t).count();
-                let tail = rest.split_off(run);
-                output.session(&capability.delayed(&t)).give_container(&mut rest);
-                rest = tail;
-            }
-            wm_state = wm_state.max(idle_floor(last_trade));
-            let wm = wm_state;
-            if wm > i64::MIN {
-                m.watermark.fetch_max(wm, Ordering::Relaxed);
-                let t = quantize(wm, quantum);
-                if t > *capability.time() {
-                    capability.downgrade(&t);
+                // Emit by timestamp (watermarks only grow, so runs are contiguous).
+                let mut rest = std::mem::take(&mut batch);
+                while !rest.is_empty() {
+                    let t = quantize(rest[0].wm, quantum).max(*capability.time());
+                    let run = rest
+                        .iter()
+                        .take_while(|x| quantize(x.wm, quantum).max(*capability.time()) == t)
+                        .count();
+                    let tail = rest.split_off(run);
+                    output
+                        .session(&capability.delayed(&t))
+                        .give_container(&mut rest);
+                    rest = tail;
+                }
+                wm_state = wm_state.max(idle_floor(last_trade));
+                let wm = wm_state;
+                if wm > i64::MIN {
+                    m.watermark.fetch_max(wm, Ordering::Relaxed);
+                    let t = quantize(wm, quantum);
+                    if t > *capability.time() {
+                        capability.downgrade(&t);
+                    }
+                }
+                if drained_all {
+                    activator.activate_after(Duration::from_millis(10));
+                } else {
+                    activator.activate();
                 }
             }
-            if drained_all {
-                activator.activate_after(Duration::from_millis(10));
-            } else {
-                activator.activate();
-            }
-        }
-    })
+        },
+    )
 }

@@ -53,168 +53,201 @@ pub fn kafka_stream<'scope>(
     let node = &ctx.plan.sources[source_index];
     let name = node.name.clone();
     let quantum = node.time_quantum_ms;
-    let SourceSpec::Kafka(cfg) = &node.config else { unreachable!("a kafka source") };
+    let SourceSpec::Kafka(cfg) = &node.config else {
+        unreachable!("a kafka source")
+    };
     let cfg: KafkaSourceConfig = cfg.clone();
     let (worker, peers) = (scope.index(), scope.peers());
     let bounded = ctx.bounded;
     let ctx = Arc::clone(ctx);
 
-    source(scope, &format!("Kafka({name})"), move |capability: Capability<u64>, info| {
-        let activator = scope.activator_for(info.address);
-        let ooo = cfg.max_out_of_orderness.as_millis();
-        let idle = Duration::from_millis(cfg.idle_timeout.as_millis().max(1) as u64);
-        let setup = || -> anyhow::Result<(BaseConsumer, Vec<PartitionState>)> {
-            let consumer: BaseConsumer = ClientConfig::new()
-                .set("bootstrap.servers", &cfg.brokers)
-                .set("group.id", &cfg.group_id)
-                .set("enable.auto.commit", "false")
-                .set("enable.auto.offset.store", "false")
-                .set("enable.partition.eof", "false")
-                .set("fetch.max.bytes", "104857600")
-                .set("max.partition.fetch.bytes", "8388608")
-                .set("queued.max.messages.kbytes", "262144")
-                .set("auto.offset.reset", match cfg.start {
-                    StartPosition::Earliest => "earliest",
-                    StartPosition::Latest => "latest",
-                })
-                .create()?;
-            let metadata = consumer.fetch_metadata(Some(&cfg.topic), Duration::from_secs(10))?;
-            let topic = metadata.topics().iter().find(|t| t.name() == cfg.topic);
-            let partitions: Vec<i32> = match topic {
-                Some(t) if t.error().is_none() && !t.partitions().is_empty() => t.partitions().iter().map(|p| p.id()).collect(),
-                _ => anyhow::bail!("topic `{}` does not exist on {}", cfg.topic, cfg.brokers),
-            };
-            let mine: Vec<i32> = partitions.into_iter().filter(|p| *p as usize % peers == worker).collect();
-            let mut tpl = TopicPartitionList::new();
-            let mut states = Vec::new();
-            for p in mine {
-                let (low, high) = consumer.fetch_watermarks(&cfg.topic, p, Duration::from_secs(10))?;
-                let start = match cfg.start {
-                    StartPosition::Earliest => low,
-                    StartPosition::Latest => high,
+    source(
+        scope,
+        &format!("Kafka({name})"),
+        move |capability: Capability<u64>, info| {
+            let activator = scope.activator_for(info.address);
+            let ooo = cfg.max_out_of_orderness.as_millis();
+            let idle = Duration::from_millis(cfg.idle_timeout.as_millis().max(1) as u64);
+            let setup = || -> anyhow::Result<(BaseConsumer, Vec<PartitionState>)> {
+                let consumer: BaseConsumer = ClientConfig::new()
+                    .set("bootstrap.servers", &cfg.brokers)
+                    .set("group.id", &cfg.group_id)
+                    .set("enable.auto.commit", "false")
+                    .set("enable.auto.offset.store", "false")
+                    .set("enable.partition.eof", "false")
+                    .set("fetch.max.bytes", "104857600")
+                    .set("max.partition.fetch.bytes", "8388608")
+                    .set("queued.max.messages.kbytes", "262144")
+                    .set(
+                        "auto.offset.reset",
+                        match cfg.start {
+                            StartPosition::Earliest => "earliest",
+                            StartPosition::Latest => "latest",
+                        },
+                    )
+                    .create()?;
+                let metadata =
+                    consumer.fetch_metadata(Some(&cfg.topic), Duration::from_secs(10))?;
+                let topic = metadata.topics().iter().find(|t| t.name() == cfg.topic);
+                let partitions: Vec<i32> = match topic {
+                    Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
+                        t.partitions().iter().map(|p| p.id()).collect()
+                    }
+                    _ => anyhow::bail!("topic `{}` does not exist on {}", cfg.topic, cfg.brokers),
                 };
-                tpl.add_partition_offset(&cfg.topic, p, Offset::Offset(start))?;
-                states.push(PartitionState {
-                    partition: p,
-                    next: start,
-                    end: bounded.then_some(high),
-                    max_ts: i64::MIN,
-                    wm: i64::MIN,
-                    last_record: Instant::now(),
-                    touched: false,
-                });
-            }
-            consumer.assign(&tpl)?;
-            Ok((consumer, states))
-        };
-        let (consumer, mut parts) = match setup() {
-            Ok(x) => (Some(x.0), x.1),
-            Err(e) => {
-                ctx.fail(format!("source `{name}`: {e:#}"));
-                (None, Vec::new())
-            }
-        };
-        let mut cap = consumer.as_ref().map(|_| capability);
-        let mut last_commit = Instant::now();
-        let mut batch: BTreeMap<u64, Vec<Trade>> = BTreeMap::new();
+                let mine: Vec<i32> = partitions
+                    .into_iter()
+                    .filter(|p| *p as usize % peers == worker)
+                    .collect();
+                let mut tpl = TopicPartitionList::new();
+                let mut states = Vec::new();
+                for p in mine {
+                    let (low, high) =
+                        consumer.fetch_watermarks(&cfg.topic, p, Duration::from_secs(10))?;
+                    let start = match cfg.start {
+                        StartPosition::Earliest => low,
+                        StartPosition::Latest => high,
+                    };
+                    tpl.add_partition_offset(&cfg.topic, p, Offset::Offset(start))?;
+                    states.push(PartitionState {
+                        partition: p,
+                        next: start,
+                        end: bounded.then_some(high),
+                        max_ts: i64::MIN,
+                        wm: i64::MIN,
+                        last_record: Instant::now(),
+                        touched: false,
+                    });
+                }
+                consumer.assign(&tpl)?;
+                Ok((consumer, states))
+            };
+            let (consumer, mut parts) = match setup() {
+                Ok(x) => (Some(x.0), x.1),
+                Err(e) => {
+                    ctx.fail(format!("source `{name}`: {e:#}"));
+                    (None, Vec::new())
+                }
+            };
+            let mut cap = consumer.as_ref().map(|_| capability);
+            let mut last_commit = Instant::now();
+            let mut batch: BTreeMap<u64, Vec<Trade>> = BTreeMap::new();
 
-        move |output| {
-            let (Some(consumer), Some(capability)) = (consumer.as_ref(), cap.as_mut()) else {
-                cap = None;
-                return;
-            };
-            if ctx.stop.load(Ordering::Relaxed) {
-                cap = None;
-                return;
-            }
-            let (mut n, mut polled) = (0u64, 0);
-            while polled < 20_000 {
-                let Some(result) = consumer.poll(Duration::ZERO) else { break };
-                polled += 1;
-                let msg = match result {
-                    Ok(m) => m,
-                    Err(e) => {
-                        tracing::warn!(source = %name, error = %e, "Kafka consumer error (retrying)");
-                        break;
-                    }
+            move |output| {
+                let (Some(consumer), Some(capability)) = (consumer.as_ref(), cap.as_mut()) else {
+                    cap = None;
+                    return;
                 };
-                let Some(state) = parts.iter_mut().find(|s| s.partition == msg.partition()) else { continue };
-                let offset = msg.offset();
-                state.next = offset + 1;
-                state.touched = true;
-                if state.end.is_some_and(|end| offset >= end) {
-                    continue; // past the bounded end
+                if ctx.stop.load(Ordering::Relaxed) {
+                    cap = None;
+                    return;
                 }
-                let seq = ((state.partition as u64) << OFFSET_BITS) | offset as u64;
-                match protocol::parse_trade(msg.payload().unwrap_or_default()) {
-                    Ok(t) => {
-                        state.max_ts = state.max_ts.max(t.ts);
-                        state.wm = state.wm.max(state.max_ts - ooo);
-                        n += 1;
-                        let time = quantize(state.wm, quantum).max(*capability.time());
-                        batch.entry(time).or_default().push(Trade {
-                            symbol: t.symbol,
-                            price: t.price,
-                            volume: t.volume,
-                            ts: t.ts,
-                            seq,
-                            wm: state.wm,
-                            conditions: t.conditions,
-                        });
+                let (mut n, mut polled) = (0u64, 0);
+                while polled < 20_000 {
+                    let Some(result) = consumer.poll(Duration::ZERO) else {
+                        break;
+                    };
+                    polled += 1;
+                    let msg = match result {
+                        Ok(m) => m,
+                        Err(e) => {
+                            tracing::warn!(source = %name, error = %e, "Kafka consumer error (retrying)");
+                            break;
+                        }
+                    };
+                    let Some(state) = parts.iter_mut().find(|s| s.partition == msg.partition())
+                    else {
+                        continue;
+                    };
+                    let offset = msg.offset();
+                    state.next = offset + 1;
+                    state.touched = true;
+                    if state.end.is_some_and(|end| offset >= end) {
+                        continue; // past the bounded end
                     }
-                    Err((reason, detail)) => {
-                        let raw = String::from_utf8_lossy(msg.payload().unwrap_or_default()).into_owned();
-                        dead.borrow_mut().push(DeadLetter { source: &name, reason, detail, raw, line: offset as u64 });
+                    let seq = ((state.partition as u64) << OFFSET_BITS) | offset as u64;
+                    match protocol::parse_trade(msg.payload().unwrap_or_default()) {
+                        Ok(t) => {
+                            state.max_ts = state.max_ts.max(t.ts);
+                            state.wm = state.wm.max(state.max_ts - ooo);
+                            n += 1;
+                            let time = quantize(state.wm, quantum).max(*capability.time());
+                            batch.entry(time).or_default().push(Trade {
+                                symbol: t.symbol,
+                                price: t.price,
+                                volume: t.volume,
+                                ts: t.ts,
+                                seq,
+                                wm: state.wm,
+                                conditions: t.conditions,
+                            });
+                        }
+                        Err((reason, detail)) => {
+                            let raw = String::from_utf8_lossy(msg.payload().unwrap_or_default())
+                                .into_owned();
+                            dead.borrow_mut().push(DeadLetter {
+                                source: &name,
+                                reason,
+                                detail,
+                                raw,
+                                line: offset as u64,
+                            });
+                        }
                     }
                 }
-            }
-            ctx.metrics.trades.fetch_add(n, Ordering::Relaxed);
-            let now = Instant::now();
-            for s in parts.iter_mut().filter(|s| s.touched) {
-                s.last_record = now;
-                s.touched = false;
-            }
-            for (time, mut trades) in std::mem::take(&mut batch) {
-                output.session(&capability.delayed(&time)).give_container(&mut trades);
-            }
-            // The worker's watermark: the slowest partition that is neither finished nor idle.
-            let live: Vec<&PartitionState> = parts
-                .iter()
-                .filter(|s| !s.end.is_some_and(|end| s.next >= end) && s.last_record.elapsed() < idle)
-                .collect();
-            let finished = bounded && parts.iter().all(|s| s.end.is_some_and(|end| s.next >= end));
-            if let Some(wm) = live.iter().map(|s| s.wm).min() {
-                if wm > i64::MIN {
-                    ctx.metrics.watermark.fetch_max(wm, Ordering::Relaxed);
+                ctx.metrics.trades.fetch_add(n, Ordering::Relaxed);
+                let now = Instant::now();
+                for s in parts.iter_mut().filter(|s| s.touched) {
+                    s.last_record = now;
+                    s.touched = false;
                 }
-                let t = quantize(wm, quantum);
-                if t > *capability.time() {
-                    capability.downgrade(&t);
+                for (time, mut trades) in std::mem::take(&mut batch) {
+                    output
+                        .session(&capability.delayed(&time))
+                        .give_container(&mut trades);
                 }
-            } else if let Some(wm) = parts.iter().map(|s| s.wm).max()
-                && !finished
-            {
-                // Every partition idle: follow the most advanced one.
-                let t = quantize(wm, quantum);
-                if t > *capability.time() {
-                    capability.downgrade(&t);
+                // The worker's watermark: the slowest partition that is neither finished nor idle.
+                let live: Vec<&PartitionState> = parts
+                    .iter()
+                    .filter(|s| {
+                        !s.end.is_some_and(|end| s.next >= end) && s.last_record.elapsed() < idle
+                    })
+                    .collect();
+                let finished =
+                    bounded && parts.iter().all(|s| s.end.is_some_and(|end| s.next >= end));
+                if let Some(wm) = live.iter().map(|s| s.wm).min() {
+                    if wm > i64::MIN {
+                        ctx.metrics.watermark.fetch_max(wm, Ordering::Relaxed);
+                    }
+                    let t = quantize(wm, quantum);
+                    if t > *capability.time() {
+                        capability.downgrade(&t);
+                    }
+                } else if let Some(wm) = parts.iter().map(|s| s.wm).max()
+                    && !finished
+                {
+                    // Every partition idle: follow the most advanced one.
+                    let t = quantize(wm, quantum);
+                    if t > *capability.time() {
+                        capability.downgrade(&t);
+                    }
+                }
+                if last_commit.elapsed() > Duration::from_secs(5) || finished {
+                    commit(consumer, &cfg.topic, &parts);
+                    last_commit = Instant::now();
+                }
+                if finished {
+                    cap = None;
+                } else if polled > 0 {
+                    activator.activate();
+                } else {
+                    // Nothing queued right now: librdkafka's fetcher refills its queue within
+                    // milliseconds, so look again soon (a long sleep here starves the pipeline).
+                    activator.activate_after(Duration::from_millis(1));
                 }
             }
-            if last_commit.elapsed() > Duration::from_secs(5) || finished {
-                commit(consumer, &cfg.topic, &parts);
-                last_commit = Instant::now();
-            }
-            if finished {
-                cap = None;
-            } else if polled > 0 {
-                activator.activate();
-            } else {
-                // Nothing queued right now: librdkafka's fetcher refills its queue within
-                // milliseconds, so look again soon (a long sleep here starves the pipeline).
-                activator.activate_after(Duration::from_millis(1));
-            }
-        }
-    })
+        },
+    )
 }
 
 /// Publishes progress to the consumer group (for lag tools only).

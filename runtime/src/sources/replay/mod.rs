@@ -99,7 +99,10 @@ impl ReplayShared {
                 }
             }
         };
-        (line_start(b * self.block_size), line_start((b + 1) * self.block_size))
+        (
+            line_start(b * self.block_size),
+            line_start((b + 1) * self.block_size),
+        )
     }
 }
 
@@ -130,132 +133,167 @@ pub fn replay_stream<'scope>(
 ) -> StreamVec<'scope, u64, Trade> {
     let node = &ctx.plan.sources[source_index];
     let name = node.name.clone();
-    let shared = ctx.replay[source_index].clone().expect("replay state is opened before the dataflow is built");
+    let shared = ctx.replay[source_index]
+        .clone()
+        .expect("replay state is opened before the dataflow is built");
     let ooo = node.max_out_of_orderness_ms();
     let quantum = node.time_quantum_ms;
-    let crate::sources::SourceSpec::Replay(config) = &node.config else { unreachable!("a replay source") };
+    let crate::sources::SourceSpec::Replay(config) = &node.config else {
+        unreachable!("a replay source")
+    };
     let speed = config.speed;
     let (worker, peers) = (scope.index(), scope.peers());
     let ctx = Arc::clone(ctx);
 
-    source(scope, &format!("Replay({name})"), move |capability: Capability<u64>, info| {
-        let activator = scope.activator_for(info.address);
-        let mut cap = Some(capability);
-        // Blocks this worker parses; paced replay reads everything on worker 0.
-        let mut my_blocks: VecDeque<usize> = if speed > 0.0 {
-            if worker == 0 { (0..shared.n_blocks).collect() } else { VecDeque::new() }
-        } else {
-            (worker..shared.n_blocks).step_by(peers).collect()
-        };
-        let mut parsed: VecDeque<ParsedBlock> = VecDeque::new();
-        let mut ready: Option<ReadyBlock> = None;
-        // Length of the contiguous prefix of published blocks.
-        let mut published = 0usize;
-        let started = Instant::now();
-        let metrics: Arc<Metrics> = Arc::clone(&ctx.metrics);
-        let stop = Arc::clone(&ctx.stop);
+    source(
+        scope,
+        &format!("Replay({name})"),
+        move |capability: Capability<u64>, info| {
+            let activator = scope.activator_for(info.address);
+            let mut cap = Some(capability);
+            // Blocks this worker parses; paced replay reads everything on worker 0.
+            let mut my_blocks: VecDeque<usize> = if speed > 0.0 {
+                if worker == 0 {
+                    (0..shared.n_blocks).collect()
+                } else {
+                    VecDeque::new()
+                }
+            } else {
+                (worker..shared.n_blocks).step_by(peers).collect()
+            };
+            let mut parsed: VecDeque<ParsedBlock> = VecDeque::new();
+            let mut ready: Option<ReadyBlock> = None;
+            // Length of the contiguous prefix of published blocks.
+            let mut published = 0usize;
+            let started = Instant::now();
+            let metrics: Arc<Metrics> = Arc::clone(&ctx.metrics);
+            let stop = Arc::clone(&ctx.stop);
 
-        move |output| {
-            if stop.load(Ordering::Relaxed) {
-                cap = None;
-                return;
-            }
-            let Some(capability) = cap.as_mut() else { return };
-
-            // 1. Emit (part of) the released block.
-            if let Some(block) = ready.as_mut() {
-                let mut end = block.trades.len();
-                if speed > 0.0 {
-                    let origin = shared.origin_ts.load(Ordering::Relaxed);
-                    let elapsed = started.elapsed().as_millis() as f64 * speed;
-                    end = block.next
-                        + block.trades[block.next..]
-                            .iter()
-                            .take_while(|t| (t.wm + ooo - origin) as f64 <= elapsed)
-                            .count();
-                }
-                metrics.trades.fetch_add((end - block.next) as u64, Ordering::Relaxed);
-                if block.next == 0 && end == block.trades.len() {
-                    // The whole block: hand over the vectors, one per timestamp, without copying
-                    // trade by trade.
-                    let mut rest = std::mem::take(&mut block.trades);
-                    while !rest.is_empty() {
-                        let t = quantize(rest[0].wm, quantum);
-                        let run = rest.iter().take_while(|x| quantize(x.wm, quantum) == t).count();
-                        let tail = if run < rest.len() { rest.split_off(run) } else { Vec::new() };
-                        let at = capability.delayed(&t);
-                        output.session(&at).give_container(&mut rest);
-                        rest = tail;
-                    }
-                    block.next = 0;
-                    end = 0;
-                }
-                let mut i = block.next;
-                while i < end {
-                    let t = quantize(block.trades[i].wm, quantum);
-                    let run = block.trades[i..end].iter().take_while(|x| quantize(x.wm, quantum) == t).count();
-                    let at = capability.delayed(&t);
-                    output.session(&at).give_iterator(block.trades[i..i + run].iter().cloned());
-                    i += run;
-                }
-                block.next = end;
-                if block.next < block.trades.len() {
-                    let next = &block.trades[block.next];
-                    let origin = shared.origin_ts.load(Ordering::Relaxed);
-                    let due_ms = ((next.wm + ooo - origin) as f64 / speed) as u64;
-                    let wait = Duration::from_millis(due_ms).saturating_sub(started.elapsed());
-                    activator.activate_after(wait.max(Duration::from_millis(1)));
+            move |output| {
+                if stop.load(Ordering::Relaxed) {
+                    cap = None;
                     return;
                 }
-                let upper = block.upper_wm;
-                ready = None;
-                capability.downgrade(&quantize(upper, quantum).max(*capability.time()));
-            }
+                let Some(capability) = cap.as_mut() else {
+                    return;
+                };
 
-            // 2. Parse ahead, so that a worker rarely waits for another's block.
-            if parsed.len() < PARSE_AHEAD
-                && let Some(b) = my_blocks.pop_front()
-            {
-                let block = parse_block(&shared, b, &metrics, &dead, &name);
-                shared.block_max[b].store(block.max_ts, Ordering::Release);
-                shared.block_ready[b].store(true, Ordering::Release);
-                parsed.push_back(block);
-            }
+                // 1. Emit (part of) the released block.
+                if let Some(block) = ready.as_mut() {
+                    let mut end = block.trades.len();
+                    if speed > 0.0 {
+                        let origin = shared.origin_ts.load(Ordering::Relaxed);
+                        let elapsed = started.elapsed().as_millis() as f64 * speed;
+                        end = block.next
+                            + block.trades[block.next..]
+                                .iter()
+                                .take_while(|t| (t.wm + ooo - origin) as f64 <= elapsed)
+                                .count();
+                    }
+                    metrics
+                        .trades
+                        .fetch_add((end - block.next) as u64, Ordering::Relaxed);
+                    if block.next == 0 && end == block.trades.len() {
+                        // The whole block: hand over the vectors, one per timestamp, without copying
+                        // trade by trade.
+                        let mut rest = std::mem::take(&mut block.trades);
+                        while !rest.is_empty() {
+                            let t = quantize(rest[0].wm, quantum);
+                            let run = rest
+                                .iter()
+                                .take_while(|x| quantize(x.wm, quantum) == t)
+                                .count();
+                            let tail = if run < rest.len() {
+                                rest.split_off(run)
+                            } else {
+                                Vec::new()
+                            };
+                            let at = capability.delayed(&t);
+                            output.session(&at).give_container(&mut rest);
+                            rest = tail;
+                        }
+                        block.next = 0;
+                        end = 0;
+                    }
+                    let mut i = block.next;
+                    while i < end {
+                        let t = quantize(block.trades[i].wm, quantum);
+                        let run = block.trades[i..end]
+                            .iter()
+                            .take_while(|x| quantize(x.wm, quantum) == t)
+                            .count();
+                        let at = capability.delayed(&t);
+                        output
+                            .session(&at)
+                            .give_iterator(block.trades[i..i + run].iter().cloned());
+                        i += run;
+                    }
+                    block.next = end;
+                    if block.next < block.trades.len() {
+                        let next = &block.trades[block.next];
+                        let origin = shared.origin_ts.load(Ordering::Relaxed);
+                        let due_ms = ((next.wm + ooo - origin) as f64 / speed) as u64;
+                        let wait = Duration::from_millis(due_ms).saturating_sub(started.elapsed());
+                        activator.activate_after(wait.max(Duration::from_millis(1)));
+                        return;
+                    }
+                    let upper = block.upper_wm;
+                    ready = None;
+                    capability.downgrade(&quantize(upper, quantum).max(*capability.time()));
+                }
 
-            // 3. Release the oldest parsed block once every earlier block is published.
-            while published < shared.n_blocks && shared.block_ready[published].load(Ordering::Acquire) {
-                published += 1;
-            }
-            if ready.is_none()
-                && let Some(front) = parsed.front()
-                && published >= front.index
-            {
-                let block = parsed.pop_front().expect("front exists");
-                // Carry: max event time and line count of every block before this one.
-                let (mut carry_max, mut carry_lines) = (i64::MIN, 0u64);
-                for j in 0..block.index {
-                    carry_max = carry_max.max(shared.block_max[j].load(Ordering::Acquire));
-                    carry_lines += shared.block_lines[j].load(Ordering::Acquire);
+                // 2. Parse ahead, so that a worker rarely waits for another's block.
+                if parsed.len() < PARSE_AHEAD
+                    && let Some(b) = my_blocks.pop_front()
+                {
+                    let block = parse_block(&shared, b, &metrics, &dead, &name);
+                    shared.block_max[b].store(block.max_ts, Ordering::Release);
+                    shared.block_ready[b].store(true, Ordering::Release);
+                    parsed.push_back(block);
                 }
-                let released = release(block, carry_max, carry_lines, ooo, &shared, &dead, &name);
-                if released.upper_wm > i64::MIN {
-                    metrics.watermark.fetch_max(released.upper_wm, Ordering::Relaxed);
+
+                // 3. Release the oldest parsed block once every earlier block is published.
+                while published < shared.n_blocks
+                    && shared.block_ready[published].load(Ordering::Acquire)
+                {
+                    published += 1;
                 }
-                if released.trades.is_empty() {
-                    capability.downgrade(&quantize(released.upper_wm, quantum).max(*capability.time()));
+                if ready.is_none()
+                    && let Some(front) = parsed.front()
+                    && published >= front.index
+                {
+                    let block = parsed.pop_front().expect("front exists");
+                    // Carry: max event time and line count of every block before this one.
+                    let (mut carry_max, mut carry_lines) = (i64::MIN, 0u64);
+                    for j in 0..block.index {
+                        carry_max = carry_max.max(shared.block_max[j].load(Ordering::Acquire));
+                        carry_lines += shared.block_lines[j].load(Ordering::Acquire);
+                    }
+                    let released =
+                        release(block, carry_max, carry_lines, ooo, &shared, &dead, &name);
+                    if released.upper_wm > i64::MIN {
+                        metrics
+                            .watermark
+                            .fetch_max(released.upper_wm, Ordering::Relaxed);
+                    }
+                    if released.trades.is_empty() {
+                        capability.downgrade(
+                            &quantize(released.upper_wm, quantum).max(*capability.time()),
+                        );
+                    } else {
+                        ready = Some(released);
+                    }
+                }
+
+                let finished = my_blocks.is_empty() && parsed.is_empty() && ready.is_none();
+                if finished {
+                    cap = None;
                 } else {
-                    ready = Some(released);
+                    activator.activate();
                 }
             }
-
-            let finished = my_blocks.is_empty() && parsed.is_empty() && ready.is_none();
-            if finished {
-                cap = None;
-            } else {
-                activator.activate();
-            }
-        }
-    })
+        },
+    )
 }
 
 /// Parses block `b`: frames into valid trades and rejects; publishes the block's line count.
@@ -305,12 +343,18 @@ fn parse_block(
             Ok(t) => t,
             Err(e) => {
                 let raw = String::from_utf8_lossy(line).into_owned();
-                rejects.push((line_no, RejectReason::MalformedFrame, format!("not UTF-8: {e}"), raw));
+                rejects.push((
+                    line_no,
+                    RejectReason::MalformedFrame,
+                    format!("not UTF-8: {e}"),
+                    raw,
+                ));
                 continue;
             }
         };
         invalid.clear();
-        let result = protocol::parse_frame(text, |i, t| push(line_no, i, t, &mut max_ts), &mut invalid);
+        let result =
+            protocol::parse_frame(text, |i, t| push(line_no, i, t, &mut max_ts), &mut invalid);
         match result {
             Ok(FrameKind::Trades(_)) => {}
             Ok(FrameKind::Ping) => pings += 1,
@@ -319,7 +363,12 @@ fn parse_block(
                 dead.borrow_mut().log_server_error(source_name, &msg);
             }
             Ok(FrameKind::Other(_)) => others += 1,
-            Err(m) => rejects.push((line_no, RejectReason::MalformedFrame, m.detail, text.to_string())),
+            Err(m) => rejects.push((
+                line_no,
+                RejectReason::MalformedFrame,
+                m.detail,
+                text.to_string(),
+            )),
         }
         for inv in invalid.drain(..) {
             let raw = protocol::raw_trade(text, inv.index).unwrap_or_else(|| text.to_string());
@@ -335,7 +384,12 @@ fn parse_block(
     metrics.server_errors.fetch_add(errors, Ordering::Relaxed);
     metrics.other_frames.fetch_add(others, Ordering::Relaxed);
     shared.block_lines[b].store(lines as u64, Ordering::Release);
-    ParsedBlock { index: b, trades, rejects, max_ts }
+    ParsedBlock {
+        index: b,
+        trades,
+        rejects,
+        max_ts,
+    }
 }
 
 /// Stamps a parsed block with read-watermarks and global sequence numbers; dead-letters its
@@ -349,7 +403,13 @@ fn release(
     dead: &Rc<RefCell<DeadLetters>>,
     source_name: &str,
 ) -> ReadyBlock {
-    let wm_of = |max: i64| if max == i64::MIN { i64::MIN } else { max.saturating_sub(ooo) };
+    let wm_of = |max: i64| {
+        if max == i64::MIN {
+            i64::MIN
+        } else {
+            max.saturating_sub(ooo)
+        }
+    };
     if block.index == 0
         && let Some(first) = block.trades.first()
     {
@@ -364,8 +424,18 @@ fn release(
     if !block.rejects.is_empty() {
         let mut dl = dead.borrow_mut();
         for (line, reason, detail, raw) in block.rejects {
-            dl.push(DeadLetter { source: source_name, reason, detail, raw, line: carry_lines + line as u64 + 1 });
+            dl.push(DeadLetter {
+                source: source_name,
+                reason,
+                detail,
+                raw,
+                line: carry_lines + line as u64 + 1,
+            });
         }
     }
-    ReadyBlock { trades: block.trades, next: 0, upper_wm: wm_of(carry_max.max(block.max_ts)) }
+    ReadyBlock {
+        trades: block.trades,
+        next: 0,
+        upper_wm: wm_of(carry_max.max(block.max_ts)),
+    }
 }
