@@ -20,7 +20,7 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::Operator;
 
 use crate::dataflow::context::RunContext;
-use crate::dataflow::window::operator::trade_json;
+use crate::dataflow::window::operator::write_trade_json;
 use crate::record::Trade;
 use crate::sinks::SinkSpec;
 use crate::sinks::dead_letter::{DeadLetter, DeadLetters};
@@ -102,6 +102,7 @@ pub fn kafka_sink<'scope>(
                 let mut done = false;
                 let mut sent = 0u64;
                 let mut last_delivered = 0u64;
+                let mut payload: Vec<u8> = Vec::with_capacity(128);
                 move |(input, frontier), _output| {
                     let Some(producer) = producer.as_ref() else {
                         input.for_each(|_, _| {});
@@ -109,10 +110,13 @@ pub fn kafka_sink<'scope>(
                     };
                     input.for_each(|_cap, data| {
                         for t in data.iter() {
-                            let payload = trade_json(t);
+                            // One reused buffer; librdkafka copies the payload on send.
+                            payload.clear();
+                            write_trade_json(t, &mut payload);
+                            let payload = payload.as_slice();
                             let mut record = BaseRecord::to(&cfg.topic)
                                 .key(t.symbol.as_str())
-                                .payload(&payload);
+                                .payload(payload);
                             loop {
                                 match producer.send(record) {
                                     Ok(()) => break,
@@ -131,7 +135,7 @@ pub fn kafka_sink<'scope>(
                                             source: &name,
                                             reason: RejectReason::DeliveryFailed,
                                             detail: e.to_string(),
-                                            raw: payload.clone(),
+                                            raw: String::from_utf8_lossy(payload).into_owned(),
                                             line: 0,
                                         });
                                         break;
