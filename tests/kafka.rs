@@ -137,6 +137,7 @@ fn run_market_bars(brokers: &str, topic: &str, out: &std::path::Path, workers: &
         .env("KAFKA_BROKERS", brokers)
         .env("TRADES_TOPIC", topic)
         .env("OUT_URL", out)
+        .env("CHECKPOINT_URL", out.join("checkpoints"))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&result.stderr).into_owned();
@@ -414,5 +415,138 @@ fn ingest_survives_a_broker_restart_without_loss_or_duplicates() {
         values.len(),
         records.len(),
         "no duplicates (idempotent producer)"
+    );
+}
+
+/// Produces `n` valid trades for 6 symbols over 4 partitions, some out of order.
+fn produce_trades(brokers: &str, topic: &str, n: u64) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "20")
+        .create()
+        .unwrap();
+    let mut state = 99u64;
+    let mut rnd = |m: u64| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) % m
+    };
+    let mut clock = 1_764_000_000_000i64;
+    for _ in 0..n {
+        clock += rnd(40) as i64;
+        let sym = format!("S{}", rnd(6));
+        let mut t = clock;
+        if rnd(20) == 0 {
+            t -= rnd(4_000) as i64;
+        }
+        let value = format!(
+            "{{\"p\":{}.5,\"s\":\"{sym}\",\"t\":{t},\"v\":{}}}",
+            10 + rnd(90),
+            1 + rnd(9)
+        );
+        let mut record = BaseRecord::to(topic).key(&sym).payload(&value);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    producer.poll(Duration::from_millis(20));
+                    record = r;
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+}
+
+fn market_bars(
+    brokers: &str,
+    topic: &str,
+    out: &std::path::Path,
+    workers: &str,
+    interval: &str,
+) -> std::process::Child {
+    Command::new(bin())
+        .args([
+            "run",
+            "specs/market-bars.yaml",
+            "--bounded",
+            "--workers",
+            workers,
+        ])
+        .current_dir(repo())
+        .env("KAFKA_BROKERS", brokers)
+        .env("TRADES_TOPIC", topic)
+        .env("OUT_URL", out)
+        .env("CHECKPOINT_URL", out.join("checkpoints"))
+        .env("CHECKPOINT_INTERVAL", interval)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn sorted_bars(dir: &std::path::Path) -> Vec<String> {
+    let (_, rows) = read_parquet_dir(dir);
+    let mut rows: Vec<String> = rows.iter().map(|r| format!("{r:?}")).collect();
+    rows.sort();
+    rows
+}
+
+#[test]
+fn kill_9_at_random_moments_then_restart_gives_exactly_the_uninterrupted_output() {
+    let Some(brokers) = brokers() else { return };
+    let topic = create_topic(&brokers, 4);
+    produce_trades(&brokers, &topic, 200_000);
+    let dir = tempfile::tempdir().unwrap();
+
+    // The uninterrupted run.
+    let reference_dir = dir.path().join("reference");
+    let started = std::time::Instant::now();
+    let out = market_bars(&brokers, &topic, &reference_dir, "2", "300ms")
+        .wait_with_output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let took = started.elapsed();
+    let reference = sorted_bars(&reference_dir.join("bars"));
+    assert!(reference.len() > 300, "{}", reference.len());
+
+    // kill -9 twice at random moments, restarting with another worker count each time.
+    let crash_dir = dir.path().join("crash");
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    let mut kills = 0;
+    for (i, workers) in ["2", "3"].iter().enumerate() {
+        let fraction = 0.2 + ((seed >> (i * 8)) % 60) as f64 / 100.0;
+        let mut child = market_bars(&brokers, &topic, &crash_dir, workers, "300ms");
+        std::thread::sleep(took.mul_f64(fraction));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            kills += 1;
+        }
+        let _ = child.wait();
+    }
+    let out = market_bars(&brokers, &topic, &crash_dir, "1", "300ms")
+        .wait_with_output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(kills >= 1, "the runs were killed mid-way (seed {seed})");
+    assert!(stderr.contains("restored from checkpoint"), "{stderr}");
+    let recovered = sorted_bars(&crash_dir.join("bars"));
+    assert_eq!(
+        recovered.len(),
+        reference.len(),
+        "seed {seed}: number of bars (duplicates or losses)"
+    );
+    assert!(
+        recovered == reference,
+        "seed {seed}: bars differ from the uninterrupted run"
     );
 }

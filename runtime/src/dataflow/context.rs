@@ -24,6 +24,8 @@ pub struct RunContext {
     pub finnhub: Vec<Option<Arc<FinnhubShared>>>,
     /// `--bounded`: sources that can end (Kafka: at the end offsets seen at start) do.
     pub bounded: bool,
+    /// The checkpoint coordinator, when the spec has `checkpoints`.
+    pub checkpoint: Option<Arc<crate::checkpoint::Coordinator>>,
     errors: Mutex<Vec<String>>,
 }
 
@@ -46,6 +48,7 @@ impl RunContext {
             replay,
             finnhub,
             bounded: false,
+            checkpoint: None,
             errors: Mutex::new(Vec::new()),
         }
     }

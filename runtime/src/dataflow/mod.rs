@@ -90,6 +90,31 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
             .map(|d| d.as_millis())
             .unwrap_or(0)
     );
+    let checkpoint = match &plan.checkpoints {
+        Some(spec) => {
+            let sink_paths: Vec<String> = plan
+                .sinks
+                .iter()
+                .filter_map(|s| match &s.config {
+                    SinkSpec::Parquet(c) => Some(c.path.clone()),
+                    _ => None,
+                })
+                .collect();
+            let counts = (plan.sources.len(), plan.windows.len(), plan.sinks.len());
+            let nodes = plan.sources.len() + plan.windows.len();
+            let consumers = plan.windows.len() + plan.sinks.len();
+            Some(Arc::new(crate::checkpoint::Coordinator::open(
+                spec.clone(),
+                rt.handle().clone(),
+                workers,
+                counts,
+                nodes,
+                consumers,
+                &sink_paths,
+            )?))
+        }
+        None => None,
+    };
     let mut context = RunContext::new(
         plan,
         Arc::clone(&opts.metrics),
@@ -100,7 +125,15 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
         finnhub,
     );
     context.bounded = opts.bounded;
+    context.checkpoint = checkpoint.clone();
     let ctx = Arc::new(context);
+    let coordinator = checkpoint.clone().map(|cp| {
+        let (rt, stop) = (rt.handle().clone(), Arc::clone(&opts.stop));
+        std::thread::Builder::new()
+            .name("tickflow-checkpoints".into())
+            .spawn(move || cp.run(rt, stop))
+            .expect("spawning a thread")
+    });
     let started = Instant::now();
 
     let worker_ctx = Arc::clone(&ctx);
@@ -147,6 +180,21 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
     }
     for f in &finnhub_states {
         f.shutdown(rt.handle());
+    }
+    if let (Some(cp), Some(thread)) = (&checkpoint, coordinator) {
+        cp.stopping.store(true, Ordering::Release);
+        match thread.join() {
+            Ok(Err(e)) => ctx.fail(format!("checkpoint: {e:#}")),
+            Err(_) => ctx.fail("the checkpoint thread panicked"),
+            Ok(Ok(())) => {}
+        }
+        let ended = !opts.stop.load(Ordering::Relaxed);
+        if ended
+            && ctx.errors().is_empty()
+            && let Err(e) = cp.commit_final(rt.handle())
+        {
+            ctx.fail(format!("final checkpoint: {e:#}"));
+        }
     }
     let errors = ctx.errors();
     if !errors.is_empty() {

@@ -90,6 +90,10 @@ pub struct Plan {
     pub windows: Vec<WindowNode>,
     pub sinks: Vec<SinkNode>,
     pub dead_letters: Option<DeadLetterSpec>,
+    pub checkpoints: Option<crate::checkpoint::CheckpointSpec>,
+    /// Key groups: windows route keys by `hash mod key_groups`, and workers own groups
+    /// `mod workers`.
+    pub key_groups: u32,
 }
 
 impl Plan {
@@ -421,12 +425,57 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
             "the dead-letter path is empty".into(),
         );
     }
+    if let Some(c) = &spec.checkpoints {
+        if c.path.trim().is_empty() {
+            err(
+                "checkpoints.path".into(),
+                "the checkpoint path is empty".into(),
+            );
+        }
+        if c.interval.as_millis() <= 0 {
+            err("checkpoints.interval".into(), "must be positive".into());
+        }
+        if c.key_groups == 0 || c.key_groups > 32_768 {
+            err(
+                "checkpoints.key_groups".into(),
+                format!("must be between 1 and 32768, got {}", c.key_groups),
+            );
+        }
+        for (name, s) in &spec.sources {
+            if !matches!(s, SourceSpec::Kafka(_)) {
+                err(
+                    format!("sources.{name}.type"),
+                    format!(
+                        "checkpoints need sources that can rewind: `{}` cannot (use a kafka source, or remove `checkpoints`)",
+                        s.type_name()
+                    ),
+                );
+            }
+        }
+        for w in &windows {
+            if w.differential {
+                err(
+                    format!("steps.{}.engine", w.name),
+                    "checkpoints support the timely engine only (use `engine: auto` or `timely`)"
+                        .into(),
+                );
+            }
+        }
+    }
+    let key_groups = spec
+        .checkpoints
+        .as_ref()
+        .map(|c| c.key_groups)
+        .filter(|g| *g > 0)
+        .unwrap_or(crate::checkpoint::config::default_key_groups());
     Plan {
         name: spec.name.clone(),
         sources,
         windows,
         sinks,
         dead_letters: spec.dead_letters.clone(),
+        checkpoints: spec.checkpoints.clone(),
+        key_groups,
     }
 }
 

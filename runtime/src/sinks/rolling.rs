@@ -105,6 +105,9 @@ pub struct RollingWriter {
     seq: u64,
     metrics: Arc<Metrics>,
     count_rows: bool,
+    /// Exactly-once mode: closed files stay pending until a checkpoint publishes them.
+    two_phase: Option<String>,
+    pending: Vec<(String, String, String)>,
 }
 
 impl RollingWriter {
@@ -129,7 +132,21 @@ impl RollingWriter {
             seq: 0,
             metrics,
             count_rows,
+            two_phase: None,
+            pending: Vec::new(),
         }
+    }
+
+    /// Keeps closed files pending (for checkpoints); `path` is the sink's configured path.
+    pub fn two_phase(mut self, path: &str) -> Self {
+        self.two_phase = Some(path.to_string());
+        self
+    }
+
+    /// Closes every open file and hands over the pending ones: (sink path, pending, final).
+    pub fn precommit(&mut self) -> Result<Vec<(String, String, String)>> {
+        self.flush_all()?;
+        Ok(std::mem::take(&mut self.pending))
     }
 
     pub fn push(&mut self, row: &Row) -> Result<()> {
@@ -231,8 +248,16 @@ impl RollingWriter {
             format!("{key}/{name}")
         };
         let len = bytes.len() as u64;
-        self.storage.publish(&rel, bytes)?;
-        self.metrics.files_published.fetch_add(1, Relaxed);
+        match &self.two_phase {
+            Some(path) => {
+                let pending = self.storage.write_pending(&rel, bytes)?;
+                self.pending.push((path.clone(), pending, rel.clone()));
+            }
+            None => {
+                self.storage.publish(&rel, bytes)?;
+                self.metrics.files_published.fetch_add(1, Relaxed);
+            }
+        }
         self.metrics.bytes_published.fetch_add(len, Relaxed);
         if self.count_rows {
             self.metrics.rows_written.fetch_add(rows, Relaxed);

@@ -97,6 +97,55 @@ impl Storage {
         Ok(())
     }
 
+    /// Writes `bytes` under `_pending/` only (published later by [`Storage::promote`]); returns
+    /// the pending name.
+    pub fn write_pending(&self, rel: &str, bytes: Vec<u8>) -> Result<String> {
+        let name = format!("_pending/{}.inprogress", rel.replace('/', "__"));
+        self.put(&name, bytes)?;
+        Ok(name)
+    }
+
+    /// Publishes a pending file under its final name. Idempotent: when the pending file is gone
+    /// and the final one exists, it was published before.
+    pub fn promote(&self, pending: &str, fin: &str) -> Result<()> {
+        let store = Arc::clone(&self.store);
+        let (from, to) = (self.full(pending), self.full(fin));
+        self.rt.block_on(async move {
+            match store.rename(&from, &to).await {
+                Ok(()) => Ok(()),
+                Err(object_store::Error::NotFound { .. }) if store.head(&to).await.is_ok() => {
+                    Ok(())
+                }
+                Err(e) => Err(anyhow::Error::new(e).context(format!("publishing `{to}`"))),
+            }
+        })
+    }
+
+    /// Writes one object (atomically: the store's put is all or nothing).
+    pub fn put(&self, rel: &str, bytes: Vec<u8>) -> Result<()> {
+        let store = Arc::clone(&self.store);
+        let path = self.full(rel);
+        self.rt.block_on(async move {
+            store
+                .put(&path, PutPayload::from(bytes))
+                .await
+                .with_context(|| format!("writing `{path}`"))
+        })?;
+        Ok(())
+    }
+
+    pub fn delete(&self, rel: &str) -> Result<()> {
+        let store = Arc::clone(&self.store);
+        let path = self.full(rel);
+        self.rt.block_on(async move {
+            store
+                .delete(&path)
+                .await
+                .with_context(|| format!("deleting `{path}`"))
+        })?;
+        Ok(())
+    }
+
     /// Every object under the folder (relative names), for tests and tools.
     pub fn list(&self) -> Result<Vec<String>> {
         use futures::TryStreamExt;

@@ -27,6 +27,9 @@ pub struct PipelineSpec {
     /// Where rejected and late records go. Without it they are only counted and logged.
     #[serde(default)]
     pub dead_letters: Option<DeadLetterSpec>,
+    /// Periodic checkpoints for exactly-once output (Kafka sources).
+    #[serde(default)]
+    pub checkpoints: Option<crate::checkpoint::CheckpointSpec>,
 }
 
 /// A transformation, chosen by `type`.

@@ -5,7 +5,7 @@ use crate::dataflow::window::config::AggregateFn;
 use crate::plan::{AggregatePlan, TradeField};
 use crate::record::{Trade, Value};
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 enum State {
     Count(i64),
     Sum(f64),
@@ -31,7 +31,7 @@ enum State {
 }
 
 /// The accumulators of one window.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Acc {
     states: Vec<State>,
 }

@@ -20,6 +20,63 @@ use crate::record::{Row, Trade, format_ts};
 use crate::sinks::dead_letter::{DeadLetter, DeadLetters};
 use crate::sources::finnhub::protocol::RejectReason;
 
+/// One key group of a window operator's checkpoint: its keys' windows and stashed trades.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct GroupBlob {
+    windows: Vec<(compact_str::CompactString, Vec<super::state::Win>)>,
+    stash: Vec<(u64, Trade)>,
+}
+
+#[derive(serde::Serialize)]
+struct GroupBlobRef<'a> {
+    windows: Vec<(compact_str::CompactString, &'a Vec<super::state::Win>)>,
+    stash: Vec<(u64, &'a Trade)>,
+}
+
+fn snapshot(
+    state: &WindowState,
+    stash: &BTreeMap<u64, (Capability<u64>, Vec<Trade>)>,
+    group_of: &impl Fn(&str) -> u32,
+) -> crate::checkpoint::GroupedState {
+    let mut groups: BTreeMap<u32, GroupBlobRef> = BTreeMap::new();
+    for (g, entries) in state.snapshot(group_of) {
+        groups
+            .entry(g)
+            .or_insert_with(|| GroupBlobRef {
+                windows: Vec::new(),
+                stash: Vec::new(),
+            })
+            .windows = entries;
+    }
+    for (time, (_, trades)) in stash {
+        for t in trades {
+            groups
+                .entry(group_of(&t.symbol))
+                .or_insert_with(|| GroupBlobRef {
+                    windows: Vec::new(),
+                    stash: Vec::new(),
+                })
+                .stash
+                .push((*time, t));
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(g, blob)| {
+            (
+                g,
+                serde_json::to_vec(&blob).expect("window state serializes"),
+            )
+        })
+        .collect()
+}
+
+fn count_rows(cp: &Option<Arc<crate::checkpoint::Coordinator>>, node: usize, n: usize) {
+    if let Some(cp) = cp {
+        cp.emitted[node].fetch_add(n as u64, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 /// A stable hash of a key, identical in every process (records are routed by it).
 pub fn key_hash(key: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -82,22 +139,73 @@ pub fn window_stream<'scope>(
     let node = ctx.plan.windows[index].clone();
     let source_kind = ctx.plan.sources[node.input].config.clone();
     let ctx = Arc::clone(ctx);
-    let exchange = Exchange::new(|t: &Trade| key_hash(&t.symbol));
-    stream.unary_frontier(exchange, &format!("Window({})", node.name), move |_cap, _info| {
+    let key_groups = ctx.plan.key_groups as u64;
+    let group_of = move |key: &str| (key_hash(key) % key_groups) as u32;
+    // Keys are routed by key group, so a checkpoint's groups map onto any number of workers.
+    let exchange = Exchange::new(move |t: &Trade| key_hash(&t.symbol) % key_groups);
+    let scope = stream.scope();
+    let (worker, peers) = (scope.index(), scope.peers());
+    let n_sources = ctx.plan.sources.len();
+    stream.unary_frontier(exchange, &format!("Window({})", node.name), move |initial, info| {
+        let activator = scope.activator_for(info.address);
         let mut stash: BTreeMap<u64, (Capability<u64>, Vec<Trade>)> = BTreeMap::new();
         let mut hold: Option<Capability<u64>> = None;
         let mut state = WindowState::new(&node);
         let mut rows: Vec<Row> = Vec::new();
         let name = node.name.clone();
+        let cp = ctx.checkpoint.clone();
+        // Restore the key groups this worker owns.
+        if let Some(cp) = cp.as_ref() {
+            for blob in cp.restored_groups(&name, worker, peers) {
+                match serde_json::from_slice::<GroupBlob>(&blob) {
+                    Ok(g) => {
+                        state.restore(g.windows);
+                        for (time, trade) in g.stash {
+                            stash.entry(time).or_insert_with(|| (initial.delayed(&time), Vec::new())).1.push(trade);
+                        }
+                    }
+                    Err(e) => ctx.fail(format!("step `{name}`: restoring window state: {e}")),
+                }
+            }
+            if !state.is_empty() {
+                hold = Some(initial.clone());
+            }
+        }
+        drop(initial);
+        let mut snapshot_epoch = 0u64;
+        let mut finished = false;
 
         move |(input, frontier), output| {
+            let mut received = 0u64;
             input.for_each_stamp(|cap, data| {
                 let Some(time) = cap.least().copied() else { return };
                 let entry = stash.entry(time).or_insert_with(|| (cap.retain_least(0).expect("stamp has a least time"), Vec::new()));
                 for batch in data {
+                    received += batch.len() as u64;
                     entry.1.append(batch);
                 }
             });
+            if let Some(cp) = cp.as_ref() {
+                // Look at the checkpoint state regularly, input or not.
+                if !finished {
+                    activator.activate_after(std::time::Duration::from_millis(5));
+                }
+                cp.received[index].fetch_add(received, Relaxed);
+                if let Some(epoch) = cp.pending_epoch() {
+                    if snapshot_epoch < epoch {
+                        let all_in = cp.received[index].load(std::sync::atomic::Ordering::Acquire)
+                            == cp.emitted[node.input].load(std::sync::atomic::Ordering::Acquire);
+                        if cp.all_sources_paused() && all_in {
+                            cp.record_window(&name, snapshot(&state, &stash, &group_of));
+                            snapshot_epoch = epoch;
+                            cp.windows_done.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                        }
+                    }
+                    // Frozen from the snapshot until the checkpoint completes.
+                    activator.activate_after(std::time::Duration::from_millis(1));
+                    return;
+                }
+            }
             let upper: Option<u64> = frontier.frontier().iter().min().copied();
 
             while let Some((&t, _)) = stash.first_key_value() {
@@ -135,6 +243,7 @@ pub fn window_stream<'scope>(
                 let _ = late;
                 state.take_revisions(&mut rows);
                 if !rows.is_empty() {
+                    count_rows(&cp, n_sources + index, rows.len());
                     output.session(&cap).give_iterator(rows.drain(..));
                 }
                 hold = Some(cap);
@@ -145,6 +254,7 @@ pub fn window_stream<'scope>(
                     state.fire_until(u as i64, &mut rows);
                     if !rows.is_empty() {
                         let cap = hold.as_ref().expect("windows exist only after trades arrived under a capability");
+                        count_rows(&cp, n_sources + index, rows.len());
                         output.session(cap).give_iterator(rows.drain(..));
                     }
                     if state.is_empty() {
@@ -166,9 +276,16 @@ pub fn window_stream<'scope>(
                     if let Some(cap) = hold.take()
                         && !rows.is_empty()
                     {
+                        count_rows(&cp, n_sources + index, rows.len());
                         output.session(&cap).give_iterator(rows.drain(..));
                     }
                     rows.clear();
+                    if !finished {
+                        finished = true;
+                        if let Some(cp) = cp.as_ref() {
+                            cp.windows_finished.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                        }
+                    }
                 }
             }
             let stats = state.take_stats();

@@ -10,8 +10,8 @@ use super::aggregate::Acc;
 use crate::plan::{AggregatePlan, WindowKind, WindowNode};
 use crate::record::{Row, Trade, Value};
 
-#[derive(Debug)]
-struct Win {
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Win {
     start: i64,
     end: i64,
     acc: Acc,
@@ -249,6 +249,26 @@ impl WindowState {
 
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
+    }
+
+    /// The state of every key, grouped by key group (for checkpoints).
+    pub fn snapshot(
+        &self,
+        group_of: impl Fn(&str) -> u32,
+    ) -> std::collections::BTreeMap<u32, Vec<(CompactString, &Vec<Win>)>> {
+        let mut out: std::collections::BTreeMap<u32, Vec<(CompactString, &Vec<Win>)>> =
+            Default::default();
+        for (k, wins) in &self.keys {
+            out.entry(group_of(k)).or_default().push((k.clone(), wins));
+        }
+        out
+    }
+
+    /// Adds restored keys.
+    pub fn restore(&mut self, entries: Vec<(CompactString, Vec<Win>)>) {
+        for (k, wins) in entries {
+            self.keys.insert(k, wins);
+        }
     }
 
     pub fn take_stats(&mut self) -> WindowStats {

@@ -101,20 +101,27 @@ pub fn kafka_stream<'scope>(
                     .collect();
                 let mut tpl = TopicPartitionList::new();
                 let mut states = Vec::new();
+                let restored = ctx
+                    .checkpoint
+                    .as_ref()
+                    .map(|cp| cp.restored_partitions(&name))
+                    .unwrap_or_default();
                 for p in mine {
                     let (low, high) =
                         consumer.fetch_watermarks(&cfg.topic, p, Duration::from_secs(10))?;
-                    let start = match cfg.start {
-                        StartPosition::Earliest => low,
-                        StartPosition::Latest => high,
+                    let from_checkpoint = restored.get(&p).copied();
+                    let start = match (from_checkpoint, cfg.start) {
+                        (Some(c), _) => c.next,
+                        (None, StartPosition::Earliest) => low,
+                        (None, StartPosition::Latest) => high,
                     };
                     tpl.add_partition_offset(&cfg.topic, p, Offset::Offset(start))?;
                     states.push(PartitionState {
                         partition: p,
                         next: start,
                         end: bounded.then_some(high),
-                        max_ts: i64::MIN,
-                        wm: i64::MIN,
+                        max_ts: from_checkpoint.map(|c| c.max_ts).unwrap_or(i64::MIN),
+                        wm: from_checkpoint.map(|c| c.wm).unwrap_or(i64::MIN),
                         last_record: Instant::now(),
                         touched: false,
                     });
@@ -130,15 +137,65 @@ pub fn kafka_stream<'scope>(
                 }
             };
             let mut cap = consumer.as_ref().map(|_| capability);
+            if consumer.is_some() && parts.is_empty() {
+                // More workers than partitions: nothing to read here.
+                if let Some(cp) = ctx.checkpoint.as_ref() {
+                    cp.sources_finished.fetch_add(1, Ordering::AcqRel);
+                }
+                cap = None;
+            }
+            // Restored watermarks: start the capability where the checkpoint left off.
+            if let (Some(c), Some(wm)) = (cap.as_mut(), parts.iter().map(|s| s.wm).min())
+                && wm > i64::MIN
+            {
+                c.downgrade(&quantize(wm, quantum));
+            }
             let mut last_commit = Instant::now();
             let mut batch: BTreeMap<u64, Vec<Trade>> = BTreeMap::new();
+            let mut paused_epoch = 0u64;
+            let positions =
+                |parts: &[PartitionState]| -> Vec<(i32, crate::checkpoint::PartitionCheckpoint)> {
+                    parts
+                        .iter()
+                        .map(|s| {
+                            (
+                                s.partition,
+                                crate::checkpoint::PartitionCheckpoint {
+                                    next: s.next,
+                                    max_ts: s.max_ts,
+                                    wm: s.wm,
+                                },
+                            )
+                        })
+                        .collect()
+                };
 
             move |output| {
                 let (Some(consumer), Some(capability)) = (consumer.as_ref(), cap.as_mut()) else {
                     cap = None;
                     return;
                 };
-                if ctx.stop.load(Ordering::Relaxed) {
+                if let Some(cp) = ctx.checkpoint.as_ref() {
+                    // Checkpoint: record positions once, then read nothing until it completes.
+                    if let Some(epoch) = cp.pending_epoch() {
+                        if paused_epoch < epoch {
+                            cp.record_source(&name, positions(&parts));
+                            paused_epoch = epoch;
+                            cp.sources_paused.fetch_add(1, Ordering::AcqRel);
+                        }
+                        activator.activate_after(Duration::from_millis(1));
+                        return;
+                    }
+                    if ctx.stop.load(Ordering::Relaxed) {
+                        // A stop is a last checkpoint: end only once it is complete.
+                        if cp.may_end() {
+                            cap = None;
+                        } else {
+                            activator.activate_after(Duration::from_millis(1));
+                        }
+                        return;
+                    }
+                } else if ctx.stop.load(Ordering::Relaxed) {
                     cap = None;
                     return;
                 }
@@ -196,6 +253,9 @@ pub fn kafka_stream<'scope>(
                     }
                 }
                 ctx.metrics.trades.fetch_add(n, Ordering::Relaxed);
+                if let Some(cp) = ctx.checkpoint.as_ref() {
+                    cp.emitted[source_index].fetch_add(n, Ordering::AcqRel);
+                }
                 let now = Instant::now();
                 for s in parts.iter_mut().filter(|s| s.touched) {
                     s.last_record = now;
@@ -237,6 +297,10 @@ pub fn kafka_stream<'scope>(
                     last_commit = Instant::now();
                 }
                 if finished {
+                    if let Some(cp) = ctx.checkpoint.as_ref() {
+                        cp.record_source(&name, positions(&parts));
+                        cp.sources_finished.fetch_add(1, Ordering::AcqRel);
+                    }
                     cap = None;
                 } else if polled > 0 {
                     activator.activate();
