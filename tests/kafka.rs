@@ -486,6 +486,20 @@ fn market_bars(
         .unwrap()
 }
 
+/// The epoch of the newest complete checkpoint under `dir` (0: none).
+fn latest_checkpoint(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter(|e| e.path().join("_manifest.json").exists())
+                .filter_map(|e| e.file_name().to_str()?.strip_prefix("chk-")?.parse().ok())
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
+}
+
 fn sorted_bars(dir: &std::path::Path) -> Vec<String> {
     let (_, rows) = read_parquet_dir(dir);
     let mut rows: Vec<String> = rows.iter().map(|r| format!("{r:?}")).collect();
@@ -515,7 +529,9 @@ fn kill_9_at_random_moments_then_restart_gives_exactly_the_uninterrupted_output(
     let reference = sorted_bars(&reference_dir.join("bars"));
     assert!(reference.len() > 300, "{}", reference.len());
 
-    // kill -9 twice at random moments, restarting with another worker count each time.
+    // kill -9 twice at random moments, restarting with another worker count each time: each
+    // run is killed a random time after it completed a checkpoint of its own (so every run makes
+    // progress and the kill lands anywhere in the checkpoint cycle).
     let crash_dir = dir.path().join("crash");
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -523,9 +539,16 @@ fn kill_9_at_random_moments_then_restart_gives_exactly_the_uninterrupted_output(
         .subsec_nanos() as u64;
     let mut kills = 0;
     for (i, workers) in ["2", "3"].iter().enumerate() {
-        let fraction = 0.2 + ((seed >> (i * 8)) % 60) as f64 / 100.0;
+        let before = latest_checkpoint(&crash_dir.join("checkpoints"));
         let mut child = market_bars(&brokers, &topic, &crash_dir, workers, "300ms");
-        std::thread::sleep(took.mul_f64(fraction));
+        let deadline = std::time::Instant::now() + took * 3;
+        while latest_checkpoint(&crash_dir.join("checkpoints")) <= before
+            && child.try_wait().unwrap().is_none()
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis((seed >> (i * 8)) % 400));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
             kills += 1;

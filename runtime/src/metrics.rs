@@ -26,6 +26,9 @@ pub struct Metrics {
     pub files_published: AtomicU64,
     pub bytes_published: AtomicU64,
     pub dead_letters: AtomicU64,
+    /// Checkpoints completed, and how long the last one took (announce → published).
+    pub checkpoints: AtomicU64,
+    pub checkpoint_millis: AtomicU64,
     /// Highest source watermark (ms since epoch), `i64::MIN` before the first trade.
     pub watermark: AtomicI64,
 }
@@ -47,6 +50,8 @@ impl Default for Metrics {
             files_published: AtomicU64::new(0),
             bytes_published: AtomicU64::new(0),
             dead_letters: AtomicU64::new(0),
+            checkpoints: AtomicU64::new(0),
+            checkpoint_millis: AtomicU64::new(0),
             watermark: AtomicI64::new(i64::MIN),
         }
     }

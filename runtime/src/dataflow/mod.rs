@@ -100,18 +100,21 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
                     _ => None,
                 })
                 .collect();
-            let counts = (plan.sources.len(), plan.windows.len(), plan.sinks.len());
-            let nodes = plan.sources.len() + plan.windows.len();
-            let consumers = plan.windows.len() + plan.sinks.len();
-            Some(Arc::new(crate::checkpoint::Coordinator::open(
-                spec.clone(),
-                rt.handle().clone(),
+            let topology = crate::checkpoint::coordinator::Topology {
                 workers,
-                counts,
-                nodes,
-                consumers,
+                sources: plan.sources.len(),
+                windows: plan.windows.len(),
+                sinks: plan.sinks.len(),
+            };
+            let cp = crate::checkpoint::Coordinator::open(
+                spec.clone(),
+                rt.handle(),
+                topology,
                 &sink_paths,
-            )?))
+                Arc::clone(&opts.metrics),
+            )
+            .with_context(|| format!("checkpoints in `{}`", spec.path))?;
+            Some(Arc::new(cp))
         }
         None => None,
     };
@@ -131,7 +134,7 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
         let (rt, stop) = (rt.handle().clone(), Arc::clone(&opts.stop));
         std::thread::Builder::new()
             .name("tickflow-checkpoints".into())
-            .spawn(move || cp.run(rt, stop))
+            .spawn(move || cp.run(&rt, &stop))
             .expect("spawning a thread")
     });
     let started = Instant::now();
@@ -182,7 +185,7 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
         f.shutdown(rt.handle());
     }
     if let (Some(cp), Some(thread)) = (&checkpoint, coordinator) {
-        cp.stopping.store(true, Ordering::Release);
+        cp.end();
         match thread.join() {
             Ok(Err(e)) => ctx.fail(format!("checkpoint: {e:#}")),
             Err(_) => ctx.fail("the checkpoint thread panicked"),
@@ -235,7 +238,7 @@ fn build<'scope>(
     for (i, sink) in plan.sinks.iter().enumerate() {
         match (&sink.config, sink.input) {
             (SinkSpec::Kafka(_), NodeRef::Source(s)) => {
-                crate::sinks::kafka::kafka_sink(sources[s].clone(), ctx, i, Rc::clone(dead))
+                crate::sinks::kafka::kafka_sink(sources[s].clone(), ctx, i, worker, Rc::clone(dead))
             }
             (SinkSpec::Kafka(_), NodeRef::Window(_)) => {
                 unreachable!("the planner only lets trades into a kafka sink")

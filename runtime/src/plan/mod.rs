@@ -21,6 +21,16 @@ pub enum NodeRef {
     Window(usize),
 }
 
+impl NodeRef {
+    /// The node's number when sources and windows are counted together (sources first).
+    pub fn node_index(self, sources: usize) -> usize {
+        match self {
+            NodeRef::Source(s) => s,
+            NodeRef::Window(w) => sources + w,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SourceNode {
     pub name: String,

@@ -12,6 +12,7 @@ use anyhow::Result;
 use super::parquet::config::RollingSpec;
 use super::parquet::encode::ParquetEncoder;
 use super::storage::Storage;
+use crate::checkpoint::PendingFile;
 use crate::metrics::Metrics;
 use crate::record::{FieldType, Row, Schema, Value, format_date, format_ts};
 
@@ -107,7 +108,7 @@ pub struct RollingWriter {
     count_rows: bool,
     /// Exactly-once mode: closed files stay pending until a checkpoint publishes them.
     two_phase: Option<String>,
-    pending: Vec<(String, String, String)>,
+    pending: Vec<PendingFile>,
 }
 
 impl RollingWriter {
@@ -143,8 +144,8 @@ impl RollingWriter {
         self
     }
 
-    /// Closes every open file and hands over the pending ones: (sink path, pending, final).
-    pub fn precommit(&mut self) -> Result<Vec<(String, String, String)>> {
+    /// Closes every open file and hands over the pending ones.
+    pub fn precommit(&mut self) -> Result<Vec<PendingFile>> {
         self.flush_all()?;
         Ok(std::mem::take(&mut self.pending))
     }
@@ -251,7 +252,11 @@ impl RollingWriter {
         match &self.two_phase {
             Some(path) => {
                 let pending = self.storage.write_pending(&rel, bytes)?;
-                self.pending.push((path.clone(), pending, rel.clone()));
+                self.pending.push(PendingFile {
+                    sink: path.clone(),
+                    pending,
+                    file: rel.clone(),
+                });
             }
             None => {
                 self.storage.publish(&rel, bytes)?;

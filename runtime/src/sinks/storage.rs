@@ -148,9 +148,14 @@ impl Storage {
 
     /// Every object under the folder (relative names), for tests and tools.
     pub fn list(&self) -> Result<Vec<String>> {
+        self.list_under("")
+    }
+
+    /// Every object under the subfolder `rel` (names relative to the folder).
+    pub fn list_under(&self, rel: &str) -> Result<Vec<String>> {
         use futures::TryStreamExt;
         let store = Arc::clone(&self.store);
-        let prefix = self.prefix.clone();
+        let prefix = self.full(rel);
         let metas: Vec<object_store::ObjectMeta> = self
             .rt
             .block_on(async move { store.list(Some(&prefix)).try_collect().await })?;

@@ -15,6 +15,7 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::{Capability, Operator};
 
 use super::state::WindowState;
+use crate::checkpoint::{GroupedState, Role};
 use crate::dataflow::context::RunContext;
 use crate::record::{Row, Trade, format_ts};
 use crate::sinks::dead_letter::{DeadLetter, DeadLetters};
@@ -27,35 +28,27 @@ struct GroupBlob {
     stash: Vec<(u64, Trade)>,
 }
 
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, Default)]
 struct GroupBlobRef<'a> {
     windows: Vec<(compact_str::CompactString, &'a Vec<super::state::Win>)>,
     stash: Vec<(u64, &'a Trade)>,
 }
 
+/// The operator's state (windows and trades waiting for the frontier) by key group.
 fn snapshot(
     state: &WindowState,
     stash: &BTreeMap<u64, (Capability<u64>, Vec<Trade>)>,
     group_of: &impl Fn(&str) -> u32,
-) -> crate::checkpoint::GroupedState {
+) -> GroupedState {
     let mut groups: BTreeMap<u32, GroupBlobRef> = BTreeMap::new();
     for (g, entries) in state.snapshot(group_of) {
-        groups
-            .entry(g)
-            .or_insert_with(|| GroupBlobRef {
-                windows: Vec::new(),
-                stash: Vec::new(),
-            })
-            .windows = entries;
+        groups.entry(g).or_default().windows = entries;
     }
     for (time, (_, trades)) in stash {
         for t in trades {
             groups
                 .entry(group_of(&t.symbol))
-                .or_insert_with(|| GroupBlobRef {
-                    windows: Vec::new(),
-                    stash: Vec::new(),
-                })
+                .or_default()
                 .stash
                 .push((*time, t));
         }
@@ -65,16 +58,10 @@ fn snapshot(
         .map(|(g, blob)| {
             (
                 g,
-                serde_json::to_vec(&blob).expect("window state serializes"),
+                bincode::serialize(&blob).expect("window state serializes"),
             )
         })
         .collect()
-}
-
-fn count_rows(cp: &Option<Arc<crate::checkpoint::Coordinator>>, node: usize, n: usize) {
-    if let Some(cp) = cp {
-        cp.emitted[node].fetch_add(n as u64, std::sync::atomic::Ordering::AcqRel);
-    }
 }
 
 /// A stable hash of a key, identical in every process (records are routed by it).
@@ -145,7 +132,6 @@ pub fn window_stream<'scope>(
     let exchange = Exchange::new(move |t: &Trade| key_hash(&t.symbol) % key_groups);
     let scope = stream.scope();
     let (worker, peers) = (scope.index(), scope.peers());
-    let n_sources = ctx.plan.sources.len();
     stream.unary_frontier(exchange, &format!("Window({})", node.name), move |initial, info| {
         let activator = scope.activator_for(info.address);
         let mut stash: BTreeMap<u64, (Capability<u64>, Vec<Trade>)> = BTreeMap::new();
@@ -153,11 +139,14 @@ pub fn window_stream<'scope>(
         let mut state = WindowState::new(&node);
         let mut rows: Vec<Row> = Vec::new();
         let name = node.name.clone();
-        let cp = ctx.checkpoint.clone();
+        let mut cp = ctx
+            .checkpoint
+            .as_ref()
+            .map(|c| c.participant(Role::Window, index, worker, Some(node.input)));
         // Restore the key groups this worker owns.
         if let Some(cp) = cp.as_ref() {
-            for blob in cp.restored_groups(&name, worker, peers) {
-                match serde_json::from_slice::<GroupBlob>(&blob) {
+            for blob in cp.coordinator().restored_groups(&name, worker, peers) {
+                match bincode::deserialize::<GroupBlob>(blob) {
                     Ok(g) => {
                         state.restore(g.windows);
                         for (time, trade) in g.stash {
@@ -172,39 +161,32 @@ pub fn window_stream<'scope>(
             }
         }
         drop(initial);
-        let mut snapshot_epoch = 0u64;
-        let mut finished = false;
 
         move |(input, frontier), output| {
-            let mut received = 0u64;
+            let mut received = 0;
             input.for_each_stamp(|cap, data| {
                 let Some(time) = cap.least().copied() else { return };
                 let entry = stash.entry(time).or_insert_with(|| (cap.retain_least(0).expect("stamp has a least time"), Vec::new()));
                 for batch in data {
-                    received += batch.len() as u64;
+                    received += batch.len();
                     entry.1.append(batch);
                 }
             });
-            if let Some(cp) = cp.as_ref() {
-                // Look at the checkpoint state regularly, input or not.
-                if !finished {
-                    activator.activate_after(std::time::Duration::from_millis(5));
-                }
-                cp.received[index].fetch_add(received, Relaxed);
-                if let Some(epoch) = cp.pending_epoch() {
-                    if snapshot_epoch < epoch {
-                        let all_in = cp.received[index].load(std::sync::atomic::Ordering::Acquire)
-                            == cp.emitted[node.input].load(std::sync::atomic::Ordering::Acquire);
-                        if cp.all_sources_paused() && all_in {
-                            cp.record_window(&name, snapshot(&state, &stash, &group_of));
-                            snapshot_epoch = epoch;
-                            cp.windows_done.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-                        }
+            if let Some(cp) = cp.as_mut()
+                && !cp.finished()
+            {
+                cp.received(received);
+                if let Some(epoch) = cp.in_progress() {
+                    if cp.due(epoch) {
+                        cp.record_window(&name, snapshot(&state, &stash, &group_of));
+                        cp.ack(epoch);
                     }
-                    // Frozen from the snapshot until the checkpoint completes.
-                    activator.activate_after(std::time::Duration::from_millis(1));
+                    // Frozen until the checkpoint completes: nothing fires.
+                    activator.activate_after(crate::checkpoint::FROZEN_POLL);
                     return;
                 }
+                // Look for the next checkpoint, input or not.
+                activator.activate_after(crate::checkpoint::IDLE_POLL);
             }
             let upper: Option<u64> = frontier.frontier().iter().min().copied();
 
@@ -243,7 +225,7 @@ pub fn window_stream<'scope>(
                 let _ = late;
                 state.take_revisions(&mut rows);
                 if !rows.is_empty() {
-                    count_rows(&cp, n_sources + index, rows.len());
+                    if let Some(cp) = cp.as_ref() { cp.emitted(rows.len()); }
                     output.session(&cap).give_iterator(rows.drain(..));
                 }
                 hold = Some(cap);
@@ -254,7 +236,7 @@ pub fn window_stream<'scope>(
                     state.fire_until(u as i64, &mut rows);
                     if !rows.is_empty() {
                         let cap = hold.as_ref().expect("windows exist only after trades arrived under a capability");
-                        count_rows(&cp, n_sources + index, rows.len());
+                        if let Some(cp) = cp.as_ref() { cp.emitted(rows.len()); }
                         output.session(cap).give_iterator(rows.drain(..));
                     }
                     if state.is_empty() {
@@ -276,15 +258,12 @@ pub fn window_stream<'scope>(
                     if let Some(cap) = hold.take()
                         && !rows.is_empty()
                     {
-                        count_rows(&cp, n_sources + index, rows.len());
+                        if let Some(cp) = cp.as_ref() { cp.emitted(rows.len()); }
                         output.session(&cap).give_iterator(rows.drain(..));
                     }
                     rows.clear();
-                    if !finished {
-                        finished = true;
-                        if let Some(cp) = cp.as_ref() {
-                            cp.windows_finished.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-                        }
+                    if let Some(cp) = cp.as_mut() {
+                        cp.finish();
                     }
                 }
             }

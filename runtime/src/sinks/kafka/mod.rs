@@ -19,6 +19,7 @@ use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::Operator;
 
+use crate::checkpoint::Role;
 use crate::dataflow::context::RunContext;
 use crate::dataflow::window::operator::write_trade_json;
 use crate::record::Trade;
@@ -63,6 +64,7 @@ pub fn kafka_sink<'scope>(
     stream: StreamVec<'scope, u64, Trade>,
     ctx: &Arc<RunContext>,
     index: usize,
+    worker: usize,
     dead: Rc<RefCell<DeadLetters>>,
 ) {
     let node = ctx.plan.sinks[index].clone();
@@ -93,6 +95,14 @@ pub fn kafka_sink<'scope>(
         })
         .ok();
     let name = node.name.clone();
+    let mut cp = ctx.checkpoint.as_ref().map(|c| {
+        c.participant(
+            Role::Sink,
+            index,
+            worker,
+            Some(node.input.node_index(ctx.plan.sources.len())),
+        )
+    });
     let _: StreamVec<'scope, u64, ()> = stream
         .unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
             Pipeline,
@@ -106,9 +116,15 @@ pub fn kafka_sink<'scope>(
                 move |(input, frontier), _output| {
                     let Some(producer) = producer.as_ref() else {
                         input.for_each(|_, _| {});
+                        if let Some(cp) = cp.as_mut() {
+                            cp.finish();
+                        }
                         return;
                     };
                     input.for_each(|_cap, data| {
+                        if let Some(cp) = cp.as_ref() {
+                            cp.received(data.len());
+                        }
                         for t in data.iter() {
                             // One reused buffer; librdkafka copies the payload on send.
                             payload.clear();
@@ -157,6 +173,29 @@ pub fn kafka_sink<'scope>(
                         }
                         producer.poll(Duration::ZERO);
                         done = true;
+                        if let Some(cp) = cp.as_mut() {
+                            cp.finish();
+                        }
+                    } else if let Some(cp) = cp.as_mut()
+                        && !cp.finished()
+                    {
+                        // A checkpoint covers what was sent: everything before the cut must be
+                        // delivered (at-least-once; a restart may send some records again).
+                        if let Some(epoch) = cp.in_progress()
+                            && cp.due(epoch)
+                        {
+                            let limit = Duration::from_millis(
+                                cfg.delivery_timeout.as_millis().max(0) as u64 + 5_000,
+                            );
+                            if let Err(e) = producer.flush(limit) {
+                                ctx.fail(format!("sink `{name}`: flushing to Kafka: {e}"));
+                            }
+                            cp.ack(epoch);
+                        }
+                        activator.activate_after(match cp.in_progress() {
+                            Some(_) => crate::checkpoint::FROZEN_POLL,
+                            None => crate::checkpoint::IDLE_POLL,
+                        });
                     }
                     let failed: Vec<(String, String)> = std::mem::take(
                         &mut *reports.failed.lock().unwrap_or_else(|e| e.into_inner()),

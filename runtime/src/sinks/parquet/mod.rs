@@ -14,6 +14,7 @@ use timely::dataflow::operators::Operator;
 
 use super::rolling::{Format, Partition, RollingWriter};
 use super::storage::Storage;
+use crate::checkpoint::Role;
 use crate::dataflow::context::RunContext;
 use crate::record::Row;
 
@@ -30,6 +31,14 @@ pub fn parquet_sink<'scope>(
     let config = config.clone();
     let ctx = Arc::clone(ctx);
     let scope = stream.scope();
+    let mut cp = ctx.checkpoint.as_ref().map(|c| {
+        c.participant(
+            Role::Sink,
+            index,
+            worker,
+            Some(node.input.node_index(ctx.plan.sources.len())),
+        )
+    });
     let mut writer = match Storage::open(&config.path, ctx.rt.clone()) {
         Ok(storage) => Some(RollingWriter::new(
             storage,
@@ -46,7 +55,12 @@ pub fn parquet_sink<'scope>(
             ctx.file_prefix(worker),
             Arc::clone(&ctx.metrics),
             true,
-        )),
+        ))
+        .map(|w| match cp {
+            // Exactly-once: files stay pending until the checkpoint covering them completes.
+            Some(_) => w.two_phase(&config.path),
+            None => w,
+        }),
         Err(e) => {
             ctx.fail(format!("sink `{}`: {e:#}", node.name));
             None
@@ -62,6 +76,9 @@ pub fn parquet_sink<'scope>(
                 move |(input, frontier), _output| {
                     let mut result = Ok(());
                     input.for_each(|_cap, data| {
+                        if let Some(cp) = cp.as_ref() {
+                            cp.received(data.len());
+                        }
                         if let Some(w) = writer.as_mut() {
                             for row in data.iter() {
                                 if result.is_ok() {
@@ -73,16 +90,41 @@ pub fn parquet_sink<'scope>(
                     if done {
                         return;
                     }
-                    if let Some(w) = writer.as_mut() {
-                        if result.is_ok() {
-                            result = w.roll_aged();
-                        }
-                        if frontier.is_empty() {
-                            if result.is_ok() {
-                                result = w.flush_all();
+                    let Some(w) = writer.as_mut() else { return };
+                    if result.is_ok() {
+                        result = w.roll_aged();
+                    }
+                    if frontier.is_empty() {
+                        done = true;
+                        match cp.as_mut() {
+                            // Exactly-once: what is left joins the final checkpoint.
+                            Some(cp) => {
+                                if result.is_ok() {
+                                    result = w.precommit().map(|files| cp.record_pending(files));
+                                }
+                                cp.finish();
                             }
-                            done = true;
-                        } else if let Some(deadline) = w.next_deadline() {
+                            None => {
+                                if result.is_ok() {
+                                    result = w.flush_all();
+                                }
+                            }
+                        }
+                    } else {
+                        if let Some(cp) = cp.as_mut() {
+                            if let Some(epoch) = cp.in_progress()
+                                && cp.due(epoch)
+                                && result.is_ok()
+                            {
+                                result = w.precommit().map(|files| cp.record_pending(files));
+                                cp.ack(epoch);
+                            }
+                            activator.activate_after(match cp.in_progress() {
+                                Some(_) => crate::checkpoint::FROZEN_POLL,
+                                None => crate::checkpoint::IDLE_POLL,
+                            });
+                        }
+                        if let Some(deadline) = w.next_deadline() {
                             activator
                                 .activate_after(deadline.saturating_duration_since(Instant::now()));
                         }
@@ -90,6 +132,10 @@ pub fn parquet_sink<'scope>(
                     if let Err(e) = result {
                         ctx.fail(format!("sink `{}`: {e:#}", node.name));
                         writer = None;
+                        if let Some(cp) = cp.as_mut() {
+                            // The run fails; do not hold the checkpoint back.
+                            cp.finish();
+                        }
                     }
                 }
             },

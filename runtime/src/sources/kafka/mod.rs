@@ -21,6 +21,7 @@ use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::{Scope, StreamVec};
 
 use self::config::{KafkaSourceConfig, StartPosition};
+use crate::checkpoint::{PartitionCheckpoint, Role};
 use crate::dataflow::context::RunContext;
 use crate::dataflow::time::quantize;
 use crate::record::Trade;
@@ -137,10 +138,14 @@ pub fn kafka_stream<'scope>(
                 }
             };
             let mut cap = consumer.as_ref().map(|_| capability);
-            if consumer.is_some() && parts.is_empty() {
-                // More workers than partitions: nothing to read here.
-                if let Some(cp) = ctx.checkpoint.as_ref() {
-                    cp.sources_finished.fetch_add(1, Ordering::AcqRel);
+            let mut cp = ctx
+                .checkpoint
+                .as_ref()
+                .map(|c| c.participant(Role::Source, source_index, worker, None));
+            if consumer.is_none() || parts.is_empty() {
+                // Setup failed (reported) or more workers than partitions: nothing to read here.
+                if let Some(cp) = cp.as_mut() {
+                    cp.finish();
                 }
                 cap = None;
             }
@@ -152,46 +157,36 @@ pub fn kafka_stream<'scope>(
             }
             let mut last_commit = Instant::now();
             let mut batch: BTreeMap<u64, Vec<Trade>> = BTreeMap::new();
-            let mut paused_epoch = 0u64;
-            let positions =
-                |parts: &[PartitionState]| -> Vec<(i32, crate::checkpoint::PartitionCheckpoint)> {
-                    parts
-                        .iter()
-                        .map(|s| {
-                            (
-                                s.partition,
-                                crate::checkpoint::PartitionCheckpoint {
-                                    next: s.next,
-                                    max_ts: s.max_ts,
-                                    wm: s.wm,
-                                },
-                            )
-                        })
-                        .collect()
-                };
+            let mut paused = false;
 
             move |output| {
                 let (Some(consumer), Some(capability)) = (consumer.as_ref(), cap.as_mut()) else {
                     cap = None;
                     return;
                 };
-                if let Some(cp) = ctx.checkpoint.as_ref() {
-                    // Checkpoint: record positions once, then read nothing until it completes.
-                    if let Some(epoch) = cp.pending_epoch() {
-                        if paused_epoch < epoch {
+                if let Some(cp) = cp.as_mut() {
+                    // A checkpoint: record the positions once, then read nothing until it is
+                    // complete.
+                    if let Some(epoch) = cp.in_progress() {
+                        if cp.due(epoch) {
                             cp.record_source(&name, positions(&parts));
-                            paused_epoch = epoch;
-                            cp.sources_paused.fetch_add(1, Ordering::AcqRel);
+                            cp.ack(epoch);
                         }
-                        activator.activate_after(Duration::from_millis(1));
+                        paused = true;
+                        activator.activate_after(crate::checkpoint::FROZEN_POLL);
                         return;
                     }
+                    if std::mem::take(&mut paused) {
+                        // A pause is not idleness: partitions get their idle time back.
+                        let now = Instant::now();
+                        parts.iter_mut().for_each(|s| s.last_record = now);
+                    }
                     if ctx.stop.load(Ordering::Relaxed) {
-                        // A stop is a last checkpoint: end only once it is complete.
-                        if cp.may_end() {
+                        // A stop takes a last checkpoint: end once it is complete.
+                        if cp.coordinator().stop_checkpointed() {
                             cap = None;
                         } else {
-                            activator.activate_after(Duration::from_millis(1));
+                            activator.activate_after(crate::checkpoint::FROZEN_POLL);
                         }
                         return;
                     }
@@ -253,8 +248,8 @@ pub fn kafka_stream<'scope>(
                     }
                 }
                 ctx.metrics.trades.fetch_add(n, Ordering::Relaxed);
-                if let Some(cp) = ctx.checkpoint.as_ref() {
-                    cp.emitted[source_index].fetch_add(n, Ordering::AcqRel);
+                if let Some(cp) = cp.as_ref() {
+                    cp.emitted(n as usize);
                 }
                 let now = Instant::now();
                 for s in parts.iter_mut().filter(|s| s.touched) {
@@ -297,9 +292,9 @@ pub fn kafka_stream<'scope>(
                     last_commit = Instant::now();
                 }
                 if finished {
-                    if let Some(cp) = ctx.checkpoint.as_ref() {
+                    if let Some(cp) = cp.as_mut() {
                         cp.record_source(&name, positions(&parts));
-                        cp.sources_finished.fetch_add(1, Ordering::AcqRel);
+                        cp.finish();
                     }
                     cap = None;
                 } else if polled > 0 {
@@ -312,6 +307,23 @@ pub fn kafka_stream<'scope>(
             }
         },
     )
+}
+
+/// The partitions' positions, for a checkpoint.
+fn positions(parts: &[PartitionState]) -> Vec<(i32, PartitionCheckpoint)> {
+    parts
+        .iter()
+        .map(|s| {
+            (
+                s.partition,
+                PartitionCheckpoint {
+                    next: s.next,
+                    max_ts: s.max_ts,
+                    wm: s.wm,
+                },
+            )
+        })
+        .collect()
 }
 
 /// Publishes progress to the consumer group (for lag tools only).

@@ -1,0 +1,418 @@
+//! The checkpoint coordinator (a thread of its own) and each operator instance's handle on it.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+
+use super::config::CheckpointSpec;
+use super::manifest::{self, GroupedState, Manifest, PartitionCheckpoint, PendingFile};
+use crate::metrics::Metrics;
+use crate::sinks::storage::Storage;
+
+/// What an operator instance does in a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Records its positions and stops reading.
+    Source,
+    /// Once its input is drained, serializes its state and freezes.
+    Window,
+    /// Once its input is drained, closes its files into `_pending/` (or flushes).
+    Sink,
+}
+
+/// An instance that finished (its input ended) counts as having taken part in every epoch.
+const FINISHED: u64 = u64::MAX;
+
+#[derive(Default)]
+struct Collected {
+    sources: BTreeMap<String, BTreeMap<i32, PartitionCheckpoint>>,
+    windows: BTreeMap<String, GroupedState>,
+    pending: Vec<PendingFile>,
+}
+
+/// The shape of the dataflow, as far as checkpoints are concerned.
+pub struct Topology {
+    pub workers: usize,
+    pub sources: usize,
+    pub windows: usize,
+    pub sinks: usize,
+}
+
+/// Coordinates checkpoints among the workers of this process.
+pub struct Coordinator {
+    pub spec: CheckpointSpec,
+    storage: Storage,
+    topo: Topology,
+    /// The epoch announced last (0: none yet).
+    announced: AtomicU64,
+    /// The last completed epoch.
+    completed: AtomicU64,
+    /// Per instance (sources, windows, sinks; `index * workers + worker`): the last epoch it took
+    /// part in, or [`FINISHED`].
+    acks: Vec<AtomicU64>,
+    /// Records emitted per node (sources, then windows) and received per consumer (windows,
+    /// then sinks), summed over workers.
+    emitted: Vec<AtomicU64>,
+    received: Vec<AtomicU64>,
+    collected: Mutex<Collected>,
+    /// What the run was restored from.
+    restored: Option<Manifest>,
+    restored_windows: BTreeMap<String, GroupedState>,
+    /// Source positions of the last complete checkpoint (sources that finished keep theirs).
+    last_sources: Mutex<BTreeMap<String, BTreeMap<i32, PartitionCheckpoint>>>,
+    /// Set when the dataflow has ended: the coordinator thread exits.
+    ended: AtomicBool,
+    /// The epoch taken when the run was asked to stop (0: none yet); sources end after it.
+    final_epoch: AtomicU64,
+    metrics: Arc<Metrics>,
+}
+
+impl Coordinator {
+    /// Opens the checkpoint folder and loads the last complete checkpoint, if any: its pending
+    /// files are published and every other pending file under `sink_paths` is deleted.
+    pub fn open(
+        spec: CheckpointSpec,
+        rt: &tokio::runtime::Handle,
+        topo: Topology,
+        sink_paths: &[String],
+        metrics: Arc<Metrics>,
+    ) -> Result<Coordinator> {
+        let storage =
+            Storage::open(&spec.path, rt.clone()).context("opening the checkpoint folder")?;
+        let (restored, restored_windows) = match manifest::load_latest(&storage)? {
+            Some((m, windows)) => {
+                anyhow::ensure!(
+                    m.key_groups == spec.key_groups,
+                    "checkpoint {} in `{}` has {} key groups but the spec says {}: key_groups \
+                     cannot change for the life of a pipeline",
+                    m.epoch,
+                    storage.display,
+                    m.key_groups,
+                    spec.key_groups
+                );
+                manifest::publish(&m.pending, rt)?;
+                tracing::info!(epoch = m.epoch, "restored from checkpoint");
+                (Some(m), windows)
+            }
+            None => (None, BTreeMap::new()),
+        };
+        let keep = restored.as_ref().map(|m| &m.pending[..]).unwrap_or(&[]);
+        let discarded = manifest::discard_uncommitted(sink_paths, keep, rt)?;
+        if discarded > 0 {
+            tracing::info!(
+                files = discarded,
+                "discarded files of a checkpoint that never completed"
+            );
+        }
+        let instances = (topo.sources + topo.windows + topo.sinks) * topo.workers;
+        let epoch = restored.as_ref().map(|m| m.epoch).unwrap_or(0);
+        Ok(Coordinator {
+            storage,
+            announced: AtomicU64::new(epoch),
+            completed: AtomicU64::new(epoch),
+            acks: (0..instances).map(|_| AtomicU64::new(epoch)).collect(),
+            emitted: (0..topo.sources + topo.windows)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            received: (0..topo.windows + topo.sinks)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            collected: Mutex::new(Collected::default()),
+            last_sources: Mutex::new(
+                restored
+                    .as_ref()
+                    .map(|m| m.sources.clone())
+                    .unwrap_or_default(),
+            ),
+            restored,
+            restored_windows,
+            ended: AtomicBool::new(false),
+            final_epoch: AtomicU64::new(0),
+            spec,
+            topo,
+            metrics,
+        })
+    }
+
+    /// The epoch of the checkpoint the run was restored from (0: a fresh start).
+    pub fn restored_epoch(&self) -> u64 {
+        self.restored.as_ref().map(|m| m.epoch).unwrap_or(0)
+    }
+
+    /// A source's restored partition positions.
+    pub fn restored_partitions(&self, source: &str) -> BTreeMap<i32, PartitionCheckpoint> {
+        self.restored
+            .as_ref()
+            .and_then(|m| m.sources.get(source).cloned())
+            .unwrap_or_default()
+    }
+
+    /// A window's restored state for the key groups `worker` owns.
+    pub fn restored_groups(&self, window: &str, worker: usize, peers: usize) -> Vec<&[u8]> {
+        self.restored_windows
+            .get(window)
+            .map(|groups| {
+                groups
+                    .iter()
+                    .filter(|(g, _)| **g as usize % peers == worker)
+                    .map(|(_, b)| b.as_slice())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The handle of one operator instance. `index` is the source, window or sink number; a
+    /// window or sink names the node it reads (`input`: sources first, then windows).
+    pub fn participant(
+        self: &Arc<Self>,
+        role: Role,
+        index: usize,
+        worker: usize,
+        input: Option<usize>,
+    ) -> Participant {
+        let t = &self.topo;
+        let base = match role {
+            Role::Source => 0,
+            Role::Window => t.sources,
+            Role::Sink => t.sources + t.windows,
+        };
+        let (emits, consumer) = match role {
+            Role::Source => (Some(index), None),
+            Role::Window => (Some(t.sources + index), Some(index)),
+            Role::Sink => (None, Some(t.windows + index)),
+        };
+        Participant {
+            cp: Arc::clone(self),
+            role,
+            slot: (base + index) * t.workers + worker,
+            emits,
+            consumes: consumer.zip(input),
+            acked: self.completed.load(Ordering::Acquire),
+        }
+    }
+
+    /// The checkpoint in progress, if any.
+    fn in_progress(&self) -> Option<u64> {
+        let e = self.announced.load(Ordering::Acquire);
+        (e > self.completed.load(Ordering::Acquire)).then_some(e)
+    }
+
+    fn all_acked(&self, role: Role, epoch: u64) -> bool {
+        let t = &self.topo;
+        let range = match role {
+            Role::Source => 0..t.sources,
+            Role::Window => t.sources..t.sources + t.windows,
+            Role::Sink => t.sources + t.windows..t.sources + t.windows + t.sinks,
+        };
+        self.acks[range.start * t.workers..range.end * t.workers]
+            .iter()
+            .all(|a| a.load(Ordering::Acquire) >= epoch)
+    }
+
+    /// Whether the run may end now: a stop was asked for and its checkpoint is complete.
+    pub fn stop_checkpointed(&self) -> bool {
+        let f = self.final_epoch.load(Ordering::Acquire);
+        f > 0 && self.completed.load(Ordering::Acquire) >= f
+    }
+
+    /// Takes a checkpoint every `interval` until the dataflow ends. When the run is asked to
+    /// stop, takes one last checkpoint at once so that nothing read is lost.
+    pub fn run(&self, rt: &tokio::runtime::Handle, stop: &AtomicBool) -> Result<()> {
+        let interval = self.spec.interval.to_std();
+        loop {
+            let deadline = Instant::now() + interval;
+            while Instant::now() < deadline && !stop.load(Ordering::Acquire) {
+                if self.ended.load(Ordering::Acquire) {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let last = stop.load(Ordering::Acquire);
+            let epoch = self.completed.load(Ordering::Acquire) + 1;
+            self.announced.store(epoch, Ordering::Release);
+            let started = Instant::now();
+            while !(self.all_acked(Role::Source, epoch)
+                && self.all_acked(Role::Window, epoch)
+                && self.all_acked(Role::Sink, epoch))
+            {
+                if self.ended.load(Ordering::Acquire) {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_micros(500));
+            }
+            self.commit(epoch, rt)?;
+            self.metrics
+                .checkpoint_millis
+                .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+            if last {
+                self.final_epoch.store(epoch, Ordering::Release);
+                return Ok(());
+            }
+        }
+    }
+
+    /// Tells the coordinator thread the dataflow has ended.
+    pub fn end(&self) {
+        self.ended.store(true, Ordering::Release);
+    }
+
+    /// The commit at the end of a run whose sources all finished (`--bounded`): everything the
+    /// instances handed over since the last checkpoint.
+    pub fn commit_final(&self, rt: &tokio::runtime::Handle) -> Result<()> {
+        let epoch = self
+            .completed
+            .load(Ordering::Acquire)
+            .max(self.announced.load(Ordering::Acquire))
+            + 1;
+        self.announced.store(epoch, Ordering::Release);
+        self.commit(epoch, rt)
+    }
+
+    /// Writes state and manifest (last), publishes the pending files, then lets the operators
+    /// resume.
+    fn commit(&self, epoch: u64, rt: &tokio::runtime::Handle) -> Result<()> {
+        let collected =
+            std::mem::take(&mut *self.collected.lock().unwrap_or_else(|e| e.into_inner()));
+        let dir = manifest::folder(epoch);
+        let mut m = Manifest {
+            epoch,
+            key_groups: self.spec.key_groups,
+            ..Manifest::default()
+        };
+        {
+            let mut last = self.last_sources.lock().unwrap_or_else(|e| e.into_inner());
+            for (source, parts) in collected.sources {
+                last.entry(source).or_default().extend(parts);
+            }
+            m.sources = last.clone();
+        }
+        for (window, groups) in collected.windows {
+            let file = format!("window-{window}.json");
+            self.storage
+                .put(&format!("{dir}/{file}"), serde_json::to_vec(&groups)?)?;
+            m.windows.insert(window, file);
+        }
+        m.pending = collected.pending;
+        self.storage.put(
+            &format!("{dir}/{}", manifest::MANIFEST),
+            serde_json::to_vec_pretty(&m)?,
+        )?;
+        // Committed. Publishing is idempotent, so a crash from here on is repaired at restart.
+        manifest::publish(&m.pending, rt)?;
+        self.metrics
+            .files_published
+            .fetch_add(m.pending.len() as u64, Ordering::Relaxed);
+        self.metrics.checkpoints.fetch_add(1, Ordering::Relaxed);
+        self.completed.store(epoch, Ordering::Release);
+        if let Err(e) = manifest::delete_older(&self.storage, epoch.saturating_sub(1)) {
+            tracing::warn!(error = %format!("{e:#}"), "deleting old checkpoints");
+        }
+        tracing::debug!(epoch, files = m.pending.len(), "checkpoint complete");
+        Ok(())
+    }
+}
+
+/// One operator instance's part in checkpoints.
+pub struct Participant {
+    cp: Arc<Coordinator>,
+    role: Role,
+    slot: usize,
+    /// The node this instance emits for, and (consumer, input node) it receives as.
+    emits: Option<usize>,
+    consumes: Option<(usize, usize)>,
+    acked: u64,
+}
+
+impl Participant {
+    pub fn coordinator(&self) -> &Coordinator {
+        &self.cp
+    }
+
+    /// Counts records this instance gave to its output.
+    pub fn emitted(&self, n: usize) {
+        if let (Some(node), true) = (self.emits, n > 0) {
+            self.cp.emitted[node].fetch_add(n as u64, Ordering::AcqRel);
+        }
+    }
+
+    /// Counts records this instance took from its input.
+    pub fn received(&self, n: usize) {
+        if let (Some((consumer, _)), true) = (self.consumes, n > 0) {
+            self.cp.received[consumer].fetch_add(n as u64, Ordering::AcqRel);
+        }
+    }
+
+    /// The checkpoint in progress, if any: while there is one, sources read nothing and windows
+    /// fire nothing.
+    pub fn in_progress(&self) -> Option<u64> {
+        self.cp.in_progress()
+    }
+
+    /// Whether this instance should take its part in `epoch` now: it has not yet, and everything
+    /// upstream has stopped and been delivered to it.
+    pub fn due(&self, epoch: u64) -> bool {
+        if self.acked >= epoch {
+            return false;
+        }
+        let upstream_quiet = match self.role {
+            Role::Source => true,
+            Role::Window => self.cp.all_acked(Role::Source, epoch),
+            Role::Sink => {
+                self.cp.all_acked(Role::Source, epoch) && self.cp.all_acked(Role::Window, epoch)
+            }
+        };
+        upstream_quiet
+            && self.consumes.is_none_or(|(consumer, input)| {
+                self.cp.received[consumer].load(Ordering::Acquire)
+                    == self.cp.emitted[input].load(Ordering::Acquire)
+            })
+    }
+
+    /// Records this instance's part in `epoch`.
+    pub fn ack(&mut self, epoch: u64) {
+        self.acked = epoch;
+        self.cp.acks[self.slot].fetch_max(epoch, Ordering::AcqRel);
+    }
+
+    /// The instance's input ended: it takes part in no further checkpoint.
+    pub fn finish(&mut self) {
+        self.acked = FINISHED;
+        self.cp.acks[self.slot].store(FINISHED, Ordering::Release);
+    }
+
+    pub fn finished(&self) -> bool {
+        self.acked == FINISHED
+    }
+
+    pub fn record_source(
+        &self,
+        source: &str,
+        parts: impl IntoIterator<Item = (i32, PartitionCheckpoint)>,
+    ) {
+        let mut c = self.cp.collected.lock().unwrap_or_else(|e| e.into_inner());
+        c.sources
+            .entry(source.to_string())
+            .or_default()
+            .extend(parts);
+    }
+
+    pub fn record_window(&self, window: &str, groups: GroupedState) {
+        let mut c = self.cp.collected.lock().unwrap_or_else(|e| e.into_inner());
+        c.windows
+            .entry(window.to_string())
+            .or_default()
+            .extend(groups);
+    }
+
+    pub fn record_pending(&self, files: Vec<PendingFile>) {
+        self.cp
+            .collected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pending
+            .extend(files);
+    }
+}

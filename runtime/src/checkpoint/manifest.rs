@@ -1,0 +1,123 @@
+//! What a checkpoint is made of on storage: `chk-EPOCH/` folders holding one state file per
+//! window step and, written last, `_manifest.json`.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::sinks::storage::Storage;
+
+pub const MANIFEST: &str = "_manifest.json";
+
+/// Where a partition stands in a checkpoint.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct PartitionCheckpoint {
+    /// Next offset to read.
+    pub next: i64,
+    pub max_ts: i64,
+    pub wm: i64,
+}
+
+/// A sink file closed under a checkpoint and published when the checkpoint completes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PendingFile {
+    /// The sink's configured path (local path or URL).
+    pub sink: String,
+    /// Name under the sink folder while pending.
+    pub pending: String,
+    /// Final name under the sink folder.
+    pub file: String,
+}
+
+/// Window state by key group: group → serialized entries.
+pub type GroupedState = BTreeMap<u32, Vec<u8>>;
+
+/// The last file of a checkpoint, written after everything it refers to.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Manifest {
+    pub epoch: u64,
+    pub key_groups: u32,
+    /// source name → partition → position.
+    pub sources: BTreeMap<String, BTreeMap<i32, PartitionCheckpoint>>,
+    /// window step name → state file (relative to the checkpoint folder).
+    pub windows: BTreeMap<String, String>,
+    /// Files to publish.
+    pub pending: Vec<PendingFile>,
+}
+
+pub fn folder(epoch: u64) -> String {
+    format!("chk-{epoch:010}")
+}
+
+pub fn epoch_of(name: &str) -> Option<u64> {
+    name.split('/').next()?.strip_prefix("chk-")?.parse().ok()
+}
+
+/// The last complete checkpoint under `storage` and its window state, if there is one.
+pub fn load_latest(
+    storage: &Storage,
+) -> Result<Option<(Manifest, BTreeMap<String, GroupedState>)>> {
+    let latest = storage
+        .list()?
+        .into_iter()
+        .filter(|n| n.ends_with(&format!("/{MANIFEST}")))
+        .filter_map(|n| Some((epoch_of(&n)?, n)))
+        .max();
+    let Some((_, name)) = latest else {
+        return Ok(None);
+    };
+    let manifest: Manifest = serde_json::from_slice(&storage.get(&name)?)
+        .with_context(|| format!("reading checkpoint `{}/{name}`", storage.display))?;
+    let dir = folder(manifest.epoch);
+    let mut windows = BTreeMap::new();
+    for (window, file) in &manifest.windows {
+        let bytes = storage.get(&format!("{dir}/{file}"))?;
+        let groups: GroupedState = serde_json::from_slice(&bytes)
+            .with_context(|| format!("reading window state `{dir}/{file}`"))?;
+        windows.insert(window.clone(), groups);
+    }
+    Ok(Some((manifest, windows)))
+}
+
+/// Renames pending files into place; a file already published is skipped (idempotent).
+pub fn publish(files: &[PendingFile], rt: &tokio::runtime::Handle) -> Result<()> {
+    let mut opened: BTreeMap<&str, Storage> = BTreeMap::new();
+    for f in files {
+        if !opened.contains_key(f.sink.as_str()) {
+            opened.insert(&f.sink, Storage::open(&f.sink, rt.clone())?);
+        }
+        opened[f.sink.as_str()].promote(&f.pending, &f.file)?;
+    }
+    Ok(())
+}
+
+/// Deletes every pending file under `sinks` that `keep` does not list: they were written under
+/// a checkpoint that never completed, and the restored run writes their rows again.
+pub fn discard_uncommitted(
+    sinks: &[String],
+    keep: &[PendingFile],
+    rt: &tokio::runtime::Handle,
+) -> Result<usize> {
+    let mut deleted = 0;
+    for path in sinks {
+        let sink = Storage::open(path, rt.clone())?;
+        for name in sink.list_under("_pending")? {
+            if !keep.iter().any(|f| &f.sink == path && f.pending == name) {
+                sink.delete(&name)?;
+                deleted += 1;
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+/// Deletes the checkpoints older than `keep_from`.
+pub fn delete_older(storage: &Storage, keep_from: u64) -> Result<()> {
+    for name in storage.list()? {
+        if epoch_of(&name).is_some_and(|e| e < keep_from) {
+            storage.delete(&name)?;
+        }
+    }
+    Ok(())
+}
