@@ -418,7 +418,8 @@ fn ingest_survives_a_broker_restart_without_loss_or_duplicates() {
     );
 }
 
-/// Produces `n` valid trades for 6 symbols over 4 partitions, some out of order.
+/// Produces `n` records for 6 symbols over 4 partitions: trades, some out of order, and every
+/// 997th a garbage record (alternately not JSON and a negative price).
 fn produce_trades(brokers: &str, topic: &str, n: u64) {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -433,18 +434,22 @@ fn produce_trades(brokers: &str, topic: &str, n: u64) {
         (state >> 33) % m
     };
     let mut clock = 1_764_000_000_000i64;
-    for _ in 0..n {
+    for i in 0..n {
         clock += rnd(40) as i64;
         let sym = format!("S{}", rnd(6));
         let mut t = clock;
         if rnd(20) == 0 {
             t -= rnd(4_000) as i64;
         }
-        let value = format!(
-            "{{\"p\":{}.5,\"s\":\"{sym}\",\"t\":{t},\"v\":{}}}",
-            10 + rnd(90),
-            1 + rnd(9)
-        );
+        let value = match i % 997 {
+            500 if i % 2 == 0 => format!("garbage {i}"),
+            500 => format!("{{\"p\":-1,\"s\":\"{sym}\",\"t\":{t},\"v\":1}}"),
+            _ => format!(
+                "{{\"p\":{}.5,\"s\":\"{sym}\",\"t\":{t},\"v\":{}}}",
+                10 + rnd(90),
+                1 + rnd(9)
+            ),
+        };
         let mut record = BaseRecord::to(topic).key(&sym).payload(&value);
         loop {
             match producer.send(record) {
@@ -500,6 +505,23 @@ fn latest_checkpoint(dir: &std::path::Path) -> u64 {
         .unwrap_or(0)
 }
 
+/// Dead letters without their arrival time: (reason, raw, position), sorted.
+fn sorted_dead_letters(dir: &std::path::Path) -> Vec<(String, String, i64)> {
+    let (_, letters) = read_dead_letters(dir);
+    let mut out: Vec<(String, String, i64)> = letters
+        .iter()
+        .map(|v| {
+            (
+                v["reason"].as_str().unwrap().to_string(),
+                v["raw"].as_str().unwrap().to_string(),
+                v["line"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 fn sorted_bars(dir: &std::path::Path) -> Vec<String> {
     let (_, rows) = read_parquet_dir(dir);
     let mut rows: Vec<String> = rows.iter().map(|r| format!("{r:?}")).collect();
@@ -528,6 +550,8 @@ fn kill_9_at_random_moments_then_restart_gives_exactly_the_uninterrupted_output(
     let took = started.elapsed();
     let reference = sorted_bars(&reference_dir.join("bars"));
     assert!(reference.len() > 300, "{}", reference.len());
+    let reference_dead = sorted_dead_letters(&reference_dir.join("dead_letters"));
+    assert!(reference_dead.len() >= 200, "{}", reference_dead.len());
 
     // kill -9 twice at random moments, restarting with another worker count each time: each
     // run is killed a random time after it completed a checkpoint of its own (so every run makes
@@ -572,4 +596,54 @@ fn kill_9_at_random_moments_then_restart_gives_exactly_the_uninterrupted_output(
         recovered == reference,
         "seed {seed}: bars differ from the uninterrupted run"
     );
+    // Dead letters are exactly-once too: each rejected record once, with its offset.
+    let recovered_dead = sorted_dead_letters(&crash_dir.join("dead_letters"));
+    assert_eq!(recovered_dead.len(), reference_dead.len(), "seed {seed}");
+    assert!(
+        recovered_dead == reference_dead,
+        "seed {seed}: dead letters differ"
+    );
+}
+
+#[test]
+fn a_finished_run_restarted_adds_nothing_and_a_checkpoint_refuses_another_topic() {
+    let Some(brokers) = brokers() else { return };
+    let topic = create_topic(&brokers, 2);
+    produce_trades(&brokers, &topic, 5_000);
+    let dir = tempfile::tempdir().unwrap();
+    let run = |topic: &str| {
+        market_bars(&brokers, topic, dir.path(), "2", "10s")
+            .wait_with_output()
+            .unwrap()
+    };
+    let first = run(&topic);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let bars = sorted_bars(&dir.path().join("bars"));
+    assert!(!bars.is_empty());
+
+    // The same job again resumes at the end offsets of its last checkpoint: nothing new.
+    let again = run(&topic);
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert_eq!(sorted_bars(&dir.path().join("bars")), bars);
+
+    // Another topic with the same checkpoint folder: refused, and the message says what to do.
+    let other = create_topic(&brokers, 2);
+    let refused = run(&other);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "reading `topic {topic}`, but it now reads `topic {other}`"
+        )) && stderr.contains("CHECKPOINT_URL"),
+        "{stderr}"
+    );
+    assert_eq!(sorted_bars(&dir.path().join("bars")), bars);
 }

@@ -106,6 +106,54 @@ spec.yaml:18:12: sinks.out.input: unknown input `barz`; did you mean `bars`?
 }
 
 #[test]
+fn checkpoint_errors_name_the_field() {
+    let yaml = format!(
+        "name: bad
+sources:
+  trades:
+    type: replay
+    path: {}
+steps:
+  bars:
+    type: window
+    input: trades
+    engine: differential
+    window: {{ type: tumbling, size: 1m }}
+    aggregates:
+      n: {{ fn: count }}
+sinks:
+  out: {{ type: parquet, input: bars, path: out }}
+checkpoints:
+  path: chk
+  interval: 0s
+  key_groups: 0
+  retain: 3
+",
+        sample()
+    );
+    let (code, stderr) = validate(&yaml, &[]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        stderr,
+        "spec.yaml:20:3: checkpoints.retain: unknown field `retain`; valid choices: `path`, `interval`, `key_groups`
+1 error(s) in spec.yaml
+"
+    );
+    let yaml = yaml.replace("  retain: 3\n", "");
+    let (code, stderr) = validate(&yaml, &[]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        stderr,
+        "spec.yaml:4:11: sources.trades.type: checkpoints need sources that can rewind: `replay` cannot (use a kafka source, or remove `checkpoints`)
+spec.yaml:10:13: steps.bars.engine: checkpoints support the timely engine only (use `engine: auto` or `timely`)
+spec.yaml:18:13: checkpoints.interval: must be positive
+spec.yaml:19:15: checkpoints.key_groups: must be between 1 and 32768, got 0
+4 error(s) in spec.yaml
+"
+    );
+}
+
+#[test]
 fn a_missing_environment_variable_is_named() {
     let (code, stderr) = validate(
         "name: x\nsources:\n  t:\n    type: replay\n    path: ${TRADES_FILE}\nsinks: {}\n",

@@ -21,6 +21,9 @@ pub enum Role {
     Window,
     /// Once its input is drained, closes its files into `_pending/` (or flushes).
     Sink,
+    /// A worker's dead letters: once sources and windows stopped, closes its files into
+    /// `_pending/` (dead letters are exactly-once too).
+    DeadLetters,
 }
 
 /// An instance that finished (its input ended) counts as having taken part in every epoch.
@@ -36,9 +39,28 @@ struct Collected {
 /// The shape of the dataflow, as far as checkpoints are concerned.
 pub struct Topology {
     pub workers: usize,
+    /// source name → what it reads (a Kafka topic).
+    pub inputs: BTreeMap<String, String>,
     pub sources: usize,
     pub windows: usize,
     pub sinks: usize,
+    /// Whether dead letters are written (one instance per worker).
+    pub dead_letters: bool,
+}
+
+impl Topology {
+    /// The instances of `role`: a range of `acks`.
+    fn range(&self, role: Role) -> std::ops::Range<usize> {
+        let w = self.workers;
+        let (s, win, k) = (self.sources * w, self.windows * w, self.sinks * w);
+        let d = if self.dead_letters { w } else { 0 };
+        match role {
+            Role::Source => 0..s,
+            Role::Window => s..s + win,
+            Role::Sink => s + win..s + win + k,
+            Role::DeadLetters => s + win + k..s + win + k + d,
+        }
+    }
 }
 
 /// Coordinates checkpoints among the workers of this process.
@@ -93,6 +115,19 @@ impl Coordinator {
                     m.key_groups,
                     spec.key_groups
                 );
+                for (source, input) in &m.inputs {
+                    if let Some(now) = topo.inputs.get(source)
+                        && now != input
+                    {
+                        anyhow::bail!(
+                            "checkpoint {} in `{}` was taken with source `{source}` reading \
+                             `{input}`, but it now reads `{now}`: point `checkpoints.path` \
+                             (CHECKPOINT_URL) at another folder, or delete this one to start over",
+                            m.epoch,
+                            storage.display
+                        );
+                    }
+                }
                 manifest::publish(&m.pending, rt)?;
                 tracing::info!(epoch = m.epoch, "restored from checkpoint");
                 (Some(m), windows)
@@ -107,7 +142,7 @@ impl Coordinator {
                 "discarded files of a checkpoint that never completed"
             );
         }
-        let instances = (topo.sources + topo.windows + topo.sinks) * topo.workers;
+        let instances = topo.range(Role::DeadLetters).end;
         let epoch = restored.as_ref().map(|m| m.epoch).unwrap_or(0);
         Ok(Coordinator {
             storage,
@@ -174,20 +209,16 @@ impl Coordinator {
         input: Option<usize>,
     ) -> Participant {
         let t = &self.topo;
-        let base = match role {
-            Role::Source => 0,
-            Role::Window => t.sources,
-            Role::Sink => t.sources + t.windows,
-        };
         let (emits, consumer) = match role {
             Role::Source => (Some(index), None),
             Role::Window => (Some(t.sources + index), Some(index)),
             Role::Sink => (None, Some(t.windows + index)),
+            Role::DeadLetters => (None, None),
         };
         Participant {
             cp: Arc::clone(self),
             role,
-            slot: (base + index) * t.workers + worker,
+            slot: t.range(role).start + index * t.workers + worker,
             emits,
             consumes: consumer.zip(input),
             acked: self.completed.load(Ordering::Acquire),
@@ -201,13 +232,7 @@ impl Coordinator {
     }
 
     fn all_acked(&self, role: Role, epoch: u64) -> bool {
-        let t = &self.topo;
-        let range = match role {
-            Role::Source => 0..t.sources,
-            Role::Window => t.sources..t.sources + t.windows,
-            Role::Sink => t.sources + t.windows..t.sources + t.windows + t.sinks,
-        };
-        self.acks[range.start * t.workers..range.end * t.workers]
+        self.acks[self.topo.range(role)]
             .iter()
             .all(|a| a.load(Ordering::Acquire) >= epoch)
     }
@@ -236,7 +261,8 @@ impl Coordinator {
             let started = Instant::now();
             while !(self.all_acked(Role::Source, epoch)
                 && self.all_acked(Role::Window, epoch)
-                && self.all_acked(Role::Sink, epoch))
+                && self.all_acked(Role::Sink, epoch)
+                && self.all_acked(Role::DeadLetters, epoch))
             {
                 if self.ended.load(Ordering::Acquire) {
                     return Ok(());
@@ -280,6 +306,7 @@ impl Coordinator {
         let mut m = Manifest {
             epoch,
             key_groups: self.spec.key_groups,
+            inputs: self.topo.inputs.clone(),
             ..Manifest::default()
         };
         {
@@ -360,7 +387,7 @@ impl Participant {
         let upstream_quiet = match self.role {
             Role::Source => true,
             Role::Window => self.cp.all_acked(Role::Source, epoch),
-            Role::Sink => {
+            Role::Sink | Role::DeadLetters => {
                 self.cp.all_acked(Role::Source, epoch) && self.cp.all_acked(Role::Window, epoch)
             }
         };

@@ -38,6 +38,9 @@ pub type GroupedState = BTreeMap<u32, Vec<u8>>;
 pub struct Manifest {
     pub epoch: u64,
     pub key_groups: u32,
+    /// source name → what it reads (a Kafka topic): a checkpoint only restores the same input.
+    #[serde(default)]
+    pub inputs: BTreeMap<String, String>,
     /// source name → partition → position.
     pub sources: BTreeMap<String, BTreeMap<i32, PartitionCheckpoint>>,
     /// window step name → state file (relative to the checkpoint folder).
@@ -120,4 +123,64 @@ pub fn delete_older(storage: &Storage, keep_from: u64) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_latest_complete_checkpoint_wins_and_publishing_is_idempotent() {
+        let rt = rt();
+        let h = rt.handle().clone();
+        {
+            let chk = Storage::open("memory://chk-test/chk", h.clone()).unwrap();
+            let sink = Storage::open("memory://chk-test/out", h.clone()).unwrap();
+            let file = |n: &str| PendingFile {
+                sink: "memory://chk-test/out".into(),
+                pending: format!("_pending/{n}.inprogress"),
+                file: n.into(),
+            };
+            for (epoch, complete) in [(1, true), (2, true), (3, false)] {
+                let m = Manifest {
+                    epoch,
+                    key_groups: 4,
+                    pending: vec![file(&format!("f{epoch}"))],
+                    ..Manifest::default()
+                };
+                chk.put(&format!("{}/window-w.bin", folder(epoch)), b"x".to_vec())
+                    .unwrap();
+                if complete {
+                    chk.put(
+                        &format!("{}/{MANIFEST}", folder(epoch)),
+                        serde_json::to_vec(&m).unwrap(),
+                    )
+                    .unwrap();
+                }
+                sink.put(&file(&format!("f{epoch}")).pending, b"rows".to_vec())
+                    .unwrap();
+            }
+            let (m, _) = load_latest(&chk).unwrap().unwrap();
+            assert_eq!(m.epoch, 2, "epoch 3 has no manifest");
+            publish(&m.pending, &h).unwrap();
+            publish(&m.pending, &h).unwrap(); // a retry after a crash
+            assert_eq!(sink.get("f2").unwrap().as_ref(), b"rows");
+            let deleted = discard_uncommitted(&["memory://chk-test/out".into()], &m.pending, &h);
+            assert_eq!(
+                deleted.unwrap(),
+                2,
+                "f1 and f3 were never committed by epoch 2"
+            );
+            assert_eq!(sink.list().unwrap(), vec!["f2".to_string()]);
+            delete_older(&chk, 2).unwrap();
+            assert!(chk.list().unwrap().iter().all(|n| epoch_of(n) >= Some(2)));
+        }
+    }
 }

@@ -16,6 +16,7 @@ use timely::dataflow::StreamVec;
 use timely::dataflow::operators::vec::Map;
 
 use self::context::RunContext;
+use crate::checkpoint::Role;
 use crate::metrics::Metrics;
 use crate::plan::{NodeRef, Plan};
 use crate::record::{Row, Trade, trade_row};
@@ -99,12 +100,24 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
                     SinkSpec::Parquet(c) => Some(c.path.clone()),
                     _ => None,
                 })
+                .chain(plan.dead_letters.as_ref().map(|d| d.path.clone()))
                 .collect();
             let topology = crate::checkpoint::coordinator::Topology {
                 workers,
+                inputs: plan
+                    .sources
+                    .iter()
+                    .filter_map(|s| match &s.config {
+                        SourceSpec::Kafka(k) => {
+                            Some((s.name.clone(), format!("topic {}", k.topic)))
+                        }
+                        _ => None,
+                    })
+                    .collect(),
                 sources: plan.sources.len(),
                 windows: plan.windows.len(),
                 sinks: plan.sinks.len(),
+                dead_letters: plan.dead_letters.is_some(),
             };
             let cp = crate::checkpoint::Coordinator::open(
                 spec.clone(),
@@ -143,13 +156,23 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
     let guards = timely::execute(timely::Config::process(workers), move |worker| {
         let ctx = Arc::clone(&worker_ctx);
         let index = worker.index();
+        // Dead letters are exactly-once too when there are checkpoints: each worker's are a
+        // participant of their own, precommitted once sources and windows have stopped.
+        let mut dead_cp = ctx
+            .checkpoint
+            .as_ref()
+            .filter(|_| ctx.plan.dead_letters.is_some())
+            .map(|c| c.participant(Role::DeadLetters, 0, index, None));
         let dead = match DeadLetters::new(
             ctx.plan.dead_letters.as_ref(),
             ctx.rt.clone(),
             ctx.file_prefix(index),
             Arc::clone(&ctx.metrics),
         ) {
-            Ok(d) => Rc::new(RefCell::new(d)),
+            Ok(d) => Rc::new(RefCell::new(match (&dead_cp, &ctx.plan.dead_letters) {
+                (Some(_), Some(spec)) => d.two_phase(&spec.path),
+                _ => d,
+            })),
             Err(e) => {
                 ctx.fail(format!("dead letters: {e:#}"));
                 Rc::new(RefCell::new(
@@ -165,13 +188,35 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
         };
         worker.dataflow::<u64, _, _>(|scope| build(scope, &ctx, &dead, index));
         let mut last_roll = Instant::now();
-        while worker.step_or_park(Some(Duration::from_millis(50))) {
+        let mut park = Duration::from_millis(50);
+        while worker.step_or_park(Some(park)) {
             if last_roll.elapsed() > Duration::from_secs(1) {
                 dead.borrow_mut().roll_aged();
                 last_roll = Instant::now();
             }
+            if let Some(p) = dead_cp.as_mut() {
+                park = Duration::from_millis(50);
+                if let Some(epoch) = p.in_progress() {
+                    park = crate::checkpoint::FROZEN_POLL;
+                    if p.due(epoch) {
+                        match dead.borrow_mut().precommit() {
+                            Ok(files) => p.record_pending(files),
+                            Err(e) => ctx.fail(format!("{e:#}")),
+                        }
+                        p.ack(epoch);
+                    }
+                }
+            }
         }
-        if let Err(e) = dead.borrow_mut().flush() {
+        let result = match dead_cp.as_mut() {
+            Some(p) => {
+                let files = dead.borrow_mut().precommit();
+                p.finish();
+                files.map(|files| p.record_pending(files))
+            }
+            None => dead.borrow_mut().flush(),
+        };
+        if let Err(e) = result {
             ctx.fail(format!("{e:#}"));
         }
     })

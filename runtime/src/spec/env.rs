@@ -41,7 +41,7 @@ pub fn interpolate(
                 col += 1;
                 continue;
             }
-            let Some(end) = after.find('}') else {
+            let Some(end) = closing_brace(after) else {
                 errors.push(EnvError {
                     line: line_idx + 1,
                     column: col,
@@ -51,33 +51,13 @@ pub fn interpolate(
                 rest = "";
                 break;
             };
-            let inner = &after[2..end];
-            let (name, default) = match inner.split_once(":-") {
-                Some((n, d)) => (n, Some(d)),
-                None => (inner, None),
-            };
-            let valid_name = !name.is_empty()
-                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-                && !name.as_bytes()[0].is_ascii_digit();
-            if !valid_name {
-                errors.push(EnvError {
+            match resolve(&after[2..end], lookup) {
+                Ok(v) => out.push_str(&v),
+                Err(message) => errors.push(EnvError {
                     line: line_idx + 1,
                     column: col,
-                    message: format!("invalid environment variable reference `${{{inner}}}`: names are letters, digits and `_`"),
-                });
-            } else {
-                match (lookup(name), default) {
-                    (Some(v), _) if !v.is_empty() || default.is_none() => out.push_str(&v),
-                    (_, Some(d)) => out.push_str(d),
-                    (None, None) => errors.push(EnvError {
-                        line: line_idx + 1,
-                        column: col,
-                        message: format!(
-                            "environment variable `{name}` is not set (set it, or write `${{{name}:-default}}`)"
-                        ),
-                    }),
-                    (Some(_), None) => unreachable!("covered by the first arm"),
-                }
+                    message,
+                }),
             }
             col += after[..=end].chars().count();
             rest = &after[end + 1..];
@@ -88,6 +68,58 @@ pub fn interpolate(
         Ok(out)
     } else {
         Err(errors)
+    }
+}
+
+/// The index of the `}` closing the `${` at the start of `s` (defaults may nest references).
+fn closing_brace(s: &str) -> Option<usize> {
+    let bytes = s.as_bytes();
+    let (mut depth, mut i) = (0usize, 0usize);
+    while i < bytes.len() {
+        if bytes[i] == b'$' && bytes.get(i + 1) == Some(&b'{') {
+            depth += 1;
+            i += 2;
+            continue;
+        }
+        if bytes[i] == b'}' {
+            depth -= 1;
+            if depth == 0 {
+                return Some(i);
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The value of one reference `NAME` or `NAME:-default`; the default may itself contain
+/// references (`${CHECKPOINT_URL:-${OUT_URL:-data}/checkpoints}`).
+fn resolve(inner: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let (name, default) = match inner.split_once(":-") {
+        Some((n, d)) => (n, Some(d)),
+        None => (inner, None),
+    };
+    let valid_name = !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !name.as_bytes()[0].is_ascii_digit();
+    if !valid_name {
+        return Err(format!(
+            "invalid environment variable reference `${{{inner}}}`: names are letters, digits and `_`"
+        ));
+    }
+    match (lookup(name), default) {
+        (Some(v), _) if !v.is_empty() || default.is_none() => Ok(v),
+        (_, Some(d)) => interpolate(d, lookup).map_err(|errors| {
+            errors
+                .into_iter()
+                .map(|e| e.message)
+                .collect::<Vec<_>>()
+                .join("; ")
+        }),
+        (None, None) => Err(format!(
+            "environment variable `{name}` is not set (set it, or write `${{{name}:-default}}`)"
+        )),
+        (Some(_), None) => unreachable!("covered by the first arm"),
     }
 }
 
@@ -111,6 +143,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(got, "a: /tmp/out/bars\nb: x\nc: d\nd: ${OUT}\ne: 5$\n");
+    }
+
+    #[test]
+    fn defaults_may_nest_references() {
+        let got = interpolate(
+            "a: ${NOPE:-${OUT}/chk}\nb: ${NOPE:-${NADA:-data}/chk}\nc: ${OUT:-${NADA}}\n",
+            &env,
+        )
+        .unwrap();
+        assert_eq!(got, "a: /tmp/out/chk\nb: data/chk\nc: /tmp/out\n");
+        let err = interpolate("x: ${NOPE:-${NADA}/chk}\n", &env).unwrap_err();
+        assert!(err[0].message.contains("`NADA` is not set"), "{err:?}");
+        assert_eq!((err[0].line, err[0].column), (1, 4));
     }
 
     #[test]

@@ -13,6 +13,7 @@ use compact_str::CompactString;
 use self::config::{DeadLetterFormat, DeadLetterSpec};
 use super::rolling::{Format, Partition, RollingWriter};
 use super::storage::Storage;
+use crate::checkpoint::PendingFile;
 use crate::metrics::Metrics;
 use crate::record::{Field, FieldType, Schema, Value};
 use crate::sources::finnhub::protocol::RejectReason;
@@ -148,6 +149,22 @@ impl DeadLetters {
         {
             self.error = Some(e);
         }
+    }
+
+    /// Exactly-once mode: files stay pending until a checkpoint publishes them.
+    pub fn two_phase(mut self, path: &str) -> Self {
+        self.writer = self.writer.map(|w| w.two_phase(path));
+        self
+    }
+
+    /// Closes every open file and hands over the pending ones (exactly-once mode).
+    pub fn precommit(&mut self) -> Result<Vec<PendingFile>> {
+        if let Some(e) = self.error.take() {
+            return Err(e.context("writing dead letters"));
+        }
+        self.writer
+            .as_mut()
+            .map_or(Ok(Vec::new()), RollingWriter::precommit)
     }
 
     /// Publishes what is buffered; reports the first error seen since the start.
