@@ -5,8 +5,14 @@
 //! - bars: `specs/market-bars.yaml`-like job (`--bounded`) on the topic just written, against
 //!   `kafka-consumer-perf-test` reading the same topic.
 //!
+//! - bars with checkpoints: the same job with `checkpoints: {interval: 1s}` (the cost of
+//!   exactly-once).
+//!
+//! Each measurement is repeated (`--repeat`, default 3), alternating tickflow and the tool so that
+//! both see the same machine noise; medians are printed.
+//!
 //!     deploy/local/kafka start
-//!     cargo bench --bench kafka [-- --trades 2000000]
+//!     cargo bench --bench kafka [-- --trades 2000000 --repeat 3]
 
 use std::process::Command;
 use std::sync::Arc;
@@ -60,11 +66,26 @@ fn run(spec: &str, env: &[(&str, String)], bounded: bool) -> (f64, u64, u64) {
     )
 }
 
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
+fn fmt_all(xs: &[f64]) -> String {
+    xs.iter()
+        .map(|x| format!("{:.0}k", x / 1e3))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let trades: u64 = arg(&args, "--trades")
         .map(|s| s.parse().unwrap())
         .unwrap_or(2_000_000);
+    let repeat: usize = arg(&args, "--repeat")
+        .map(|s| s.parse().unwrap())
+        .unwrap_or(3);
     let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
     let dir = std::env::temp_dir().join("tickflow-kafka-bench");
     std::fs::create_dir_all(&dir).unwrap();
@@ -86,9 +107,13 @@ fn main() {
         std::io::Write::flush(&mut w).unwrap();
     }
     let stamp = std::process::id();
-    let topic = format!("bench-trades-{stamp}");
+    // One topic per ingest run (the first is what the bars runs read) and one for the tool.
+    let topics: Vec<String> = (0..repeat)
+        .map(|i| format!("bench-trades-{stamp}-{i}"))
+        .collect();
+    let topic = topics[0].clone();
     let perf_topic = format!("bench-perf-{stamp}");
-    for t in [&topic, &perf_topic] {
+    for t in topics.iter().chain([&perf_topic]) {
         tool(&[
             "org.apache.kafka.tools.TopicCommand",
             "--bootstrap-server",
@@ -110,44 +135,51 @@ fn main() {
 sources:
   trades: {{ type: replay, path: {} }}
 sinks:
-  k: {{ type: kafka, input: trades, brokers: \"{brokers}\", topic: {topic}, compression: lz4 }}
+  k: {{ type: kafka, input: trades, brokers: \"{brokers}\", topic: TOPIC, compression: lz4 }}
 ",
         file.display()
     );
-    let (secs, n, delivered) = run(&ingest, &[], false);
-    assert_eq!(delivered, n, "every trade delivered");
-    let ours = n as f64 / secs;
-    let perf = tool(&[
-        "org.apache.kafka.tools.ProducerPerformance",
-        "--topic",
-        &perf_topic,
-        "--num-records",
-        &trades.to_string(),
-        "--record-size",
-        "70",
-        "--throughput",
-        "-1",
-        "--producer-props",
-        &format!("bootstrap.servers={brokers}"),
-        "acks=all",
-        "enable.idempotence=true",
-        "compression.type=lz4",
-        "linger.ms=5",
-    ]);
-    let last = perf
-        .lines()
-        .rev()
-        .find(|l| l.contains("records/sec"))
-        .unwrap_or_default()
-        .to_string();
-    let ceiling: f64 = last
-        .split(" records sent, ")
-        .nth(1)
-        .and_then(|s| s.split(' ').next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(f64::NAN);
+    let (mut ours_all, mut tool_all) = (Vec::new(), Vec::new());
+    for t in &topics {
+        let (secs, n, delivered) = run(&ingest.replace("TOPIC", t), &[], false);
+        assert_eq!(delivered, n, "every trade delivered");
+        ours_all.push(n as f64 / secs);
+        let perf = tool(&[
+            "org.apache.kafka.tools.ProducerPerformance",
+            "--topic",
+            &perf_topic,
+            "--num-records",
+            &trades.to_string(),
+            "--record-size",
+            "70",
+            "--throughput",
+            "-1",
+            "--producer-props",
+            &format!("bootstrap.servers={brokers}"),
+            "acks=all",
+            "enable.idempotence=true",
+            "compression.type=lz4",
+            "linger.ms=5",
+        ]);
+        let last = perf
+            .lines()
+            .rev()
+            .find(|l| l.contains("records/sec"))
+            .unwrap_or_default()
+            .to_string();
+        tool_all.push(
+            last.split(" records sent, ")
+                .nth(1)
+                .and_then(|s| s.split(' ').next())
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(f64::NAN),
+        );
+    }
+    let (ours, ceiling) = (median(ours_all.clone()), median(tool_all.clone()));
     println!(
-        "ingest   tickflow {ours:>12.0} trades/s   kafka-producer-perf-test {ceiling:>12.0} records/s   ({:.0}%)",
+        "ingest   tickflow {ours:>10.0} trades/s [{}]   kafka-producer-perf-test {ceiling:>10.0} records/s [{}]   ({:.0}%)",
+        fmt_all(&ours_all),
+        fmt_all(&tool_all),
         100.0 * ours / ceiling
     );
 
@@ -174,32 +206,51 @@ sinks:
 ",
         dir.join(format!("bars-{stamp}")).display()
     );
-    let (secs, n, _) = run(&bars, &[], true);
-    assert_eq!(n, trades, "every trade read");
-    let ours = n as f64 / secs;
-    let perf = tool(&[
-        "org.apache.kafka.tools.ConsumerPerformance",
-        "--bootstrap-server",
-        &brokers,
-        "--topic",
-        &topic,
-        "--messages",
-        &trades.to_string(),
-        "--group",
-        &format!("perf-{stamp}"),
-    ]);
-    // CSV: start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, ...
-    let row = perf.lines().last().unwrap_or_default().to_string();
-    let ceiling: f64 = row
-        .split(',')
-        .nth(5)
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(f64::NAN);
-    println!(
-        "bars     tickflow {ours:>12.0} trades/s   kafka-consumer-perf-test {ceiling:>12.0} records/s   ({:.0}%)",
-        100.0 * ours / ceiling
-    );
-    for t in [&topic, &perf_topic] {
+    let bars = bars.replace(&format!("bars-{stamp}"), &format!("bars-{stamp}-{{OUT}}"));
+    let (mut ours_all, mut checkpointed_all, mut tool_all) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..repeat {
+        let (secs, n, _) = run(&bars.replace("{OUT}", &format!("plain-{i}")), &[], true);
+        assert_eq!(n, trades, "every trade read");
+        ours_all.push(n as f64 / secs);
+        let checkpointed = format!(
+            "{}checkpoints: {{ path: {}, interval: 1s }}\n",
+            bars.replace("{OUT}", &format!("chk-{i}")),
+            dir.join(format!("checkpoints-{stamp}-{i}")).display()
+        );
+        let (secs, n, _) = run(&checkpointed, &[], true);
+        assert_eq!(n, trades, "every trade read");
+        checkpointed_all.push(n as f64 / secs);
+        let perf = tool(&[
+            "org.apache.kafka.tools.ConsumerPerformance",
+            "--bootstrap-server",
+            &brokers,
+            "--topic",
+            &topic,
+            "--messages",
+            &trades.to_string(),
+            "--group",
+            &format!("perf-{stamp}-{i}"),
+        ]);
+        // CSV: start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, ...
+        let row = perf.lines().last().unwrap_or_default().to_string();
+        tool_all.push(
+            row.split(',')
+                .nth(5)
+                .and_then(|s| s.trim().parse().ok())
+                .unwrap_or(f64::NAN),
+        );
+    }
+    let ceiling = median(tool_all.clone());
+    for (label, all) in [("bars", &ours_all), ("bars+chk", &checkpointed_all)] {
+        let ours = median(all.clone());
+        println!(
+            "{label:<8} tickflow {ours:>10.0} trades/s [{}]   kafka-consumer-perf-test {ceiling:>10.0} records/s [{}]   ({:.0}%)",
+            fmt_all(all),
+            fmt_all(&tool_all),
+            100.0 * ours / ceiling
+        );
+    }
+    for t in topics.iter().chain([&perf_topic]) {
         tool(&[
             "org.apache.kafka.tools.TopicCommand",
             "--bootstrap-server",

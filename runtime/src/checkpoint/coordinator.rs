@@ -259,17 +259,31 @@ impl Coordinator {
             let epoch = self.completed.load(Ordering::Acquire) + 1;
             self.announced.store(epoch, Ordering::Release);
             let started = Instant::now();
-            while !(self.all_acked(Role::Source, epoch)
-                && self.all_acked(Role::Window, epoch)
-                && self.all_acked(Role::Sink, epoch)
-                && self.all_acked(Role::DeadLetters, epoch))
+            // Phase by phase (the timings go to the debug log).
+            let mut phases = [Duration::ZERO; 4];
+            for (i, role) in [Role::Source, Role::Window, Role::Sink, Role::DeadLetters]
+                .into_iter()
+                .enumerate()
             {
-                if self.ended.load(Ordering::Acquire) {
-                    return Ok(());
+                while !self.all_acked(role, epoch) {
+                    if self.ended.load(Ordering::Acquire) {
+                        return Ok(());
+                    }
+                    std::thread::sleep(Duration::from_micros(500));
                 }
-                std::thread::sleep(Duration::from_micros(500));
+                phases[i] = started.elapsed();
             }
-            self.commit(epoch, rt)?;
+            let state_bytes = self.commit(epoch, rt)?;
+            tracing::debug!(
+                epoch,
+                state_bytes,
+                sources = ?phases[0],
+                windows = ?phases[1],
+                sinks = ?phases[2],
+                dead_letters = ?phases[3],
+                committed = ?started.elapsed(),
+                "checkpoint phases"
+            );
             self.metrics
                 .checkpoint_millis
                 .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
@@ -294,12 +308,12 @@ impl Coordinator {
             .max(self.announced.load(Ordering::Acquire))
             + 1;
         self.announced.store(epoch, Ordering::Release);
-        self.commit(epoch, rt)
+        self.commit(epoch, rt).map(|_| ())
     }
 
     /// Writes state and manifest (last), publishes the pending files, then lets the operators
-    /// resume.
-    fn commit(&self, epoch: u64, rt: &tokio::runtime::Handle) -> Result<()> {
+    /// resume. Returns the size of the state written.
+    fn commit(&self, epoch: u64, rt: &tokio::runtime::Handle) -> Result<usize> {
         let collected =
             std::mem::take(&mut *self.collected.lock().unwrap_or_else(|e| e.into_inner()));
         let dir = manifest::folder(epoch);
@@ -316,10 +330,12 @@ impl Coordinator {
             }
             m.sources = last.clone();
         }
+        let mut state_bytes = 0;
         for (window, groups) in collected.windows {
-            let file = format!("window-{window}.json");
-            self.storage
-                .put(&format!("{dir}/{file}"), serde_json::to_vec(&groups)?)?;
+            let file = format!("window-{window}.bin");
+            let bytes = bincode::serialize(&groups)?;
+            state_bytes += bytes.len();
+            self.storage.put(&format!("{dir}/{file}"), bytes)?;
             m.windows.insert(window, file);
         }
         m.pending = collected.pending;
@@ -338,7 +354,7 @@ impl Coordinator {
             tracing::warn!(error = %format!("{e:#}"), "deleting old checkpoints");
         }
         tracing::debug!(epoch, files = m.pending.len(), "checkpoint complete");
-        Ok(())
+        Ok(state_bytes)
     }
 }
 

@@ -76,7 +76,7 @@ pub fn load_latest(
     let mut windows = BTreeMap::new();
     for (window, file) in &manifest.windows {
         let bytes = storage.get(&format!("{dir}/{file}"))?;
-        let groups: GroupedState = serde_json::from_slice(&bytes)
+        let groups: GroupedState = bincode::deserialize(&bytes)
             .with_context(|| format!("reading window state `{dir}/{file}`"))?;
         windows.insert(window.clone(), groups);
     }

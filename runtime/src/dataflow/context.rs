@@ -24,6 +24,9 @@ pub struct RunContext {
     pub finnhub: Vec<Option<Arc<FinnhubShared>>>,
     /// `--bounded`: sources that can end (Kafka: at the end offsets seen at start) do.
     pub bounded: bool,
+    /// Per source and worker: the watermark of the worker's slowest live partition (`i64::MAX`:
+    /// none), for watermark alignment across workers.
+    pub source_watermarks: Vec<Vec<std::sync::atomic::AtomicI64>>,
     /// The checkpoint coordinator, when the spec has `checkpoints`.
     pub checkpoint: Option<Arc<crate::checkpoint::Coordinator>>,
     errors: Mutex<Vec<String>>,
@@ -48,6 +51,7 @@ impl RunContext {
             replay,
             finnhub,
             bounded: false,
+            source_watermarks: Vec::new(),
             checkpoint: None,
             errors: Mutex::new(Vec::new()),
         }

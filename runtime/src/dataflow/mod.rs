@@ -141,6 +141,16 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
         finnhub,
     );
     context.bounded = opts.bounded;
+    context.source_watermarks = context
+        .plan
+        .sources
+        .iter()
+        .map(|_| {
+            (0..workers)
+                .map(|_| std::sync::atomic::AtomicI64::new(i64::MAX))
+                .collect()
+        })
+        .collect();
     context.checkpoint = checkpoint.clone();
     let ctx = Arc::new(context);
     let coordinator = checkpoint.clone().map(|cp| {

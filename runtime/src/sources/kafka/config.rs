@@ -28,6 +28,12 @@ pub struct KafkaSourceConfig {
     /// A partition without records for this long no longer holds back the watermark.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: Duration,
+    /// Watermark alignment: a partition whose watermark is this far ahead of the slowest live
+    /// partition (over all workers) is not read until the others catch up. This bounds what
+    /// windows must buffer when partitions are read unevenly (backfills, restarts); `0s` turns
+    /// it off.
+    #[serde(default = "default_max_drift")]
+    pub max_drift: Duration,
 }
 
 /// Where a Kafka source starts.
@@ -48,5 +54,8 @@ pub const fn default_max_out_of_orderness() -> Duration {
     Duration::secs(2)
 }
 pub const fn default_idle_timeout() -> Duration {
+    Duration::secs(30)
+}
+pub const fn default_max_drift() -> Duration {
     Duration::secs(30)
 }

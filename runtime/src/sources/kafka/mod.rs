@@ -9,12 +9,13 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::Message;
+use rdkafka::consumer::base_consumer::PartitionQueue;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, DefaultConsumerContext};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::operator::source;
@@ -41,8 +42,67 @@ struct PartitionState {
     max_ts: i64,
     wm: i64,
     last_record: Instant,
-    /// Records arrived in the current activation.
+    /// Records arrived in the current activation (or the partition was held back by alignment:
+    /// either way it is not idle).
     touched: bool,
+    /// The partition's own queue (records fetched before it was split arrive on the consumer's).
+    queue: Option<PartitionQueue<DefaultConsumerContext>>,
+}
+
+/// What one activation reads at most, in all and per partition.
+const POLL_BUDGET: usize = 20_000;
+const PARTITION_BUDGET: usize = 5_000;
+
+impl PartitionState {
+    /// Takes one record of this partition: a trade (into `batch`, at its watermark's time) or a
+    /// dead letter. Returns whether it was a trade.
+    #[allow(clippy::too_many_arguments)]
+    fn take(
+        &mut self,
+        msg: &BorrowedMessage<'_>,
+        ooo: i64,
+        quantum: u64,
+        floor: u64,
+        batch: &mut BTreeMap<u64, Vec<Trade>>,
+        dead: &RefCell<DeadLetters>,
+        source: &str,
+    ) -> bool {
+        let offset = msg.offset();
+        self.next = offset + 1;
+        self.touched = true;
+        if self.end.is_some_and(|end| offset >= end) {
+            return false; // past the bounded end
+        }
+        let seq = ((self.partition as u64) << OFFSET_BITS) | offset as u64;
+        match protocol::parse_trade(msg.payload().unwrap_or_default()) {
+            Ok(t) => {
+                self.max_ts = self.max_ts.max(t.ts);
+                self.wm = self.wm.max(self.max_ts - ooo);
+                let time = quantize(self.wm, quantum).max(floor);
+                batch.entry(time).or_default().push(Trade {
+                    symbol: t.symbol,
+                    price: t.price,
+                    volume: t.volume,
+                    ts: t.ts,
+                    seq,
+                    wm: self.wm,
+                    conditions: t.conditions,
+                });
+                true
+            }
+            Err((reason, detail)) => {
+                let raw = String::from_utf8_lossy(msg.payload().unwrap_or_default()).into_owned();
+                dead.borrow_mut().push(DeadLetter {
+                    source,
+                    reason,
+                    detail,
+                    raw,
+                    line: offset as u64,
+                });
+                false
+            }
+        }
+    }
 }
 
 pub fn kafka_stream<'scope>(
@@ -69,7 +129,8 @@ pub fn kafka_stream<'scope>(
             let activator = scope.activator_for(info.address);
             let ooo = cfg.max_out_of_orderness.as_millis();
             let idle = Duration::from_millis(cfg.idle_timeout.as_millis().max(1) as u64);
-            let setup = || -> anyhow::Result<(BaseConsumer, Vec<PartitionState>)> {
+            let max_drift = cfg.max_drift.as_millis();
+            let setup = || -> anyhow::Result<(Arc<BaseConsumer>, Vec<PartitionState>)> {
                 let consumer: BaseConsumer = ClientConfig::new()
                     .set("bootstrap.servers", &cfg.brokers)
                     .set("group.id", &cfg.group_id)
@@ -125,9 +186,15 @@ pub fn kafka_stream<'scope>(
                         wm: from_checkpoint.map(|c| c.wm).unwrap_or(i64::MIN),
                         last_record: Instant::now(),
                         touched: false,
+                        queue: None,
                     });
                 }
                 consumer.assign(&tpl)?;
+                // One queue per partition, so that the slowest partitions can be read first.
+                let consumer = Arc::new(consumer);
+                for s in states.iter_mut() {
+                    s.queue = consumer.split_partition_queue(&cfg.topic, s.partition);
+                }
                 Ok((consumer, states))
             };
             let (consumer, mut parts) = match setup() {
@@ -195,57 +262,61 @@ pub fn kafka_stream<'scope>(
                     return;
                 }
                 let (mut n, mut polled) = (0u64, 0);
-                while polled < 20_000 {
+                let floor = *capability.time();
+                // Callbacks, and records fetched before the partition queues were split.
+                while polled < POLL_BUDGET {
                     let Some(result) = consumer.poll(Duration::ZERO) else {
                         break;
                     };
                     polled += 1;
-                    let msg = match result {
-                        Ok(m) => m,
+                    match result {
+                        Ok(msg) => {
+                            if let Some(state) =
+                                parts.iter_mut().find(|s| s.partition == msg.partition())
+                            {
+                                n += state.take(&msg, ooo, quantum, floor, &mut batch, &dead, &name)
+                                    as u64;
+                            }
+                        }
                         Err(e) => {
                             tracing::warn!(source = %name, error = %e, "Kafka consumer error (retrying)");
                             break;
                         }
-                    };
-                    let Some(state) = parts.iter_mut().find(|s| s.partition == msg.partition())
-                    else {
+                    }
+                }
+                // Watermark alignment: the slowest partitions first; those too far ahead of the
+                // slowest live partition of any worker wait.
+                let limit = aligned_limit(&ctx.source_watermarks[source_index], max_drift);
+                let mut order: Vec<usize> = (0..parts.len()).collect();
+                order.sort_by_key(|&i| parts[i].wm);
+                for i in order {
+                    let state = &mut parts[i];
+                    if limit.is_some_and(|l| state.wm > l) {
+                        state.touched = true; // held back, not idle
+                        continue;
+                    }
+                    let Some(queue) = state.queue.take() else {
                         continue;
                     };
-                    let offset = msg.offset();
-                    state.next = offset + 1;
-                    state.touched = true;
-                    if state.end.is_some_and(|end| offset >= end) {
-                        continue; // past the bounded end
-                    }
-                    let seq = ((state.partition as u64) << OFFSET_BITS) | offset as u64;
-                    match protocol::parse_trade(msg.payload().unwrap_or_default()) {
-                        Ok(t) => {
-                            state.max_ts = state.max_ts.max(t.ts);
-                            state.wm = state.wm.max(state.max_ts - ooo);
-                            n += 1;
-                            let time = quantize(state.wm, quantum).max(*capability.time());
-                            batch.entry(time).or_default().push(Trade {
-                                symbol: t.symbol,
-                                price: t.price,
-                                volume: t.volume,
-                                ts: t.ts,
-                                seq,
-                                wm: state.wm,
-                                conditions: t.conditions,
-                            });
-                        }
-                        Err((reason, detail)) => {
-                            let raw = String::from_utf8_lossy(msg.payload().unwrap_or_default())
-                                .into_owned();
-                            dead.borrow_mut().push(DeadLetter {
-                                source: &name,
-                                reason,
-                                detail,
-                                raw,
-                                line: offset as u64,
-                            });
+                    let mut taken = 0;
+                    while polled < POLL_BUDGET && taken < PARTITION_BUDGET {
+                        let Some(result) = queue.poll(Duration::ZERO) else {
+                            break;
+                        };
+                        polled += 1;
+                        taken += 1;
+                        match result {
+                            Ok(msg) => {
+                                n += state.take(&msg, ooo, quantum, floor, &mut batch, &dead, &name)
+                                    as u64;
+                            }
+                            Err(e) => {
+                                tracing::warn!(source = %name, partition = state.partition, error = %e, "Kafka consumer error (retrying)");
+                                break;
+                            }
                         }
                     }
+                    state.queue = Some(queue);
                 }
                 ctx.metrics.trades.fetch_add(n, Ordering::Relaxed);
                 if let Some(cp) = cp.as_ref() {
@@ -270,6 +341,15 @@ pub fn kafka_stream<'scope>(
                     .collect();
                 let finished =
                     bounded && parts.iter().all(|s| s.end.is_some_and(|end| s.next >= end));
+                // This worker's slowest live partition, for the alignment of every worker.
+                let slowest = live
+                    .iter()
+                    .map(|s| s.wm)
+                    .filter(|wm| *wm > i64::MIN)
+                    .min()
+                    .unwrap_or(i64::MAX);
+                ctx.source_watermarks[source_index][worker]
+                    .store(if finished { i64::MAX } else { slowest }, Ordering::Relaxed);
                 if let Some(wm) = live.iter().map(|s| s.wm).min() {
                     if wm > i64::MIN {
                         ctx.metrics.watermark.fetch_max(wm, Ordering::Relaxed);
@@ -309,6 +389,13 @@ pub fn kafka_stream<'scope>(
     )
 }
 
+/// The highest watermark a partition may have and still be read, when alignment is on and some
+/// worker has a live partition with a watermark.
+fn aligned_limit(workers: &[AtomicI64], max_drift: i64) -> Option<i64> {
+    let slowest = workers.iter().map(|w| w.load(Ordering::Relaxed)).min()?;
+    (max_drift > 0 && slowest < i64::MAX).then(|| slowest.saturating_add(max_drift))
+}
+
 /// The partitions' positions, for a checkpoint.
 fn positions(parts: &[PartitionState]) -> Vec<(i32, PartitionCheckpoint)> {
     parts
@@ -334,5 +421,23 @@ fn commit(consumer: &BaseConsumer, topic: &str, parts: &[PartitionState]) {
     }
     if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
         tracing::debug!(error = %e, "committing consumer offsets");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alignment_follows_the_slowest_worker_and_can_be_off() {
+        let slots = |v: &[i64]| v.iter().map(|x| AtomicI64::new(*x)).collect::<Vec<_>>();
+        assert_eq!(aligned_limit(&slots(&[5_000, 1_000]), 30_000), Some(31_000));
+        // A worker with no live partition does not hold anyone back.
+        assert_eq!(
+            aligned_limit(&slots(&[i64::MAX, 1_000]), 30_000),
+            Some(31_000)
+        );
+        assert_eq!(aligned_limit(&slots(&[i64::MAX, i64::MAX]), 30_000), None);
+        assert_eq!(aligned_limit(&slots(&[5_000, 1_000]), 0), None);
     }
 }
