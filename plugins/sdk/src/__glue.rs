@@ -1,0 +1,116 @@
+//! The WIT glue (WebAssembly builds only): converts between the generated types and the SDK's.
+
+use std::any::Any;
+use std::cell::RefCell;
+
+use crate::{Batch, Column, ColumnType, Model};
+
+#[doc(hidden)]
+pub use wit_bindgen as __wit_bindgen;
+
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "model",
+        pub_export_macro: true,
+        export_macro_name: "__export_model",
+        default_bindings_module: "tickflow_plugin::__glue::bindings",
+        runtime_path: "tickflow_plugin::__glue::__wit_bindgen::rt",
+    });
+}
+
+pub use bindings::tickflow::model::types;
+
+thread_local! {
+    /// The instance's model (set by `init`) and its input names.
+    static MODEL: RefCell<Option<(Box<dyn Any>, Vec<String>)>> = const { RefCell::new(None) };
+}
+
+fn ty(t: ColumnType) -> types::ColumnType {
+    match t {
+        ColumnType::Float64 => types::ColumnType::Float64,
+        ColumnType::Int64 => types::ColumnType::Int64,
+        ColumnType::Text => types::ColumnType::Text,
+        ColumnType::TimestampMs => types::ColumnType::TimestampMs,
+    }
+}
+
+fn field(f: crate::Field) -> types::Field {
+    types::Field {
+        name: f.name,
+        ty: ty(f.ty),
+    }
+}
+
+pub fn describe<M: Model>() -> types::ModelInfo {
+    let info = M::info();
+    types::ModelInfo {
+        name: info.name,
+        version: info.version,
+        inputs: info.inputs.into_iter().map(field).collect(),
+        outputs: info.outputs.into_iter().map(field).collect(),
+    }
+}
+
+pub fn init<M: Model>(config: String) -> Result<(), String> {
+    let model = M::init(&config)?;
+    let names = M::info().inputs.into_iter().map(|f| f.name).collect();
+    MODEL.with(|m| *m.borrow_mut() = Some((Box::new(model), names)));
+    Ok(())
+}
+
+fn with_model<M: Model, R>(f: impl FnOnce(&mut M, &[String]) -> R) -> Result<R, String> {
+    MODEL.with(|m| {
+        let mut m = m.borrow_mut();
+        let (model, names) = m
+            .as_mut()
+            .ok_or("the host called the plugin before `init`")?;
+        let model = model
+            .downcast_mut::<M>()
+            .ok_or("the plugin's model has another type")?;
+        Ok(f(model, names))
+    })
+}
+
+pub fn process<M: Model>(input: types::Batch) -> Result<Vec<types::Column>, String> {
+    let columns = input
+        .columns
+        .into_iter()
+        .map(|c| match c {
+            types::Column::Float64(v) => Column::Float64(v),
+            types::Column::Int64(v) => Column::Int64(v),
+            types::Column::Text(v) => Column::Text(v),
+            types::Column::TimestampMs(v) => Column::TimestampMs(v),
+        })
+        .collect();
+    let out = with_model::<M, _>(|model, names| {
+        let batch = Batch {
+            names: names.to_vec(),
+            columns,
+        };
+        model.process(&batch)
+    })??;
+    Ok(out
+        .into_iter()
+        .map(|c| match c {
+            Column::Float64(v) => types::Column::Float64(v),
+            Column::Int64(v) => types::Column::Int64(v),
+            Column::Text(v) => types::Column::Text(v),
+            Column::TimestampMs(v) => types::Column::TimestampMs(v),
+        })
+        .collect())
+}
+
+pub fn snapshot<M: Model>() -> Vec<types::KeyedState> {
+    with_model::<M, _>(|model, _| model.snapshot())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(key, state)| types::KeyedState { key, state })
+        .collect()
+}
+
+pub fn restore<M: Model>(states: Vec<types::KeyedState>) -> Result<(), String> {
+    with_model::<M, _>(|model, _| {
+        model.restore(states.into_iter().map(|s| (s.key, s.state)).collect())
+    })?
+}
