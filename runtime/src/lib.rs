@@ -8,6 +8,7 @@ pub mod cli;
 pub mod dataflow;
 pub mod metrics;
 pub mod plan;
+pub mod plugins;
 pub mod record;
 pub mod sim;
 pub mod sinks;

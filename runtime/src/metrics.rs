@@ -12,7 +12,7 @@ pub struct Metrics {
     /// Valid trades accepted by sources.
     pub trades: AtomicU64,
     /// Trades and frames rejected, by reason (index = `RejectReason as usize`).
-    pub rejected: [AtomicU64; 9],
+    pub rejected: [AtomicU64; 10],
     pub pings: AtomicU64,
     pub server_errors: AtomicU64,
     pub other_frames: AtomicU64,
@@ -26,11 +26,28 @@ pub struct Metrics {
     pub files_published: AtomicU64,
     pub bytes_published: AtomicU64,
     pub dead_letters: AtomicU64,
+    /// Per model step (plugin): calls, rows, errors, time, memory.
+    pub plugins: std::sync::Mutex<
+        std::collections::BTreeMap<String, std::sync::Arc<crate::plugins::operator::PluginStats>>,
+    >,
     /// Checkpoints completed, and how long the last one took (announce → published).
     pub checkpoints: AtomicU64,
     pub checkpoint_millis: AtomicU64,
     /// Highest source watermark (ms since epoch), `i64::MIN` before the first trade.
     pub watermark: AtomicI64,
+}
+
+impl Metrics {
+    /// The statistics of model step `step` (created on first use).
+    pub fn plugin(&self, step: &str) -> std::sync::Arc<crate::plugins::operator::PluginStats> {
+        std::sync::Arc::clone(
+            self.plugins
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(step.to_string())
+                .or_default(),
+        )
+    }
 }
 
 impl Default for Metrics {
@@ -50,6 +67,7 @@ impl Default for Metrics {
             files_published: AtomicU64::new(0),
             bytes_published: AtomicU64::new(0),
             dead_letters: AtomicU64::new(0),
+            plugins: Default::default(),
             checkpoints: AtomicU64::new(0),
             checkpoint_millis: AtomicU64::new(0),
             watermark: AtomicI64::new(i64::MIN),

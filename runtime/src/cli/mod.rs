@@ -44,7 +44,20 @@ enum GraphFormat {
 }
 
 #[derive(Subcommand, Debug)]
+enum PluginCommand {
+    /// Load a plugin as a pipeline would and print its name, version, inputs, outputs and
+    /// imports; exit 1 with the reason when it is not a usable plugin.
+    Check {
+        /// The plugin (`.wasm` component).
+        file: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum Command {
+    /// Model plugins (WebAssembly components).
+    #[command(subcommand)]
+    Plugin(PluginCommand),
     /// Run a pipeline. Bounded sources (replay files) run to the end, flush every window and
     /// exit 0. Ctrl-C stops cleanly: complete windows are published, incomplete ones are not.
     Run {
@@ -231,12 +244,45 @@ fn init_logging(format: LogFormat) {
     };
 }
 
+fn plugin_check(file: &str) -> ExitCode {
+    use crate::plugins::{Plugin, WIT_PACKAGE};
+    match crate::plugins::load(std::path::Path::new(file)) {
+        Ok(p) => {
+            let fields = |fs: &[crate::plugins::host_types::Field]| {
+                fs.iter()
+                    .map(|f| format!("{}: {}", f.name, Plugin::describe_type(f.ty)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            println!("{file}: ok — {WIT_PACKAGE} component");
+            println!("name:    {}", p.info.name);
+            println!("version: {}", p.info.version);
+            println!("inputs:  {}", fields(&p.info.inputs));
+            println!("outputs: {}", fields(&p.info.outputs));
+            println!(
+                "imports: {}",
+                if p.imports.is_empty() {
+                    "none".to_string()
+                } else {
+                    format!("{} (types only)", p.imports.join(", "))
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match cli.command {
         Command::Sim(args) => run_sim(args),
+        Command::Plugin(PluginCommand::Check { file }) => plugin_check(&file),
         Command::Schema => {
             print!("{}", spec::json_schema());
             ExitCode::SUCCESS
@@ -247,7 +293,7 @@ pub fn main() -> ExitCode {
                     "{spec}: ok — pipeline `{}`: {} source(s), {} step(s), {} sink(s){}",
                     plan.name,
                     plan.sources.len(),
-                    plan.windows.len(),
+                    plan.windows.len() + plan.models.len(),
                     plan.sinks.len(),
                     if plan.dead_letters.is_some() {
                         ", dead letters on"

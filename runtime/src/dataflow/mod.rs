@@ -290,12 +290,26 @@ fn build<'scope>(
             }
         })
         .collect();
+    let mut models: Vec<StreamVec<'scope, u64, Row>> = Vec::new();
+    for i in 0..plan.models.len() {
+        let input = match plan.models[i].input {
+            NodeRef::Window(w) => windows[w].clone(),
+            NodeRef::Model(m) => models[m].clone(),
+            NodeRef::Source(s) => sources[s].clone().map(|t| trade_row(&t)),
+        };
+        models.push(crate::plugins::operator::model_stream(
+            input,
+            ctx,
+            i,
+            Rc::clone(dead),
+        ));
+    }
     for (i, sink) in plan.sinks.iter().enumerate() {
         match (&sink.config, sink.input) {
             (SinkSpec::Kafka(_), NodeRef::Source(s)) => {
                 crate::sinks::kafka::kafka_sink(sources[s].clone(), ctx, i, worker, Rc::clone(dead))
             }
-            (SinkSpec::Kafka(_), NodeRef::Window(_)) => {
+            (SinkSpec::Kafka(_), NodeRef::Window(_) | NodeRef::Model(_)) => {
                 unreachable!("the planner only lets trades into a kafka sink")
             }
             (SinkSpec::Parquet(_), NodeRef::Source(s)) => {
@@ -303,6 +317,9 @@ fn build<'scope>(
             }
             (SinkSpec::Parquet(_), NodeRef::Window(w)) => {
                 parquet_sink(windows[w].clone(), ctx, i, worker)
+            }
+            (SinkSpec::Parquet(_), NodeRef::Model(m)) => {
+                parquet_sink(models[m].clone(), ctx, i, worker)
             }
         }
     }

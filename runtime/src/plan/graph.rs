@@ -17,6 +17,7 @@ fn node_id(plan: &Plan, n: NodeRef) -> String {
     match n {
         NodeRef::Source(i) => format!("source_{}", sanitize(&plan.sources[i].name)),
         NodeRef::Window(i) => format!("step_{}", sanitize(&plan.windows[i].name)),
+        NodeRef::Model(i) => format!("step_{}", sanitize(&plan.models[i].name)),
     }
 }
 
@@ -72,6 +73,37 @@ fn nodes_and_edges(plan: &Plan) -> (Vec<Node>, Vec<(String, String, String)>) {
             node_id(plan, NodeRef::Source(w.input)),
             node_id(plan, NodeRef::Window(i)),
             "trades by key".to_string(),
+        ));
+    }
+    for (i, m) in plan.models.iter().enumerate() {
+        let outputs: Vec<&str> = m
+            .plugin
+            .info
+            .outputs
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect();
+        let file = m
+            .plugin
+            .path
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        nodes.push(Node {
+            id: node_id(plan, NodeRef::Model(i)),
+            label: format!(
+                "{}\nmodel {} {} ({file})\n+ {}",
+                m.name,
+                m.plugin.info.name,
+                m.plugin.info.version,
+                outputs.join(", ")
+            ),
+            shape: "hexagon",
+        });
+        edges.push((
+            node_id(plan, m.input),
+            node_id(plan, NodeRef::Model(i)),
+            "rows by key".to_string(),
         ));
     }
     for s in &plan.sinks {
@@ -153,6 +185,7 @@ pub fn to_mermaid(plan: &Plan) -> String {
             "box" => ("[\"", "\"]"),
             "ellipse" => ("(\"", "\")"),
             "cylinder" => ("[(\"", "\")]"),
+            "hexagon" => ("{{\"", "\"}}"),
             _ => ("[/\"", "\"/]"),
         };
         out.push_str(&format!("  {}{open}{label}{close}\n", n.id));

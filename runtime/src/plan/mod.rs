@@ -19,14 +19,17 @@ use crate::spec::{Diagnostic, LoadedSpec, SpecErrors, StepSpec};
 pub enum NodeRef {
     Source(usize),
     Window(usize),
+    /// A model (plugin) step.
+    Model(usize),
 }
 
 impl NodeRef {
     /// The node's number when sources and windows are counted together (sources first).
+    /// (Checkpoints only cover sources and windows; the planner refuses model steps with them.)
     pub fn node_index(self, sources: usize) -> usize {
         match self {
             NodeRef::Source(s) => s,
-            NodeRef::Window(w) => sources + w,
+            NodeRef::Window(w) | NodeRef::Model(w) => sources + w,
         }
     }
 }
@@ -93,11 +96,29 @@ pub struct SinkNode {
     pub partition_time_index: Option<usize>,
 }
 
+/// A model step: rows scored by a plugin, out with the plugin's columns appended.
+#[derive(Debug, Clone)]
+pub struct ModelNode {
+    pub name: String,
+    pub input: NodeRef,
+    pub plugin: std::sync::Arc<crate::plugins::Plugin>,
+    /// For each plugin input, the index of the incoming field it reads (the first is the key).
+    pub input_fields: Vec<usize>,
+    /// The incoming fields, then the plugin's outputs.
+    pub schema: Schema,
+    pub config: String,
+    pub limits: crate::plugins::Limits,
+    pub on_error: crate::plugins::config::OnError,
+    pub on_nan: crate::plugins::config::OnNan,
+    pub batch_rows: usize,
+}
+
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub name: String,
     pub sources: Vec<SourceNode>,
     pub windows: Vec<WindowNode>,
+    pub models: Vec<ModelNode>,
     pub sinks: Vec<SinkNode>,
     pub dead_letters: Option<DeadLetterSpec>,
     pub checkpoints: Option<crate::checkpoint::CheckpointSpec>,
@@ -111,12 +132,14 @@ impl Plan {
         match node {
             NodeRef::Source(i) => &self.sources[i].schema,
             NodeRef::Window(i) => &self.windows[i].schema,
+            NodeRef::Model(i) => &self.models[i].schema,
         }
     }
     pub fn name_of(&self, node: NodeRef) -> &str {
         match node {
             NodeRef::Source(i) => &self.sources[i].name,
             NodeRef::Window(i) => &self.windows[i].name,
+            NodeRef::Model(i) => &self.models[i].name,
         }
     }
 }
@@ -251,7 +274,9 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
     }
     let mut windows: Vec<WindowNode> = Vec::new();
     for (name, step) in &spec.steps {
-        let StepSpec::Window(cfg) = step;
+        let StepSpec::Window(cfg) = step else {
+            continue;
+        };
         let p = format!("steps.{name}");
         let input = if let Some(i) = spec.sources.get_index_of(&cfg.input) {
             Some(i)
@@ -280,6 +305,55 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
         }
     }
 
+    // Model steps read windows or earlier model steps.
+    let mut models: Vec<ModelNode> = Vec::new();
+    for (name, step) in &spec.steps {
+        let StepSpec::Model(cfg) = step else {
+            continue;
+        };
+        let p = format!("steps.{name}");
+        let input = if let Some(i) = windows.iter().position(|w| w.name == cfg.input) {
+            Some(NodeRef::Window(i))
+        } else if let Some(i) = models.iter().position(|m| m.name == cfg.input) {
+            Some(NodeRef::Model(i))
+        } else if spec.sources.contains_key(&cfg.input) {
+            err(
+                format!("{p}.input"),
+                format!(
+                    "model steps score rows of a window or model step; `{}` is a source",
+                    cfg.input
+                ),
+            );
+            None
+        } else if spec.steps.contains_key(&cfg.input) {
+            err(
+                format!("{p}.input"),
+                format!("`{}` must come before `{name}` in `steps`", cfg.input),
+            );
+            None
+        } else {
+            err(
+                format!("{p}.input"),
+                format!(
+                    "unknown input `{}`{}",
+                    cfg.input,
+                    suggest(&cfg.input, all_names.iter().copied())
+                ),
+            );
+            None
+        };
+        let incoming = input.map(|i| match i {
+            NodeRef::Source(s) => sources[s].schema.clone(),
+            NodeRef::Window(w) => windows[w].schema.clone(),
+            NodeRef::Model(m) => models[m].schema.clone(),
+        });
+        if let Some(node) =
+            crate::plugins::operator::plan_model(name, cfg, input, incoming, &mut err)
+        {
+            models.push(node);
+        }
+    }
+
     // Time quantum per source: gcd of the window boundaries that read it.
     for (i, src) in sources.iter_mut().enumerate() {
         let mut q: u64 = 0;
@@ -303,6 +377,8 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
             Some(NodeRef::Source(i))
         } else if let Some(i) = windows.iter().position(|w| w.name == input_name) {
             Some(NodeRef::Window(i))
+        } else if let Some(i) = models.iter().position(|m| m.name == input_name) {
+            Some(NodeRef::Model(i))
         } else {
             if !step_names.contains(&input_name) {
                 err(
@@ -328,11 +404,11 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
                 if cfg.delivery_timeout.as_millis() <= 0 {
                     err(format!("{p}.delivery_timeout"), "must be positive".into());
                 }
-                if let Some(NodeRef::Window(_)) = input {
+                if let Some(NodeRef::Window(_) | NodeRef::Model(_)) = input {
                     err(
                         format!("{p}.input"),
                         format!(
-                            "a kafka sink writes trades: `{input_name}` is a window step (write windows to a parquet sink)"
+                            "a kafka sink writes trades: `{input_name}` is a step (write its rows to a parquet sink)"
                         ),
                     );
                     continue;
@@ -361,13 +437,14 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
                 let schema = match input {
                     NodeRef::Source(i) => &sources[i].schema,
                     NodeRef::Window(i) => &windows[i].schema,
+                    NodeRef::Model(i) => &models[i].schema,
                 };
                 let time_field = cfg
                     .partition_time_field
                     .clone()
                     .unwrap_or_else(|| match input {
                         NodeRef::Source(_) => "timestamp".to_string(),
-                        NodeRef::Window(_) => "window_start".to_string(),
+                        NodeRef::Window(_) | NodeRef::Model(_) => "window_start".to_string(),
                     });
                 for (k, part) in cfg.partition_by.iter().enumerate() {
                     match part.as_str() {
@@ -418,6 +495,7 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
         let schema = match input {
             NodeRef::Source(i) => sources[i].schema.clone(),
             NodeRef::Window(i) => windows[i].schema.clone(),
+            NodeRef::Model(i) => models[i].schema.clone(),
         };
         sinks.push(SinkNode {
             name: name.clone(),
@@ -462,6 +540,13 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
                 );
             }
         }
+        for m in &models {
+            err(
+                format!("steps.{}.type", m.name),
+                "checkpoints do not cover model steps yet: remove `checkpoints` or the model step"
+                    .into(),
+            );
+        }
         for w in &windows {
             if w.differential {
                 err(
@@ -482,6 +567,7 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
         name: spec.name.clone(),
         sources,
         windows,
+        models,
         sinks,
         dead_letters: spec.dead_letters.clone(),
         checkpoints: spec.checkpoints.clone(),

@@ -128,6 +128,9 @@ fn check_typed(section: &str, ty: &str, value: serde_json::Value) -> Option<Resu
         ("sources", "replay") => check_value::<ReplayConfig>(value).map(drop),
         ("sources", "finnhub") => check_value::<crate::sources::FinnhubConfig>(value).map(drop),
         ("steps", "window") => check_value::<WindowStepConfig>(value).map(drop),
+        ("steps", "model") => {
+            check_value::<crate::plugins::config::ModelStepConfig>(value).map(drop)
+        }
         ("sinks", "parquet") => check_value::<ParquetSinkConfig>(value).map(drop),
         ("sinks", "kafka") => check_value::<crate::sinks::KafkaSinkConfig>(value).map(drop),
         ("sources", "kafka") => check_value::<crate::sources::KafkaSourceConfig>(value).map(drop),

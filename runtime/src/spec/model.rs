@@ -38,19 +38,23 @@ pub struct PipelineSpec {
 pub enum StepSpec {
     /// Event-time windows with aggregates (OHLCV bars, VWAP, ...).
     Window(WindowStepConfig),
+    /// Scores rows with a WebAssembly model plugin.
+    Model(crate::plugins::config::ModelStepConfig),
 }
 
 impl StepSpec {
-    pub const TYPES: &'static [&'static str] = &["window"];
+    pub const TYPES: &'static [&'static str] = &["window", "model"];
 
     pub fn input(&self) -> &str {
         match self {
             StepSpec::Window(c) => &c.input,
+            StepSpec::Model(c) => &c.input,
         }
     }
     pub fn type_name(&self) -> &'static str {
         match self {
             StepSpec::Window(_) => "window",
+            StepSpec::Model(_) => "model",
         }
     }
 }

@@ -27,10 +27,12 @@ pub enum RejectReason {
     MalformedRecord,
     /// A record a sink could not deliver (after its retries).
     DeliveryFailed,
+    /// A row a model plugin could not score (trap, timeout, memory cap, error, bad output).
+    PluginError,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 9] = [
+    pub const ALL: [RejectReason; 10] = [
         RejectReason::MalformedFrame,
         RejectReason::MissingField,
         RejectReason::InvalidType,
@@ -40,6 +42,7 @@ impl RejectReason {
         RejectReason::Late,
         RejectReason::MalformedRecord,
         RejectReason::DeliveryFailed,
+        RejectReason::PluginError,
     ];
     pub fn code(self) -> &'static str {
         match self {
@@ -52,6 +55,7 @@ impl RejectReason {
             RejectReason::Late => "late",
             RejectReason::MalformedRecord => "malformed_record",
             RejectReason::DeliveryFailed => "delivery_failed",
+            RejectReason::PluginError => "plugin_error",
         }
     }
 }

@@ -1,0 +1,73 @@
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::spec::units::{ByteSize, Duration};
+
+/// Scores rows with a WebAssembly model plugin (`tickflow:model@0.1.0`): each row goes out with
+/// its fields plus the plugin's output columns. Rows are routed by key, and each key's rows
+/// reach the plugin in event-time order, in batches.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelStepConfig {
+    /// The step (or source) whose rows are scored.
+    pub input: String,
+    /// The plugin: a `.wasm` component, relative to the working directory.
+    pub plugin: String,
+    /// Given to the plugin's `init` as JSON.
+    #[serde(default)]
+    pub config: serde_json::Value,
+    /// Plugin input name → field of the incoming rows. Inputs not listed are taken from the field
+    /// of the same name.
+    #[serde(default)]
+    pub inputs: IndexMap<String, String>,
+    /// What a trap, timeout, memory-cap hit, plugin error or bad output does to the batch.
+    #[serde(default)]
+    pub on_error: OnError,
+    /// What a NaN in a float output becomes.
+    #[serde(default)]
+    pub on_nan: OnNan,
+    /// Deadline of one call.
+    #[serde(default = "default_timeout")]
+    pub timeout: Duration,
+    /// Memory cap of one instance (one per worker).
+    #[serde(default = "default_memory")]
+    pub max_memory: ByteSize,
+    /// Rows per call at most.
+    #[serde(default = "default_batch_rows")]
+    pub batch_rows: usize,
+}
+
+/// What happens to a batch the plugin could not score.
+#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// Its rows go to the dead letters with the error; the run goes on.
+    #[default]
+    DeadLetter,
+    /// Its rows are dropped (counted in the metrics); the run goes on.
+    Skip,
+    /// The run stops with the error.
+    Fail,
+}
+
+/// What a NaN in a float output column becomes.
+#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OnNan {
+    /// A null (the model had no answer for that row).
+    #[default]
+    Null,
+    /// A bad output: the batch is handled by `on_error`.
+    Error,
+}
+
+pub const fn default_timeout() -> Duration {
+    Duration::millis(100)
+}
+pub const fn default_memory() -> ByteSize {
+    ByteSize(64 << 20)
+}
+pub const fn default_batch_rows() -> usize {
+    4096
+}

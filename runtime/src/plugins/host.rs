@@ -1,0 +1,492 @@
+//! Loading, checking and calling plugins.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, ResourceLimiter, Store};
+
+mod wit {
+    wasmtime::component::bindgen!({
+        path: "../plugins/wit",
+        world: "model",
+    });
+}
+
+pub use wit::tickflow::model::types::{Column, ColumnType, Field, KeyedState, ModelInfo};
+
+/// The WIT package plugins are built against.
+pub const WIT_PACKAGE: &str = "tickflow:model@0.1.0";
+/// The one import a plugin may have: the contract's own type definitions.
+const TYPES_IMPORT: &str = "tickflow:model/types@0.1.0";
+const EXPORTS: [&str; 5] = ["describe", "init", "process", "snapshot", "restore"];
+/// Epoch tick of the call deadlines.
+const TICK: Duration = Duration::from_millis(2);
+
+/// Why a plugin call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ErrorKind {
+    /// The call ran past its deadline.
+    Timeout,
+    /// The instance tried to grow its memory past the cap.
+    MemoryCap,
+    /// The plugin trapped (a panic, an illegal operation).
+    Trap,
+    /// The plugin returned an error.
+    PluginError,
+    /// The output does not match the declared outputs (count, types, lengths, NaN policy).
+    BadOutput,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 5] = [
+        ErrorKind::Timeout,
+        ErrorKind::MemoryCap,
+        ErrorKind::Trap,
+        ErrorKind::PluginError,
+        ErrorKind::BadOutput,
+    ];
+    pub fn code(self) -> &'static str {
+        match self {
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::MemoryCap => "memory_cap",
+            ErrorKind::Trap => "trap",
+            ErrorKind::PluginError => "plugin_error",
+            ErrorKind::BadOutput => "bad_output",
+        }
+    }
+}
+
+/// A failed call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind.code(), self.message)
+    }
+}
+
+/// Per-instance limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub timeout: Duration,
+    pub max_memory: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            timeout: Duration::from_millis(100),
+            max_memory: 64 << 20,
+        }
+    }
+}
+
+/// The process-wide engine: component model, epoch interruption, and a thread that ticks the
+/// epoch.
+static ENGINE: LazyLock<Engine> = LazyLock::new(|| {
+    let mut config = Config::new();
+    config.wasm_component_model(true).epoch_interruption(true);
+    let engine = Engine::new(&config).expect("the wasmtime configuration is valid");
+    let ticker = engine.weak();
+    std::thread::Builder::new()
+        .name("tickflow-plugin-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = ticker.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(TICK);
+            }
+        })
+        .expect("spawning a thread");
+    engine
+});
+
+static LOADED: LazyLock<Mutex<HashMap<PathBuf, Arc<Plugin>>>> = LazyLock::new(Default::default);
+
+/// A compiled, checked plugin.
+pub struct Plugin {
+    pub path: PathBuf,
+    pub info: ModelInfo,
+    /// The component's imports (only the contract's types are accepted).
+    pub imports: Vec<String>,
+    component: Component,
+    linker: Linker<HostState>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("path", &self.path)
+            .field("info", &self.info)
+            .finish()
+    }
+}
+
+/// Loads (compiles and checks) the plugin at `path`, once per process.
+pub fn load(path: &Path) -> Result<Arc<Plugin>, String> {
+    let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    if let Some(p) = LOADED.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return Ok(Arc::clone(p));
+    }
+    let plugin = Arc::new(Plugin::compile(path)?);
+    LOADED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, Arc::clone(&plugin));
+    Ok(plugin)
+}
+
+impl Plugin {
+    fn compile(path: &Path) -> Result<Plugin, String> {
+        let shown = path.display();
+        let bytes = std::fs::read(path).map_err(|e| format!("cannot read `{shown}`: {e}"))?;
+        if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+            return Err(format!("`{shown}` is not a WebAssembly file"));
+        }
+        // Bytes 4..8: version 1 / layer 0 is a core module, layer 1 a component.
+        if bytes[6..8] == [0, 0] {
+            return Err(format!(
+                "`{shown}` is a core WebAssembly module, not a component: build plugins with \
+                 `plugins/build` (or wrap the module with `tickflow-componentize`)"
+            ));
+        }
+        let engine = &*ENGINE;
+        let component = Component::new(engine, &bytes)
+            .map_err(|e| format!("`{shown}` is not a valid component: {e:#}"))?;
+        let ty = component.component_type();
+        let imports: Vec<String> = ty
+            .imports(engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let refused: Vec<&String> = imports.iter().filter(|n| *n != TYPES_IMPORT).collect();
+        if let Some(name) = refused.first() {
+            let list = refused
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            if let Some(rest) = name.strip_prefix("tickflow:model/") {
+                let version = rest.split('@').nth(1).unwrap_or("?");
+                return Err(format!(
+                    "`{shown}` was built for tickflow:model@{version}; this tickflow speaks \
+                     {WIT_PACKAGE}: rebuild it with the matching tickflow-plugin"
+                ));
+            }
+            if refused.iter().any(|n| n.starts_with("wasi:")) {
+                return Err(format!(
+                    "`{shown}` imports WASI ({list}): plugins get no WASI capability (files, \
+                     network, clock, environment); build it for wasm32-unknown-unknown without them"
+                ));
+            }
+            return Err(format!(
+                "`{shown}` imports {list}, which tickflow does not provide (plugins may import \
+                 nothing)"
+            ));
+        }
+        let exports: Vec<String> = ty
+            .exports(engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        for want in EXPORTS {
+            if !exports.iter().any(|e| e == want) {
+                return Err(format!(
+                    "`{shown}` does not export `{want}`: not a {WIT_PACKAGE} model (exports: {})",
+                    if exports.is_empty() {
+                        "none".to_string()
+                    } else {
+                        exports.join(", ")
+                    }
+                ));
+            }
+        }
+        let mut linker = Linker::new(engine);
+        if imports.iter().any(|i| i == TYPES_IMPORT) {
+            // Type definitions only: an empty instance satisfies the import.
+            linker
+                .instance(TYPES_IMPORT)
+                .map_err(|e| format!("preparing `{shown}`: {e:#}"))?;
+        }
+        let mut plugin = Plugin {
+            path: path.to_path_buf(),
+            info: ModelInfo {
+                name: String::new(),
+                version: String::new(),
+                inputs: Vec::new(),
+                outputs: Vec::new(),
+            },
+            imports,
+            component,
+            linker,
+        };
+        let (mut store, bindings) = plugin
+            .instantiate(Limits::default())
+            .map_err(|e| format!("`{shown}`: {e}"))?;
+        let info = call(&mut store, Limits::default().timeout, |s| {
+            bindings.call_describe(s)
+        })
+        .map_err(|e| format!("`{shown}`: describe: {e}"))?;
+        if info.inputs.first().is_none_or(|f| f.ty != ColumnType::Text) {
+            return Err(format!(
+                "`{shown}`: the first input must be the key (text), got {:?}",
+                info.inputs.first()
+            ));
+        }
+        if info.outputs.is_empty() {
+            return Err(format!("`{shown}` declares no outputs"));
+        }
+        plugin.info = info;
+        Ok(plugin)
+    }
+
+    fn instantiate(&self, limits: Limits) -> Result<(Store<HostState>, wit::Model), CallError> {
+        let mut store = Store::new(
+            &ENGINE,
+            HostState {
+                max_memory: limits.max_memory,
+                memory: 0,
+                peak: 0,
+                hit_cap: false,
+            },
+        );
+        store.limiter(|s| s);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(deadline_ticks(limits.timeout));
+        let bindings = wit::Model::instantiate(&mut store, &self.component, &self.linker)
+            .map_err(|e| classify(e, &store))?;
+        Ok((store, bindings))
+    }
+
+    pub fn describe_type(ty: ColumnType) -> &'static str {
+        match ty {
+            ColumnType::Float64 => "float64",
+            ColumnType::Int64 => "int64",
+            ColumnType::Text => "text",
+            ColumnType::TimestampMs => "timestamp",
+        }
+    }
+}
+
+fn deadline_ticks(timeout: Duration) -> u64 {
+    (timeout.as_micros() / TICK.as_micros()).max(1) as u64 + 1
+}
+
+/// What the store keeps: the memory cap and what was used.
+struct HostState {
+    max_memory: usize,
+    memory: usize,
+    peak: usize,
+    hit_cap: bool,
+}
+
+impl ResourceLimiter for HostState {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let total = self.memory - current.min(self.memory) + desired;
+        if total > self.max_memory {
+            self.hit_cap = true;
+            return Err(wasmtime::Error::msg(format!(
+                "memory cap of {} MiB reached (asked for {} MiB)",
+                self.max_memory >> 20,
+                total >> 20
+            )));
+        }
+        self.memory = total;
+        self.peak = self.peak.max(total);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+fn classify(e: wasmtime::Error, store: &Store<HostState>) -> CallError {
+    let kind = if store.data().hit_cap {
+        ErrorKind::MemoryCap
+    } else if matches!(
+        e.downcast_ref::<wasmtime::Trap>(),
+        Some(wasmtime::Trap::Interrupt)
+    ) {
+        ErrorKind::Timeout
+    } else {
+        ErrorKind::Trap
+    };
+    let message = match kind {
+        ErrorKind::Timeout => "the call ran past its deadline".to_string(),
+        _ => format!("{e:#}")
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+    };
+    CallError { kind, message }
+}
+
+fn call<T>(
+    store: &mut Store<HostState>,
+    timeout: Duration,
+    f: impl FnOnce(&mut Store<HostState>) -> wasmtime::Result<T>,
+) -> Result<T, CallError> {
+    store.set_epoch_deadline(deadline_ticks(timeout));
+    let result = f(store);
+    result.map_err(|e| classify(e, store))
+}
+
+/// One worker's instance of a plugin.
+pub struct Instance {
+    pub plugin: Arc<Plugin>,
+    config: String,
+    limits: Limits,
+    live: Option<(Store<HostState>, wit::Model)>,
+    /// Instances rebuilt after a trap.
+    pub rebuilt: u64,
+}
+
+impl Instance {
+    /// Instantiates the plugin and calls `init(config)`.
+    pub fn new(plugin: Arc<Plugin>, config: String, limits: Limits) -> Result<Instance, CallError> {
+        let mut instance = Instance {
+            plugin,
+            config,
+            limits,
+            live: None,
+            rebuilt: 0,
+        };
+        instance.ensure_live()?;
+        Ok(instance)
+    }
+
+    fn ensure_live(&mut self) -> Result<(), CallError> {
+        if self.live.is_some() {
+            return Ok(());
+        }
+        let (mut store, bindings) = self.plugin.instantiate(self.limits)?;
+        let config = self.config.clone();
+        call(&mut store, self.limits.timeout, |s| {
+            bindings.call_init(s, &config)
+        })?
+        .map_err(|message| CallError {
+            kind: ErrorKind::PluginError,
+            message: format!("init: {message}"),
+        })?;
+        self.live = Some((store, bindings));
+        Ok(())
+    }
+
+    /// Peak linear memory of the live instance, in bytes.
+    pub fn memory_peak(&self) -> usize {
+        self.live.as_ref().map(|(s, _)| s.data().peak).unwrap_or(0)
+    }
+
+    /// Scores `rows` rows given in `columns`; checks the output against the declared outputs.
+    pub fn process(&mut self, columns: Vec<Column>, rows: usize) -> Result<Vec<Column>, CallError> {
+        self.ensure_live()?;
+        let (store, bindings) = self.live.as_mut().expect("made live above");
+        let batch = wit::tickflow::model::types::Batch { columns };
+        let result = call(store, self.limits.timeout, |s| {
+            bindings.call_process(s, &batch)
+        });
+        let out = match result {
+            Ok(Ok(out)) => out,
+            Ok(Err(message)) => {
+                return Err(CallError {
+                    kind: ErrorKind::PluginError,
+                    message,
+                });
+            }
+            Err(e) => {
+                // A trapped instance cannot be entered again: the next call gets a new one.
+                self.live = None;
+                self.rebuilt += 1;
+                return Err(e);
+            }
+        };
+        check_output(&self.plugin.info.outputs, &out, rows)?;
+        Ok(out)
+    }
+
+    /// The state of every key (empty when the plugin keeps none).
+    pub fn snapshot(&mut self) -> Result<Vec<KeyedState>, CallError> {
+        self.ensure_live()?;
+        let (store, bindings) = self.live.as_mut().expect("made live above");
+        call(store, self.limits.timeout, |s| bindings.call_snapshot(s))
+    }
+
+    /// Loads keys' state.
+    pub fn restore(&mut self, states: Vec<KeyedState>) -> Result<(), CallError> {
+        self.ensure_live()?;
+        let (store, bindings) = self.live.as_mut().expect("made live above");
+        call(store, self.limits.timeout, |s| {
+            bindings.call_restore(s, &states)
+        })?
+        .map_err(|message| CallError {
+            kind: ErrorKind::PluginError,
+            message: format!("restore: {message}"),
+        })
+    }
+}
+
+fn column_type(c: &Column) -> ColumnType {
+    match c {
+        Column::Float64(_) => ColumnType::Float64,
+        Column::Int64(_) => ColumnType::Int64,
+        Column::Text(_) => ColumnType::Text,
+        Column::TimestampMs(_) => ColumnType::TimestampMs,
+    }
+}
+
+pub fn column_len(c: &Column) -> usize {
+    match c {
+        Column::Float64(v) => v.len(),
+        Column::Int64(v) | Column::TimestampMs(v) => v.len(),
+        Column::Text(v) => v.len(),
+    }
+}
+
+fn check_output(declared: &[Field], out: &[Column], rows: usize) -> Result<(), CallError> {
+    let bad = |message: String| CallError {
+        kind: ErrorKind::BadOutput,
+        message,
+    };
+    if out.len() != declared.len() {
+        return Err(bad(format!(
+            "returned {} columns, declared {}",
+            out.len(),
+            declared.len()
+        )));
+    }
+    for (f, c) in declared.iter().zip(out) {
+        if column_type(c) != f.ty {
+            return Err(bad(format!(
+                "column `{}` is {}, declared {}",
+                f.name,
+                Plugin::describe_type(column_type(c)),
+                Plugin::describe_type(f.ty)
+            )));
+        }
+        if column_len(c) != rows {
+            return Err(bad(format!(
+                "column `{}` has {} values for {rows} rows",
+                f.name,
+                column_len(c)
+            )));
+        }
+    }
+    Ok(())
+}

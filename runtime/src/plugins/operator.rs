@@ -1,0 +1,372 @@
+//! The model step: planning (plugin loaded, inputs checked against the incoming fields) and the
+//! timely operator (rows routed by key, batched per timestamp, scored, columns appended).
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+use compact_str::CompactString;
+use timely::dataflow::StreamVec;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::{Capability, Operator};
+
+use super::config::{ModelStepConfig, OnError, OnNan};
+use super::host::{CallError, Column, ColumnType, ErrorKind, Instance, Limits, column_len};
+use crate::dataflow::context::RunContext;
+use crate::dataflow::window::operator::key_hash;
+use crate::plan::{ModelNode, NodeRef};
+use crate::record::{Field, FieldType, Row, Schema, Value};
+use crate::sinks::dead_letter::{DeadLetter, DeadLetters};
+use crate::sources::finnhub::protocol::RejectReason;
+
+fn field_type(ty: ColumnType) -> FieldType {
+    match ty {
+        ColumnType::Float64 => FieldType::Float64,
+        ColumnType::Int64 => FieldType::Int64,
+        ColumnType::Text => FieldType::Utf8,
+        ColumnType::TimestampMs => FieldType::Timestamp,
+    }
+}
+
+/// Plans a model step: loads the plugin and maps its inputs onto the incoming fields.
+pub fn plan_model(
+    name: &str,
+    cfg: &ModelStepConfig,
+    input: Option<NodeRef>,
+    incoming: Option<Schema>,
+    err: &mut impl FnMut(String, String),
+) -> Option<ModelNode> {
+    let p = format!("steps.{name}");
+    if cfg.timeout.as_millis() <= 0 {
+        err(format!("{p}.timeout"), "must be positive".into());
+    }
+    if cfg.max_memory.0 < (1 << 20) {
+        err(format!("{p}.max_memory"), "must be at least 1MiB".into());
+    }
+    if cfg.batch_rows == 0 {
+        err(format!("{p}.batch_rows"), "must be at least 1".into());
+    }
+    let plugin = match super::load(Path::new(&cfg.plugin)) {
+        Ok(plugin) => plugin,
+        Err(message) => {
+            err(format!("{p}.plugin"), message);
+            return None;
+        }
+    };
+    let (input, incoming) = (input?, incoming?);
+    for k in cfg.inputs.keys() {
+        if !plugin.info.inputs.iter().any(|f| &f.name == k) {
+            let names: Vec<&str> = plugin.info.inputs.iter().map(|f| f.name.as_str()).collect();
+            err(
+                format!("{p}.inputs.{k}"),
+                format!(
+                    "plugin `{}` has no input `{k}` (its inputs: {})",
+                    plugin.info.name,
+                    names.join(", ")
+                ),
+            );
+        }
+    }
+    let mut input_fields = Vec::new();
+    let mut ok = true;
+    for f in &plugin.info.inputs {
+        let source = cfg.inputs.get(&f.name).unwrap_or(&f.name);
+        let want = field_type(f.ty);
+        match incoming.index_of(source) {
+            Some(i) if incoming.fields[i].ty == want => input_fields.push(i),
+            Some(i) => {
+                ok = false;
+                err(
+                    format!("{p}.inputs.{}", f.name),
+                    format!(
+                        "plugin input `{}` is {}, but field `{source}` is {}",
+                        f.name,
+                        want.name(),
+                        incoming.fields[i].ty.name()
+                    ),
+                );
+            }
+            None => {
+                ok = false;
+                let names: Vec<&str> = incoming.names().collect();
+                err(
+                    format!("{p}.inputs.{}", f.name),
+                    format!(
+                        "plugin input `{}` needs a field; `{source}` is not one of the incoming fields ({}): map it with `inputs: {{{}: FIELD}}`",
+                        f.name,
+                        names.join(", "),
+                        f.name
+                    ),
+                );
+            }
+        }
+    }
+    let mut schema = incoming.clone();
+    for f in &plugin.info.outputs {
+        if schema.index_of(&f.name).is_some() {
+            ok = false;
+            err(
+                format!("{p}.plugin"),
+                format!(
+                    "plugin output `{}` clashes with an incoming field of the same name",
+                    f.name
+                ),
+            );
+        }
+        schema
+            .fields
+            .push(Field::new(&f.name, field_type(f.ty), true));
+    }
+    ok.then(|| ModelNode {
+        name: name.to_string(),
+        input,
+        plugin,
+        input_fields,
+        schema,
+        config: cfg.config.to_string(),
+        limits: Limits {
+            timeout: cfg.timeout.to_std(),
+            max_memory: cfg.max_memory.0 as usize,
+        },
+        on_error: cfg.on_error,
+        on_nan: cfg.on_nan,
+        batch_rows: cfg.batch_rows.max(1),
+    })
+}
+
+fn key_of(row: &Row, key: usize) -> &str {
+    match &row[key] {
+        Value::Str(s) => s.as_str(),
+        _ => "",
+    }
+}
+
+/// The plugin's input columns for `rows`.
+fn columns(node: &ModelNode, rows: &[Row]) -> Vec<Column> {
+    node.plugin
+        .info
+        .inputs
+        .iter()
+        .zip(&node.input_fields)
+        .map(|(f, &i)| match f.ty {
+            ColumnType::Float64 => Column::Float64(
+                rows.iter()
+                    .map(|r| match r[i] {
+                        Value::F64(x) => x,
+                        Value::I64(x) => x as f64,
+                        _ => f64::NAN,
+                    })
+                    .collect(),
+            ),
+            ColumnType::Int64 | ColumnType::TimestampMs => {
+                let v = rows
+                    .iter()
+                    .map(|r| match r[i] {
+                        Value::I64(x) | Value::Ts(x) => x,
+                        _ => 0,
+                    })
+                    .collect();
+                if f.ty == ColumnType::Int64 {
+                    Column::Int64(v)
+                } else {
+                    Column::TimestampMs(v)
+                }
+            }
+            ColumnType::Text => Column::Text(
+                rows.iter()
+                    .map(|r| match &r[i] {
+                        Value::Str(s) => s.to_string(),
+                        _ => String::new(),
+                    })
+                    .collect(),
+            ),
+        })
+        .collect()
+}
+
+/// Appends the output columns to the rows (NaN → null, or an error under `on_nan: error`).
+fn append(
+    rows: &mut [Row],
+    out: Vec<Column>,
+    on_nan: OnNan,
+    names: &[String],
+) -> Result<(), CallError> {
+    if on_nan == OnNan::Error {
+        for (c, name) in out.iter().zip(names) {
+            if let Column::Float64(v) = c
+                && let Some(i) = v.iter().position(|x| x.is_nan())
+            {
+                return Err(CallError {
+                    kind: ErrorKind::BadOutput,
+                    message: format!("column `{name}` is NaN at row {i} (on_nan: error)"),
+                });
+            }
+        }
+    }
+    for c in out {
+        debug_assert_eq!(column_len(&c), rows.len());
+        match c {
+            Column::Float64(v) => rows.iter_mut().zip(v).for_each(|(r, x)| {
+                r.push(if x.is_nan() {
+                    Value::Null
+                } else {
+                    Value::F64(x)
+                })
+            }),
+            Column::Int64(v) => rows
+                .iter_mut()
+                .zip(v)
+                .for_each(|(r, x)| r.push(Value::I64(x))),
+            Column::TimestampMs(v) => rows
+                .iter_mut()
+                .zip(v)
+                .for_each(|(r, x)| r.push(Value::Ts(x))),
+            Column::Text(v) => rows
+                .iter_mut()
+                .zip(v)
+                .for_each(|(r, x)| r.push(Value::Str(CompactString::from(x)))),
+        }
+    }
+    Ok(())
+}
+
+fn row_json(schema: &Schema, row: &[Value]) -> String {
+    let mut m = serde_json::Map::new();
+    for (f, v) in schema.fields.iter().zip(row) {
+        let v = match v {
+            Value::Null => serde_json::Value::Null,
+            Value::Str(s) => serde_json::Value::from(s.as_str()),
+            Value::F64(x) => serde_json::Value::from(*x),
+            Value::I64(x) | Value::Ts(x) => serde_json::Value::from(*x),
+            Value::StrList(l) => l.iter().map(|s| s.as_str()).collect::<Vec<_>>().into(),
+        };
+        m.insert(f.name.clone(), v);
+    }
+    serde_json::Value::Object(m).to_string()
+}
+
+pub fn model_stream<'scope>(
+    stream: StreamVec<'scope, u64, Row>,
+    ctx: &Arc<RunContext>,
+    index: usize,
+    dead: Rc<RefCell<DeadLetters>>,
+) -> StreamVec<'scope, u64, Row> {
+    let node = ctx.plan.models[index].clone();
+    let incoming = ctx.plan.schema_of(node.input).clone();
+    let key = node.input_fields[0];
+    let key_groups = ctx.plan.key_groups as u64;
+    let ctx = Arc::clone(ctx);
+    let stats = ctx.metrics.plugin(&node.name);
+    let exchange = Exchange::new(move |r: &Row| key_hash(key_of(r, key)) % key_groups);
+    let mut instance =
+        match Instance::new(Arc::clone(&node.plugin), node.config.clone(), node.limits) {
+            Ok(i) => Some(i),
+            Err(e) => {
+                ctx.fail(format!(
+                    "step `{}`: plugin `{}`: {e}",
+                    node.name,
+                    node.plugin.path.display()
+                ));
+                None
+            }
+        };
+    let outputs: Vec<String> = node
+        .plugin
+        .info
+        .outputs
+        .iter()
+        .map(|f| f.name.clone())
+        .collect();
+    stream.unary_frontier(exchange, &format!("Model({})", node.name), move |_cap, _info| {
+        let mut stash: BTreeMap<u64, (Capability<u64>, Vec<Row>)> = BTreeMap::new();
+        move |(input, frontier), output| {
+            input.for_each_stamp(|cap, data| {
+                let Some(time) = cap.least().copied() else { return };
+                let entry = stash.entry(time).or_insert_with(|| {
+                    (cap.retain_least(0).expect("stamp has a least time"), Vec::new())
+                });
+                for batch in data {
+                    entry.1.append(batch);
+                }
+            });
+            while let Some((&t, _)) = stash.first_key_value() {
+                if frontier.frontier().iter().any(|u| *u <= t) {
+                    break;
+                }
+                let (_, (cap, mut rows)) = stash.pop_first().expect("checked non-empty");
+                // Grouped by key, each key's rows in arrival (event-time) order.
+                rows.sort_by(|a, b| key_of(a, key).cmp(key_of(b, key)));
+                let mut scored: Vec<Row> = Vec::with_capacity(rows.len());
+                let mut rest = rows;
+                while !rest.is_empty() {
+                    let tail = rest.split_off(rest.len().min(node.batch_rows));
+                    let mut chunk = std::mem::replace(&mut rest, tail);
+                    let Some(inst) = instance.as_mut() else { return };
+                    let started = Instant::now();
+                    let result = inst
+                        .process(columns(&node, &chunk), chunk.len())
+                        .and_then(|out| append(&mut chunk, out, node.on_nan, &outputs));
+                    stats.record(started.elapsed(), chunk.len(), inst.memory_peak());
+                    match result {
+                        Ok(()) => scored.append(&mut chunk),
+                        Err(e) => {
+                            stats.errors[e.kind as usize].fetch_add(1, Relaxed);
+                            let what = format!("plugin `{}`: {e}", node.plugin.info.name);
+                            match node.on_error {
+                                OnError::Fail => {
+                                    ctx.fail(format!("step `{}`: {what}", node.name));
+                                    instance = None;
+                                    return;
+                                }
+                                OnError::Skip => {
+                                    stats.rows_skipped.fetch_add(chunk.len() as u64, Relaxed);
+                                    tracing::warn!(step = %node.name, rows = chunk.len(), error = %what, "skipped a batch the plugin could not score");
+                                }
+                                OnError::DeadLetter => {
+                                    let mut d = dead.borrow_mut();
+                                    for r in &chunk {
+                                        d.push(DeadLetter {
+                                            source: &node.name,
+                                            reason: RejectReason::PluginError,
+                                            detail: what.clone(),
+                                            raw: row_json(&incoming, &r[..incoming.fields.len()]),
+                                            line: 0,
+                                        });
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+                if !scored.is_empty() {
+                    output.session(&cap).give_iterator(scored.into_iter());
+                }
+            }
+        }
+    })
+}
+
+/// Per model step: calls, rows, errors by kind, time in calls, memory.
+#[derive(Debug, Default)]
+pub struct PluginStats {
+    pub calls: std::sync::atomic::AtomicU64,
+    pub rows: std::sync::atomic::AtomicU64,
+    pub rows_skipped: std::sync::atomic::AtomicU64,
+    /// By [`ErrorKind`] (`kind as usize`).
+    pub errors: [std::sync::atomic::AtomicU64; 5],
+    pub call_nanos: std::sync::atomic::AtomicU64,
+    pub memory_peak: std::sync::atomic::AtomicU64,
+}
+
+impl PluginStats {
+    fn record(&self, took: std::time::Duration, rows: usize, memory: usize) {
+        self.calls.fetch_add(1, Relaxed);
+        self.rows.fetch_add(rows as u64, Relaxed);
+        self.call_nanos.fetch_add(took.as_nanos() as u64, Relaxed);
+        self.memory_peak.fetch_max(memory as u64, Relaxed);
+    }
+}
