@@ -7,6 +7,8 @@ mod finnhub;
 mod kafka;
 /// A naive, independent implementation of validation, watermarks and windows: the oracle.
 mod oracle;
+/// WebAssembly model plugins: `plugin check`, the forecast spec, hostile plugins contained.
+mod plugins;
 /// The real binary end to end on `specs/replay.yaml`, Parquet read back.
 mod replay;
 /// Running behaviour: pacing, Ctrl-C, JSON logs, output formats and stores.

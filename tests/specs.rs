@@ -1,8 +1,9 @@
-use crate::support::repo;
+use crate::support::{plugins, repo};
 
 #[test]
 fn every_example_spec_validates_and_declares_the_schema() {
     let dir = repo().join("specs");
+    let plugins = plugins().display().to_string();
     let env = |name: &str| match name {
         "TRADES_FILE" => Some(
             repo()
@@ -11,6 +12,7 @@ fn every_example_spec_validates_and_declares_the_schema() {
                 .to_string(),
         ),
         "OUT_URL" => Some("/tmp/tickflow-spec-check".to_string()),
+        "PLUGINS" => Some(plugins.clone()),
         _ => None,
     };
     let mut checked = 0;

@@ -238,3 +238,23 @@ pub fn run_spec(
     tickflow::dataflow::run(plan, opts).expect("run");
     std::sync::Arc::try_unwrap(metrics).expect("the run is over")
 }
+
+/// Builds every example plugin with `plugins/build` (once per test run) and returns
+/// `plugins/dist`.
+pub fn plugins() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let out = std::process::Command::new(repo().join("plugins/build"))
+                .current_dir(repo())
+                .output()
+                .expect("running plugins/build");
+            assert!(
+                out.status.success(),
+                "plugins/build failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            repo().join("plugins/dist")
+        })
+        .clone()
+}

@@ -325,11 +325,14 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
                 ),
             );
             None
-        } else if spec.steps.contains_key(&cfg.input) {
-            err(
-                format!("{p}.input"),
-                format!("`{}` must come before `{name}` in `steps`", cfg.input),
-            );
+        } else if let Some(at) = spec.steps.get_index_of(&cfg.input) {
+            // An earlier step that failed to plan has its own error already.
+            if at > spec.steps.get_index_of(name).unwrap_or(0) {
+                err(
+                    format!("{p}.input"),
+                    format!("`{}` must come before `{name}` in `steps`", cfg.input),
+                );
+            }
             None
         } else {
             err(

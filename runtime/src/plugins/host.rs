@@ -253,6 +253,7 @@ impl Plugin {
                 memory: 0,
                 peak: 0,
                 hit_cap: false,
+                cap_message: String::new(),
             },
         );
         store.limiter(|s| s);
@@ -283,6 +284,7 @@ struct HostState {
     memory: usize,
     peak: usize,
     hit_cap: bool,
+    cap_message: String,
 }
 
 impl ResourceLimiter for HostState {
@@ -295,11 +297,12 @@ impl ResourceLimiter for HostState {
         let total = self.memory - current.min(self.memory) + desired;
         if total > self.max_memory {
             self.hit_cap = true;
-            return Err(wasmtime::Error::msg(format!(
+            self.cap_message = format!(
                 "memory cap of {} MiB reached (asked for {} MiB)",
                 self.max_memory >> 20,
-                total >> 20
-            )));
+                total.div_ceil(1 << 20)
+            );
+            return Err(wasmtime::Error::msg(self.cap_message.clone()));
         }
         self.memory = total;
         self.peak = self.peak.max(total);
@@ -329,11 +332,11 @@ fn classify(e: wasmtime::Error, store: &Store<HostState>) -> CallError {
     };
     let message = match kind {
         ErrorKind::Timeout => "the call ran past its deadline".to_string(),
-        _ => format!("{e:#}")
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_string(),
+        ErrorKind::MemoryCap => store.data().cap_message.clone(),
+        _ => match e.downcast_ref::<wasmtime::Trap>() {
+            Some(trap) => format!("the plugin trapped: {trap}"),
+            None => e.root_cause().to_string(),
+        },
     };
     CallError { kind, message }
 }

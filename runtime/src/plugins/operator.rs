@@ -73,10 +73,15 @@ pub fn plan_model(
     }
     let mut input_fields = Vec::new();
     let mut ok = true;
-    for f in &plugin.info.inputs {
+    for (n, f) in plugin.info.inputs.iter().enumerate() {
         let source = cfg.inputs.get(&f.name).unwrap_or(&f.name);
         let want = field_type(f.ty);
-        match incoming.index_of(source) {
+        // The key (first input) defaults to the incoming rows' key (their first field).
+        let found = match incoming.index_of(source) {
+            None if n == 0 && !cfg.inputs.contains_key(&f.name) => Some(0),
+            found => found,
+        };
+        match found {
             Some(i) if incoming.fields[i].ty == want => input_fields.push(i),
             Some(i) => {
                 ok = false;
