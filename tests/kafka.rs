@@ -125,20 +125,8 @@ fn kafka_oracle(records: &[(i32, i64, Vec<u8>)], ooo: i64) -> (Vec<oracle::Bar>,
 }
 
 fn run_market_bars(brokers: &str, topic: &str, out: &std::path::Path, workers: &str) -> String {
-    let result = Command::new(bin())
-        .args([
-            "run",
-            "specs/market-bars.yaml",
-            "--bounded",
-            "--workers",
-            workers,
-        ])
-        .current_dir(repo())
-        .env("KAFKA_BROKERS", brokers)
-        .env("TRADES_TOPIC", topic)
-        .env("OUT_URL", out)
-        .env("CHECKPOINT_URL", out.join("checkpoints"))
-        .output()
+    let result = market_bars(brokers, topic, out, workers, "10s")
+        .wait_with_output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&result.stderr).into_owned();
     assert!(result.status.success(), "{stderr}");

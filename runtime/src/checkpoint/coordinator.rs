@@ -89,6 +89,8 @@ pub struct Coordinator {
     ended: AtomicBool,
     /// The epoch taken when the run was asked to stop (0: none yet); sources end after it.
     final_epoch: AtomicU64,
+    /// A checkpoint could not be written: the run stops (with the error) without waiting for one.
+    failed: AtomicBool,
     metrics: Arc<Metrics>,
 }
 
@@ -166,15 +168,11 @@ impl Coordinator {
             restored_windows,
             ended: AtomicBool::new(false),
             final_epoch: AtomicU64::new(0),
+            failed: AtomicBool::new(false),
             spec,
             topo,
             metrics,
         })
-    }
-
-    /// The epoch of the checkpoint the run was restored from (0: a fresh start).
-    pub fn restored_epoch(&self) -> u64 {
-        self.restored.as_ref().map(|m| m.epoch).unwrap_or(0)
     }
 
     /// A source's restored partition positions.
@@ -237,15 +235,28 @@ impl Coordinator {
             .all(|a| a.load(Ordering::Acquire) >= epoch)
     }
 
-    /// Whether the run may end now: a stop was asked for and its checkpoint is complete.
+    /// Whether the run may end now: a stop was asked for and its checkpoint is complete (or
+    /// checkpoints failed, so none will ever complete).
     pub fn stop_checkpointed(&self) -> bool {
         let f = self.final_epoch.load(Ordering::Acquire);
-        f > 0 && self.completed.load(Ordering::Acquire) >= f
+        (f > 0 && self.completed.load(Ordering::Acquire) >= f)
+            || self.failed.load(Ordering::Acquire)
     }
 
     /// Takes a checkpoint every `interval` until the dataflow ends. When the run is asked to
-    /// stop, takes one last checkpoint at once so that nothing read is lost.
+    /// stop, takes one last checkpoint at once so that nothing read is lost. When a checkpoint
+    /// cannot be written the run stops: going on would read input no checkpoint covers, and a
+    /// stop would wait for a checkpoint that never comes.
     pub fn run(&self, rt: &tokio::runtime::Handle, stop: &AtomicBool) -> Result<()> {
+        let result = self.checkpoint_until_end(rt, stop);
+        if result.is_err() {
+            self.failed.store(true, Ordering::Release);
+            stop.store(true, Ordering::Release);
+        }
+        result
+    }
+
+    fn checkpoint_until_end(&self, rt: &tokio::runtime::Handle, stop: &AtomicBool) -> Result<()> {
         let interval = self.spec.interval.to_std();
         loop {
             let deadline = Instant::now() + interval;
