@@ -3,6 +3,9 @@
 /// The Finnhub simulator's protocol, the client against every injected fault, the quickstart,
 /// and archives that replay to the same bars.
 mod finnhub;
+/// Google Cloud Storage: the emulator against object_store's conformance suite, pipelines
+/// writing to gs://, outages and refusals.
+mod gcs;
 /// Kafka for real (the broker scripts/test starts): market bars against the oracle, ingest, delivery failures.
 mod kafka;
 /// A naive, independent implementation of validation, watermarks and windows: the oracle.

@@ -104,7 +104,7 @@ fn ctrl_c_publishes_complete_windows_only_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();
     let trades = dir.path().join("trades.jsonl");
     steady_frames(&trades, 600, 100);
-    let mut child = Command::new(bin())
+    let child = Command::new(bin())
         .args(["run"])
         .arg(spec(dir.path(), 1.0, "1s"))
         .stderr(Stdio::piped())

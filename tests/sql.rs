@@ -4,7 +4,7 @@ use crate::support::{Frames, bin, repo, write_frames};
 
 /// The Python with DuckDB that `scripts/test` prepares, or None (then the test is skipped
 /// outside CI and fails under `CI=true`).
-fn python() -> Option<String> {
+pub fn python() -> Option<String> {
     if let Ok(p) = std::env::var("TICKFLOW_TEST_PYTHON") {
         return Some(p);
     }

@@ -19,6 +19,9 @@ pub enum Role {
     Source,
     /// Once its input is drained, serializes its state and freezes.
     Window,
+    /// A model (plugin) step: once windows and the models before it stopped and its input is
+    /// drained, serializes the plugin's keyed state and its unscored rows, and freezes.
+    Model,
     /// Once its input is drained, closes its files into `_pending/` (or flushes).
     Sink,
     /// A worker's dead letters: once sources and windows stopped, closes its files into
@@ -32,7 +35,8 @@ const FINISHED: u64 = u64::MAX;
 #[derive(Default)]
 struct Collected {
     sources: BTreeMap<String, BTreeMap<i32, PartitionCheckpoint>>,
-    windows: BTreeMap<String, GroupedState>,
+    /// Stateful steps (windows, models) by name.
+    state: BTreeMap<String, GroupedState>,
     pending: Vec<PendingFile>,
 }
 
@@ -43,6 +47,7 @@ pub struct Topology {
     pub inputs: BTreeMap<String, String>,
     pub sources: usize,
     pub windows: usize,
+    pub models: usize,
     pub sinks: usize,
     /// Whether dead letters are written (one instance per worker).
     pub dead_letters: bool,
@@ -52,14 +57,22 @@ impl Topology {
     /// The instances of `role`: a range of `acks`.
     fn range(&self, role: Role) -> std::ops::Range<usize> {
         let w = self.workers;
-        let (s, win, k) = (self.sources * w, self.windows * w, self.sinks * w);
         let d = if self.dead_letters { w } else { 0 };
-        match role {
-            Role::Source => 0..s,
-            Role::Window => s..s + win,
-            Role::Sink => s + win..s + win + k,
-            Role::DeadLetters => s + win + k..s + win + k + d,
+        let sizes = [
+            (Role::Source, self.sources * w),
+            (Role::Window, self.windows * w),
+            (Role::Model, self.models * w),
+            (Role::Sink, self.sinks * w),
+            (Role::DeadLetters, d),
+        ];
+        let mut start = 0;
+        for (r, n) in sizes {
+            if r == role {
+                return start..start + n;
+            }
+            start += n;
         }
+        unreachable!("every role has a range")
     }
 }
 
@@ -75,14 +88,14 @@ pub struct Coordinator {
     /// Per instance (sources, windows, sinks; `index * workers + worker`): the last epoch it took
     /// part in, or [`FINISHED`].
     acks: Vec<AtomicU64>,
-    /// Records emitted per node (sources, then windows) and received per consumer (windows,
-    /// then sinks), summed over workers.
+    /// Records emitted per node (sources, windows, models) and received per consumer (windows,
+    /// models, sinks), summed over workers.
     emitted: Vec<AtomicU64>,
     received: Vec<AtomicU64>,
     collected: Mutex<Collected>,
     /// What the run was restored from.
     restored: Option<Manifest>,
-    restored_windows: BTreeMap<String, GroupedState>,
+    restored_state: BTreeMap<String, GroupedState>,
     /// Source positions of the last complete checkpoint (sources that finished keep theirs).
     last_sources: Mutex<BTreeMap<String, BTreeMap<i32, PartitionCheckpoint>>>,
     /// Set when the dataflow has ended: the coordinator thread exits.
@@ -106,8 +119,8 @@ impl Coordinator {
     ) -> Result<Coordinator> {
         let storage =
             Storage::open(&spec.path, rt.clone()).context("opening the checkpoint folder")?;
-        let (restored, restored_windows) = match manifest::load_latest(&storage)? {
-            Some((m, windows)) => {
+        let (restored, restored_state) = match manifest::load_latest(&storage)? {
+            Some((m, state)) => {
                 anyhow::ensure!(
                     m.key_groups == spec.key_groups,
                     "checkpoint {} in `{}` has {} key groups but the spec says {}: key_groups \
@@ -132,7 +145,7 @@ impl Coordinator {
                 }
                 manifest::publish(&m.pending, rt)?;
                 tracing::info!(epoch = m.epoch, "restored from checkpoint");
-                (Some(m), windows)
+                (Some(m), state)
             }
             None => (None, BTreeMap::new()),
         };
@@ -151,10 +164,10 @@ impl Coordinator {
             announced: AtomicU64::new(epoch),
             completed: AtomicU64::new(epoch),
             acks: (0..instances).map(|_| AtomicU64::new(epoch)).collect(),
-            emitted: (0..topo.sources + topo.windows)
+            emitted: (0..topo.sources + topo.windows + topo.models)
                 .map(|_| AtomicU64::new(0))
                 .collect(),
-            received: (0..topo.windows + topo.sinks)
+            received: (0..topo.windows + topo.models + topo.sinks)
                 .map(|_| AtomicU64::new(0))
                 .collect(),
             collected: Mutex::new(Collected::default()),
@@ -165,7 +178,7 @@ impl Coordinator {
                     .unwrap_or_default(),
             ),
             restored,
-            restored_windows,
+            restored_state,
             ended: AtomicBool::new(false),
             final_epoch: AtomicU64::new(0),
             failed: AtomicBool::new(false),
@@ -183,10 +196,10 @@ impl Coordinator {
             .unwrap_or_default()
     }
 
-    /// A window's restored state for the key groups `worker` owns.
-    pub fn restored_groups(&self, window: &str, worker: usize, peers: usize) -> Vec<&[u8]> {
-        self.restored_windows
-            .get(window)
+    /// A stateful step's restored state for the key groups `worker` owns.
+    pub fn restored_groups(&self, step: &str, worker: usize, peers: usize) -> Vec<&[u8]> {
+        self.restored_state
+            .get(step)
             .map(|groups| {
                 groups
                     .iter()
@@ -197,8 +210,8 @@ impl Coordinator {
             .unwrap_or_default()
     }
 
-    /// The handle of one operator instance. `index` is the source, window or sink number; a
-    /// window or sink names the node it reads (`input`: sources first, then windows).
+    /// The handle of one operator instance. `index` is the source, window, model or sink
+    /// number; a consumer names the node it reads (`input`: [`crate::plan::NodeRef::node_index`]).
     pub fn participant(
         self: &Arc<Self>,
         role: Role,
@@ -210,12 +223,14 @@ impl Coordinator {
         let (emits, consumer) = match role {
             Role::Source => (Some(index), None),
             Role::Window => (Some(t.sources + index), Some(index)),
-            Role::Sink => (None, Some(t.windows + index)),
+            Role::Model => (Some(t.sources + t.windows + index), Some(t.windows + index)),
+            Role::Sink => (None, Some(t.windows + t.models + index)),
             Role::DeadLetters => (None, None),
         };
         Participant {
             cp: Arc::clone(self),
             role,
+            index,
             slot: t.range(role).start + index * t.workers + worker,
             emits,
             consumes: consumer.zip(input),
@@ -231,6 +246,15 @@ impl Coordinator {
 
     fn all_acked(&self, role: Role, epoch: u64) -> bool {
         self.acks[self.topo.range(role)]
+            .iter()
+            .all(|a| a.load(Ordering::Acquire) >= epoch)
+    }
+
+    /// Whether every instance of the first `n` models took part in `epoch` (models read windows
+    /// or models declared before them).
+    fn models_acked(&self, n: usize, epoch: u64) -> bool {
+        let r = self.topo.range(Role::Model);
+        self.acks[r.start..r.start + n * self.topo.workers]
             .iter()
             .all(|a| a.load(Ordering::Acquire) >= epoch)
     }
@@ -271,11 +295,15 @@ impl Coordinator {
             self.announced.store(epoch, Ordering::Release);
             let started = Instant::now();
             // Phase by phase (the timings go to the debug log).
-            let mut phases = [Duration::ZERO; 4];
-            for (i, role) in [Role::Source, Role::Window, Role::Sink, Role::DeadLetters]
-                .into_iter()
-                .enumerate()
-            {
+            let mut phases = [Duration::ZERO; 5];
+            let roles = [
+                Role::Source,
+                Role::Window,
+                Role::Model,
+                Role::Sink,
+                Role::DeadLetters,
+            ];
+            for (i, role) in roles.into_iter().enumerate() {
                 while !self.all_acked(role, epoch) {
                     if self.ended.load(Ordering::Acquire) {
                         return Ok(());
@@ -290,8 +318,9 @@ impl Coordinator {
                 state_bytes,
                 sources = ?phases[0],
                 windows = ?phases[1],
-                sinks = ?phases[2],
-                dead_letters = ?phases[3],
+                models = ?phases[2],
+                sinks = ?phases[3],
+                dead_letters = ?phases[4],
                 committed = ?started.elapsed(),
                 "checkpoint phases"
             );
@@ -342,12 +371,12 @@ impl Coordinator {
             m.sources = last.clone();
         }
         let mut state_bytes = 0;
-        for (window, groups) in collected.windows {
-            let file = format!("window-{window}.bin");
+        for (step, groups) in collected.state {
+            let file = format!("state-{step}.bin");
             let bytes = bincode::serialize(&groups)?;
             state_bytes += bytes.len();
             self.storage.put(&format!("{dir}/{file}"), bytes)?;
-            m.windows.insert(window, file);
+            m.state.insert(step, file);
         }
         m.pending = collected.pending;
         self.storage.put(
@@ -373,6 +402,8 @@ impl Coordinator {
 pub struct Participant {
     cp: Arc<Coordinator>,
     role: Role,
+    /// The source, window, model or sink number.
+    index: usize,
     slot: usize,
     /// The node this instance emits for, and (consumer, input node) it receives as.
     emits: Option<usize>,
@@ -414,8 +445,15 @@ impl Participant {
         let upstream_quiet = match self.role {
             Role::Source => true,
             Role::Window => self.cp.all_acked(Role::Source, epoch),
+            Role::Model => {
+                self.cp.all_acked(Role::Source, epoch)
+                    && self.cp.all_acked(Role::Window, epoch)
+                    && self.cp.models_acked(self.index, epoch)
+            }
             Role::Sink | Role::DeadLetters => {
-                self.cp.all_acked(Role::Source, epoch) && self.cp.all_acked(Role::Window, epoch)
+                self.cp.all_acked(Role::Source, epoch)
+                    && self.cp.all_acked(Role::Window, epoch)
+                    && self.cp.all_acked(Role::Model, epoch)
             }
         };
         upstream_quiet
@@ -453,12 +491,10 @@ impl Participant {
             .extend(parts);
     }
 
-    pub fn record_window(&self, window: &str, groups: GroupedState) {
+    /// Records a stateful step's (window's or model's) state of the key groups this instance owns.
+    pub fn record_state(&self, step: &str, groups: GroupedState) {
         let mut c = self.cp.collected.lock().unwrap_or_else(|e| e.into_inner());
-        c.windows
-            .entry(window.to_string())
-            .or_default()
-            .extend(groups);
+        c.state.entry(step.to_string()).or_default().extend(groups);
     }
 
     pub fn record_pending(&self, files: Vec<PendingFile>) {

@@ -1,5 +1,5 @@
 //! What a checkpoint is made of on storage: `chk-EPOCH/` folders holding one state file per
-//! window step and, written last, `_manifest.json`.
+//! stateful step (windows, models) and, written last, `_manifest.json`.
 
 use std::collections::BTreeMap;
 
@@ -30,7 +30,7 @@ pub struct PendingFile {
     pub file: String,
 }
 
-/// Window state by key group: group → serialized entries.
+/// A step's state by key group: group → serialized entries.
 pub type GroupedState = BTreeMap<u32, Vec<u8>>;
 
 /// The last file of a checkpoint, written after everything it refers to.
@@ -43,8 +43,9 @@ pub struct Manifest {
     pub inputs: BTreeMap<String, String>,
     /// source name → partition → position.
     pub sources: BTreeMap<String, BTreeMap<i32, PartitionCheckpoint>>,
-    /// window step name → state file (relative to the checkpoint folder).
-    pub windows: BTreeMap<String, String>,
+    /// stateful step (window or model) name → state file (relative to the checkpoint folder).
+    #[serde(alias = "windows")]
+    pub state: BTreeMap<String, String>,
     /// Files to publish.
     pub pending: Vec<PendingFile>,
 }
@@ -57,7 +58,7 @@ pub fn epoch_of(name: &str) -> Option<u64> {
     name.split('/').next()?.strip_prefix("chk-")?.parse().ok()
 }
 
-/// The last complete checkpoint under `storage` and its window state, if there is one.
+/// The last complete checkpoint under `storage` and its steps' state, if there is one.
 pub fn load_latest(
     storage: &Storage,
 ) -> Result<Option<(Manifest, BTreeMap<String, GroupedState>)>> {
@@ -73,14 +74,14 @@ pub fn load_latest(
     let manifest: Manifest = serde_json::from_slice(&storage.get(&name)?)
         .with_context(|| format!("reading checkpoint `{}/{name}`", storage.display))?;
     let dir = folder(manifest.epoch);
-    let mut windows = BTreeMap::new();
-    for (window, file) in &manifest.windows {
+    let mut state = BTreeMap::new();
+    for (step, file) in &manifest.state {
         let bytes = storage.get(&format!("{dir}/{file}"))?;
         let groups: GroupedState = bincode::deserialize(&bytes)
-            .with_context(|| format!("reading window state `{dir}/{file}`"))?;
-        windows.insert(window.clone(), groups);
+            .with_context(|| format!("reading step state `{dir}/{file}`"))?;
+        state.insert(step.clone(), groups);
     }
-    Ok(Some((manifest, windows)))
+    Ok(Some((manifest, state)))
 }
 
 /// Renames pending files into place; a file already published is skipped (idempotent).
@@ -155,7 +156,7 @@ mod tests {
                     pending: vec![file(&format!("f{epoch}"))],
                     ..Manifest::default()
                 };
-                chk.put(&format!("{}/window-w.bin", folder(epoch)), b"x".to_vec())
+                chk.put(&format!("{}/state-w.bin", folder(epoch)), b"x".to_vec())
                     .unwrap();
                 if complete {
                     chk.put(

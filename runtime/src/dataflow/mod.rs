@@ -116,6 +116,7 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
                     .collect(),
                 sources: plan.sources.len(),
                 windows: plan.windows.len(),
+                models: plan.models.len(),
                 sinks: plan.sinks.len(),
                 dead_letters: plan.dead_letters.is_some(),
             };

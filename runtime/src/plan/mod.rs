@@ -24,12 +24,13 @@ pub enum NodeRef {
 }
 
 impl NodeRef {
-    /// The node's number when sources and windows are counted together (sources first).
-    /// (Checkpoints only cover sources and windows; the planner refuses model steps with them.)
-    pub fn node_index(self, sources: usize) -> usize {
+    /// The node's number when sources, windows and models are counted together, in that order
+    /// (how checkpoints count records per node).
+    pub fn node_index(self, sources: usize, windows: usize) -> usize {
         match self {
             NodeRef::Source(s) => s,
-            NodeRef::Window(w) | NodeRef::Model(w) => sources + w,
+            NodeRef::Window(w) => sources + w,
+            NodeRef::Model(m) => sources + windows + m,
         }
     }
 }
@@ -542,13 +543,6 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
                     ),
                 );
             }
-        }
-        for m in &models {
-            err(
-                format!("steps.{}.type", m.name),
-                "checkpoints do not cover model steps yet: remove `checkpoints` or the model step"
-                    .into(),
-            );
         }
         for w in &windows {
             if w.differential {

@@ -15,7 +15,12 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::{Capability, Operator};
 
 use super::config::{ModelStepConfig, OnError, OnNan};
-use super::host::{CallError, Column, ColumnType, ErrorKind, Instance, Limits, column_len};
+use serde::{Deserialize, Serialize};
+
+use super::host::{
+    CallError, Column, ColumnType, ErrorKind, Instance, KeyedState, Limits, column_len,
+};
+use crate::checkpoint::{GroupedState, Role};
 use crate::dataflow::context::RunContext;
 use crate::dataflow::window::operator::key_hash;
 use crate::plan::{ModelNode, NodeRef};
@@ -254,6 +259,47 @@ fn row_json(schema: &Schema, row: &[Value]) -> String {
     serde_json::Value::Object(m).to_string()
 }
 
+/// A key group's share of a model step's state in a checkpoint: the plugin's keyed state and the
+/// rows received but not scored yet (their timestamp is not complete).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct ModelGroupBlob {
+    keys: Vec<(String, Vec<u8>)>,
+    stash: Vec<(u64, Vec<Row>)>,
+}
+
+/// The plugin's state and the unscored rows, by key group.
+fn snapshot(
+    instance: &mut Instance,
+    stash: &BTreeMap<u64, (Capability<u64>, Vec<Row>)>,
+    key: usize,
+    group_of: impl Fn(&str) -> u32,
+) -> Result<GroupedState, CallError> {
+    let mut groups: BTreeMap<u32, ModelGroupBlob> = BTreeMap::new();
+    for s in instance.snapshot()? {
+        groups
+            .entry(group_of(&s.key))
+            .or_default()
+            .keys
+            .push((s.key, s.state));
+    }
+    for (&time, (_, rows)) in stash {
+        for row in rows {
+            let blob = groups.entry(group_of(key_of(row, key))).or_default();
+            match blob.stash.last_mut() {
+                Some((t, rows)) if *t == time => rows.push(row.clone()),
+                _ => blob.stash.push((time, vec![row.clone()])),
+            }
+        }
+    }
+    Ok(groups
+        .into_iter()
+        .map(|(g, blob)| {
+            let bytes = bincode::serialize(&blob).expect("model state serializes");
+            (g, bytes)
+        })
+        .collect())
+}
+
 pub fn model_stream<'scope>(
     stream: StreamVec<'scope, u64, Row>,
     ctx: &Arc<RunContext>,
@@ -264,18 +310,23 @@ pub fn model_stream<'scope>(
     let incoming = ctx.plan.schema_of(node.input).clone();
     let key = node.input_fields[0];
     let key_groups = ctx.plan.key_groups as u64;
+    let group_of = move |k: &str| (key_hash(k) % key_groups) as u32;
     let ctx = Arc::clone(ctx);
     let stats = ctx.metrics.plugin(&node.name);
     let exchange = Exchange::new(move |r: &Row| key_hash(key_of(r, key)) % key_groups);
+    let scope = stream.scope();
+    let (worker, peers) = (scope.index(), scope.peers());
+    let fail = {
+        let (step, path) = (node.name.clone(), node.plugin.path.display().to_string());
+        move |ctx: &RunContext, what: String| {
+            ctx.fail(format!("step `{step}`: plugin `{path}`: {what}"))
+        }
+    };
     let mut instance =
         match Instance::new(Arc::clone(&node.plugin), node.config.clone(), node.limits) {
             Ok(i) => Some(i),
             Err(e) => {
-                ctx.fail(format!(
-                    "step `{}`: plugin `{}`: {e}",
-                    node.name,
-                    node.plugin.path.display()
-                ));
+                fail(&ctx, e.to_string());
                 None
             }
         };
@@ -286,18 +337,70 @@ pub fn model_stream<'scope>(
         .iter()
         .map(|f| f.name.clone())
         .collect();
-    stream.unary_frontier(exchange, &format!("Model({})", node.name), move |_cap, _info| {
+    let input_node = node
+        .input
+        .node_index(ctx.plan.sources.len(), ctx.plan.windows.len());
+    let mut cp = ctx
+        .checkpoint
+        .as_ref()
+        .map(|c| c.participant(Role::Model, index, worker, Some(input_node)));
+    stream.unary_frontier(exchange, &format!("Model({})", node.name), move |initial, info| {
+        let activator = scope.activator_for(info.address);
         let mut stash: BTreeMap<u64, (Capability<u64>, Vec<Row>)> = BTreeMap::new();
+        // Restore the key groups this worker owns: the plugin's keys, then the unscored rows.
+        if let (Some(cp), Some(inst)) = (cp.as_ref(), instance.as_mut()) {
+            let mut states = Vec::new();
+            for bytes in cp.coordinator().restored_groups(&node.name, worker, peers) {
+                match bincode::deserialize::<ModelGroupBlob>(bytes) {
+                    Ok(blob) => {
+                        states.extend(blob.keys.into_iter().map(|(key, state)| KeyedState { key, state }));
+                        for (time, rows) in blob.stash {
+                            stash.entry(time).or_insert_with(|| (initial.delayed(&time), Vec::new())).1.extend(rows);
+                        }
+                    }
+                    Err(e) => fail(&ctx, format!("restoring its state: {e}")),
+                }
+            }
+            if !states.is_empty()
+                && let Err(e) = inst.restore(states)
+            {
+                fail(&ctx, e.to_string());
+            }
+        }
+        drop(initial);
         move |(input, frontier), output| {
+            let mut received = 0;
             input.for_each_stamp(|cap, data| {
                 let Some(time) = cap.least().copied() else { return };
                 let entry = stash.entry(time).or_insert_with(|| {
                     (cap.retain_least(0).expect("stamp has a least time"), Vec::new())
                 });
                 for batch in data {
+                    received += batch.len();
                     entry.1.append(batch);
                 }
             });
+            if let Some(cp) = cp.as_mut()
+                && !cp.finished()
+            {
+                cp.received(received);
+                if let Some(epoch) = cp.in_progress() {
+                    if cp.due(epoch) {
+                        if let Some(inst) = instance.as_mut() {
+                            match snapshot(inst, &stash, key, group_of) {
+                                Ok(groups) => cp.record_state(&node.name, groups),
+                                // Without the plugin's state no checkpoint can be complete.
+                                Err(e) => fail(&ctx, format!("snapshot for a checkpoint: {e}")),
+                            }
+                        }
+                        cp.ack(epoch);
+                    }
+                    // Frozen until the checkpoint completes: nothing is scored.
+                    activator.activate_after(crate::checkpoint::FROZEN_POLL);
+                    return;
+                }
+                activator.activate_after(crate::checkpoint::IDLE_POLL);
+            }
             while let Some((&t, _)) = stash.first_key_value() {
                 if frontier.frontier().iter().any(|u| *u <= t) {
                     break;
@@ -348,8 +451,16 @@ pub fn model_stream<'scope>(
                     }
                 }
                 if !scored.is_empty() {
+                    if let Some(cp) = cp.as_ref() {
+                        cp.emitted(scored.len());
+                    }
                     output.session(&cap).give_iterator(scored.into_iter());
                 }
+            }
+            if frontier.frontier().is_empty()
+                && let Some(cp) = cp.as_mut()
+            {
+                cp.finish();
             }
         }
     })

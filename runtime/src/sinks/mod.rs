@@ -1,6 +1,7 @@
 //! Sinks: where results go. One folder per connector; `config.rs` is what users write.
 
 pub mod dead_letter;
+pub mod gcs;
 pub mod kafka;
 pub mod parquet;
 pub mod rolling;

@@ -1,9 +1,18 @@
-//! Object storage for sinks: a local path, `file://`, or `memory://NAME` (in-process, for tests),
-//! through `object_store`. Files are put under `_pending/` and then renamed into place, so readers
-//! never see a partial file.
+//! Object storage for sinks, dead letters and checkpoints: a local path, `file://`,
+//! `gs://BUCKET/PREFIX` (Google Cloud Storage) or `memory://NAME` (in-process, for tests), through
+//! `object_store`. Files are put under `_pending/` and then renamed into place, so readers never
+//! see a partial file.
+//!
+//! Remote storage rides out outages: object_store retries each request (429, 5xx, timeouts) with
+//! backoff, and when it gives up we wait and try again, for as long as the outage lasts — the
+//! worker stops meanwhile, so sources stop reading (backpressure) and nothing is lost. Errors that
+//! waiting cannot heal (no such bucket, permission denied, bad credentials) stop the job with a
+//! message that says so.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use object_store::memory::InMemory;
@@ -23,6 +32,9 @@ pub fn memory_store(name: &str) -> Arc<InMemory> {
     )
 }
 
+/// Counts storage retries (for metrics): every failed attempt on remote storage that we retry.
+pub static STORAGE_RETRIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// A folder in an object store.
 #[derive(Clone)]
 pub struct Storage {
@@ -31,10 +43,22 @@ pub struct Storage {
     rt: tokio::runtime::Handle,
     /// What to show users (never contains credentials).
     pub display: String,
+    /// Remote storage: transient failures are waited out (see the module docs).
+    remote: bool,
 }
 
+/// Whether waiting may heal `e`. object_store has already retried 429/5xx/timeouts by the time
+/// an error reaches us as `Generic`; the other kinds are answers, not outages.
+fn transient(e: &object_store::Error) -> bool {
+    matches!(e, object_store::Error::Generic { .. })
+}
+
+/// The longest wait between two attempts during an outage.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
 impl Storage {
-    /// Opens `url`: a local path (created if missing), `file:///abs/path` or `memory://name`.
+    /// Opens `url`: a local path (created if missing), `file:///abs/path`, `gs://bucket/prefix`
+    /// or `memory://name`.
     pub fn open(url: &str, rt: tokio::runtime::Handle) -> Result<Storage> {
         let url = url.trim();
         if let Some(rest) = url.strip_prefix("memory://") {
@@ -44,14 +68,18 @@ impl Storage {
                 prefix: Path::from(prefix.trim_matches('/')),
                 rt,
                 display: format!("memory://{rest}"),
+                remote: false,
             });
+        }
+        if let Some(rest) = url.strip_prefix("gs://") {
+            return super::gcs::open(rest, rt);
         }
         let local = if let Some(rest) = url.strip_prefix("file://") {
             rest.to_string()
         } else if url.contains("://") {
             let scheme = url.split("://").next().unwrap_or_default();
             bail!(
-                "unsupported storage scheme `{scheme}://` (supported: local paths, file://, memory://)"
+                "unsupported storage scheme `{scheme}://` (supported: local paths, file://, gs://, memory://)"
             );
         } else {
             url.to_string()
@@ -67,7 +95,74 @@ impl Storage {
             prefix: Path::default(),
             rt,
             display: abs.display().to_string(),
+            remote: false,
         })
+    }
+
+    /// A folder of a remote store (see [`super::gcs`]).
+    pub(super) fn remote(
+        store: Arc<dyn ObjectStore>,
+        prefix: &str,
+        rt: tokio::runtime::Handle,
+        display: String,
+    ) -> Storage {
+        Storage {
+            store,
+            prefix: Path::from(prefix.trim_matches('/')),
+            rt,
+            display,
+            remote: true,
+        }
+    }
+
+    /// Runs `op` until it succeeds or fails for a reason waiting cannot heal. Local stores fail
+    /// at once.
+    fn resilient<T, F, Fut>(&self, what: &str, mut op: F) -> object_store::Result<T>
+    where
+        F: FnMut(Arc<dyn ObjectStore>) -> Fut,
+        Fut: Future<Output = object_store::Result<T>>,
+    {
+        let mut delay = Duration::from_millis(250);
+        let mut failures = 0u32;
+        loop {
+            match self.rt.block_on(op(Arc::clone(&self.store))) {
+                Ok(v) => {
+                    if failures > 0 {
+                        tracing::info!(storage = %self.display, failures, "storage is back: {what} succeeded");
+                    }
+                    return Ok(v);
+                }
+                Err(e) if self.remote && transient(&e) => {
+                    failures += 1;
+                    STORAGE_RETRIES.fetch_add(1, Relaxed);
+                    // The first failure, then every tenth: an outage should not flood the log.
+                    if failures % 10 == 1 {
+                        tracing::warn!(storage = %self.display, failures, error = %e, "storage unavailable: {what}; waiting and retrying (input waits meanwhile)");
+                    }
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(MAX_BACKOFF);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Turns an error that stops the job into a message that says what is wrong.
+    fn fatal(&self, e: object_store::Error, what: String) -> anyhow::Error {
+        let hint = match &e {
+            object_store::Error::PermissionDenied { .. } => Some(
+                "permission denied: the credentials in use may not write this bucket (grant roles/storage.objectAdmin)",
+            ),
+            object_store::Error::Unauthenticated { .. } => {
+                Some("not authenticated: check GOOGLE_APPLICATION_CREDENTIALS or Workload Identity")
+            }
+            _ => None,
+        };
+        let e = anyhow::Error::new(e).context(what);
+        match hint {
+            Some(h) => e.context(format!("`{}`: {h}", self.display)),
+            None => e,
+        }
     }
 
     fn full(&self, rel: &str) -> Path {
@@ -80,21 +175,9 @@ impl Storage {
 
     /// Writes `bytes` to `rel` atomically: put under `_pending/`, then rename into place.
     pub fn publish(&self, rel: &str, bytes: Vec<u8>) -> Result<()> {
-        let pending = self.full(&format!("_pending/{}.inprogress", rel.replace('/', "__")));
-        let target = self.full(rel);
-        let store = Arc::clone(&self.store);
-        self.rt.block_on(async move {
-            store
-                .put(&pending, PutPayload::from(bytes))
-                .await
-                .with_context(|| format!("writing `{pending}`"))?;
-            store
-                .rename(&pending, &target)
-                .await
-                .with_context(|| format!("publishing `{target}`"))?;
-            Ok::<_, anyhow::Error>(())
-        })?;
-        Ok(())
+        let name = format!("_pending/{}.inprogress", rel.replace('/', "__"));
+        self.put(&name, bytes)?;
+        self.promote(&name, rel)
     }
 
     /// Writes `bytes` under `_pending/` only (published later by [`Storage::promote`]); returns
@@ -108,42 +191,48 @@ impl Storage {
     /// Publishes a pending file under its final name. Idempotent: when the pending file is gone
     /// and the final one exists, it was published before.
     pub fn promote(&self, pending: &str, fin: &str) -> Result<()> {
-        let store = Arc::clone(&self.store);
         let (from, to) = (self.full(pending), self.full(fin));
-        self.rt.block_on(async move {
-            match store.rename(&from, &to).await {
-                Ok(()) => Ok(()),
-                Err(object_store::Error::NotFound { .. }) if store.head(&to).await.is_ok() => {
-                    Ok(())
+        let what = format!("publishing `{to}`");
+        let renamed = self.resilient(&what, |store| {
+            let (from, to) = (from.clone(), to.clone());
+            async move {
+                match store.rename(&from, &to).await {
+                    Err(object_store::Error::NotFound { .. }) if store.head(&to).await.is_ok() => {
+                        Ok(())
+                    }
+                    r => r,
                 }
-                Err(e) => Err(anyhow::Error::new(e).context(format!("publishing `{to}`"))),
             }
-        })
+        });
+        renamed.map_err(|e| self.fatal(e, what))
     }
 
     /// Writes one object (atomically: the store's put is all or nothing).
     pub fn put(&self, rel: &str, bytes: Vec<u8>) -> Result<()> {
-        let store = Arc::clone(&self.store);
         let path = self.full(rel);
-        self.rt.block_on(async move {
-            store
-                .put(&path, PutPayload::from(bytes))
-                .await
-                .with_context(|| format!("writing `{path}`"))
-        })?;
-        Ok(())
+        let payload = PutPayload::from(bytes);
+        let what = format!("writing `{path}`");
+        self.resilient(&what, |store| {
+            let (path, payload) = (path.clone(), payload.clone());
+            async move { store.put(&path, payload).await }
+        })
+        .map(|_| ())
+        .map_err(|e| match e {
+            object_store::Error::NotFound { .. } if self.remote => {
+                self.fatal(e, format!("{what}: the bucket does not exist"))
+            }
+            e => self.fatal(e, what),
+        })
     }
 
     pub fn delete(&self, rel: &str) -> Result<()> {
-        let store = Arc::clone(&self.store);
         let path = self.full(rel);
-        self.rt.block_on(async move {
-            store
-                .delete(&path)
-                .await
-                .with_context(|| format!("deleting `{path}`"))
-        })?;
-        Ok(())
+        let what = format!("deleting `{path}`");
+        self.resilient(&what, |store| {
+            let path = path.clone();
+            async move { store.delete(&path).await }
+        })
+        .map_err(|e| self.fatal(e, what))
     }
 
     /// Every object under the folder (relative names), for tests and tools.
@@ -154,11 +243,14 @@ impl Storage {
     /// Every object under the subfolder `rel` (names relative to the folder).
     pub fn list_under(&self, rel: &str) -> Result<Vec<String>> {
         use futures::TryStreamExt;
-        let store = Arc::clone(&self.store);
         let prefix = self.full(rel);
+        let what = format!("listing `{}/{rel}`", self.display);
         let metas: Vec<object_store::ObjectMeta> = self
-            .rt
-            .block_on(async move { store.list(Some(&prefix)).try_collect().await })?;
+            .resilient(&what, |store| {
+                let prefix = prefix.clone();
+                async move { store.list(Some(&prefix)).try_collect().await }
+            })
+            .map_err(|e| self.fatal(e, what))?;
         let strip = self.prefix.as_ref().len();
         let mut names: Vec<String> = metas
             .into_iter()
@@ -174,10 +266,12 @@ impl Storage {
 
     /// Reads one object.
     pub fn get(&self, rel: &str) -> Result<bytes::Bytes> {
-        let store = Arc::clone(&self.store);
         let path = self.full(rel);
-        Ok(self
-            .rt
-            .block_on(async move { store.get(&path).await?.bytes().await })?)
+        let what = format!("reading `{path}`");
+        self.resilient(&what, |store| {
+            let path = path.clone();
+            async move { store.get(&path).await?.bytes().await }
+        })
+        .map_err(|e| self.fatal(e, what))
     }
 }

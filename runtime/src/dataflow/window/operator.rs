@@ -178,7 +178,7 @@ pub fn window_stream<'scope>(
                 cp.received(received);
                 if let Some(epoch) = cp.in_progress() {
                     if cp.due(epoch) {
-                        cp.record_window(&name, snapshot(&state, &stash, &group_of));
+                        cp.record_state(&name, snapshot(&state, &stash, &group_of));
                         cp.ack(epoch);
                     }
                     // Frozen until the checkpoint completes: nothing fires.

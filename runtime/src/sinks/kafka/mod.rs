@@ -100,7 +100,10 @@ pub fn kafka_sink<'scope>(
             Role::Sink,
             index,
             worker,
-            Some(node.input.node_index(ctx.plan.sources.len())),
+            Some(
+                node.input
+                    .node_index(ctx.plan.sources.len(), ctx.plan.windows.len()),
+            ),
         )
     });
     let _: StreamVec<'scope, u64, ()> = stream
