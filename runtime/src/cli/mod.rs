@@ -76,6 +76,10 @@ enum Command {
         /// flush all windows and exit 0 — for tests, backfills and benchmarks.
         #[arg(long)]
         bounded: bool,
+        /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464, or :9464 for every
+        /// interface) at /metrics. Overrides the spec's `metrics.addr`.
+        #[arg(long, env = "TICKFLOW_METRICS_ADDR")]
+        metrics_addr: Option<String>,
     },
     /// Check a spec: every error is printed as FILE:LINE:COL: path: message (exit 2).
     Validate {
@@ -324,16 +328,20 @@ pub fn main() -> ExitCode {
             run_for,
             no_status,
             bounded,
+            metrics_addr,
         } => {
             let plan = match load_and_plan(&spec) {
                 Ok(p) => p,
                 Err(e) => return spec_failure(&e),
             };
+            let metrics_addr =
+                metrics_addr.or_else(|| plan.metrics.as_ref().map(|m| m.addr.clone()));
             run_command(
                 plan,
                 workers,
                 run_for,
                 bounded,
+                metrics_addr.as_deref(),
                 !no_status && std::io::stderr().is_terminal() && cli.log_format == LogFormat::Text,
             )
         }
@@ -395,10 +403,22 @@ fn run_command(
     workers: usize,
     run_for: Option<Duration>,
     bounded: bool,
+    metrics_addr: Option<&str>,
     show_status: bool,
 ) -> ExitCode {
     let stop = Arc::new(AtomicBool::new(false));
     let metrics = Arc::new(Metrics::default());
+    *metrics.pipeline.lock().unwrap_or_else(|e| e.into_inner()) = plan.name.clone();
+    if let Some(addr) = metrics_addr {
+        let addr = match addr.strip_prefix(':') {
+            Some(port) => format!("0.0.0.0:{port}"),
+            None => addr.to_string(),
+        };
+        if let Err(e) = crate::metrics::server::serve(&addr, Arc::clone(&metrics)) {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    }
     {
         let stop = Arc::clone(&stop);
         let _ = ctrlc::set_handler(move || {

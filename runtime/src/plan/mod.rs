@@ -123,6 +123,7 @@ pub struct Plan {
     pub sinks: Vec<SinkNode>,
     pub dead_letters: Option<DeadLetterSpec>,
     pub checkpoints: Option<crate::checkpoint::CheckpointSpec>,
+    pub metrics: Option<crate::spec::model::MetricsSpec>,
     /// Key groups: windows route keys by `hash mod key_groups`, and workers own groups
     /// `mod workers`.
     pub key_groups: u32,
@@ -568,6 +569,7 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
         sinks,
         dead_letters: spec.dead_letters.clone(),
         checkpoints: spec.checkpoints.clone(),
+        metrics: spec.metrics.clone(),
         key_groups,
     }
 }
@@ -854,6 +856,7 @@ fn check_finnhub(p: &str, c: &crate::sources::FinnhubConfig, err: &mut impl FnMu
     for (field, d) in [
         ("silence_timeout", c.silence_timeout),
         ("idle_timeout", c.idle_timeout),
+        ("stale_after", c.stale_after),
         ("backoff_min", c.backoff_min),
         ("backoff_max", c.backoff_max),
     ] {

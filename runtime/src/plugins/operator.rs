@@ -313,6 +313,7 @@ pub fn model_stream<'scope>(
     let group_of = move |k: &str| (key_hash(k) % key_groups) as u32;
     let ctx = Arc::clone(ctx);
     let stats = ctx.metrics.plugin(&node.name);
+    let step_stats = ctx.metrics.step(&node.name, "model");
     let exchange = Exchange::new(move |r: &Row| key_hash(key_of(r, key)) % key_groups);
     let scope = stream.scope();
     let (worker, peers) = (scope.index(), scope.peers());
@@ -380,6 +381,7 @@ pub fn model_stream<'scope>(
                     entry.1.append(batch);
                 }
             });
+            step_stats.records_in.fetch_add(received as u64, Relaxed);
             if let Some(cp) = cp.as_mut()
                 && !cp.finished()
             {
@@ -451,6 +453,7 @@ pub fn model_stream<'scope>(
                     }
                 }
                 if !scored.is_empty() {
+                    step_stats.records_out.fetch_add(scored.len() as u64, Relaxed);
                     if let Some(cp) = cp.as_ref() {
                         cp.emitted(scored.len());
                     }

@@ -30,6 +30,17 @@ pub struct PipelineSpec {
     /// Periodic checkpoints for exactly-once output (Kafka sources).
     #[serde(default)]
     pub checkpoints: Option<crate::checkpoint::CheckpointSpec>,
+    /// Prometheus metrics over HTTP (`tickflow run --metrics-addr` overrides the address).
+    #[serde(default)]
+    pub metrics: Option<MetricsSpec>,
+}
+
+/// Where Prometheus scrapes the pipeline: `GET http://ADDR/metrics`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSpec {
+    /// `HOST:PORT` to listen on, e.g. `127.0.0.1:9464`, or `:9464` for every interface.
+    pub addr: String,
 }
 
 /// A transformation, chosen by `type`.

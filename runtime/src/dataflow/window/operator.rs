@@ -139,6 +139,7 @@ pub fn window_stream<'scope>(
         let mut state = WindowState::new(&node);
         let mut rows: Vec<Row> = Vec::new();
         let name = node.name.clone();
+        let step_stats = ctx.metrics.step(&name, "window");
         let mut cp = ctx
             .checkpoint
             .as_ref()
@@ -172,6 +173,7 @@ pub fn window_stream<'scope>(
                     entry.1.append(batch);
                 }
             });
+            step_stats.records_in.fetch_add(received as u64, Relaxed);
             if let Some(cp) = cp.as_mut()
                 && !cp.finished()
             {
@@ -225,6 +227,7 @@ pub fn window_stream<'scope>(
                 let _ = late;
                 state.take_revisions(&mut rows);
                 if !rows.is_empty() {
+                    step_stats.records_out.fetch_add(rows.len() as u64, Relaxed);
                     if let Some(cp) = cp.as_ref() { cp.emitted(rows.len()); }
                     output.session(&cap).give_iterator(rows.drain(..));
                 }
@@ -236,7 +239,8 @@ pub fn window_stream<'scope>(
                     state.fire_until(u as i64, &mut rows);
                     if !rows.is_empty() {
                         let cap = hold.as_ref().expect("windows exist only after trades arrived under a capability");
-                        if let Some(cp) = cp.as_ref() { cp.emitted(rows.len()); }
+                        step_stats.records_out.fetch_add(rows.len() as u64, Relaxed);
+                    if let Some(cp) = cp.as_ref() { cp.emitted(rows.len()); }
                         output.session(cap).give_iterator(rows.drain(..));
                     }
                     if state.is_empty() {
@@ -258,7 +262,8 @@ pub fn window_stream<'scope>(
                     if let Some(cap) = hold.take()
                         && !rows.is_empty()
                     {
-                        if let Some(cp) = cp.as_ref() { cp.emitted(rows.len()); }
+                        step_stats.records_out.fetch_add(rows.len() as u64, Relaxed);
+                    if let Some(cp) = cp.as_ref() { cp.emitted(rows.len()); }
                         output.session(&cap).give_iterator(rows.drain(..));
                     }
                     rows.clear();

@@ -110,6 +110,8 @@ impl DeadLetters {
         self.metrics
             .dead_letters
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.dead_lettered[dl.reason as usize]
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match &mut self.writer {
             Some(w) => {
                 let now = SystemTime::now()

@@ -214,6 +214,10 @@ pub fn kafka_sink<'scope>(
                     }
                     let delivered = reports.delivered.load(Ordering::Relaxed);
                     ctx.metrics
+                        .step(&name, "sink")
+                        .records_in
+                        .fetch_add(delivered - last_delivered, Ordering::Relaxed);
+                    ctx.metrics
                         .rows_written
                         .fetch_add(delivered - last_delivered, Ordering::Relaxed);
                     last_delivered = delivered;

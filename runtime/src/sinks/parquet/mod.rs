@@ -5,6 +5,7 @@ pub mod config;
 pub mod encode;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use timely::container::CapacityContainerBuilder;
@@ -75,6 +76,7 @@ pub fn parquet_sink<'scope>(
             &format!("Parquet({})", node.name),
             move |_cap, info| {
                 let activator = scope.activator_for(info.address);
+                let stats = ctx.metrics.step(&node.name, "sink");
                 let mut done = false;
                 move |(input, frontier), _output| {
                     let mut result = Ok(());
@@ -82,6 +84,7 @@ pub fn parquet_sink<'scope>(
                         if let Some(cp) = cp.as_ref() {
                             cp.received(data.len());
                         }
+                        stats.records_in.fetch_add(data.len() as u64, Relaxed);
                         if let Some(w) = writer.as_mut() {
                             for row in data.iter() {
                                 if result.is_ok() {

@@ -32,6 +32,10 @@ pub struct FinnhubConfig {
     /// clock (minus this and `max_out_of_orderness`), so windows still close.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: Duration,
+    /// A subscribed symbol without a trade for this long counts as stale
+    /// (`tickflow_stale_symbols`): a delisted symbol, a typo, or a feed problem.
+    #[serde(default = "default_stale_after")]
+    pub stale_after: Duration,
     /// Reconnect backoff: starts here, doubles (with jitter) up to `backoff_max`, and resets
     /// after a connection has been healthy for a minute.
     #[serde(default = "default_backoff_min")]
@@ -115,6 +119,9 @@ pub const fn default_silence_timeout() -> Duration {
 }
 pub const fn default_idle_timeout() -> Duration {
     Duration::secs(30)
+}
+pub const fn default_stale_after() -> Duration {
+    Duration::secs(300)
 }
 pub const fn default_backoff_min() -> Duration {
     Duration::secs(1)

@@ -173,6 +173,7 @@ pub fn finnhub_stream<'scope>(
         unreachable!("a finnhub source")
     };
     let idle_timeout = cfg.idle_timeout.as_millis();
+    let stale_after = cfg.stale_after.to_std();
     let archive_cfg = cfg.archive.clone();
     let shared = ctx.finnhub[source_index]
         .clone()
@@ -207,6 +208,21 @@ pub fn finnhub_stream<'scope>(
             let mut last_trade = Instant::now();
             let mut invalid: Vec<InvalidTrade> = Vec::new();
             let mut batch: Vec<Trade> = Vec::new();
+            let step_stats = ctx.metrics.step(&name, "source");
+            let source_stats = ctx.metrics.source(&name);
+            *source_stats
+                .websocket
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&shared.stats));
+            // When each subscribed symbol last traded (stale symbols), counted once a second.
+            let mut last_seen: std::collections::HashMap<compact_str::CompactString, Instant> =
+                shared
+                    .settings
+                    .symbols
+                    .iter()
+                    .map(|s| (compact_str::CompactString::from(s.as_str()), Instant::now()))
+                    .collect();
+            let mut last_stale_check = Instant::now();
 
             move |output| {
                 let Some(capability) = cap.as_mut() else {
@@ -310,6 +326,32 @@ pub fn finnhub_stream<'scope>(
                 m.server_errors.fetch_add(errors, Ordering::Relaxed);
                 m.other_frames.fetch_add(others, Ordering::Relaxed);
                 m.trades.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                step_stats
+                    .records_out
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                if frames > 0 {
+                    source_stats
+                        .last_frame_ms
+                        .store(crate::metrics::now_ms(), Ordering::Relaxed);
+                }
+                if !batch.is_empty() {
+                    let now = Instant::now();
+                    for t in &batch {
+                        if let Some(seen) = last_seen.get_mut(&t.symbol) {
+                            *seen = now;
+                        }
+                    }
+                }
+                if last_stale_check.elapsed() >= Duration::from_secs(1) {
+                    last_stale_check = Instant::now();
+                    let stale = last_seen
+                        .values()
+                        .filter(|t| t.elapsed() >= stale_after)
+                        .count();
+                    source_stats
+                        .stale_symbols
+                        .store(stale as u64, Ordering::Relaxed);
+                }
 
                 // Emit by timestamp (watermarks only grow, so runs are contiguous).
                 let mut rest = std::mem::take(&mut batch);
@@ -329,6 +371,7 @@ pub fn finnhub_stream<'scope>(
                 let wm = wm_state;
                 if wm > i64::MIN {
                     m.watermark.fetch_max(wm, Ordering::Relaxed);
+                    source_stats.watermark.fetch_max(wm, Ordering::Relaxed);
                     let t = quantize(wm, quantum);
                     if t > *capability.time() {
                         capability.downgrade(&t);

@@ -205,6 +205,8 @@ pub fn kafka_stream<'scope>(
                 }
             };
             let mut cap = consumer.as_ref().map(|_| capability);
+            let source_stats = ctx.metrics.source(&name);
+            let step_stats = ctx.metrics.step(&name, "source");
             let mut cp = ctx
                 .checkpoint
                 .as_ref()
@@ -319,6 +321,7 @@ pub fn kafka_stream<'scope>(
                     state.queue = Some(queue);
                 }
                 ctx.metrics.trades.fetch_add(n, Ordering::Relaxed);
+                step_stats.records_out.fetch_add(n, Ordering::Relaxed);
                 if let Some(cp) = cp.as_ref() {
                     cp.emitted(n as usize);
                 }
@@ -353,6 +356,7 @@ pub fn kafka_stream<'scope>(
                 if let Some(wm) = live.iter().map(|s| s.wm).min() {
                     if wm > i64::MIN {
                         ctx.metrics.watermark.fetch_max(wm, Ordering::Relaxed);
+                        source_stats.watermark.fetch_max(wm, Ordering::Relaxed);
                     }
                     let t = quantize(wm, quantum);
                     if t > *capability.time() {
@@ -369,6 +373,7 @@ pub fn kafka_stream<'scope>(
                 }
                 if last_commit.elapsed() > Duration::from_secs(5) || finished {
                     commit(consumer, &cfg.topic, &parts);
+                    report_lag(consumer, &cfg.topic, &parts, &source_stats);
                     last_commit = Instant::now();
                 }
                 if finished {
@@ -387,6 +392,23 @@ pub fn kafka_stream<'scope>(
             }
         },
     )
+}
+
+/// Records each partition of this worker is behind its end (for `tickflow_kafka_consumer_lag`).
+/// Asks the broker (one round trip per partition), so it runs every few seconds only.
+fn report_lag(
+    consumer: &BaseConsumer,
+    topic: &str,
+    parts: &[PartitionState],
+    stats: &crate::metrics::SourceStats,
+) {
+    let mut lag = stats.kafka_lag.lock().unwrap_or_else(|e| e.into_inner());
+    for s in parts {
+        if let Ok((_, high)) = consumer.fetch_watermarks(topic, s.partition, Duration::from_secs(1))
+        {
+            lag.insert(s.partition, (high - s.next).max(0));
+        }
+    }
 }
 
 /// The highest watermark a partition may have and still be read, when alignment is on and some

@@ -167,6 +167,7 @@ pub fn replay_stream<'scope>(
             let mut published = 0usize;
             let started = Instant::now();
             let metrics: Arc<Metrics> = Arc::clone(&ctx.metrics);
+            let (step_stats, source_stats) = (metrics.step(&name, "source"), metrics.source(&name));
             let stop = Arc::clone(&ctx.stop);
 
             move |output| {
@@ -192,6 +193,9 @@ pub fn replay_stream<'scope>(
                     }
                     metrics
                         .trades
+                        .fetch_add((end - block.next) as u64, Ordering::Relaxed);
+                    step_stats
+                        .records_out
                         .fetch_add((end - block.next) as u64, Ordering::Relaxed);
                     if block.next == 0 && end == block.trades.len() {
                         // The whole block: hand over the vectors, one per timestamp, without copying
@@ -273,6 +277,9 @@ pub fn replay_stream<'scope>(
                         release(block, carry_max, carry_lines, ooo, &shared, &dead, &name);
                     if released.upper_wm > i64::MIN {
                         metrics
+                            .watermark
+                            .fetch_max(released.upper_wm, Ordering::Relaxed);
+                        source_stats
                             .watermark
                             .fetch_max(released.upper_wm, Ordering::Relaxed);
                     }

@@ -1,0 +1,187 @@
+//! Process-wide counters. Hot paths count locally and add once per batch; the status line, the
+//! run summary and the Prometheus endpoint ([`prometheus`], [`server`]) read them.
+
+pub mod prometheus;
+pub mod server;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use crate::sources::finnhub::protocol::RejectReason;
+
+#[derive(Debug)]
+pub struct Metrics {
+    /// Frames (input lines / websocket messages) read.
+    pub frames: AtomicU64,
+    /// Valid trades accepted by sources.
+    pub trades: AtomicU64,
+    /// Trades and frames rejected, by reason (index = `RejectReason as usize`).
+    pub rejected: [AtomicU64; 10],
+    pub pings: AtomicU64,
+    pub server_errors: AtomicU64,
+    pub other_frames: AtomicU64,
+    /// Late trades that revised an already-fired window.
+    pub late_revisions: AtomicU64,
+    pub windows_fired: AtomicU64,
+    pub revisions_emitted: AtomicU64,
+    /// Incomplete windows discarded at a stop (never written as if complete).
+    pub windows_discarded: AtomicU64,
+    pub rows_written: AtomicU64,
+    pub files_published: AtomicU64,
+    pub bytes_published: AtomicU64,
+    pub dead_letters: AtomicU64,
+    /// Per model step (plugin): calls, rows, errors, time, memory.
+    pub plugins: std::sync::Mutex<
+        std::collections::BTreeMap<String, std::sync::Arc<crate::plugins::operator::PluginStats>>,
+    >,
+    /// Checkpoints completed, and how long the last one took (announce → published).
+    pub checkpoints: AtomicU64,
+    pub checkpoint_millis: AtomicU64,
+    /// When the last checkpoint completed (ms since epoch), 0 before the first.
+    pub checkpoint_completed_ms: AtomicI64,
+    /// Highest source watermark (ms since epoch), `i64::MIN` before the first trade.
+    pub watermark: AtomicI64,
+    /// Records dead-lettered, by reason (index = `RejectReason as usize`).
+    pub dead_lettered: [AtomicU64; 10],
+    /// Per step (sources, windows, models, sinks): records in and out.
+    pub steps: Mutex<BTreeMap<String, Arc<StepStats>>>,
+    /// Per source: watermark, Kafka lag, websocket health.
+    pub sources: Mutex<BTreeMap<String, Arc<SourceStats>>>,
+    /// The pipeline's name (a label of `tickflow_info`).
+    pub pipeline: Mutex<String>,
+}
+
+/// Records through one node of the dataflow.
+#[derive(Debug, Default)]
+pub struct StepStats {
+    /// `source`, `window`, `model` or `sink`.
+    pub kind: &'static str,
+    pub records_in: AtomicU64,
+    pub records_out: AtomicU64,
+}
+
+/// The health of one source.
+#[derive(Debug)]
+pub struct SourceStats {
+    /// The source's watermark (ms since epoch), `i64::MIN` before the first trade.
+    pub watermark: AtomicI64,
+    /// Kafka: records behind the partition's end, by partition.
+    pub kafka_lag: Mutex<BTreeMap<i32, i64>>,
+    /// Finnhub: the websocket client's counters.
+    pub websocket: Mutex<Option<Arc<crate::sources::finnhub::client::ClientStats>>>,
+    /// Finnhub: when the last frame arrived (ms since epoch), 0 before the first.
+    pub last_frame_ms: AtomicI64,
+    /// Finnhub: subscribed symbols without a trade for `stale_after`.
+    pub stale_symbols: AtomicU64,
+}
+
+impl Default for SourceStats {
+    fn default() -> Self {
+        SourceStats {
+            watermark: AtomicI64::new(i64::MIN),
+            kafka_lag: Default::default(),
+            websocket: Default::default(),
+            last_frame_ms: AtomicI64::new(0),
+            stale_symbols: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Metrics {
+    /// The counters of dataflow node `name` (created on first use).
+    pub fn step(&self, name: &str, kind: &'static str) -> Arc<StepStats> {
+        Arc::clone(
+            self.steps
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(name.to_string())
+                .or_insert_with(|| {
+                    Arc::new(StepStats {
+                        kind,
+                        ..StepStats::default()
+                    })
+                }),
+        )
+    }
+
+    /// The health of source `name` (created on first use).
+    pub fn source(&self, name: &str) -> Arc<SourceStats> {
+        Arc::clone(
+            self.sources
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(name.to_string())
+                .or_default(),
+        )
+    }
+
+    /// The statistics of model step `step` (created on first use).
+    pub fn plugin(&self, step: &str) -> std::sync::Arc<crate::plugins::operator::PluginStats> {
+        std::sync::Arc::clone(
+            self.plugins
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(step.to_string())
+                .or_default(),
+        )
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            frames: AtomicU64::new(0),
+            trades: AtomicU64::new(0),
+            rejected: Default::default(),
+            pings: AtomicU64::new(0),
+            server_errors: AtomicU64::new(0),
+            other_frames: AtomicU64::new(0),
+            late_revisions: AtomicU64::new(0),
+            windows_fired: AtomicU64::new(0),
+            revisions_emitted: AtomicU64::new(0),
+            windows_discarded: AtomicU64::new(0),
+            rows_written: AtomicU64::new(0),
+            files_published: AtomicU64::new(0),
+            bytes_published: AtomicU64::new(0),
+            dead_letters: AtomicU64::new(0),
+            plugins: Default::default(),
+            checkpoints: AtomicU64::new(0),
+            checkpoint_millis: AtomicU64::new(0),
+            checkpoint_completed_ms: AtomicI64::new(0),
+            watermark: AtomicI64::new(i64::MIN),
+            dead_lettered: Default::default(),
+            steps: Default::default(),
+            sources: Default::default(),
+            pipeline: Default::default(),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn reject(&self, reason: RejectReason, n: u64) {
+        self.rejected[reason as usize].fetch_add(n, Relaxed);
+    }
+    pub fn rejected(&self, reason: RejectReason) -> u64 {
+        self.rejected[reason as usize].load(Relaxed)
+    }
+    /// Rejected for any reason but lateness.
+    pub fn invalid_total(&self) -> u64 {
+        RejectReason::ALL
+            .iter()
+            .filter(|r| **r != RejectReason::Late)
+            .map(|r| self.rejected(*r))
+            .sum()
+    }
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Relaxed)
+    }
+}

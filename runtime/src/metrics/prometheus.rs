@@ -1,0 +1,498 @@
+//! The Prometheus text exposition (format 0.0.4) of [`Metrics`]: every metric is `tickflow_*`.
+//! Nothing here can carry a secret: labels are step, source, reason and kind names from the spec.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::{Metrics, now_ms};
+use crate::plugins::ErrorKind;
+use crate::sinks::storage::STORAGE_RETRIES;
+use crate::sources::finnhub::protocol::RejectReason;
+
+/// Writes one metric family: HELP, TYPE and its samples.
+struct Family<'a> {
+    out: &'a mut String,
+}
+
+impl Family<'_> {
+    fn head(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {help}");
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let _ = write!(self.out, "{k}=\"{}\"", escape(v));
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {}", number(value));
+    }
+
+    fn single(&mut self, name: &str, kind: &str, help: &str, value: f64) {
+        self.head(name, kind, help);
+        self.sample(name, &[], value);
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn number(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0. { "+Inf".into() } else { "-Inf".into() }
+    } else if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+fn get(c: &std::sync::atomic::AtomicU64) -> f64 {
+    c.load(Relaxed) as f64
+}
+
+/// Renders every metric.
+pub fn render(m: &Metrics, started_ms: i64) -> String {
+    let mut out = String::with_capacity(8 * 1024);
+    let mut f = Family { out: &mut out };
+    let now = now_ms();
+    let pipeline = m.pipeline.lock().unwrap_or_else(|e| e.into_inner()).clone();
+
+    f.head("tickflow_info", "gauge", "The running pipeline (value 1).");
+    f.sample(
+        "tickflow_info",
+        &[
+            ("pipeline", &pipeline),
+            ("version", env!("CARGO_PKG_VERSION")),
+        ],
+        1.,
+    );
+    f.single(
+        "tickflow_start_time_seconds",
+        "gauge",
+        "When the run started (Unix time).",
+        started_ms as f64 / 1e3,
+    );
+
+    // Input.
+    f.single(
+        "tickflow_frames_total",
+        "counter",
+        "Frames (lines, websocket messages) read.",
+        get(&m.frames),
+    );
+    f.single(
+        "tickflow_trades_total",
+        "counter",
+        "Valid trades accepted by the sources.",
+        get(&m.trades),
+    );
+    f.single(
+        "tickflow_pings_total",
+        "counter",
+        "Finnhub ping frames.",
+        get(&m.pings),
+    );
+    f.single(
+        "tickflow_server_errors_total",
+        "counter",
+        "Finnhub error frames.",
+        get(&m.server_errors),
+    );
+    f.head(
+        "tickflow_rejected_total",
+        "counter",
+        "Records rejected, by reason (late: after their window closed).",
+    );
+    for r in RejectReason::ALL {
+        f.sample(
+            "tickflow_rejected_total",
+            &[("reason", r.code())],
+            m.rejected(r) as f64,
+        );
+    }
+    f.head(
+        "tickflow_dead_letters_total",
+        "counter",
+        "Records written to the dead letters, by reason.",
+    );
+    for r in RejectReason::ALL {
+        f.sample(
+            "tickflow_dead_letters_total",
+            &[("reason", r.code())],
+            get(&m.dead_lettered[r as usize]),
+        );
+    }
+
+    // Steps.
+    let steps: Vec<_> = m
+        .steps
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(k, v)| (k.clone(), std::sync::Arc::clone(v)))
+        .collect();
+    f.head(
+        "tickflow_records_in_total",
+        "counter",
+        "Records a step (window, model, sink) received.",
+    );
+    for (name, s) in steps.iter().filter(|(_, s)| s.kind != "source") {
+        f.sample(
+            "tickflow_records_in_total",
+            &[("step", name), ("kind", s.kind)],
+            get(&s.records_in),
+        );
+    }
+    f.head(
+        "tickflow_records_out_total",
+        "counter",
+        "Records a step (source, window, model) emitted.",
+    );
+    for (name, s) in steps.iter().filter(|(_, s)| s.kind != "sink") {
+        f.sample(
+            "tickflow_records_out_total",
+            &[("step", name), ("kind", s.kind)],
+            get(&s.records_out),
+        );
+    }
+
+    // Sources.
+    let sources: Vec<_> = m
+        .sources
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(k, v)| (k.clone(), std::sync::Arc::clone(v)))
+        .collect();
+    f.head(
+        "tickflow_watermark_seconds",
+        "gauge",
+        "A source's event-time watermark (Unix time).",
+    );
+    for (name, s) in &sources {
+        let wm = s.watermark.load(Relaxed);
+        if wm > i64::MIN && wm < i64::MAX {
+            f.sample(
+                "tickflow_watermark_seconds",
+                &[("source", name)],
+                wm as f64 / 1e3,
+            );
+        }
+    }
+    f.head(
+        "tickflow_watermark_lag_seconds",
+        "gauge",
+        "Wall clock minus a source's watermark.",
+    );
+    for (name, s) in &sources {
+        let wm = s.watermark.load(Relaxed);
+        if wm > i64::MIN && wm < i64::MAX {
+            f.sample(
+                "tickflow_watermark_lag_seconds",
+                &[("source", name)],
+                (now - wm) as f64 / 1e3,
+            );
+        }
+    }
+    f.head(
+        "tickflow_kafka_consumer_lag",
+        "gauge",
+        "Records between a partition's read position and its end.",
+    );
+    for (name, s) in &sources {
+        for (p, lag) in s.kafka_lag.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            f.sample(
+                "tickflow_kafka_consumer_lag",
+                &[("source", name), ("partition", &p.to_string())],
+                *lag as f64,
+            );
+        }
+    }
+    let websockets: Vec<_> = sources
+        .iter()
+        .filter_map(|(n, s)| {
+            let ws = s
+                .websocket
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone()?;
+            Some((n, s, ws))
+        })
+        .collect();
+    f.head(
+        "tickflow_websocket_connects_total",
+        "counter",
+        "Websocket connections opened.",
+    );
+    for (n, _, ws) in &websockets {
+        f.sample(
+            "tickflow_websocket_connects_total",
+            &[("source", n)],
+            get(&ws.connects),
+        );
+    }
+    f.head(
+        "tickflow_websocket_reconnects_total",
+        "counter",
+        "Websocket reconnections (drops, errors, silences).",
+    );
+    for (n, _, ws) in &websockets {
+        f.sample(
+            "tickflow_websocket_reconnects_total",
+            &[("source", n)],
+            get(&ws.reconnects),
+        );
+    }
+    f.head(
+        "tickflow_websocket_silences_total",
+        "counter",
+        "Connections dropped by the silence watchdog.",
+    );
+    for (n, _, ws) in &websockets {
+        f.sample(
+            "tickflow_websocket_silences_total",
+            &[("source", n)],
+            get(&ws.silences),
+        );
+    }
+    f.head(
+        "tickflow_websocket_rate_limited_total",
+        "counter",
+        "Connections refused with HTTP 429.",
+    );
+    for (n, _, ws) in &websockets {
+        f.sample(
+            "tickflow_websocket_rate_limited_total",
+            &[("source", n)],
+            get(&ws.rate_limited),
+        );
+    }
+    f.head(
+        "tickflow_websocket_silence_seconds",
+        "gauge",
+        "Seconds since the last websocket frame.",
+    );
+    for (n, s, _) in &websockets {
+        let last = s.last_frame_ms.load(Relaxed);
+        if last > 0 {
+            f.sample(
+                "tickflow_websocket_silence_seconds",
+                &[("source", n)],
+                (now - last).max(0) as f64 / 1e3,
+            );
+        }
+    }
+    f.head(
+        "tickflow_stale_symbols",
+        "gauge",
+        "Subscribed symbols without a trade for `stale_after`.",
+    );
+    for (n, s, _) in &websockets {
+        f.sample(
+            "tickflow_stale_symbols",
+            &[("source", n)],
+            s.stale_symbols.load(Relaxed) as f64,
+        );
+    }
+
+    // Windows and output.
+    f.single(
+        "tickflow_windows_fired_total",
+        "counter",
+        "Windows fired (bars emitted on time).",
+        get(&m.windows_fired),
+    );
+    f.single(
+        "tickflow_window_revisions_total",
+        "counter",
+        "Revised bars emitted for late trades.",
+        get(&m.revisions_emitted),
+    );
+    f.single(
+        "tickflow_late_revisions_total",
+        "counter",
+        "Late trades that revised an already-fired window.",
+        get(&m.late_revisions),
+    );
+    f.single(
+        "tickflow_windows_discarded_total",
+        "counter",
+        "Incomplete windows discarded at a stop.",
+        get(&m.windows_discarded),
+    );
+    f.single(
+        "tickflow_rows_written_total",
+        "counter",
+        "Rows written by sinks.",
+        get(&m.rows_written),
+    );
+    f.single(
+        "tickflow_files_published_total",
+        "counter",
+        "Files published by sinks.",
+        get(&m.files_published),
+    );
+    f.single(
+        "tickflow_bytes_published_total",
+        "counter",
+        "Bytes of the files published by sinks.",
+        get(&m.bytes_published),
+    );
+    f.single(
+        "tickflow_storage_retries_total",
+        "counter",
+        "Remote storage attempts that failed and were retried (outages).",
+        STORAGE_RETRIES.load(Relaxed) as f64,
+    );
+
+    // Checkpoints.
+    f.single(
+        "tickflow_checkpoints_total",
+        "counter",
+        "Checkpoints completed.",
+        get(&m.checkpoints),
+    );
+    let completed = m.checkpoint_completed_ms.load(Relaxed);
+    f.head(
+        "tickflow_checkpoint_duration_seconds",
+        "gauge",
+        "How long the last checkpoint took.",
+    );
+    f.head(
+        "tickflow_checkpoint_age_seconds",
+        "gauge",
+        "Seconds since the last checkpoint completed.",
+    );
+    if completed > 0 {
+        f.sample(
+            "tickflow_checkpoint_duration_seconds",
+            &[],
+            get(&m.checkpoint_millis) / 1e3,
+        );
+        f.sample(
+            "tickflow_checkpoint_age_seconds",
+            &[],
+            (now - completed).max(0) as f64 / 1e3,
+        );
+    }
+
+    // Plugins.
+    let plugins: Vec<_> = m
+        .plugins
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(k, v)| (k.clone(), std::sync::Arc::clone(v)))
+        .collect();
+    f.head(
+        "tickflow_plugin_calls_total",
+        "counter",
+        "Calls into a model plugin (one per batch).",
+    );
+    for (n, p) in &plugins {
+        f.sample("tickflow_plugin_calls_total", &[("step", n)], get(&p.calls));
+    }
+    f.head(
+        "tickflow_plugin_rows_total",
+        "counter",
+        "Rows given to a model plugin.",
+    );
+    for (n, p) in &plugins {
+        f.sample("tickflow_plugin_rows_total", &[("step", n)], get(&p.rows));
+    }
+    f.head(
+        "tickflow_plugin_rows_skipped_total",
+        "counter",
+        "Rows dropped by `on_error: skip`.",
+    );
+    for (n, p) in &plugins {
+        f.sample(
+            "tickflow_plugin_rows_skipped_total",
+            &[("step", n)],
+            get(&p.rows_skipped),
+        );
+    }
+    f.head(
+        "tickflow_plugin_errors_total",
+        "counter",
+        "Failed plugin calls, by kind.",
+    );
+    for (n, p) in &plugins {
+        for k in ErrorKind::ALL {
+            f.sample(
+                "tickflow_plugin_errors_total",
+                &[("step", n), ("kind", k.code())],
+                get(&p.errors[k as usize]),
+            );
+        }
+    }
+    f.head(
+        "tickflow_plugin_call_seconds_total",
+        "counter",
+        "Time spent in plugin calls.",
+    );
+    for (n, p) in &plugins {
+        f.sample(
+            "tickflow_plugin_call_seconds_total",
+            &[("step", n)],
+            get(&p.call_nanos) / 1e9,
+        );
+    }
+    f.head(
+        "tickflow_plugin_memory_bytes",
+        "gauge",
+        "The largest linear memory of a plugin instance.",
+    );
+    for (n, p) in &plugins {
+        f.sample(
+            "tickflow_plugin_memory_bytes",
+            &[("step", n)],
+            get(&p.memory_peak),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_has_help_type_and_escaped_labels() {
+        let m = Metrics::default();
+        *m.pipeline.lock().unwrap() = "a \"quoted\" name".into();
+        m.trades.fetch_add(42, Relaxed);
+        m.step("bars_1m", "window").records_in.fetch_add(7, Relaxed);
+        m.source("trades")
+            .watermark
+            .store(1_700_000_000_000, Relaxed);
+        let text = render(&m, 0);
+        assert!(text.contains("# TYPE tickflow_trades_total counter\ntickflow_trades_total 42\n"));
+        assert!(text.contains(r#"tickflow_info{pipeline="a \"quoted\" name",version="#));
+        assert!(text.contains("tickflow_records_in_total{step=\"bars_1m\",kind=\"window\"} 7\n"));
+        assert!(text.contains("tickflow_watermark_seconds{source=\"trades\"} 1700000000\n"));
+        // Every sample line belongs to a family declared before it.
+        let mut declared = std::collections::HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                declared.insert(rest.split(' ').next().unwrap().to_string());
+            } else if !line.starts_with('#') {
+                let name = line.split(['{', ' ']).next().unwrap();
+                assert!(declared.contains(name), "{line}");
+            }
+        }
+    }
+}
