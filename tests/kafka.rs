@@ -14,7 +14,7 @@ use crate::oracle::{self, T};
 use crate::support::{Cell, bin, read_dead_letters, read_parquet_dir, repo};
 
 /// The broker `scripts/test` starts (`deploy/local/kafka start`), or None outside CI.
-fn brokers() -> Option<String> {
+pub fn brokers() -> Option<String> {
     let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
     let addr = brokers.split(',').next().unwrap_or_default().to_string();
     let up = std::net::TcpStream::connect_timeout(
@@ -33,7 +33,7 @@ fn brokers() -> Option<String> {
     None
 }
 
-fn create_topic(brokers: &str, partitions: i32) -> String {
+pub fn create_topic(brokers: &str, partitions: i32) -> String {
     let topic = format!("test-{}-{}", std::process::id(), rand::random::<u32>());
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -408,7 +408,7 @@ fn ingest_survives_a_broker_restart_without_loss_or_duplicates() {
 
 /// Produces `n` records for 6 symbols over 4 partitions: trades, some out of order, and every
 /// 997th a garbage record (alternately not JSON and a negative price).
-fn produce_trades(brokers: &str, topic: &str, n: u64) {
+pub fn produce_trades(brokers: &str, topic: &str, n: u64) {
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("linger.ms", "20")

@@ -1,5 +1,8 @@
 //! tickflow's integration tests: one binary (heavy dependencies link once). Modules:
 
+/// Grafana dashboards: every SQL query against real sink output (DuckDB), every PromQL query
+/// against a real Prometheus scraping running pipelines.
+mod dashboards;
 /// The Finnhub simulator's protocol, the client against every injected fault, the quickstart,
 /// and archives that replay to the same bars.
 mod finnhub;

@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use tickflow::plugins::host_types::Column;
+use tickflow::plugins::host_types::{Column, text_column};
 use tickflow::plugins::{Instance, Limits};
 use tickflow_plugin::Model;
 
@@ -78,7 +78,7 @@ fn main() {
     for start in (0..rows).step_by(batch) {
         let end = (start + batch).min(rows);
         let columns = vec![
-            Column::Text(keys[start..end].to_vec()),
+            text_column(keys[start..end].iter().map(String::as_str)),
             Column::Float64(close[start..end].to_vec()),
             Column::Float64(vwap[start..end].to_vec()),
         ];
@@ -104,7 +104,7 @@ fn main() {
     let started = Instant::now();
     for i in 0..calls {
         let columns = vec![
-            Column::Text(vec![keys[i].clone()]),
+            text_column([keys[i].as_str()]),
             Column::Float64(vec![close[i]]),
             Column::Float64(vec![vwap[i]]),
         ];

@@ -72,6 +72,29 @@ fn with_model<M: Model, R>(f: impl FnOnce(&mut M, &[String]) -> R) -> Result<R, 
     })
 }
 
+/// The values of a text column (offsets past the data or inside a character give "").
+fn split(t: &types::TextColumn) -> Vec<String> {
+    let mut start = 0usize;
+    t.ends
+        .iter()
+        .map(|&end| {
+            let v = t.data.get(start..end as usize).unwrap_or("").to_string();
+            start = end as usize;
+            v
+        })
+        .collect()
+}
+
+fn join(values: &[String]) -> types::TextColumn {
+    let mut data = String::with_capacity(values.iter().map(|v| v.len()).sum());
+    let mut ends = Vec::with_capacity(values.len());
+    for v in values {
+        data.push_str(v);
+        ends.push(data.len() as u32);
+    }
+    types::TextColumn { data, ends }
+}
+
 pub fn process<M: Model>(input: types::Batch) -> Result<Vec<types::Column>, String> {
     let columns = input
         .columns
@@ -79,7 +102,7 @@ pub fn process<M: Model>(input: types::Batch) -> Result<Vec<types::Column>, Stri
         .map(|c| match c {
             types::Column::Float64(v) => Column::Float64(v),
             types::Column::Int64(v) => Column::Int64(v),
-            types::Column::Text(v) => Column::Text(v),
+            types::Column::Text(t) => Column::Text(split(&t)),
             types::Column::TimestampMs(v) => Column::TimestampMs(v),
         })
         .collect();
@@ -95,7 +118,7 @@ pub fn process<M: Model>(input: types::Batch) -> Result<Vec<types::Column>, Stri
         .map(|c| match c {
             Column::Float64(v) => types::Column::Float64(v),
             Column::Int64(v) => types::Column::Int64(v),
-            Column::Text(v) => types::Column::Text(v),
+            Column::Text(v) => types::Column::Text(join(&v)),
             Column::TimestampMs(v) => types::Column::TimestampMs(v),
         })
         .collect())

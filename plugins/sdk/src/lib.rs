@@ -2,7 +2,7 @@
 //!
 //! Write a model plugin for [tickflow](../../README.md): implement [`Model`] on a struct, call
 //! [`export!`], build to WebAssembly. The SDK hides the WIT glue (`plugins/wit/model.wit`,
-//! package `tickflow:model@0.1.0`): your code sees plain Rust types.
+//! package `tickflow:model@0.2.0`): your code sees plain Rust types.
 //!
 //! The host calls `process` with a batch of rows in columns — never row by row. The first input
 //! is always the key (e.g. the symbol): rows are routed by key, and each key's rows arrive in
@@ -111,8 +111,10 @@ extern crate self as tickflow_plugin;
 
 mod column;
 pub mod config;
+mod keymap;
 
 pub use column::{Batch, Column, ColumnType, Field, Info};
+pub use keymap::{FxHasher, KeyMap};
 
 /// A model plugin. One value of the implementing type lives in each plugin instance (one per
 /// worker).

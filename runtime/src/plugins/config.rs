@@ -4,7 +4,7 @@ use serde::Deserialize;
 
 use crate::spec::units::{ByteSize, Duration};
 
-/// Scores rows with a WebAssembly model plugin (`tickflow:model@0.1.0`): each row goes out with
+/// Scores rows with a WebAssembly model plugin (`tickflow:model@0.2.0`): each row goes out with
 /// its fields plus the plugin's output columns. Rows are routed by key, and each key's rows
 /// reach the plugin in event-time order, in batches.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]

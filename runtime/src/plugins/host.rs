@@ -15,12 +15,14 @@ mod wit {
     });
 }
 
-pub use wit::tickflow::model::types::{Column, ColumnType, Field, KeyedState, ModelInfo};
+pub use wit::tickflow::model::types::{
+    Column, ColumnType, Field, KeyedState, ModelInfo, TextColumn,
+};
 
 /// The WIT package plugins are built against.
-pub const WIT_PACKAGE: &str = "tickflow:model@0.1.0";
+pub const WIT_PACKAGE: &str = "tickflow:model@0.2.0";
 /// The one import a plugin may have: the contract's own type definitions.
-const TYPES_IMPORT: &str = "tickflow:model/types@0.1.0";
+const TYPES_IMPORT: &str = "tickflow:model/types@0.2.0";
 const EXPORTS: [&str; 5] = ["describe", "init", "process", "snapshot", "restore"];
 /// Epoch tick of the call deadlines.
 const TICK: Duration = Duration::from_millis(2);
@@ -93,6 +95,10 @@ impl Default for Limits {
 static ENGINE: LazyLock<Engine> = LazyLock::new(|| {
     let mut config = Config::new();
     config.wasm_component_model(true).epoch_interruption(true);
+    // `perf record` can name plugin functions when this is set (writes /tmp/perf-PID.map).
+    if std::env::var_os("TICKFLOW_PLUGIN_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     let engine = Engine::new(&config).expect("the wasmtime configuration is valid");
     let ticker = engine.weak();
     std::thread::Builder::new()
@@ -458,8 +464,40 @@ pub fn column_len(c: &Column) -> usize {
     match c {
         Column::Float64(v) => v.len(),
         Column::Int64(v) | Column::TimestampMs(v) => v.len(),
-        Column::Text(v) => v.len(),
+        Column::Text(t) => t.ends.len(),
     }
+}
+
+/// A text column from values.
+pub fn text_column<'a>(values: impl IntoIterator<Item = &'a str>) -> Column {
+    let mut data = String::new();
+    let mut ends = Vec::new();
+    for v in values {
+        data.push_str(v);
+        ends.push(data.len() as u32);
+    }
+    Column::Text(TextColumn { data, ends })
+}
+
+/// The values of a text column (checked by `check_output` for what a plugin returns).
+pub fn text_values(t: &TextColumn) -> impl Iterator<Item = &str> {
+    let mut start = 0usize;
+    t.ends.iter().map(move |&end| {
+        let v = t.data.get(start..end as usize).unwrap_or("");
+        start = end as usize;
+        v
+    })
+}
+
+/// Whether a text column's offsets are in order, within its data and on character boundaries.
+fn text_column_valid(t: &TextColumn) -> bool {
+    let mut start = 0usize;
+    t.ends.iter().all(|&end| {
+        let end = end as usize;
+        let ok = end >= start && t.data.get(start..end).is_some();
+        start = end;
+        ok
+    })
 }
 
 fn check_output(declared: &[Field], out: &[Column], rows: usize) -> Result<(), CallError> {
@@ -483,6 +521,14 @@ fn check_output(declared: &[Field], out: &[Column], rows: usize) -> Result<(), C
                 Plugin::describe_type(f.ty)
             )));
         }
+        if let Column::Text(t) = c
+            && !text_column_valid(t)
+        {
+            return Err(bad(format!(
+                "text column `{}` has offsets out of order, past its data or inside a character",
+                f.name
+            )));
+        }
         if column_len(c) != rows {
             return Err(bad(format!(
                 "column `{}` has {} values for {rows} rows",
@@ -492,4 +538,28 @@ fn check_output(declared: &[Field], out: &[Column], rows: usize) -> Result<(), C
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_columns_round_trip_and_bad_offsets_are_bad_output() {
+        let c = text_column(["AAPL", "", "ÉTÉ"]);
+        let Column::Text(t) = &c else { panic!() };
+        assert_eq!(text_values(t).collect::<Vec<_>>(), ["AAPL", "", "ÉTÉ"]);
+        let declared = [Field {
+            name: "k".into(),
+            ty: ColumnType::Text,
+        }];
+        assert!(check_output(&declared, std::slice::from_ref(&c), 3).is_ok());
+        for ends in [vec![4, 2, 9], vec![4, 4, 99], vec![1, 4, 5]] {
+            // Out of order; past the data; inside `É` (two bytes).
+            let data = if ends[0] == 1 { "ÉAAPL".into() } else { t.data.clone() };
+            let bad = Column::Text(TextColumn { data, ends });
+            let e = check_output(&declared, &[bad], 3).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::BadOutput, "{}", e.message);
+        }
+    }
 }

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::host::{
     CallError, Column, ColumnType, ErrorKind, Instance, KeyedState, Limits, column_len,
+    text_column, text_values,
 };
 use crate::checkpoint::{GroupedState, Role};
 use crate::dataflow::context::RunContext;
@@ -186,14 +187,10 @@ fn columns(node: &ModelNode, rows: &[Row]) -> Vec<Column> {
                     Column::TimestampMs(v)
                 }
             }
-            ColumnType::Text => Column::Text(
-                rows.iter()
-                    .map(|r| match &r[i] {
-                        Value::Str(s) => s.to_string(),
-                        _ => String::new(),
-                    })
-                    .collect(),
-            ),
+            ColumnType::Text => text_column(rows.iter().map(|r| match &r[i] {
+                Value::Str(s) => s.as_str(),
+                _ => "",
+            })),
         })
         .collect()
 }
@@ -235,9 +232,9 @@ fn append(
                 .iter_mut()
                 .zip(v)
                 .for_each(|(r, x)| r.push(Value::Ts(x))),
-            Column::Text(v) => rows
+            Column::Text(t) => rows
                 .iter_mut()
-                .zip(v)
+                .zip(text_values(&t))
                 .for_each(|(r, x)| r.push(Value::Str(CompactString::from(x)))),
         }
     }

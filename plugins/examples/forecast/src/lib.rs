@@ -8,9 +8,7 @@
 //!
 //! Config: `{"lambda": 0.98, "delta": 100.0}` (forgetting factor, initial covariance scale).
 
-use std::collections::BTreeMap;
-
-use tickflow_plugin::{Batch, Column, ColumnType, Field, Info, Model, config, export};
+use tickflow_plugin::{Batch, Column, ColumnType, Field, Info, KeyMap, Model, config, export};
 
 const K: usize = 4;
 
@@ -51,7 +49,7 @@ impl Rls {
             px[i] = row.iter().zip(x).map(|(p, x)| p * x).sum();
         }
         let denom = lambda + x.iter().zip(&px).map(|(x, px)| x * px).sum::<f64>();
-        let gain: Vec<f64> = px.iter().map(|v| v / denom).collect();
+        let gain: [f64; K] = px.map(|v| v / denom);
         let err = y - self.predict(x);
         for (w, g) in self.w.iter_mut().zip(&gain) {
             *w += g * err;
@@ -106,7 +104,7 @@ impl Rls {
 pub struct Forecast {
     lambda: f64,
     delta: f64,
-    symbols: BTreeMap<String, Rls>,
+    symbols: KeyMap<Rls>,
 }
 
 impl Model for Forecast {
@@ -138,7 +136,7 @@ impl Model for Forecast {
         Ok(Forecast {
             lambda,
             delta,
-            symbols: BTreeMap::new(),
+            symbols: KeyMap::default(),
         })
     }
 
@@ -148,10 +146,11 @@ impl Model for Forecast {
         let mut close_out = Vec::with_capacity(keys.len());
         for ((key, &c), &v) in keys.iter().zip(close).zip(vwap) {
             let delta = self.delta;
-            let s = self
-                .symbols
-                .entry(key.clone())
-                .or_insert_with(|| Rls::new(delta));
+            // Look up before inserting: no key copy per row, only per new symbol.
+            if !self.symbols.contains_key(key) {
+                self.symbols.insert(key.clone(), Rls::new(delta));
+            }
+            let s = self.symbols.get_mut(key).expect("inserted above");
             let r = c / s.last_close - 1.0;
             if r.is_finite() && s.pending.iter().all(|x| x.is_finite()) {
                 let x = s.pending;
@@ -179,10 +178,13 @@ impl Model for Forecast {
     }
 
     fn snapshot(&self) -> Vec<(String, Vec<u8>)> {
-        self.symbols
+        let mut out: Vec<(String, Vec<u8>)> = self
+            .symbols
             .iter()
             .map(|(k, s)| (k.clone(), s.to_bytes()))
-            .collect()
+            .collect();
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     fn restore(&mut self, states: Vec<(String, Vec<u8>)>) -> Result<(), String> {

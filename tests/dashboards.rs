@@ -1,0 +1,331 @@
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::kafka::{brokers, create_topic, produce_trades};
+use crate::sql::python;
+use crate::support::{bin, plugins, repo};
+
+fn read_json(rel: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(repo().join(rel)).unwrap()).unwrap()
+}
+
+/// Every query of a dashboard: (panel title / variable name, query text).
+fn dashboard_queries(dashboard: &Value, field: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for v in dashboard["templating"]["list"].as_array().into_iter().flatten() {
+        if let Some(q) = v["query"].as_str() {
+            out.push((format!("variable {}", v["name"]), q.to_string()));
+        }
+    }
+    for p in dashboard["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            let q = t[field].as_str().unwrap_or_else(|| panic!("panel {} has no {field}", p["title"]));
+            out.push((format!("{} ({})", p["title"].as_str().unwrap(), t["refId"]), q.to_string()));
+        }
+    }
+    assert!(!out.is_empty());
+    out
+}
+
+/// Grafana's SQL macros and variables, as the DuckDB datasource expands them for a time range
+/// covering the data.
+fn expand(sql: &str, symbol: &str) -> String {
+    let mut s = sql.replace("${symbol}", symbol).replace("$symbol", symbol);
+    while let Some(at) = s.find("$__timeFilter(") {
+        let open = at + "$__timeFilter(".len();
+        let close = open + s[open..].find(')').unwrap();
+        let col = s[open..close].to_string();
+        s.replace_range(
+            at..=close,
+            &format!("{col} BETWEEN TIMESTAMPTZ '2000-01-01 00:00:00+00' AND TIMESTAMPTZ '2100-01-01 00:00:00+00'"),
+        );
+    }
+    assert!(!s.contains("$__"), "a macro the test does not expand: {s}");
+    s
+}
+
+/// Trades for `symbols` over 40 minutes, one per 2 s each, steady volumes, and one minute of
+/// `SPIKE` with 50× the volume: the anomaly model must flag it.
+fn write_trades(path: &Path) -> i64 {
+    let start: i64 = 1_764_000_000_000 / 60_000 * 60_000;
+    let spike_minute = start + 30 * 60_000;
+    let mut out = String::new();
+    for i in 0..1200i64 {
+        let ts = start + i * 2000;
+        for (k, sym) in ["SPIKE", "CALM", "OTHER"].iter().enumerate() {
+            let price = 100.0 + k as f64 * 10.0 + ((i * 7 + k as i64 * 3) % 11) as f64 * 0.05;
+            let mut volume = 10.0 + ((i + k as i64) % 5) as f64;
+            if *sym == "SPIKE" && ts / 60_000 * 60_000 == spike_minute {
+                volume *= 50.0;
+            }
+            out.push_str(&format!(
+                "{{\"data\":[{{\"p\":{price},\"s\":\"{sym}\",\"t\":{ts},\"v\":{volume}}}],\"type\":\"trade\"}}\n"
+            ));
+        }
+    }
+    std::fs::write(path, out).unwrap();
+    spike_minute
+}
+
+#[test]
+fn every_market_dashboard_query_returns_rows_from_real_sink_output() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let trades = dir.path().join("trades.jsonl");
+    let spike_minute = write_trades(&trades);
+    let out = dir.path().join("out");
+    let run = Command::new(bin())
+        .args(["run", "specs/forecast.yaml", "--workers", "2"])
+        .current_dir(repo())
+        .env("TRADES_FILE", &trades)
+        .env("OUT_URL", &out)
+        .env("PLUGINS", plugins())
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+
+    // The datasource's own view definitions (provisioning), pointed at the local output.
+    let provisioning: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(repo().join("deploy/grafana/provisioning/datasources/tickflow.yaml")).unwrap(),
+    )
+    .unwrap();
+    let duckdb = provisioning["datasources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["type"] == "motherduck-duckdb-datasource")
+        .expect("a DuckDB datasource");
+    let init_sql = duckdb["jsonData"]["initSql"].as_str().unwrap();
+    let views = init_sql
+        .split("-- tickflow:views")
+        .nth(1)
+        .expect("a views section");
+    let init: Vec<String> = views
+        .split(';')
+        .map(|s| s.trim().replace("${TICKFLOW_OUT_URL}", out.to_str().unwrap()))
+        .filter(|s| !s.is_empty())
+        .collect();
+    assert!(!init.is_empty());
+
+    let dashboard = read_json("deploy/grafana/dashboards/market.json");
+    let queries: serde_json::Map<String, Value> = dashboard_queries(&dashboard, "rawSql")
+        .into_iter()
+        .map(|(name, sql)| (name, Value::from(expand(&sql, "SPIKE"))))
+        .collect();
+    let mut child = Command::new(&python)
+        .arg(repo().join("tests/sql/run_queries.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let job = serde_json::json!({ "init": init, "queries": queries });
+    child.stdin.take().unwrap().write_all(job.to_string().as_bytes()).unwrap();
+    let result = child.wait_with_output().unwrap();
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    let report: Value = serde_json::from_slice(&result.stdout).unwrap();
+    for (name, r) in report.as_object().unwrap() {
+        assert!(r.get("error").is_none(), "{name}: {}", r["error"]);
+        assert!(r["rows"].as_u64().unwrap() > 0, "{name} returned no rows");
+    }
+    // What the panels show, checked against what the test put into the data.
+    let symbols = &report["variable \"symbol\""]["all"];
+    assert_eq!(symbols, &serde_json::json!([["CALM"], ["OTHER"], ["SPIKE"]]));
+    let anomalies = &report["Anomalies (all symbols) (\"A\")"]["all"];
+    let spike = anomalies
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r[1] == "SPIKE")
+        .expect("the volume spike is flagged");
+    let minute = chrono_like(spike_minute);
+    assert!(spike[0].as_str().unwrap().starts_with(&minute), "{spike} vs {minute}");
+    let candles = &report["${symbol} — 1-minute bars (\"A\")"];
+    assert_eq!(candles["rows"], 40, "one bar per minute of SPIKE");
+    assert_eq!(candles["columns"], serde_json::json!(["time", "open", "high", "low", "close", "volume"]));
+}
+
+/// `YYYY-MM-DD HH:MM` of a UTC timestamp in ms (DuckDB prints timestamps so).
+fn chrono_like(ms: i64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}", rem / 3600, rem % 3600 / 60)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// GET `path` on 127.0.0.1:`port`: (status, body).
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out.split_once("\r\n\r\n")?.1;
+    // Prometheus answers with chunked encoding: the JSON is the longest line.
+    let body = body.lines().max_by_key(|l| l.len()).unwrap_or("").to_string();
+    Some((status, body))
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The Debian `prometheus` binary that scripts/test installs, or None (skipped outside CI).
+fn prometheus_binary() -> Option<String> {
+    let found = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .map(String::from);
+    if found.is_none() {
+        assert!(std::env::var_os("CI").is_none(), "Prometheus is needed under CI: run the tests with scripts/test");
+        eprintln!("skipping: no prometheus (scripts/test installs Debian's package)");
+    }
+    found
+}
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_real_prometheus_scrapes_running_pipelines_and_every_health_dashboard_query_returns_rows() {
+    let Some(prometheus) = prometheus_binary() else { return };
+    let Some(brokers) = brokers() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (quickstart_port, forecast_port, prom_port) = (free_port(), free_port(), free_port());
+
+    // A websocket pipeline (the quickstart on the built-in simulator) and a Kafka pipeline with
+    // checkpoints and model plugins: between them every metric the dashboard charts exists.
+    let quickstart = Killed(
+        Command::new(bin())
+            .args(["run", "specs/quickstart.yaml", "--for", "40s", "--metrics-addr"])
+            .arg(format!("127.0.0.1:{quickstart_port}"))
+            .current_dir(repo())
+            .env("OUT_URL", dir.path().join("quickstart"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let topic = create_topic(&brokers, 2);
+    produce_trades(&brokers, &topic, 20_000);
+    let forecast = Killed(
+        Command::new(bin())
+            .args(["run", "specs/market-forecast.yaml", "--for", "40s"])
+            .current_dir(repo())
+            .env("KAFKA_BROKERS", &brokers)
+            .env("TRADES_TOPIC", &topic)
+            .env("OUT_URL", dir.path().join("forecast"))
+            .env("CHECKPOINT_INTERVAL", "1s")
+            .env("PLUGINS", plugins())
+            // The environment variable behind --metrics-addr.
+            .env("TICKFLOW_METRICS_ADDR", format!("127.0.0.1:{forecast_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: tickflow\n    static_configs:\n      - targets: ['127.0.0.1:{quickstart_port}', '127.0.0.1:{forecast_port}']\n"
+        ),
+    )
+    .unwrap();
+    let _prometheus = Killed(
+        Command::new(&prometheus)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+
+    // Our endpoint speaks the exposition format Prometheus expects: both targets up.
+    let (status, text) = {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match http_get(quickstart_port, "/metrics") {
+                Some(r) => break r,
+                None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+                None => panic!("the quickstart serves no /metrics"),
+            }
+        }
+    };
+    assert_eq!(status, 200);
+    assert!(text.starts_with("tickflow_") || text.contains("tickflow_"), "{text}");
+
+    let query = |q: &str| -> Vec<Value> {
+        let (status, body) = http_get(prom_port, &format!("/api/v1/query?query={}", url_encode(q)))
+            .unwrap_or((0, String::new()));
+        if status != 200 {
+            return Vec::new();
+        }
+        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        v["data"]["result"].as_array().cloned().unwrap_or_default()
+    };
+    // Wait until both targets have been scraped several times (rates need two samples) and
+    // the Kafka job has checkpointed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let up = query("sum(up{job=\"tickflow\"})");
+        let ready = up.first().and_then(|r| r["value"][1].as_str()) == Some("2")
+            && !query("tickflow_checkpoint_age_seconds").is_empty()
+            && !query("rate(tickflow_trades_total[1m]) > 0").is_empty()
+            && query("count_over_time(tickflow_trades_total[1m])")
+                .iter()
+                .all(|r| r["value"][1].as_str().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.) >= 4.);
+        if ready {
+            break;
+        }
+        assert!(Instant::now() < deadline, "Prometheus did not get samples of both pipelines");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    let dashboard = read_json("deploy/grafana/dashboards/pipeline-health.json");
+    let mut empty = Vec::new();
+    for (name, expr) in dashboard_queries(&dashboard, "expr") {
+        if query(&expr).is_empty() {
+            empty.push(format!("{name}: {expr}"));
+        }
+    }
+    assert!(empty.is_empty(), "queries without rows:\n{}", empty.join("\n"));
+    // Values, not only series: the Kafka job read trades, its plugins were called.
+    let calls = query("sum(tickflow_plugin_calls_total)");
+    assert!(calls[0]["value"][1].as_str().unwrap().parse::<f64>().unwrap() > 0.);
+    let stale = query("tickflow_stale_symbols");
+    assert_eq!(stale.len(), 1, "one websocket source");
+    drop(quickstart);
+    drop(forecast);
+}
