@@ -54,11 +54,16 @@ fn write_trades(path: &Path) -> i64 {
     let start: i64 = 1_764_000_000_000 / 60_000 * 60_000;
     let spike_minute = start + 30 * 60_000;
     let mut out = String::new();
+    let mut state = 17u64;
+    let mut noise = move || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 33) as f64 / (1u64 << 31) as f64 // in [0, 1)
+    };
     for i in 0..1200i64 {
         let ts = start + i * 2000;
         for (k, sym) in ["SPIKE", "CALM", "OTHER"].iter().enumerate() {
-            let price = 100.0 + k as f64 * 10.0 + ((i * 7 + k as i64 * 3) % 11) as f64 * 0.05;
-            let mut volume = 10.0 + ((i + k as i64) % 5) as f64;
+            let price = 100.0 + k as f64 * 10.0 + noise() * 0.2;
+            let mut volume = (5.0 + noise() * 10.0).round();
             if *sym == "SPIKE" && ts / 60_000 * 60_000 == spike_minute {
                 volume *= 50.0;
             }
@@ -136,14 +141,17 @@ fn every_market_dashboard_query_returns_rows_from_real_sink_output() {
     let symbols = &report["variable \"symbol\""]["all"];
     assert_eq!(symbols, &serde_json::json!([["CALM"], ["OTHER"], ["SPIKE"]]));
     let anomalies = &report["Anomalies (all symbols) (\"A\")"]["all"];
-    let spike = anomalies
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r[1] == "SPIKE")
-        .expect("the volume spike is flagged");
     let minute = chrono_like(spike_minute);
-    assert!(spike[0].as_str().unwrap().starts_with(&minute), "{spike} vs {minute}");
+    let spike = anomalies.as_array().unwrap().iter().find(|r| {
+        r[1] == "SPIKE" && r[0].as_str().unwrap().starts_with(&minute)
+    });
+    let spike = spike.unwrap_or_else(|| panic!("the volume spike at {minute} is flagged: {anomalies}"));
+    let volume_z: f64 = spike[4].as_str().unwrap().parse().unwrap();
+    assert!(volume_z > 3.0, "{spike}");
+    assert!(
+        anomalies.as_array().unwrap().iter().all(|r| r[1] != "CALM" || r[4] != spike[4]),
+        "the spike is SPIKE's alone"
+    );
     let candles = &report["${symbol} — 1-minute bars (\"A\")"];
     assert_eq!(candles["rows"], 40, "one bar per minute of SPIKE");
     assert_eq!(candles["columns"], serde_json::json!(["time", "open", "high", "low", "close", "volume"]));

@@ -225,6 +225,8 @@ pub fn kafka_stream<'scope>(
                 c.downgrade(&quantize(wm, quantum));
             }
             let mut last_commit = Instant::now();
+            // Consumer lag is reported at the first activation, then with every commit.
+            let mut lag_reported = false;
             let mut batch: BTreeMap<u64, Vec<Trade>> = BTreeMap::new();
             let mut paused = false;
 
@@ -375,6 +377,9 @@ pub fn kafka_stream<'scope>(
                     commit(consumer, &cfg.topic, &parts);
                     report_lag(consumer, &cfg.topic, &parts, &source_stats);
                     last_commit = Instant::now();
+                } else if !lag_reported {
+                    report_lag(consumer, &cfg.topic, &parts, &source_stats);
+                    lag_reported = true;
                 }
                 if finished {
                     if let Some(cp) = cp.as_mut() {
