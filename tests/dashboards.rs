@@ -16,15 +16,24 @@ fn read_json(rel: &str) -> Value {
 /// Every query of a dashboard: (panel title / variable name, query text).
 fn dashboard_queries(dashboard: &Value, field: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for v in dashboard["templating"]["list"].as_array().into_iter().flatten() {
+    for v in dashboard["templating"]["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         if let Some(q) = v["query"].as_str() {
             out.push((format!("variable {}", v["name"]), q.to_string()));
         }
     }
     for p in dashboard["panels"].as_array().unwrap() {
         for t in p["targets"].as_array().unwrap() {
-            let q = t[field].as_str().unwrap_or_else(|| panic!("panel {} has no {field}", p["title"]));
-            out.push((format!("{} ({})", p["title"].as_str().unwrap(), t["refId"]), q.to_string()));
+            let q = t[field]
+                .as_str()
+                .unwrap_or_else(|| panic!("panel {} has no {field}", p["title"]));
+            out.push((
+                format!("{} ({})", p["title"].as_str().unwrap(), t["refId"]),
+                q.to_string(),
+            ));
         }
     }
     assert!(!out.is_empty());
@@ -56,7 +65,9 @@ fn write_trades(path: &Path) -> i64 {
     let mut out = String::new();
     let mut state = 17u64;
     let mut noise = move || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (state >> 33) as f64 / (1u64 << 31) as f64 // in [0, 1)
     };
     for i in 0..1200i64 {
@@ -91,11 +102,18 @@ fn every_market_dashboard_query_returns_rows_from_real_sink_output() {
         .env("PLUGINS", plugins())
         .output()
         .unwrap();
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
 
     // The datasource's own view definitions (provisioning), pointed at the local output.
     let provisioning: Value = serde_saphyr::from_str(
-        &std::fs::read_to_string(repo().join("deploy/grafana/provisioning/datasources/tickflow.yaml")).unwrap(),
+        &std::fs::read_to_string(
+            repo().join("deploy/grafana/provisioning/datasources/tickflow.yaml"),
+        )
+        .unwrap(),
     )
     .unwrap();
     let duckdb = provisioning["datasources"]
@@ -111,7 +129,10 @@ fn every_market_dashboard_query_returns_rows_from_real_sink_output() {
         .expect("a views section");
     let init: Vec<String> = views
         .split(';')
-        .map(|s| s.trim().replace("${TICKFLOW_OUT_URL}", out.to_str().unwrap()))
+        .map(|s| {
+            s.trim()
+                .replace("${TICKFLOW_OUT_URL}", out.to_str().unwrap())
+        })
         .filter(|s| !s.is_empty())
         .collect();
     assert!(!init.is_empty());
@@ -129,9 +150,18 @@ fn every_market_dashboard_query_returns_rows_from_real_sink_output() {
         .spawn()
         .unwrap();
     let job = serde_json::json!({ "init": init, "queries": queries });
-    child.stdin.take().unwrap().write_all(job.to_string().as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(job.to_string().as_bytes())
+        .unwrap();
     let result = child.wait_with_output().unwrap();
-    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
     let report: Value = serde_json::from_slice(&result.stdout).unwrap();
     for (name, r) in report.as_object().unwrap() {
         assert!(r.get("error").is_none(), "{name}: {}", r["error"]);
@@ -139,22 +169,35 @@ fn every_market_dashboard_query_returns_rows_from_real_sink_output() {
     }
     // What the panels show, checked against what the test put into the data.
     let symbols = &report["variable \"symbol\""]["all"];
-    assert_eq!(symbols, &serde_json::json!([["CALM"], ["OTHER"], ["SPIKE"]]));
+    assert_eq!(
+        symbols,
+        &serde_json::json!([["CALM"], ["OTHER"], ["SPIKE"]])
+    );
     let anomalies = &report["Anomalies (all symbols) (\"A\")"]["all"];
     let minute = chrono_like(spike_minute);
-    let spike = anomalies.as_array().unwrap().iter().find(|r| {
-        r[1] == "SPIKE" && r[0].as_str().unwrap().starts_with(&minute)
-    });
-    let spike = spike.unwrap_or_else(|| panic!("the volume spike at {minute} is flagged: {anomalies}"));
+    let spike = anomalies
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r[1] == "SPIKE" && r[0].as_str().unwrap().starts_with(&minute));
+    let spike =
+        spike.unwrap_or_else(|| panic!("the volume spike at {minute} is flagged: {anomalies}"));
     let volume_z: f64 = spike[4].as_str().unwrap().parse().unwrap();
     assert!(volume_z > 3.0, "{spike}");
     assert!(
-        anomalies.as_array().unwrap().iter().all(|r| r[1] != "CALM" || r[4] != spike[4]),
+        anomalies
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r[1] != "CALM" || r[4] != spike[4]),
         "the spike is SPIKE's alone"
     );
     let candles = &report["${symbol} — 1-minute bars (\"A\")"];
     assert_eq!(candles["rows"], 40, "one bar per minute of SPIKE");
-    assert_eq!(candles["columns"], serde_json::json!(["time", "open", "high", "low", "close", "volume"]));
+    assert_eq!(
+        candles["columns"],
+        serde_json::json!(["time", "open", "high", "low", "close", "volume"])
+    );
 }
 
 /// `YYYY-MM-DD HH:MM` of a UTC timestamp in ms (DuckDB prints timestamps so).
@@ -172,30 +215,48 @@ fn chrono_like(ms: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { y + 1 } else { y };
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}", rem / 3600, rem % 3600 / 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60
+    )
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// GET `path` on 127.0.0.1:`port`: (status, body).
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     let status = out.split_whitespace().nth(1)?.parse().ok()?;
     let body = out.split_once("\r\n\r\n")?.1;
     // Prometheus answers with chunked encoding: the JSON is the longest line.
-    let body = body.lines().max_by_key(|l| l.len()).unwrap_or("").to_string();
+    let body = body
+        .lines()
+        .max_by_key(|l| l.len())
+        .unwrap_or("")
+        .to_string();
     Some((status, body))
 }
 
 fn url_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -208,7 +269,10 @@ fn prometheus_binary() -> Option<String> {
         .find(|p| Path::new(p).exists())
         .map(String::from);
     if found.is_none() {
-        assert!(std::env::var_os("CI").is_none(), "Prometheus is needed under CI: run the tests with scripts/test");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "Prometheus is needed under CI: run the tests with scripts/test"
+        );
         eprintln!("skipping: no prometheus (scripts/test installs Debian's package)");
     }
     found
@@ -224,7 +288,9 @@ impl Drop for Killed {
 
 #[test]
 fn a_real_prometheus_scrapes_running_pipelines_and_every_health_dashboard_query_returns_rows() {
-    let Some(prometheus) = prometheus_binary() else { return };
+    let Some(prometheus) = prometheus_binary() else {
+        return;
+    };
     let Some(brokers) = brokers() else { return };
     let dir = tempfile::tempdir().unwrap();
     let (quickstart_port, forecast_port, prom_port) = (free_port(), free_port(), free_port());
@@ -233,7 +299,13 @@ fn a_real_prometheus_scrapes_running_pipelines_and_every_health_dashboard_query_
     // checkpoints and model plugins: between them every metric the dashboard charts exists.
     let quickstart = Killed(
         Command::new(bin())
-            .args(["run", "specs/quickstart.yaml", "--for", "40s", "--metrics-addr"])
+            .args([
+                "run",
+                "specs/quickstart.yaml",
+                "--for",
+                "40s",
+                "--metrics-addr",
+            ])
             .arg(format!("127.0.0.1:{quickstart_port}"))
             .current_dir(repo())
             .env("OUT_URL", dir.path().join("quickstart"))
@@ -254,7 +326,10 @@ fn a_real_prometheus_scrapes_running_pipelines_and_every_health_dashboard_query_
             .env("CHECKPOINT_INTERVAL", "1s")
             .env("PLUGINS", plugins())
             // The environment variable behind --metrics-addr.
-            .env("TICKFLOW_METRICS_ADDR", format!("127.0.0.1:{forecast_port}"))
+            .env(
+                "TICKFLOW_METRICS_ADDR",
+                format!("127.0.0.1:{forecast_port}"),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -272,7 +347,10 @@ fn a_real_prometheus_scrapes_running_pipelines_and_every_health_dashboard_query_
     let _prometheus = Killed(
         Command::new(&prometheus)
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -292,7 +370,10 @@ fn a_real_prometheus_scrapes_running_pipelines_and_every_health_dashboard_query_
         }
     };
     assert_eq!(status, 200);
-    assert!(text.starts_with("tickflow_") || text.contains("tickflow_"), "{text}");
+    assert!(
+        text.starts_with("tickflow_") || text.contains("tickflow_"),
+        "{text}"
+    );
 
     let query = |q: &str| -> Vec<Value> {
         let (status, body) = http_get(prom_port, &format!("/api/v1/query?query={}", url_encode(q)))
@@ -313,11 +394,20 @@ fn a_real_prometheus_scrapes_running_pipelines_and_every_health_dashboard_query_
             && !query("rate(tickflow_trades_total[1m]) > 0").is_empty()
             && query("count_over_time(tickflow_trades_total[1m])")
                 .iter()
-                .all(|r| r["value"][1].as_str().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.) >= 4.);
+                .all(|r| {
+                    r["value"][1]
+                        .as_str()
+                        .and_then(|v| v.parse::<f64>().ok())
+                        .unwrap_or(0.)
+                        >= 4.
+                });
         if ready {
             break;
         }
-        assert!(Instant::now() < deadline, "Prometheus did not get samples of both pipelines");
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus did not get samples of both pipelines"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
 
@@ -328,10 +418,21 @@ fn a_real_prometheus_scrapes_running_pipelines_and_every_health_dashboard_query_
             empty.push(format!("{name}: {expr}"));
         }
     }
-    assert!(empty.is_empty(), "queries without rows:\n{}", empty.join("\n"));
+    assert!(
+        empty.is_empty(),
+        "queries without rows:\n{}",
+        empty.join("\n")
+    );
     // Values, not only series: the Kafka job read trades, its plugins were called.
     let calls = query("sum(tickflow_plugin_calls_total)");
-    assert!(calls[0]["value"][1].as_str().unwrap().parse::<f64>().unwrap() > 0.);
+    assert!(
+        calls[0]["value"][1]
+            .as_str()
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+            > 0.
+    );
     let stale = query("tickflow_stale_symbols");
     assert_eq!(stale.len(), 1, "one websocket source");
     drop(quickstart);

@@ -556,7 +556,11 @@ mod tests {
         assert!(check_output(&declared, std::slice::from_ref(&c), 3).is_ok());
         for ends in [vec![4, 2, 9], vec![4, 4, 99], vec![1, 4, 5]] {
             // Out of order; past the data; inside `É` (two bytes).
-            let data = if ends[0] == 1 { "ÉAAPL".into() } else { t.data.clone() };
+            let data = if ends[0] == 1 {
+                "ÉAAPL".into()
+            } else {
+                t.data.clone()
+            };
             let bad = Column::Text(TextColumn { data, ends });
             let e = check_output(&declared, &[bad], 3).unwrap_err();
             assert_eq!(e.kind, ErrorKind::BadOutput, "{}", e.message);
