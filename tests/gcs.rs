@@ -327,3 +327,136 @@ fn a_missing_bucket_or_a_refused_write_stops_the_run_with_a_message_that_says_so
     assert!(stderr.contains("permission denied"), "{stderr}");
     assert!(!stderr.contains("private_key"), "{stderr}");
 }
+
+/// `specs/market-bars.yaml --bounded` on Kafka with its output and checkpoints on `out_url`.
+fn market_bars_to(
+    emulator: &Emulator,
+    brokers: &str,
+    topic: &str,
+    out_url: &str,
+    workers: &str,
+) -> Child {
+    Command::new(bin())
+        .args([
+            "run",
+            "specs/market-bars.yaml",
+            "--bounded",
+            "--workers",
+            workers,
+        ])
+        .current_dir(repo())
+        .env("KAFKA_BROKERS", brokers)
+        .env("TRADES_TOPIC", topic)
+        .env("OUT_URL", out_url)
+        .env("CHECKPOINT_INTERVAL", "300ms")
+        .env("GCS_EMULATOR_URL", emulator.url())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Complete checkpoints under `prefix` of `bucket` (their manifests), listed through the XML API.
+fn manifests(emulator: &Emulator, bucket: &str, prefix: &str) -> usize {
+    let store = emulator.store(bucket);
+    runtime().block_on(async {
+        let prefix = object_store::path::Path::from(prefix);
+        let metas: Vec<_> = store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .unwrap_or_default();
+        metas
+            .iter()
+            .filter(|m| m.location.as_ref().ends_with("_manifest.json"))
+            .count()
+    })
+}
+
+#[test]
+fn market_bars_with_checkpoints_on_gs_survive_kill_9_and_equal_the_local_run() {
+    use crate::kafka::{brokers, create_topic, market_bars, produce_trades, sorted_bars};
+    let Some(brokers) = brokers() else { return };
+    let topic = create_topic(&brokers, 4);
+    produce_trades(&brokers, &topic, 100_000);
+    let dir = tempfile::tempdir().unwrap();
+    let reference_dir = dir.path().join("reference");
+    let out = market_bars(&brokers, &topic, &reference_dir, "2", "300ms")
+        .wait_with_output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reference = sorted_bars(&reference_dir.join("bars"));
+
+    let emulator = Emulator::start();
+    emulator.bucket("market");
+    let mut child = market_bars_to(&emulator, &brokers, &topic, "gs://market/kafka", "2");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while manifests(&emulator, "market", "kafka/checkpoints") == 0
+        && child.try_wait().unwrap().is_none()
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let killed = child.try_wait().unwrap().is_none();
+    let _ = child.kill(); // SIGKILL
+    let _ = child.wait();
+    let out = market_bars_to(&emulator, &brokers, &topic, "gs://market/kafka", "3")
+        .wait_with_output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    if killed {
+        assert!(stderr.contains("restored from checkpoint"), "{stderr}");
+    }
+    let local = dir.path().join("download");
+    let names = emulator.download("market", "kafka", &local);
+    assert!(!names.iter().any(|n| n.contains("/_pending/")), "{names:?}");
+    assert!(
+        sorted_bars(&local.join("bars")) == reference,
+        "bars on gs:// differ from the local run"
+    );
+}
+
+#[test]
+fn a_checkpoint_that_cannot_be_written_stops_the_run_with_the_reason() {
+    use crate::kafka::{brokers, create_topic, produce_trades};
+    let Some(brokers) = brokers() else { return };
+    let topic = create_topic(&brokers, 2);
+    produce_trades(&brokers, &topic, 200_000);
+    let emulator = Emulator::start();
+    emulator.bucket("market");
+    let mut child = market_bars_to(&emulator, &brokers, &topic, "gs://market/denied", "2");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while manifests(&emulator, "market", "denied/checkpoints") == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // From now on the bucket refuses checkpoint writes, as after a revoked permission.
+    emulator.fault(r#"{"status": 403, "prefix": "market/denied/checkpoints"}"#);
+    let mut pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut stderr = String::new();
+        let _ = pipe.read_to_string(&mut stderr);
+        stderr
+    });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = reader.join().unwrap();
+    let status =
+        status.unwrap_or_else(|| panic!("the run went on after its checkpoint failed:\n{stderr}"));
+    assert!(!status.success(), "the run must stop: {stderr}");
+    assert!(stderr.contains("permission denied"), "{stderr}");
+}

@@ -452,7 +452,7 @@ pub fn produce_trades(brokers: &str, topic: &str, n: u64) {
     producer.flush(Duration::from_secs(30)).unwrap();
 }
 
-fn market_bars(
+pub fn market_bars(
     brokers: &str,
     topic: &str,
     out: &std::path::Path,
@@ -494,7 +494,7 @@ fn run_kafka_spec(
 }
 
 /// The epoch of the newest complete checkpoint under `dir` (0: none).
-fn latest_checkpoint(dir: &std::path::Path) -> u64 {
+pub fn latest_checkpoint(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir)
         .map(|entries| {
             entries
@@ -524,7 +524,7 @@ fn sorted_dead_letters(dir: &std::path::Path) -> Vec<(String, String, i64)> {
     out
 }
 
-fn sorted_bars(dir: &std::path::Path) -> Vec<String> {
+pub fn sorted_bars(dir: &std::path::Path) -> Vec<String> {
     let (_, rows) = read_parquet_dir(dir);
     let mut rows: Vec<String> = rows.iter().map(|r| format!("{r:?}")).collect();
     rows.sort();

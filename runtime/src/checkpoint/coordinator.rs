@@ -238,8 +238,12 @@ impl Coordinator {
         }
     }
 
-    /// The checkpoint in progress, if any.
+    /// The checkpoint in progress, if any. After a failed commit there is none: the operators
+    /// must not stay frozen waiting for it (the run is stopping).
     fn in_progress(&self) -> Option<u64> {
+        if self.failed.load(Ordering::Acquire) {
+            return None;
+        }
         let e = self.announced.load(Ordering::Acquire);
         (e > self.completed.load(Ordering::Acquire)).then_some(e)
     }
