@@ -172,21 +172,13 @@ fn the_emulator_passes_object_stores_own_conformance_suite() {
     });
 }
 
-fn replay_to(
-    emulator: &Emulator,
-    trades: &Path,
-    out_url: &str,
-    extra: &[(&str, &str)],
-) -> std::process::Output {
+fn replay_to(emulator: &Emulator, trades: &Path, out_url: &str) -> std::process::Output {
     let mut cmd = Command::new(bin());
     cmd.args(["run", "specs/replay.yaml", "--workers", "2"])
         .current_dir(repo())
         .env("TRADES_FILE", trades)
         .env("OUT_URL", out_url)
         .env("GCS_EMULATOR_URL", emulator.url());
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
     cmd.output().unwrap()
 }
 
@@ -206,23 +198,32 @@ fn check_bars_with_duckdb(python: &str, trades: &Path, bars: &Path) {
     );
 }
 
-#[test]
-fn replay_to_gs_gives_the_bars_an_independent_sql_computation_gives() {
-    let Some(python) = python() else { return };
+/// An emulator with bucket `market`, and a replay file of `trades` trades.
+fn market_with_trades(
+    seed: u64,
+    trades: usize,
+) -> (Emulator, tempfile::TempDir, std::path::PathBuf) {
     let emulator = Emulator::start();
     emulator.bucket("market");
     let dir = tempfile::tempdir().unwrap();
-    let trades = dir.path().join("trades.jsonl");
+    let path = dir.path().join("trades.jsonl");
     write_frames(
         &Frames {
-            seed: 33,
-            trades: 5000,
+            seed,
+            trades,
             ..Frames::default()
         },
-        &trades,
+        &path,
     );
+    (emulator, dir, path)
+}
 
-    let run = replay_to(&emulator, &trades, "gs://market/runs/a", &[]);
+#[test]
+fn replay_to_gs_gives_the_bars_an_independent_sql_computation_gives() {
+    let Some(python) = python() else { return };
+    let (emulator, dir, trades) = market_with_trades(33, 5000);
+
+    let run = replay_to(&emulator, &trades, "gs://market/runs/a");
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "{stderr}");
     let local = dir.path().join("download");
@@ -249,18 +250,7 @@ fn replay_to_gs_gives_the_bars_an_independent_sql_computation_gives() {
 #[test]
 fn an_outage_mid_run_loses_nothing_and_the_run_catches_up() {
     let Some(python) = python() else { return };
-    let emulator = Emulator::start();
-    emulator.bucket("market");
-    let dir = tempfile::tempdir().unwrap();
-    let trades = dir.path().join("trades.jsonl");
-    write_frames(
-        &Frames {
-            seed: 34,
-            trades: 20_000,
-            ..Frames::default()
-        },
-        &trades,
-    );
+    let (emulator, dir, trades) = market_with_trades(34, 20_000);
     // Storage refuses every upload of the sink for 4 s from now, which covers the moment the
     // run writes its files. object_store gives up on a request after 1 s here, so tickflow's own
     // waiting is what carries the run through.
@@ -299,20 +289,9 @@ fn an_outage_mid_run_loses_nothing_and_the_run_catches_up() {
 
 #[test]
 fn a_missing_bucket_or_a_refused_write_stops_the_run_with_a_message_that_says_so() {
-    let emulator = Emulator::start();
-    emulator.bucket("market");
-    let dir = tempfile::tempdir().unwrap();
-    let trades = dir.path().join("trades.jsonl");
-    write_frames(
-        &Frames {
-            seed: 35,
-            trades: 500,
-            ..Frames::default()
-        },
-        &trades,
-    );
+    let (emulator, _dir, trades) = market_with_trades(35, 500);
 
-    let run = replay_to(&emulator, &trades, "gs://no-such-bucket/x", &[]);
+    let run = replay_to(&emulator, &trades, "gs://no-such-bucket/x");
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(!run.status.success());
     assert!(
@@ -321,7 +300,7 @@ fn a_missing_bucket_or_a_refused_write_stops_the_run_with_a_message_that_says_so
     );
 
     emulator.fault(r#"{"status": 403, "prefix": "market/denied"}"#);
-    let run = replay_to(&emulator, &trades, "gs://market/denied", &[]);
+    let run = replay_to(&emulator, &trades, "gs://market/denied");
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(!run.status.success());
     assert!(stderr.contains("permission denied"), "{stderr}");

@@ -1,12 +1,15 @@
 //! The Prometheus text exposition (format 0.0.4) of [`Metrics`]: every metric is `tickflow_*`.
 //! Nothing here can carry a secret: labels are step, source, reason and kind names from the spec.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
 
-use super::{Metrics, now_ms};
+use super::{Metrics, SourceStats, now_ms};
 use crate::plugins::ErrorKind;
 use crate::sinks::storage::STORAGE_RETRIES;
+use crate::sources::finnhub::client::ClientStats;
 use crate::sources::finnhub::protocol::RejectReason;
 
 /// Writes one metric family: HELP, TYPE and its samples.
@@ -35,6 +38,24 @@ impl Family<'_> {
         let _ = writeln!(self.out, " {}", number(value));
     }
 
+    /// A family with one sample per named item (label `label`); `None` leaves an item out.
+    fn each<T>(
+        &mut self,
+        name: &str,
+        kind: &str,
+        help: &str,
+        label: &str,
+        items: &[(String, T)],
+        value: impl Fn(&T) -> Option<f64>,
+    ) {
+        self.head(name, kind, help);
+        for (n, item) in items {
+            if let Some(v) = value(item) {
+                self.sample(name, &[(label, n)], v);
+            }
+        }
+    }
+
     fn single(&mut self, name: &str, kind: &str, help: &str, value: f64) {
         self.head(name, kind, help);
         self.sample(name, &[], value);
@@ -57,6 +78,16 @@ fn number(v: f64) -> String {
     } else {
         format!("{v}")
     }
+}
+
+/// A registry's entries, copied out so that no lock is held while rendering.
+fn snapshot<T>(registry: &Mutex<BTreeMap<String, Arc<T>>>) -> Vec<(String, Arc<T>)> {
+    registry
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(k, v)| (k.clone(), Arc::clone(v)))
+        .collect()
 }
 
 fn get(c: &std::sync::atomic::AtomicU64) -> f64 {
@@ -137,13 +168,7 @@ pub fn render(m: &Metrics, started_ms: i64) -> String {
     }
 
     // Steps.
-    let steps: Vec<_> = m
-        .steps
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .map(|(k, v)| (k.clone(), std::sync::Arc::clone(v)))
-        .collect();
+    let steps = snapshot(&m.steps);
     f.head(
         "tickflow_records_in_total",
         "counter",
@@ -170,43 +195,27 @@ pub fn render(m: &Metrics, started_ms: i64) -> String {
     }
 
     // Sources.
-    let sources: Vec<_> = m
-        .sources
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .map(|(k, v)| (k.clone(), std::sync::Arc::clone(v)))
-        .collect();
-    f.head(
+    let sources = snapshot(&m.sources);
+    let watermark = |s: &SourceStats| {
+        let wm = s.watermark.load(Relaxed);
+        (wm > i64::MIN && wm < i64::MAX).then_some(wm)
+    };
+    f.each(
         "tickflow_watermark_seconds",
         "gauge",
         "A source's event-time watermark (Unix time).",
+        "source",
+        &sources,
+        |s| watermark(s).map(|wm| wm as f64 / 1e3),
     );
-    for (name, s) in &sources {
-        let wm = s.watermark.load(Relaxed);
-        if wm > i64::MIN && wm < i64::MAX {
-            f.sample(
-                "tickflow_watermark_seconds",
-                &[("source", name)],
-                wm as f64 / 1e3,
-            );
-        }
-    }
-    f.head(
+    f.each(
         "tickflow_watermark_lag_seconds",
         "gauge",
         "Wall clock minus a source's watermark.",
+        "source",
+        &sources,
+        |s| watermark(s).map(|wm| (now - wm) as f64 / 1e3),
     );
-    for (name, s) in &sources {
-        let wm = s.watermark.load(Relaxed);
-        if wm > i64::MIN && wm < i64::MAX {
-            f.sample(
-                "tickflow_watermark_lag_seconds",
-                &[("source", name)],
-                (now - wm) as f64 / 1e3,
-            );
-        }
-    }
     f.head(
         "tickflow_kafka_consumer_lag",
         "gauge",
@@ -221,7 +230,7 @@ pub fn render(m: &Metrics, started_ms: i64) -> String {
             );
         }
     }
-    let websockets: Vec<_> = sources
+    let websockets: Vec<(String, (Arc<SourceStats>, Arc<ClientStats>))> = sources
         .iter()
         .filter_map(|(n, s)| {
             let ws = s
@@ -229,84 +238,61 @@ pub fn render(m: &Metrics, started_ms: i64) -> String {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone()?;
-            Some((n, s, ws))
+            Some((n.clone(), (Arc::clone(s), ws)))
         })
         .collect();
-    f.head(
+    let ws = &websockets;
+    f.each(
         "tickflow_websocket_connects_total",
         "counter",
         "Websocket connections opened.",
+        "source",
+        ws,
+        |(_, w)| Some(get(&w.connects)),
     );
-    for (n, _, ws) in &websockets {
-        f.sample(
-            "tickflow_websocket_connects_total",
-            &[("source", n)],
-            get(&ws.connects),
-        );
-    }
-    f.head(
+    f.each(
         "tickflow_websocket_reconnects_total",
         "counter",
         "Websocket reconnections (drops, errors, silences).",
+        "source",
+        ws,
+        |(_, w)| Some(get(&w.reconnects)),
     );
-    for (n, _, ws) in &websockets {
-        f.sample(
-            "tickflow_websocket_reconnects_total",
-            &[("source", n)],
-            get(&ws.reconnects),
-        );
-    }
-    f.head(
+    f.each(
         "tickflow_websocket_silences_total",
         "counter",
         "Connections dropped by the silence watchdog.",
+        "source",
+        ws,
+        |(_, w)| Some(get(&w.silences)),
     );
-    for (n, _, ws) in &websockets {
-        f.sample(
-            "tickflow_websocket_silences_total",
-            &[("source", n)],
-            get(&ws.silences),
-        );
-    }
-    f.head(
+    f.each(
         "tickflow_websocket_rate_limited_total",
         "counter",
         "Connections refused with HTTP 429.",
+        "source",
+        ws,
+        |(_, w)| Some(get(&w.rate_limited)),
     );
-    for (n, _, ws) in &websockets {
-        f.sample(
-            "tickflow_websocket_rate_limited_total",
-            &[("source", n)],
-            get(&ws.rate_limited),
-        );
-    }
-    f.head(
+    f.each(
         "tickflow_websocket_silence_seconds",
         "gauge",
         "Seconds since the last websocket frame.",
+        "source",
+        ws,
+        |(s, _)| {
+            let last = s.last_frame_ms.load(Relaxed);
+            (last > 0).then(|| (now - last).max(0) as f64 / 1e3)
+        },
     );
-    for (n, s, _) in &websockets {
-        let last = s.last_frame_ms.load(Relaxed);
-        if last > 0 {
-            f.sample(
-                "tickflow_websocket_silence_seconds",
-                &[("source", n)],
-                (now - last).max(0) as f64 / 1e3,
-            );
-        }
-    }
-    f.head(
+    f.each(
         "tickflow_stale_symbols",
         "gauge",
         "Subscribed symbols without a trade for `stale_after`.",
+        "source",
+        ws,
+        |(s, _)| Some(s.stale_symbols.load(Relaxed) as f64),
     );
-    for (n, s, _) in &websockets {
-        f.sample(
-            "tickflow_stale_symbols",
-            &[("source", n)],
-            s.stale_symbols.load(Relaxed) as f64,
-        );
-    }
 
     // Windows and output.
     f.single(
@@ -390,79 +376,62 @@ pub fn render(m: &Metrics, started_ms: i64) -> String {
     }
 
     // Plugins.
-    let plugins: Vec<_> = m
-        .plugins
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .map(|(k, v)| (k.clone(), std::sync::Arc::clone(v)))
-        .collect();
-    f.head(
+    let plugins = snapshot(&m.plugins);
+    let p = &plugins;
+    f.each(
         "tickflow_plugin_calls_total",
         "counter",
         "Calls into a model plugin (one per batch).",
+        "step",
+        p,
+        |s| Some(get(&s.calls)),
     );
-    for (n, p) in &plugins {
-        f.sample("tickflow_plugin_calls_total", &[("step", n)], get(&p.calls));
-    }
-    f.head(
+    f.each(
         "tickflow_plugin_rows_total",
         "counter",
         "Rows given to a model plugin.",
+        "step",
+        p,
+        |s| Some(get(&s.rows)),
     );
-    for (n, p) in &plugins {
-        f.sample("tickflow_plugin_rows_total", &[("step", n)], get(&p.rows));
-    }
-    f.head(
+    f.each(
         "tickflow_plugin_rows_skipped_total",
         "counter",
         "Rows dropped by `on_error: skip`.",
+        "step",
+        p,
+        |s| Some(get(&s.rows_skipped)),
     );
-    for (n, p) in &plugins {
-        f.sample(
-            "tickflow_plugin_rows_skipped_total",
-            &[("step", n)],
-            get(&p.rows_skipped),
-        );
-    }
     f.head(
         "tickflow_plugin_errors_total",
         "counter",
         "Failed plugin calls, by kind.",
     );
-    for (n, p) in &plugins {
+    for (n, s) in p {
         for k in ErrorKind::ALL {
             f.sample(
                 "tickflow_plugin_errors_total",
                 &[("step", n), ("kind", k.code())],
-                get(&p.errors[k as usize]),
+                get(&s.errors[k as usize]),
             );
         }
     }
-    f.head(
+    f.each(
         "tickflow_plugin_call_seconds_total",
         "counter",
         "Time spent in plugin calls.",
+        "step",
+        p,
+        |s| Some(get(&s.call_nanos) / 1e9),
     );
-    for (n, p) in &plugins {
-        f.sample(
-            "tickflow_plugin_call_seconds_total",
-            &[("step", n)],
-            get(&p.call_nanos) / 1e9,
-        );
-    }
-    f.head(
+    f.each(
         "tickflow_plugin_memory_bytes",
         "gauge",
         "The largest linear memory of a plugin instance.",
+        "step",
+        p,
+        |s| Some(get(&s.memory_peak)),
     );
-    for (n, p) in &plugins {
-        f.sample(
-            "tickflow_plugin_memory_bytes",
-            &[("step", n)],
-            get(&p.memory_peak),
-        );
-    }
     out
 }
 
