@@ -439,3 +439,26 @@ fn a_checkpoint_that_cannot_be_written_stops_the_run_with_the_reason() {
     assert!(!status.success(), "the run must stop: {stderr}");
     assert!(stderr.contains("permission denied"), "{stderr}");
 }
+
+#[test]
+fn the_quickstart_writes_to_gs_unchanged() {
+    let emulator = Emulator::start();
+    emulator.bucket("market");
+    let run = Command::new(bin())
+        .args(["run", "specs/quickstart.yaml", "--for", "4s"])
+        .current_dir(repo())
+        .env("OUT_URL", "gs://market/quickstart")
+        .env("GCS_EMULATOR_URL", emulator.url())
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let names = emulator.download("market", "quickstart", dir.path());
+    let (_, rows) = crate::support::read_parquet_dir(dir.path());
+    assert!(names.iter().any(|n| n.ends_with(".parquet")), "{names:?}");
+    assert!(!rows.is_empty(), "{names:?}");
+}
