@@ -12,7 +12,7 @@ use std::time::Instant;
 use compact_str::CompactString;
 use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Exchange;
-use timely::dataflow::operators::{Capability, Operator};
+use timely::dataflow::operators::Operator;
 
 use super::config::{ModelStepConfig, OnError, OnNan};
 use serde::{Deserialize, Serialize};
@@ -23,6 +23,7 @@ use super::host::{
 };
 use crate::checkpoint::{GroupedState, Role};
 use crate::dataflow::context::RunContext;
+use crate::dataflow::stash::{Stash, stash_stamp};
 use crate::dataflow::window::operator::key_hash;
 use crate::plan::{ModelNode, NodeRef};
 use crate::record::{Field, FieldType, Row, Schema, Value};
@@ -267,7 +268,7 @@ struct ModelGroupBlob {
 /// The plugin's state and the unscored rows, by key group.
 fn snapshot(
     instance: &mut Instance,
-    stash: &BTreeMap<u64, (Capability<u64>, Vec<Row>)>,
+    stash: &Stash<Row>,
     key: usize,
     group_of: impl Fn(&str) -> u32,
 ) -> Result<GroupedState, CallError> {
@@ -344,7 +345,7 @@ pub fn model_stream<'scope>(
         .map(|c| c.participant(Role::Model, index, worker, Some(input_node)));
     stream.unary_frontier(exchange, &format!("Model({})", node.name), move |initial, info| {
         let activator = scope.activator_for(info.address);
-        let mut stash: BTreeMap<u64, (Capability<u64>, Vec<Row>)> = BTreeMap::new();
+        let mut stash: Stash<Row> = Stash::new();
         // Restore the key groups this worker owns: the plugin's keys, then the unscored rows.
         if let (Some(cp), Some(inst)) = (cp.as_ref(), instance.as_mut()) {
             let mut states = Vec::new();
@@ -368,16 +369,7 @@ pub fn model_stream<'scope>(
         drop(initial);
         move |(input, frontier), output| {
             let mut received = 0;
-            input.for_each_stamp(|cap, data| {
-                let Some(time) = cap.least().copied() else { return };
-                let entry = stash.entry(time).or_insert_with(|| {
-                    (cap.retain_least(0).expect("stamp has a least time"), Vec::new())
-                });
-                for batch in data {
-                    received += batch.len();
-                    entry.1.append(batch);
-                }
-            });
+            input.for_each_stamp(|cap, data| received += stash_stamp(&mut stash, cap, data));
             step_stats.records_in.fetch_add(received as u64, Relaxed);
             if let Some(cp) = cp.as_mut()
                 && !cp.finished()

@@ -17,6 +17,7 @@ use timely::dataflow::operators::{Capability, Operator};
 use super::state::WindowState;
 use crate::checkpoint::{GroupedState, Role};
 use crate::dataflow::context::RunContext;
+use crate::dataflow::stash::{Stash, stash_stamp};
 use crate::record::{Row, Trade, format_ts};
 use crate::sinks::dead_letter::{DeadLetter, DeadLetters};
 use crate::sources::finnhub::protocol::RejectReason;
@@ -37,7 +38,7 @@ struct GroupBlobRef<'a> {
 /// The operator's state (windows and trades waiting for the frontier) by key group.
 fn snapshot(
     state: &WindowState,
-    stash: &BTreeMap<u64, (Capability<u64>, Vec<Trade>)>,
+    stash: &Stash<Trade>,
     group_of: &impl Fn(&str) -> u32,
 ) -> GroupedState {
     let mut groups: BTreeMap<u32, GroupBlobRef> = BTreeMap::new();
@@ -134,7 +135,7 @@ pub fn window_stream<'scope>(
     let (worker, peers) = (scope.index(), scope.peers());
     stream.unary_frontier(exchange, &format!("Window({})", node.name), move |initial, info| {
         let activator = scope.activator_for(info.address);
-        let mut stash: BTreeMap<u64, (Capability<u64>, Vec<Trade>)> = BTreeMap::new();
+        let mut stash: Stash<Trade> = Stash::new();
         let mut hold: Option<Capability<u64>> = None;
         let mut state = WindowState::new(&node);
         let mut rows: Vec<Row> = Vec::new();
@@ -165,14 +166,7 @@ pub fn window_stream<'scope>(
 
         move |(input, frontier), output| {
             let mut received = 0;
-            input.for_each_stamp(|cap, data| {
-                let Some(time) = cap.least().copied() else { return };
-                let entry = stash.entry(time).or_insert_with(|| (cap.retain_least(0).expect("stamp has a least time"), Vec::new()));
-                for batch in data {
-                    received += batch.len();
-                    entry.1.append(batch);
-                }
-            });
+            input.for_each_stamp(|cap, data| received += stash_stamp(&mut stash, cap, data));
             step_stats.records_in.fetch_add(received as u64, Relaxed);
             if let Some(cp) = cp.as_mut()
                 && !cp.finished()

@@ -1,0 +1,33 @@
+//! Records held until their timestamp is complete: what the window and model operators receive,
+//! grouped by time, each group with the capability to emit at that time.
+
+use std::collections::BTreeMap;
+
+use timely::dataflow::operators::{Capability, InputCapability};
+
+/// Records received per timestamp, each with a capability to emit at that time.
+pub type Stash<D> = BTreeMap<u64, (Capability<u64>, Vec<D>)>;
+
+/// Moves one stamp's containers (from `for_each_stamp`) into `stash` under their time; returns
+/// how many records arrived.
+pub fn stash_stamp<D>(
+    stash: &mut Stash<D>,
+    cap: InputCapability<u64>,
+    data: std::slice::IterMut<'_, Vec<D>>,
+) -> usize {
+    let Some(time) = cap.least().copied() else {
+        return 0;
+    };
+    let entry = stash.entry(time).or_insert_with(|| {
+        (
+            cap.retain_least(0).expect("stamp has a least time"),
+            Vec::new(),
+        )
+    });
+    let mut n = 0;
+    for batch in data {
+        n += batch.len();
+        entry.1.append(batch);
+    }
+    n
+}
