@@ -305,6 +305,24 @@ fn a_missing_bucket_or_a_refused_write_stops_the_run_with_a_message_that_says_so
     assert!(!run.status.success());
     assert!(stderr.contains("permission denied"), "{stderr}");
     assert!(!stderr.contains("private_key"), "{stderr}");
+
+    // A tuning knob with a bad value is named, not silently replaced by its default.
+    let run = Command::new(bin())
+        .args(["run", "specs/replay.yaml"])
+        .current_dir(repo())
+        .env("TRADES_FILE", &trades)
+        .env("OUT_URL", "gs://market/knob")
+        .env("GCS_EMULATOR_URL", emulator.url())
+        .env("TICKFLOW_STORAGE_REQUEST_RETRY", "soon")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success());
+    assert!(
+        stderr
+            .contains("TICKFLOW_STORAGE_REQUEST_RETRY: `soon` is not a positive number of seconds"),
+        "{stderr}"
+    );
 }
 
 /// `specs/market-bars.yaml --bounded` on Kafka with its output and checkpoints on `out_url`.

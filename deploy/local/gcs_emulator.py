@@ -200,9 +200,14 @@ class Handler(BaseHTTPRequestHandler):
     def admin(self):
         path = self.path.split("?")[0]
         if path == "/_emulator/faults" and self.command == "POST":
-            fault = json.loads(self.body() or b"{}")
-            if "seconds" in fault:
-                fault["until"] = time.monotonic() + float(fault.pop("seconds"))
+            try:
+                fault = json.loads(self.body() or b"{}")
+                if not isinstance(fault, dict):
+                    raise ValueError("a fault is a JSON object")
+                if "seconds" in fault:
+                    fault["until"] = time.monotonic() + float(fault.pop("seconds"))
+            except ValueError as e:
+                return self.error(400, "InvalidArgument", "bad fault: %s" % e)
             with STATE.lock:
                 STATE.faults.append(fault)
             return self.send(200, "{}", content_type="application/json")
@@ -371,13 +376,15 @@ class Handler(BaseHTTPRequestHandler):
         rng = h.get("Range")
         if rng and rng.startswith("bytes="):
             first, _, last = rng[len("bytes="):].partition("-")
-            if first == "":
-                start, end = max(size - int(last), 0), size - 1
-            else:
-                start = int(first)
-                end = min(int(last), size - 1) if last else size - 1
+            try:
+                if first == "":
+                    start, end = max(size - int(last), 0), size - 1
+                else:
+                    start = int(first)
+                    end = min(int(last), size - 1) if last else size - 1
+            except ValueError:
+                return self.error(400, "InvalidArgument", "bad Range header `%s`" % rng)
             if start >= size or start > end:
-                headers = {"Content-Range": "bytes */%d" % size}
                 return self.error(416, "InvalidRange", "the range is not satisfiable")
             headers["Content-Range"] = "bytes %d-%d/%d" % (start, end, size)
             ctype = headers.pop("content-type")

@@ -32,7 +32,8 @@ pub fn serve(addr: &str, metrics: Arc<Metrics>) -> Result<std::net::SocketAddr> 
 
 fn answer(stream: TcpStream, metrics: &Metrics, started: i64) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
+    // A request is a line and a few headers: a client cannot make us buffer more.
+    let mut reader = BufReader::new(std::io::Read::take(stream.try_clone()?, 16 * 1024));
     let mut request = String::new();
     reader.read_line(&mut request)?;
     // Skip the headers.

@@ -24,7 +24,7 @@ use super::host::{
 use crate::checkpoint::{GroupedState, Role};
 use crate::dataflow::context::RunContext;
 use crate::dataflow::stash::{Stash, stash_stamp};
-use crate::dataflow::window::operator::key_hash;
+use crate::dataflow::window::operator::key_group;
 use crate::plan::{ModelNode, NodeRef};
 use crate::record::{Field, FieldType, Row, Schema, Value};
 use crate::sinks::dead_letter::{DeadLetter, DeadLetters};
@@ -308,11 +308,11 @@ pub fn model_stream<'scope>(
     let incoming = ctx.plan.schema_of(node.input).clone();
     let key = node.input_fields[0];
     let key_groups = ctx.plan.key_groups as u64;
-    let group_of = move |k: &str| (key_hash(k) % key_groups) as u32;
+    let group_of = move |k: &str| key_group(k, key_groups) as u32;
     let ctx = Arc::clone(ctx);
     let stats = ctx.metrics.plugin(&node.name);
     let step_stats = ctx.metrics.step(&node.name, "model");
-    let exchange = Exchange::new(move |r: &Row| key_hash(key_of(r, key)) % key_groups);
+    let exchange = Exchange::new(move |r: &Row| key_group(key_of(r, key), key_groups));
     let scope = stream.scope();
     let (worker, peers) = (scope.index(), scope.peers());
     let fail = {

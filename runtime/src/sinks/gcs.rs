@@ -26,13 +26,16 @@ static BUCKETS: LazyLock<Mutex<HashMap<String, Arc<dyn ObjectStore>>>> =
 /// How long object_store retries one request (429, 5xx, timeouts) before the error reaches us
 /// (`TICKFLOW_STORAGE_REQUEST_RETRY`, seconds, default 30); [`Storage`] then keeps waiting out
 /// an outage mid-run.
-fn request_retry() -> Duration {
-    std::env::var("TICKFLOW_STORAGE_REQUEST_RETRY")
-        .ok()
-        .and_then(|v| v.trim().trim_end_matches('s').parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s > 0.)
-        .map(Duration::from_secs_f64)
-        .unwrap_or(Duration::from_secs(30))
+fn request_retry() -> Result<Duration> {
+    let Ok(v) = std::env::var("TICKFLOW_STORAGE_REQUEST_RETRY") else {
+        return Ok(Duration::from_secs(30));
+    };
+    match v.trim().trim_end_matches('s').parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0. => Ok(Duration::from_secs_f64(s)),
+        _ => bail!(
+            "TICKFLOW_STORAGE_REQUEST_RETRY: `{v}` is not a positive number of seconds (e.g. 30s)"
+        ),
+    }
 }
 
 fn client(bucket: &str) -> Result<Arc<dyn ObjectStore>> {
@@ -45,7 +48,7 @@ fn client(bucket: &str) -> Result<Arc<dyn ObjectStore>> {
             base: 2.,
         },
         max_retries: 8,
-        retry_timeout: request_retry(),
+        retry_timeout: request_retry()?,
     };
     let mut options = ClientOptions::new()
         .with_timeout(Duration::from_secs(60))

@@ -66,6 +66,11 @@ fn snapshot(
 }
 
 /// A stable hash of a key, identical in every process (records are routed by it).
+/// The key group of `key`: what checkpoints store state by and the exchange routes by.
+pub fn key_group(key: &str, key_groups: u64) -> u64 {
+    key_hash(key) % key_groups
+}
+
 pub fn key_hash(key: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in key.as_bytes() {
@@ -128,9 +133,9 @@ pub fn window_stream<'scope>(
     let source_kind = ctx.plan.sources[node.input].config.clone();
     let ctx = Arc::clone(ctx);
     let key_groups = ctx.plan.key_groups as u64;
-    let group_of = move |key: &str| (key_hash(key) % key_groups) as u32;
+    let group_of = move |key: &str| key_group(key, key_groups) as u32;
     // Keys are routed by key group, so a checkpoint's groups map onto any number of workers.
-    let exchange = Exchange::new(move |t: &Trade| key_hash(&t.symbol) % key_groups);
+    let exchange = Exchange::new(move |t: &Trade| key_group(&t.symbol, key_groups));
     let scope = stream.scope();
     let (worker, peers) = (scope.index(), scope.peers());
     stream.unary_frontier(exchange, &format!("Window({})", node.name), move |initial, info| {

@@ -95,6 +95,7 @@ pub fn kafka_sink<'scope>(
         })
         .ok();
     let name = node.name.clone();
+    let step_stats = ctx.metrics.step(&name, "sink");
     let mut cp = ctx.checkpoint.as_ref().map(|c| {
         c.participant(
             Role::Sink,
@@ -213,8 +214,7 @@ pub fn kafka_sink<'scope>(
                         });
                     }
                     let delivered = reports.delivered.load(Ordering::Relaxed);
-                    ctx.metrics
-                        .step(&name, "sink")
+                    step_stats
                         .records_in
                         .fetch_add(delivered - last_delivered, Ordering::Relaxed);
                     ctx.metrics

@@ -215,13 +215,12 @@ pub fn finnhub_stream<'scope>(
                 .lock()
                 .unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&shared.stats));
             // When each subscribed symbol last traded (stale symbols), counted once a second.
-            let mut last_seen: std::collections::HashMap<compact_str::CompactString, Instant> =
-                shared
-                    .settings
-                    .symbols
-                    .iter()
-                    .map(|s| (compact_str::CompactString::from(s.as_str()), Instant::now()))
-                    .collect();
+            let mut last_seen: foldhash::HashMap<compact_str::CompactString, Instant> = shared
+                .settings
+                .symbols
+                .iter()
+                .map(|s| (compact_str::CompactString::from(s.as_str()), Instant::now()))
+                .collect();
             let mut last_stale_check = Instant::now();
 
             move |output| {
@@ -336,9 +335,13 @@ pub fn finnhub_stream<'scope>(
                 }
                 if !batch.is_empty() {
                     let now = Instant::now();
+                    let mut previous: Option<&str> = None;
                     for t in &batch {
-                        if let Some(seen) = last_seen.get_mut(&t.symbol) {
-                            *seen = now;
+                        if previous != Some(t.symbol.as_str()) {
+                            previous = Some(t.symbol.as_str());
+                            if let Some(seen) = last_seen.get_mut(&t.symbol) {
+                                *seen = now;
+                            }
                         }
                     }
                 }

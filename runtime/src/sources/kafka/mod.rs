@@ -207,6 +207,10 @@ pub fn kafka_stream<'scope>(
             let mut cap = consumer.as_ref().map(|_| capability);
             let source_stats = ctx.metrics.source(&name);
             let step_stats = ctx.metrics.step(&name, "source");
+            // Consumer lag from the start, then with every commit.
+            if let Some(consumer) = consumer.as_ref() {
+                report_lag(consumer, &cfg.topic, &parts, &source_stats);
+            }
             let mut cp = ctx
                 .checkpoint
                 .as_ref()
@@ -225,8 +229,6 @@ pub fn kafka_stream<'scope>(
                 c.downgrade(&quantize(wm, quantum));
             }
             let mut last_commit = Instant::now();
-            // Consumer lag is reported at the first activation, then with every commit.
-            let mut lag_reported = false;
             let mut batch: BTreeMap<u64, Vec<Trade>> = BTreeMap::new();
             let mut paused = false;
 
@@ -377,9 +379,6 @@ pub fn kafka_stream<'scope>(
                     commit(consumer, &cfg.topic, &parts);
                     report_lag(consumer, &cfg.topic, &parts, &source_stats);
                     last_commit = Instant::now();
-                } else if !lag_reported {
-                    report_lag(consumer, &cfg.topic, &parts, &source_stats);
-                    lag_reported = true;
                 }
                 if finished {
                     if let Some(cp) = cp.as_mut() {
