@@ -395,7 +395,7 @@ impl Coordinator {
         self.metrics.checkpoints.fetch_add(1, Ordering::Relaxed);
         self.metrics
             .checkpoint_completed_ms
-            .store(crate::metrics::now_ms(), Ordering::Relaxed);
+            .store(crate::dataflow::time::now_ms(), Ordering::Relaxed);
         self.completed.store(epoch, Ordering::Release);
         if let Err(e) = manifest::delete_older(&self.storage, epoch.saturating_sub(1)) {
             tracing::warn!(error = %format!("{e:#}"), "deleting old checkpoints");

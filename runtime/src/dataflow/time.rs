@@ -26,3 +26,11 @@ mod tests {
         assert_eq!(quantize(1_700_000_012_345, 1000), 1_700_000_012_000);
     }
 }
+
+/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before 1970).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -30,7 +30,6 @@ pub struct Metrics {
     pub rows_written: AtomicU64,
     pub files_published: AtomicU64,
     pub bytes_published: AtomicU64,
-    pub dead_letters: AtomicU64,
     /// Per model step (plugin): calls, rows, errors, time, memory.
     pub plugins: std::sync::Mutex<
         std::collections::BTreeMap<String, std::sync::Arc<crate::plugins::operator::PluginStats>>,
@@ -42,7 +41,8 @@ pub struct Metrics {
     pub checkpoint_completed_ms: AtomicI64,
     /// Highest source watermark (ms since epoch), `i64::MIN` before the first trade.
     pub watermark: AtomicI64,
-    /// Records dead-lettered, by reason (index = `RejectReason as usize`).
+    /// Records written to the dead letters, by reason (index = `RejectReason as usize`); a
+    /// subset of `rejected` (all of it when `dead_letters:` is configured).
     pub dead_lettered: [AtomicU64; 10],
     /// Per step (sources, windows, models, sinks): records in and out.
     pub steps: Mutex<BTreeMap<String, Arc<StepStats>>>,
@@ -86,14 +86,6 @@ impl Default for SourceStats {
             stale_symbols: AtomicU64::new(0),
         }
     }
-}
-
-/// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl Metrics {
@@ -152,7 +144,6 @@ impl Default for Metrics {
             rows_written: AtomicU64::new(0),
             files_published: AtomicU64::new(0),
             bytes_published: AtomicU64::new(0),
-            dead_letters: AtomicU64::new(0),
             plugins: Default::default(),
             checkpoints: AtomicU64::new(0),
             checkpoint_millis: AtomicU64::new(0),

@@ -6,7 +6,8 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
-use super::{Metrics, SourceStats, now_ms};
+use super::{Metrics, SourceStats};
+use crate::dataflow::time::now_ms;
 use crate::plugins::ErrorKind;
 use crate::sinks::storage::STORAGE_RETRIES;
 use crate::sources::finnhub::client::ClientStats;
@@ -157,7 +158,7 @@ pub fn render(m: &Metrics, started_ms: i64) -> String {
     f.head(
         "tickflow_dead_letters_total",
         "counter",
-        "Records written to the dead letters, by reason.",
+        "Records written to the dead letters, by reason (rejected ones when `dead_letters:` is set).",
     );
     for r in RejectReason::ALL {
         f.sample(

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::{Metrics, now_ms};
+use super::Metrics;
+use crate::dataflow::time::now_ms;
 
 /// Listens on `addr` and serves the metrics until the process exits. Returns the address bound
 /// (useful with port 0).

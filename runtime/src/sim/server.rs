@@ -11,10 +11,11 @@
 //! by all connections of the simulator (a reconnect continues it). Which symbol trades next and
 //! `t` (the wall clock, as on the real feed) depend on timing.
 
+use crate::dataflow::time::now_ms;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
 use rand::rngs::SmallRng;
@@ -408,13 +409,6 @@ fn initial_price(symbol: &str, rng: &mut SmallRng) -> f64 {
         s if s.starts_with("OANDA:") => 1.1,
         _ => 20.0 + rng.random::<f64>() * 400.0,
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Whether US equity markets are open at `ms` (09:30–16:00 New York time, Monday to Friday;

@@ -5,7 +5,6 @@
 pub mod config;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 use compact_str::CompactString;
@@ -107,17 +106,9 @@ impl DeadLetters {
 
     fn try_push(&mut self, dl: DeadLetter<'_>) -> Result<()> {
         self.metrics.reject(dl.reason, 1);
-        self.metrics
-            .dead_letters
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.metrics.dead_lettered[dl.reason as usize]
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match &mut self.writer {
             Some(w) => {
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_millis() as i64)
-                    .unwrap_or(0);
+                let now = crate::dataflow::time::now_ms();
                 w.push(&vec![
                     Value::Str(CompactString::from(dl.source)),
                     Value::Str(CompactString::from(dl.reason.code())),
@@ -126,6 +117,9 @@ impl DeadLetters {
                     Value::I64(dl.line as i64),
                     Value::Ts(now),
                 ])?;
+                // Rejected and kept: without `dead_letters:` a reject is only counted and logged.
+                self.metrics.dead_lettered[dl.reason as usize]
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             None => {
                 self.logged += 1;

@@ -2,12 +2,13 @@
 //! I/O runtime); its frames are parsed and validated with the same code as the replay source,
 //! stamped with the watermark at the moment they are read, and exchanged by symbol downstream.
 
+use crate::dataflow::time::now_ms;
 use std::cell::RefCell;
 use std::io::Write;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use timely::dataflow::operators::Capability;
@@ -106,13 +107,6 @@ impl FinnhubShared {
             rt.block_on(sim.stop());
         }
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Rolling JSONL files of raw frames.
@@ -331,7 +325,7 @@ pub fn finnhub_stream<'scope>(
                 if frames > 0 {
                     source_stats
                         .last_frame_ms
-                        .store(crate::metrics::now_ms(), Ordering::Relaxed);
+                        .store(now_ms(), Ordering::Relaxed);
                 }
                 if !batch.is_empty() {
                     let now = Instant::now();
