@@ -189,3 +189,34 @@ fn a_valid_spec_prints_a_summary_and_exits_0() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_metrics_address_that_is_not_one_is_named() {
+    let yaml = format!(
+        "name: m
+sources:
+  trades: {{ type: replay, path: {} }}
+steps:
+  bars:
+    type: window
+    input: trades
+    window: {{ type: tumbling, size: 1m }}
+    aggregates:
+      n: {{ fn: count }}
+sinks:
+  out: {{ type: parquet, input: bars, path: out }}
+metrics:
+  addr: port 9464
+",
+        sample()
+    );
+    let (code, stderr) = validate(&yaml, &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("metrics.addr: `port 9464` is not an address to listen on (HOST:PORT, e.g. 127.0.0.1:9464, or :9464)"),
+        "{stderr}"
+    );
+    let ok = yaml.replace("port 9464", "\":9464\"");
+    let (code, stderr) = validate(&ok, &[]);
+    assert_eq!(code, 0, "{stderr}");
+}

@@ -410,11 +410,7 @@ fn run_command(
     let metrics = Arc::new(Metrics::default());
     *metrics.pipeline.lock().unwrap_or_else(|e| e.into_inner()) = plan.name.clone();
     if let Some(addr) = metrics_addr {
-        let addr = match addr.strip_prefix(':') {
-            Some(port) => format!("0.0.0.0:{port}"),
-            None => addr.to_string(),
-        };
-        if let Err(e) = crate::metrics::server::serve(&addr, Arc::clone(&metrics)) {
+        if let Err(e) = crate::metrics::server::serve(addr, Arc::clone(&metrics)) {
             eprintln!("error: {e:#}");
             return ExitCode::FAILURE;
         }

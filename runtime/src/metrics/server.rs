@@ -11,11 +11,30 @@ use anyhow::{Context, Result};
 use super::Metrics;
 use crate::dataflow::time::now_ms;
 
+/// `HOST:PORT` as users write it, `:PORT` meaning every interface.
+pub fn listen_addr(addr: &str) -> String {
+    match addr.trim().strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => addr.trim().to_string(),
+    }
+}
+
+/// Whether `addr` (as users write it) names a socket address.
+pub fn check_addr(addr: &str) -> Result<(), String> {
+    use std::net::ToSocketAddrs;
+    match listen_addr(addr).to_socket_addrs().map(|mut a| a.next()) {
+        Ok(Some(_)) => Ok(()),
+        _ => Err(format!(
+            "`{addr}` is not an address to listen on (HOST:PORT, e.g. 127.0.0.1:9464, or :9464)"
+        )),
+    }
+}
+
 /// Listens on `addr` and serves the metrics until the process exits. Returns the address bound
 /// (useful with port 0).
 pub fn serve(addr: &str, metrics: Arc<Metrics>) -> Result<std::net::SocketAddr> {
-    let listener =
-        TcpListener::bind(addr).with_context(|| format!("metrics: cannot listen on `{addr}`"))?;
+    let listener = TcpListener::bind(listen_addr(addr))
+        .with_context(|| format!("metrics: cannot listen on `{addr}`"))?;
     let local = listener.local_addr()?;
     let started = now_ms();
     std::thread::Builder::new()

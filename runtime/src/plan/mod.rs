@@ -555,6 +555,11 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
             }
         }
     }
+    if let Some(m) = &spec.metrics
+        && let Err(message) = crate::metrics::server::check_addr(&m.addr)
+    {
+        err("metrics.addr".into(), message);
+    }
     let key_groups = spec
         .checkpoints
         .as_ref()
