@@ -498,6 +498,35 @@ impl Participant {
             .extend(parts);
     }
 
+    /// A stateful operator's (window's or model's) turn, once per activation: counts the records
+    /// that arrived and, during a checkpoint, records `snapshot()` once it is due. Returns whether
+    /// the operator is frozen (a checkpoint is in progress: emit nothing); it is activated again
+    /// soon either way, so it sees the checkpoint begin and end without input.
+    pub fn stateful_turn(
+        &mut self,
+        step: &str,
+        received: usize,
+        activator: &timely::scheduling::Activator,
+        snapshot: impl FnOnce() -> Option<GroupedState>,
+    ) -> bool {
+        if self.finished() {
+            return false;
+        }
+        self.received(received);
+        if let Some(epoch) = self.in_progress() {
+            if self.due(epoch) {
+                if let Some(groups) = snapshot() {
+                    self.record_state(step, groups);
+                }
+                self.ack(epoch);
+            }
+            activator.activate_after(super::FROZEN_POLL);
+            return true;
+        }
+        activator.activate_after(super::IDLE_POLL);
+        false
+    }
+
     /// Records a stateful step's (window's or model's) state of the key groups this instance owns.
     pub fn record_state(&self, step: &str, groups: GroupedState) {
         let mut c = self.cp.collected.lock().unwrap_or_else(|e| e.into_inner());

@@ -371,26 +371,18 @@ pub fn model_stream<'scope>(
             let mut received = 0;
             input.for_each_stamp(|cap, data| received += stash_stamp(&mut stash, cap, data));
             step_stats.records_in.fetch_add(received as u64, Relaxed);
+            // Frozen while a checkpoint is in progress: nothing is scored.
+            let take_snapshot = || {
+                let inst = instance.as_mut()?;
+                snapshot(inst, &stash, key, group_of)
+                    // Without the plugin's state no checkpoint can be complete.
+                    .map_err(|e| fail(&ctx, format!("snapshot for a checkpoint: {e}")))
+                    .ok()
+            };
             if let Some(cp) = cp.as_mut()
-                && !cp.finished()
+                && cp.stateful_turn(&node.name, received, &activator, take_snapshot)
             {
-                cp.received(received);
-                if let Some(epoch) = cp.in_progress() {
-                    if cp.due(epoch) {
-                        if let Some(inst) = instance.as_mut() {
-                            match snapshot(inst, &stash, key, group_of) {
-                                Ok(groups) => cp.record_state(&node.name, groups),
-                                // Without the plugin's state no checkpoint can be complete.
-                                Err(e) => fail(&ctx, format!("snapshot for a checkpoint: {e}")),
-                            }
-                        }
-                        cp.ack(epoch);
-                    }
-                    // Frozen until the checkpoint completes: nothing is scored.
-                    activator.activate_after(crate::checkpoint::FROZEN_POLL);
-                    return;
-                }
-                activator.activate_after(crate::checkpoint::IDLE_POLL);
+                return;
             }
             while let Some((&t, _)) = stash.first_key_value() {
                 if frontier.frontier().iter().any(|u| *u <= t) {

@@ -173,21 +173,11 @@ pub fn window_stream<'scope>(
             let mut received = 0;
             input.for_each_stamp(|cap, data| received += stash_stamp(&mut stash, cap, data));
             step_stats.records_in.fetch_add(received as u64, Relaxed);
+            // Frozen while a checkpoint is in progress: nothing fires.
             if let Some(cp) = cp.as_mut()
-                && !cp.finished()
+                && cp.stateful_turn(&name, received, &activator, || Some(snapshot(&state, &stash, &group_of)))
             {
-                cp.received(received);
-                if let Some(epoch) = cp.in_progress() {
-                    if cp.due(epoch) {
-                        cp.record_state(&name, snapshot(&state, &stash, &group_of));
-                        cp.ack(epoch);
-                    }
-                    // Frozen until the checkpoint completes: nothing fires.
-                    activator.activate_after(crate::checkpoint::FROZEN_POLL);
-                    return;
-                }
-                // Look for the next checkpoint, input or not.
-                activator.activate_after(crate::checkpoint::IDLE_POLL);
+                return;
             }
             let upper: Option<u64> = frontier.frontier().iter().min().copied();
 
