@@ -33,12 +33,11 @@
 //! `src/lib.rs`:
 //!
 //! ```ignore
-//! use std::collections::HashMap;
-//! use tickflow_plugin::{Batch, Column, ColumnType, Field, Info, Model, export};
+//! use tickflow_plugin::{Batch, Column, ColumnType, Field, Info, KeyMap, Model, export};
 //!
 //! /// The return of each bar against the previous close of the same symbol.
 //! pub struct Momentum {
-//!     last_close: HashMap<String, f64>,
+//!     last_close: KeyMap<f64>,
 //! }
 //!
 //! impl Model for Momentum {
@@ -55,7 +54,7 @@
 //!     }
 //!
 //!     fn init(_config: &str) -> Result<Self, String> {
-//!         Ok(Momentum { last_close: HashMap::new() })
+//!         Ok(Momentum { last_close: KeyMap::default() })
 //!     }
 //!
 //!     fn process(&mut self, batch: &Batch) -> Result<Vec<Column>, String> {
@@ -97,6 +96,9 @@
 //! ```
 //!
 //! ## State and checkpoints
+//!
+//! Keep per-key state in a [`KeyMap`] (a hash map with a fast hash): inside WebAssembly string
+//! comparisons are byte loops, so a `BTreeMap<String, _>` costs several times more per lookup.
 //!
 //! Override [`Model::snapshot`] and [`Model::restore`] to keep state across restarts: state is
 //! per key, so the host can hand each key to whichever worker owns it after a restart with a
