@@ -14,3 +14,4 @@ pub mod sim;
 pub mod sinks;
 pub mod sources;
 pub mod spec;
+pub mod text;

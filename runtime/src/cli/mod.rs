@@ -63,8 +63,9 @@ enum Command {
     Run {
         /// The pipeline spec (YAML).
         spec: String,
-        /// Worker threads. Results are identical for any count.
-        #[arg(long, short, default_value_t = 1)]
+        /// Worker threads (1 to 1024; with checkpoints at most `key_groups`). Results are
+        /// identical for any count.
+        #[arg(long, short, default_value_t = 1, value_parser = parse_workers)]
         workers: usize,
         /// Stop after this long (e.g. 30s, 5m), as if Ctrl-C had been pressed.
         #[arg(long = "for", value_parser = parse_duration)]
@@ -232,6 +233,16 @@ fn run_sim(args: SimArgs) -> ExitCode {
     })
 }
 
+/// Most worker threads a process runs (each costs a thread, buffers and channels per operator).
+pub const MAX_WORKERS: usize = 1024;
+
+fn parse_workers(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_WORKERS).contains(&n) => Ok(n),
+        _ => Err(format!("expected a whole number from 1 to {MAX_WORKERS}")),
+    }
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     spec::units::Duration::parse(s).map(|d| d.to_std())
 }
@@ -334,6 +345,13 @@ pub fn main() -> ExitCode {
                 Ok(p) => p,
                 Err(e) => return spec_failure(&e),
             };
+            if plan.checkpoints.is_some() && workers > plan.key_groups as usize {
+                eprintln!(
+                    "error: --workers {workers} is more than checkpoints.key_groups ({}): state is kept in that many groups, so further workers would have nothing to do",
+                    plan.key_groups
+                );
+                return ExitCode::from(2);
+            }
             let metrics_addr =
                 metrics_addr.or_else(|| plan.metrics.as_ref().map(|m| m.addr.clone()));
             run_command(

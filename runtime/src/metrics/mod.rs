@@ -17,7 +17,7 @@ pub struct Metrics {
     /// Valid trades accepted by sources.
     pub trades: AtomicU64,
     /// Trades and frames rejected, by reason (index = `RejectReason as usize`).
-    pub rejected: [AtomicU64; 10],
+    pub rejected: [AtomicU64; RejectReason::ALL.len()],
     pub pings: AtomicU64,
     pub server_errors: AtomicU64,
     pub other_frames: AtomicU64,
@@ -43,7 +43,7 @@ pub struct Metrics {
     pub watermark: AtomicI64,
     /// Records written to the dead letters, by reason (index = `RejectReason as usize`); a
     /// subset of `rejected` (all of it when `dead_letters:` is configured).
-    pub dead_lettered: [AtomicU64; 10],
+    pub dead_lettered: [AtomicU64; RejectReason::ALL.len()],
     /// Per step (sources, windows, models, sinks): records in and out.
     pub steps: Mutex<BTreeMap<String, Arc<StepStats>>>,
     /// Per source: watermark, Kafka lag, websocket health.

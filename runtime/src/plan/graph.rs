@@ -89,13 +89,26 @@ fn nodes_and_edges(plan: &Plan) -> (Vec<Node>, Vec<(String, String, String)>) {
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
             .unwrap_or_default();
+        // What a plugin says about itself is untrusted: one line, no quotes, bounded.
+        let clean = |s: &str| -> String {
+            crate::text::quote(s, crate::text::QUOTE_CHARS)
+                .chars()
+                .map(|c| match c {
+                    '"' => '\'',
+                    '\\' => '/',
+                    c => c,
+                })
+                .collect()
+        };
+        let outputs: Vec<String> = outputs.iter().map(|o| clean(o)).collect();
         nodes.push(Node {
             id: node_id(plan, NodeRef::Model(i)),
             label: format!(
-                "{}\nmodel {} {} ({file})\n+ {}",
+                "{}\\nmodel {} {} ({})\\n+ {}",
                 m.name,
-                m.plugin.info.name,
-                m.plugin.info.version,
+                clean(&m.plugin.info.name),
+                clean(&m.plugin.info.version),
+                clean(&file),
                 outputs.join(", ")
             ),
             shape: "hexagon",

@@ -150,7 +150,7 @@ impl Plan {
 pub fn build(loaded: &LoadedSpec) -> Result<Plan, SpecErrors> {
     let mut diags = Vec::new();
     let plan = plan(&loaded.spec, &mut diags);
-    if diags.is_empty() {
+    if diags.is_empty() && loaded.pending.is_empty() {
         Ok(plan)
     } else {
         Err(loaded.locate(diags))
@@ -204,6 +204,7 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
                 path,
                 speed,
                 max_out_of_orderness,
+                ..
             }) => {
                 let p = format!("sources.{name}");
                 if path.trim().is_empty() {
@@ -435,6 +436,12 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
                 if cfg.rolling.max_rows == 0 {
                     err(format!("{p}.rolling.max_rows"), "must be at least 1".into());
                 }
+                if cfg.rolling.max_bytes.0 == 0 {
+                    err(
+                        format!("{p}.rolling.max_bytes"),
+                        "must be at least 1B (e.g. 128MiB)".into(),
+                    );
+                }
                 if cfg.rolling.max_age.as_millis() <= 0 {
                     err(format!("{p}.rolling.max_age"), "must be positive".into());
                 }
@@ -518,6 +525,7 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
             "the dead-letter path is empty".into(),
         );
     }
+    overlapping_folders(spec, &mut err);
     if let Some(c) = &spec.checkpoints {
         if c.path.trim().is_empty() {
             err(
@@ -913,4 +921,76 @@ fn find_cycle(spec: &crate::spec::PipelineSpec, start: &str) -> Option<Vec<Strin
         chain.push(next.to_string());
         current = next;
     }
+}
+
+/// Every sink, the dead letters and the checkpoints write into a folder of their own: two
+/// writers in one folder (or one inside the other) overwrite or mix each other's files.
+fn overlapping_folders(spec: &crate::spec::PipelineSpec, err: &mut impl FnMut(String, String)) {
+    let mut folders: Vec<(String, String, String)> = Vec::new(); // (field, who, location)
+    for (name, sink) in &spec.sinks {
+        if let SinkSpec::Parquet(cfg) = sink {
+            folders.push((format!("sinks.{name}.path"), format!("sink `{name}`"), cfg.path.clone()));
+        }
+    }
+    if let Some(dl) = &spec.dead_letters {
+        folders.push(("dead_letters.path".into(), "the dead letters".into(), dl.path.clone()));
+    }
+    if let Some(c) = &spec.checkpoints {
+        folders.push(("checkpoints.path".into(), "the checkpoints".into(), c.path.clone()));
+    }
+    let located: Vec<Option<String>> = folders.iter().map(|(_, _, p)| folder_location(p)).collect();
+    for j in 1..folders.len() {
+        let Some(b) = &located[j] else { continue };
+        for i in 0..j {
+            let Some(a) = &located[i] else { continue };
+            let inside = |x: &str, y: &str| x == y || y.starts_with(&format!("{x}/"));
+            if inside(a, b) || inside(b, a) {
+                let (field, _, path) = &folders[j];
+                let (_, who, other) = &folders[i];
+                err(
+                    field.clone(),
+                    format!(
+                        "`{path}` overlaps the folder of {who} (`{other}`): give every sink, the dead letters and the checkpoints a folder of their own"
+                    ),
+                );
+                break;
+            }
+        }
+    }
+}
+
+/// A storage URL as one comparable string: local paths absolute and lexically normalised
+/// (`./out/../data/` → `file:///cwd/data`), remote ones without trailing slashes. `None` for an
+/// empty path (reported elsewhere).
+fn folder_location(url: &str) -> Option<String> {
+    let url = url.trim();
+    if url.is_empty() {
+        return None;
+    }
+    let local = match url.strip_prefix("file://") {
+        Some(rest) => rest,
+        None if url.contains("://") => {
+            let (scheme, rest) = url.split_once("://")?;
+            let parts: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+            return Some(format!("{scheme}://{}", parts.join("/")));
+        }
+        None => url,
+    };
+    let path = std::path::Path::new(local);
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().ok()?.join(path)
+    };
+    let mut parts: Vec<String> = Vec::new();
+    for c in abs.components() {
+        match c {
+            std::path::Component::Normal(s) => parts.push(s.to_string_lossy().into_owned()),
+            std::path::Component::ParentDir => {
+                parts.pop();
+            }
+            _ => {}
+        }
+    }
+    Some(format!("file:///{}", parts.join("/")))
 }

@@ -135,6 +135,43 @@ impl std::fmt::Debug for Plugin {
     }
 }
 
+/// The largest plugin file read (a component is a few MiB; `/dev/zero` must not fill memory).
+pub const MAX_PLUGIN_BYTES: u64 = 256 << 20;
+
+/// Reads a plugin file, refusing what is not a regular file or is larger than
+/// [`MAX_PLUGIN_BYTES`]. A missing file under `plugins/dist/` says how to build the examples.
+fn read_capped(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let shown = path.display();
+    let file = std::fs::File::open(path).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::NotFound
+            && path.components().any(|c| c.as_os_str() == "dist")
+        {
+            " (the example plugins are built by `plugins/build`: run it first)"
+        } else {
+            ""
+        };
+        format!("cannot read `{shown}`: {e}{hint}")
+    })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read `{shown}`: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("`{shown}` is not a regular file"));
+    }
+    let mut bytes = Vec::with_capacity(meta.len().min(MAX_PLUGIN_BYTES) as usize);
+    file.take(MAX_PLUGIN_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read `{shown}`: {e}"))?;
+    if bytes.len() as u64 > MAX_PLUGIN_BYTES {
+        return Err(format!(
+            "`{shown}` is larger than {} MiB: not a plugin",
+            MAX_PLUGIN_BYTES >> 20
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Loads (compiles and checks) the plugin at `path`, once per process.
 pub fn load(path: &Path) -> Result<Arc<Plugin>, String> {
     let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
@@ -152,7 +189,7 @@ pub fn load(path: &Path) -> Result<Arc<Plugin>, String> {
 impl Plugin {
     fn compile(path: &Path) -> Result<Plugin, String> {
         let shown = path.display();
-        let bytes = std::fs::read(path).map_err(|e| format!("cannot read `{shown}`: {e}"))?;
+        let bytes = read_capped(path)?;
         if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
             return Err(format!("`{shown}` is not a WebAssembly file"));
         }

@@ -12,6 +12,11 @@ pub use finnhub::config::FinnhubConfig;
 pub use kafka::config::KafkaSourceConfig;
 pub use replay::config::ReplayConfig;
 
+/// Default `max_future` of every source: an hour ahead of the wall clock.
+pub const fn default_max_future() -> crate::spec::units::Duration {
+    crate::spec::units::Duration::secs(3600)
+}
+
 /// A source of records, chosen by `type`.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -47,6 +52,15 @@ impl SourceSpec {
     /// Whether the source ends by itself (a file), or with `--bounded` (Kafka).
     pub fn can_end(&self) -> bool {
         !matches!(self, SourceSpec::Finnhub(_))
+    }
+
+    /// A trade stamped more than this ahead of the wall clock is rejected (0: no bound).
+    pub fn max_future_ms(&self) -> i64 {
+        match self {
+            SourceSpec::Replay(c) => c.max_future.as_millis(),
+            SourceSpec::Finnhub(c) => c.max_future.as_millis(),
+            SourceSpec::Kafka(c) => c.max_future.as_millis(),
+        }
     }
 
     /// `watermark = max event time read − this`.

@@ -1,69 +1,176 @@
-//! `${VAR}` and `${VAR:-default}` interpolation of the spec text, before YAML parsing, so that
-//! every value (paths, URLs, numbers) can come from the environment. `$${` escapes a literal
-//! `${`. Comment lines are left alone. A missing variable without a default is an error that
-//! names the variable and where it is used; the value itself is never echoed.
+//! `${VAR}` and `${VAR:-default}` interpolation, applied to the scalar values of the parsed YAML
+//! tree (never to the text before parsing): a value from the environment is always exactly one
+//! scalar, whatever it contains (newlines, ` #`, `: `, quotes, `{`), and comments are never
+//! interpolated. `$${` escapes a literal `${`. A plain (unquoted) scalar that is one reference
+//! takes the type of its value (`rate: ${RATE:-200}` is a number); a quoted one stays a string.
+//! A missing variable without a default is an error that names the variable and where it is
+//! used; the value itself is never echoed.
+
+use super::tree::{Node, Pos};
+
+/// How deeply defaults may nest references (`${A:-${B:-${C}}}` is 3).
+pub const MAX_NESTING: usize = 16;
 
 /// Where an interpolation went wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvError {
+    /// Dotted path of the scalar (`sinks.bars.path`).
+    pub path: String,
     pub line: usize,
     pub column: usize,
     pub message: String,
 }
 
-/// Replaces every `${VAR}` / `${VAR:-default}` in `text` using `lookup`.
+/// Interpolates every string scalar below `root` (keys are left alone). `text` is the spec the
+/// tree was parsed from: it tells plain scalars from quoted ones.
+pub fn interpolate_tree(
+    root: &mut Node,
+    root_pos: Pos,
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Vec<EnvError> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut errors = Vec::new();
+    let mut path = Vec::new();
+    walk(root, root_pos, &lines, lookup, &mut path, &mut errors);
+    errors
+}
+
+fn walk(
+    node: &mut Node,
+    pos: Pos,
+    lines: &[&str],
+    lookup: &dyn Fn(&str) -> Option<String>,
+    path: &mut Vec<String>,
+    errors: &mut Vec<EnvError>,
+) {
+    match node {
+        Node::Map(entries) => {
+            for (_, key, vp, value) in entries.iter_mut() {
+                path.push(key.clone());
+                walk(value, *vp, lines, lookup, path, errors);
+                path.pop();
+            }
+        }
+        Node::Seq(items) => {
+            for (i, (p, value)) in items.iter_mut().enumerate() {
+                path.push(i.to_string());
+                walk(value, *p, lines, lookup, path, errors);
+                path.pop();
+            }
+        }
+        Node::Str(s) if s.contains('$') => {
+            let first = lines
+                .get(pos.line.wrapping_sub(1))
+                .and_then(|l| l.chars().nth(pos.column.wrapping_sub(1)));
+            let quoted = matches!(first, Some('"' | '\''));
+            let block = matches!(first, Some('|' | '>'));
+            match interpolate(s, lookup) {
+                Ok(value) => {
+                    let typed = !quoted && !block && is_one_reference(s);
+                    *node = if typed {
+                        plain_scalar(value)
+                    } else {
+                        Node::Str(value)
+                    };
+                }
+                Err(errs) => {
+                    // Columns inside a one-line scalar; elsewhere the scalar's own position.
+                    let inline = !block && !s.contains('\n');
+                    for (offset, message) in errs {
+                        let column = if inline {
+                            pos.column + offset + usize::from(quoted)
+                        } else {
+                            pos.column
+                        };
+                        errors.push(EnvError {
+                            path: path.join("."),
+                            line: pos.line,
+                            column,
+                            message,
+                        });
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Whether `s` is exactly one `${...}` reference.
+fn is_one_reference(s: &str) -> bool {
+    s.starts_with("${") && closing_brace(s) == Some(s.len() - 1)
+}
+
+/// A plain scalar's value typed as YAML's core schema would (integers, floats, booleans).
+fn plain_scalar(value: String) -> Node {
+    if let Ok(i) = value.parse::<i64>() {
+        return Node::Int(i);
+    }
+    let numeric = value
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'))
+        && value.bytes().any(|b| b.is_ascii_digit());
+    if numeric && let Ok(f) = value.parse::<f64>() {
+        return Node::Float(f);
+    }
+    match value.as_str() {
+        "true" => Node::Bool(true),
+        "false" => Node::Bool(false),
+        _ => Node::Str(value),
+    }
+}
+
+/// Replaces every `${VAR}` / `${VAR:-default}` in one scalar using `lookup`. Errors come with
+/// the character offset of their `${` in `text`.
 pub fn interpolate(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<String, Vec<EnvError>> {
+) -> Result<String, Vec<(usize, String)>> {
+    interpolate_at(text, lookup, 0)
+}
+
+fn interpolate_at(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    depth: usize,
+) -> Result<String, Vec<(usize, String)>> {
     let mut out = String::with_capacity(text.len());
     let mut errors = Vec::new();
-    for (line_idx, line) in text.split_inclusive('\n').enumerate() {
-        if line.trim_start().starts_with('#') {
-            out.push_str(line);
+    let mut rest = text;
+    let mut col = 0usize;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        col += rest[..pos].chars().count();
+        let after = &rest[pos..];
+        if after.starts_with("$${") {
+            out.push_str("${");
+            rest = &after[3..];
+            col += 3;
             continue;
         }
-        let mut rest = line;
-        let mut col = 1usize;
-        while let Some(pos) = rest.find('$') {
-            out.push_str(&rest[..pos]);
-            col += rest[..pos].chars().count();
-            let after = &rest[pos..];
-            if after.starts_with("$${") {
-                out.push_str("${");
-                rest = &after[3..];
-                col += 3;
-                continue;
-            }
-            if !after.starts_with("${") {
-                out.push('$');
-                rest = &after[1..];
-                col += 1;
-                continue;
-            }
-            let Some(end) = closing_brace(after) else {
-                errors.push(EnvError {
-                    line: line_idx + 1,
-                    column: col,
-                    message: "unterminated `${`: expected `${NAME}` or `${NAME:-default}`".into(),
-                });
-                out.push_str(after);
-                rest = "";
-                break;
-            };
-            match resolve(&after[2..end], lookup) {
-                Ok(v) => out.push_str(&v),
-                Err(message) => errors.push(EnvError {
-                    line: line_idx + 1,
-                    column: col,
-                    message,
-                }),
-            }
-            col += after[..=end].chars().count();
-            rest = &after[end + 1..];
+        if !after.starts_with("${") {
+            out.push('$');
+            rest = &after[1..];
+            col += 1;
+            continue;
         }
-        out.push_str(rest);
+        let Some(end) = closing_brace(after) else {
+            errors.push((
+                col,
+                "unterminated `${`: expected `${NAME}` or `${NAME:-default}`".into(),
+            ));
+            rest = "";
+            break;
+        };
+        match resolve(&after[2..end], lookup, depth) {
+            Ok(v) => out.push_str(&v),
+            Err(message) => errors.push((col, message)),
+        }
+        col += after[..=end].chars().count();
+        rest = &after[end + 1..];
     }
+    out.push_str(rest);
     if errors.is_empty() {
         Ok(out)
     } else {
@@ -93,8 +200,12 @@ fn closing_brace(s: &str) -> Option<usize> {
 }
 
 /// The value of one reference `NAME` or `NAME:-default`; the default may itself contain
-/// references (`${CHECKPOINT_URL:-${OUT_URL:-data}/checkpoints}`).
-fn resolve(inner: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+/// references (`${CHECKPOINT_URL:-${OUT_URL:-data}/checkpoints}`), up to [`MAX_NESTING`] deep.
+fn resolve(
+    inner: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    depth: usize,
+) -> Result<String, String> {
     let (name, default) = match inner.split_once(":-") {
         Some((n, d)) => (n, Some(d)),
         None => (inner, None),
@@ -103,18 +214,21 @@ fn resolve(inner: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Strin
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
         && !name.as_bytes()[0].is_ascii_digit();
     if !valid_name {
+        let shown: String = inner.chars().take(40).collect();
+        let more = if inner.chars().count() > 40 { "..." } else { "" };
         return Err(format!(
-            "invalid environment variable reference `${{{inner}}}`: names are letters, digits and `_`"
+            "invalid environment variable reference `${{{shown}{more}}}`: names are letters, digits and `_`"
         ));
     }
     match (lookup(name), default) {
         (Some(v), _) if !v.is_empty() || default.is_none() => Ok(v),
-        (_, Some(d)) => interpolate(d, lookup).map_err(|errors| {
-            errors
-                .into_iter()
-                .map(|e| e.message)
-                .collect::<Vec<_>>()
-                .join("; ")
+        (_, Some(_)) if depth + 1 >= MAX_NESTING => Err(format!(
+            "defaults nest more than {MAX_NESTING} references deep (at `{name}`)"
+        )),
+        (_, Some(d)) => interpolate_at(d, lookup, depth + 1).map_err(|errors| {
+            let mut msgs: Vec<String> = errors.into_iter().map(|(_, m)| m).collect();
+            msgs.dedup();
+            msgs.join("; ")
         }),
         (None, None) => Err(format!(
             "environment variable `{name}` is not set (set it, or write `${{{name}:-default}}`)"
@@ -131,45 +245,70 @@ mod tests {
         match name {
             "OUT" => Some("/tmp/out".into()),
             "EMPTY" => Some(String::new()),
+            "NL" => Some("out\nsinks:\n  evil: {type: parquet}".into()),
+            "HASH" => Some("/tmp/a #b".into()),
+            "N" => Some("42".into()),
             _ => None,
         }
     }
 
     #[test]
     fn substitutes_values_and_defaults() {
-        let got = interpolate(
-            "a: ${OUT}/bars\nb: ${NOPE:-x}\nc: ${EMPTY:-d}\nd: $${OUT}\ne: 5$\n",
-            &env,
-        )
-        .unwrap();
-        assert_eq!(got, "a: /tmp/out/bars\nb: x\nc: d\nd: ${OUT}\ne: 5$\n");
+        let got = interpolate("${OUT}/bars ${NOPE:-x} ${EMPTY:-d} $${OUT} 5$", &env).unwrap();
+        assert_eq!(got, "/tmp/out/bars x d ${OUT} 5$");
     }
 
     #[test]
     fn defaults_may_nest_references() {
-        let got = interpolate(
-            "a: ${NOPE:-${OUT}/chk}\nb: ${NOPE:-${NADA:-data}/chk}\nc: ${OUT:-${NADA}}\n",
-            &env,
-        )
-        .unwrap();
-        assert_eq!(got, "a: /tmp/out/chk\nb: data/chk\nc: /tmp/out\n");
-        let err = interpolate("x: ${NOPE:-${NADA}/chk}\n", &env).unwrap_err();
-        assert!(err[0].message.contains("`NADA` is not set"), "{err:?}");
-        assert_eq!((err[0].line, err[0].column), (1, 4));
+        assert_eq!(interpolate("${NOPE:-${OUT}/chk}", &env).unwrap(), "/tmp/out/chk");
+        assert_eq!(
+            interpolate("${NOPE:-${NADA:-data}/chk}", &env).unwrap(),
+            "data/chk"
+        );
+        assert_eq!(interpolate("${OUT:-${NADA}}", &env).unwrap(), "/tmp/out");
+        let err = interpolate("${NOPE:-${NADA}/chk}", &env).unwrap_err();
+        assert!(err[0].1.contains("`NADA` is not set"), "{err:?}");
+        assert_eq!(err[0].0, 0);
     }
 
     #[test]
-    fn leaves_comments_alone() {
-        assert_eq!(interpolate("# ${NOPE}\n", &env).unwrap(), "# ${NOPE}\n");
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let depth = 20_000;
+        let text = format!("{}x{}", "${A:-".repeat(depth), "}".repeat(depth));
+        let err = interpolate(&text, &env).unwrap_err();
+        assert!(err[0].1.contains("nest more than 16"), "{err:?}");
     }
 
     #[test]
-    fn missing_variables_are_reported_with_position() {
-        let errs =
-            interpolate("name: x\npath: ${TRADES_FILE}\nurl: ${A} ${B}\n", &env).unwrap_err();
-        assert_eq!(errs.len(), 3);
-        assert_eq!((errs[0].line, errs[0].column), (2, 7));
-        assert!(errs[0].message.contains("`TRADES_FILE` is not set"));
-        assert_eq!((errs[2].line, errs[2].column), (3, 11));
+    fn missing_variables_are_reported_with_offsets() {
+        let errs = interpolate("${A} ${B}", &env).unwrap_err();
+        assert_eq!(errs.len(), 2);
+        assert_eq!(errs[1].0, 5);
+        assert!(errs[0].1.contains("`A` is not set"));
+    }
+
+    #[test]
+    fn values_stay_one_scalar_and_take_plain_types() {
+        let text = "a: ${NL}\nb: ${HASH}/x # ${NOPE}\nc: ${N}\nd: \"${N}\"\n# e: ${NOPE}\n";
+        let mut tree = crate::spec::tree::Tree::parse(text).unwrap();
+        let errs = interpolate_tree(&mut tree.root, tree.root_pos, text, &env);
+        assert!(errs.is_empty(), "{errs:?}");
+        let json = tree.root.to_json();
+        assert_eq!(json["a"], "out\nsinks:\n  evil: {type: parquet}");
+        assert_eq!(json["b"], "/tmp/a #b/x");
+        assert_eq!(json["c"], 42);
+        assert_eq!(json["d"], "42");
+        assert_eq!(json.as_object().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn tree_errors_name_path_and_column() {
+        let text = "name: x\nsinks:\n  s:\n    path: ${A} ${B}\n";
+        let mut tree = crate::spec::tree::Tree::parse(text).unwrap();
+        let errs = interpolate_tree(&mut tree.root, tree.root_pos, text, &env);
+        assert_eq!(errs.len(), 2);
+        assert_eq!(errs[0].path, "sinks.s.path");
+        assert_eq!((errs[0].line, errs[0].column), (4, 11));
+        assert_eq!((errs[1].line, errs[1].column), (4, 16));
     }
 }

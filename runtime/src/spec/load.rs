@@ -5,7 +5,7 @@
 use serde::de::DeserializeOwned;
 
 use super::diagnostic::{Diagnostic, SpecErrors, suggest};
-use super::env::interpolate;
+use super::env::interpolate_tree;
 use super::model::{PipelineSpec, StepSpec};
 use super::tree::{Node, Tree};
 use crate::sinks::SinkSpec;
@@ -16,12 +16,20 @@ pub struct LoadedSpec {
     pub file: String,
     pub spec: PipelineSpec,
     pub tree: Tree,
+    /// Problems already found (unset environment variables) that do not stop the typed checks:
+    /// planning reports them together with its own, so one round shows every error.
+    pub pending: Vec<Diagnostic>,
 }
 
 impl LoadedSpec {
     /// Attaches positions to diagnostics found after parsing (by their dotted path).
     pub fn locate(&self, mut diags: Vec<Diagnostic>) -> SpecErrors {
+        // A field whose variable is unset has no value to check: its own errors are noise.
+        diags.retain(|d| !self.pending.iter().any(|p| covers(&p.path, &d.path)));
         for d in &mut diags {
+            if d.line > 0 {
+                continue;
+            }
             let path: Vec<String> = if d.path.is_empty() {
                 vec![]
             } else {
@@ -31,12 +39,19 @@ impl LoadedSpec {
             d.line = p.line;
             d.column = p.column;
         }
+        diags.extend(self.pending.iter().cloned());
         diags.sort_by_key(|d| (d.line, d.column));
         SpecErrors {
             file: self.file.clone(),
             diagnostics: diags,
         }
     }
+}
+
+/// Whether the field at dotted path `outer` is, or contains, the one at `inner`.
+fn covers(outer: &str, inner: &str) -> bool {
+    inner == outer
+        || (inner.starts_with(outer) && inner.as_bytes().get(outer.len()) == Some(&b'.'))
 }
 
 /// Loads and type-checks a spec file, reading `${VAR}`s from the process environment.
@@ -58,15 +73,12 @@ pub fn load_str(
         file: file.to_string(),
         diagnostics,
     };
-    let text = interpolate(text, env).map_err(|errs| {
-        fail(
-            errs.into_iter()
-                .map(|e| Diagnostic::new("", e.message).at(e.line, e.column))
-                .collect(),
-        )
-    })?;
-    let tree = Tree::parse(&text)
+    let mut tree = Tree::parse(text)
         .map_err(|(p, msg)| fail(vec![Diagnostic::new("", msg).at(p.line, p.column)]))?;
+    let pending: Vec<Diagnostic> = interpolate_tree(&mut tree.root, tree.root_pos, text, env)
+        .into_iter()
+        .map(|e| Diagnostic::new(e.path, e.message).at(e.line, e.column))
+        .collect();
     let Node::Map(top) = &tree.root else {
         return Err(fail(vec![
             Diagnostic::new(
@@ -83,12 +95,10 @@ pub fn load_str(
         if let Some((_, _, _, Node::Map(entries))) = top.iter().find(|(_, k, _, _)| k == section) {
             for (_, name, _, node) in entries {
                 for (path, msg) in check_component(section, node) {
-                    diags.push(component_diag(
-                        &tree,
-                        &format!("{section}.{name}"),
-                        path,
-                        msg,
-                    ));
+                    let d = component_diag(&tree, &format!("{section}.{name}"), path, msg);
+                    if !pending.iter().any(|p| covers(&p.path, &d.path)) {
+                        diags.push(d);
+                    }
                 }
             }
         }
@@ -98,11 +108,14 @@ pub fn load_str(
         let first = path.first().map(String::as_str);
         let inside_component =
             matches!(first, Some("sources" | "steps" | "sinks")) && path.len() >= 2;
-        if !(inside_component && !diags.is_empty()) {
-            diags.push(component_diag(&tree, "", path, msg));
+        let d = component_diag(&tree, "", path, msg);
+        let noise = pending.iter().any(|p| covers(&p.path, &d.path));
+        if !(inside_component && (!diags.is_empty() || !pending.is_empty())) && !noise {
+            diags.push(d);
         }
     }
     if !diags.is_empty() {
+        diags.extend(pending);
         diags.sort_by_key(|d| (d.line, d.column));
         diags.dedup();
         return Err(fail(diags));
@@ -113,6 +126,7 @@ pub fn load_str(
         file: file.to_string(),
         spec,
         tree,
+        pending,
     })
 }
 
@@ -310,6 +324,18 @@ fn component_diag(tree: &Tree, prefix: &str, inner: Vec<String>, msg: String) ->
             "unknown value `{variant}`{}",
             suggest(&variant, expected.iter().map(String::as_str))
         );
+    }
+    // Inside an internally tagged enum (`window: {type: tumbling, size: 1mn}`) serde names only
+    // the enum: point at the field that holds the offending value.
+    if !key_pos
+        && let Some(bad) = between(&message, "invalid duration `", "`")
+            .or_else(|| between(&message, "invalid size `", "`"))
+        && let Some(Node::Map(entries)) = tree.node_at(&path)
+        && let Some((_, key, _, _)) = entries
+            .iter()
+            .find(|(_, _, _, v)| matches!(v, Node::Str(s) if s == bad))
+    {
+        path.push(key.clone());
     }
     let pos = tree.locate(&path, key_pos);
     Diagnostic::new(path.join("."), message).at(pos.line.max(1), pos.column.max(1))

@@ -88,13 +88,17 @@ impl<'de> Deserialize<'de> for Node {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
                 let mut entries: Vec<(Pos, String, Pos, Node)> = Vec::new();
+                // NB: a set, not a scan of `entries`: a mapping with 400k keys must stay linear.
+                let mut seen: std::collections::HashSet<String, foldhash::fast::RandomState> =
+                    Default::default();
                 while let Some(key) = map.next_key::<Spanned<String>>()? {
                     let SpannedNode(vp, v) = map.next_value()?;
                     let kp = pos_of(&key.referenced);
-                    if entries.iter().any(|(_, k, _, _)| *k == key.value) {
+                    if !seen.insert(key.value.clone()) {
                         return Err(de::Error::custom(format!(
                             "duplicate key `{}` at line {}",
-                            key.value, kp.line
+                            crate::text::quote(&key.value, crate::text::QUOTE_CHARS),
+                            kp.line
                         )));
                     }
                     entries.push((kp, key.value, vp, v));
@@ -136,6 +140,19 @@ impl Tree {
                 Err((pos, first))
             }
         }
+    }
+
+    /// The node at `path` (dotted; sequence items by index), if there is one.
+    pub fn node_at(&self, path: &[String]) -> Option<&Node> {
+        let mut node = &self.root;
+        for seg in path {
+            node = match node {
+                Node::Map(entries) => &entries.iter().find(|(_, k, _, _)| k == seg)?.3,
+                Node::Seq(items) => &items.get(seg.parse::<usize>().ok()?)?.1,
+                _ => return None,
+            };
+        }
+        Some(node)
     }
 
     /// The position of the value at `path` (dotted; sequence items by index), or of its nearest

@@ -135,7 +135,8 @@ impl DeadLetters {
     pub fn log_server_error(&mut self, source: &str, msg: &str) {
         self.server_errors_logged += 1;
         if self.server_errors_logged <= LOG_LIMIT {
-            tracing::warn!(source, message = msg, "error frame from the server");
+            let message = crate::text::quote(msg, 200);
+            tracing::warn!(source, message = %message, "error frame from the server");
         }
     }
 

@@ -25,6 +25,11 @@ pub struct FinnhubConfig {
     /// How far behind the newest event time the watermark trails.
     #[serde(default = "default_max_out_of_orderness")]
     pub max_out_of_orderness: Duration,
+    /// A trade stamped more than this ahead of the wall clock is rejected with reason
+    /// `future_timestamp` instead of moving the watermark (one bad clock would otherwise make
+    /// every later trade late). `0s` turns the check off.
+    #[serde(default = "crate::sources::default_max_future")]
+    pub max_future: Duration,
     /// Reconnect when nothing (not even a ping) arrives for this long.
     #[serde(default = "default_silence_timeout")]
     pub silence_timeout: Duration,

@@ -6,7 +6,7 @@
 
 use compact_str::CompactString;
 
-use super::protocol::{MAX_TS, ValidTrade};
+use super::protocol::{MAX_TS, MAX_VALUE, ValidTrade, valid_symbol};
 
 struct Cursor<'a> {
     b: &'a [u8],
@@ -199,7 +199,12 @@ fn trade(c: &mut Cursor) -> Option<ValidTrade> {
         }
     }
     let (price, symbol, ts, volume) = (p?, s?, t?, v?);
-    if !(price > 0.0 && volume >= 0.0 && !symbol.is_empty() && (0..=MAX_TS).contains(&ts)) {
+    if !(price > 0.0
+        && price <= MAX_VALUE
+        && (0.0..=MAX_VALUE).contains(&volume)
+        && valid_symbol(symbol)
+        && (0..=MAX_TS).contains(&ts))
+    {
         return None;
     }
     Some(ValidTrade {

@@ -22,6 +22,10 @@ pub enum RejectReason {
     InvalidPrice,
     InvalidVolume,
     InvalidTimestamp,
+    /// A symbol that is empty, longer than [`MAX_SYMBOL_BYTES`] or has control characters.
+    InvalidSymbol,
+    /// A trade stamped too far ahead of the wall clock (`max_future`).
+    FutureTimestamp,
     Late,
     /// A Kafka record that is not a trade object.
     MalformedRecord,
@@ -32,13 +36,15 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 10] = [
+    pub const ALL: [RejectReason; 12] = [
         RejectReason::MalformedFrame,
         RejectReason::MissingField,
         RejectReason::InvalidType,
         RejectReason::InvalidPrice,
         RejectReason::InvalidVolume,
         RejectReason::InvalidTimestamp,
+        RejectReason::InvalidSymbol,
+        RejectReason::FutureTimestamp,
         RejectReason::Late,
         RejectReason::MalformedRecord,
         RejectReason::DeliveryFailed,
@@ -52,6 +58,8 @@ impl RejectReason {
             RejectReason::InvalidPrice => "invalid_price",
             RejectReason::InvalidVolume => "invalid_volume",
             RejectReason::InvalidTimestamp => "invalid_timestamp",
+            RejectReason::InvalidSymbol => "invalid_symbol",
+            RejectReason::FutureTimestamp => "future_timestamp",
             RejectReason::Late => "late",
             RejectReason::MalformedRecord => "malformed_record",
             RejectReason::DeliveryFailed => "delivery_failed",
@@ -99,16 +107,105 @@ pub struct MalformedFrame {
 /// Largest accepted event time: 9999-12-31T23:59:59.999Z.
 pub const MAX_TS: i64 = 253_402_300_799_999;
 
+/// Longest accepted symbol, in bytes (Finnhub's longest are about 30: `BINANCE:1000SATSUSDT`).
+/// Symbols name output folders and Kafka keys: they must stay short.
+pub const MAX_SYMBOL_BYTES: usize = 64;
+
+/// Largest accepted price and volume. No instrument trades near it, and it keeps every sum a
+/// window computes finite (`price·volume` ≤ 1e30; 2^63 of those stay far below f64's 1.8e308).
+pub const MAX_VALUE: f64 = 1e15;
+
+/// The latest event time a source accepts now: the wall clock plus `max_future_ms`
+/// (`i64::MAX` when `max_future_ms` is 0, i.e. off).
+pub fn future_limit(max_future_ms: i64) -> i64 {
+    if max_future_ms <= 0 {
+        i64::MAX
+    } else {
+        crate::dataflow::time::now_ms().saturating_add(max_future_ms)
+    }
+}
+
+/// The dead-letter detail of a trade rejected as `future_timestamp`.
+pub fn future_detail(ts: i64, limit: i64) -> String {
+    format!(
+        "`t` ({}) is more than `max_future` ahead of the wall clock (latest accepted: {})",
+        crate::record::format_ts(ts),
+        crate::record::format_ts(limit)
+    )
+}
+
+/// Whether `s` is an acceptable symbol: 1 to [`MAX_SYMBOL_BYTES`] bytes, no control characters.
+#[inline]
+pub fn valid_symbol(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_SYMBOL_BYTES
+        && (s.is_ascii() && s.bytes().all(|b| b >= 0x20 && b != 0x7f)
+            || !s.is_ascii() && !s.chars().any(char::is_control))
+}
+
+/// A number JSON can write but f64 cannot hold (`1e400`), as the general parser sees it: the
+/// frame is parsed again with the number replaced by this marker string, so only the trade
+/// that holds it is rejected.
+const OUT_OF_RANGE: &str = "\u{0}number out of range";
+
+fn out_of_range(e: &serde_json::Error) -> bool {
+    e.to_string().starts_with("number out of range")
+}
+
+/// `text` with every number f64 cannot hold replaced by the [`OUT_OF_RANGE`] marker string (at
+/// most 64 of them; the parse that follows reports anything else that is wrong).
+fn mark_huge_numbers(text: &str) -> String {
+    let mut owned = text.to_string();
+    for _ in 0..64 {
+        let err = match serde_json::from_str::<IgnoredAny>(&owned) {
+            Err(e) if out_of_range(&e) => e,
+            _ => break,
+        };
+        let bytes = owned.as_bytes();
+        let at = (err.column().max(1) - 1).min(bytes.len());
+        let is_num = |b: u8| b.is_ascii_digit() || matches!(b, b'e' | b'E' | b'.' | b'+' | b'-');
+        let mut end = at;
+        while end < bytes.len() && is_num(bytes[end]) {
+            end += 1;
+        }
+        let mut start = end;
+        while start > 0 && is_num(bytes[start - 1]) {
+            start -= 1;
+        }
+        if start == end {
+            break;
+        }
+        owned.replace_range(start..end, "\"\\u0000number out of range\"");
+    }
+    owned
+}
+
 /// Parses one frame. Valid trades go to `on_trade` (with their index in `data`), invalid ones to
 /// `invalid`. Returns the frame kind, or why the whole frame was rejected.
 pub fn parse_frame(
     text: &str,
+    on_trade: impl FnMut(usize, ValidTrade),
+    invalid: &mut Vec<InvalidTrade>,
+) -> Result<FrameKind, MalformedFrame> {
+    let malformed = |e: serde_json::Error| MalformedFrame {
+        detail: format!("not a Finnhub frame: {e}"),
+    };
+    match serde_json::from_str::<RawFrame>(text) {
+        Ok(frame) => frame_kind(frame, on_trade, invalid),
+        Err(e) if out_of_range(&e) => {
+            let marked = mark_huge_numbers(text);
+            let frame = serde_json::from_str::<RawFrame>(&marked).map_err(malformed)?;
+            frame_kind(frame, on_trade, invalid)
+        }
+        Err(e) => Err(malformed(e)),
+    }
+}
+
+fn frame_kind(
+    frame: RawFrame,
     mut on_trade: impl FnMut(usize, ValidTrade),
     invalid: &mut Vec<InvalidTrade>,
 ) -> Result<FrameKind, MalformedFrame> {
-    let frame: RawFrame = serde_json::from_str(text).map_err(|e| MalformedFrame {
-        detail: format!("not a Finnhub frame: {e}"),
-    })?;
     let kind = match frame.kind.as_deref() {
         None => {
             return Err(MalformedFrame {
@@ -150,8 +247,21 @@ pub fn parse_trade(bytes: &[u8]) -> Result<ValidTrade, (RejectReason, String)> {
     if let Some(t) = super::fast::parse_trade_object(bytes) {
         return Ok(t);
     }
+    let not_a_trade = |e: serde_json::Error| {
+        (
+            RejectReason::MalformedRecord,
+            format!("not a trade object: {e}"),
+        )
+    };
     match serde_json::from_slice::<RawTrade>(bytes) {
         Ok(raw) => raw.validate(),
+        Err(e) if out_of_range(&e) => {
+            let text = std::str::from_utf8(bytes).map_err(|_| not_a_trade(e))?;
+            let marked = mark_huge_numbers(text);
+            serde_json::from_str::<RawTrade>(&marked)
+                .map_err(not_a_trade)?
+                .validate()
+        }
         Err(e) => Err((
             RejectReason::MalformedRecord,
             format!("not a trade object: {e}"),
@@ -419,8 +529,25 @@ impl RawTrade<'_> {
             return Err((InvalidType, format!("trade must be an object, got {what}")));
         };
         let symbol = match s {
-            Loose::Str(s) if !s.is_empty() => CompactString::from(s.as_ref()),
-            Loose::Str(_) => return Err((MissingField, "`s` (symbol) is empty".into())),
+            Loose::Str(s) if s.as_ref() == OUT_OF_RANGE => {
+                return Err((
+                    InvalidType,
+                    "`s` (symbol) must be a string, got a number out of range".into(),
+                ));
+            }
+            Loose::Str(s) if valid_symbol(&s) => CompactString::from(s.as_ref()),
+            Loose::Str(s) if s.is_empty() => {
+                return Err((MissingField, "`s` (symbol) is empty".into()));
+            }
+            Loose::Str(s) => {
+                return Err((
+                    InvalidSymbol,
+                    format!(
+                        "`s` (symbol) must be at most {MAX_SYMBOL_BYTES} bytes without control characters, got `{}`",
+                        crate::text::quote(&s, 32)
+                    ),
+                ));
+            }
             Loose::Absent => return Err((MissingField, "trade has no `s` (symbol)".into())),
             other => {
                 return Err((
@@ -430,12 +557,21 @@ impl RawTrade<'_> {
             }
         };
         let price = match (&p, p.number()) {
-            (_, Some(x)) if x.is_finite() && x > 0.0 => x,
+            (_, Some(x)) if x.is_finite() && x > 0.0 && x <= MAX_VALUE => x,
+            (_, Some(x)) if x > MAX_VALUE => {
+                return Err((
+                    InvalidPrice,
+                    format!("`p` (price) must be at most {MAX_VALUE:e}, got {x:e}"),
+                ));
+            }
             (_, Some(x)) => {
                 return Err((
                     InvalidPrice,
                     format!("`p` (price) must be a positive finite number, got {x}"),
                 ));
+            }
+            (Loose::Str(s), None) if s.as_ref() == OUT_OF_RANGE => {
+                return Err((InvalidPrice, "`p` (price) is out of range".into()));
             }
             (Loose::Absent, None) => return Err((MissingField, "trade has no `p` (price)".into())),
             (other, None) => {
@@ -446,12 +582,21 @@ impl RawTrade<'_> {
             }
         };
         let volume = match (&v, v.number()) {
-            (_, Some(x)) if x.is_finite() && x >= 0.0 => x,
+            (_, Some(x)) if x.is_finite() && (0.0..=MAX_VALUE).contains(&x) => x,
+            (_, Some(x)) if x > MAX_VALUE => {
+                return Err((
+                    InvalidVolume,
+                    format!("`v` (volume) must be at most {MAX_VALUE:e}, got {x:e}"),
+                ));
+            }
             (_, Some(x)) => {
                 return Err((
                     InvalidVolume,
                     format!("`v` (volume) must be a finite number ≥ 0, got {x}"),
                 ));
+            }
+            (Loose::Str(s), None) if s.as_ref() == OUT_OF_RANGE => {
+                return Err((InvalidVolume, "`v` (volume) is out of range".into()));
             }
             (Loose::Absent, None) => {
                 return Err((MissingField, "trade has no `v` (volume)".into()));
@@ -477,6 +622,9 @@ impl RawTrade<'_> {
                     InvalidTimestamp,
                     format!("`t` (time) must be whole milliseconds since the epoch, got {f}"),
                 ));
+            }
+            Loose::Str(s) if s.as_ref() == OUT_OF_RANGE => {
+                return Err((InvalidTimestamp, "`t` (time) is out of range".into()));
             }
             Loose::Absent => return Err((MissingField, "trade has no `t` (time)".into())),
             other => {

@@ -162,6 +162,7 @@ pub fn finnhub_stream<'scope>(
     let node = &ctx.plan.sources[source_index];
     let name = node.name.clone();
     let ooo = node.max_out_of_orderness_ms();
+    let max_future = node.config.max_future_ms();
     let quantum = node.time_quantum_ms;
     let crate::sources::SourceSpec::Finnhub(cfg) = &node.config else {
         unreachable!("a finnhub source")
@@ -266,7 +267,13 @@ pub fn finnhub_stream<'scope>(
                     }
                     let floor = idle_floor(last_trade);
                     let before = batch.len();
+                    let limit = protocol::future_limit(max_future);
+                    let mut future: Vec<(usize, i64)> = Vec::new();
                     let mut push = |index: usize, t: protocol::ValidTrade| {
+                        if t.ts > limit {
+                            future.push((index, t.ts));
+                            return;
+                        }
                         max_ts = max_ts.max(t.ts);
                         wm_state = wm_state.max(max_ts - ooo).max(floor);
                         batch.push(Trade {
@@ -308,6 +315,17 @@ pub fn finnhub_stream<'scope>(
                                 line: frame_no,
                             });
                         }
+                    }
+                    for (index, ts) in future {
+                        let raw = protocol::raw_trade(text.as_str(), index)
+                            .unwrap_or_else(|| text.to_string());
+                        dead.borrow_mut().push(DeadLetter {
+                            source: &name,
+                            reason: RejectReason::FutureTimestamp,
+                            detail: protocol::future_detail(ts, limit),
+                            raw,
+                            line: frame_no,
+                        });
                     }
                     if batch.len() > before {
                         last_trade = Instant::now();

@@ -34,6 +34,12 @@ pub struct KafkaSourceConfig {
     /// it off.
     #[serde(default = "default_max_drift")]
     pub max_drift: Duration,
+    /// A trade stamped more than this ahead of the wall clock is rejected with reason
+    /// `future_timestamp` instead of moving the watermark (one bad clock, e.g. a year-9999
+    /// trade, would otherwise make every later trade late). `0s` turns the check off (synthetic
+    /// data dated in the future).
+    #[serde(default = "crate::sources::default_max_future")]
+    pub max_future: Duration,
 }
 
 /// Where a Kafka source starts.

@@ -66,6 +66,7 @@ impl PartitionState {
         batch: &mut BTreeMap<u64, Vec<Trade>>,
         dead: &RefCell<DeadLetters>,
         source: &str,
+        future_limit: i64,
     ) -> bool {
         let offset = msg.offset();
         self.next = offset + 1;
@@ -74,7 +75,15 @@ impl PartitionState {
             return false; // past the bounded end
         }
         let seq = ((self.partition as u64) << OFFSET_BITS) | offset as u64;
-        match protocol::parse_trade(msg.payload().unwrap_or_default()) {
+        let parsed = protocol::parse_trade(msg.payload().unwrap_or_default()).and_then(|t| {
+            if t.ts > future_limit {
+                let detail = protocol::future_detail(t.ts, future_limit);
+                Err((protocol::RejectReason::FutureTimestamp, detail))
+            } else {
+                Ok(t)
+            }
+        });
+        match parsed {
             Ok(t) => {
                 self.max_ts = self.max_ts.max(t.ts);
                 self.wm = self.wm.max(self.max_ts - ooo);
@@ -128,6 +137,7 @@ pub fn kafka_stream<'scope>(
         move |capability: Capability<u64>, info| {
             let activator = scope.activator_for(info.address);
             let ooo = cfg.max_out_of_orderness.as_millis();
+            let max_future = cfg.max_future.as_millis();
             let idle = Duration::from_millis(cfg.idle_timeout.as_millis().max(1) as u64);
             let max_drift = cfg.max_drift.as_millis();
             let setup = || -> anyhow::Result<(Arc<BaseConsumer>, Vec<PartitionState>)> {
@@ -269,6 +279,7 @@ pub fn kafka_stream<'scope>(
                 }
                 let (mut n, mut polled) = (0u64, 0);
                 let floor = *capability.time();
+                let future = protocol::future_limit(max_future);
                 // Callbacks, and records fetched before the partition queues were split.
                 while polled < POLL_BUDGET {
                     let Some(result) = consumer.poll(Duration::ZERO) else {
@@ -280,7 +291,7 @@ pub fn kafka_stream<'scope>(
                             if let Some(state) =
                                 parts.iter_mut().find(|s| s.partition == msg.partition())
                             {
-                                n += state.take(&msg, ooo, quantum, floor, &mut batch, &dead, &name)
+                                n += state.take(&msg, ooo, quantum, floor, &mut batch, &dead, &name, future)
                                     as u64;
                             }
                         }
@@ -313,7 +324,7 @@ pub fn kafka_stream<'scope>(
                         taken += 1;
                         match result {
                             Ok(msg) => {
-                                n += state.take(&msg, ooo, quantum, floor, &mut batch, &dead, &name)
+                                n += state.take(&msg, ooo, quantum, floor, &mut batch, &dead, &name, future)
                                     as u64;
                             }
                             Err(e) => {

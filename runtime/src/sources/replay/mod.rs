@@ -37,7 +37,10 @@ const PARSE_AHEAD: usize = 8;
 
 /// State shared by all workers replaying one file.
 pub struct ReplayShared {
-    data: Data,
+    file: std::fs::File,
+    path: String,
+    /// The file's length when the run started: what is replayed.
+    len: u64,
     block_size: usize,
     n_blocks: usize,
     block_max: Vec<AtomicI64>,
@@ -47,27 +50,21 @@ pub struct ReplayShared {
     origin_ts: AtomicI64,
 }
 
-enum Data {
-    Mapped(memmap2::Mmap),
-    Empty,
-}
+/// How much more is read at a time to find the end of a block's last line.
+const LINE_TAIL_CHUNK: usize = 64 << 10;
 
 impl ReplayShared {
-    /// Maps `path` for reading.
+    /// Opens `path` for reading. The file is read with positioned reads, never memory-mapped:
+    /// a file truncated during the run is then an error that says so, not a SIGBUS.
     pub fn open(path: &str, block_size: usize) -> std::io::Result<ReplayShared> {
         let file = std::fs::File::open(path)?;
-        let len = file.metadata()?.len() as usize;
-        let data = if len == 0 {
-            Data::Empty
-        } else {
-            // SAFETY: the file is only read; a replay file changed while running is a user error
-            // whose worst case is garbage frames, which validation rejects.
-            Data::Mapped(unsafe { memmap2::Mmap::map(&file)? })
-        };
+        let len = file.metadata()?.len();
         let block_size = block_size.max(1);
-        let n_blocks = len.div_ceil(block_size);
+        let n_blocks = (len as usize).div_ceil(block_size);
         Ok(ReplayShared {
-            data,
+            file,
+            path: path.to_string(),
+            len,
             block_size,
             n_blocks,
             block_max: (0..n_blocks).map(|_| AtomicI64::new(i64::MIN)).collect(),
@@ -77,32 +74,58 @@ impl ReplayShared {
         })
     }
 
-    fn bytes(&self) -> &[u8] {
-        match &self.data {
-            Data::Mapped(m) => m,
-            Data::Empty => &[],
+    /// Fills `buf` from `offset`; a file shorter than at the start is an error naming it.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> anyhow::Result<()> {
+        use std::os::unix::fs::FileExt;
+        match self.file.read_exact_at(buf, offset) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                let now = self.file.metadata().map(|m| m.len()).unwrap_or(0);
+                anyhow::bail!(
+                    "replay file `{}` shrank while being read: it had {} bytes at the start, now {now} (a file must not be truncated or rewritten during a replay)",
+                    self.path,
+                    self.len
+                )
+            }
+            Err(e) => Err(anyhow::anyhow!("reading replay file `{}`: {e}", self.path)),
         }
     }
 
-    /// Byte range of the lines that start in block `b`.
-    fn block_range(&self, b: usize) -> (usize, usize) {
-        let data = self.bytes();
-        let line_start = |pos: usize| -> usize {
-            if pos == 0 {
-                0
-            } else if pos >= data.len() {
-                data.len()
-            } else {
-                match memchr::memchr(b'\n', &data[pos - 1..]) {
-                    Some(i) => pos - 1 + i + 1,
-                    None => data.len(),
-                }
+    /// The bytes of the lines that start in block `b` (the last one read to its end).
+    fn read_block(&self, b: usize) -> anyhow::Result<Vec<u8>> {
+        let bs = self.block_size as u64;
+        let lo = b as u64 * bs;
+        let hi = (lo + bs).min(self.len);
+        // One byte before the block tells whether a line starts at its first byte.
+        let from = lo.saturating_sub(1);
+        let mut buf = vec![0u8; (hi - from) as usize];
+        self.read_at(&mut buf, from)?;
+        let start = if lo == 0 {
+            0
+        } else {
+            match memchr::memchr(b'\n', &buf) {
+                Some(i) => i + 1,
+                // No line starts in this block.
+                None => return Ok(Vec::new()),
             }
         };
-        (
-            line_start(b * self.block_size),
-            line_start((b + 1) * self.block_size),
-        )
+        // The last line runs on to the next newline at or after `hi - 1`.
+        let mut pos = hi;
+        while pos < self.len && buf.last() != Some(&b'\n') {
+            let n = (self.len - pos).min(LINE_TAIL_CHUNK as u64) as usize;
+            let mut chunk = vec![0u8; n];
+            self.read_at(&mut chunk, pos)?;
+            match memchr::memchr(b'\n', &chunk) {
+                Some(i) => {
+                    buf.extend_from_slice(&chunk[..=i]);
+                    break;
+                }
+                None => buf.extend_from_slice(&chunk),
+            }
+            pos += n as u64;
+        }
+        buf.drain(..start);
+        Ok(buf)
     }
 }
 
@@ -142,6 +165,7 @@ pub fn replay_stream<'scope>(
         unreachable!("a replay source")
     };
     let speed = config.speed;
+    let max_future = config.max_future.as_millis();
     let (worker, peers) = (scope.index(), scope.peers());
     let ctx = Arc::clone(ctx);
 
@@ -169,6 +193,9 @@ pub fn replay_stream<'scope>(
             let metrics: Arc<Metrics> = Arc::clone(&ctx.metrics);
             let (step_stats, source_stats) = (metrics.step(&name, "source"), metrics.source(&name));
             let stop = Arc::clone(&ctx.stop);
+            // Fixed at the start, so whether a trade is "in the future" does not depend on
+            // when its block happens to be parsed.
+            let future = protocol::future_limit(max_future);
 
             move |output| {
                 if stop.load(Ordering::Relaxed) {
@@ -250,7 +277,14 @@ pub fn replay_stream<'scope>(
                 if parsed.len() < PARSE_AHEAD
                     && let Some(b) = my_blocks.pop_front()
                 {
-                    let block = parse_block(&shared, b, &metrics, &dead, &name);
+                    let block = match parse_block(&shared, b, &metrics, &dead, &name, future) {
+                        Ok(block) => block,
+                        Err(e) => {
+                            ctx.fail(format!("source `{name}`: {e:#}"));
+                            cap = None;
+                            return;
+                        }
+                    };
                     shared.block_max[b].store(block.max_ts, Ordering::Release);
                     shared.block_ready[b].store(true, Ordering::Release);
                     parsed.push_back(block);
@@ -310,15 +344,25 @@ fn parse_block(
     metrics: &Metrics,
     dead: &Rc<RefCell<DeadLetters>>,
     source_name: &str,
-) -> ParsedBlock {
-    let (start, end) = shared.block_range(b);
-    let bytes = &shared.bytes()[start..end];
+    future_limit: i64,
+) -> anyhow::Result<ParsedBlock> {
+    let block = shared.read_block(b)?;
+    let bytes = &block[..];
+    let mut future: Vec<(usize, i64)> = Vec::new();
     let mut trades: Vec<Trade> = Vec::with_capacity(bytes.len() / 60);
     let mut rejects = Vec::new();
     let mut invalid: Vec<InvalidTrade> = Vec::new();
     let mut max_ts = i64::MIN;
     let (mut lines, mut pings, mut errors, mut others) = (0u32, 0u64, 0u64, 0u64);
-    let mut push = |line_no: u32, index: usize, t: ValidTrade, max_ts: &mut i64| {
+    let mut push = |line_no: u32,
+                    index: usize,
+                    t: ValidTrade,
+                    max_ts: &mut i64,
+                    future: &mut Vec<(usize, i64)>| {
+        if t.ts > future_limit {
+            future.push((index, t.ts));
+            return;
+        }
         *max_ts = (*max_ts).max(t.ts);
         trades.push(Trade {
             symbol: t.symbol,
@@ -340,7 +384,15 @@ fn parse_block(
         if line.is_empty() {
             continue;
         }
-        if fast::parse_trade_frame(line, &mut |i, t| push(line_no, i, t, &mut max_ts)).is_some() {
+        if fast::parse_trade_frame(line, &mut |i, t| push(line_no, i, t, &mut max_ts, &mut future)).is_some() {
+            if !future.is_empty() {
+                let text = String::from_utf8_lossy(line);
+                for (index, ts) in future.drain(..) {
+                    let raw = protocol::raw_trade(&text, index).unwrap_or_else(|| text.to_string());
+                    let detail = protocol::future_detail(ts, future_limit);
+                    rejects.push((line_no, RejectReason::FutureTimestamp, detail, raw));
+                }
+            }
             continue;
         }
         if line.iter().all(|c| c.is_ascii_whitespace()) {
@@ -361,7 +413,7 @@ fn parse_block(
         };
         invalid.clear();
         let result =
-            protocol::parse_frame(text, |i, t| push(line_no, i, t, &mut max_ts), &mut invalid);
+            protocol::parse_frame(text, |i, t| push(line_no, i, t, &mut max_ts, &mut future), &mut invalid);
         match result {
             Ok(FrameKind::Trades(_)) => {}
             Ok(FrameKind::Ping) => pings += 1,
@@ -381,6 +433,11 @@ fn parse_block(
             let raw = protocol::raw_trade(text, inv.index).unwrap_or_else(|| text.to_string());
             rejects.push((line_no, inv.reason, inv.detail, raw));
         }
+        for (index, ts) in future.drain(..) {
+            let raw = protocol::raw_trade(text, index).unwrap_or_else(|| text.to_string());
+            let detail = protocol::future_detail(ts, future_limit);
+            rejects.push((line_no, RejectReason::FutureTimestamp, detail, raw));
+        }
     }
     // `split` yields one empty piece after a final newline: that is not a line.
     if bytes.is_empty() || bytes.last() == Some(&b'\n') {
@@ -391,12 +448,14 @@ fn parse_block(
     metrics.server_errors.fetch_add(errors, Ordering::Relaxed);
     metrics.other_frames.fetch_add(others, Ordering::Relaxed);
     shared.block_lines[b].store(lines as u64, Ordering::Release);
-    ParsedBlock {
+    // NB: rejects must stay in line order (dead letters are written as released).
+    rejects.sort_by_key(|r| r.0);
+    Ok(ParsedBlock {
         index: b,
         trades,
         rejects,
         max_ts,
-    }
+    })
 }
 
 /// Stamps a parsed block with read-watermarks and global sequence numbers; dead-letters its
