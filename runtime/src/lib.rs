@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod plan;
 pub mod plugins;
 pub mod record;
+pub mod secrets;
 pub mod sim;
 pub mod sinks;
 pub mod sources;

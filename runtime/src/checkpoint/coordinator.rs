@@ -309,12 +309,15 @@ impl Coordinator {
             ];
             for (i, role) in roles.into_iter().enumerate() {
                 while !self.all_acked(role, epoch) {
-                    if self.ended.load(Ordering::Acquire) {
+                    if self.ended.load(Ordering::Acquire) || self.failed.load(Ordering::Acquire) {
                         return Ok(());
                     }
                     std::thread::sleep(Duration::from_micros(500));
                 }
                 phases[i] = started.elapsed();
+            }
+            if self.failed.load(Ordering::Acquire) {
+                return Ok(());
             }
             let state_bytes = self.commit(epoch, rt)?;
             tracing::debug!(
@@ -336,6 +339,12 @@ impl Coordinator {
                 return Ok(());
             }
         }
+    }
+
+    /// The run failed: no further checkpoint may commit (its state could be incomplete), and
+    /// nothing waits for one. A restart resumes from the last complete checkpoint.
+    pub fn abort(&self) {
+        self.failed.store(true, Ordering::Release);
     }
 
     /// Tells the coordinator thread the dataflow has ended.

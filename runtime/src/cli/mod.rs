@@ -189,6 +189,7 @@ struct SimArgs {
 
 fn run_sim(args: SimArgs) -> ExitCode {
     use crate::sim::server::{Faults, SimConfig, Simulator};
+    crate::secrets::register(&args.token);
     let mut cfg = SimConfig::new(args.listen, &args.token);
     cfg.seed = args.seed;
     cfg.rate = args.rate;
@@ -250,9 +251,12 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only on a terminal: a log file or a pipe gets plain text. Every line goes through
+    // the redacting writer, so no secret shows at any level, whoever logs it.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(crate::secrets::RedactingStderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.with_target(false).try_init(),
@@ -435,11 +439,21 @@ fn run_command(
     }
     {
         let stop = Arc::clone(&stop);
+        // Counted apart from `stop`: a run stopping on its own (an error, `--for`) still takes
+        // the user's first Ctrl-C as the first.
+        let interrupts = std::sync::atomic::AtomicU32::new(0);
+        let terminal = std::io::stderr().is_terminal();
         let _ = ctrlc::set_handler(move || {
-            if stop.swap(true, Ordering::SeqCst) {
-                eprintln!("\nsecond interrupt: exiting without publishing");
+            // The terminal echoed `^C` at the end of the status line: start a clean line.
+            let clear = if terminal { "\r\x1b[2K" } else { "" };
+            if interrupts.fetch_add(1, Ordering::SeqCst) > 0 {
+                eprintln!("{clear}second interrupt: exiting without publishing");
                 std::process::exit(130);
             }
+            eprintln!(
+                "{clear}stopping: publishing complete windows (Ctrl-C again exits at once)"
+            );
+            stop.store(true, Ordering::SeqCst);
         });
     }
     if let Some(d) = run_for {

@@ -60,11 +60,15 @@ impl RunContext {
     /// Records a fatal error and stops the run.
     pub fn fail(&self, what: impl std::fmt::Display) {
         let msg = what.to_string();
-        tracing::error!("{msg}");
+        // NB: printed once, by the command, when the run has stopped (`error: ...`).
+        tracing::debug!(error = %msg, "fatal error: stopping the run");
         self.errors
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(msg);
+        if let Some(cp) = &self.checkpoint {
+            cp.abort();
+        }
         self.stop.store(true, Ordering::SeqCst);
     }
 

@@ -384,6 +384,16 @@ pub fn model_stream<'scope>(
             {
                 return;
             }
+            if instance.is_none() {
+                // The plugin failed under `on_error: fail` (or never loaded): the run is stopping
+                // with its error. Holding rows (and their capabilities) would keep the dataflow
+                // from ever completing, so let them go.
+                stash.clear();
+                if let Some(cp) = cp.as_mut() {
+                    cp.finish();
+                }
+                return;
+            }
             while let Some((&t, _)) = stash.first_key_value() {
                 if frontier.frontier().iter().any(|u| *u <= t) {
                     break;
@@ -411,6 +421,10 @@ pub fn model_stream<'scope>(
                                 OnError::Fail => {
                                     ctx.fail(format!("step `{}`: {what}", node.name));
                                     instance = None;
+                                    stash.clear();
+                                    if let Some(cp) = cp.as_mut() {
+                                        cp.finish();
+                                    }
                                     return;
                                 }
                                 OnError::Skip => {

@@ -38,7 +38,9 @@ pub struct ClientSettings {
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a token; from now on log lines show it as `***` (see [`crate::secrets`]).
     pub fn new(s: String) -> Secret {
+        crate::secrets::register(&s);
         Secret(s)
     }
     pub fn expose(&self) -> &str {
@@ -80,6 +82,9 @@ pub fn redacted(url: &str) -> String {
 enum Outcome {
     /// The connection ended; reconnect after the usual backoff.
     Retry(String),
+    /// No connection was made (unreachable host, refused, TLS, an HTTP error at the upgrade):
+    /// retry after the usual backoff, saying so rather than "disconnected".
+    Unreachable(String),
     /// Rate limited: wait at least this long.
     RateLimited,
     Fatal(String),
@@ -125,6 +130,12 @@ pub async fn run(
                 backoff = (backoff * 2).min(settings.backoff_max);
                 wait
             }
+            Outcome::Unreachable(reason) => {
+                let wait = backoff.mul_f64(rand::rng().random_range(0.5..1.0));
+                tracing::warn!(url = %redacted(&settings.url), %reason, wait = ?wait, "cannot reach the Finnhub feed (no connection made); retrying");
+                backoff = (backoff * 2).min(settings.backoff_max);
+                wait
+            }
         };
         stats.reconnects.fetch_add(1, Ordering::Relaxed);
         let deadline = Instant::now() + wait;
@@ -153,7 +164,7 @@ async fn connect_once(
     );
     let connecting = tokio_tungstenite::connect_async(full.as_str());
     let ws = match tokio::time::timeout(Duration::from_secs(20), connecting).await {
-        Err(_) => return Outcome::Retry("connect timed out".into()),
+        Err(_) => return Outcome::Unreachable("connect timed out after 20s".into()),
         Ok(Err(tungstenite::Error::Http(resp))) => {
             return match resp.status().as_u16() {
                 401 | 403 => Outcome::Fatal(format!(
@@ -163,10 +174,12 @@ async fn connect_once(
                     settings.token_origin
                 )),
                 429 => Outcome::RateLimited,
-                code => Outcome::Retry(format!("HTTP {code} at the websocket upgrade")),
+                code => Outcome::Unreachable(format!("HTTP {code} at the websocket upgrade")),
             };
         }
-        Ok(Err(e)) => return Outcome::Retry(scrub(&e.to_string(), settings.token.expose())),
+        Ok(Err(e)) => {
+            return Outcome::Unreachable(scrub(&e.to_string(), settings.token.expose()));
+        }
         Ok(Ok((ws, _))) => ws,
     };
     stats.connects.fetch_add(1, Ordering::Relaxed);
@@ -238,8 +251,9 @@ fn inspect_error(text: &str, settings: &ClientSettings, stats: &ClientStats) {
     let msg = v.get("msg").and_then(|m| m.as_str()).unwrap_or_default();
     if let Some(symbol) = msg.strip_prefix("Invalid symbol ") {
         stats.invalid_symbols.fetch_add(1, Ordering::Relaxed);
+        let symbol = crate::text::quote(symbol, crate::text::QUOTE_CHARS);
         tracing::warn!(
-            symbol,
+            %symbol,
             "Finnhub: invalid symbol (check the spelling; the other symbols keep streaming)"
         );
     } else if msg.contains("too many symbols") {
@@ -248,7 +262,8 @@ fn inspect_error(text: &str, settings: &ClientSettings, stats: &ClientStats) {
             "Finnhub: subscribing to too many symbols — a connection allows at most 50 (`max_symbols`)"
         );
     } else {
-        tracing::warn!(message = msg, "Finnhub error frame");
+        let message = crate::text::quote(msg, 200);
+        tracing::warn!(%message, "Finnhub error frame");
     }
 }
 

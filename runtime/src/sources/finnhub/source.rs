@@ -47,6 +47,9 @@ impl FinnhubShared {
         let token = std::env::var(&cfg.token_env)
             .ok()
             .filter(|t| !t.trim().is_empty());
+        if let Some(t) = &token {
+            crate::secrets::register(t);
+        }
         let simulate = match (cfg.simulator.when, &token) {
             (SimulateWhen::Always, _) | (SimulateWhen::Auto, None) => true,
             (SimulateWhen::Never, None) => bail!(
