@@ -1,15 +1,26 @@
-//! `GET /metrics` over HTTP/1.1 for Prometheus: a small blocking server on its own thread (a
-//! scrape every few seconds needs no more).
+//! `GET /metrics` over HTTP/1.1 for Prometheus (and `/healthz`): a small async server on its own
+//! thread and single-threaded tokio runtime. Connections are served concurrently, each must send
+//! its request head within [`HEAD_DEADLINE`] (a client trickling bytes is cut off), and at most
+//! [`MAX_CONNECTIONS`] are open at once (more are closed at once): a slow or idle client can
+//! never keep a scrape from being answered.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::Metrics;
 use crate::dataflow::time::now_ms;
+
+/// How long a client has to send its whole request line and headers.
+pub const HEAD_DEADLINE: Duration = Duration::from_secs(5);
+/// How long writing a response may take.
+const WRITE_DEADLINE: Duration = Duration::from_secs(10);
+/// Connections served at once.
+pub const MAX_CONNECTIONS: usize = 256;
+/// The largest request head read (a request is a line and a few headers).
+const MAX_HEAD: usize = 16 * 1024;
 
 /// `HOST:PORT` as users write it, `:PORT` meaning every interface.
 pub fn listen_addr(addr: &str) -> String {
@@ -33,34 +44,85 @@ pub fn check_addr(addr: &str) -> Result<(), String> {
 /// Listens on `addr` and serves the metrics until the process exits. Returns the address bound
 /// (useful with port 0).
 pub fn serve(addr: &str, metrics: Arc<Metrics>) -> Result<std::net::SocketAddr> {
-    let listener = TcpListener::bind(listen_addr(addr))
+    let listener = std::net::TcpListener::bind(listen_addr(addr))
         .with_context(|| format!("metrics: cannot listen on `{addr}`"))?;
+    listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("metrics: starting the HTTP server")?;
     let started = now_ms();
     std::thread::Builder::new()
         .name("tickflow-metrics".into())
         .spawn(move || {
-            for stream in listener.incoming().flatten() {
-                if let Err(e) = answer(stream, &metrics, started) {
-                    tracing::debug!(error = %e, "metrics request");
+            rt.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::error!(error = %e, "metrics: cannot serve");
+                        return;
+                    }
+                };
+                let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+                loop {
+                    let Ok((stream, _)) = listener.accept().await else {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    };
+                    let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                        drop(stream); // full: close at once rather than queue
+                        continue;
+                    };
+                    let metrics = Arc::clone(&metrics);
+                    tokio::spawn(async move {
+                        if let Err(e) = answer(stream, &metrics, started).await {
+                            tracing::debug!(error = %e, "metrics request");
+                        }
+                        drop(slot);
+                    });
                 }
-            }
+            });
         })?;
     tracing::info!(url = %format!("http://{local}/metrics"), "serving Prometheus metrics");
     Ok(local)
 }
 
-fn answer(stream: TcpStream, metrics: &Metrics, started: i64) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    // A request is a line and a few headers: a client cannot make us buffer more.
-    let mut reader = BufReader::new(std::io::Read::take(stream.try_clone()?, 16 * 1024));
-    let mut request = String::new();
-    reader.read_line(&mut request)?;
-    // Skip the headers.
-    let mut line = String::new();
-    while reader.read_line(&mut line)? > 2 {
-        line.clear();
+/// Reads the request head (until an empty line), at most [`MAX_HEAD`] bytes.
+async fn read_head(stream: &mut tokio::net::TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut head = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    loop {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Ok(head);
+        }
+        head.extend_from_slice(&buf[..n]);
+        if memchr::memmem::find(&head, b"\r\n\r\n").is_some()
+            || memchr::memmem::find(&head, b"\n\n").is_some()
+            || head.len() >= MAX_HEAD
+        {
+            return Ok(head);
+        }
     }
+}
+
+async fn answer(
+    mut stream: tokio::net::TcpStream,
+    metrics: &Metrics,
+    started: i64,
+) -> std::io::Result<()> {
+    let head = match tokio::time::timeout(HEAD_DEADLINE, read_head(&mut stream)).await {
+        Ok(head) => head?,
+        Err(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "request head not received in time",
+            ));
+        }
+    };
+    let request = head.split(|b| *b == b'\n').next().unwrap_or_default();
+    let request = String::from_utf8_lossy(request);
     let mut parts = request.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let (status, ctype, body) = match (method, path.split('?').next().unwrap_or("")) {
@@ -72,11 +134,20 @@ fn answer(stream: TcpStream, metrics: &Metrics, started: i64) -> std::io::Result
         ("GET", "/") | ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
         _ => ("404 Not Found", "text/plain", "try /metrics\n".to_string()),
     };
-    let mut stream = stream;
-    write!(
-        stream,
+    let response = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
-    )?;
-    stream.flush()
+    );
+    match tokio::time::timeout(WRITE_DEADLINE, async {
+        stream.write_all(response.as_bytes()).await?;
+        stream.shutdown().await
+    })
+    .await
+    {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "response not taken in time",
+        )),
+    }
 }

@@ -68,20 +68,67 @@ impl Partition {
                 out.push_str(name);
                 out.push('=');
                 match row.get(*i) {
-                    Some(Value::Str(s)) => {
-                        for c in s.chars() {
-                            // Keep folder names portable.
-                            out.push(if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                                c
-                            } else {
-                                '_'
-                            });
-                        }
-                    }
-                    _ => out.push_str("__null__"),
+                    Some(Value::Str(s)) => hive_escape(s, out),
+                    _ => out.push_str(HIVE_NULL),
                 }
             }
         }
+    }
+}
+
+/// Hive's folder name for a null or empty partition value (what Spark, Hive and DuckDB read
+/// back as null).
+pub const HIVE_NULL: &str = "__HIVE_DEFAULT_PARTITION__";
+
+/// The longest partition value written as is (escaped); longer ones are cut and suffixed with
+/// a hash so that a folder name stays within file-system limits (255 bytes).
+const MAX_PARTITION_VALUE: usize = 200;
+
+/// Appends `value` escaped as Hive escapes partition folder names (`FileUtils.escapePathName`):
+/// `%XX` for control characters and `"#%'*/:=?\{[]^`. Readers with Hive partitioning (DuckDB,
+/// Spark, pyarrow) decode it back to the exact value: `BINANCE:BTCUSDT` → `BINANCE%3ABTCUSDT`.
+pub fn hive_escape(value: &str, out: &mut String) {
+    use std::fmt::Write;
+    if value.is_empty() {
+        out.push_str(HIVE_NULL);
+        return;
+    }
+    let start = out.len();
+    for c in value.chars() {
+        match c {
+            '\u{0}'..='\u{1f}'
+            | '\u{7f}'
+            | '"'
+            | '#'
+            | '%'
+            | '\''
+            | '*'
+            | '/'
+            | ':'
+            | '='
+            | '?'
+            | '\\'
+            | '{'
+            | '['
+            | ']'
+            | '^' => {
+                let _ = write!(out, "%{:02X}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    if out.len() - start > MAX_PARTITION_VALUE {
+        // NB: only reachable for free-text fields; symbols are at most 64 bytes.
+        let mut cut = start + MAX_PARTITION_VALUE - 20;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        let _ = write!(
+            out,
+            "~{:016x}",
+            crate::dataflow::window::operator::key_hash(value)
+        );
     }
 }
 

@@ -53,6 +53,19 @@ fn transient(e: &object_store::Error) -> bool {
     matches!(e, object_store::Error::Generic { .. })
 }
 
+/// Where `rel` waits before it is published: `_pending/` + its path flattened, or, when that
+/// would make a file name too long for a file system (255 bytes), a hash of the folders and the
+/// file's own (unique) name.
+fn pending_name(rel: &str) -> String {
+    let flat = rel.replace('/', "__");
+    if flat.len() <= 200 {
+        return format!("_pending/{flat}.inprogress");
+    }
+    let (dir, file) = rel.rsplit_once('/').unwrap_or(("", rel));
+    let hash = crate::dataflow::window::operator::key_hash(dir);
+    format!("_pending/{hash:016x}__{file}.inprogress")
+}
+
 /// The longest wait between two attempts during an outage.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -88,6 +101,13 @@ impl Storage {
             .with_context(|| format!("cannot create output folder `{local}`"))?;
         let abs =
             std::fs::canonicalize(&local).with_context(|| format!("cannot resolve `{local}`"))?;
+        // A folder that cannot be written is found now, not when the first file is published.
+        static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = PROBES.fetch_add(1, Relaxed);
+        let probe = abs.join(format!(".tickflow-probe-{}-{n}", std::process::id()));
+        std::fs::write(&probe, b"")
+            .and_then(|()| std::fs::remove_file(&probe))
+            .with_context(|| format!("cannot write to the folder `{}`", abs.display()))?;
         let store = object_store::local::LocalFileSystem::new_with_prefix(&abs)
             .with_context(|| format!("cannot open `{}`", abs.display()))?;
         Ok(Storage {
@@ -168,14 +188,20 @@ impl Storage {
     fn full(&self, rel: &str) -> Path {
         let mut p = self.prefix.clone();
         for part in rel.split('/').filter(|s| !s.is_empty()) {
-            p = p.clone().join(part);
+            // NB: a part that is already a valid segment is kept as is, so that Hive's `%XX`
+            // escapes in partition folders reach the store unchanged (`PathPart::from` would
+            // escape the `%` once more).
+            p = match object_store::path::PathPart::parse(part) {
+                Ok(valid) => p.clone().join(valid),
+                Err(_) => p.clone().join(part),
+            };
         }
         p
     }
 
     /// Writes `bytes` to `rel` atomically: put under `_pending/`, then rename into place.
     pub fn publish(&self, rel: &str, bytes: Vec<u8>) -> Result<()> {
-        let name = format!("_pending/{}.inprogress", rel.replace('/', "__"));
+        let name = pending_name(rel);
         self.put(&name, bytes)?;
         self.promote(&name, rel)
     }
@@ -183,7 +209,7 @@ impl Storage {
     /// Writes `bytes` under `_pending/` only (published later by [`Storage::promote`]); returns
     /// the pending name.
     pub fn write_pending(&self, rel: &str, bytes: Vec<u8>) -> Result<String> {
-        let name = format!("_pending/{}.inprogress", rel.replace('/', "__"));
+        let name = pending_name(rel);
         self.put(&name, bytes)?;
         Ok(name)
     }
