@@ -14,6 +14,10 @@ use crate::sources::{ReplayConfig, SourceSpec};
 use crate::spec::diagnostic::suggest;
 use crate::spec::{Diagnostic, LoadedSpec, SpecErrors, StepSpec};
 
+/// The most hopping windows one record may belong to (`size / slide`): each costs state and a
+/// row per window, so `size: 1d, slide: 1ms` (86 million) is refused at validation.
+pub const MAX_WINDOWS_PER_RECORD: i64 = 10_000;
+
 /// Where a stream comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeRef {
@@ -646,6 +650,17 @@ fn plan_window(
                 err(
                     format!("{p}.window.slide"),
                     format!("slide ({slide}) must not exceed size ({size})"),
+                );
+                ok = false;
+            } else if slide.as_millis() > 0
+                && size.as_millis() / slide.as_millis() > MAX_WINDOWS_PER_RECORD
+            {
+                err(
+                    format!("{p}.window.slide"),
+                    format!(
+                        "every record would belong to {} windows (size {size} / slide {slide}); at most {MAX_WINDOWS_PER_RECORD} are allowed: use a larger slide or a smaller size",
+                        size.as_millis() / slide.as_millis()
+                    ),
                 );
                 ok = false;
             }

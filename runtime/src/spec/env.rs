@@ -8,6 +8,77 @@
 
 use super::tree::{Node, Pos};
 
+/// Before parsing, every `${...}` in the text is swapped for a placeholder of private-use
+/// characters (as many characters as the reference, so positions stay right): a reference
+/// inside a flow mapping (`window: {size: ${SIZE}}`) would otherwise read as YAML braces.
+/// The placeholders are swapped back in the parsed scalars, then interpolated.
+const MARK: char = '\u{E000}';
+const PAD: char = '\u{E001}';
+/// Hex digits of a placeholder's index: U+E010..U+E01F.
+const DIGIT0: u32 = 0xE010;
+
+/// The spec text with each `${...}` (and `$${...}`) replaced by a placeholder, and the
+/// references in order.
+pub fn protect(text: &str) -> (String, Vec<String>) {
+    let mut out = String::with_capacity(text.len());
+    let mut refs = Vec::new();
+    let mut rest = text;
+    while let Some(pos) = rest.find("${") {
+        let start = if pos > 0 && rest.as_bytes()[pos - 1] == b'$' { pos - 1 } else { pos };
+        let Some(end) = closing_brace(&rest[pos..]) else {
+            break;
+        };
+        let original = &rest[start..pos + end + 1];
+        out.push_str(&rest[..start]);
+        let index = refs.len();
+        out.push(MARK);
+        let mut digits: Vec<char> = format!("{index:x}")
+            .chars()
+            .map(|d| char::from_u32(DIGIT0 + d.to_digit(16).unwrap_or(0)).unwrap_or(PAD))
+            .collect();
+        // Pad to the reference's length (in characters) so columns after it do not move.
+        while 1 + digits.len() < original.chars().count() {
+            digits.insert(0, PAD);
+        }
+        out.extend(digits);
+        refs.push(original.to_string());
+        rest = &rest[pos + end + 1..];
+    }
+    out.push_str(rest);
+    (out, refs)
+}
+
+/// `s` with its placeholders (from [`protect`]) swapped back for the references.
+fn restore(s: &str, refs: &[String]) -> String {
+    if !s.contains(MARK) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != MARK {
+            out.push(c);
+            continue;
+        }
+        let mut index = 0usize;
+        while let Some(&d) = chars.peek() {
+            if d == PAD {
+                chars.next();
+            } else if (DIGIT0..DIGIT0 + 16).contains(&(d as u32)) {
+                index = index * 16 + (d as u32 - DIGIT0) as usize;
+                chars.next();
+            } else {
+                break;
+            }
+        }
+        match refs.get(index) {
+            Some(r) => out.push_str(r),
+            None => out.push(c),
+        }
+    }
+    out
+}
+
 /// How deeply defaults may nest references (`${A:-${B:-${C}}}` is 3).
 pub const MAX_NESTING: usize = 16;
 
@@ -27,39 +98,55 @@ pub fn interpolate_tree(
     root: &mut Node,
     root_pos: Pos,
     text: &str,
+    refs: &[String],
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Vec<EnvError> {
     let lines: Vec<&str> = text.lines().collect();
     let mut errors = Vec::new();
     let mut path = Vec::new();
-    walk(root, root_pos, &lines, lookup, &mut path, &mut errors);
+    let cx = Walk {
+        lines: &lines,
+        refs,
+        lookup,
+    };
+    walk(root, root_pos, &cx, &mut path, &mut errors);
     errors
+}
+
+struct Walk<'a> {
+    lines: &'a [&'a str],
+    refs: &'a [String],
+    lookup: &'a dyn Fn(&str) -> Option<String>,
 }
 
 fn walk(
     node: &mut Node,
     pos: Pos,
-    lines: &[&str],
-    lookup: &dyn Fn(&str) -> Option<String>,
+    cx: &Walk,
     path: &mut Vec<String>,
     errors: &mut Vec<EnvError>,
 ) {
+    let (lines, lookup) = (cx.lines, cx.lookup);
     match node {
         Node::Map(entries) => {
             for (_, key, vp, value) in entries.iter_mut() {
+                if key.contains(MARK) {
+                    *key = restore(key, cx.refs);
+                }
                 path.push(key.clone());
-                walk(value, *vp, lines, lookup, path, errors);
+                walk(value, *vp, cx, path, errors);
                 path.pop();
             }
         }
         Node::Seq(items) => {
             for (i, (p, value)) in items.iter_mut().enumerate() {
                 path.push(i.to_string());
-                walk(value, *p, lines, lookup, path, errors);
+                walk(value, *p, cx, path, errors);
                 path.pop();
             }
         }
-        Node::Str(s) if s.contains('$') => {
+        Node::Str(s) if s.contains(MARK) || s.contains('$') => {
+            *s = restore(s, cx.refs);
             let first = lines
                 .get(pos.line.wrapping_sub(1))
                 .and_then(|l| l.chars().nth(pos.column.wrapping_sub(1)));
@@ -290,8 +377,9 @@ mod tests {
     #[test]
     fn values_stay_one_scalar_and_take_plain_types() {
         let text = "a: ${NL}\nb: ${HASH}/x # ${NOPE}\nc: ${N}\nd: \"${N}\"\n# e: ${NOPE}\n";
-        let mut tree = crate::spec::tree::Tree::parse(text).unwrap();
-        let errs = interpolate_tree(&mut tree.root, tree.root_pos, text, &env);
+        let (protected, refs) = protect(text);
+        let mut tree = crate::spec::tree::Tree::parse(&protected).unwrap();
+        let errs = interpolate_tree(&mut tree.root, tree.root_pos, &protected, &refs, &env);
         assert!(errs.is_empty(), "{errs:?}");
         let json = tree.root.to_json();
         assert_eq!(json["a"], "out\nsinks:\n  evil: {type: parquet}");
@@ -303,9 +391,13 @@ mod tests {
 
     #[test]
     fn tree_errors_name_path_and_column() {
-        let text = "name: x\nsinks:\n  s:\n    path: ${A} ${B}\n";
-        let mut tree = crate::spec::tree::Tree::parse(text).unwrap();
-        let errs = interpolate_tree(&mut tree.root, tree.root_pos, text, &env);
+        let text = "name: x\nsinks:\n  s:\n    path: ${A} ${B}\n    w: {size: ${N}, x: \"${N:-x}\"}\n";
+        let (protected, refs) = protect(text);
+        let mut tree = crate::spec::tree::Tree::parse(&protected).unwrap();
+        let errs = interpolate_tree(&mut tree.root, tree.root_pos, &protected, &refs, &env);
+        let json = tree.root.to_json();
+        assert_eq!(json["sinks"]["s"]["w"]["size"], 42);
+        assert_eq!(json["sinks"]["s"]["w"]["x"], "42");
         assert_eq!(errs.len(), 2);
         assert_eq!(errs[0].path, "sinks.s.path");
         assert_eq!((errs[0].line, errs[0].column), (4, 11));

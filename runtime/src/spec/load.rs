@@ -5,7 +5,7 @@
 use serde::de::DeserializeOwned;
 
 use super::diagnostic::{Diagnostic, SpecErrors, suggest};
-use super::env::interpolate_tree;
+use super::env::{interpolate_tree, protect};
 use super::model::{PipelineSpec, StepSpec};
 use super::tree::{Node, Tree};
 use crate::sinks::SinkSpec;
@@ -73,9 +73,10 @@ pub fn load_str(
         file: file.to_string(),
         diagnostics,
     };
-    let mut tree = Tree::parse(text)
+    let (text, refs) = protect(text);
+    let mut tree = Tree::parse(&text)
         .map_err(|(p, msg)| fail(vec![Diagnostic::new("", msg).at(p.line, p.column)]))?;
-    let pending: Vec<Diagnostic> = interpolate_tree(&mut tree.root, tree.root_pos, text, env)
+    let pending: Vec<Diagnostic> = interpolate_tree(&mut tree.root, tree.root_pos, &text, &refs, env)
         .into_iter()
         .map(|e| Diagnostic::new(e.path, e.message).at(e.line, e.column))
         .collect();

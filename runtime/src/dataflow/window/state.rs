@@ -20,6 +20,19 @@ pub struct Win {
     dirty: bool,
 }
 
+/// A window's output row: key, start, end, the aggregates, and the revision when revisable.
+fn make_row(n_aggs: usize, revisions: bool, key: &str, w: &Win) -> Row {
+    let mut row = Vec::with_capacity(3 + n_aggs + 1);
+    row.push(Value::Str(CompactString::from(key)));
+    row.push(Value::Ts(w.start));
+    row.push(Value::Ts(w.end));
+    w.acc.emit(&mut row);
+    if revisions {
+        row.push(Value::I64(w.revision));
+    }
+    row
+}
+
 /// Counters since the last [`WindowState::take_stats`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct WindowStats {
@@ -36,6 +49,9 @@ pub struct WindowState {
     keys: HashMap<CompactString, Vec<Win>, foldhash::fast::RandomState>,
     dirty: Vec<(CompactString, i64)>,
     stats: WindowStats,
+    /// No window fires or expires before this time (a lower bound): `fire_until` returns at
+    /// once below it instead of visiting every key at every timestamp.
+    next_due: i64,
 }
 
 impl WindowState {
@@ -48,6 +64,7 @@ impl WindowState {
             keys: HashMap::default(),
             dirty: Vec::new(),
             stats: WindowStats::default(),
+            next_due: i64::MAX,
         }
     }
 
@@ -78,7 +95,13 @@ impl WindowState {
                 continue;
             }
             kept = true;
-            match wins.iter_mut().find(|w| w.start == start) {
+            // NB: fixed windows are kept sorted by start, so finding one is a binary search
+            // (hopping windows with many windows per trade would otherwise be quadratic).
+            match wins
+                .binary_search_by_key(&start, |w| w.start)
+                .ok()
+                .map(|i| &mut wins[i])
+            {
                 Some(w) => {
                     w.acc.add(&self.aggs, t);
                     if w.fired {
@@ -91,14 +114,19 @@ impl WindowState {
                 }
                 None => {
                     // A window first seen through a late record fires at the next round.
-                    wins.push(Win {
-                        start,
-                        end,
-                        acc: Acc::new(&self.aggs, t),
-                        fired: false,
-                        revision: 0,
-                        dirty: false,
-                    });
+                    self.next_due = self.next_due.min(end);
+                    let at = wins.partition_point(|w| w.start < start);
+                    wins.insert(
+                        at,
+                        Win {
+                            start,
+                            end,
+                            acc: Acc::new(&self.aggs, t),
+                            fired: false,
+                            revision: 0,
+                            dirty: false,
+                        },
+                    );
                     if late {
                         self.stats.late_accepted += 1;
                     }
@@ -124,6 +152,7 @@ impl WindowState {
                 !wins[i].fired && wins[i].end > t.wm && wins[i].start <= end && start <= wins[i].end
             })
             .collect();
+        self.next_due = self.next_due.min(end);
         match touching.len() {
             0 => wins.push(Win {
                 start,
@@ -157,67 +186,61 @@ impl WindowState {
         None
     }
 
-    fn row(&self, key: &str, w: &Win) -> Row {
-        let mut row = Vec::with_capacity(3 + self.aggs.len() + 1);
-        row.push(Value::Str(CompactString::from(key)));
-        row.push(Value::Ts(w.start));
-        row.push(Value::Ts(w.end));
-        w.acc.emit(&mut row);
-        if self.revisions {
-            row.push(Value::I64(w.revision));
-        }
-        row
-    }
-
     /// Fires every window whose end ≤ `upto` (the watermark has passed it) and forgets windows
     /// whose allowed lateness has expired. Rows are appended ordered by (window start, key).
     pub fn fire_until(&mut self, upto: i64, out: &mut Vec<Row>) {
-        let mut fired: Vec<(i64, CompactString, Row)> = Vec::new();
-        let allowed = self.allowed;
-        let mut emptied = Vec::new();
-        for (key, wins) in self.keys.iter_mut() {
+        if upto < self.next_due {
+            return;
+        }
+        let mut fired: Vec<(i64, Row)> = Vec::new();
+        let (allowed, n_aggs, revisions) = (self.allowed, self.aggs.len(), self.revisions);
+        let mut next_due = i64::MAX;
+        self.keys.retain(|key, wins| {
             for w in wins.iter_mut() {
                 if !w.fired && w.end <= upto {
                     w.fired = true;
                     w.dirty = false;
-                    fired.push((w.start, key.clone(), Vec::new()));
+                    fired.push((w.start, make_row(n_aggs, revisions, key, w)));
+                }
+                let due = if w.fired {
+                    w.end.saturating_add(allowed)
+                } else {
+                    w.end
+                };
+                if due > upto {
+                    next_due = next_due.min(due);
                 }
             }
-            let _ = &wins;
-            if wins
-                .iter()
-                .all(|w| w.fired && w.end.saturating_add(allowed) <= upto)
-            {
-                emptied.push(key.clone());
-            }
-        }
-        for (start, key, row) in fired.iter_mut() {
-            let w = self.keys[key.as_str()]
-                .iter()
-                .find(|w| w.start == *start)
-                .expect("just fired");
-            *row = self.row(key, w);
-        }
-        for key in emptied {
-            self.keys.remove(key.as_str());
-        }
-        for wins in self.keys.values_mut() {
             wins.retain(|w| !(w.fired && w.end.saturating_add(allowed) <= upto));
-        }
+            !wins.is_empty()
+        });
+        self.next_due = next_due;
         self.stats.fired += fired.len() as u64;
-        fired.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-        out.extend(fired.into_iter().map(|(_, _, r)| r));
+        // Rows start with the key: (start, key) order.
+        let key_of = |r: &Row| match r.first() {
+            Some(Value::Str(s)) => s.as_str().to_owned(),
+            _ => String::new(),
+        };
+        fired.sort_by_cached_key(|(start, row)| (*start, key_of(row)));
+        out.extend(fired.into_iter().map(|(_, r)| r));
     }
 
     /// Rows for fired windows that late records changed since the last call (revision + 1).
     pub fn take_revisions(&mut self, out: &mut Vec<Row>) {
         let mut dirty = std::mem::take(&mut self.dirty);
         dirty.sort();
+        let sorted = !matches!(self.kind, WindowKind::Session { .. });
+        let (n_aggs, revisions) = (self.aggs.len(), self.revisions);
         for (key, start) in dirty {
             let Some(wins) = self.keys.get_mut(key.as_str()) else {
                 continue;
             };
-            let Some(w) = wins.iter_mut().find(|w| w.start == start) else {
+            let found = if sorted {
+                wins.binary_search_by_key(&start, |w| w.start).ok()
+            } else {
+                wins.iter().position(|w| w.start == start)
+            };
+            let Some(w) = found.map(|i| &mut wins[i]) else {
                 continue;
             };
             if !w.dirty {
@@ -226,11 +249,7 @@ impl WindowState {
             w.dirty = false;
             w.revision += 1;
             self.stats.revisions += 1;
-            let w = &self.keys[key.as_str()]
-                .iter()
-                .find(|w| w.start == start)
-                .expect("present");
-            out.push(self.row(&key, w));
+            out.push(make_row(n_aggs, revisions, &key, w));
         }
     }
 
@@ -266,7 +285,12 @@ impl WindowState {
 
     /// Adds restored keys.
     pub fn restore(&mut self, entries: Vec<(CompactString, Vec<Win>)>) {
-        for (k, wins) in entries {
+        self.next_due = i64::MIN;
+        let session = matches!(self.kind, WindowKind::Session { .. });
+        for (k, mut wins) in entries {
+            if !session {
+                wins.sort_by_key(|w| w.start);
+            }
             self.keys.insert(k, wins);
         }
     }
