@@ -29,6 +29,8 @@ pub struct RunContext {
     pub source_watermarks: Vec<Vec<std::sync::atomic::AtomicI64>>,
     /// The checkpoint coordinator, when the spec has `checkpoints`.
     pub checkpoint: Option<Arc<crate::checkpoint::Coordinator>>,
+    /// Wall-clock time (ms) the run started: live windows that began earlier are partial.
+    pub started_ms: i64,
     errors: Mutex<Vec<String>>,
 }
 
@@ -53,6 +55,7 @@ impl RunContext {
             bounded: false,
             source_watermarks: Vec::new(),
             checkpoint: None,
+            started_ms: crate::dataflow::time::now_ms(),
             errors: Mutex::new(Vec::new()),
         }
     }

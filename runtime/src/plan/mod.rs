@@ -6,7 +6,9 @@ pub mod graph;
 
 use std::collections::HashSet;
 
-use crate::dataflow::window::config::{AggregateFn, WindowEngine, WindowSpec, WindowStepConfig};
+use crate::dataflow::window::config::{
+    AggregateFn, PartialWindows, WindowEngine, WindowSpec, WindowStepConfig,
+};
 use crate::record::{Field, FieldType, Schema};
 use crate::sinks::SinkSpec;
 use crate::sinks::dead_letter::config::DeadLetterSpec;
@@ -89,6 +91,9 @@ pub struct WindowNode {
     pub schema: Schema,
     /// Whether differential dataflow maintains the windows (else the timely operator).
     pub differential: bool,
+    /// Windows that started before the run are not emitted (a live input, `partial_windows:
+    /// skip`).
+    pub skip_partial: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -307,7 +312,8 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
             );
             None
         };
-        if let Some(node) = plan_window(name, cfg, input.unwrap_or(0), &mut err) {
+        let live = input.is_some_and(|i| matches!(sources[i].config, SourceSpec::Finnhub(_)));
+        if let Some(node) = plan_window(name, cfg, input.unwrap_or(0), live, &mut err) {
             windows.push(node);
         }
     }
@@ -595,6 +601,7 @@ fn plan_window(
     name: &str,
     cfg: &WindowStepConfig,
     input: usize,
+    live: bool,
     err: &mut impl FnMut(String, String),
 ) -> Option<WindowNode> {
     let p = format!("steps.{name}");
@@ -797,6 +804,14 @@ fn plan_window(
         }
         WindowEngine::Differential => true,
     };
+    let skip_partial = live && cfg.partial_windows == PartialWindows::Skip;
+    if differential && skip_partial {
+        err(
+            format!("{p}.partial_windows"),
+            "the differential engine emits partial first windows of a live source: set `partial_windows: keep`, or use `engine: timely`".into(),
+        );
+        ok = false;
+    }
     ok.then(|| WindowNode {
         name: name.to_string(),
         input,
@@ -805,6 +820,7 @@ fn plan_window(
         aggregates,
         schema: Schema { fields },
         differential,
+        skip_partial,
     })
 }
 

@@ -29,6 +29,23 @@ pub struct WindowStepConfig {
     /// windows). Both give identical rows, revisions included; BENCHMARKS.md compares their speed.
     #[serde(default)]
     pub engine: WindowEngine,
+    /// A live source (`finnhub`) starts mid-window, so the first window of each key covers only
+    /// part of its time. `skip` (the default) never emits a window that started before the run
+    /// did; `keep` emits those partial windows like any other. Replays and Kafka sources read
+    /// recorded data and are not affected.
+    #[serde(default)]
+    pub partial_windows: PartialWindows,
+}
+
+/// What to do with windows that started before a live source did.
+#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PartialWindows {
+    /// Never emit them: every bar covers its whole window.
+    #[default]
+    Skip,
+    /// Emit them (their first bar covers only the time since the start).
+    Keep,
 }
 
 /// Implementation of a window step.

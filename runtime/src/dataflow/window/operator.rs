@@ -143,6 +143,9 @@ pub fn window_stream<'scope>(
         let mut stash: Stash<Trade> = Stash::new();
         let mut hold: Option<Capability<u64>> = None;
         let mut state = WindowState::new(&node);
+        if node.skip_partial {
+            state.skip_windows_before(ctx.started_ms);
+        }
         let mut rows: Vec<Row> = Vec::new();
         let name = node.name.clone();
         let step_stats = ctx.metrics.step(&name, "window");

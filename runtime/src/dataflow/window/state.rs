@@ -52,6 +52,8 @@ pub struct WindowState {
     /// No window fires or expires before this time (a lower bound): `fire_until` returns at
     /// once below it instead of visiting every key at every timestamp.
     next_due: i64,
+    /// Windows starting before this are never created (partial windows of a live source).
+    min_start: i64,
 }
 
 impl WindowState {
@@ -65,7 +67,14 @@ impl WindowState {
             dirty: Vec::new(),
             stats: WindowStats::default(),
             next_due: i64::MAX,
+            min_start: i64::MIN,
         }
+    }
+
+    /// Windows that start before `ms` are not kept nor emitted (they would be partial: the
+    /// live source started after them).
+    pub fn skip_windows_before(&mut self, ms: i64) {
+        self.min_start = ms;
     }
 
     /// Adds a trade. Returns `Some(window_end)` when the trade is too late for every window it
@@ -88,6 +97,9 @@ impl WindowState {
         };
         while start > t.ts - size {
             let end = start + size;
+            if start < self.min_start {
+                break; // and every earlier window too
+            }
             let late = end <= t.wm;
             if late && end + self.allowed <= t.wm {
                 late_end = Some(late_end.map_or(end, |e: i64| e.max(end)));

@@ -22,6 +22,7 @@ fn node(kind: WindowKind, allowed: i64, aggs: &[(AggregateFn, TradeField)]) -> W
             .collect(),
         schema: Schema::default(),
         differential: false,
+        skip_partial: false,
     }
 }
 
@@ -187,4 +188,56 @@ fn vwap_is_null_without_volume_and_stddev_needs_two_values() {
     s.add(&trade("EUR", 1.1, 0.0, 10, 1, 0));
     let rows = fire(&mut s, i64::MAX);
     assert_eq!(rows[0][3..], [Value::Null, Value::Null]);
+}
+
+#[test]
+fn windows_that_started_before_a_live_source_are_skipped_not_late() {
+    let mut s = WindowState::new(&node(
+        WindowKind::Hopping { size: 20, slide: 10 },
+        0,
+        &[(AggregateFn::Count, TradeField::Price)],
+    ));
+    s.skip_windows_before(25);
+    // ts 27 belongs to [10,30) and [20,30)... both start before 25: dropped, not late.
+    assert_eq!(s.add(&trade("A", 1.0, 1.0, 27, 1, 0)), None);
+    // ts 35 belongs to [20,40) (skipped) and [30,50) (kept).
+    assert_eq!(s.add(&trade("A", 1.0, 1.0, 35, 2, 0)), None);
+    let rows = fire(&mut s, 100);
+    assert_eq!(
+        rows,
+        vec![vec![Value::Str("A".into()), Value::Ts(30), Value::Ts(50), Value::I64(1)]]
+    );
+}
+
+/// Many small windows at once (1 ms windows, a watermark far behind): every window fires once,
+/// in (start, key) order, with the count an independent tally gives.
+#[test]
+fn many_small_windows_fire_once_each_in_order() {
+    let mut s = WindowState::new(&node(
+        WindowKind::Tumbling { size: 1 },
+        0,
+        &[(AggregateFn::Count, TradeField::Price)],
+    ));
+    let mut expected: std::collections::BTreeMap<(i64, String), i64> = Default::default();
+    let mut rng = 7u64;
+    for seq in 0..20_000u64 {
+        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let ts = ((rng >> 33) % 5_000) as i64;
+        let sym = ["A", "B", "C"][((rng >> 20) % 3) as usize];
+        s.add(&trade(sym, 1.0, 1.0, ts, seq, i64::MIN));
+        *expected.entry((ts, sym.to_string())).or_default() += 1;
+    }
+    let mut rows = fire(&mut s, 2_500);
+    rows.extend(fire(&mut s, 2_500)); // nothing twice
+    rows.extend(fire(&mut s, i64::MAX));
+    let got: Vec<((i64, String), i64)> = rows
+        .iter()
+        .map(|r| match (&r[0], &r[1], &r[3]) {
+            (Value::Str(k), Value::Ts(t), Value::I64(n)) => ((*t, k.to_string()), *n),
+            other => panic!("unexpected row {other:?}"),
+        })
+        .collect();
+    let want: Vec<((i64, String), i64)> = expected.into_iter().collect();
+    assert_eq!(got, want);
+    assert!(s.is_empty());
 }
