@@ -9,6 +9,9 @@ mod finnhub;
 /// Google Cloud Storage: the emulator against object_store's conformance suite, pipelines
 /// writing to gs://, outages and refusals.
 mod gcs;
+/// Hostile input and careless specs: far-future trades, long and awkward symbols, truncated
+/// files, overlapping folders, environment values, resource bounds.
+mod hardening;
 /// Kafka for real (the broker scripts/test starts): market bars against the oracle, ingest, delivery failures.
 mod kafka;
 /// A naive, independent implementation of validation, watermarks and windows: the oracle.

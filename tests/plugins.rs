@@ -261,11 +261,12 @@ dead_letters: {{ path: OUT/dead }}
 fn run_hostile(spec: &str, dir: &Path) -> std::process::Output {
     let path = dir.join("spec.yaml");
     std::fs::write(&path, spec.replace("OUT", &dir.display().to_string())).unwrap();
-    Command::new(bin())
-        .args(["run", "--no-status", "--workers", "2"])
-        .arg(&path)
-        .output()
-        .unwrap()
+    crate::hardening::output_within(
+        Command::new(bin())
+            .args(["run", "--no-status", "--workers", "2"])
+            .arg(&path),
+        std::time::Duration::from_secs(120),
+    )
 }
 
 #[test]
@@ -340,6 +341,14 @@ fn hostile_plugins_are_contained_and_the_pipeline_goes_on() {
         stderr.contains("step `score`: plugin `hostile`: timeout: the call ran past its deadline"),
         "{stderr}"
     );
+    // A trap on an early bar, with most of the input still to come: the run ends (exit 1,
+    // the reason printed once) instead of holding its rows forever.
+    let early = f64_of(&rows[1][close]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_hostile(&hostile_spec(3, Some(early), "fail"), dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.matches("plugin `hostile`: trap").count(), 1, "{stderr}");
 }
 
 #[test]
@@ -364,4 +373,26 @@ fn a_plugin_whose_inputs_do_not_fit_is_refused_by_validate() {
         stderr.contains("steps.score.inputs.close: plugin input `close` needs a field; `close` is not one of the incoming fields (symbol, window_start, window_end, last)"),
         "{stderr}"
     );
+}
+
+/// `graph` labels are one line each, whatever a plugin says about itself.
+#[test]
+fn graph_labels_of_model_steps_stay_on_one_line() {
+    plugins();
+    for format in ["dot", "mermaid"] {
+        let out = Command::new(bin())
+            .args(["graph", "specs/forecast.yaml", "--format", format])
+            .current_dir(repo())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(text.contains("model forecast"), "{text}");
+        for line in text.lines().skip(1) {
+            assert!(
+                line.starts_with("  ") || line == "}",
+                "{format}: a label broke the line: {line:?}\n{text}"
+            );
+        }
+    }
 }

@@ -59,7 +59,7 @@ sinks:
         "spec.yaml:6:27: sources.trades.max_out_of_orderness: invalid duration `2 parsecs`: expected a number with a unit (ms, s, m, h, d), e.g. 500ms, 2s, 1m, 1h30m
 spec.yaml:8:11: sources.other.type: unknown type `replpay`; did you mean `replay`?
 spec.yaml:15:16: steps.bars.aggregates.x.fn: unknown value `median`; valid choices: `count`, `sum`, `min`, `max`, `first`, `last`, `avg`, `stddev`, `vwap`
-spec.yaml:16:5: steps.bars.colour: unknown field `colour`; valid choices: `input`, `key`, `window`, `allowed_lateness`, `aggregates`, `engine`
+spec.yaml:16:5: steps.bars.colour: unknown field `colour`; valid choices: `input`, `key`, `window`, `allowed_lateness`, `aggregates`, `engine`, `partial_windows`
 4 error(s) in spec.yaml
 "
     );
@@ -154,7 +154,7 @@ spec.yaml:19:15: checkpoints.key_groups: must be between 1 and 32768, got 0
 }
 
 #[test]
-fn a_missing_environment_variable_is_named() {
+fn a_missing_environment_variable_is_named_with_every_other_error() {
     let (code, stderr) = validate(
         "name: x\nsources:\n  t:\n    type: replay\n    path: ${TRADES_FILE}\nsinks: {}\n",
         &[],
@@ -162,7 +162,69 @@ fn a_missing_environment_variable_is_named() {
     assert_eq!(code, 2);
     assert_eq!(
         stderr,
-        "spec.yaml:5:11: environment variable `TRADES_FILE` is not set (set it, or write `${TRADES_FILE:-default}`)\n1 error(s) in spec.yaml\n"
+        "spec.yaml:5:11: sources.t.path: environment variable `TRADES_FILE` is not set (set it, or write `${TRADES_FILE:-default}`)
+spec.yaml:6:8: sinks: a pipeline needs at least one sink
+2 error(s) in spec.yaml
+"
+    );
+}
+
+#[test]
+fn a_bad_duration_inside_a_window_is_named_at_its_field() {
+    let (code, stderr) = validate(
+        &format!(
+            "name: x
+sources:
+  t: {{ type: replay, path: {} }}
+steps:
+  a:
+    type: window
+    input: t
+    window: {{ type: tumbling, size: 1mn }}
+    aggregates: {{ n: {{ fn: count }} }}
+sinks:
+  s: {{ type: parquet, input: a, path: out }}
+",
+            sample()
+        ),
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert_eq!(
+        stderr,
+        "spec.yaml:8:37: steps.a.window.size: invalid duration `1mn`: expected a number with a unit (ms, s, m, h, d), e.g. 500ms, 2s, 1m, 1h30m
+1 error(s) in spec.yaml
+"
+    );
+}
+
+#[test]
+fn window_and_rolling_bounds_are_named_at_their_field() {
+    let (code, stderr) = validate(
+        &format!(
+            "name: x
+sources:
+  t: {{ type: replay, path: {} }}
+steps:
+  b:
+    type: window
+    input: t
+    window: {{ type: hopping, size: 1d, slide: 1ms }}
+    aggregates: {{ n: {{ fn: count }} }}
+sinks:
+  s: {{ type: parquet, input: b, path: out, rolling: {{ max_bytes: 0B }} }}
+",
+            sample()
+        ),
+        &[],
+    );
+    assert_eq!(code, 2);
+    assert_eq!(
+        stderr,
+        "spec.yaml:8:47: steps.b.window.slide: every record would belong to 86400000 windows (size 1d / slide 1ms); at most 10000 are allowed: use a larger slide or a smaller size
+spec.yaml:11:67: sinks.s.rolling.max_bytes: must be at least 1B (e.g. 128MiB)
+2 error(s) in spec.yaml
+"
     );
 }
 

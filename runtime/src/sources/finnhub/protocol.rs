@@ -740,6 +740,59 @@ mod tests {
     }
 
     #[test]
+    fn a_number_out_of_range_rejects_its_trade_only() {
+        let (kind, ok, bad) = parse(
+            r#"{"data":[{"p":1e400,"s":"A","t":1,"v":1},{"p":2,"s":"B","t":2,"v":1},{"p":1,"s":"C","t":3,"v":-1e999},{"p":1,"s":"D","t":1e30,"v":1}],"type":"trade"}"#,
+        );
+        assert_eq!(kind, Ok(FrameKind::Trades(4)));
+        assert_eq!(ok.len(), 1);
+        assert_eq!(ok[0].1.symbol, "B");
+        let reasons: Vec<_> = bad.iter().map(|b| (b.index, b.reason)).collect();
+        assert_eq!(
+            reasons,
+            vec![
+                (0, RejectReason::InvalidPrice),
+                (2, RejectReason::InvalidVolume),
+                (3, RejectReason::InvalidTimestamp),
+            ]
+        );
+        assert_eq!(bad[0].detail, "`p` (price) is out of range");
+        // A Kafka record (one trade object) too.
+        let err = parse_trade(br#"{"p":1,"s":"A","t":1,"v":1e400}"#).unwrap_err();
+        assert_eq!(err.0, RejectReason::InvalidVolume);
+    }
+
+    #[test]
+    fn values_whose_sums_could_overflow_are_rejected() {
+        let (_, ok, bad) = parse(
+            r#"{"data":[{"p":1,"s":"A","t":1,"v":1e308},{"p":1e300,"s":"A","t":1,"v":1},{"p":1e15,"s":"A","t":1,"v":1e15}],"type":"trade"}"#,
+        );
+        assert_eq!(ok.len(), 1, "the largest accepted values pass");
+        assert_eq!(bad[0].reason, RejectReason::InvalidVolume);
+        assert_eq!(bad[1].reason, RejectReason::InvalidPrice);
+        // Even 2^40 of the largest trades sum to a finite number.
+        assert!((1e15f64 * 1e15 * (1u64 << 40) as f64).is_finite());
+    }
+
+    #[test]
+    fn symbols_are_bounded_and_free_of_control_characters() {
+        let long = "X".repeat(MAX_SYMBOL_BYTES + 1);
+        let huge = "Y".repeat(1_000_000);
+        let frame = format!(
+            r#"{{"data":[{{"p":1,"s":"{long}","t":1,"v":1}},{{"p":1,"s":"A\u0000B","t":1,"v":1}},{{"p":1,"s":"{}","t":1,"v":1}},{{"p":1,"s":"{huge}","t":1,"v":1}},{{"p":1,"s":"BINANCE:BTCUSDT","t":1,"v":1}}],"type":"trade"}}"#,
+            "Z".repeat(MAX_SYMBOL_BYTES)
+        );
+        let (_, ok, bad) = parse(&frame);
+        let accepted: Vec<usize> = ok.iter().map(|(i, _)| *i).collect();
+        assert_eq!(accepted, vec![2, 4]);
+        assert!(bad.iter().all(|b| b.reason == RejectReason::InvalidSymbol), "{bad:?}");
+        assert!(bad.iter().all(|b| b.detail.len() < 200), "details are bounded");
+        // The fast path agrees: it never accepts what validation refuses.
+        let mut n = 0;
+        assert!(super::super::fast::parse_trade_frame(frame.as_bytes(), &mut |_, _| n += 1).is_none());
+    }
+
+    #[test]
     fn raw_trade_is_recovered_for_dead_letters() {
         let f =
             r#"{"data":[{"p":1,"s":"A","t":1,"v":1},{"p":-1,"s":"B","t":1,"v":1}],"type":"trade"}"#;
