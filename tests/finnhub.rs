@@ -419,7 +419,10 @@ fn quickstart_streams_from_the_builtin_simulator_and_writes_parquet() {
             panic!()
         };
         // Windows that began before the run would be partial: they are skipped.
-        assert!(*start >= started_ms, "{sym}: a bar from before the start ({start} < {started_ms})");
+        assert!(
+            *start >= started_ms,
+            "{sym}: a bar from before the start ({start} < {started_ms})"
+        );
         let inside: Vec<&Vec<Cell>> = trades
             .iter()
             .filter(|t| {
@@ -561,7 +564,12 @@ sinks:
     spec
 }
 
-fn run_live(spec: &std::path::Path, token: &str, for_: &str, rust_log: &str) -> std::process::Output {
+fn run_live(
+    spec: &std::path::Path,
+    token: &str,
+    for_: &str,
+    rust_log: &str,
+) -> std::process::Output {
     crate::hardening::output_within(
         std::process::Command::new(bin())
             .args(["run", "--no-status", "--for", for_])
@@ -604,7 +612,11 @@ async fn a_refused_token_is_reported_once() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert_eq!(stderr.matches("refused the token (HTTP 401)").count(), 1, "{stderr}");
+    assert_eq!(
+        stderr.matches("refused the token (HTTP 401)").count(),
+        1,
+        "{stderr}"
+    );
     sim.stop().await;
 }
 
@@ -613,7 +625,11 @@ async fn a_refused_token_is_reported_once() {
 fn an_unreachable_feed_says_cannot_reach() {
     let dir = tempfile::tempdir().unwrap();
     // A port nobody listens on: bind one and let it go.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let spec = live_spec(dir.path(), &format!("ws://127.0.0.1:{port}"));
     let out = run_live(&spec, "some-token-value", "2s", "info");
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -64,7 +64,7 @@ steps:
       volume: {{ fn: sum, field: volume }}
       trades: {{ fn: count }}
 sinks:
-  bars: {{ type: parquet, input: bars, path: {out}/bars{extra_sink} }}
+  out: {{ type: parquet, input: bars, path: {out}/bars{extra_sink} }}
 dead_letters: {{ path: {out}/dead }}
 ",
         trades = trades.display(),
@@ -118,19 +118,32 @@ fn one_far_future_trade_does_not_poison_the_watermark() {
         let trades = sub.join("trades.jsonl");
         std::fs::write(&trades, text).unwrap();
         let out = run(&replay_spec(&sub, &trades, ""));
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let (_, mut rows) = read_parquet_dir(&sub.join("bars"));
         rows.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
         outputs.push((rows, read_dead_letters(&sub.join("dead"))));
     }
     let (clean_rows, (clean_dead, _)) = &outputs[0];
     let (rows, (dead, letters)) = &outputs[1];
-    assert_eq!(clean_rows.len(), 10, "600 s of trades make 10 one-minute bars");
+    assert_eq!(
+        clean_rows.len(),
+        10,
+        "600 s of trades make 10 one-minute bars"
+    );
     assert_eq!(rows, clean_rows);
     assert!(clean_dead.is_empty(), "{clean_dead:?}");
     assert_eq!(dead.get("future_timestamp"), Some(&1), "{dead:?}");
     assert_eq!(dead.get("late"), None, "{dead:?}");
-    assert!(letters[0]["detail"].as_str().unwrap().contains("max_future"));
+    assert!(
+        letters[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("max_future")
+    );
 }
 
 /// Symbols are untrusted: a 230-byte symbol (file name too long before) and a 50 MB one are
@@ -153,8 +166,16 @@ fn long_symbols_are_rejected_and_never_printed_whole() {
     std::fs::write(&trades, text).unwrap();
     let spec = replay_spec(dir.path(), &trades, ", partition_by: [symbol]");
     let out = run(&spec);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.stderr.len() < 20_000, "stderr is {} bytes", out.stderr.len());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.len() < 20_000,
+        "stderr is {} bytes",
+        out.stderr.len()
+    );
     let (counts, _) = read_dead_letters(&dir.path().join("dead"));
     assert_eq!(counts.get("invalid_symbol"), Some(&2), "{counts:?}");
     let (_, rows) = read_parquet_dir(&dir.path().join("bars"));
@@ -182,14 +203,24 @@ fn partition_folders_round_trip_through_duckdb_hive_partitioning() {
     ];
     let mut text = String::new();
     for i in 0..120 {
-        let trades: Vec<(&str, f64, i64, f64)> =
-            symbols.iter().map(|s| (*s, 1.0, base + i * 1000, 1.0)).collect();
+        let trades: Vec<(&str, f64, i64, f64)> = symbols
+            .iter()
+            .map(|s| (*s, 1.0, base + i * 1000, 1.0))
+            .collect();
         text.push_str(&frame(&trades));
     }
     let trades = dir.path().join("trades.jsonl");
     std::fs::write(&trades, text).unwrap();
-    let out = run(&replay_spec(dir.path(), &trades, ", partition_by: [symbol]"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&replay_spec(
+        dir.path(),
+        &trades,
+        ", partition_by: [symbol]",
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let script = "import duckdb, json, sys
 rows = duckdb.sql(f\"select distinct symbol from read_parquet('{sys.argv[1]}/**/*.parquet', hive_partitioning=true)\").fetchall()
 print(json.dumps(sorted(r[0] for r in rows)))
@@ -199,7 +230,11 @@ print(json.dumps(sorted(r[0] for r in rows)))
         .arg(dir.path().join("bars"))
         .output()
         .unwrap();
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
     let got: Vec<String> = serde_json::from_slice(&check.stdout).unwrap();
     let mut want: Vec<String> = symbols.iter().map(|s| s.to_string()).collect();
     want.sort();
@@ -219,7 +254,8 @@ fn a_replay_file_truncated_mid_run_is_an_error_not_a_signal() {
         if i == 3 {
             f.write_all(b"not json\n").unwrap();
         }
-        f.write_all(frame(&[("AAPL", 1.0, base + i * 10, 1.0)]).as_bytes()).unwrap();
+        f.write_all(frame(&[("AAPL", 1.0, base + i * 10, 1.0)]).as_bytes())
+            .unwrap();
     }
     drop(f);
     let spec = std::fs::read_to_string(replay_spec(dir.path(), &trades, ""))
@@ -245,11 +281,19 @@ fn a_replay_file_truncated_mid_run_is_an_error_not_a_signal() {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "the run did not stop");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the run did not stop"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("shrank while being read"), "{stderr}");
     let (counts, _) = read_dead_letters(&dir.path().join("dead"));
@@ -272,19 +316,34 @@ fn overlapping_output_folders_are_a_validate_error() {
         ),
     );
     std::fs::write(&spec, &text).unwrap();
-    let out = Command::new(bin()).arg("validate").arg(&spec).output().unwrap();
+    let out = Command::new(bin())
+        .arg("validate")
+        .arg(&spec)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("sinks.again.path: ") && stderr.contains("overlaps the folder of sink `bars`"),
+        stderr.contains("sinks.again.path: ")
+            && stderr.contains("overlaps the folder of sink `out`"),
         "{stderr}"
     );
     // Dead letters inside a sink's folder: the same.
     let text = text
-        .replace(&format!("  again: {{ type: parquet, input: bars, path: {}/./bars/ }}\n", dir.path().display()), "")
+        .replace(
+            &format!(
+                "  again: {{ type: parquet, input: bars, path: {}/./bars/ }}\n",
+                dir.path().display()
+            ),
+            "",
+        )
         .replace("/dead }", "/bars/dead }");
     std::fs::write(&spec, &text).unwrap();
-    let out = Command::new(bin()).arg("validate").arg(&spec).output().unwrap();
+    let out = Command::new(bin())
+        .arg("validate")
+        .arg(&spec)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("dead_letters.path: "), "{stderr}");
@@ -332,7 +391,11 @@ sinks:
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{value:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{value:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(stdout.contains("1 sink(s)"), "{value:?}: {stdout}");
     }
     // The value lands in the path whole (a `#` does not cut it).
@@ -345,7 +408,11 @@ sinks:
             .env("OUT", &out_dir),
         Duration::from_secs(60),
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!read_parquet_dir(&out_dir).1.is_empty());
 }
 
@@ -376,7 +443,10 @@ fn resource_bounds_are_clear_errors() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("run it first") && stderr.contains("plugins/build"), "{stderr}");
+    assert!(
+        stderr.contains("run it first") && stderr.contains("plugins/build"),
+        "{stderr}"
+    );
 }
 
 /// A spec with 400k keys validates in linear time (the duplicate-key check was quadratic: 34 s).
@@ -411,7 +481,11 @@ fn logs_off_a_terminal_have_no_ansi_codes() {
         Duration::from_secs(60),
     );
     assert!(out.status.success());
-    assert!(!out.stderr.contains(&0x1b), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        !out.stderr.contains(&0x1b),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("INFO"));
 }
 
@@ -431,7 +505,10 @@ fn a_read_only_output_folder_fails_at_start() {
             .is_ok_and(|s| s.success())
     };
     if !mount("size=1m") {
-        assert!(std::env::var_os("CI").is_none(), "CI runs as root and can mount");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root and can mount"
+        );
         eprintln!("skipping: cannot mount a folder here");
         return;
     }
@@ -452,7 +529,10 @@ fn a_read_only_output_folder_fails_at_start() {
     let trades = repo().join("specs/sample/trades.jsonl");
     let spec = std::fs::read_to_string(replay_spec(dir.path(), &trades, ""))
         .unwrap()
-        .replace(&format!("{}/bars", dir.path().display()), &ro.join("bars").display().to_string());
+        .replace(
+            &format!("{}/bars", dir.path().display()),
+            &ro.join("bars").display().to_string(),
+        );
     let spec_path = dir.path().join("ro.yaml");
     std::fs::write(&spec_path, spec).unwrap();
     let started = Instant::now();
@@ -476,7 +556,15 @@ fn slow_and_idle_clients_do_not_block_metrics() {
     let addr = format!("127.0.0.1:{port}");
     let dir = tempfile::tempdir().unwrap();
     let child = Command::new(bin())
-        .args(["run", "specs/quickstart.yaml", "--no-status", "--for", "30s", "--metrics-addr", &addr])
+        .args([
+            "run",
+            "specs/quickstart.yaml",
+            "--no-status",
+            "--for",
+            "30s",
+            "--metrics-addr",
+            &addr,
+        ])
         .current_dir(repo())
         .env_remove("FINNHUB_TOKEN")
         .env("OUT_URL", dir.path())
@@ -501,17 +589,24 @@ fn slow_and_idle_clients_do_not_block_metrics() {
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     while scrape().is_err() {
-        assert!(Instant::now() < deadline, "the metrics server never came up");
+        assert!(
+            Instant::now() < deadline,
+            "the metrics server never came up"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     // 130 idle connections and a slowloris.
-    let idle: Vec<TcpStream> = (0..130).filter_map(|_| TcpStream::connect(&addr).ok()).collect();
+    let idle: Vec<TcpStream> = (0..130)
+        .filter_map(|_| TcpStream::connect(&addr).ok())
+        .collect();
     assert!(idle.len() >= 100);
     let slow_addr = addr.clone();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let slow_stop = std::sync::Arc::clone(&stop);
     let slow = std::thread::spawn(move || {
-        let Ok(mut s) = TcpStream::connect(&slow_addr) else { return };
+        let Ok(mut s) = TcpStream::connect(&slow_addr) else {
+            return;
+        };
         for b in b"GET /metrics HTTP/1.1\r\n" {
             if slow_stop.load(std::sync::atomic::Ordering::Relaxed) || s.write_all(&[*b]).is_err() {
                 return;
@@ -529,4 +624,53 @@ fn slow_and_idle_clients_do_not_block_metrics() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     drop(idle);
     let _ = slow.join();
+}
+
+/// On a terminal, Ctrl-C starts a clean line (the terminal echoes `^C` at the end of the
+/// status line) and the first Ctrl-C stops the run cleanly.
+#[test]
+fn ctrl_c_on_a_terminal_starts_a_clean_line() {
+    let script = r#"
+import os, pty, select, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+out, t0, sent = b"", time.time(), False
+while time.time() - t0 < 60:
+    if not sent and time.time() - t0 > 4:
+        os.write(fd, b"\x03")
+        sent = True
+    r, _, _ = select.select([fd], [], [], 0.2)
+    if r:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        out += data
+_, status = os.waitpid(pid, 0)
+sys.stdout.buffer.write(out)
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let out = output_within(
+        Command::new("python3")
+            .args(["-c", script, bin(), "run", "specs/quickstart.yaml"])
+            .current_dir(repo())
+            .env_remove("FINNHUB_TOKEN")
+            .env("OUT_URL", dir.path()),
+        Duration::from_secs(90),
+    );
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{screen}");
+    assert!(
+        screen.contains("trades "),
+        "the status line was shown: {screen}"
+    );
+    let after = screen.rsplit("^C").next().unwrap_or_default();
+    assert!(
+        after.starts_with("\r\x1b[2Kstopping: publishing complete windows"),
+        "{after:?}"
+    );
 }

@@ -195,6 +195,8 @@ fn market_bars_from_a_partitioned_topic_equal_the_oracle_for_any_worker_count() 
         }
         let value = match i % 97 {
             13 => "not json".to_string(),
+            // A clock gone wrong: rejected, it must not make every later trade late.
+            29 if i == 29 => format!("{{\"p\":1,\"s\":\"{sym}\",\"t\":253402300799999,\"v\":1}}"),
             41 => format!("{{\"p\":-1,\"s\":\"{sym}\",\"t\":{t},\"v\":1}}"),
             _ => format!(
                 "{{\"c\":[\"1\"],\"p\":{}.25,\"s\":\"{sym}\",\"t\":{t},\"v\":{}}}",
@@ -241,6 +243,7 @@ fn market_bars_from_a_partitioned_topic_equal_the_oracle_for_any_worker_count() 
                 .iter()
                 .any(|l| l["reason"] == "malformed_record" && l["raw"] == "not json")
         );
+        assert_eq!(dead.get("future_timestamp"), Some(&1), "{dead:?}");
     }
 }
 

@@ -29,8 +29,11 @@ fn valid_trade(v: &serde_json::Value) -> Result<(String, f64, f64, i64), &'stati
     let o = v.as_object().ok_or("invalid_type")?;
     let s = match o.get("s") {
         None => return Err("missing_field"),
-        Some(serde_json::Value::String(s)) if !s.is_empty() => s.clone(),
-        Some(serde_json::Value::String(_)) => return Err("missing_field"),
+        Some(serde_json::Value::String(s)) if s.is_empty() => return Err("missing_field"),
+        Some(serde_json::Value::String(s)) if s.len() > 64 || s.chars().any(char::is_control) => {
+            return Err("invalid_symbol");
+        }
+        Some(serde_json::Value::String(s)) => s.clone(),
         Some(_) => return Err("invalid_type"),
     };
     let num = |k: &str| -> Result<f64, &'static str> {
@@ -41,11 +44,11 @@ fn valid_trade(v: &serde_json::Value) -> Result<(String, f64, f64, i64), &'stati
         }
     };
     let p = num("p")?;
-    if !(p.is_finite() && p > 0.0) {
+    if !(p.is_finite() && p > 0.0 && p <= 1e15) {
         return Err("invalid_price");
     }
     let vol = num("v")?;
-    if !(vol.is_finite() && vol >= 0.0) {
+    if !(vol.is_finite() && (0.0..=1e15).contains(&vol)) {
         return Err("invalid_volume");
     }
     let t = match o.get("t") {
@@ -61,6 +64,14 @@ fn valid_trade(v: &serde_json::Value) -> Result<(String, f64, f64, i64), &'stati
         Some(serde_json::Value::Array(items))
             if items.iter().all(|i| i.is_string() || i.is_i64()) => {}
         Some(_) => return Err("invalid_type"),
+    }
+    // `max_future` (1h by default): nothing more than an hour ahead of the wall clock.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    if t > now + 3_600_000 {
+        return Err("future_timestamp");
     }
     Ok((s, p, vol, t))
 }

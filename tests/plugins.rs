@@ -348,7 +348,11 @@ fn hostile_plugins_are_contained_and_the_pipeline_goes_on() {
     let out = run_hostile(&hostile_spec(3, Some(early), "fail"), dir.path());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert_eq!(stderr.matches("plugin `hostile`: trap").count(), 1, "{stderr}");
+    assert_eq!(
+        stderr.matches("plugin `hostile`: trap").count(),
+        1,
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -386,7 +390,11 @@ fn graph_labels_of_model_steps_stay_on_one_line() {
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(text.contains("model forecast"), "{text}");
         for line in text.lines().skip(1) {
             assert!(

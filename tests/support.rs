@@ -94,7 +94,13 @@ pub fn write_frames(f: &Frames, path: &Path) {
             let p = rng.random_range(1..=400) as f64 / 4.0;
             let v = [0.0, 0.5, 1.0, 2.0, 100.0, 0.001][rng.random_range(0..6)];
             let item = if rng.random::<f64>() < f.invalid_rate {
-                match rng.random_range(0..6) {
+                match rng.random_range(0..8) {
+                    // A clock gone wrong (year 9999) and a symbol too long to be one.
+                    6 => format!("{{\"p\":{p},\"s\":\"{sym}\",\"t\":253402300799999,\"v\":{v}}}"),
+                    7 => format!(
+                        "{{\"p\":{p},\"s\":\"{}\",\"t\":{t},\"v\":{v}}}",
+                        "S".repeat(65)
+                    ),
                     0 => format!("{{\"p\":-{p},\"s\":\"{sym}\",\"t\":{t},\"v\":{v}}}"),
                     1 => format!("{{\"p\":{p},\"t\":{t},\"v\":{v}}}"),
                     2 => format!("{{\"p\":{p},\"s\":\"{sym}\",\"t\":\"{t}\",\"v\":{v}}}"),

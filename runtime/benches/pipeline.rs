@@ -4,6 +4,7 @@
 //!     cargo bench --bench pipeline                      # 2M trades, 500 symbols
 //!     cargo bench --bench pipeline -- --trades 5000000 --symbols 500
 //!     cargo bench --bench pipeline -- --engines         # also: timely vs differential windows
+//!     cargo bench --bench pipeline -- --windows --trades 200000   # window sizes 1m … 1ms
 //!
 //! Each measurement runs in a child process so that its peak RSS is its own. Prints trades/s and
 //! peak RSS per variant and the ratios the targets in BENCHMARKS.md refer to.
@@ -35,7 +36,7 @@ steps:
   bars:
     type: window
     input: trades
-    window: { type: tumbling, size: 1m }
+    window: { type: tumbling, size: ${SIZE:-1m} }
     allowed_lateness: ${LATENESS:-0s}
     engine: ${ENGINE:-auto}
     aggregates:
@@ -77,6 +78,7 @@ fn main() {
         let out = PathBuf::from(arg(&args, "--out").expect("--out"));
         let started = Instant::now();
         let engine = arg(&args, "--engine");
+        let size = arg(&args, "--size");
         let trades = match mode.as_str() {
             "loop" => hand_written_loop(&file, &out),
             workers => run_pipeline(
@@ -84,6 +86,7 @@ fn main() {
                 &out,
                 workers.parse().expect("workers"),
                 engine.as_deref(),
+                size.as_deref(),
             ),
         };
         println!(
@@ -137,6 +140,37 @@ fn main() {
     // With --engines, also compare the two window engines on revisable windows
     // (allowed_lateness: 30s), where `auto` picks differential dataflow.
     let mut variants: Vec<(&str, Option<&str>)> = vec![("loop", None), ("1", None), ("2", None)];
+    if args.iter().any(|a| a == "--windows") {
+        // Many small windows: time and peak memory must grow linearly with the window count.
+        for size in ["1m", "1s", "100ms", "10ms", "1ms"] {
+            let out = dir.join(format!("out-size-{size}"));
+            let _ = std::fs::remove_dir_all(&out);
+            let child = Command::new(std::env::current_exe().unwrap())
+                .args(["--child", "2", "--file", file.to_str().unwrap()])
+                .args(["--out", out.to_str().unwrap(), "--size", size])
+                .output()
+                .unwrap();
+            assert!(
+                child.status.success(),
+                "{}",
+                String::from_utf8_lossy(&child.stderr)
+            );
+            let line = String::from_utf8(child.stdout).unwrap();
+            let parts: Vec<f64> = line
+                .split_whitespace()
+                .map(|p| p.parse().unwrap())
+                .collect();
+            let files = walk_count(&out);
+            let _ = std::fs::remove_dir_all(&out);
+            println!(
+                "tumbling {size:>6}, 2 workers {:>12.0} trades/s   {:>7.3} s   peak RSS {:>7.1} MiB   {files} files",
+                parts[1] / parts[0],
+                parts[0],
+                parts[2]
+            );
+        }
+        return;
+    }
     if args.iter().any(|a| a == "--engines") {
         variants.extend([
             ("1", Some("timely")),
@@ -204,8 +238,31 @@ fn main() {
     );
 }
 
-fn run_pipeline(file: &Path, out: &Path, workers: usize, engine: Option<&str>) -> u64 {
+fn walk_count(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| {
+                    if e.path().is_dir() {
+                        walk_count(&e.path())
+                    } else {
+                        1
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn run_pipeline(
+    file: &Path,
+    out: &Path,
+    workers: usize,
+    engine: Option<&str>,
+    size: Option<&str>,
+) -> u64 {
     let env = |k: &str| match k {
+        "SIZE" => size.map(str::to_string),
         "TRADES_FILE" => Some(file.display().to_string()),
         "OUT_URL" => Some(out.display().to_string()),
         "ENGINE" => engine.map(str::to_string),

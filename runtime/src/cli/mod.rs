@@ -450,9 +450,7 @@ fn run_command(
                 eprintln!("{clear}second interrupt: exiting without publishing");
                 std::process::exit(130);
             }
-            eprintln!(
-                "{clear}stopping: publishing complete windows (Ctrl-C again exits at once)"
-            );
+            eprintln!("{clear}stopping: publishing complete windows (Ctrl-C again exits at once)");
             stop.store(true, Ordering::SeqCst);
         });
     }

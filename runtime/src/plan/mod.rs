@@ -960,14 +960,26 @@ fn overlapping_folders(spec: &crate::spec::PipelineSpec, err: &mut impl FnMut(St
     let mut folders: Vec<(String, String, String)> = Vec::new(); // (field, who, location)
     for (name, sink) in &spec.sinks {
         if let SinkSpec::Parquet(cfg) = sink {
-            folders.push((format!("sinks.{name}.path"), format!("sink `{name}`"), cfg.path.clone()));
+            folders.push((
+                format!("sinks.{name}.path"),
+                format!("sink `{name}`"),
+                cfg.path.clone(),
+            ));
         }
     }
     if let Some(dl) = &spec.dead_letters {
-        folders.push(("dead_letters.path".into(), "the dead letters".into(), dl.path.clone()));
+        folders.push((
+            "dead_letters.path".into(),
+            "the dead letters".into(),
+            dl.path.clone(),
+        ));
     }
     if let Some(c) = &spec.checkpoints {
-        folders.push(("checkpoints.path".into(), "the checkpoints".into(), c.path.clone()));
+        folders.push((
+            "checkpoints.path".into(),
+            "the checkpoints".into(),
+            c.path.clone(),
+        ));
     }
     let located: Vec<Option<String>> = folders.iter().map(|(_, _, p)| folder_location(p)).collect();
     for j in 1..folders.len() {

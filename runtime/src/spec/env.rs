@@ -24,7 +24,11 @@ pub fn protect(text: &str) -> (String, Vec<String>) {
     let mut refs = Vec::new();
     let mut rest = text;
     while let Some(pos) = rest.find("${") {
-        let start = if pos > 0 && rest.as_bytes()[pos - 1] == b'$' { pos - 1 } else { pos };
+        let start = if pos > 0 && rest.as_bytes()[pos - 1] == b'$' {
+            pos - 1
+        } else {
+            pos
+        };
         let Some(end) = closing_brace(&rest[pos..]) else {
             break;
         };
@@ -119,13 +123,7 @@ struct Walk<'a> {
     lookup: &'a dyn Fn(&str) -> Option<String>,
 }
 
-fn walk(
-    node: &mut Node,
-    pos: Pos,
-    cx: &Walk,
-    path: &mut Vec<String>,
-    errors: &mut Vec<EnvError>,
-) {
+fn walk(node: &mut Node, pos: Pos, cx: &Walk, path: &mut Vec<String>, errors: &mut Vec<EnvError>) {
     let (lines, lookup) = (cx.lines, cx.lookup);
     match node {
         Node::Map(entries) => {
@@ -302,7 +300,11 @@ fn resolve(
         && !name.as_bytes()[0].is_ascii_digit();
     if !valid_name {
         let shown: String = inner.chars().take(40).collect();
-        let more = if inner.chars().count() > 40 { "..." } else { "" };
+        let more = if inner.chars().count() > 40 {
+            "..."
+        } else {
+            ""
+        };
         return Err(format!(
             "invalid environment variable reference `${{{shown}{more}}}`: names are letters, digits and `_`"
         ));
@@ -347,7 +349,10 @@ mod tests {
 
     #[test]
     fn defaults_may_nest_references() {
-        assert_eq!(interpolate("${NOPE:-${OUT}/chk}", &env).unwrap(), "/tmp/out/chk");
+        assert_eq!(
+            interpolate("${NOPE:-${OUT}/chk}", &env).unwrap(),
+            "/tmp/out/chk"
+        );
         assert_eq!(
             interpolate("${NOPE:-${NADA:-data}/chk}", &env).unwrap(),
             "data/chk"
@@ -391,7 +396,8 @@ mod tests {
 
     #[test]
     fn tree_errors_name_path_and_column() {
-        let text = "name: x\nsinks:\n  s:\n    path: ${A} ${B}\n    w: {size: ${N}, x: \"${N:-x}\"}\n";
+        let text =
+            "name: x\nsinks:\n  s:\n    path: ${A} ${B}\n    w: {size: ${N}, x: \"${N:-x}\"}\n";
         let (protected, refs) = protect(text);
         let mut tree = crate::spec::tree::Tree::parse(&protected).unwrap();
         let errs = interpolate_tree(&mut tree.root, tree.root_pos, &protected, &refs, &env);

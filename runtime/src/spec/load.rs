@@ -50,8 +50,7 @@ impl LoadedSpec {
 
 /// Whether the field at dotted path `outer` is, or contains, the one at `inner`.
 fn covers(outer: &str, inner: &str) -> bool {
-    inner == outer
-        || (inner.starts_with(outer) && inner.as_bytes().get(outer.len()) == Some(&b'.'))
+    inner == outer || (inner.starts_with(outer) && inner.as_bytes().get(outer.len()) == Some(&b'.'))
 }
 
 /// Loads and type-checks a spec file, reading `${VAR}`s from the process environment.
@@ -76,10 +75,11 @@ pub fn load_str(
     let (text, refs) = protect(text);
     let mut tree = Tree::parse(&text)
         .map_err(|(p, msg)| fail(vec![Diagnostic::new("", msg).at(p.line, p.column)]))?;
-    let pending: Vec<Diagnostic> = interpolate_tree(&mut tree.root, tree.root_pos, &text, &refs, env)
-        .into_iter()
-        .map(|e| Diagnostic::new(e.path, e.message).at(e.line, e.column))
-        .collect();
+    let pending: Vec<Diagnostic> =
+        interpolate_tree(&mut tree.root, tree.root_pos, &text, &refs, env)
+            .into_iter()
+            .map(|e| Diagnostic::new(e.path, e.message).at(e.line, e.column))
+            .collect();
     let Node::Map(top) = &tree.root else {
         return Err(fail(vec![
             Diagnostic::new(

@@ -193,7 +193,10 @@ fn vwap_is_null_without_volume_and_stddev_needs_two_values() {
 #[test]
 fn windows_that_started_before_a_live_source_are_skipped_not_late() {
     let mut s = WindowState::new(&node(
-        WindowKind::Hopping { size: 20, slide: 10 },
+        WindowKind::Hopping {
+            size: 20,
+            slide: 10,
+        },
         0,
         &[(AggregateFn::Count, TradeField::Price)],
     ));
@@ -205,7 +208,12 @@ fn windows_that_started_before_a_live_source_are_skipped_not_late() {
     let rows = fire(&mut s, 100);
     assert_eq!(
         rows,
-        vec![vec![Value::Str("A".into()), Value::Ts(30), Value::Ts(50), Value::I64(1)]]
+        vec![vec![
+            Value::Str("A".into()),
+            Value::Ts(30),
+            Value::Ts(50),
+            Value::I64(1)
+        ]]
     );
 }
 
@@ -221,7 +229,9 @@ fn many_small_windows_fire_once_each_in_order() {
     let mut expected: std::collections::BTreeMap<(i64, String), i64> = Default::default();
     let mut rng = 7u64;
     for seq in 0..20_000u64 {
-        rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let ts = ((rng >> 33) % 5_000) as i64;
         let sym = ["A", "B", "C"][((rng >> 20) % 3) as usize];
         s.add(&trade(sym, 1.0, 1.0, ts, seq, i64::MIN));

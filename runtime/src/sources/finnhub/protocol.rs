@@ -785,11 +785,19 @@ mod tests {
         let (_, ok, bad) = parse(&frame);
         let accepted: Vec<usize> = ok.iter().map(|(i, _)| *i).collect();
         assert_eq!(accepted, vec![2, 4]);
-        assert!(bad.iter().all(|b| b.reason == RejectReason::InvalidSymbol), "{bad:?}");
-        assert!(bad.iter().all(|b| b.detail.len() < 200), "details are bounded");
+        assert!(
+            bad.iter().all(|b| b.reason == RejectReason::InvalidSymbol),
+            "{bad:?}"
+        );
+        assert!(
+            bad.iter().all(|b| b.detail.len() < 200),
+            "details are bounded"
+        );
         // The fast path agrees: it never accepts what validation refuses.
         let mut n = 0;
-        assert!(super::super::fast::parse_trade_frame(frame.as_bytes(), &mut |_, _| n += 1).is_none());
+        assert!(
+            super::super::fast::parse_trade_frame(frame.as_bytes(), &mut |_, _| n += 1).is_none()
+        );
     }
 
     #[test]

@@ -291,8 +291,9 @@ pub fn kafka_stream<'scope>(
                             if let Some(state) =
                                 parts.iter_mut().find(|s| s.partition == msg.partition())
                             {
-                                n += state.take(&msg, ooo, quantum, floor, &mut batch, &dead, &name, future)
-                                    as u64;
+                                n += state.take(
+                                    &msg, ooo, quantum, floor, &mut batch, &dead, &name, future,
+                                ) as u64;
                             }
                         }
                         Err(e) => {
@@ -324,8 +325,9 @@ pub fn kafka_stream<'scope>(
                         taken += 1;
                         match result {
                             Ok(msg) => {
-                                n += state.take(&msg, ooo, quantum, floor, &mut batch, &dead, &name, future)
-                                    as u64;
+                                n += state.take(
+                                    &msg, ooo, quantum, floor, &mut batch, &dead, &name, future,
+                                ) as u64;
                             }
                             Err(e) => {
                                 tracing::warn!(source = %name, partition = state.partition, error = %e, "Kafka consumer error (retrying)");

@@ -388,7 +388,11 @@ fn parse_block(
         if line.is_empty() {
             continue;
         }
-        if fast::parse_trade_frame(line, &mut |i, t| push(line_no, i, t, &mut max_ts, &mut future)).is_some() {
+        if fast::parse_trade_frame(line, &mut |i, t| {
+            push(line_no, i, t, &mut max_ts, &mut future)
+        })
+        .is_some()
+        {
             if !future.is_empty() {
                 let text = String::from_utf8_lossy(line);
                 for (index, ts) in future.drain(..) {
@@ -416,8 +420,11 @@ fn parse_block(
             }
         };
         invalid.clear();
-        let result =
-            protocol::parse_frame(text, |i, t| push(line_no, i, t, &mut max_ts, &mut future), &mut invalid);
+        let result = protocol::parse_frame(
+            text,
+            |i, t| push(line_no, i, t, &mut max_ts, &mut future),
+            &mut invalid,
+        );
         match result {
             Ok(FrameKind::Trades(_)) => {}
             Ok(FrameKind::Ping) => pings += 1,
