@@ -292,6 +292,8 @@ fn a_real_prometheus_scrapes_running_pipelines_and_every_health_dashboard_query_
         return;
     };
     let Some(brokers) = brokers() else { return };
+    // Built first: waiting for the build while the 40 s pipelines run would miss them.
+    let plugins = plugins();
     let dir = tempfile::tempdir().unwrap();
     let (quickstart_port, forecast_port, prom_port) = (free_port(), free_port(), free_port());
 
@@ -324,7 +326,7 @@ fn a_real_prometheus_scrapes_running_pipelines_and_every_health_dashboard_query_
             .env("TRADES_TOPIC", &topic)
             .env("OUT_URL", dir.path().join("forecast"))
             .env("CHECKPOINT_INTERVAL", "1s")
-            .env("PLUGINS", plugins())
+            .env("PLUGINS", &plugins)
             // The environment variable behind --metrics-addr.
             .env(
                 "TICKFLOW_METRICS_ADDR",

@@ -157,7 +157,8 @@ fn out_of_range(e: &serde_json::Error) -> bool {
 fn mark_huge_numbers(text: &str) -> String {
     let mut owned = text.to_string();
     for _ in 0..64 {
-        let err = match serde_json::from_str::<IgnoredAny>(&owned) {
+        // NB: a `Value`, not `IgnoredAny`: serde_json skips ignored numbers without parsing them.
+        let err = match serde_json::from_str::<serde_json::Value>(&owned) {
             Err(e) if out_of_range(&e) => e,
             _ => break,
         };
