@@ -222,7 +222,7 @@ sinks:
     assert_eq!(
         stderr,
         "spec.yaml:8:47: steps.b.window.slide: every record would belong to 86400000 windows (size 1d / slide 1ms); at most 10000 are allowed: use a larger slide or a smaller size
-spec.yaml:11:67: sinks.s.rolling.max_bytes: must be at least 1B (e.g. 128MiB)
+spec.yaml:11:66: sinks.s.rolling.max_bytes: must be at least 1B (e.g. 128MiB)
 2 error(s) in spec.yaml
 "
     );

@@ -137,6 +137,17 @@ impl Tree {
                     .unwrap_or("invalid YAML")
                     .trim()
                     .to_string();
+                // The parser's limits (nodes, depth, aliases) guard against alias bombs and
+                // absurd files: say so in words.
+                if first.contains("budget breached") {
+                    let what = first.split("budget breached:").nth(1).unwrap_or("").trim();
+                    return Err((
+                        pos,
+                        format!(
+                            "the spec is too large for a pipeline spec (YAML limit reached: {what})"
+                        ),
+                    ));
+                }
                 Err((pos, first))
             }
         }
