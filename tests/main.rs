@@ -1,5 +1,8 @@
 //! tickflow's integration tests: one binary (heavy dependencies link once). Modules:
 
+/// Cluster mode with real processes: splits of a worker count agree bit for bit and with the
+/// oracle; a killed or frozen process ends the cluster; stray connections are refused.
+mod cluster;
 /// Grafana dashboards: every SQL query against real sink output (DuckDB), every PromQL query
 /// against a real Prometheus scraping running pipelines.
 mod dashboards;

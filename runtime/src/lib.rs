@@ -5,6 +5,7 @@
 
 pub mod checkpoint;
 pub mod cli;
+pub mod cluster;
 pub mod dataflow;
 pub mod metrics;
 pub mod plan;

@@ -11,10 +11,18 @@ import json
 import math
 import sys
 import tempfile
+import time
+import unicodedata
 
 import duckdb
 
 MAX_TS = 253402300799999
+# The documented bounds: prices and volumes up to 1e15, symbols up to 64 bytes without control
+# characters, event times at most `max_future` (1 h by default) ahead of the wall clock.
+MAX_VALUE = 1e15
+MAX_SYMBOL_BYTES = 64
+MAX_FUTURE_MS = 3_600_000
+NOW_MS = int(time.time() * 1000)
 
 
 def valid(t):
@@ -22,11 +30,15 @@ def valid(t):
         return False
     num = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool)
     c = t.get("c")
+    s = t.get("s")
     return (
-        isinstance(t.get("s"), str) and t["s"] != ""
-        and num(t.get("p")) and math.isfinite(t["p"]) and t["p"] > 0
-        and num(t.get("v")) and math.isfinite(t["v"]) and t["v"] >= 0
+        isinstance(s, str) and s != ""
+        and len(s.encode("utf-8")) <= MAX_SYMBOL_BYTES
+        and not any(unicodedata.category(ch) == "Cc" for ch in s)
+        and num(t.get("p")) and math.isfinite(t["p"]) and 0 < t["p"] <= MAX_VALUE
+        and num(t.get("v")) and math.isfinite(t["v"]) and 0 <= t["v"] <= MAX_VALUE
         and isinstance(t.get("t"), int) and not isinstance(t.get("t"), bool) and 0 <= t["t"] <= MAX_TS
+        and t["t"] <= NOW_MS + MAX_FUTURE_MS
         and (c is None or (isinstance(c, list) and all(isinstance(x, (str, int)) for x in c)))
     )
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::cluster::ClusterConfig;
 use crate::dataflow::{RunOptions, run};
 use crate::metrics::Metrics;
 use crate::plan::{self, Plan};
@@ -81,11 +82,19 @@ enum Command {
         /// interface) at /metrics. Overrides the spec's `metrics.addr`.
         #[arg(long, env = "TICKFLOW_METRICS_ADDR")]
         metrics_addr: Option<String>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
-    /// Check a spec: every error is printed as FILE:LINE:COL: path: message (exit 2).
+    /// Check a spec: every error is printed as FILE:LINE:COL: path: message (exit 2). With
+    /// `--process`/`--peers` (and `--workers`), checks the cluster flags too.
     Validate {
         /// The pipeline spec (YAML).
         spec: String,
+        /// Worker threads per process (checked against `checkpoints.key_groups`).
+        #[arg(long, short, default_value_t = 1, value_parser = parse_workers)]
+        workers: usize,
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
     /// Print the planned dataflow as Graphviz DOT (default) or Mermaid.
     Graph {
@@ -132,6 +141,48 @@ enum Command {
         #[arg(long, default_value_t = 0.0)]
         malformed_rate: f64,
     },
+}
+
+/// Cluster mode: this process is one of several that run one computation together.
+#[derive(clap::Args, Debug)]
+struct ClusterArgs {
+    /// Run as process I of a cluster: I is this process's place (from 0) in `--peers`.
+    #[arg(long, env = "TICKFLOW_PROCESS", requires = "peers")]
+    process: Option<usize>,
+    /// Every process's cluster address as HOST:PORT, comma-separated, in process order; the
+    /// same list for every process. This process listens on its own entry's port on every
+    /// interface. Each process runs `--workers` threads.
+    #[arg(long, env = "TICKFLOW_PEERS", requires = "process")]
+    peers: Option<String>,
+    /// A peer that sends nothing (heartbeats come every second) for this long is taken as lost:
+    /// the cluster stops.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    peer_timeout: Duration,
+    /// How long to wait for every peer to join at start.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    join_timeout: Duration,
+}
+
+impl ClusterArgs {
+    /// The cluster this process belongs to (`None`: it runs alone), or what is wrong with the
+    /// flags.
+    fn config(&self, threads: usize, plan: &Plan) -> Result<Option<ClusterConfig>, String> {
+        let (Some(process), Some(peers)) = (self.process, self.peers.as_deref()) else {
+            return Ok(None);
+        };
+        let mut c = ClusterConfig::new(process, crate::cluster::parse_peers(peers), threads)?;
+        c.peer_timeout = self.peer_timeout.max(Duration::from_secs(1));
+        c.join_timeout = self.join_timeout;
+        if plan.checkpoints.is_some() && c.total_workers() > plan.key_groups as usize {
+            return Err(format!(
+                "the cluster has {} workers ({} processes x --workers {threads}), more than checkpoints.key_groups ({}): state is kept in that many groups, so further workers would have nothing to do",
+                c.total_workers(),
+                c.processes(),
+                plan.key_groups
+            ));
+        }
+        Ok(Some(c))
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -306,8 +357,27 @@ pub fn main() -> ExitCode {
             print!("{}", spec::json_schema());
             ExitCode::SUCCESS
         }
-        Command::Validate { spec } => match load_and_plan(&spec) {
+        Command::Validate {
+            spec,
+            workers,
+            cluster,
+        } => match load_and_plan(&spec) {
             Ok(plan) => {
+                let cluster = match cluster.config(workers, &plan) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return ExitCode::from(2);
+                    }
+                };
+                if let Some(c) = &cluster {
+                    println!(
+                        "cluster: process {} of {}, {} worker(s) in all",
+                        c.process,
+                        c.processes(),
+                        c.total_workers()
+                    );
+                }
                 println!(
                     "{spec}: ok — pipeline `{}`: {} source(s), {} step(s), {} sink(s){}",
                     plan.name,
@@ -344,10 +414,18 @@ pub fn main() -> ExitCode {
             no_status,
             bounded,
             metrics_addr,
+            cluster,
         } => {
             let plan = match load_and_plan(&spec) {
                 Ok(p) => p,
                 Err(e) => return spec_failure(&e),
+            };
+            let cluster = match cluster.config(workers, &plan) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
             };
             if plan.checkpoints.is_some() && workers > plan.key_groups as usize {
                 eprintln!(
@@ -361,6 +439,7 @@ pub fn main() -> ExitCode {
             run_command(
                 plan,
                 workers,
+                cluster,
                 run_for,
                 bounded,
                 metrics_addr.as_deref(),
@@ -423,6 +502,7 @@ fn spec_failure(e: &SpecErrors) -> ExitCode {
 fn run_command(
     plan: Plan,
     workers: usize,
+    cluster: Option<ClusterConfig>,
     run_for: Option<Duration>,
     bounded: bool,
     metrics_addr: Option<&str>,
@@ -464,13 +544,23 @@ fn run_command(
     let done = Arc::new(AtomicBool::new(false));
     let status = status::spawn(Arc::clone(&metrics), Arc::clone(&done), show_status);
     let name = plan.name.clone();
-    tracing::info!(pipeline = %name, workers, "starting");
+    match &cluster {
+        None => tracing::info!(pipeline = %name, workers, "starting"),
+        Some(c) => tracing::info!(
+            pipeline = %name,
+            workers,
+            process = c.process,
+            processes = c.processes(),
+            "starting"
+        ),
+    }
     let opts = RunOptions {
         workers,
         stop,
         metrics: Arc::clone(&metrics),
         block_size: crate::sources::replay::BLOCK_SIZE,
         bounded,
+        cluster,
     };
     let result = run(plan, opts);
     done.store(true, Ordering::SeqCst);

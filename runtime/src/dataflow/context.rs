@@ -1,9 +1,10 @@
 //! What every worker of a run shares: the plan, counters, the stop flag, the async runtime for
 //! storage, per-source shared state, and the first fatal error.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::cluster::{Control, ControlMsg};
 use crate::metrics::Metrics;
 use crate::plan::Plan;
 use crate::sources::finnhub::source::FinnhubShared;
@@ -26,11 +27,16 @@ pub struct RunContext {
     pub bounded: bool,
     /// Per source and worker: the watermark of the worker's slowest live partition (`i64::MAX`:
     /// none), for watermark alignment across workers.
-    pub source_watermarks: Vec<Vec<std::sync::atomic::AtomicI64>>,
+    pub source_watermarks: Vec<Vec<AtomicI64>>,
     /// The checkpoint coordinator, when the spec has `checkpoints`.
     pub checkpoint: Option<Arc<crate::checkpoint::Coordinator>>,
     /// Wall-clock time (ms) the run started: live windows that began earlier are partial.
     pub started_ms: i64,
+    /// In cluster mode: this process's end of the control dataflow (what the processes tell
+    /// each other besides records).
+    pub control: Option<Arc<Control>>,
+    /// Per source and worker: the watermark last told to the other processes.
+    sent_watermarks: Vec<Vec<AtomicI64>>,
     errors: Mutex<Vec<String>>,
 }
 
@@ -56,7 +62,115 @@ impl RunContext {
             source_watermarks: Vec::new(),
             checkpoint: None,
             started_ms: crate::dataflow::time::now_ms(),
+            control: None,
+            sent_watermarks: Vec::new(),
             errors: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Sizes the per-worker watermark slots for `total` workers (of the whole cluster).
+    pub fn with_workers(mut self, total: usize) -> Self {
+        let slots = || {
+            (0..self.plan.sources.len())
+                .map(|_| (0..total).map(|_| AtomicI64::new(i64::MAX)).collect())
+                .collect()
+        };
+        self.source_watermarks = slots();
+        self.sent_watermarks = slots();
+        self
+    }
+
+    /// Records worker `worker`'s slowest live partition of `source` (watermark alignment); the
+    /// other processes hear of it with the next heartbeat, or at once when it changed by more
+    /// than a little (or the worker finished).
+    pub fn publish_watermark(&self, source: usize, worker: usize, wm: i64) {
+        self.source_watermarks[source][worker].store(wm, Ordering::Relaxed);
+        if let Some(control) = &self.control {
+            let sent = &self.sent_watermarks[source][worker];
+            let last = sent.load(Ordering::Relaxed);
+            if last != wm && (wm == i64::MAX || last == i64::MAX || wm.abs_diff(last) >= 1_000) {
+                sent.store(wm, Ordering::Relaxed);
+                control.send(ControlMsg::Watermark {
+                    source: source as u32,
+                    worker: worker as u32,
+                    wm,
+                });
+            }
+        }
+    }
+
+    /// This process's watermarks that changed since they were last sent (sent with heartbeats).
+    pub fn unsent_watermarks(&self) -> Vec<ControlMsg> {
+        let Some(control) = &self.control else {
+            return Vec::new();
+        };
+        let local = control.process * control.threads..(control.process + 1) * control.threads;
+        let mut out = Vec::new();
+        for (source, workers) in self.source_watermarks.iter().enumerate() {
+            for w in local.clone() {
+                let wm = workers[w].load(Ordering::Relaxed);
+                if self.sent_watermarks[source][w].swap(wm, Ordering::Relaxed) != wm {
+                    out.push(ControlMsg::Watermark {
+                        source: source as u32,
+                        worker: w as u32,
+                        wm,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Applies what another process said (see [`crate::cluster::control`]).
+    pub fn apply_control(&self, msg: ControlMsg) {
+        match msg {
+            ControlMsg::Heartbeat => {}
+            ControlMsg::ReplayBlock {
+                source,
+                block,
+                max_ts,
+                lines,
+            } => {
+                if let Some(Some(r)) = self.replay.get(source as usize) {
+                    r.set_block(block as usize, max_ts, lines);
+                }
+            }
+            ControlMsg::Watermark { source, worker, wm } => {
+                if let Some(slot) = self
+                    .source_watermarks
+                    .get(source as usize)
+                    .and_then(|s| s.get(worker as usize))
+                {
+                    slot.store(wm, Ordering::Relaxed);
+                }
+            }
+            ControlMsg::Stop { process, error } => {
+                let Some(control) = &self.control else {
+                    return;
+                };
+                if process as usize == control.process {
+                    return;
+                }
+                control.heard_stop();
+                match error {
+                    Some(e) => {
+                        tracing::debug!(process, error = %e, "another process failed");
+                        self.record_error(format!("process {process} failed: {e}"));
+                    }
+                    None => tracing::info!(process, "another process asked the cluster to stop"),
+                }
+                self.stop.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+
+    fn record_error(&self, msg: String) {
+        self.errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(msg);
+        if let Some(cp) = &self.checkpoint {
+            cp.abort();
         }
     }
 
@@ -65,13 +179,10 @@ impl RunContext {
         let msg = what.to_string();
         // NB: printed once, by the command, when the run has stopped (`error: ...`).
         tracing::debug!(error = %msg, "fatal error: stopping the run");
-        self.errors
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(msg);
-        if let Some(cp) = &self.checkpoint {
-            cp.abort();
+        if let Some(control) = &self.control {
+            control.send_stop(Some(msg.clone()));
         }
+        self.record_error(msg);
         self.stop.store(true, Ordering::SeqCst);
     }
 

@@ -18,6 +18,7 @@ use timely::dataflow::operators::vec::Map;
 
 use self::context::RunContext;
 use crate::checkpoint::Role;
+use crate::cluster::{ClusterConfig, Control};
 use crate::metrics::Metrics;
 use crate::plan::{NodeRef, Plan};
 use crate::record::{Row, Trade, trade_row};
@@ -37,6 +38,8 @@ pub struct RunOptions {
     pub block_size: usize,
     /// Make every source that can end do so (Kafka: the end offsets seen at start).
     pub bounded: bool,
+    /// Run as one process of a cluster (`workers` threads here, as many in every other process).
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl RunOptions {
@@ -47,6 +50,7 @@ impl RunOptions {
             metrics: Arc::new(Metrics::default()),
             block_size: BLOCK_SIZE,
             bounded: false,
+            cluster: None,
         }
     }
 }
@@ -60,7 +64,13 @@ pub struct RunSummary {
 
 /// Runs `plan` to completion (bounded sources) or until `opts.stop` is set.
 pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
-    let workers = opts.workers.max(1);
+    // Worker threads of this process, and of the whole computation.
+    let threads = opts.workers.max(1);
+    let workers = opts
+        .cluster
+        .as_ref()
+        .map(|c| c.total_workers())
+        .unwrap_or(threads);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("tickflow-io")
@@ -92,6 +102,11 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
             .map(|d| d.as_millis())
             .unwrap_or(0)
     );
+    if opts.cluster.is_some() && plan.checkpoints.is_some() {
+        bail!(
+            "checkpoints are not supported in cluster mode yet: run the pipeline as one process (without --process/--peers), or without `checkpoints`"
+        );
+    }
     let checkpoint = match &plan.checkpoints {
         Some(spec) => {
             let sink_paths: Vec<String> = plan
@@ -133,7 +148,7 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
         }
         None => None,
     };
-    let mut context = RunContext::new(
+    let context = RunContext::new(
         plan,
         Arc::clone(&opts.metrics),
         Arc::clone(&opts.stop),
@@ -142,18 +157,13 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
         replay,
         finnhub,
     );
+    let mut context = context.with_workers(workers);
     context.bounded = opts.bounded;
-    context.source_watermarks = context
-        .plan
-        .sources
-        .iter()
-        .map(|_| {
-            (0..workers)
-                .map(|_| std::sync::atomic::AtomicI64::new(i64::MAX))
-                .collect()
-        })
-        .collect();
     context.checkpoint = checkpoint.clone();
+    context.control = opts
+        .cluster
+        .as_ref()
+        .map(|c| Arc::new(Control::new(c.process, c.threads)));
     let ctx = Arc::new(context);
     let coordinator = checkpoint.clone().map(|cp| {
         let (rt, stop) = (rt.handle().clone(), Arc::clone(&opts.stop));
@@ -165,74 +175,92 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
     let started = Instant::now();
 
     let worker_ctx = Arc::clone(&ctx);
-    let guards = timely::execute(timely::Config::process(workers), move |worker| {
-        let ctx = Arc::clone(&worker_ctx);
-        let index = worker.index();
-        // Dead letters are exactly-once too when there are checkpoints: each worker's are a
-        // participant of their own, precommitted once sources and windows have stopped.
-        let mut dead_cp = ctx
-            .checkpoint
-            .as_ref()
-            .filter(|_| ctx.plan.dead_letters.is_some())
-            .map(|c| c.participant(Role::DeadLetters, 0, index, None));
-        let dead = match DeadLetters::new(
-            ctx.plan.dead_letters.as_ref(),
-            ctx.rt.clone(),
-            ctx.file_prefix(index),
-            Arc::clone(&ctx.metrics),
-        ) {
-            Ok(d) => Rc::new(RefCell::new(match (&dead_cp, &ctx.plan.dead_letters) {
-                (Some(_), Some(spec)) => d.two_phase(&spec.path),
-                _ => d,
-            })),
-            Err(e) => {
-                ctx.fail(format!("dead letters: {e:#}"));
-                Rc::new(RefCell::new(
-                    DeadLetters::new(
-                        None,
-                        ctx.rt.clone(),
-                        String::new(),
-                        Arc::clone(&ctx.metrics),
-                    )
-                    .expect("no output cannot fail"),
-                ))
-            }
-        };
-        worker.dataflow::<u64, _, _>(|scope| build(scope, &ctx, &dead, index));
-        let mut last_roll = Instant::now();
-        let mut park = Duration::from_millis(50);
-        while worker.step_or_park(Some(park)) {
-            if last_roll.elapsed() > Duration::from_secs(1) {
-                dead.borrow_mut().roll_aged();
-                last_roll = Instant::now();
-            }
-            if let Some(p) = dead_cp.as_mut() {
-                park = Duration::from_millis(50);
-                if let Some(epoch) = p.in_progress() {
-                    park = crate::checkpoint::FROZEN_POLL;
-                    if p.due(epoch) {
-                        match dead.borrow_mut().precommit() {
-                            Ok(files) => p.record_pending(files),
-                            Err(e) => ctx.fail(format!("{e:#}")),
+    let (builders, comms) = match &opts.cluster {
+        None => timely::CommunicationConfig::Process(threads)
+            .try_build()
+            .map_err(|e| anyhow::anyhow!("starting workers: {e}"))?,
+        Some(cluster) => connect_cluster(cluster)?,
+    };
+    let guards =
+        timely::execute::execute_from(builders, comms, Default::default(), move |worker| {
+            let ctx = Arc::clone(&worker_ctx);
+            let index = worker.index();
+            // Dead letters are exactly-once too when there are checkpoints: each worker's are a
+            // participant of their own, precommitted once sources and windows have stopped.
+            let mut dead_cp = ctx
+                .checkpoint
+                .as_ref()
+                .filter(|_| ctx.plan.dead_letters.is_some())
+                .map(|c| c.participant(Role::DeadLetters, 0, index, None));
+            let dead = match DeadLetters::new(
+                ctx.plan.dead_letters.as_ref(),
+                ctx.rt.clone(),
+                ctx.file_prefix(index),
+                Arc::clone(&ctx.metrics),
+            ) {
+                Ok(d) => Rc::new(RefCell::new(match (&dead_cp, &ctx.plan.dead_letters) {
+                    (Some(_), Some(spec)) => d.two_phase(&spec.path),
+                    _ => d,
+                })),
+                Err(e) => {
+                    ctx.fail(format!("dead letters: {e:#}"));
+                    Rc::new(RefCell::new(
+                        DeadLetters::new(
+                            None,
+                            ctx.rt.clone(),
+                            String::new(),
+                            Arc::clone(&ctx.metrics),
+                        )
+                        .expect("no output cannot fail"),
+                    ))
+                }
+            };
+            let main = worker.next_dataflow_index();
+            worker.dataflow::<u64, _, _>(|scope| build(scope, &ctx, &dead, index));
+            let main_done = Rc::new(std::cell::Cell::new(false));
+            crate::cluster::control::build(worker, &ctx, Rc::clone(&main_done));
+            let mut last_roll = Instant::now();
+            let mut park = Duration::from_millis(50);
+            while worker.step_or_park(Some(park)) {
+                if ctx.control.is_some() && !worker.installed_dataflows().contains(&main) {
+                    break;
+                }
+                if last_roll.elapsed() > Duration::from_secs(1) {
+                    dead.borrow_mut().roll_aged();
+                    last_roll = Instant::now();
+                }
+                if let Some(p) = dead_cp.as_mut() {
+                    park = Duration::from_millis(50);
+                    if let Some(epoch) = p.in_progress() {
+                        park = crate::checkpoint::FROZEN_POLL;
+                        if p.due(epoch) {
+                            match dead.borrow_mut().precommit() {
+                                Ok(files) => p.record_pending(files),
+                                Err(e) => ctx.fail(format!("{e:#}")),
+                            }
+                            p.ack(epoch);
                         }
-                        p.ack(epoch);
                     }
                 }
             }
-        }
-        let result = match dead_cp.as_mut() {
-            Some(p) => {
-                let files = dead.borrow_mut().precommit();
-                p.finish();
-                files.map(|files| p.record_pending(files))
+            let result = match dead_cp.as_mut() {
+                Some(p) => {
+                    let files = dead.borrow_mut().precommit();
+                    p.finish();
+                    files.map(|files| p.record_pending(files))
+                }
+                None => dead.borrow_mut().flush(),
+            };
+            if let Err(e) = result {
+                ctx.fail(format!("{e:#}"));
             }
-            None => dead.borrow_mut().flush(),
-        };
-        if let Err(e) = result {
-            ctx.fail(format!("{e:#}"));
-        }
-    })
-    .map_err(|e| anyhow::anyhow!("starting workers: {e}"))?;
+            // The control dataflow ends once every worker of the cluster got here; peers may now go
+            // quiet without being lost.
+            main_done.set(true);
+            crate::cluster::watchdog::disarm();
+            while worker.step_or_park(Some(Duration::from_millis(100))) {}
+        })
+        .map_err(|e| anyhow::anyhow!("starting workers: {e}"))?;
     for r in guards.join() {
         if let Err(e) = r {
             ctx.fail(format!("worker failed: {e}"));
@@ -264,6 +292,34 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
         elapsed: started.elapsed(),
         stopped: opts.stop.load(Ordering::Relaxed),
     })
+}
+
+/// Forms the cluster (our sockets, our handshake) and hands the connections to timely.
+fn connect_cluster(
+    cluster: &ClusterConfig,
+) -> Result<(
+    Vec<timely::communication::allocator::AllocatorBuilder>,
+    Box<dyn std::any::Any + Send>,
+)> {
+    use timely::communication::allocator::{AllocatorBuilder, ProcessBuilder};
+    crate::cluster::watchdog::install_panic_hook(cluster);
+    let (sockets, activity) = crate::cluster::handshake::form(cluster)?;
+    let hooks = timely::communication::initialize::Hooks::default();
+    let local = ProcessBuilder::new_typed_vector(cluster.threads, hooks.refill.clone(), None);
+    let (builders, guard) =
+        timely::communication::allocator::zero_copy::initialize::initialize_networking_from_sockets(
+            local,
+            sockets,
+            cluster.process,
+            cluster.threads,
+            hooks,
+        )
+        .context("starting the cluster's network threads")?;
+    crate::cluster::watchdog::spawn(cluster, activity);
+    Ok((
+        builders.into_iter().map(AllocatorBuilder::Tcp).collect(),
+        Box::new(guard),
+    ))
 }
 
 fn build<'scope>(

@@ -368,8 +368,11 @@ pub fn kafka_stream<'scope>(
                     .filter(|wm| *wm > i64::MIN)
                     .min()
                     .unwrap_or(i64::MAX);
-                ctx.source_watermarks[source_index][worker]
-                    .store(if finished { i64::MAX } else { slowest }, Ordering::Relaxed);
+                ctx.publish_watermark(
+                    source_index,
+                    worker,
+                    if finished { i64::MAX } else { slowest },
+                );
                 if let Some(wm) = live.iter().map(|s| s.wm).min() {
                     if wm > i64::MIN {
                         ctx.metrics.watermark.fetch_max(wm, Ordering::Relaxed);

@@ -21,6 +21,7 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::{Scope, StreamVec};
 
+use crate::cluster::ControlMsg;
 use crate::dataflow::context::RunContext;
 use crate::dataflow::time::quantize;
 use crate::metrics::Metrics;
@@ -72,6 +73,16 @@ impl ReplayShared {
             block_ready: (0..n_blocks).map(|_| AtomicBool::new(false)).collect(),
             origin_ts: AtomicI64::new(i64::MIN),
         })
+    }
+
+    /// Block `b` as parsed by a worker of another process (cluster mode): its highest event
+    /// time and line count, then ready.
+    pub fn set_block(&self, b: usize, max_ts: i64, lines: u64) {
+        if b < self.n_blocks {
+            self.block_max[b].store(max_ts, Ordering::Release);
+            self.block_lines[b].store(lines, Ordering::Release);
+            self.block_ready[b].store(true, Ordering::Release);
+        }
     }
 
     /// Fills `buf` from `offset`; a file shorter than at the start is an error naming it.
@@ -291,6 +302,14 @@ pub fn replay_stream<'scope>(
                     };
                     shared.block_max[b].store(block.max_ts, Ordering::Release);
                     shared.block_ready[b].store(true, Ordering::Release);
+                    if let Some(control) = &ctx.control {
+                        control.send(ControlMsg::ReplayBlock {
+                            source: source_index as u32,
+                            block: b as u32,
+                            max_ts: block.max_ts,
+                            lines: shared.block_lines[b].load(Ordering::Acquire),
+                        });
+                    }
                     parsed.push_back(block);
                 }
 

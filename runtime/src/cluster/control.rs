@@ -1,0 +1,158 @@
+//! The control dataflow: what the processes of a cluster tell each other besides records.
+//!
+//! Within one process, workers share replay block carries, Kafka watermarks and the stop flag
+//! through memory. Across processes the same facts travel as [`ControlMsg`]s: each process's
+//! first worker drains an outbox every activation (and at least each [`super::HEARTBEAT`]) and
+//! broadcasts it; every process's first worker applies what arrives to its own copy of the shared
+//! state. Every message is idempotent (a value set, a maximum raised), so order between
+//! processes does not matter.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::operators::generic::operator::{Operator, source};
+use timely::dataflow::operators::vec::Broadcast;
+use timely::scheduling::SyncActivator;
+
+use crate::dataflow::context::RunContext;
+
+/// One fact for the other processes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ControlMsg {
+    /// "Still here" (the bytes are what the stall watchdog looks for).
+    Heartbeat,
+    /// A replay block was parsed: its highest event time and line count (the carry of the blocks
+    /// after it).
+    ReplayBlock {
+        source: u32,
+        block: u32,
+        max_ts: i64,
+        lines: u64,
+    },
+    /// A worker's slowest live Kafka partition (watermark alignment).
+    Watermark { source: u32, worker: u32, wm: i64 },
+    /// A process was asked to stop (Ctrl-C, SIGTERM, `--for`), or failed with `error`.
+    Stop { process: u32, error: Option<String> },
+}
+
+/// This process's end of the control dataflow.
+pub struct Control {
+    pub process: usize,
+    pub threads: usize,
+    outbox: Mutex<Vec<ControlMsg>>,
+    /// The draining operator (on this process's first worker), once built.
+    activator: Mutex<Option<SyncActivator>>,
+    /// This process told the others to stop (or heard it from them): once is enough.
+    stop_sent: AtomicBool,
+}
+
+impl Control {
+    pub fn new(process: usize, threads: usize) -> Control {
+        Control {
+            process,
+            threads,
+            outbox: Mutex::new(Vec::new()),
+            activator: Mutex::new(None),
+            stop_sent: AtomicBool::new(false),
+        }
+    }
+
+    /// Queues `msg` for every other process.
+    pub fn send(&self, msg: ControlMsg) {
+        self.outbox
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(msg);
+        if let Some(a) = &*self.activator.lock().unwrap_or_else(|e| e.into_inner()) {
+            let _ = a.activate();
+        }
+    }
+
+    /// Tells the others this process stops (once); `error` when it failed.
+    pub fn send_stop(&self, error: Option<String>) {
+        if error.is_some() || !self.stop_sent.swap(true, Ordering::AcqRel) {
+            self.send(ControlMsg::Stop {
+                process: self.process as u32,
+                error,
+            });
+        }
+    }
+
+    /// A stop heard from another process: not to be echoed back.
+    pub fn heard_stop(&self) {
+        self.stop_sent.store(true, Ordering::Release);
+    }
+
+    fn take(&self) -> Vec<ControlMsg> {
+        std::mem::take(&mut *self.outbox.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Whether global worker `w` is this process's first (the one that drains and applies).
+    fn is_first(&self, w: usize) -> bool {
+        w == self.process * self.threads
+    }
+}
+
+/// Builds the control dataflow on one worker. It ends once `main_done` is set (this worker's
+/// main dataflow has finished) on every worker of the cluster.
+pub fn build(
+    worker: &mut timely::worker::Worker,
+    ctx: &Arc<RunContext>,
+    main_done: Rc<Cell<bool>>,
+) {
+    let Some(control) = ctx.control.clone() else {
+        return;
+    };
+    let index = worker.index();
+    let first = control.is_first(index);
+    let apply_ctx = Arc::clone(ctx);
+    let ctx = Arc::clone(ctx);
+    worker.dataflow::<u64, _, _>(|scope| {
+        source(scope, "ControlOut", move |capability, info| {
+            let activator = scope.activator_for(info.address.clone());
+            if first {
+                *control.activator.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some(scope.worker().sync_activator_for(info.address.to_vec()));
+            }
+            let mut cap = Some(capability);
+            let mut last_beat: Option<Instant> = None;
+            move |output| {
+                let Some(c) = cap.as_ref() else {
+                    return;
+                };
+                if first {
+                    if ctx.stop.load(Ordering::Acquire) {
+                        control.send_stop(None);
+                    }
+                    let mut msgs = control.take();
+                    if last_beat.is_none_or(|t| t.elapsed() >= super::HEARTBEAT) {
+                        msgs.extend(ctx.unsent_watermarks());
+                        msgs.push(ControlMsg::Heartbeat);
+                        last_beat = Some(Instant::now());
+                    }
+                    output.session(c).give_container(&mut msgs);
+                }
+                if main_done.get() {
+                    cap = None;
+                    return;
+                }
+                activator.activate_after(Duration::from_millis(100));
+            }
+        })
+        .broadcast()
+        .sink(Pipeline, "ControlIn", move |(input, _frontier)| {
+            input.for_each(|_time, data| {
+                if first {
+                    for m in data.drain(..) {
+                        apply_ctx.apply_control(m);
+                    }
+                }
+            });
+        });
+    });
+}

@@ -1,0 +1,400 @@
+//! Forming a cluster: our own sockets, with a handshake, handed to timely.
+//!
+//! Process `i` connects to every process before it and accepts every process after it (the order
+//! timely expects). Each connection starts with a [`Hello`] both ways: magic, protocol version,
+//! generation, process count and both indexes. Anything else that connects (a port scanner, a
+//! TCP probe, a process of another generation) is closed and logged; it never reaches timely,
+//! which would panic on it.
+
+use std::io::{self, Read, Write};
+use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use super::ClusterConfig;
+use crate::dataflow::time::now_ms;
+
+const MAGIC: [u8; 8] = *b"TICKFLOW";
+const VERSION: u32 = 1;
+const HELLO_LEN: usize = 32;
+/// How long a new connection may take to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The first bytes on every cluster connection, in both directions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hello {
+    pub generation: u64,
+    pub processes: u32,
+    /// The sender's process index.
+    pub from: u32,
+    /// The receiver's process index, as the sender understands it.
+    pub to: u32,
+}
+
+impl Hello {
+    pub fn encode(&self) -> [u8; HELLO_LEN] {
+        let mut b = [0u8; HELLO_LEN];
+        b[..8].copy_from_slice(&MAGIC);
+        b[8..12].copy_from_slice(&VERSION.to_le_bytes());
+        b[12..20].copy_from_slice(&self.generation.to_le_bytes());
+        b[20..24].copy_from_slice(&self.processes.to_le_bytes());
+        b[24..28].copy_from_slice(&self.from.to_le_bytes());
+        b[28..32].copy_from_slice(&self.to.to_le_bytes());
+        b
+    }
+
+    /// Decodes a hello; the error says, in words, what the other side is not.
+    pub fn decode(b: &[u8; HELLO_LEN]) -> Result<Hello, String> {
+        if b[..8] != MAGIC {
+            return Err("it is not a tickflow cluster peer (no handshake)".into());
+        }
+        let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
+        let version = u32_at(8);
+        if version != VERSION {
+            return Err(format!(
+                "it speaks cluster protocol {version}, this process {VERSION} (mixed tickflow versions)"
+            ));
+        }
+        Ok(Hello {
+            generation: u64::from_le_bytes(b[12..20].try_into().expect("8 bytes")),
+            processes: u32_at(20),
+            from: u32_at(24),
+            to: u32_at(28),
+        })
+    }
+
+    /// Whether `self` is what process `me` expects from process `from` in `cfg`'s cluster.
+    fn check(&self, cfg: &ClusterConfig, me: usize) -> Result<(), String> {
+        if self.generation != cfg.generation || self.processes as usize != cfg.processes() {
+            return Err(format!(
+                "it belongs to another cluster generation ({} processes, generation {:016x}; this one: {} processes, generation {:016x}): every process must be started with the same peer list",
+                self.processes,
+                self.generation,
+                cfg.processes(),
+                cfg.generation
+            ));
+        }
+        if self.to as usize != me {
+            return Err(format!(
+                "it took this address for process {}, but this is process {me}",
+                self.to
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn read_hello(stream: &mut TcpStream) -> Result<Hello, String> {
+    let why = |e: io::Error| match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+            "it sent no handshake in time".to_string()
+        }
+        io::ErrorKind::UnexpectedEof => "it closed the connection during the handshake".into(),
+        _ => format!("reading its handshake: {e}"),
+    };
+    let mut b = [0u8; HELLO_LEN];
+    // The magic first: a stranger (an HTTP client, say) is told apart without waiting for more.
+    stream.read_exact(&mut b[..MAGIC.len()]).map_err(why)?;
+    if b[..MAGIC.len()] != MAGIC {
+        return Hello::decode(&b);
+    }
+    stream.read_exact(&mut b[MAGIC.len()..]).map_err(why)?;
+    Hello::decode(&b)
+}
+
+/// A connection to one peer, counting when bytes last arrived (for the stall watchdog).
+pub struct PeerStream {
+    inner: TcpStream,
+    last_read: Arc<AtomicI64>,
+}
+
+impl Read for PeerStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            self.last_read.store(now_ms(), Ordering::Relaxed);
+        }
+        Ok(n)
+    }
+}
+
+impl Write for PeerStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl timely::communication::allocator::zero_copy::stream::Stream for PeerStream {
+    fn try_clone(&self) -> io::Result<Self> {
+        Ok(PeerStream {
+            inner: self.inner.try_clone()?,
+            last_read: Arc::clone(&self.last_read),
+        })
+    }
+    fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
+        self.inner.set_nonblocking(nonblocking)
+    }
+    fn shutdown(&self, how: std::net::Shutdown) -> io::Result<()> {
+        self.inner.shutdown(how)
+    }
+}
+
+/// When bytes last arrived from each process (ms; this process's own entry is unused).
+pub struct PeerActivity {
+    pub last_read: Vec<Arc<AtomicI64>>,
+}
+
+/// Connects this process to every other one of `cfg`, within `cfg.join_timeout`.
+pub fn form(cfg: &ClusterConfig) -> Result<(Vec<Option<PeerStream>>, Arc<PeerActivity>)> {
+    let me = cfg.process;
+    let n = cfg.processes();
+    let deadline = Instant::now() + cfg.join_timeout;
+    let bind = cfg.bind_address();
+    let listener = TcpListener::bind(&bind)
+        .with_context(|| format!("cannot listen on {bind} (process {me}'s cluster port)"))?;
+    listener.set_nonblocking(true)?;
+    tracing::info!(process = me, processes = n, listen = %bind, "joining the cluster");
+
+    // Accept the processes after this one, each connection's handshake in a thread of its own
+    // (a silent stray connection must not hold up the others).
+    let (tx, rx) = mpsc::channel::<(usize, TcpStream)>();
+    let accepting = Arc::new(AtomicBool::new(n > me + 1));
+    let acceptor = {
+        let (cfg, accepting) = (cfg.clone(), Arc::clone(&accepting));
+        std::thread::Builder::new()
+            .name("tickflow-accept".into())
+            .spawn(move || {
+                while accepting.load(Ordering::Acquire) {
+                    match listener.accept() {
+                        Ok((stream, addr)) => {
+                            let (cfg, tx) = (cfg.clone(), tx.clone());
+                            let _ = std::thread::Builder::new()
+                                .name("tickflow-hello".into())
+                                .spawn(move || {
+                                    if let Some(ok) = accept_one(stream, &cfg) {
+                                        let _ = tx.send(ok);
+                                    } else {
+                                        tracing::debug!(%addr, "closed a cluster connection");
+                                    }
+                                });
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            std::thread::sleep(Duration::from_millis(20))
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accepting a cluster connection");
+                            std::thread::sleep(Duration::from_millis(200));
+                        }
+                    }
+                }
+            })?
+    };
+
+    let mut sockets: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
+    let result = (|| -> Result<()> {
+        for (j, addr) in cfg.peers.iter().enumerate().take(me) {
+            sockets[j] = Some(connect_one(cfg, j, addr, deadline)?);
+        }
+        while sockets[me + 1..].iter().any(Option::is_none) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left.min(Duration::from_secs(10))) {
+                Ok((j, stream)) => {
+                    if sockets[j].is_some() {
+                        tracing::info!(peer = j, "process reconnected during start-up");
+                    }
+                    sockets[j] = Some(stream);
+                }
+                Err(_) if Instant::now() >= deadline => {
+                    let missing: Vec<String> = (me + 1..n)
+                        .filter(|j| sockets[*j].is_none())
+                        .map(|j| format!("{j} ({})", cfg.peers[j]))
+                        .collect();
+                    bail!(
+                        "process(es) {} did not join within {:?}",
+                        missing.join(", "),
+                        cfg.join_timeout
+                    );
+                }
+                Err(_) => {
+                    let missing: Vec<usize> =
+                        (me + 1..n).filter(|j| sockets[*j].is_none()).collect();
+                    tracing::info!(?missing, "waiting for processes to connect");
+                }
+            }
+        }
+        Ok(())
+    })();
+    accepting.store(false, Ordering::Release);
+    let _ = acceptor.join();
+    result?;
+
+    let now = now_ms();
+    let activity = Arc::new(PeerActivity {
+        last_read: (0..n).map(|_| Arc::new(AtomicI64::new(now))).collect(),
+    });
+    let mut streams = Vec::with_capacity(n);
+    for (j, s) in sockets.into_iter().enumerate() {
+        streams.push(match s {
+            None => None,
+            Some(s) => {
+                tune(&s, cfg.peer_timeout).with_context(|| format!("socket to process {j}"))?;
+                Some(PeerStream {
+                    inner: s,
+                    last_read: Arc::clone(&activity.last_read[j]),
+                })
+            }
+        });
+    }
+    tracing::info!(process = me, processes = n, "cluster formed");
+    Ok((streams, activity))
+}
+
+/// The handshake of one accepted connection: `Some((index, stream))` for an expected peer.
+fn accept_one(mut stream: TcpStream, cfg: &ClusterConfig) -> Option<(usize, TcpStream)> {
+    let me = cfg.process;
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(HELLO_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(HELLO_TIMEOUT));
+    let checked = read_hello(&mut stream).and_then(|h| {
+        h.check(cfg, me)?;
+        let from = h.from as usize;
+        if from <= me || from >= cfg.processes() {
+            return Err(format!(
+                "it says it is process {from}, but process {me} only accepts processes {} to {}",
+                me + 1,
+                cfg.processes() - 1
+            ));
+        }
+        Ok(from)
+    });
+    match checked {
+        Ok(from) => {
+            let reply = Hello {
+                generation: cfg.generation,
+                processes: cfg.processes() as u32,
+                from: me as u32,
+                to: from as u32,
+            };
+            stream.write_all(&reply.encode()).ok()?;
+            Some((from, stream))
+        }
+        Err(why) => {
+            tracing::warn!(from = %peer, "refused a connection to the cluster port: {why}");
+            None
+        }
+    }
+}
+
+/// Connects to process `j` (before this one), retrying until `deadline`.
+fn connect_one(cfg: &ClusterConfig, j: usize, addr: &str, deadline: Instant) -> Result<TcpStream> {
+    let me = cfg.process;
+    let hello = Hello {
+        generation: cfg.generation,
+        processes: cfg.processes() as u32,
+        from: me as u32,
+        to: j as u32,
+    };
+    let mut last_log = Instant::now();
+    loop {
+        let why = match attempt(addr, &hello, cfg, j) {
+            Ok(s) => return Ok(s),
+            Err(why) => why,
+        };
+        if Instant::now() >= deadline {
+            bail!(
+                "process {j} ({addr}) did not join within {:?}: {why}",
+                cfg.join_timeout
+            );
+        }
+        if last_log.elapsed() >= Duration::from_secs(10) {
+            tracing::info!(peer = j, %addr, "waiting for process: {why}");
+            last_log = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn attempt(addr: &str, hello: &Hello, cfg: &ClusterConfig, j: usize) -> Result<TcpStream, String> {
+    let target = addr
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve: {e}"))?
+        .next()
+        .ok_or_else(|| "the name has no address".to_string())?;
+    let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(2))
+        .map_err(|e| format!("cannot connect: {e}"))?;
+    s.set_read_timeout(Some(HELLO_TIMEOUT * 2))
+        .and_then(|_| s.set_write_timeout(Some(HELLO_TIMEOUT)))
+        .and_then(|_| s.write_all(&hello.encode()))
+        .map_err(|e| format!("sending the handshake: {e}"))?;
+    let reply = read_hello(&mut s)?;
+    reply.check(cfg, hello.from as usize)?;
+    if reply.from as usize != j {
+        return Err(format!(
+            "the process at this address is process {}, not {j}",
+            reply.from
+        ));
+    }
+    Ok(s)
+}
+
+/// Blocking, no delay, keepalive and a user timeout: a dead link errors instead of hanging.
+fn tune(s: &TcpStream, peer_timeout: Duration) -> io::Result<()> {
+    s.set_nonblocking(false)?;
+    s.set_read_timeout(None)?;
+    s.set_write_timeout(None)?;
+    s.set_nodelay(true)?;
+    let sock = socket2::SockRef::from(s);
+    sock.set_tcp_keepalive(
+        &socket2::TcpKeepalive::new()
+            .with_time(Duration::from_secs(5))
+            .with_interval(Duration::from_secs(2))
+            .with_retries(3),
+    )?;
+    sock.set_tcp_user_timeout(Some(peer_timeout))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_round_trips_and_refuses_strangers() {
+        let h = Hello {
+            generation: 7,
+            processes: 3,
+            from: 2,
+            to: 0,
+        };
+        assert_eq!(Hello::decode(&h.encode()), Ok(h));
+        let mut junk = h.encode();
+        junk[0] = b'G';
+        assert!(Hello::decode(&junk).unwrap_err().contains("not a tickflow"));
+        let mut v2 = h.encode();
+        v2[8] = 9;
+        assert!(Hello::decode(&v2).unwrap_err().contains("protocol 9"));
+        let cfg = ClusterConfig::new(0, super::super::parse_peers("a:1,b:2,c:3"), 1).unwrap();
+        let ok = Hello {
+            generation: cfg.generation,
+            ..h
+        };
+        assert_eq!(ok.check(&cfg, 0), Ok(()));
+        assert!(
+            h.check(&cfg, 0)
+                .unwrap_err()
+                .contains("another cluster generation")
+        );
+        assert!(ok.check(&cfg, 1).unwrap_err().contains("this is process 1"));
+    }
+}

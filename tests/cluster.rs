@@ -1,0 +1,394 @@
+//! Cluster mode with real processes on loopback: splits of one worker count give identical
+//! output equal to the oracle, a killed or frozen process ends the cluster, stray connections
+//! to the cluster port are refused without harm, and the flags are checked.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::oracle;
+use crate::support::{Cell, Frames, bin, read_dead_letters, read_parquet_dir, repo, write_frames};
+
+/// Free loopback ports, one per process.
+fn free_ports(n: usize) -> Vec<String> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().to_string())
+        .collect()
+}
+
+struct Proc {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// Starts process `index` of the cluster `peers`, `threads` workers, stderr into `dir`.
+fn start(
+    spec: &Path,
+    peers: &[String],
+    index: usize,
+    threads: usize,
+    out: &Path,
+    trades: &Path,
+    extra: &[&str],
+) -> Proc {
+    let log = out.with_extension(format!("p{index}.log"));
+    let child = Command::new(bin())
+        .arg("run")
+        .arg(spec)
+        .args(["--workers", &threads.to_string()])
+        .args(["--process", &index.to_string(), "--peers", &peers.join(",")])
+        .args(extra)
+        .current_dir(repo())
+        .env("TRADES_FILE", trades)
+        .env("OUT_URL", out)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("spawn tickflow");
+    Proc { child, log }
+}
+
+/// Waits for `p` to exit within `limit` (killed and reported otherwise).
+fn wait(p: &mut Proc, limit: Duration) -> ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(s) = p.child.try_wait().unwrap() {
+            return s;
+        }
+        if started.elapsed() > limit {
+            let _ = p.child.kill();
+            let _ = p.child.wait();
+            panic!("still running after {limit:?}; stderr:\n{}", p.stderr());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs a whole cluster of `processes` × `threads` to the end; every process must exit 0.
+fn run_cluster(spec: &Path, processes: usize, threads: usize, out: &Path, trades: &Path) {
+    let peers = free_ports(processes);
+    let mut procs: Vec<Proc> = (0..processes)
+        .map(|i| start(spec, &peers, i, threads, out, trades, &[]))
+        .collect();
+    for (i, p) in procs.iter_mut().enumerate() {
+        let status = wait(p, Duration::from_secs(120));
+        assert!(status.success(), "process {i}: {status}\n{}", p.stderr());
+    }
+}
+
+fn sorted_rows(dir: &Path) -> Vec<Vec<Cell>> {
+    let (_, mut rows) = read_parquet_dir(dir);
+    rows.sort_by(|a, b| format!("{:?}", &a[..3]).cmp(&format!("{:?}", &b[..3])));
+    rows
+}
+
+/// A replay file of several 1 MiB blocks, so that every worker of a 4-worker cluster parses
+/// some and the block carries must cross processes.
+fn big_replay(dir: &Path) -> PathBuf {
+    let trades = dir.join("trades.jsonl");
+    write_frames(
+        &Frames {
+            seed: 12,
+            trades: 100_000,
+            symbols: 8,
+            gap_ms: 40,
+            ..Frames::default()
+        },
+        &trades,
+    );
+    assert!(
+        std::fs::metadata(&trades).unwrap().len() > 3 << 20,
+        "the file spans several replay blocks"
+    );
+    trades
+}
+
+#[test]
+fn every_split_of_four_workers_gives_identical_bars_equal_to_the_oracle() {
+    let dir = tempfile::tempdir().unwrap();
+    let trades = big_replay(dir.path());
+    let spec = repo().join("specs/replay.yaml");
+
+    // One process with 4 threads: the reference run.
+    let single = dir.path().join("1x4");
+    let status = Command::new(bin())
+        .args(["run", "specs/replay.yaml", "--workers", "4"])
+        .current_dir(repo())
+        .env("TRADES_FILE", &trades)
+        .env("OUT_URL", &single)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let reference = sorted_rows(&single.join("bars"));
+    let (reference_dead, _) = read_dead_letters(&single.join("dead_letters"));
+
+    // The oracle: an independent reading of the file and windowing from scratch.
+    let input = oracle::read(&std::fs::read_to_string(&trades).unwrap(), 2_000);
+    let (expected, late) = oracle::fixed_windows(&input, 60_000, 60_000, 0);
+    assert_eq!(reference.len(), expected.len());
+    for (row, bar) in reference.iter().zip(&expected) {
+        assert_eq!(
+            (&row[0], &row[1], &row[2], &row[9]),
+            (
+                &Cell::Str(bar.sym.clone()),
+                &Cell::I64(bar.start),
+                &Cell::I64(bar.end),
+                &Cell::I64(bar.count)
+            )
+        );
+        for (i, want) in bar.values[..6].iter().enumerate() {
+            match (&row[3 + i], want) {
+                (Cell::F64(g), Some(w)) => {
+                    assert!((g - w).abs() <= 1e-9 * w.abs().max(1.0), "{g} vs {w}")
+                }
+                (Cell::Null, None) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    assert_eq!(reference_dead.get("late").copied().unwrap_or(0), late);
+    assert!(late > 0, "the data has late trades to drop");
+
+    for (processes, threads) in [(2, 2), (4, 1)] {
+        let out = dir.path().join(format!("{processes}x{threads}"));
+        run_cluster(&spec, processes, threads, &out, &trades);
+        // Bit for bit: the same values, not merely close ones.
+        assert_eq!(
+            sorted_rows(&out.join("bars")),
+            reference,
+            "{processes} processes x {threads} threads"
+        );
+        let (dead, _) = read_dead_letters(&out.join("dead_letters"));
+        assert_eq!(dead, reference_dead, "{processes}x{threads} dead letters");
+    }
+}
+
+/// A paced replay that runs for minutes unless stopped.
+fn slow_spec(dir: &Path) -> PathBuf {
+    let spec = dir.join("slow.yaml");
+    std::fs::write(
+        &spec,
+        "name: slow
+sources:
+  trades: { type: replay, path: '${TRADES_FILE}', speed: 5 }
+steps:
+  bars:
+    type: window
+    input: trades
+    key: symbol
+    window: { type: tumbling, size: 10s }
+    aggregates:
+      trades: { fn: count }
+sinks:
+  out: { type: parquet, input: bars, path: '${OUT_URL}/bars' }
+",
+    )
+    .unwrap();
+    spec
+}
+
+#[test]
+fn a_killed_process_ends_every_other_process_with_a_message_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let trades = big_replay(dir.path());
+    let spec = slow_spec(dir.path());
+    let peers = free_ports(3);
+    let out = dir.path().join("out");
+    let mut procs: Vec<Proc> = (0..3)
+        .map(|i| start(&spec, &peers, i, 1, &out, &trades, &[]))
+        .collect();
+    // Let the cluster form and run a little, then kill -9 the middle one.
+    let formed = Instant::now();
+    while !procs.iter().all(|p| p.stderr().contains("cluster formed")) {
+        assert!(
+            formed.elapsed() < Duration::from_secs(60),
+            "cluster did not form"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    procs[1].child.kill().unwrap();
+    let _ = procs[1].child.wait();
+    let killed = Instant::now();
+    for i in [0, 2] {
+        let status = wait(&mut procs[i], Duration::from_secs(30));
+        let stderr = procs[i].stderr();
+        assert_eq!(status.code(), Some(3), "process {i}: {stderr}");
+        assert!(
+            stderr.contains(&format!("lost process 1 ({})", peers[1])),
+            "process {i}: {stderr}"
+        );
+    }
+    assert!(killed.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn a_frozen_process_is_found_by_the_watchdog() {
+    let dir = tempfile::tempdir().unwrap();
+    let trades = big_replay(dir.path());
+    let spec = slow_spec(dir.path());
+    let peers = free_ports(2);
+    let out = dir.path().join("out");
+    let args = ["--peer-timeout", "3s"];
+    let mut procs: Vec<Proc> = (0..2)
+        .map(|i| start(&spec, &peers, i, 1, &out, &trades, &args))
+        .collect();
+    let formed = Instant::now();
+    while !procs.iter().all(|p| p.stderr().contains("cluster formed")) {
+        assert!(
+            formed.elapsed() < Duration::from_secs(60),
+            "cluster did not form"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let frozen = procs[1].child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-STOP", &frozen])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = wait(&mut procs[0], Duration::from_secs(20));
+    let stderr = procs[0].stderr();
+    let _ = procs[1].child.kill();
+    let _ = procs[1].child.wait();
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains(&format!("process 1 ({}) has sent nothing for", peers[1])),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn stray_connections_to_the_cluster_port_are_refused_without_harm() {
+    let dir = tempfile::tempdir().unwrap();
+    let trades = big_replay(dir.path());
+    let spec = repo().join("specs/replay.yaml");
+    let peers = free_ports(2);
+    let out = dir.path().join("out");
+    let mut first = start(&spec, &peers, 0, 1, &out, &trades, &[]);
+    // Wait until process 0 listens, then knock in three wrong ways.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut probe = loop {
+        if let Ok(s) = TcpStream::connect(&peers[0]) {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "process 0 never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // A TCP probe that connects and closes (what a kubelet tcpSocket probe does).
+    drop(TcpStream::connect(&peers[0]).unwrap());
+    // An HTTP client on the wrong port.
+    let mut http = TcpStream::connect(&peers[0]).unwrap();
+    http.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    // A tickflow process of another cluster generation (another peer list).
+    let mut stale = TcpStream::connect(&peers[0]).unwrap();
+    let mut hello = Vec::from(*b"TICKFLOW");
+    hello.extend_from_slice(&1u32.to_le_bytes());
+    hello.extend_from_slice(&42u64.to_le_bytes());
+    hello.extend_from_slice(&2u32.to_le_bytes());
+    hello.extend_from_slice(&1u32.to_le_bytes());
+    hello.extend_from_slice(&0u32.to_le_bytes());
+    stale.write_all(&hello).unwrap();
+    let mut reply = [0u8; 1];
+    stale
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(
+        stale.read(&mut reply).unwrap_or(0),
+        0,
+        "closed without a reply"
+    );
+    // `probe` stays open and silent while the real peer joins.
+    let mut second = start(&spec, &peers, 1, 1, &out, &trades, &[]);
+    for (i, p) in [&mut first, &mut second].into_iter().enumerate() {
+        let status = wait(p, Duration::from_secs(120));
+        assert!(status.success(), "process {i}: {}", p.stderr());
+    }
+    let _ = probe.write_all(b"x");
+    let log = first.stderr();
+    assert!(log.contains("not a tickflow cluster peer"), "{log}");
+    assert!(log.contains("another cluster generation"), "{log}");
+
+    let single = dir.path().join("single");
+    let status = Command::new(bin())
+        .args(["run", "specs/replay.yaml", "--workers", "2"])
+        .current_dir(repo())
+        .env("TRADES_FILE", &trades)
+        .env("OUT_URL", &single)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(
+        sorted_rows(&out.join("bars")),
+        sorted_rows(&single.join("bars"))
+    );
+}
+
+#[test]
+fn cluster_flags_are_checked_by_validate_and_run() {
+    let validate = |args: &[&str]| {
+        Command::new(bin())
+            .args(["validate", "specs/replay.yaml"])
+            .args(args)
+            .current_dir(repo())
+            .output()
+            .unwrap()
+    };
+    let ok = validate(&[
+        "--workers",
+        "2",
+        "--process",
+        "1",
+        "--peers",
+        "a:7000,b:7000",
+    ]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&ok.stdout)
+            .starts_with("cluster: process 1 of 2, 4 worker(s) in all\n")
+    );
+    for (args, message) in [
+        (
+            &["--process", "2", "--peers", "a:7000,b:7000"][..],
+            "error: --process 2 is out of range: --peers lists 2 process(es), so the index is 0 to 1\n",
+        ),
+        (
+            &["--process", "0", "--peers", "a:7000,b"][..],
+            "error: --peers entry 1 `b`: expected HOST:PORT\n",
+        ),
+        (
+            &["--process", "0", "--peers", "a:7000,a:7000"][..],
+            "error: --peers entries 0 and 1 are both `a:7000`: every process needs an address of its own\n",
+        ),
+    ] {
+        let out = validate(args);
+        assert_eq!(out.status.code(), Some(2));
+        assert_eq!(String::from_utf8_lossy(&out.stderr), message);
+    }
+    // --process without --peers is a usage error naming the missing flag.
+    let out = validate(&["--process", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--peers"));
+}
