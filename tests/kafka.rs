@@ -55,7 +55,7 @@ pub fn create_topic(brokers: &str, partitions: i32) -> String {
 }
 
 /// (partition, offset, value) of every record, read back with a plain consumer.
-fn read_topic(brokers: &str, topic: &str, partitions: i32) -> Vec<(i32, i64, Vec<u8>)> {
+pub fn read_topic(brokers: &str, topic: &str, partitions: i32) -> Vec<(i32, i64, Vec<u8>)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "test-reader")
@@ -89,7 +89,7 @@ fn read_topic(brokers: &str, topic: &str, partitions: i32) -> Vec<(i32, i64, Vec
 }
 
 /// The oracle over Kafka records: each partition has its own watermark, records in offset order.
-fn kafka_oracle(records: &[(i32, i64, Vec<u8>)], ooo: i64) -> (Vec<oracle::Bar>, usize, usize) {
+pub fn kafka_oracle(records: &[(i32, i64, Vec<u8>)], ooo: i64) -> (Vec<oracle::Bar>, usize, usize) {
     let mut trades = Vec::new();
     let mut max: BTreeMap<i32, i64> = BTreeMap::new();
     let mut rejected = 0;
@@ -133,7 +133,7 @@ fn run_market_bars(brokers: &str, topic: &str, out: &std::path::Path, workers: &
     stderr
 }
 
-fn assert_bars_equal(rows: &[Vec<Cell>], expected: &[oracle::Bar], context: &str) {
+pub fn assert_bars_equal(rows: &[Vec<Cell>], expected: &[oracle::Bar], context: &str) {
     let mut rows: Vec<&Vec<Cell>> = rows.iter().collect();
     rows.sort_by_key(|r| match (&r[0], &r[1]) {
         (Cell::Str(s), Cell::I64(t)) => (s.clone(), *t),
@@ -511,7 +511,7 @@ pub fn latest_checkpoint(dir: &std::path::Path) -> u64 {
 }
 
 /// Dead letters without their arrival time: (reason, raw, position), sorted.
-fn sorted_dead_letters(dir: &std::path::Path) -> Vec<(String, String, i64)> {
+pub fn sorted_dead_letters(dir: &std::path::Path) -> Vec<(String, String, i64)> {
     let (_, letters) = read_dead_letters(dir);
     let mut out: Vec<(String, String, i64)> = letters
         .iter()

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 
 use super::config::CheckpointSpec;
 use super::manifest::{self, GroupedState, Manifest, PartitionCheckpoint, PendingFile};
+use crate::cluster::{Control, ControlMsg};
 use crate::metrics::Metrics;
 use crate::sinks::storage::Storage;
 
@@ -32,8 +33,10 @@ pub enum Role {
 /// An instance that finished (its input ended) counts as having taken part in every epoch.
 const FINISHED: u64 = u64::MAX;
 
-#[derive(Default)]
-struct Collected {
+/// What the instances of a process handed over for a checkpoint (in a cluster, each follower
+/// process sends its own to the leader).
+#[derive(Default, Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Collected {
     sources: BTreeMap<String, BTreeMap<i32, PartitionCheckpoint>>,
     /// Stateful steps (windows, models) by name.
     state: BTreeMap<String, GroupedState>,
@@ -51,6 +54,9 @@ pub struct Topology {
     pub sinks: usize,
     /// Whether dead letters are written (one instance per worker).
     pub dead_letters: bool,
+    /// In a cluster: (this process, processes, worker threads per process). `workers` counts
+    /// the workers of every process.
+    pub cluster: Option<(usize, usize, usize)>,
 }
 
 impl Topology {
@@ -74,6 +80,46 @@ impl Topology {
         }
         unreachable!("every role has a range")
     }
+
+    /// Whether this process commits checkpoints (alone, or process 0 of a cluster).
+    fn leader(&self) -> bool {
+        self.cluster.is_none_or(|(p, _, _)| p == 0)
+    }
+
+    /// The ack slots of this process's instances, every role.
+    fn local_slots(&self) -> Vec<usize> {
+        let (w, local) = match self.cluster {
+            None => (self.workers, 0..self.workers),
+            Some((p, _, t)) => (self.workers, p * t..(p + 1) * t),
+        };
+        let mut slots = Vec::new();
+        for role in [
+            Role::Source,
+            Role::Window,
+            Role::Model,
+            Role::Sink,
+            Role::DeadLetters,
+        ] {
+            let r = self.range(role);
+            for i in 0..r.len() / w.max(1) {
+                slots.extend(local.clone().map(|x| r.start + i * w + x));
+            }
+        }
+        slots
+    }
+}
+
+/// How a coordinator reaches the other processes of its cluster.
+struct ClusterLink {
+    control: Arc<Control>,
+    process: usize,
+    /// Per process: its counts of records emitted per node and received per consumer.
+    remote_emitted: Vec<Vec<AtomicU64>>,
+    remote_received: Vec<Vec<AtomicU64>>,
+    /// Per process: the last epoch it sent its collected part of (leader side).
+    contributed: Vec<AtomicU64>,
+    /// The counts this process sent last.
+    sent_counts: Mutex<(Vec<u64>, Vec<u64>)>,
 }
 
 /// Coordinates checkpoints among the workers of this process.
@@ -105,6 +151,8 @@ pub struct Coordinator {
     /// A checkpoint could not be written: the run stops (with the error) without waiting for one.
     failed: AtomicBool,
     metrics: Arc<Metrics>,
+    /// In a cluster: the link to the other processes (set once the control dataflow exists).
+    cluster: std::sync::OnceLock<ClusterLink>,
 }
 
 impl Coordinator {
@@ -143,14 +191,21 @@ impl Coordinator {
                         );
                     }
                 }
-                manifest::publish(&m.pending, rt)?;
+                // Only the leader touches sink folders: followers read the same manifest.
+                if topo.leader() {
+                    manifest::publish(&m.pending, rt)?;
+                }
                 tracing::info!(epoch = m.epoch, "restored from checkpoint");
                 (Some(m), state)
             }
             None => (None, BTreeMap::new()),
         };
         let keep = restored.as_ref().map(|m| &m.pending[..]).unwrap_or(&[]);
-        let discarded = manifest::discard_uncommitted(sink_paths, keep, rt)?;
+        let discarded = if topo.leader() {
+            manifest::discard_uncommitted(sink_paths, keep, rt)?
+        } else {
+            0
+        };
         if discarded > 0 {
             tracing::info!(
                 files = discarded,
@@ -185,6 +240,177 @@ impl Coordinator {
             spec,
             topo,
             metrics,
+            cluster: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Joins the coordinators of a cluster through this process's control dataflow.
+    pub fn attach(&self, control: Arc<Control>) {
+        let Some((process, processes, _)) = self.topo.cluster else {
+            return;
+        };
+        let counters = |n: usize| {
+            (0..processes)
+                .map(|_| (0..n).map(|_| AtomicU64::new(0)).collect())
+                .collect()
+        };
+        let epoch = self.completed.load(Ordering::Acquire);
+        let _ = self.cluster.set(ClusterLink {
+            control,
+            process,
+            remote_emitted: counters(self.emitted.len()),
+            remote_received: counters(self.received.len()),
+            contributed: (0..processes).map(|_| AtomicU64::new(epoch)).collect(),
+            sent_counts: Mutex::new((Vec::new(), Vec::new())),
+        });
+    }
+
+    /// Records emitted by `node` in the whole cluster.
+    fn emitted_total(&self, node: usize) -> u64 {
+        let local = self.emitted[node].load(Ordering::Acquire);
+        match self.cluster.get() {
+            None => local,
+            Some(c) => {
+                local
+                    + c.remote_emitted
+                        .iter()
+                        .enumerate()
+                        .filter(|(p, _)| *p != c.process)
+                        .map(|(_, v)| v[node].load(Ordering::Acquire))
+                        .sum::<u64>()
+            }
+        }
+    }
+
+    /// Records received by `consumer` in the whole cluster.
+    fn received_total(&self, consumer: usize) -> u64 {
+        let local = self.received[consumer].load(Ordering::Acquire);
+        match self.cluster.get() {
+            None => local,
+            Some(c) => {
+                local
+                    + c.remote_received
+                        .iter()
+                        .enumerate()
+                        .filter(|(p, _)| *p != c.process)
+                        .map(|(_, v)| v[consumer].load(Ordering::Acquire))
+                        .sum::<u64>()
+            }
+        }
+    }
+
+    /// This process's counts, when they changed since they were last sent (or `always`).
+    pub(crate) fn counts_message(&self, always: bool) -> Option<ControlMsg> {
+        let c = self.cluster.get()?;
+        let load = |v: &[AtomicU64]| v.iter().map(|a| a.load(Ordering::Acquire)).collect();
+        let now: (Vec<u64>, Vec<u64>) = (load(&self.emitted), load(&self.received));
+        let mut sent = c.sent_counts.lock().unwrap_or_else(|e| e.into_inner());
+        if !always && *sent == now {
+            return None;
+        }
+        *sent = now.clone();
+        Some(ControlMsg::CpCounts {
+            process: c.process as u32,
+            emitted: now.0,
+            received: now.1,
+        })
+    }
+
+    /// Tells the other processes that `slot` took part in `epoch`, after this process's counts
+    /// (so that whoever sees the ack sees every record counted before it).
+    fn broadcast_ack(&self, slot: usize, epoch: u64) {
+        if let Some(c) = self.cluster.get() {
+            if let Some(counts) = self.counts_message(true) {
+                c.control.send(counts);
+            }
+            c.control.send(ControlMsg::CpAck {
+                slot: slot as u32,
+                epoch,
+            });
+        }
+    }
+
+    /// Applies a checkpoint message from another process.
+    pub fn apply(&self, msg: ControlMsg) {
+        let Some(c) = self.cluster.get() else {
+            return;
+        };
+        match msg {
+            ControlMsg::CpAnnounce { epoch } => {
+                self.announced.fetch_max(epoch, Ordering::AcqRel);
+            }
+            ControlMsg::CpAck { slot, epoch } => {
+                if let Some(a) = self.acks.get(slot as usize) {
+                    a.fetch_max(epoch, Ordering::AcqRel);
+                }
+            }
+            ControlMsg::CpCounts {
+                process,
+                emitted,
+                received,
+            } => {
+                let p = process as usize;
+                if p == c.process || p >= c.remote_emitted.len() {
+                    return;
+                }
+                for (a, v) in c.remote_emitted[p].iter().zip(emitted) {
+                    a.fetch_max(v, Ordering::AcqRel);
+                }
+                for (a, v) in c.remote_received[p].iter().zip(received) {
+                    a.fetch_max(v, Ordering::AcqRel);
+                }
+            }
+            ControlMsg::CpCollected {
+                process,
+                epoch,
+                collected,
+            } => {
+                let p = process as usize;
+                if p == c.process || !self.topo.leader() {
+                    return;
+                }
+                self.merge(collected);
+                if let Some(a) = c.contributed.get(p) {
+                    a.fetch_max(epoch, Ordering::AcqRel);
+                }
+            }
+            ControlMsg::CpCompleted { epoch, last } => {
+                if self.topo.leader() {
+                    return;
+                }
+                if last {
+                    self.final_epoch.store(epoch, Ordering::Release);
+                }
+                self.completed.fetch_max(epoch, Ordering::AcqRel);
+            }
+            _ => {}
+        }
+    }
+
+    fn merge(&self, other: Collected) {
+        let mut c = self.collected.lock().unwrap_or_else(|e| e.into_inner());
+        for (source, parts) in other.sources {
+            c.sources.entry(source).or_default().extend(parts);
+        }
+        for (step, groups) in other.state {
+            c.state.entry(step).or_default().extend(groups);
+        }
+        c.pending.extend(other.pending);
+    }
+
+    /// A follower's part once its dataflow ended: everything its instances handed over since
+    /// the last checkpoint, for the leader's final commit.
+    pub fn final_contribution(&self) -> Option<ControlMsg> {
+        let c = self.cluster.get()?;
+        if self.topo.leader() {
+            return None;
+        }
+        let collected =
+            std::mem::take(&mut *self.collected.lock().unwrap_or_else(|e| e.into_inner()));
+        Some(ControlMsg::CpCollected {
+            process: c.process as u32,
+            epoch: 0,
+            collected,
         })
     }
 
@@ -240,7 +466,7 @@ impl Coordinator {
 
     /// The checkpoint in progress, if any. After a failed commit there is none: the operators
     /// must not stay frozen waiting for it (the run is stopping).
-    fn in_progress(&self) -> Option<u64> {
+    pub(crate) fn in_progress(&self) -> Option<u64> {
         if self.failed.load(Ordering::Acquire) {
             return None;
         }
@@ -276,12 +502,60 @@ impl Coordinator {
     /// cannot be written the run stops: going on would read input no checkpoint covers, and a
     /// stop would wait for a checkpoint that never comes.
     pub fn run(&self, rt: &tokio::runtime::Handle, stop: &AtomicBool) -> Result<()> {
-        let result = self.checkpoint_until_end(rt, stop);
+        let result = if self.topo.leader() {
+            self.checkpoint_until_end(rt, stop)
+        } else {
+            self.follow_until_end();
+            Ok(())
+        };
         if result.is_err() {
             self.failed.store(true, Ordering::Release);
             stop.store(true, Ordering::Release);
         }
         result
+    }
+
+    /// A follower process: once every instance of this process took part in an announced
+    /// epoch, sends what they handed over to the leader, which commits.
+    fn follow_until_end(&self) {
+        let slots = self.topo.local_slots();
+        let mut contributed = self.completed.load(Ordering::Acquire);
+        while !self.ended.load(Ordering::Acquire) && !self.failed.load(Ordering::Acquire) {
+            let epoch = self.announced.load(Ordering::Acquire);
+            if epoch > contributed
+                && slots
+                    .iter()
+                    .all(|s| self.acks[*s].load(Ordering::Acquire) >= epoch)
+                && let Some(c) = self.cluster.get()
+            {
+                let collected =
+                    std::mem::take(&mut *self.collected.lock().unwrap_or_else(|e| e.into_inner()));
+                c.control.send(ControlMsg::CpCollected {
+                    process: c.process as u32,
+                    epoch,
+                    collected,
+                });
+                contributed = epoch;
+            }
+            std::thread::sleep(Duration::from_micros(500));
+        }
+    }
+
+    /// Whether every follower sent its part of `epoch`.
+    fn all_contributed(&self, epoch: u64) -> bool {
+        self.cluster.get().is_none_or(|c| {
+            c.contributed
+                .iter()
+                .enumerate()
+                .all(|(p, a)| p == c.process || a.load(Ordering::Acquire) >= epoch)
+        })
+    }
+
+    fn announce(&self, epoch: u64) {
+        self.announced.store(epoch, Ordering::Release);
+        if let Some(c) = self.cluster.get() {
+            c.control.send(ControlMsg::CpAnnounce { epoch });
+        }
     }
 
     fn checkpoint_until_end(&self, rt: &tokio::runtime::Handle, stop: &AtomicBool) -> Result<()> {
@@ -296,7 +570,7 @@ impl Coordinator {
             }
             let last = stop.load(Ordering::Acquire);
             let epoch = self.completed.load(Ordering::Acquire) + 1;
-            self.announced.store(epoch, Ordering::Release);
+            self.announce(epoch);
             let started = Instant::now();
             // Phase by phase (the timings go to the debug log).
             let mut phases = [Duration::ZERO; 5];
@@ -316,10 +590,16 @@ impl Coordinator {
                 }
                 phases[i] = started.elapsed();
             }
+            while !self.all_contributed(epoch) {
+                if self.ended.load(Ordering::Acquire) || self.failed.load(Ordering::Acquire) {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_micros(500));
+            }
             if self.failed.load(Ordering::Acquire) {
                 return Ok(());
             }
-            let state_bytes = self.commit(epoch, rt)?;
+            let state_bytes = self.commit(epoch, last, rt)?;
             tracing::debug!(
                 epoch,
                 state_bytes,
@@ -335,7 +615,6 @@ impl Coordinator {
                 .checkpoint_millis
                 .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
             if last {
-                self.final_epoch.store(epoch, Ordering::Release);
                 return Ok(());
             }
         }
@@ -361,12 +640,17 @@ impl Coordinator {
             .max(self.announced.load(Ordering::Acquire))
             + 1;
         self.announced.store(epoch, Ordering::Release);
-        self.commit(epoch, rt).map(|_| ())
+        self.commit(epoch, false, rt).map(|_| ())
+    }
+
+    /// Whether this process commits (alone, or the cluster's process 0).
+    pub fn leader(&self) -> bool {
+        self.topo.leader()
     }
 
     /// Writes state and manifest (last), publishes the pending files, then lets the operators
     /// resume. Returns the size of the state written.
-    fn commit(&self, epoch: u64, rt: &tokio::runtime::Handle) -> Result<usize> {
+    fn commit(&self, epoch: u64, last: bool, rt: &tokio::runtime::Handle) -> Result<usize> {
         let collected =
             std::mem::take(&mut *self.collected.lock().unwrap_or_else(|e| e.into_inner()));
         let dir = manifest::folder(epoch);
@@ -392,10 +676,18 @@ impl Coordinator {
             m.state.insert(step, file);
         }
         m.pending = collected.pending;
-        self.storage.put(
-            &format!("{dir}/{}", manifest::MANIFEST),
-            serde_json::to_vec_pretty(&m)?,
-        )?;
+        // The commit point, fenced: a manifest for this epoch that someone else wrote (a stale
+        // process of an earlier cluster generation, say) is never overwritten.
+        let manifest_name = format!("{dir}/{}", manifest::MANIFEST);
+        if !self
+            .storage
+            .put_new(&manifest_name, serde_json::to_vec_pretty(&m)?)?
+        {
+            anyhow::bail!(
+                "checkpoint {epoch} in `{}` was committed by another process: two leaders write to the same checkpoint folder (is an old process of this pipeline still running?)",
+                self.storage.display
+            );
+        }
         // Committed. Publishing is idempotent, so a crash from here on is repaired at restart.
         manifest::publish(&m.pending, rt)?;
         self.metrics
@@ -405,7 +697,13 @@ impl Coordinator {
         self.metrics
             .checkpoint_completed_ms
             .store(crate::dataflow::time::now_ms(), Ordering::Relaxed);
+        if last {
+            self.final_epoch.store(epoch, Ordering::Release);
+        }
         self.completed.store(epoch, Ordering::Release);
+        if let Some(c) = self.cluster.get() {
+            c.control.send(ControlMsg::CpCompleted { epoch, last });
+        }
         if let Err(e) = manifest::delete_older(&self.storage, epoch.saturating_sub(1)) {
             tracing::warn!(error = %format!("{e:#}"), "deleting old checkpoints");
         }
@@ -474,8 +772,7 @@ impl Participant {
         };
         upstream_quiet
             && self.consumes.is_none_or(|(consumer, input)| {
-                self.cp.received[consumer].load(Ordering::Acquire)
-                    == self.cp.emitted[input].load(Ordering::Acquire)
+                self.cp.received_total(consumer) == self.cp.emitted_total(input)
             })
     }
 
@@ -483,12 +780,14 @@ impl Participant {
     pub fn ack(&mut self, epoch: u64) {
         self.acked = epoch;
         self.cp.acks[self.slot].fetch_max(epoch, Ordering::AcqRel);
+        self.cp.broadcast_ack(self.slot, epoch);
     }
 
     /// The instance's input ended: it takes part in no further checkpoint.
     pub fn finish(&mut self) {
         self.acked = FINISHED;
         self.cp.acks[self.slot].store(FINISHED, Ordering::Release);
+        self.cp.broadcast_ack(self.slot, FINISHED);
     }
 
     pub fn finished(&self) -> bool {

@@ -9,7 +9,7 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -38,6 +38,24 @@ pub enum ControlMsg {
     Watermark { source: u32, worker: u32, wm: i64 },
     /// A process was asked to stop (Ctrl-C, SIGTERM, `--for`), or failed with `error`.
     Stop { process: u32, error: Option<String> },
+    /// Checkpoints (see [`crate::checkpoint`]): the leader announces an epoch ...
+    CpAnnounce { epoch: u64 },
+    /// ... every instance's part is acked to everyone (a slot of the coordinator's acks) ...
+    CpAck { slot: u32, epoch: u64 },
+    /// ... after its process's record counts (the drained-input test is cluster-wide) ...
+    CpCounts {
+        process: u32,
+        emitted: Vec<u64>,
+        received: Vec<u64>,
+    },
+    /// ... each follower sends what its instances handed over (epoch 0: at the end of input) ...
+    CpCollected {
+        process: u32,
+        epoch: u64,
+        collected: crate::checkpoint::coordinator::Collected,
+    },
+    /// ... and the leader, having written the manifest, says the epoch is complete.
+    CpCompleted { epoch: u64, last: bool },
 }
 
 /// This process's end of the control dataflow.
@@ -49,6 +67,8 @@ pub struct Control {
     activator: Mutex<Option<SyncActivator>>,
     /// This process told the others to stop (or heard it from them): once is enough.
     stop_sent: AtomicBool,
+    /// Local workers whose main dataflow (and everything after it) is done.
+    tails_done: AtomicUsize,
 }
 
 impl Control {
@@ -59,6 +79,7 @@ impl Control {
             outbox: Mutex::new(Vec::new()),
             activator: Mutex::new(None),
             stop_sent: AtomicBool::new(false),
+            tails_done: AtomicUsize::new(0),
         }
     }
 
@@ -86,6 +107,11 @@ impl Control {
     /// A stop heard from another process: not to be echoed back.
     pub fn heard_stop(&self) {
         self.stop_sent.store(true, Ordering::Release);
+    }
+
+    /// A local worker finished its main dataflow and what comes after (dead letters).
+    pub fn tail_done(&self) {
+        self.tails_done.fetch_add(1, Ordering::AcqRel);
     }
 
     fn take(&self) -> Vec<ControlMsg> {
@@ -125,9 +151,26 @@ pub fn build(
                 let Some(c) = cap.as_ref() else {
                     return;
                 };
+                let mut again = Duration::from_millis(100);
+                // Every local worker is done: a follower sends what is left for the leader's
+                // final commit, then the control dataflow may end.
+                let ending = main_done.get()
+                    && (!first || control.tails_done.load(Ordering::Acquire) >= control.threads);
                 if first {
                     if ctx.stop.load(Ordering::Acquire) {
                         control.send_stop(None);
+                    }
+                    let cp = ctx.checkpoint.as_ref();
+                    // During a checkpoint, counts travel as they change: consumers in other
+                    // processes wait for them to match.
+                    if let Some(cp) = cp.filter(|cp| cp.in_progress().is_some()) {
+                        if let Some(m) = cp.counts_message(false) {
+                            control.send(m);
+                        }
+                        again = crate::checkpoint::FROZEN_POLL;
+                    }
+                    if ending && let Some(m) = cp.and_then(|cp| cp.final_contribution()) {
+                        control.send(m);
                     }
                     let mut msgs = control.take();
                     if last_beat.is_none_or(|t| t.elapsed() >= super::HEARTBEAT) {
@@ -137,11 +180,11 @@ pub fn build(
                     }
                     output.session(c).give_container(&mut msgs);
                 }
-                if main_done.get() {
+                if ending {
                     cap = None;
                     return;
                 }
-                activator.activate_after(Duration::from_millis(100));
+                activator.activate_after(again);
             }
         })
         .broadcast()

@@ -144,6 +144,15 @@ impl RunContext {
                     slot.store(wm, Ordering::Relaxed);
                 }
             }
+            ControlMsg::CpAnnounce { .. }
+            | ControlMsg::CpAck { .. }
+            | ControlMsg::CpCounts { .. }
+            | ControlMsg::CpCollected { .. }
+            | ControlMsg::CpCompleted { .. } => {
+                if let Some(cp) = &self.checkpoint {
+                    cp.apply(msg);
+                }
+            }
             ControlMsg::Stop { process, error } => {
                 let Some(control) = &self.control else {
                     return;

@@ -102,11 +102,6 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
             .map(|d| d.as_millis())
             .unwrap_or(0)
     );
-    if opts.cluster.is_some() && plan.checkpoints.is_some() {
-        bail!(
-            "checkpoints are not supported in cluster mode yet: run the pipeline as one process (without --process/--peers), or without `checkpoints`"
-        );
-    }
     let checkpoint = match &plan.checkpoints {
         Some(spec) => {
             let sink_paths: Vec<String> = plan
@@ -135,6 +130,10 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
                 models: plan.models.len(),
                 sinks: plan.sinks.len(),
                 dead_letters: plan.dead_letters.is_some(),
+                cluster: opts
+                    .cluster
+                    .as_ref()
+                    .map(|c| (c.process, c.processes(), c.threads)),
             };
             let cp = crate::checkpoint::Coordinator::open(
                 spec.clone(),
@@ -164,6 +163,9 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
         .cluster
         .as_ref()
         .map(|c| Arc::new(Control::new(c.process, c.threads)));
+    if let (Some(cp), Some(control)) = (&checkpoint, &context.control) {
+        cp.attach(Arc::clone(control));
+    }
     let ctx = Arc::new(context);
     let coordinator = checkpoint.clone().map(|cp| {
         let (rt, stop) = (rt.handle().clone(), Arc::clone(&opts.stop));
@@ -257,6 +259,9 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
             // The control dataflow ends once every worker of the cluster got here; peers may now go
             // quiet without being lost.
             main_done.set(true);
+            if let Some(control) = &ctx.control {
+                control.tail_done();
+            }
             crate::cluster::watchdog::disarm();
             while worker.step_or_park(Some(Duration::from_millis(100))) {}
         })
@@ -278,6 +283,7 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
         }
         let ended = !opts.stop.load(Ordering::Relaxed);
         if ended
+            && cp.leader()
             && ctx.errors().is_empty()
             && let Err(e) = cp.commit_final(rt.handle())
         {

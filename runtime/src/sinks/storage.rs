@@ -251,6 +251,32 @@ impl Storage {
         })
     }
 
+    /// Writes one object only if none exists at `rel` (a conditional put: object_store's
+    /// `PutMode::Create`, `x-goog-if-generation-match: 0` on GCS). Returns false, writing nothing,
+    /// when one exists with other bytes; true when it was written (or a retry finds our own).
+    pub fn put_new(&self, rel: &str, bytes: Vec<u8>) -> Result<bool> {
+        let path = self.full(rel);
+        let payload = PutPayload::from(bytes.clone());
+        let what = format!("writing `{path}`");
+        let written = self.resilient(&what, |store| {
+            let (path, payload) = (path.clone(), payload.clone());
+            async move {
+                let opts = object_store::PutOptions::from(object_store::PutMode::Create);
+                match store.put_opts(&path, payload, opts).await {
+                    Ok(_) => Ok(true),
+                    Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+                    Err(e) => Err(e),
+                }
+            }
+        });
+        match written {
+            Ok(true) => Ok(true),
+            // Ours, written by an attempt whose answer was lost?
+            Ok(false) => Ok(self.get(rel).map(|b| b[..] == bytes[..]).unwrap_or(false)),
+            Err(e) => Err(self.fatal(e, what)),
+        }
+    }
+
     pub fn delete(&self, rel: &str) -> Result<()> {
         let path = self.full(rel);
         let what = format!("deleting `{path}`");
