@@ -546,3 +546,141 @@ fn kafka_with_checkpoints_across_processes_equals_the_oracle_and_survives_kill_9
         "seed {seed}: dead letters differ"
     );
 }
+
+/// Starts process `index` of a market-bars cluster whose membership is the file `peers_file`.
+fn start_member(brokers: &str, topic: &str, out: &Path, peers_file: &Path, index: usize) -> Proc {
+    let log = out.with_extension(format!("member{index}.log"));
+    let child = Command::new(bin())
+        .args([
+            "run",
+            "specs/market-bars.yaml",
+            "--bounded",
+            "--workers",
+            "1",
+        ])
+        .args(["--process", &index.to_string()])
+        .arg("--peers-file")
+        .arg(peers_file)
+        .current_dir(repo())
+        .envs(kafka_env(brokers, topic, out))
+        .env("OUT_URL", out)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("spawn tickflow");
+    Proc { child, log }
+}
+
+/// Waits until `what` holds, at most `limit`.
+fn wait_until(limit: Duration, mut what: impl FnMut() -> bool, context: &dyn Fn() -> String) {
+    let deadline = Instant::now() + limit;
+    while !what() {
+        assert!(Instant::now() < deadline, "timed out: {}", context());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn rescaling_2_3_1_through_a_peers_file_mid_stream_gives_exactly_the_uninterrupted_output() {
+    use crate::kafka;
+    let Some(brokers) = kafka::brokers() else {
+        return;
+    };
+    let topic = kafka::create_topic(&brokers, 4);
+    kafka::produce_trades(&brokers, &topic, 600_000);
+    let dir = tempfile::tempdir().unwrap();
+
+    let reference_dir = dir.path().join("reference");
+    let out = kafka::market_bars(&brokers, &topic, &reference_dir, "2", "300ms")
+        .wait_with_output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reference = kafka::sorted_bars(&reference_dir.join("bars"));
+    let reference_dead = kafka::sorted_dead_letters(&reference_dir.join("dead_letters"));
+
+    let out = dir.path().join("rescaled");
+    let chk = out.join("checkpoints");
+    let ports = free_ports(3);
+    let peers_file = dir.path().join("peers");
+    std::fs::write(
+        &peers_file,
+        format!("# the cluster\n{}\n{}\n", ports[0], ports[1]),
+    )
+    .unwrap();
+    let mut p0 = start_member(&brokers, &topic, &out, &peers_file, 0);
+    let mut p1 = start_member(&brokers, &topic, &out, &peers_file, 1);
+    let logs = |procs: &[&Proc]| {
+        procs
+            .iter()
+            .map(|p| p.stderr())
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    };
+
+    // 2 → 3: a new process joins (it stands by until the file lists it).
+    wait_until(
+        Duration::from_secs(120),
+        || kafka::latest_checkpoint(&chk) >= 1,
+        &|| logs(&[&p0, &p1]),
+    );
+    let mut p2 = start_member(&brokers, &topic, &out, &peers_file, 2);
+    std::fs::write(
+        &peers_file,
+        format!("{}\n{}\n{}\n", ports[0], ports[1], ports[2]),
+    )
+    .unwrap();
+    wait_until(
+        Duration::from_secs(60),
+        || p2.stderr().contains("cluster formed"),
+        &|| logs(&[&p0, &p1, &p2]),
+    );
+    let after_first = kafka::latest_checkpoint(&chk);
+    wait_until(
+        Duration::from_secs(60),
+        || kafka::latest_checkpoint(&chk) > after_first,
+        &|| logs(&[&p0, &p1, &p2]),
+    );
+    assert!(
+        p0.child.try_wait().unwrap().is_none(),
+        "process 0 is still the same process"
+    );
+    assert!(
+        p1.child.try_wait().unwrap().is_none(),
+        "the stream was still running"
+    );
+
+    // 3 → 1: two processes leave after the final checkpoint (exit 0); process 0 goes on alone.
+    std::fs::write(&peers_file, format!("{}\n", ports[0])).unwrap();
+    for (i, p) in [(1, &mut p1), (2, &mut p2)] {
+        let status = wait(p, Duration::from_secs(60));
+        assert!(status.success(), "process {i}: {}", p.stderr());
+        assert!(
+            p.stderr().contains("no longer in the cluster"),
+            "{}",
+            p.stderr()
+        );
+    }
+    let status = wait(&mut p0, Duration::from_secs(180));
+    let log = p0.stderr();
+    assert!(status.success(), "{log}");
+    assert_eq!(
+        log.matches("rescaled: the new cluster is formed").count(),
+        2,
+        "{log}"
+    );
+
+    let recovered = kafka::sorted_bars(&out.join("bars"));
+    assert_eq!(recovered.len(), reference.len(), "duplicates or losses");
+    assert!(
+        recovered == reference,
+        "bars differ from the uninterrupted run"
+    );
+    assert!(
+        kafka::sorted_dead_letters(&out.join("dead_letters")) == reference_dead,
+        "dead letters differ"
+    );
+}

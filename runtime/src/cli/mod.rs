@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::cluster::ClusterConfig;
+use crate::cluster::{ClusterConfig, Membership};
 use crate::dataflow::{RunOptions, run};
 use crate::metrics::Metrics;
 use crate::plan::{self, Plan};
@@ -146,14 +146,25 @@ enum Command {
 /// Cluster mode: this process is one of several that run one computation together.
 #[derive(clap::Args, Debug)]
 struct ClusterArgs {
-    /// Run as process I of a cluster: I is this process's place (from 0) in `--peers`.
-    #[arg(long, env = "TICKFLOW_PROCESS", requires = "peers")]
+    /// Run as process I of a cluster: I is this process's place (from 0) in `--peers` (or in
+    /// `--peers-file` when it starts; after a rescale the process is known by its address).
+    #[arg(long, env = "TICKFLOW_PROCESS")]
     process: Option<usize>,
     /// Every process's cluster address as HOST:PORT, comma-separated, in process order; the
     /// same list for every process. This process listens on its own entry's port on every
     /// interface. Each process runs `--workers` threads.
-    #[arg(long, env = "TICKFLOW_PEERS", requires = "process")]
+    #[arg(
+        long,
+        env = "TICKFLOW_PEERS",
+        requires = "process",
+        conflicts_with = "peers_file"
+    )]
     peers: Option<String>,
+    /// Like `--peers`, from a file with one HOST:PORT per line, watched: when its contents
+    /// change, the cluster takes a final checkpoint and forms again with the new list in the same
+    /// processes (processes no longer listed exit 0). A process not yet listed stands by.
+    #[arg(long, env = "TICKFLOW_PEERS_FILE", requires = "process")]
+    peers_file: Option<std::path::PathBuf>,
     /// A peer that sends nothing (heartbeats come every second) for this long is taken as lost:
     /// the cluster stops.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
@@ -166,23 +177,56 @@ struct ClusterArgs {
 impl ClusterArgs {
     /// The cluster this process belongs to (`None`: it runs alone), or what is wrong with the
     /// flags.
-    fn config(&self, threads: usize, plan: &Plan) -> Result<Option<ClusterConfig>, String> {
-        let (Some(process), Some(peers)) = (self.process, self.peers.as_deref()) else {
-            return Ok(None);
+    /// With `standby`, a process not (yet) listed in a peers file waits until it is.
+    fn config(
+        &self,
+        threads: usize,
+        plan: &Plan,
+        standby: bool,
+    ) -> Result<Option<(ClusterConfig, Arc<Membership>)>, String> {
+        let membership = match (&self.peers, &self.peers_file) {
+            (Some(list), _) => Membership::Fixed(crate::cluster::parse_peers(list)),
+            (None, Some(path)) => Membership::File(path.clone()),
+            (None, None) if self.process.is_some() => {
+                return Err("--process needs --peers or --peers-file".into());
+            }
+            (None, None) => return Ok(None),
         };
-        let mut c = ClusterConfig::new(process, crate::cluster::parse_peers(peers), threads)?;
+        let process = self.process.unwrap_or(0);
+        let mut peers = membership.current()?;
+        let mut announced = false;
+        while standby && membership.watched() && process >= peers.len() {
+            if !announced {
+                tracing::info!(
+                    process,
+                    listed = peers.len(),
+                    "standing by: this process is not in the peers file yet"
+                );
+                announced = true;
+            }
+            std::thread::sleep(crate::cluster::membership::POLL);
+            peers = membership.current()?;
+        }
+        let mut c = ClusterConfig::new(process, peers, threads)?;
         c.peer_timeout = self.peer_timeout.max(Duration::from_secs(1));
         c.join_timeout = self.join_timeout;
-        if plan.checkpoints.is_some() && c.total_workers() > plan.key_groups as usize {
-            return Err(format!(
-                "the cluster has {} workers ({} processes x --workers {threads}), more than checkpoints.key_groups ({}): state is kept in that many groups, so further workers would have nothing to do",
-                c.total_workers(),
-                c.processes(),
-                plan.key_groups
-            ));
-        }
-        Ok(Some(c))
+        check_key_groups(&c, plan)?;
+        Ok(Some((c, Arc::new(membership))))
     }
+}
+
+/// Every worker of a cluster needs a key group of its own.
+fn check_key_groups(c: &ClusterConfig, plan: &Plan) -> Result<(), String> {
+    if plan.checkpoints.is_some() && c.total_workers() > plan.key_groups as usize {
+        return Err(format!(
+            "the cluster has {} workers ({} processes x --workers {}), more than checkpoints.key_groups ({}): state is kept in that many groups, so further workers would have nothing to do",
+            c.total_workers(),
+            c.processes(),
+            c.threads,
+            plan.key_groups
+        ));
+    }
+    Ok(())
 }
 
 #[derive(clap::Args, Debug)]
@@ -363,14 +407,14 @@ pub fn main() -> ExitCode {
             cluster,
         } => match load_and_plan(&spec) {
             Ok(plan) => {
-                let cluster = match cluster.config(workers, &plan) {
+                let cluster = match cluster.config(workers, &plan, false) {
                     Ok(c) => c,
                     Err(e) => {
                         eprintln!("error: {e}");
                         return ExitCode::from(2);
                     }
                 };
-                if let Some(c) = &cluster {
+                if let Some((c, _)) = &cluster {
                     println!(
                         "cluster: process {} of {}, {} worker(s) in all",
                         c.process,
@@ -420,7 +464,7 @@ pub fn main() -> ExitCode {
                 Ok(p) => p,
                 Err(e) => return spec_failure(&e),
             };
-            let cluster = match cluster.config(workers, &plan) {
+            let cluster = match cluster.config(workers, &plan, true) {
                 Ok(c) => c,
                 Err(e) => {
                     eprintln!("error: {e}");
@@ -499,10 +543,87 @@ fn spec_failure(e: &SpecErrors) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// Runs the pipeline; in a cluster whose membership changes, again with each new membership
+/// (the state is restored from the final checkpoint of the previous one) until it ends, the
+/// user stops it, or this process is no longer a member.
+fn run_until_done(
+    plan: Plan,
+    workers: usize,
+    cluster: Option<(ClusterConfig, Arc<Membership>)>,
+    user_stop: Arc<AtomicBool>,
+    metrics: &Arc<Metrics>,
+    bounded: bool,
+) -> anyhow::Result<crate::dataflow::RunSummary> {
+    let Some((mut config, membership)) = cluster else {
+        let opts = RunOptions {
+            stop: user_stop,
+            metrics: Arc::clone(metrics),
+            bounded,
+            ..RunOptions::new(workers)
+        };
+        return run(plan, opts);
+    };
+    // Known by its address from now on: its index may change with the membership.
+    let me = config.peers[config.process].clone();
+    let mut rescale_started = None;
+    loop {
+        // Each run has a stop flag of its own (a rescale sets it); the user's stop reaches it.
+        let stop = Arc::new(AtomicBool::new(false));
+        let forward = {
+            let (stop, user) = (Arc::clone(&stop), Arc::clone(&user_stop));
+            let ended = Arc::new(AtomicBool::new(false));
+            let e = Arc::clone(&ended);
+            std::thread::spawn(move || {
+                while !e.load(Ordering::Acquire) {
+                    if user.load(Ordering::Acquire) {
+                        stop.store(true, Ordering::SeqCst);
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            });
+            ended
+        };
+        let opts = RunOptions {
+            stop,
+            metrics: Arc::clone(metrics),
+            bounded,
+            cluster: Some(config.clone()),
+            membership: Some(Arc::clone(&membership)),
+            rescale_started,
+            ..RunOptions::new(workers)
+        };
+        let summary = run(plan.clone(), opts);
+        forward.store(true, Ordering::Release);
+        let summary = summary?;
+        let Some((peers, seen)) = summary.rescale.clone() else {
+            return Ok(summary);
+        };
+        if user_stop.load(Ordering::Acquire) {
+            return Ok(summary);
+        }
+        let Some(index) = peers.iter().position(|p| *p == me) else {
+            tracing::info!(address = %me, "this process is no longer in the cluster: its work is in the final checkpoint; exiting");
+            return Ok(summary);
+        };
+        tracing::info!(
+            from = config.processes(),
+            to = peers.len(),
+            process = index,
+            "rescaling: forming a new cluster"
+        );
+        let mut next = ClusterConfig::new(index, peers, workers).map_err(|e| anyhow::anyhow!(e))?;
+        next.peer_timeout = config.peer_timeout;
+        next.join_timeout = config.join_timeout;
+        check_key_groups(&next, &plan).map_err(|e| anyhow::anyhow!(e))?;
+        config = next;
+        rescale_started = Some(seen);
+    }
+}
+
 fn run_command(
     plan: Plan,
     workers: usize,
-    cluster: Option<ClusterConfig>,
+    cluster: Option<(ClusterConfig, Arc<Membership>)>,
     run_for: Option<Duration>,
     bounded: bool,
     metrics_addr: Option<&str>,
@@ -546,7 +667,7 @@ fn run_command(
     let name = plan.name.clone();
     match &cluster {
         None => tracing::info!(pipeline = %name, workers, "starting"),
-        Some(c) => tracing::info!(
+        Some((c, _)) => tracing::info!(
             pipeline = %name,
             workers,
             process = c.process,
@@ -554,15 +675,7 @@ fn run_command(
             "starting"
         ),
     }
-    let opts = RunOptions {
-        workers,
-        stop,
-        metrics: Arc::clone(&metrics),
-        block_size: crate::sources::replay::BLOCK_SIZE,
-        bounded,
-        cluster,
-    };
-    let result = run(plan, opts);
+    let result = run_until_done(plan, workers, cluster, stop, &metrics, bounded);
     done.store(true, Ordering::SeqCst);
     let _ = status.join();
     match result {

@@ -36,8 +36,13 @@ pub enum ControlMsg {
     },
     /// A worker's slowest live Kafka partition (watermark alignment).
     Watermark { source: u32, worker: u32, wm: i64 },
-    /// A process was asked to stop (Ctrl-C, SIGTERM, `--for`), or failed with `error`.
-    Stop { process: u32, error: Option<String> },
+    /// A process was asked to stop (Ctrl-C, SIGTERM, `--for`), failed with `error`, or saw the
+    /// membership change to `rescale` (a final checkpoint, then a new cluster).
+    Stop {
+        process: u32,
+        error: Option<String>,
+        rescale: Option<Vec<String>>,
+    },
     /// Checkpoints (see [`crate::checkpoint`]): the leader announces an epoch ...
     CpAnnounce { epoch: u64 },
     /// ... every instance's part is acked to everyone (a slot of the coordinator's acks) ...
@@ -69,6 +74,8 @@ pub struct Control {
     stop_sent: AtomicBool,
     /// Local workers whose main dataflow (and everything after it) is done.
     tails_done: AtomicUsize,
+    /// The connections' activity, watched by the stall watchdog.
+    activity: std::sync::OnceLock<Arc<super::handshake::PeerActivity>>,
 }
 
 impl Control {
@@ -80,6 +87,7 @@ impl Control {
             activator: Mutex::new(None),
             stop_sent: AtomicBool::new(false),
             tails_done: AtomicUsize::new(0),
+            activity: std::sync::OnceLock::new(),
         }
     }
 
@@ -94,12 +102,15 @@ impl Control {
         }
     }
 
-    /// Tells the others this process stops (once); `error` when it failed.
-    pub fn send_stop(&self, error: Option<String>) {
-        if error.is_some() || !self.stop_sent.swap(true, Ordering::AcqRel) {
+    /// Tells the others this process stops (once); `error` when it failed, `rescale` when the
+    /// membership changed.
+    pub fn send_stop(&self, error: Option<String>, rescale: Option<Vec<String>>) {
+        let first = !self.stop_sent.swap(true, Ordering::AcqRel);
+        if first || error.is_some() || rescale.is_some() {
             self.send(ControlMsg::Stop {
                 process: self.process as u32,
                 error,
+                rescale,
             });
         }
     }
@@ -109,9 +120,17 @@ impl Control {
         self.stop_sent.store(true, Ordering::Release);
     }
 
-    /// A local worker finished its main dataflow and what comes after (dead letters).
+    /// A local worker finished its main dataflow and what comes after (dead letters). The
+    /// computation is over: from now on a peer may go quiet without being lost.
     pub fn tail_done(&self) {
         self.tails_done.fetch_add(1, Ordering::AcqRel);
+        if let Some(a) = self.activity.get() {
+            a.disarmed.store(true, Ordering::Release);
+        }
+    }
+
+    pub fn watch(&self, activity: Arc<super::handshake::PeerActivity>) {
+        let _ = self.activity.set(activity);
     }
 
     fn take(&self) -> Vec<ControlMsg> {
@@ -158,7 +177,7 @@ pub fn build(
                     && (!first || control.tails_done.load(Ordering::Acquire) >= control.threads);
                 if first {
                     if ctx.stop.load(Ordering::Acquire) {
-                        control.send_stop(None);
+                        control.send_stop(None, None);
                     }
                     let cp = ctx.checkpoint.as_ref();
                     // During a checkpoint, counts travel as they change: consumers in other

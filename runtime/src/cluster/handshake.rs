@@ -149,6 +149,8 @@ impl timely::communication::allocator::zero_copy::stream::Stream for PeerStream 
 /// When bytes last arrived from each process (ms; this process's own entry is unused).
 pub struct PeerActivity {
     pub last_read: Vec<Arc<AtomicI64>>,
+    /// The computation is over: peers going quiet (they are finishing) is no longer a loss.
+    pub disarmed: AtomicBool,
 }
 
 /// Connects this process to every other one of `cfg`, within `cfg.join_timeout`.
@@ -238,6 +240,7 @@ pub fn form(cfg: &ClusterConfig) -> Result<(Vec<Option<PeerStream>>, Arc<PeerAct
     let now = now_ms();
     let activity = Arc::new(PeerActivity {
         last_read: (0..n).map(|_| Arc::new(AtomicI64::new(now))).collect(),
+        disarmed: AtomicBool::new(false),
     });
     let mut streams = Vec::with_capacity(n);
     for (j, s) in sockets.into_iter().enumerate() {

@@ -10,11 +10,13 @@
 
 pub mod control;
 pub mod handshake;
+pub mod membership;
 pub mod watchdog;
 
 use std::time::Duration;
 
 pub use control::{Control, ControlMsg};
+pub use membership::Membership;
 
 /// Where this process stands in a cluster.
 #[derive(Debug, Clone)]

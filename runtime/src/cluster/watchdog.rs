@@ -9,7 +9,7 @@
 //! `peer_timeout` is taken as lost.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::ClusterConfig;
@@ -22,10 +22,28 @@ pub const EXIT_PEER_LOST: i32 = 3;
 /// Replaces the panic hook for the rest of the process: any panic ends the process (a worker
 /// that panicked leaves the cluster broken), a panic of a network thread names its peer.
 pub fn install_panic_hook(cfg: &ClusterConfig) {
-    let peers = cfg.peers.clone();
-    let me = cfg.process;
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
+    *CURRENT.lock().unwrap_or_else(|e| e.into_inner()) = Some((cfg.process, cfg.peers.clone()));
+    HOOK.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let (me, peers) = CURRENT
+                .try_lock()
+                .ok()
+                .and_then(|c| c.clone())
+                .unwrap_or_default();
+            on_panic(info, me, &peers, &default)
+        }));
+    });
+}
+
+/// The cluster the panic hook names peers from (it changes with a rescale).
+static CURRENT: std::sync::Mutex<Option<(usize, Vec<String>)>> = std::sync::Mutex::new(None);
+static HOOK: std::sync::Once = std::sync::Once::new();
+
+type Hook = Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>;
+
+fn on_panic(info: &std::panic::PanicHookInfo<'_>, me: usize, peers: &[String], default: &Hook) {
+    {
         let thread = std::thread::current().name().unwrap_or("").to_string();
         let msg = info
             .payload()
@@ -56,14 +74,7 @@ pub fn install_panic_hook(cfg: &ClusterConfig) {
         default(info);
         eprintln!("error: process {me}: a thread panicked; the cluster stops");
         std::process::exit(101);
-    }));
-}
-
-static DISARMED: AtomicBool = AtomicBool::new(false);
-
-/// The computation is over: peers going quiet (they are finishing) is no longer a loss.
-pub fn disarm() {
-    DISARMED.store(true, Ordering::Release);
+    }
 }
 
 /// Watches every peer's last bytes; exits when one has been silent for `cfg.peer_timeout`.
@@ -74,7 +85,7 @@ pub fn spawn(cfg: &ClusterConfig, activity: Arc<PeerActivity>) {
         .spawn(move || {
             loop {
                 std::thread::sleep(Duration::from_millis(250));
-                if DISARMED.load(Ordering::Acquire) {
+                if activity.disarmed.load(Ordering::Acquire) {
                     return;
                 }
                 let now = now_ms();

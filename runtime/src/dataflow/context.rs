@@ -37,6 +37,8 @@ pub struct RunContext {
     pub control: Option<Arc<Control>>,
     /// Per source and worker: the watermark last told to the other processes.
     sent_watermarks: Vec<Vec<AtomicI64>>,
+    /// The membership change that ends this run (new peer list, when seen).
+    rescale: Mutex<Option<(Vec<String>, std::time::Instant)>>,
     errors: Mutex<Vec<String>>,
 }
 
@@ -64,6 +66,7 @@ impl RunContext {
             started_ms: crate::dataflow::time::now_ms(),
             control: None,
             sent_watermarks: Vec::new(),
+            rescale: Mutex::new(None),
             errors: Mutex::new(Vec::new()),
         }
     }
@@ -153,7 +156,11 @@ impl RunContext {
                     cp.apply(msg);
                 }
             }
-            ControlMsg::Stop { process, error } => {
+            ControlMsg::Stop {
+                process,
+                error,
+                rescale,
+            } => {
                 let Some(control) = &self.control else {
                     return;
                 };
@@ -166,11 +173,48 @@ impl RunContext {
                         tracing::debug!(process, error = %e, "another process failed");
                         self.record_error(format!("process {process} failed: {e}"));
                     }
+                    None if rescale.is_some() => {}
                     None => tracing::info!(process, "another process asked the cluster to stop"),
+                }
+                if let Some(peers) = rescale {
+                    self.note_rescale(peers);
                 }
                 self.stop.store(true, Ordering::SeqCst);
             }
         }
+    }
+
+    /// The cluster's membership changed to `peers` (seen here or heard from a peer): a final
+    /// checkpoint, then this run ends and a new cluster forms.
+    pub fn request_rescale(&self, peers: Vec<String>) {
+        if self.note_rescale(peers.clone()) {
+            tracing::info!(
+                ?peers,
+                "membership changed: final checkpoint, then a new cluster"
+            );
+            if let Some(control) = &self.control {
+                control.send_stop(None, Some(peers));
+            }
+        }
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Records the first membership change of this run; whether it was the first.
+    fn note_rescale(&self, peers: Vec<String>) -> bool {
+        let mut r = self.rescale.lock().unwrap_or_else(|e| e.into_inner());
+        if r.is_some() {
+            return false;
+        }
+        *r = Some((peers, std::time::Instant::now()));
+        true
+    }
+
+    /// The membership change that ended this run, and when it was seen.
+    pub fn rescale(&self) -> Option<(Vec<String>, std::time::Instant)> {
+        self.rescale
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn record_error(&self, msg: String) {
@@ -189,7 +233,7 @@ impl RunContext {
         // NB: printed once, by the command, when the run has stopped (`error: ...`).
         tracing::debug!(error = %msg, "fatal error: stopping the run");
         if let Some(control) = &self.control {
-            control.send_stop(Some(msg.clone()));
+            control.send_stop(Some(msg.clone()), None);
         }
         self.record_error(msg);
         self.stop.store(true, Ordering::SeqCst);

@@ -18,7 +18,7 @@ use timely::dataflow::operators::vec::Map;
 
 use self::context::RunContext;
 use crate::checkpoint::Role;
-use crate::cluster::{ClusterConfig, Control};
+use crate::cluster::{ClusterConfig, Control, Membership};
 use crate::metrics::Metrics;
 use crate::plan::{NodeRef, Plan};
 use crate::record::{Row, Trade, trade_row};
@@ -40,6 +40,12 @@ pub struct RunOptions {
     pub bounded: bool,
     /// Run as one process of a cluster (`workers` threads here, as many in every other process).
     pub cluster: Option<ClusterConfig>,
+    /// Where the cluster's membership comes from; a watched one ends the run (after a final
+    /// checkpoint) when it changes, with the new list in [`RunSummary::rescale`].
+    pub membership: Option<Arc<Membership>>,
+    /// This run forms the cluster anew after a membership change seen at this moment (for the
+    /// rescale pause metric).
+    pub rescale_started: Option<Instant>,
 }
 
 impl RunOptions {
@@ -51,6 +57,8 @@ impl RunOptions {
             block_size: BLOCK_SIZE,
             bounded: false,
             cluster: None,
+            membership: None,
+            rescale_started: None,
         }
     }
 }
@@ -60,6 +68,8 @@ impl RunOptions {
 pub struct RunSummary {
     pub elapsed: Duration,
     pub stopped: bool,
+    /// The run ended for a membership change: the new peer list, and when it was seen.
+    pub rescale: Option<(Vec<String>, Instant)>,
 }
 
 /// Runs `plan` to completion (bounded sources) or until `opts.stop` is set.
@@ -102,6 +112,14 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
             .map(|d| d.as_millis())
             .unwrap_or(0)
     );
+    // The leader restores (publishing what its checkpoint covers, discarding the rest) before
+    // the cluster forms; a follower after, so that it restores exactly the checkpoint the
+    // leader did (during a rescale, the old cluster's final one is committed by then).
+    let leader = opts.cluster.as_ref().is_none_or(|c| c.process == 0);
+    let mut formed = match &opts.cluster {
+        Some(cluster) if !leader => Some(connect_cluster(cluster)?),
+        _ => None,
+    };
     let checkpoint = match &plan.checkpoints {
         Some(spec) => {
             let sink_paths: Vec<String> = plan
@@ -181,7 +199,38 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
         None => timely::CommunicationConfig::Process(threads)
             .try_build()
             .map_err(|e| anyhow::anyhow!("starting workers: {e}"))?,
-        Some(cluster) => connect_cluster(cluster)?,
+        Some(cluster) => {
+            let (builders, comms, activity) = match formed.take() {
+                Some(f) => f,
+                None => connect_cluster(cluster)?,
+            };
+            let control = ctx
+                .control
+                .as_ref()
+                .expect("a cluster has a control dataflow");
+            control.watch(Arc::clone(&activity));
+            crate::cluster::watchdog::spawn(cluster, activity);
+            opts.metrics
+                .cluster_processes
+                .store(cluster.processes() as u64, Ordering::Relaxed);
+            if let Some(at) = opts.rescale_started {
+                let pause = at.elapsed();
+                opts.metrics
+                    .rescale_pause_ms
+                    .store(pause.as_millis() as u64, Ordering::Relaxed);
+                opts.metrics.rescales.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    processes = cluster.processes(),
+                    workers,
+                    pause_ms = pause.as_millis() as u64,
+                    "rescaled: the new cluster is formed and its state restored"
+                );
+            }
+            if let Some(m) = opts.membership.clone().filter(|m| m.watched()) {
+                watch_membership(m, cluster.peers.clone(), Arc::clone(&ctx));
+            }
+            (builders, comms)
+        }
     };
     let guards =
         timely::execute::execute_from(builders, comms, Default::default(), move |worker| {
@@ -262,7 +311,6 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
             if let Some(control) = &ctx.control {
                 control.tail_done();
             }
-            crate::cluster::watchdog::disarm();
             while worker.step_or_park(Some(Duration::from_millis(100))) {}
         })
         .map_err(|e| anyhow::anyhow!("starting workers: {e}"))?;
@@ -297,7 +345,33 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
     Ok(RunSummary {
         elapsed: started.elapsed(),
         stopped: opts.stop.load(Ordering::Relaxed),
+        rescale: ctx.rescale(),
     })
+}
+
+/// Reads the membership again every [`crate::cluster::membership::POLL`] until the run stops;
+/// a new list stops it for a rescale.
+fn watch_membership(m: Arc<Membership>, peers: Vec<String>, ctx: Arc<RunContext>) {
+    let _ = std::thread::Builder::new()
+        .name("tickflow-membership".into())
+        .spawn(move || {
+            let mut warned = false;
+            while !ctx.stop.load(Ordering::Acquire) {
+                std::thread::sleep(crate::cluster::membership::POLL);
+                match m.current() {
+                    Ok(list) if !list.is_empty() && list != peers => {
+                        ctx.request_rescale(list);
+                        return;
+                    }
+                    Ok(_) => warned = false,
+                    Err(e) if !warned => {
+                        tracing::warn!("{e} (the cluster keeps its current membership)");
+                        warned = true;
+                    }
+                    Err(_) => {}
+                }
+            }
+        });
 }
 
 /// Forms the cluster (our sockets, our handshake) and hands the connections to timely.
@@ -306,6 +380,7 @@ fn connect_cluster(
 ) -> Result<(
     Vec<timely::communication::allocator::AllocatorBuilder>,
     Box<dyn std::any::Any + Send>,
+    Arc<crate::cluster::handshake::PeerActivity>,
 )> {
     use timely::communication::allocator::{AllocatorBuilder, ProcessBuilder};
     crate::cluster::watchdog::install_panic_hook(cluster);
@@ -321,10 +396,10 @@ fn connect_cluster(
             hooks,
         )
         .context("starting the cluster's network threads")?;
-    crate::cluster::watchdog::spawn(cluster, activity);
     Ok((
         builders.into_iter().map(AllocatorBuilder::Tcp).collect(),
         Box::new(guard),
+        activity,
     ))
 }
 

@@ -50,6 +50,12 @@ pub struct Metrics {
     pub sources: Mutex<BTreeMap<String, Arc<SourceStats>>>,
     /// The pipeline's name (a label of `tickflow_info`).
     pub pipeline: Mutex<String>,
+    /// Cluster mode: processes in the current cluster (0: not a cluster).
+    pub cluster_processes: AtomicU64,
+    /// Cluster mode: membership changes carried out, and the pause of the last one (the
+    /// change seen → the new cluster formed with its state restored).
+    pub rescales: AtomicU64,
+    pub rescale_pause_ms: AtomicU64,
 }
 
 /// Records through one node of the dataflow.
@@ -153,6 +159,9 @@ impl Default for Metrics {
             steps: Default::default(),
             sources: Default::default(),
             pipeline: Default::default(),
+            cluster_processes: AtomicU64::new(0),
+            rescales: AtomicU64::new(0),
+            rescale_pause_ms: AtomicU64::new(0),
         }
     }
 }

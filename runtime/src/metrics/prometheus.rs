@@ -345,6 +345,26 @@ pub fn render(m: &Metrics, started_ms: i64) -> String {
         STORAGE_RETRIES.load(Relaxed) as f64,
     );
 
+    // Cluster.
+    f.single(
+        "tickflow_cluster_processes",
+        "gauge",
+        "Processes in this process's cluster (0: not running as a cluster).",
+        get(&m.cluster_processes),
+    );
+    f.single(
+        "tickflow_rescales_total",
+        "counter",
+        "Cluster membership changes carried out (final checkpoint, new cluster, state restored).",
+        get(&m.rescales),
+    );
+    f.single(
+        "tickflow_rescale_pause_seconds",
+        "gauge",
+        "Pause of the last rescale: from the membership change seen to the new cluster formed with its state restored.",
+        get(&m.rescale_pause_ms) / 1e3,
+    );
+
     // Checkpoints.
     f.single(
         "tickflow_checkpoints_total",
