@@ -684,3 +684,107 @@ fn rescaling_2_3_1_through_a_peers_file_mid_stream_gives_exactly_the_uninterrupt
         "dead letters differ"
     );
 }
+
+#[test]
+fn the_finnhub_source_keeps_one_connection_and_shares_its_trades_by_symbol() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("live");
+    let peers = free_ports(2);
+    let spec = repo().join("specs/quickstart.yaml");
+    let mut procs: Vec<Proc> = (0..2)
+        .map(|i| start_with(&spec, &peers, i, 1, &out, &[], &["--for", "25s"]))
+        .collect();
+    for (i, p) in procs.iter_mut().enumerate() {
+        let status = wait(p, Duration::from_secs(90));
+        assert!(status.success(), "process {i}: {}", p.stderr());
+    }
+    // One simulator, one connection: in process 0 only.
+    assert!(procs[0].stderr().contains("built-in Finnhub simulator"));
+    assert!(!procs[1].stderr().contains("built-in Finnhub simulator"));
+    // Trades are exchanged by symbol: both processes' workers wrote bars.
+    let mut files = Vec::new();
+    crate::support::collect_files(&out.join("bars_10s"), "parquet", &mut files);
+    let writers: std::collections::BTreeSet<String> = files
+        .iter()
+        .filter_map(|f| {
+            let name = f.file_name()?.to_str()?;
+            Some(name.split('-').find(|p| p.starts_with('w'))?.to_string())
+        })
+        .collect();
+    assert!(
+        writers.contains("w000") && writers.contains("w001"),
+        "{writers:?} from {files:?}"
+    );
+    // Each symbol's bars come from one worker, and no window twice.
+    let rows = sorted_rows(&out.join("bars_10s"));
+    let mut keys: Vec<String> = rows.iter().map(|r| format!("{:?}", &r[..2])).collect();
+    let n = keys.len();
+    keys.dedup();
+    assert_eq!(keys.len(), n, "a window was written twice");
+    assert!(n >= 10, "{n} bars");
+}
+
+#[test]
+fn an_archive_in_a_bucket_replays_on_a_cluster_exactly_like_the_local_file() {
+    use object_store::ObjectStoreExt;
+    let dir = tempfile::tempdir().unwrap();
+    let trades = big_replay(dir.path());
+    let emulator = crate::gcs::Emulator::start();
+    emulator.bucket("archive");
+    let store = emulator.store("archive");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(store.put(
+        &object_store::path::Path::from("2026/trades.jsonl"),
+        std::fs::read(&trades).unwrap().into(),
+    ))
+    .unwrap();
+
+    let local = dir.path().join("local");
+    let status = Command::new(bin())
+        .args(["run", "specs/replay.yaml", "--workers", "1"])
+        .current_dir(repo())
+        .env("TRADES_FILE", &trades)
+        .env("OUT_URL", &local)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let out = dir.path().join("cluster");
+    let peers = free_ports(2);
+    let spec = repo().join("specs/replay.yaml");
+    let env = [
+        ("TRADES_FILE", "gs://archive/2026/trades.jsonl".to_string()),
+        ("GCS_EMULATOR_URL", emulator.url()),
+    ];
+    let mut procs: Vec<Proc> = (0..2)
+        .map(|i| start_with(&spec, &peers, i, 1, &out, &env, &[]))
+        .collect();
+    for (i, p) in procs.iter_mut().enumerate() {
+        let status = wait(p, Duration::from_secs(120));
+        assert!(status.success(), "process {i}: {}", p.stderr());
+    }
+    assert_eq!(
+        sorted_rows(&out.join("bars")),
+        sorted_rows(&local.join("bars"))
+    );
+    let (dead, _) = read_dead_letters(&out.join("dead_letters"));
+    let (local_dead, _) = read_dead_letters(&local.join("dead_letters"));
+    assert_eq!(dead, local_dead);
+
+    // A missing object is an error naming it.
+    let missing = Command::new(bin())
+        .args(["run", "specs/replay.yaml"])
+        .current_dir(repo())
+        .env("TRADES_FILE", "gs://archive/2026/nope.jsonl")
+        .env("OUT_URL", dir.path().join("missing"))
+        .env("GCS_EMULATOR_URL", emulator.url())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(missing.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("gs://archive/2026/nope.jsonl") && stderr.contains("no such object"),
+        "{stderr}"
+    );
+}

@@ -92,14 +92,20 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
     for s in &plan.sources {
         replay.push(match &s.config {
             SourceSpec::Replay(c) => Some(Arc::new(
-                ReplayShared::open(&c.path, opts.block_size)
+                ReplayShared::open(&c.path, opts.block_size, rt.handle())
                     .with_context(|| format!("source `{}`: cannot open `{}`", s.name, c.path))?,
             )),
             _ => None,
         });
         finnhub.push(match &s.config {
             SourceSpec::Finnhub(c) => {
-                Some(Arc::new(FinnhubShared::prepare(&s.name, c, rt.handle())?))
+                let connects = opts.cluster.as_ref().is_none_or(|c| c.process == 0);
+                Some(Arc::new(FinnhubShared::prepare(
+                    &s.name,
+                    c,
+                    rt.handle(),
+                    connects,
+                )?))
             }
             _ => None,
         });

@@ -218,7 +218,30 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
                 let p = format!("sources.{name}");
                 if path.trim().is_empty() {
                     err(format!("{p}.path"), "the replay file path is empty".into());
-                } else if let Err(e) = std::fs::metadata(path) {
+                } else if path.starts_with("gs://") {
+                    // Checked when the run opens it (credentials and network are run-time).
+                    if path.trim_end_matches('/')["gs://".len()..]
+                        .split('/')
+                        .count()
+                        < 2
+                    {
+                        err(
+                            format!("{p}.path"),
+                            format!("`{path}`: expected gs://BUCKET/PATH of an object"),
+                        );
+                    }
+                } else if let Some(scheme) = path.split_once("://").map(|(s, _)| s)
+                    && scheme != "file"
+                {
+                    err(
+                        format!("{p}.path"),
+                        format!(
+                            "unsupported scheme `{scheme}://` (a replay reads a local path, file:// or gs://)"
+                        ),
+                    );
+                } else if let Err(e) =
+                    std::fs::metadata(path.strip_prefix("file://").unwrap_or(path))
+                {
                     err(format!("{p}.path"), format!("cannot open `{path}`: {e}"));
                 }
                 if !speed.is_finite() || *speed < 0.0 {

@@ -77,6 +77,26 @@ fn client(bucket: &str) -> Result<Arc<dyn ObjectStore>> {
     Ok(Arc::new(store))
 }
 
+/// Opens `gs://` + `rest` for reading only (a replay archive): no write probe, so read-only
+/// credentials do; a missing object or permission is reported at the first read.
+pub fn open_reader(rest: &str, rt: tokio::runtime::Handle) -> Result<Storage> {
+    let rest = rest.trim_end_matches('/');
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    if bucket.is_empty() {
+        bail!("`gs://{rest}`: no bucket name (expected gs://BUCKET/PATH)");
+    }
+    let existing = BUCKETS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(bucket)
+        .cloned();
+    let store = match existing {
+        Some(store) => store,
+        None => client(bucket)?,
+    };
+    Ok(Storage::remote(store, prefix, rt, format!("gs://{rest}")))
+}
+
 /// Opens `gs://` + `rest`. The first open of a bucket writes and deletes a small probe object,
 /// so that a missing bucket or missing permission stops the job at start with a clear message.
 pub fn open(rest: &str, rt: tokio::runtime::Handle) -> Result<Storage> {

@@ -316,6 +316,33 @@ impl Storage {
         Ok(names)
     }
 
+    /// The size of one object in bytes.
+    pub fn size(&self, rel: &str) -> Result<u64> {
+        let path = self.full(rel);
+        let what = format!("reading `{}/{rel}`", self.display);
+        self.resilient(&what, |store| {
+            let path = path.clone();
+            async move { store.head(&path).await.map(|m| m.size) }
+        })
+        .map_err(|e| match e {
+            object_store::Error::NotFound { .. } => {
+                anyhow::anyhow!("{what}: no such object")
+            }
+            e => self.fatal(e, what),
+        })
+    }
+
+    /// Reads bytes `range` of one object.
+    pub fn get_range(&self, rel: &str, range: std::ops::Range<u64>) -> Result<bytes::Bytes> {
+        let path = self.full(rel);
+        let what = format!("reading `{}/{rel}`", self.display);
+        self.resilient(&what, |store| {
+            let (path, range) = (path.clone(), range.clone());
+            async move { store.get_range(&path, range).await }
+        })
+        .map_err(|e| self.fatal(e, what))
+    }
+
     /// Reads one object.
     pub fn get(&self, rel: &str) -> Result<bytes::Bytes> {
         let path = self.full(rel);

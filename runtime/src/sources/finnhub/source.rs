@@ -36,11 +36,14 @@ pub struct FinnhubShared {
 }
 
 impl FinnhubShared {
-    /// Resolves the token (or starts the simulator).
+    /// Resolves the token (or starts the simulator). `connects`: this process hosts global
+    /// worker 0, which holds the one connection; the other processes of a cluster need neither
+    /// a token nor a simulator.
     pub fn prepare(
         name: &str,
         cfg: &FinnhubConfig,
         rt: &tokio::runtime::Handle,
+        connects: bool,
     ) -> Result<FinnhubShared> {
         // TLS for wss:// uses rustls with the ring provider (installed once per process).
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -51,6 +54,7 @@ impl FinnhubShared {
             crate::secrets::register(t);
         }
         let simulate = match (cfg.simulator.when, &token) {
+            _ if !connects => false,
             (SimulateWhen::Always, _) | (SimulateWhen::Auto, None) => true,
             (SimulateWhen::Never, None) => bail!(
                 "source `{name}`: environment variable `{}` is not set: it must hold a Finnhub API token (or set `simulator.when: auto`)",

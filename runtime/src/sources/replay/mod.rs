@@ -36,9 +36,21 @@ pub const BLOCK_SIZE: usize = 1 << 20;
 /// How many parsed blocks a worker may hold while it waits for earlier blocks to be published.
 const PARSE_AHEAD: usize = 8;
 
+/// Where the replayed bytes come from.
+enum Input {
+    /// A local file (a path or `file://`), read with positioned reads.
+    File(std::fs::File),
+    /// An object in a bucket (`gs://BUCKET/PATH`), read in ranged requests: every process of a
+    /// cluster reads the blocks its workers parse.
+    Object {
+        storage: crate::sinks::storage::Storage,
+        name: String,
+    },
+}
+
 /// State shared by all workers replaying one file.
 pub struct ReplayShared {
-    file: std::fs::File,
+    input: Input,
     path: String,
     /// The file's length when the run started: what is replayed.
     len: u64,
@@ -55,15 +67,38 @@ pub struct ReplayShared {
 const LINE_TAIL_CHUNK: usize = 64 << 10;
 
 impl ReplayShared {
-    /// Opens `path` for reading. The file is read with positioned reads, never memory-mapped:
-    /// a file truncated during the run is then an error that says so, not a SIGBUS.
-    pub fn open(path: &str, block_size: usize) -> std::io::Result<ReplayShared> {
-        let file = std::fs::File::open(path)?;
-        let len = file.metadata()?.len();
+    /// Opens `path` (a local path, `file:///abs/path` or `gs://BUCKET/PATH`) for reading. A
+    /// file is read with positioned reads, never memory-mapped: a file truncated during the run
+    /// is then an error that says so, not a SIGBUS.
+    pub fn open(
+        path: &str,
+        block_size: usize,
+        rt: &tokio::runtime::Handle,
+    ) -> anyhow::Result<ReplayShared> {
+        let (input, len) = if let Some(rest) = path.strip_prefix("gs://") {
+            let (dir, name) = rest
+                .trim_end_matches('/')
+                .rsplit_once('/')
+                .ok_or_else(|| anyhow::anyhow!("expected gs://BUCKET/PATH"))?;
+            let storage = crate::sinks::gcs::open_reader(dir, rt.clone())?;
+            let len = storage.size(name)?;
+            (
+                Input::Object {
+                    storage,
+                    name: name.to_string(),
+                },
+                len,
+            )
+        } else {
+            let local = path.strip_prefix("file://").unwrap_or(path);
+            let file = std::fs::File::open(local)?;
+            let len = file.metadata()?.len();
+            (Input::File(file), len)
+        };
         let block_size = block_size.max(1);
         let n_blocks = (len as usize).div_ceil(block_size);
         Ok(ReplayShared {
-            file,
+            input,
             path: path.to_string(),
             len,
             block_size,
@@ -88,10 +123,37 @@ impl ReplayShared {
     /// Fills `buf` from `offset`; a file shorter than at the start is an error naming it.
     fn read_at(&self, buf: &mut [u8], offset: u64) -> anyhow::Result<()> {
         use std::os::unix::fs::FileExt;
-        match self.file.read_exact_at(buf, offset) {
+        let file = match &self.input {
+            Input::File(f) => f,
+            Input::Object { storage, name } => {
+                let end = offset + buf.len() as u64;
+                let bytes = storage.get_range(name, offset..end).map_err(|e| {
+                    let now = storage.size(name).unwrap_or(0);
+                    if now < end {
+                        anyhow::anyhow!(
+                            "replay object `{}` shrank while being read: it had {} bytes at the start, now {now} (an archive must not be rewritten during a replay)",
+                            self.path,
+                            self.len
+                        )
+                    } else {
+                        e
+                    }
+                })?;
+                anyhow::ensure!(
+                    bytes.len() == buf.len(),
+                    "replay object `{}` shrank while being read: a read of {} bytes at {offset} returned {}",
+                    self.path,
+                    buf.len(),
+                    bytes.len()
+                );
+                buf.copy_from_slice(&bytes);
+                return Ok(());
+            }
+        };
+        match file.read_exact_at(buf, offset) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                let now = self.file.metadata().map(|m| m.len()).unwrap_or(0);
+                let now = file.metadata().map(|m| m.len()).unwrap_or(0);
                 anyhow::bail!(
                     "replay file `{}` shrank while being read: it had {} bytes at the start, now {now} (a file must not be truncated or rewritten during a replay)",
                     self.path,
