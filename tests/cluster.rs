@@ -788,3 +788,168 @@ fn an_archive_in_a_bucket_replays_on_a_cluster_exactly_like_the_local_file() {
         "{stderr}"
     );
 }
+
+/// Two network namespaces joined by a veth pair, each with its own address and a hosts file
+/// naming both (like two pods behind a headless Service). Removed on drop.
+struct Pods {
+    names: [String; 2],
+    ips: [String; 2],
+    veth: String,
+}
+
+impl Pods {
+    fn ip(args: &[&str]) -> bool {
+        Command::new("ip")
+            .args(args)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// None where namespaces cannot be made (not root): the test says so and skips, except
+    /// under CI.
+    fn create() -> Option<Pods> {
+        let tag = std::process::id() % 10_000;
+        let names = [format!("tfa{tag}"), format!("tfb{tag}")];
+        let subnet = 1 + tag % 250;
+        let ips = [format!("10.213.{subnet}.1"), format!("10.213.{subnet}.2")];
+        let veth = format!("tfv{tag}");
+        let pods = Pods { names, ips, veth };
+        let [a, b] = &pods.names;
+        let peer = format!("{}p", pods.veth);
+        let ok = Self::ip(&["netns", "add", a])
+            && Self::ip(&["netns", "add", b])
+            && Self::ip(&[
+                "link", "add", &pods.veth, "type", "veth", "peer", "name", &peer,
+            ])
+            && Self::ip(&["link", "set", &pods.veth, "netns", a])
+            && Self::ip(&["link", "set", &peer, "netns", b])
+            && [(a, &pods.veth, &pods.ips[0]), (b, &peer, &pods.ips[1])]
+                .iter()
+                .all(|(ns, dev, ip)| {
+                    Self::ip(&["-n", ns, "addr", "add", &format!("{ip}/24"), "dev", dev])
+                        && Self::ip(&["-n", ns, "link", "set", dev, "up"])
+                        && Self::ip(&["-n", ns, "link", "set", "lo", "up"])
+                });
+        if !ok {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "cannot create network namespaces (ip netns add needs root)"
+            );
+            eprintln!("skipping: cannot create network namespaces (needs root)");
+            return None;
+        }
+        for ns in &pods.names {
+            let dir = Path::new("/etc/netns").join(ns);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(
+                dir.join("hosts"),
+                format!(
+                    "127.0.0.1 localhost\n{} tickflow-0.tickflow\n{} tickflow-1.tickflow\n",
+                    pods.ips[0], pods.ips[1]
+                ),
+            )
+            .unwrap();
+        }
+        Some(pods)
+    }
+
+    /// `tickflow ARGS` as process `i`, inside pod `i`.
+    fn command(&self, i: usize) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.names[i], bin()]);
+        c
+    }
+}
+
+impl Drop for Pods {
+    fn drop(&mut self) {
+        for ns in &self.names {
+            Self::ip(&["netns", "del", ns]);
+            let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(ns));
+        }
+    }
+}
+
+#[test]
+fn processes_in_their_own_network_namespaces_form_a_cluster_by_name() {
+    let Some(pods) = Pods::create() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let trades = big_replay(dir.path());
+    let peers = "tickflow-0.tickflow:7400,tickflow-1.tickflow:7400";
+    let spawn = |i: usize, spec: &Path, out: &Path, extra: &[&str]| {
+        let log = out.with_extension(format!("pod{i}.log"));
+        let child = pods
+            .command(i)
+            .arg("run")
+            .arg(spec)
+            .args(["--process", &i.to_string(), "--peers", peers])
+            .args(extra)
+            .current_dir(repo())
+            .env("TRADES_FILE", &trades)
+            .env("OUT_URL", out)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        Proc { child, log }
+    };
+
+    // Every process binds its entry's port on its own address and finds the other by name.
+    let out = dir.path().join("pods");
+    let spec = repo().join("specs/replay.yaml");
+    let mut procs = [spawn(0, &spec, &out, &[]), spawn(1, &spec, &out, &[])];
+    for (i, p) in procs.iter_mut().enumerate() {
+        let status = wait(p, Duration::from_secs(120));
+        assert!(status.success(), "pod {i}: {}", p.stderr());
+    }
+    let single = dir.path().join("single");
+    let status = Command::new(bin())
+        .args(["run", "specs/replay.yaml", "--workers", "2"])
+        .current_dir(repo())
+        .env("TRADES_FILE", &trades)
+        .env("OUT_URL", &single)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(
+        sorted_rows(&out.join("bars")),
+        sorted_rows(&single.join("bars"))
+    );
+
+    // The link between the pods goes down mid-run: no reset, no error, only silence. Both
+    // sides' watchdogs end the cluster.
+    let slow = slow_spec(dir.path());
+    let out = dir.path().join("partitioned");
+    let args = ["--peer-timeout", "3s"];
+    let mut procs = [spawn(0, &slow, &out, &args), spawn(1, &slow, &out, &args)];
+    let formed = Instant::now();
+    while !procs.iter().all(|p| p.stderr().contains("cluster formed")) {
+        assert!(
+            formed.elapsed() < Duration::from_secs(60),
+            "{}",
+            procs[0].stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(Pods::ip(&[
+        "-n",
+        &pods.names[0],
+        "link",
+        "set",
+        &pods.veth,
+        "down"
+    ]));
+    for (i, p) in procs.iter_mut().enumerate() {
+        let status = wait(p, Duration::from_secs(30));
+        let stderr = p.stderr();
+        assert_eq!(status.code(), Some(3), "pod {i}: {stderr}");
+        let other = 1 - i;
+        assert!(
+            stderr.contains(&format!("process {other} (tickflow-{other}.tickflow:7400)")),
+            "pod {i}: {stderr}"
+        );
+    }
+}
