@@ -426,6 +426,28 @@ fn kafka_env(brokers: &str, topic: &str, out: &Path) -> Vec<(&'static str, Strin
     ]
 }
 
+/// The uninterrupted single-process run (2 threads): sorted bars and dead letters.
+fn kafka_reference(
+    brokers: &str,
+    topic: &str,
+    dir: &Path,
+) -> (Vec<String>, Vec<(String, String, i64)>) {
+    use crate::kafka;
+    let reference_dir = dir.join("reference");
+    let out = kafka::market_bars(brokers, topic, &reference_dir, "2", "300ms")
+        .wait_with_output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        kafka::sorted_bars(&reference_dir.join("bars")),
+        kafka::sorted_dead_letters(&reference_dir.join("dead_letters")),
+    )
+}
+
 /// Starts a whole `--bounded` market-bars cluster.
 fn kafka_cluster(
     brokers: &str,
@@ -454,39 +476,35 @@ fn kafka_with_checkpoints_across_processes_equals_the_oracle_and_survives_kill_9
     let dir = tempfile::tempdir().unwrap();
 
     // The reference: one process, two threads; and the oracle over the records as stored.
-    let reference_dir = dir.path().join("reference");
-    let out = kafka::market_bars(&brokers, &topic, &reference_dir, "2", "300ms")
-        .wait_with_output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let reference = kafka::sorted_bars(&reference_dir.join("bars"));
-    let reference_dead = kafka::sorted_dead_letters(&reference_dir.join("dead_letters"));
+    let (reference, reference_dead) = kafka_reference(&brokers, &topic, dir.path());
     let records = kafka::read_topic(&brokers, &topic, 4);
     let (expected, _, _) = kafka::kafka_oracle(&records, 2_000);
 
-    // 2 processes x 1 thread, checkpointing every 300 ms: the same bars, equal to the oracle.
-    let two = dir.path().join("2x1");
-    let (_, mut procs) = kafka_cluster(&brokers, &topic, &two, 2, 1);
-    for (i, p) in procs.iter_mut().enumerate() {
-        let status = wait(p, Duration::from_secs(180));
-        assert!(status.success(), "process {i}: {}", p.stderr());
+    // 2 and 4 processes x 1 thread, checkpointing every 300 ms: the same bars, equal to the
+    // oracle. One manifest per epoch, written by the leader: followers' files are in it too.
+    for processes in [2, 4] {
+        let out = dir.path().join(format!("{processes}x1"));
+        let (_, mut procs) = kafka_cluster(&brokers, &topic, &out, processes, 1);
+        for (i, p) in procs.iter_mut().enumerate() {
+            let status = wait(p, Duration::from_secs(180));
+            assert!(status.success(), "process {i}: {}", p.stderr());
+        }
+        let (_, rows) = read_parquet_dir(&out.join("bars"));
+        kafka::assert_bars_equal(
+            &rows,
+            &expected,
+            &format!("{processes} processes x 1 thread"),
+        );
+        assert!(
+            kafka::sorted_bars(&out.join("bars")) == reference,
+            "{processes}x1 bars differ"
+        );
+        assert!(kafka::latest_checkpoint(&out.join("checkpoints")) >= 1);
+        assert_eq!(
+            kafka::sorted_dead_letters(&out.join("dead_letters")),
+            reference_dead
+        );
     }
-    let (_, rows) = read_parquet_dir(&two.join("bars"));
-    kafka::assert_bars_equal(&rows, &expected, "2 processes x 1 thread");
-    assert!(
-        kafka::sorted_bars(&two.join("bars")) == reference,
-        "2x1 bars differ"
-    );
-    assert!(kafka::latest_checkpoint(&two.join("checkpoints")) >= 1);
-    // One manifest per epoch, written by the leader: followers' files are in it too.
-    assert_eq!(
-        kafka::sorted_dead_letters(&two.join("dead_letters")),
-        reference_dead
-    );
 
     // 3 processes; kill -9 one of them a random moment after a checkpoint: the others stop
     // with an error naming it within 30 s. Then 2 processes resume to the end.
@@ -548,7 +566,14 @@ fn kafka_with_checkpoints_across_processes_equals_the_oracle_and_survives_kill_9
 }
 
 /// Starts process `index` of a market-bars cluster whose membership is the file `peers_file`.
-fn start_member(brokers: &str, topic: &str, out: &Path, peers_file: &Path, index: usize) -> Proc {
+fn start_member(
+    brokers: &str,
+    topic: &str,
+    out: &Path,
+    peers_file: &Path,
+    index: usize,
+    extra: &[&str],
+) -> Proc {
     let log = out.with_extension(format!("member{index}.log"));
     let child = Command::new(bin())
         .args([
@@ -561,6 +586,7 @@ fn start_member(brokers: &str, topic: &str, out: &Path, peers_file: &Path, index
         .args(["--process", &index.to_string()])
         .arg("--peers-file")
         .arg(peers_file)
+        .args(extra)
         .current_dir(repo())
         .envs(kafka_env(brokers, topic, out))
         .env("OUT_URL", out)
@@ -569,6 +595,17 @@ fn start_member(brokers: &str, topic: &str, out: &Path, peers_file: &Path, index
         .spawn()
         .expect("spawn tickflow");
     Proc { child, log }
+}
+
+/// GET /metrics.
+fn scrape(addr: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
 }
 
 /// Waits until `what` holds, at most `limit`.
@@ -590,17 +627,7 @@ fn rescaling_2_3_1_through_a_peers_file_mid_stream_gives_exactly_the_uninterrupt
     kafka::produce_trades(&brokers, &topic, 600_000);
     let dir = tempfile::tempdir().unwrap();
 
-    let reference_dir = dir.path().join("reference");
-    let out = kafka::market_bars(&brokers, &topic, &reference_dir, "2", "300ms")
-        .wait_with_output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let reference = kafka::sorted_bars(&reference_dir.join("bars"));
-    let reference_dead = kafka::sorted_dead_letters(&reference_dir.join("dead_letters"));
+    let (reference, reference_dead) = kafka_reference(&brokers, &topic, dir.path());
 
     let out = dir.path().join("rescaled");
     let chk = out.join("checkpoints");
@@ -611,8 +638,16 @@ fn rescaling_2_3_1_through_a_peers_file_mid_stream_gives_exactly_the_uninterrupt
         format!("# the cluster\n{}\n{}\n", ports[0], ports[1]),
     )
     .unwrap();
-    let mut p0 = start_member(&brokers, &topic, &out, &peers_file, 0);
-    let mut p1 = start_member(&brokers, &topic, &out, &peers_file, 1);
+    let metrics = free_ports(1).remove(0);
+    let mut p0 = start_member(
+        &brokers,
+        &topic,
+        &out,
+        &peers_file,
+        0,
+        &["--metrics-addr", &metrics],
+    );
+    let mut p1 = start_member(&brokers, &topic, &out, &peers_file, 1, &[]);
     let logs = |procs: &[&Proc]| {
         procs
             .iter()
@@ -627,7 +662,7 @@ fn rescaling_2_3_1_through_a_peers_file_mid_stream_gives_exactly_the_uninterrupt
         || kafka::latest_checkpoint(&chk) >= 1,
         &|| logs(&[&p0, &p1]),
     );
-    let mut p2 = start_member(&brokers, &topic, &out, &peers_file, 2);
+    let mut p2 = start_member(&brokers, &topic, &out, &peers_file, 2, &[]);
     std::fs::write(
         &peers_file,
         format!("{}\n{}\n{}\n", ports[0], ports[1], ports[2]),
@@ -652,6 +687,19 @@ fn rescaling_2_3_1_through_a_peers_file_mid_stream_gives_exactly_the_uninterrupt
         p1.child.try_wait().unwrap().is_none(),
         "the stream was still running"
     );
+
+    // The rescale shows in process 0's metrics.
+    let scraped = scrape(&metrics);
+    let value = |name: &str| -> f64 {
+        scraped
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} "))?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{scraped}"))
+    };
+    assert_eq!(value("tickflow_cluster_processes"), 3.0);
+    assert_eq!(value("tickflow_rescales_total"), 1.0);
+    let pause = value("tickflow_rescale_pause_seconds");
+    assert!(pause > 0.0 && pause < 60.0, "{pause}");
 
     // 3 → 1: two processes leave after the final checkpoint (exit 0); process 0 goes on alone.
     std::fs::write(&peers_file, format!("{}\n", ports[0])).unwrap();
@@ -750,27 +798,30 @@ fn an_archive_in_a_bucket_replays_on_a_cluster_exactly_like_the_local_file() {
         .unwrap();
     assert!(status.success());
 
-    let out = dir.path().join("cluster");
-    let peers = free_ports(2);
     let spec = repo().join("specs/replay.yaml");
     let env = [
         ("TRADES_FILE", "gs://archive/2026/trades.jsonl".to_string()),
         ("GCS_EMULATOR_URL", emulator.url()),
     ];
-    let mut procs: Vec<Proc> = (0..2)
-        .map(|i| start_with(&spec, &peers, i, 1, &out, &env, &[]))
-        .collect();
-    for (i, p) in procs.iter_mut().enumerate() {
-        let status = wait(p, Duration::from_secs(120));
-        assert!(status.success(), "process {i}: {}", p.stderr());
-    }
-    assert_eq!(
-        sorted_rows(&out.join("bars")),
-        sorted_rows(&local.join("bars"))
-    );
-    let (dead, _) = read_dead_letters(&out.join("dead_letters"));
     let (local_dead, _) = read_dead_letters(&local.join("dead_letters"));
-    assert_eq!(dead, local_dead);
+    for (processes, threads) in [(1, 2), (2, 1), (4, 1)] {
+        let out = dir.path().join(format!("gs-{processes}x{threads}"));
+        let peers = free_ports(processes);
+        let mut procs: Vec<Proc> = (0..processes)
+            .map(|i| start_with(&spec, &peers, i, threads, &out, &env, &[]))
+            .collect();
+        for (i, p) in procs.iter_mut().enumerate() {
+            let status = wait(p, Duration::from_secs(120));
+            assert!(status.success(), "process {i}: {}", p.stderr());
+        }
+        assert_eq!(
+            sorted_rows(&out.join("bars")),
+            sorted_rows(&local.join("bars")),
+            "{processes}x{threads}"
+        );
+        let (dead, _) = read_dead_letters(&out.join("dead_letters"));
+        assert_eq!(dead, local_dead, "{processes}x{threads}");
+    }
 
     // A missing object is an error naming it.
     let missing = Command::new(bin())
@@ -952,4 +1003,60 @@ fn processes_in_their_own_network_namespaces_form_a_cluster_by_name() {
             "pod {i}: {stderr}"
         );
     }
+}
+
+#[test]
+fn sigterm_to_any_process_stops_the_cluster_with_a_final_checkpoint() {
+    use crate::kafka;
+    let Some(brokers) = kafka::brokers() else {
+        return;
+    };
+    let topic = kafka::create_topic(&brokers, 4);
+    kafka::produce_trades(&brokers, &topic, 300_000);
+    let dir = tempfile::tempdir().unwrap();
+    let (reference, _) = kafka_reference(&brokers, &topic, dir.path());
+
+    // Not bounded: it would run forever. SIGTERM to the follower after a checkpoint.
+    let out = dir.path().join("stopped");
+    let spec = repo().join("specs/market-bars.yaml");
+    let peers = free_ports(2);
+    let env = kafka_env(&brokers, &topic, &out);
+    let mut procs: Vec<Proc> = (0..2)
+        .map(|i| start_with(&spec, &peers, i, 1, &out, &env, &[]))
+        .collect();
+    wait_until(
+        Duration::from_secs(120),
+        || kafka::latest_checkpoint(&out.join("checkpoints")) >= 1,
+        &|| procs[0].stderr(),
+    );
+    let pid = procs[1].child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    for (i, p) in procs.iter_mut().enumerate() {
+        let status = wait(p, Duration::from_secs(30));
+        assert!(status.success(), "process {i}: {}", p.stderr());
+    }
+    let stopped_at = kafka::latest_checkpoint(&out.join("checkpoints"));
+    // Resumed (bounded) from that final checkpoint: exactly the uninterrupted output.
+    let (_, mut procs) = kafka_cluster(&brokers, &topic, &out, 2, 1);
+    for (i, p) in procs.iter_mut().enumerate() {
+        let status = wait(p, Duration::from_secs(180));
+        assert!(status.success(), "process {i}: {}", p.stderr());
+    }
+    assert!(
+        procs[0].stderr().contains(&format!("epoch={stopped_at}")),
+        "{}",
+        procs[0].stderr()
+    );
+    let recovered = kafka::sorted_bars(&out.join("bars"));
+    assert_eq!(recovered.len(), reference.len(), "duplicates or losses");
+    assert!(
+        recovered == reference,
+        "bars differ from the uninterrupted run"
+    );
 }

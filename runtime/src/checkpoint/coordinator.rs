@@ -267,36 +267,30 @@ impl Coordinator {
 
     /// Records emitted by `node` in the whole cluster.
     fn emitted_total(&self, node: usize) -> u64 {
-        let local = self.emitted[node].load(Ordering::Acquire);
-        match self.cluster.get() {
-            None => local,
-            Some(c) => {
-                local
-                    + c.remote_emitted
-                        .iter()
-                        .enumerate()
-                        .filter(|(p, _)| *p != c.process)
-                        .map(|(_, v)| v[node].load(Ordering::Acquire))
-                        .sum::<u64>()
-            }
-        }
+        self.total(&self.emitted, |c| &c.remote_emitted, node)
     }
 
     /// Records received by `consumer` in the whole cluster.
     fn received_total(&self, consumer: usize) -> u64 {
-        let local = self.received[consumer].load(Ordering::Acquire);
-        match self.cluster.get() {
-            None => local,
-            Some(c) => {
-                local
-                    + c.remote_received
-                        .iter()
-                        .enumerate()
-                        .filter(|(p, _)| *p != c.process)
-                        .map(|(_, v)| v[consumer].load(Ordering::Acquire))
-                        .sum::<u64>()
-            }
-        }
+        self.total(&self.received, |c| &c.remote_received, consumer)
+    }
+
+    /// This process's count `i` plus every other process's.
+    fn total(
+        &self,
+        local: &[AtomicU64],
+        remote: impl Fn(&ClusterLink) -> &Vec<Vec<AtomicU64>>,
+        i: usize,
+    ) -> u64 {
+        let here = local[i].load(Ordering::Acquire);
+        self.cluster.get().map_or(here, |c| {
+            here + remote(c)
+                .iter()
+                .enumerate()
+                .filter(|(p, _)| *p != c.process)
+                .map(|(_, v)| v[i].load(Ordering::Acquire))
+                .sum::<u64>()
+        })
     }
 
     /// This process's counts, when they changed since they were last sent (or `always`).

@@ -137,6 +137,27 @@ mod tests {
             .unwrap()
     }
 
+    /// The commit point is fenced: a manifest somebody else wrote is never overwritten (local
+    /// files and memory; GCS speaks `x-goog-if-generation-match: 0` for the same put mode).
+    #[test]
+    fn a_manifest_is_written_once_and_never_overwritten() {
+        let rt = rt();
+        let dir = tempfile::tempdir().unwrap();
+        for url in [
+            dir.path().display().to_string(),
+            "memory://fence/chk".into(),
+        ] {
+            let chk = Storage::open(&url, rt.handle().clone()).unwrap();
+            let name = format!("{}/{MANIFEST}", folder(7));
+            assert!(chk.put_new(&name, b"leader A".to_vec()).unwrap(), "{url}");
+            // A retry of the same write finds its own bytes: fine.
+            assert!(chk.put_new(&name, b"leader A".to_vec()).unwrap(), "{url}");
+            // A stale leader's write is refused and changes nothing.
+            assert!(!chk.put_new(&name, b"leader B".to_vec()).unwrap(), "{url}");
+            assert_eq!(&chk.get(&name).unwrap()[..], b"leader A");
+        }
+    }
+
     #[test]
     fn the_latest_complete_checkpoint_wins_and_publishing_is_idempotent() {
         let rt = rt();
