@@ -309,6 +309,8 @@ fn connect_one(cfg: &ClusterConfig, j: usize, addr: &str, deadline: Instant) -> 
         to: j as u32,
     };
     let mut last_log = Instant::now();
+    // Peers usually start together: retry soon, then back off (to at most half a second).
+    let mut pause = Duration::from_millis(10);
     loop {
         let why = match attempt(addr, &hello, cfg, j) {
             Ok(s) => return Ok(s),
@@ -324,7 +326,8 @@ fn connect_one(cfg: &ClusterConfig, j: usize, addr: &str, deadline: Instant) -> 
             tracing::info!(peer = j, %addr, "waiting for process: {why}");
             last_log = Instant::now();
         }
-        std::thread::sleep(Duration::from_millis(250));
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(500));
     }
 }
 

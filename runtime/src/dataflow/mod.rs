@@ -317,7 +317,11 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
             if let Some(control) = &ctx.control {
                 control.tail_done();
             }
-            while worker.step_or_park(Some(Duration::from_millis(100))) {}
+            // NB: `step_or_park` parks for its whole timeout when no dataflow is left, so ask first
+            // (a single process has nothing left here and goes straight on).
+            while worker.has_dataflows() {
+                worker.step_or_park(Some(Duration::from_millis(20)));
+            }
         })
         .map_err(|e| anyhow::anyhow!("starting workers: {e}"))?;
     for r in guards.join() {
