@@ -165,6 +165,20 @@ struct ClusterArgs {
     /// processes (processes no longer listed exit 0). A process not yet listed stands by.
     #[arg(long, env = "TICKFLOW_PEERS_FILE", requires = "process")]
     peers_file: Option<std::path::PathBuf>,
+    /// Run as a pod of a Kubernetes StatefulSet: the index from the pod (TICKFLOW_POD_INDEX from
+    /// the `apps.kubernetes.io/pod-index` label, else the hostname's ordinal), the peers
+    /// `NAME-i.SERVICE.NAMESPACE.svc:PORT`, and their number from the StatefulSet's
+    /// `spec.replicas`, watched through the Kubernetes API: `kubectl scale` rescales the
+    /// pipeline. Needs get, list and watch on the StatefulSet (deploy/k8s/base/rbac.yaml).
+    #[arg(
+        long,
+        env = "TICKFLOW_KUBERNETES",
+        conflicts_with_all = ["peers", "peers_file", "process"]
+    )]
+    kubernetes: bool,
+    /// The cluster port of every pod, with `--kubernetes`.
+    #[arg(long, env = "TICKFLOW_CLUSTER_PORT", default_value_t = 7000)]
+    cluster_port: u16,
     /// A peer that sends nothing (heartbeats come every second) for this long is taken as lost:
     /// the cluster stops.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
@@ -184,15 +198,28 @@ impl ClusterArgs {
         plan: &Plan,
         standby: bool,
     ) -> Result<Option<(ClusterConfig, Arc<Membership>)>, String> {
-        let membership = match (&self.peers, &self.peers_file) {
-            (Some(list), _) => Membership::Fixed(crate::cluster::parse_peers(list)),
-            (None, Some(path)) => Membership::File(path.clone()),
+        let (membership, process) = match (&self.peers, &self.peers_file) {
+            _ if self.kubernetes => {
+                let pod = crate::cluster::kubernetes::PodIdentity::from_env(self.cluster_port)?;
+                let index = pod.index;
+                if !standby {
+                    // `validate`: the pod's identity, without calling the API.
+                    let c = ClusterConfig::new(index, pod.peers(index + 1), threads)?;
+                    return Ok(Some((c, Arc::new(Membership::Fixed(pod.peers(index + 1))))));
+                }
+                let k = crate::cluster::kubernetes::KubeMembership::start(pod)?;
+                (Membership::Kubernetes(Arc::new(k)), index)
+            }
+            (Some(list), _) => (
+                Membership::Fixed(crate::cluster::parse_peers(list)),
+                self.process.unwrap_or(0),
+            ),
+            (None, Some(path)) => (Membership::File(path.clone()), self.process.unwrap_or(0)),
             (None, None) if self.process.is_some() => {
                 return Err("--process needs --peers or --peers-file".into());
             }
             (None, None) => return Ok(None),
         };
-        let process = self.process.unwrap_or(0);
         let mut peers = membership.current()?;
         let mut announced = false;
         while standby && membership.watched() && process >= peers.len() {
@@ -200,7 +227,7 @@ impl ClusterArgs {
                 tracing::info!(
                     process,
                     listed = peers.len(),
-                    "standing by: this process is not in the peers file yet"
+                    "standing by: this process is not a member yet"
                 );
                 announced = true;
             }
@@ -464,13 +491,6 @@ pub fn main() -> ExitCode {
                 Ok(p) => p,
                 Err(e) => return spec_failure(&e),
             };
-            let cluster = match cluster.config(workers, &plan, true) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
-            };
             if plan.checkpoints.is_some() && workers > plan.key_groups as usize {
                 eprintln!(
                     "error: --workers {workers} is more than checkpoints.key_groups ({}): state is kept in that many groups, so further workers would have nothing to do",
@@ -478,15 +498,33 @@ pub fn main() -> ExitCode {
                 );
                 return ExitCode::from(2);
             }
+            // Metrics (and the health probes) are served from the start, also while a new
+            // process stands by for its turn to join.
             let metrics_addr =
                 metrics_addr.or_else(|| plan.metrics.as_ref().map(|m| m.addr.clone()));
+            let metrics = Arc::new(Metrics::default());
+            *metrics.pipeline.lock().unwrap_or_else(|e| e.into_inner()) = plan.name.clone();
+            if let Some(addr) = &metrics_addr
+                && let Err(e) = crate::metrics::server::serve(addr, Arc::clone(&metrics))
+            {
+                eprintln!("error: {e:#}");
+                return ExitCode::FAILURE;
+            }
+            metrics.ready.store(true, Ordering::Release);
+            let cluster = match cluster.config(workers, &plan, true) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             run_command(
                 plan,
                 workers,
                 cluster,
                 run_for,
                 bounded,
-                metrics_addr.as_deref(),
+                metrics,
                 !no_status && std::io::stderr().is_terminal() && cli.log_format == LogFormat::Text,
             )
         }
@@ -543,6 +581,9 @@ fn spec_failure(e: &SpecErrors) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// How long a SIGTERM'd pod waits for the watch to show a scale-down (then it is a plain stop).
+const SCALE_DOWN_GRACE: Duration = Duration::from_secs(3);
+
 /// Runs the pipeline; in a cluster whose membership changes, again with each new membership
 /// (the state is restored from the final checkpoint of the previous one) until it ends, the
 /// user stops it, or this process is no longer a member.
@@ -571,12 +612,23 @@ fn run_until_done(
         let stop = Arc::new(AtomicBool::new(false));
         let forward = {
             let (stop, user) = (Arc::clone(&stop), Arc::clone(&user_stop));
+            let (m, me) = (Arc::clone(&membership), me.clone());
             let ended = Arc::new(AtomicBool::new(false));
             let e = Arc::clone(&ended);
             std::thread::spawn(move || {
+                let mut since: Option<std::time::Instant> = None;
                 while !e.load(Ordering::Acquire) {
                     if user.load(Ordering::Acquire) {
-                        stop.store(true, Ordering::SeqCst);
+                        // On Kubernetes a scale-down deletes the pod (SIGTERM) right after
+                        // lowering `spec.replicas`: give the watch a moment to tell, so that the
+                        // cluster rescales instead of stopping.
+                        let first = *since.get_or_insert_with(std::time::Instant::now);
+                        let scaling_away = matches!(&*m, Membership::Kubernetes(_))
+                            && first.elapsed() < SCALE_DOWN_GRACE
+                            && m.current().is_ok_and(|peers| peers.contains(&me));
+                        if !scaling_away {
+                            stop.store(true, Ordering::SeqCst);
+                        }
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 }
@@ -626,18 +678,10 @@ fn run_command(
     cluster: Option<(ClusterConfig, Arc<Membership>)>,
     run_for: Option<Duration>,
     bounded: bool,
-    metrics_addr: Option<&str>,
+    metrics: Arc<Metrics>,
     show_status: bool,
 ) -> ExitCode {
     let stop = Arc::new(AtomicBool::new(false));
-    let metrics = Arc::new(Metrics::default());
-    *metrics.pipeline.lock().unwrap_or_else(|e| e.into_inner()) = plan.name.clone();
-    if let Some(addr) = metrics_addr {
-        if let Err(e) = crate::metrics::server::serve(addr, Arc::clone(&metrics)) {
-            eprintln!("error: {e:#}");
-            return ExitCode::FAILURE;
-        }
-    }
     {
         let stop = Arc::clone(&stop);
         // Counted apart from `stop`: a run stopping on its own (an error, `--for`) still takes

@@ -98,13 +98,22 @@ fn read_hello(stream: &mut TcpStream) -> Result<Hello, String> {
     };
     let mut b = [0u8; HELLO_LEN];
     // The magic first: a stranger (an HTTP client, say) is told apart without waiting for more.
-    stream.read_exact(&mut b[..MAGIC.len()]).map_err(why)?;
+    stream
+        .read_exact(&mut b[..MAGIC.len()])
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => SILENT.to_string(),
+            _ => why(e),
+        })?;
     if b[..MAGIC.len()] != MAGIC {
         return Hello::decode(&b);
     }
     stream.read_exact(&mut b[MAGIC.len()..]).map_err(why)?;
     Hello::decode(&b)
 }
+
+/// What a connection that closes without sending a byte is (a TCP health probe, a port check,
+/// a scale-up waiting for this process to listen): not worth a warning.
+const SILENT: &str = "it connected and closed without a word";
 
 /// A connection to one peer, counting when bytes last arrived (for the stall watchdog).
 pub struct PeerStream {
@@ -291,6 +300,10 @@ fn accept_one(mut stream: TcpStream, cfg: &ClusterConfig) -> Option<(usize, TcpS
             };
             stream.write_all(&reply.encode()).ok()?;
             Some((from, stream))
+        }
+        Err(why) if why == SILENT => {
+            tracing::debug!(from = %peer, "a connection to the cluster port: {why}");
+            None
         }
         Err(why) => {
             tracing::warn!(from = %peer, "refused a connection to the cluster port: {why}");

@@ -5,13 +5,16 @@ use std::path::PathBuf;
 
 use super::split_host_port;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Membership {
     /// `--peers A,B,C`: the cluster never changes.
     Fixed(Vec<String>),
     /// `--peers-file PATH`: one `HOST:PORT` per line (blank lines and `#` comments ignored);
     /// read again every [`POLL`].
     File(PathBuf),
+    /// `--kubernetes`: the pods of this pod's StatefulSet, as many as its watched
+    /// `spec.replicas`.
+    Kubernetes(std::sync::Arc<super::kubernetes::KubeMembership>),
 }
 
 /// How often a peers file is read again.
@@ -27,12 +30,13 @@ impl Membership {
                     .map_err(|e| format!("cannot read the peers file `{}`: {e}", path.display()))?;
                 parse_peers_file(&text).map_err(|e| format!("{}:{e}", path.display()))
             }
+            Membership::Kubernetes(k) => Ok(k.current()),
         }
     }
 
     /// Whether the list can change while running.
     pub fn watched(&self) -> bool {
-        matches!(self, Membership::File(_))
+        matches!(self, Membership::File(_) | Membership::Kubernetes(_))
     }
 }
 

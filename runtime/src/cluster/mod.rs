@@ -10,6 +10,7 @@
 
 pub mod control;
 pub mod handshake;
+pub mod kubernetes;
 pub mod membership;
 pub mod watchdog;
 

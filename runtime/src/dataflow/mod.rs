@@ -123,7 +123,10 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
     // leader did (during a rescale, the old cluster's final one is committed by then).
     let leader = opts.cluster.as_ref().is_none_or(|c| c.process == 0);
     let mut formed = match &opts.cluster {
-        Some(cluster) if !leader => Some(connect_cluster(cluster)?),
+        Some(cluster) if !leader => {
+            opts.metrics.ready.store(false, Ordering::Release);
+            Some(connect_cluster(cluster)?)
+        }
         _ => None,
     };
     let checkpoint = match &plan.checkpoints {
@@ -208,8 +211,12 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
         Some(cluster) => {
             let (builders, comms, activity) = match formed.take() {
                 Some(f) => f,
-                None => connect_cluster(cluster)?,
+                None => {
+                    opts.metrics.ready.store(false, Ordering::Release);
+                    connect_cluster(cluster)?
+                }
             };
+            opts.metrics.ready.store(true, Ordering::Release);
             let control = ctx
                 .control
                 .as_ref()

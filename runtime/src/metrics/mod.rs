@@ -56,6 +56,9 @@ pub struct Metrics {
     /// change seen → the new cluster formed with its state restored).
     pub rescales: AtomicU64,
     pub rescale_pause_ms: AtomicU64,
+    /// `/readyz`: running (a member of the current cluster) or standing by; not while a
+    /// cluster forms and restores.
+    pub ready: std::sync::atomic::AtomicBool,
 }
 
 /// Records through one node of the dataflow.
@@ -162,6 +165,7 @@ impl Default for Metrics {
             cluster_processes: AtomicU64::new(0),
             rescales: AtomicU64::new(0),
             rescale_pause_ms: AtomicU64::new(0),
+            ready: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }

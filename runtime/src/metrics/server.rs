@@ -132,6 +132,14 @@ async fn answer(
             super::prometheus::render(metrics, started),
         ),
         ("GET", "/") | ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
+        ("GET", "/readyz") if metrics.ready.load(std::sync::atomic::Ordering::Acquire) => {
+            ("200 OK", "text/plain", "ready\n".to_string())
+        }
+        ("GET", "/readyz") => (
+            "503 Service Unavailable",
+            "text/plain",
+            "joining the cluster\n".to_string(),
+        ),
         _ => ("404 Not Found", "text/plain", "try /metrics\n".to_string()),
     };
     let response = format!(
