@@ -17,6 +17,9 @@ mod gcs;
 mod hardening;
 /// Kafka for real (the broker scripts/test starts): market bars against the oracle, ingest, delivery failures.
 mod kafka;
+/// Kubernetes for real: the deploy/k8s manifests checked by a real API server, `kubectl scale`
+/// and `kubectl delete pod` on a running pipeline, RBAC; the test plays the kubelet.
+mod kubernetes;
 /// A naive, independent implementation of validation, watermarks and windows: the oracle.
 mod oracle;
 /// WebAssembly model plugins: `plugin check`, the forecast spec, hostile plugins contained.

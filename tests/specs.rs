@@ -16,14 +16,26 @@ fn every_example_spec_validates_and_declares_the_schema() {
         _ => None,
     };
     let mut checked = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
+    // The examples, and the pipeline deploy/k8s puts in its ConfigMap.
+    let k8s = repo().join("deploy/k8s/base/pipeline.yaml");
+    let paths = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .chain([k8s.clone()]);
+    for path in paths {
         if path.extension().is_none_or(|e| e != "yaml") {
             continue;
         }
         let text = std::fs::read_to_string(&path).unwrap();
+        let schema = if path == k8s {
+            "../../../schemas"
+        } else {
+            "../schemas"
+        };
         assert!(
-            text.starts_with("# yaml-language-server: $schema=../schemas/pipeline.schema.json\n"),
+            text.starts_with(&format!(
+                "# yaml-language-server: $schema={schema}/pipeline.schema.json\n"
+            )),
             "{} must start with the schema line",
             path.display()
         );

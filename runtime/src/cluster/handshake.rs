@@ -176,7 +176,9 @@ pub fn form(cfg: &ClusterConfig) -> Result<(Vec<Option<PeerStream>>, Arc<PeerAct
     // Accept the processes after this one, each connection's handshake in a thread of its own
     // (a silent stray connection must not hold up the others).
     let (tx, rx) = mpsc::channel::<(usize, TcpStream)>();
-    let accepting = Arc::new(AtomicBool::new(n > me + 1));
+    // NB: listen until the cluster is formed even with no process to accept (the last one):
+    // a scale-up takes on a new process once its port answers.
+    let accepting = Arc::new(AtomicBool::new(true));
     let acceptor = {
         let (cfg, accepting) = (cfg.clone(), Arc::clone(&accepting));
         std::thread::Builder::new()

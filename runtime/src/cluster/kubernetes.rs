@@ -137,8 +137,10 @@ impl KubeMembership {
                     Ok(sts) => {
                         let want = replicas_of(&sts);
                         let have = *watched.lock().unwrap_or_else(|e| e.into_inner());
+                        tracing::debug!(statefulset = %name, replicas = want, "StatefulSet seen");
                         if want > have {
                             // Scale-up: wait (bounded) until the new pods listen.
+                            tracing::info!(statefulset = %name, from = have, to = want, "replicas raised: waiting for the new pods to listen");
                             let new = peers.peers(want);
                             wait_listening(&new[have..], Duration::from_secs(300)).await;
                         }
