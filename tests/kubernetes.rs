@@ -20,6 +20,20 @@ const HOST_IP: &str = "10.215.0.1";
 const API_PORT: u16 = 16443;
 const KAFKA_PORT: u16 = 19092;
 
+/// The kubectl that `deploy/local/kubernetes build` made (the API server's own version), else
+/// the one on the PATH.
+fn kubectl_bin() -> PathBuf {
+    let built = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default()
+        .join(".cache/tickflow/kubernetes-1.34.4/bin/kubectl");
+    if built.exists() {
+        built
+    } else {
+        PathBuf::from("kubectl")
+    }
+}
+
 fn sh(cmd: &mut Command) -> Output {
     cmd.output().expect("runs")
 }
@@ -48,7 +62,7 @@ fn clean_leftovers() {
         format!("--secure-port={API_PORT}"),
         "--listen-client-urls http://127.0.0.1:12379".to_string(),
         KAFKA_DATA.to_string(),
-        "tickflow run deploy/k8s".to_string(),
+        "-volumes/spec/pipeline.yaml --kubernetes".to_string(),
     ] {
         let _ = Command::new("pkill")
             .args(["-9", "-f", "--", &pattern])
@@ -114,7 +128,7 @@ impl World {
     }
 
     fn kubectl(&self, args: &[&str]) -> Output {
-        sh(Command::new("kubectl")
+        sh(Command::new(kubectl_bin())
             .args(args)
             .env("KUBECONFIG", &self.kubeconfig))
     }
@@ -132,7 +146,7 @@ impl World {
     }
 
     fn apply_json(&self, v: &Value, extra: &[&str]) -> Output {
-        let mut child = Command::new("kubectl")
+        let mut child = Command::new(kubectl_bin())
             .args(["apply", "-f", "-"])
             .args(extra)
             .env("KUBECONFIG", &self.kubeconfig)
@@ -168,7 +182,7 @@ impl Drop for World {
 /// `kubectl kustomize DIR` as a JSON list of objects.
 fn render(world: &World, dir: &Path) -> Vec<Value> {
     let yaml = world.ok(&["kustomize", &dir.display().to_string()]);
-    let mut child = Command::new("kubectl")
+    let mut child = Command::new(kubectl_bin())
         .args(["create", "--dry-run=client", "-o", "json", "-f", "-"])
         .env("KUBECONFIG", &world.kubeconfig)
         .stdin(Stdio::piped())
@@ -262,7 +276,7 @@ impl Drop for Kubelet {
 }
 
 fn kubectl_json(kc: &Path, args: &[&str]) -> Option<Value> {
-    let out = sh(Command::new("kubectl")
+    let out = sh(Command::new(kubectl_bin())
         .args(args)
         .args(["-o", "json"])
         .env("KUBECONFIG", kc));
@@ -317,7 +331,7 @@ fn kubelet_loop(
                         // The container is gone: the kubelet confirms the deletion.
                         running.remove(&name);
                         completed.remove(&name);
-                        let _ = sh(Command::new("kubectl")
+                        let _ = sh(Command::new(kubectl_bin())
                             .args([
                                 "delete",
                                 "pod",
@@ -360,7 +374,7 @@ fn kubelet_loop(
                     .push(p.log.clone());
                 let status = json!({"status": {"phase": "Running", "podIP": pod_ip(ordinal),
                     "podIPs": [{"ip": pod_ip(ordinal)}]}});
-                let _ = sh(Command::new("kubectl")
+                let _ = sh(Command::new(kubectl_bin())
                     .args([
                         "patch",
                         "pod",
@@ -435,7 +449,7 @@ fn make_netns(pod: &str, ordinal: usize, ns: &str) -> String {
 
 /// A kubeconfig holding a token of service account `sa` (what a pod's process authenticates as).
 fn service_account_kubeconfig(kc: &Path, ns: &str, sa: &str, path: &Path) {
-    let token = sh(Command::new("kubectl")
+    let token = sh(Command::new(kubectl_bin())
         .args(["create", "token", sa, "-n", ns, "--duration=1h"])
         .env("KUBECONFIG", kc));
     assert!(
@@ -997,4 +1011,65 @@ fn kubectl_scale_and_delete_pod_on_a_real_control_plane_give_exactly_the_uninter
         logs()
     );
     assert!(bars == reference, "bars differ from the uninterrupted run");
+}
+
+/// The image's runtime conditions without a container engine: the binary as a non-root user
+/// (distroless' `nonroot`, 65532), the root filesystem read-only, only an emptyDir-like `/tmp`
+/// writable, no HOME. A root-only assumption or a write outside `/tmp` fails here, not on GKE.
+#[test]
+fn runs_as_non_root_with_a_read_only_root_and_only_tmp_writable() {
+    let probe = sh(Command::new("unshare").args(["--mount", "true"]));
+    if !probe.status.success() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "unshare --mount needs root"
+        );
+        eprintln!("skipping: unshare --mount needs root");
+        return;
+    }
+    // The binary where the non-root user can run it (the build folder is root's).
+    let dir = Path::new("/var/tmp").join(format!("tickflow-ro-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join("tickflow");
+    std::fs::copy(bin(), &exe).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for p in [&dir, &exe] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let script = format!(
+        r#"set -e
+mount --make-rprivate /
+mount -o remount,bind,ro /
+mount -t tmpfs -o size=256m,mode=1777 tmpfs /tmp
+cd {repo}
+touch /probe 2>/dev/null && {{ echo "root is writable"; exit 9; }}
+run() {{ setpriv --reuid=65532 --regid=65532 --clear-groups --inh-caps=-all env -i PATH=/usr/bin:/bin "$@"; }}
+run TRADES_FILE={repo}/specs/sample/trades.jsonl OUT_URL=/tmp/out {exe} run specs/replay.yaml --workers 2
+echo "bars: $(find /tmp/out/bars -name '*.parquet' | wc -l)"
+echo "owner: $(stat -c %u /tmp/out/bars)"
+set +e
+run TRADES_FILE={repo}/specs/sample/trades.jsonl OUT_URL=/var/lib/tickflow-out {exe} run specs/replay.yaml
+echo "outside tmp: exit $?"
+"#,
+        repo = repo().display(),
+        exe = exe.display()
+    );
+    let out = sh(Command::new("unshare").args(["--mount", "--", "sh", "-c", &script]));
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let bars: usize = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("bars: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(bars >= 1, "no bars written under /tmp: {stdout}\n{stderr}");
+    assert!(stdout.contains("owner: 65532"), "{stdout}");
+    // Anywhere else is refused at start, with the folder named, not a panic.
+    assert!(stdout.contains("outside tmp: exit 1"), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("/var/lib/tickflow-out") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
 }
