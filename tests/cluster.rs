@@ -426,28 +426,6 @@ fn kafka_env(brokers: &str, topic: &str, out: &Path) -> Vec<(&'static str, Strin
     ]
 }
 
-/// The uninterrupted single-process run (2 threads): sorted bars and dead letters.
-fn kafka_reference(
-    brokers: &str,
-    topic: &str,
-    dir: &Path,
-) -> (Vec<String>, Vec<(String, String, i64)>) {
-    use crate::kafka;
-    let reference_dir = dir.join("reference");
-    let out = kafka::market_bars(brokers, topic, &reference_dir, "2", "300ms")
-        .wait_with_output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (
-        kafka::sorted_bars(&reference_dir.join("bars")),
-        kafka::sorted_dead_letters(&reference_dir.join("dead_letters")),
-    )
-}
-
 /// Starts a whole `--bounded` market-bars cluster.
 fn kafka_cluster(
     brokers: &str,
@@ -476,7 +454,7 @@ fn kafka_with_checkpoints_across_processes_equals_the_oracle_and_survives_kill_9
     let dir = tempfile::tempdir().unwrap();
 
     // The reference: one process, two threads; and the oracle over the records as stored.
-    let (reference, reference_dead) = kafka_reference(&brokers, &topic, dir.path());
+    let (reference, reference_dead) = crate::kafka::reference_run(&brokers, &topic, dir.path());
     let records = kafka::read_topic(&brokers, &topic, 4);
     let (expected, _, _) = kafka::kafka_oracle(&records, 2_000);
 
@@ -627,7 +605,7 @@ fn rescaling_2_3_1_through_a_peers_file_mid_stream_gives_exactly_the_uninterrupt
     kafka::produce_trades(&brokers, &topic, 600_000);
     let dir = tempfile::tempdir().unwrap();
 
-    let (reference, reference_dead) = kafka_reference(&brokers, &topic, dir.path());
+    let (reference, reference_dead) = crate::kafka::reference_run(&brokers, &topic, dir.path());
 
     let out = dir.path().join("rescaled");
     let chk = out.join("checkpoints");
@@ -1014,7 +992,7 @@ fn sigterm_to_any_process_stops_the_cluster_with_a_final_checkpoint() {
     let topic = kafka::create_topic(&brokers, 4);
     kafka::produce_trades(&brokers, &topic, 300_000);
     let dir = tempfile::tempdir().unwrap();
-    let (reference, _) = kafka_reference(&brokers, &topic, dir.path());
+    let (reference, _) = crate::kafka::reference_run(&brokers, &topic, dir.path());
 
     // Not bounded: it would run forever. SIGTERM to the follower after a checkpoint.
     let out = dir.path().join("stopped");

@@ -496,6 +496,28 @@ fn run_kafka_spec(
         .unwrap()
 }
 
+/// The uninterrupted single-process run of market bars (2 threads) under `dir/reference`:
+/// sorted bars and dead letters, what cluster runs are compared with.
+pub fn reference_run(
+    brokers: &str,
+    topic: &str,
+    dir: &std::path::Path,
+) -> (Vec<String>, Vec<(String, String, i64)>) {
+    let reference_dir = dir.join("reference");
+    let out = market_bars(brokers, topic, &reference_dir, "2", "300ms")
+        .wait_with_output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        sorted_bars(&reference_dir.join("bars")),
+        sorted_dead_letters(&reference_dir.join("dead_letters")),
+    )
+}
+
 /// The epoch of the newest complete checkpoint under `dir` (0: none).
 pub fn latest_checkpoint(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir)

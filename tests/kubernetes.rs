@@ -801,6 +801,30 @@ fn check_structure(overlay: &str, objs: &[Value]) {
     }
 }
 
+/// Namespace `ns` with the base manifests applied and the kubelet running its pods, once the
+/// cluster has taken its first checkpoint; the kubelet and the output folder.
+fn deploy(world: &World, ns: &str, topic: &str, root: &Path) -> (Kubelet, PathBuf) {
+    world.ok(&["create", "namespace", ns]);
+    let output = root.join(format!("{ns}-out"));
+    let list =
+        json!({"apiVersion": "v1", "kind": "List", "items": manifests(world, ns, topic, &output)});
+    let apply = world.apply_json(&list, &[]);
+    assert!(
+        apply.status.success(),
+        "{}",
+        String::from_utf8_lossy(&apply.stderr)
+    );
+    let kubelet = Kubelet::start(world, ns, root);
+    let chk = output.join("checkpoints");
+    wait_until(
+        Duration::from_secs(120),
+        "a first checkpoint",
+        || crate::kafka::latest_checkpoint(&chk) >= 1,
+        &|| kubelet.all_logs(),
+    );
+    (kubelet, output)
+}
+
 #[test]
 fn kubectl_scale_and_delete_pod_on_a_real_control_plane_give_exactly_the_uninterrupted_output() {
     use crate::kafka;
@@ -849,39 +873,12 @@ fn kubectl_scale_and_delete_pod_on_a_real_control_plane_give_exactly_the_uninter
     kafka::produce_trades(&world.brokers, &topic, 1_000_000);
     let root = world.dir.path().join("pods");
     std::fs::create_dir_all(&root).unwrap();
-    let reference_dir = root.join("reference");
-    let out = kafka::market_bars(&world.brokers, &topic, &reference_dir, "2", "300ms")
-        .wait_with_output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let reference = kafka::sorted_bars(&reference_dir.join("bars"));
+    let (reference, _) = kafka::reference_run(&world.brokers, &topic, &root);
     assert!(reference.len() > 1000);
 
-    world.ok(&["create", "namespace", "scale"]);
-    let output = root.join("scale-out");
-    let apply = world.apply_json(
-        &json!({"apiVersion": "v1", "kind": "List",
-        "items": manifests(&world, "scale", &topic, &output)}),
-        &[],
-    );
-    assert!(
-        apply.status.success(),
-        "{}",
-        String::from_utf8_lossy(&apply.stderr)
-    );
-    let kubelet = Kubelet::start(&world, "scale", &root);
+    let (kubelet, output) = deploy(&world, "scale", &topic, &root);
     let logs = || kubelet.all_logs();
     let chk = output.join("checkpoints");
-    wait_until(
-        Duration::from_secs(120),
-        "a checkpoint of 2 pods",
-        || kafka::latest_checkpoint(&chk) >= 1,
-        &logs,
-    );
 
     // 2 → 3 while the stream runs.
     world.ok(&[
@@ -958,27 +955,8 @@ fn kubectl_scale_and_delete_pod_on_a_real_control_plane_give_exactly_the_uninter
 
     // `kubectl delete pod` of a member mid-run: the cluster stops with a final checkpoint, the
     // controller brings the pod back, and the run resumes: the same output.
-    world.ok(&["create", "namespace", "restart"]);
-    let output = root.join("restart-out");
-    let apply = world.apply_json(
-        &json!({"apiVersion": "v1", "kind": "List",
-        "items": manifests(&world, "restart", &topic, &output)}),
-        &[],
-    );
-    assert!(
-        apply.status.success(),
-        "{}",
-        String::from_utf8_lossy(&apply.stderr)
-    );
-    let kubelet = Kubelet::start(&world, "restart", &root);
+    let (kubelet, output) = deploy(&world, "restart", &topic, &root);
     let logs = || kubelet.all_logs();
-    let chk = output.join("checkpoints");
-    wait_until(
-        Duration::from_secs(120),
-        "a checkpoint",
-        || kafka::latest_checkpoint(&chk) >= 1,
-        &logs,
-    );
     world.ok(&[
         "delete",
         "pod",
