@@ -729,7 +729,7 @@ fn check_structure(overlay: &str, objs: &[Value]) {
                 "{overlay}: grace {grace}s is less than the checkpoint interval + drain"
             );
         }
-        if kind == "Service" {
+        if kind == "Service" && name == "tickflow" {
             assert_eq!(o["spec"]["clusterIP"], "None", "{overlay}: headless");
             assert_eq!(o["spec"]["publishNotReadyAddresses"], true, "{overlay}");
         }
@@ -776,9 +776,15 @@ fn check_structure(overlay: &str, objs: &[Value]) {
                 c["resources"]["requests"], c["resources"]["limits"],
                 "{overlay} {name}: requests = limits"
             );
-            // Probes on the metrics port only: never the cluster port.
+            // tickflow's probes on the metrics port only: never the cluster port.
+            if c["name"] == "tickflow" {
+                assert!(
+                    !c["readinessProbe"].is_null(),
+                    "{overlay} {name}: a readiness probe"
+                );
+            }
             for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
-                if c[probe].is_null() {
+                if c[probe].is_null() || c["name"] != "tickflow" {
                     continue;
                 }
                 assert!(c[probe]["tcpSocket"].is_null(), "{overlay} {name} {probe}");
@@ -1011,25 +1017,36 @@ fn runs_as_non_root_with_a_read_only_root_and_only_tmp_writable() {
     let exe = dir.join("tickflow");
     std::fs::copy(bin(), &exe).unwrap();
     use std::os::unix::fs::PermissionsExt;
+    // The spec and its input beside it: the checkout may itself be under /tmp, which the
+    // tmpfs hides.
+    std::fs::copy(repo().join("specs/replay.yaml"), dir.join("replay.yaml")).unwrap();
+    std::fs::copy(
+        repo().join("specs/sample/trades.jsonl"),
+        dir.join("trades.jsonl"),
+    )
+    .unwrap();
     for p in [&dir, &exe] {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    for f in ["replay.yaml", "trades.jsonl"] {
+        std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
     }
     let script = format!(
         r#"set -e
 mount --make-rprivate /
 mount -o remount,bind,ro /
 mount -t tmpfs -o size=256m,mode=1777 tmpfs /tmp
-cd {repo}
+cd {dir}
 touch /probe 2>/dev/null && {{ echo "root is writable"; exit 9; }}
 run() {{ setpriv --reuid=65532 --regid=65532 --clear-groups --inh-caps=-all env -i PATH=/usr/bin:/bin "$@"; }}
-run TRADES_FILE={repo}/specs/sample/trades.jsonl OUT_URL=/tmp/out {exe} run specs/replay.yaml --workers 2
+run TRADES_FILE={dir}/trades.jsonl OUT_URL=/tmp/out {exe} run replay.yaml --workers 2
 echo "bars: $(find /tmp/out/bars -name '*.parquet' | wc -l)"
 echo "owner: $(stat -c %u /tmp/out/bars)"
 set +e
-run TRADES_FILE={repo}/specs/sample/trades.jsonl OUT_URL=/var/lib/tickflow-out {exe} run specs/replay.yaml
+run TRADES_FILE={dir}/trades.jsonl OUT_URL=/var/lib/tickflow-out {exe} run replay.yaml
 echo "outside tmp: exit $?"
 "#,
-        repo = repo().display(),
+        dir = dir.display(),
         exe = exe.display()
     );
     let out = sh(Command::new("unshare").args(["--mount", "--", "sh", "-c", &script]));

@@ -14,7 +14,16 @@ import time
 import duckdb
 
 path = sys.argv[1]
-threads = [int(t) for t in sys.argv[2:]] or [1, 2]
+# `--once N`: one run with N threads and nothing else, for a caller that times the whole process
+# (`cargo bench --bench pipeline -- --peers`).
+if len(sys.argv) > 2 and sys.argv[2] == "--once":
+    con = duckdb.connect()
+    con.execute(f"set threads = {int(sys.argv[3])}")
+    out = tempfile.mktemp(suffix=".parquet")
+    QUERY_ONCE = True
+else:
+    QUERY_ONCE = False
+threads = [] if QUERY_ONCE else ([int(t) for t in sys.argv[2:]] or [1, 2])
 query = f"""
 copy (
   with trades as (
@@ -30,6 +39,12 @@ copy (
   group by all
 ) to '{{out}}' (format parquet, compression zstd)
 """
+if QUERY_ONCE:
+    con.execute(query.replace("{out}", out))
+    rows = con.execute(f"select count(*) from read_parquet('{out}')").fetchone()[0]
+    assert rows > 0, "no bars"
+    print(duckdb.__version__, rows)
+    sys.exit(0)
 n = duckdb.sql(f"""select sum(len(data)) from read_json('{path}', format = 'newline_delimited',
     columns = {{'data': 'STRUCT(p DOUBLE, s VARCHAR, t BIGINT, v DOUBLE)[]', 'type': 'VARCHAR'}}) where type = 'trade'""").fetchone()[0]
 for th in threads:

@@ -5,6 +5,7 @@
 //!     cargo bench --bench pipeline -- --trades 5000000 --symbols 500
 //!     cargo bench --bench pipeline -- --engines         # also: timely vs differential windows
 //!     cargo bench --bench pipeline -- --windows --trades 200000   # window sizes 1m … 1ms
+//!     cargo bench --bench pipeline -- --peers           # also: the same job in DuckDB (PyPI)
 //!
 //! Each measurement runs in a child process so that its peak RSS is its own. Prints trades/s and
 //! peak RSS per variant and the ratios the targets in BENCHMARKS.md refer to.
@@ -235,6 +236,96 @@ fn main() {
         results["1"] / results["loop"],
         results["2"] / results["loop"],
         results["2"] / 1e6
+    );
+    if args.iter().any(|a| a == "--peers") {
+        peers(&file, &dir, trades, runs);
+    }
+}
+
+/// The same job in DuckDB (PyPI, current version, in a venv of its own), both timed as whole
+/// processes from the outside, alternating, best of `runs`.
+fn peers(file: &Path, dir: &Path, trades: u64, runs: usize) {
+    let venv = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default()
+        .join(".cache/tickflow/peers-venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        assert!(
+            Command::new("python3")
+                .arg("-m")
+                .arg("venv")
+                .arg(&venv)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    let has = Command::new(&python)
+        .args(["-c", "import duckdb"])
+        .status()
+        .unwrap()
+        .success();
+    if !has {
+        assert!(
+            Command::new(venv.join("bin/pip"))
+                .args([
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "duckdb"
+                ])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/duckdb_bars.py");
+    let (mut ours, mut theirs, mut version) = (f64::MAX, f64::MAX, String::new());
+    for run in 0..runs {
+        let out = dir.join(format!("out-peers-{run}"));
+        let started = Instant::now();
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--child",
+                "2",
+                "--file",
+                file.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            child.status.success(),
+            "{}",
+            String::from_utf8_lossy(&child.stderr)
+        );
+        ours = ours.min(started.elapsed().as_secs_f64());
+        let _ = std::fs::remove_dir_all(&out);
+        let started = Instant::now();
+        let duck = Command::new(&python)
+            .arg(&script)
+            .arg(file)
+            .args(["--once", "2"])
+            .output()
+            .unwrap();
+        assert!(
+            duck.status.success(),
+            "{}",
+            String::from_utf8_lossy(&duck.stderr)
+        );
+        theirs = theirs.min(started.elapsed().as_secs_f64());
+        version = String::from_utf8_lossy(&duck.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or("?")
+            .to_string();
+    }
+    let (a, b) = (trades as f64 / ours, trades as f64 / theirs);
+    println!(
+        "peers (whole processes, 2 threads each, best of {runs}): tickflow {a:>10.0} trades/s ({ours:.3} s); DuckDB {version} {b:>10.0} trades/s ({theirs:.3} s): tickflow / DuckDB = {:.2} (target ≥ 1.0, aim 1.3)",
+        a / b
     );
 }
 
