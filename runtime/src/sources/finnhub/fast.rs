@@ -246,6 +246,167 @@ mod tests {
         }
     }
 
+    /// Differential fuzzing, bounded: random frames built from the awkward pieces real feeds and
+    /// hostile input contain (number forms, escapes, unicode, control characters, key orders,
+    /// extra keys, whitespace, truncation). Whenever the fast path accepts a frame, the general
+    /// parser must accept exactly the same trades; the fast path may only ever decide faster,
+    /// never differently. The seed is in the failure message.
+    #[test]
+    fn never_decides_differently_from_the_general_parser() {
+        use rand::rngs::SmallRng;
+        use rand::{Rng, SeedableRng};
+        let seed = std::env::var("TICKFLOW_FUZZ_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(rand::random::<u64>);
+        let iterations: usize = std::env::var("TICKFLOW_FUZZ_ITERATIONS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(30_000);
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let numbers = [
+            "0",
+            "1",
+            "-1",
+            "189.52",
+            "0.000123",
+            "1e2",
+            "1E-3",
+            "1.5e+2",
+            "-0",
+            "-0.0",
+            "01",
+            "1.",
+            ".5",
+            "1e400",
+            "-1e400",
+            "1e-400",
+            "1e15",
+            "1.0000000000000002e15",
+            "999999999999999999999",
+            "253402300799999",
+            "253402300800000",
+            "1700000000123",
+            "17000000001.5",
+            "9007199254740993",
+            "NaN",
+            "true",
+            "\"1\"",
+            "null",
+            "1_0",
+            "4.9406564584124654e-324",
+            "2.2250738585072014e-308",
+            "0.1e1",
+            "12345678901234567890e-10",
+        ];
+        let symbols = [
+            "\"AAPL\"",
+            "\"BINANCE:BTCUSDT\"",
+            "\"OANDA:EUR_USD\"",
+            "\"\"",
+            "\"A\\\"B\"",
+            "\"\\u0041\"",
+            "\"Ünï\"",
+            "\"a b\"",
+            "\"\\n\"",
+            "\"\u{7f}\"",
+            "\"\u{1}\"",
+            "1",
+            "null",
+            "\"SYMBOL_WITH_A_VERY_LONG_NAME_THAT_GOES_ON_AND_ON_AND_ON_PAST_64_BYTES_X\"",
+            "\"A/B\"",
+            "\"\\/\"",
+        ];
+        let conditions = [
+            None,
+            Some("null"),
+            Some("[]"),
+            Some("[\"1\",\"12\"]"),
+            Some("[1]"),
+            Some("[\"a\"]"),
+            Some("\"1\""),
+            Some("[null]"),
+            Some("{}"),
+        ];
+        let pick = |rng: &mut SmallRng, xs: &[&'static str]| xs[rng.random_range(0..xs.len())];
+        let mut accepted = 0;
+        for i in 0..iterations {
+            let n = rng.random_range(0..4);
+            let mut trades = Vec::new();
+            for _ in 0..n {
+                let mut fields: Vec<(String, String)> = vec![
+                    ("p".into(), pick(&mut rng, &numbers).into()),
+                    ("s".into(), pick(&mut rng, &symbols).into()),
+                    ("t".into(), pick(&mut rng, &numbers).into()),
+                    ("v".into(), pick(&mut rng, &numbers).into()),
+                ];
+                // Mostly well-formed values, so that the fast path accepts often enough.
+                if rng.random_bool(0.6) {
+                    fields[0].1 = format!(
+                        "{}.{}",
+                        rng.random_range(1..100_000),
+                        rng.random_range(0..100)
+                    );
+                    fields[1].1 = pick(&mut rng, &symbols[..3]).into();
+                    fields[2].1 = rng.random_range(0..1_800_000_000_000i64).to_string();
+                    fields[3].1 = rng.random_range(0..10_000).to_string();
+                }
+                if let Some(c) = conditions[rng.random_range(0..conditions.len())] {
+                    fields.insert(0, ("c".into(), c.into()));
+                }
+                match rng.random_range(0..20) {
+                    0 => fields.swap(0, 1),
+                    1 => fields.push(("x".into(), "1".into())),
+                    2 => {
+                        fields.remove(rng.random_range(0..fields.len()));
+                    }
+                    3 => fields.push(("p".into(), "2".into())),
+                    _ => {}
+                }
+                let sep = if rng.random_bool(0.05) { ", " } else { "," };
+                let body: Vec<String> =
+                    fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+                trades.push(format!("{{{}}}", body.join(sep)));
+            }
+            let kind = if rng.random_bool(0.95) {
+                "trade"
+            } else {
+                "news"
+            };
+            let mut frame = format!("{{\"data\":[{}],\"type\":\"{kind}\"}}", trades.join(","));
+            match rng.random_range(0..30) {
+                0 => {
+                    let mut at = rng.random_range(0..frame.len());
+                    while !frame.is_char_boundary(at) {
+                        at -= 1;
+                    }
+                    frame.truncate(at)
+                }
+                1 => frame.push(' '),
+                2 => frame = frame.replacen(':', ": ", 1),
+                _ => {}
+            }
+            if let Some(fast_trades) = fast(&frame) {
+                accepted += 1;
+                let mut general_trades = Vec::new();
+                let mut bad = Vec::new();
+                let kind = parse_frame(&frame, |_, t| general_trades.push(t), &mut bad);
+                assert!(
+                    kind.is_ok() && bad.is_empty() && general_trades == fast_trades,
+                    "seed {seed}, frame {i}: the fast path accepted {frame:?} as {fast_trades:?}, the general parser says {kind:?}, {general_trades:?}, rejects {}",
+                    bad.len()
+                );
+            } else {
+                // Never a panic on the general path either.
+                let _ = parse_frame(&frame, |_, _| {}, &mut Vec::new());
+            }
+        }
+        assert!(
+            accepted > iterations / 5,
+            "seed {seed}: only {accepted} frames took the fast path"
+        );
+    }
+
     #[test]
     fn gives_up_on_anything_else() {
         for f in [
