@@ -230,6 +230,9 @@ fn hostile_spec(mode: u32, trigger: Option<f64>, on_error: &str) -> String {
     let trigger = trigger
         .map(|t| format!(", trigger: {t}"))
         .unwrap_or_default();
+    // A short deadline for the endless loop (mode 1); a roomy one for the others, so that on a
+    // busy machine the failure under test (a memory cap, a trap, bad output) comes first.
+    let timeout = if mode == 1 { "50ms" } else { "5s" };
     format!(
         "name: hostile
 sources:
@@ -247,7 +250,7 @@ steps:
     plugin: {plugin}
     config: {{ mode: {mode}{trigger} }}
     on_error: {on_error}
-    timeout: 50ms
+    timeout: {timeout}
     max_memory: 16MiB
 sinks:
   out: {{ type: parquet, input: score, path: OUT/scored }}
