@@ -24,8 +24,9 @@ use crate::dataflow::context::RunContext;
 /// One fact for the other processes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ControlMsg {
-    /// "Still here" (the bytes are what the stall watchdog looks for).
-    Heartbeat,
+    /// "Still here" from `process` (the bytes are what the stall watchdog looks for; the first
+    /// one says the process has built its dataflow).
+    Heartbeat { process: u32 },
     /// A replay block was parsed: its highest event time and line count (the carry of the blocks
     /// after it).
     ReplayBlock {
@@ -133,6 +134,13 @@ impl Control {
         let _ = self.activity.set(activity);
     }
 
+    /// A heartbeat of `process` arrived: from now on its silence counts.
+    pub fn heard(&self, process: usize) {
+        if let Some(flag) = self.activity.get().and_then(|a| a.heard.get(process)) {
+            flag.store(true, Ordering::Release);
+        }
+    }
+
     fn take(&self) -> Vec<ControlMsg> {
         std::mem::take(&mut *self.outbox.lock().unwrap_or_else(|e| e.into_inner()))
     }
@@ -194,7 +202,9 @@ pub fn build(
                     let mut msgs = control.take();
                     if last_beat.is_none_or(|t| t.elapsed() >= super::HEARTBEAT) {
                         msgs.extend(ctx.unsent_watermarks());
-                        msgs.push(ControlMsg::Heartbeat);
+                        msgs.push(ControlMsg::Heartbeat {
+                            process: control.process as u32,
+                        });
                         last_beat = Some(Instant::now());
                     }
                     output.session(c).give_container(&mut msgs);

@@ -160,6 +160,11 @@ pub struct PeerActivity {
     pub last_read: Vec<Arc<AtomicI64>>,
     /// The computation is over: peers going quiet (they are finishing) is no longer a loss.
     pub disarmed: AtomicBool,
+    /// Per process: a heartbeat arrived (it has built its dataflow, restored its state and is
+    /// running). Until then only the join timeout bounds its silence.
+    pub heard: Vec<AtomicBool>,
+    /// When the cluster formed (ms).
+    pub formed_ms: i64,
 }
 
 /// Connects this process to every other one of `cfg`, within `cfg.join_timeout`.
@@ -252,6 +257,8 @@ pub fn form(cfg: &ClusterConfig) -> Result<(Vec<Option<PeerStream>>, Arc<PeerAct
     let activity = Arc::new(PeerActivity {
         last_read: (0..n).map(|_| Arc::new(AtomicI64::new(now))).collect(),
         disarmed: AtomicBool::new(false),
+        heard: (0..n).map(|_| AtomicBool::new(false)).collect(),
+        formed_ms: now,
     });
     let mut streams = Vec::with_capacity(n);
     for (j, s) in sockets.into_iter().enumerate() {

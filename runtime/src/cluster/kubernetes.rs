@@ -119,7 +119,21 @@ impl KubeMembership {
                 format!("--kubernetes: no Kubernetes API credentials (in-cluster service account or KUBECONFIG): {e}")
             })?;
             let api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
-            let sts = api.get(&name).await.map_err(|e| explain(&e, &name, &ns))?;
+            // An API server that does not answer yet is waited for (a minute); a refusal is not.
+            let started = std::time::Instant::now();
+            let sts = loop {
+                match api.get(&name).await {
+                    Ok(sts) => break sts,
+                    Err(e)
+                        if !matches!(e, kube::Error::Api(_))
+                            && started.elapsed() < Duration::from_secs(60) =>
+                    {
+                        tracing::warn!(error = %e, "the Kubernetes API does not answer (retrying)");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    Err(e) => return Err(explain(&e, &name, &ns)),
+                }
+            };
             Ok::<_, String>((client, replicas_of(&sts)))
         })?;
         let replicas = Arc::new(Mutex::new(replicas));

@@ -77,9 +77,12 @@ fn on_panic(info: &std::panic::PanicHookInfo<'_>, me: usize, peers: &[String], d
     }
 }
 
-/// Watches every peer's last bytes; exits when one has been silent for `cfg.peer_timeout`.
+/// Watches every peer's last bytes; exits when one has been silent for `cfg.peer_timeout` since
+/// its first heartbeat. Before that (it is still building its dataflow, connecting to its
+/// sources, reading back its state) it has `cfg.join_timeout` from the cluster's formation.
 pub fn spawn(cfg: &ClusterConfig, activity: Arc<PeerActivity>) {
     let (peers, me, limit) = (cfg.peers.clone(), cfg.process, cfg.peer_timeout);
+    let startup = cfg.join_timeout.as_millis() as i64;
     let _ = std::thread::Builder::new()
         .name("tickflow-watchdog".into())
         .spawn(move || {
@@ -91,6 +94,17 @@ pub fn spawn(cfg: &ClusterConfig, activity: Arc<PeerActivity>) {
                 let now = now_ms();
                 for (p, last) in activity.last_read.iter().enumerate() {
                     if p == me {
+                        continue;
+                    }
+                    if !activity.heard[p].load(Ordering::Acquire) {
+                        if now - activity.formed_ms > startup {
+                            eprintln!(
+                                "error: process {me}: process {p} ({}) joined but has not started within {:.0} s (--join-timeout); the cluster stops",
+                                peers[p],
+                                startup as f64 / 1000.0
+                            );
+                            std::process::exit(EXIT_PEER_LOST);
+                        }
                         continue;
                     }
                     let silent = now - last.load(Ordering::Relaxed);

@@ -127,7 +127,11 @@ impl RunContext {
     /// Applies what another process said (see [`crate::cluster::control`]).
     pub fn apply_control(&self, msg: ControlMsg) {
         match msg {
-            ControlMsg::Heartbeat => {}
+            ControlMsg::Heartbeat { process } => {
+                if let Some(control) = &self.control {
+                    control.heard(process as usize);
+                }
+            }
             ControlMsg::ReplayBlock {
                 source,
                 block,

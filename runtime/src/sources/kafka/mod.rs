@@ -207,6 +207,22 @@ pub fn kafka_stream<'scope>(
                 }
                 Ok((consumer, states))
             };
+            // A broker that is slow to answer at start (busy, restarting) is waited for, up to a
+            // minute; a topic that does not exist is not.
+            let started = Instant::now();
+            let setup = || loop {
+                match setup() {
+                    Err(e)
+                        if e.downcast_ref::<rdkafka::error::KafkaError>().is_some()
+                            && started.elapsed() < SETUP_PATIENCE
+                            && !ctx.stop.load(Ordering::Relaxed) =>
+                    {
+                        tracing::warn!(source = %name, error = %format!("{e:#}"), "Kafka not ready at start (retrying)");
+                        std::thread::sleep(Duration::from_secs(1));
+                    }
+                    other => return other,
+                }
+            };
             let (consumer, mut parts) = match setup() {
                 Ok(x) => (Some(x.0), x.1),
                 Err(e) => {
@@ -413,6 +429,9 @@ pub fn kafka_stream<'scope>(
         },
     )
 }
+
+/// How long a source waits at start for a broker that does not answer.
+const SETUP_PATIENCE: Duration = Duration::from_secs(60);
 
 /// Records each partition of this worker is behind its end (for `tickflow_kafka_consumer_lag`).
 /// Asks the broker (one round trip per partition), so it runs every few seconds only.
