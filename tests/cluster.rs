@@ -143,15 +143,7 @@ fn every_split_of_four_workers_gives_identical_bars_equal_to_the_oracle() {
 
     // One process with 4 threads: the reference run.
     let single = dir.path().join("1x4");
-    let status = Command::new(bin())
-        .args(["run", "specs/replay.yaml", "--workers", "4"])
-        .current_dir(repo())
-        .env("TRADES_FILE", &trades)
-        .env("OUT_URL", &single)
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    replay_alone(&trades, &single, 4);
     let reference = sorted_rows(&single.join("bars"));
     let (reference_dead, _) = read_dead_letters(&single.join("dead_letters"));
 
@@ -194,6 +186,28 @@ fn every_split_of_four_workers_gives_identical_bars_equal_to_the_oracle() {
         let (dead, _) = read_dead_letters(&out.join("dead_letters"));
         assert_eq!(dead, reference_dead, "{processes}x{threads} dead letters");
     }
+}
+
+/// The single-process run of `specs/replay.yaml` that cluster runs are compared with.
+fn replay_alone(trades: &Path, out: &Path, workers: usize) {
+    let status = Command::new(bin())
+        .args([
+            "run",
+            "specs/replay.yaml",
+            "--workers",
+            &workers.to_string(),
+        ])
+        .current_dir(repo())
+        .env("TRADES_FILE", trades)
+        .env("OUT_URL", out)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "the single-process replay into {}",
+        out.display()
+    );
 }
 
 /// A paced replay that runs for minutes unless stopped.
@@ -347,15 +361,7 @@ fn stray_connections_to_the_cluster_port_are_refused_without_harm() {
     assert!(log.contains("another cluster generation"), "{log}");
 
     let single = dir.path().join("single");
-    let status = Command::new(bin())
-        .args(["run", "specs/replay.yaml", "--workers", "2"])
-        .current_dir(repo())
-        .env("TRADES_FILE", &trades)
-        .env("OUT_URL", &single)
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    replay_alone(&trades, &single, 2);
     assert_eq!(
         sorted_rows(&out.join("bars")),
         sorted_rows(&single.join("bars"))
@@ -766,15 +772,7 @@ fn an_archive_in_a_bucket_replays_on_a_cluster_exactly_like_the_local_file() {
     .unwrap();
 
     let local = dir.path().join("local");
-    let status = Command::new(bin())
-        .args(["run", "specs/replay.yaml", "--workers", "1"])
-        .current_dir(repo())
-        .env("TRADES_FILE", &trades)
-        .env("OUT_URL", &local)
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    replay_alone(&trades, &local, 1);
 
     let spec = repo().join("specs/replay.yaml");
     let env = [
@@ -933,15 +931,7 @@ fn processes_in_their_own_network_namespaces_form_a_cluster_by_name() {
         assert!(status.success(), "pod {i}: {}", p.stderr());
     }
     let single = dir.path().join("single");
-    let status = Command::new(bin())
-        .args(["run", "specs/replay.yaml", "--workers", "2"])
-        .current_dir(repo())
-        .env("TRADES_FILE", &trades)
-        .env("OUT_URL", &single)
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
+    replay_alone(&trades, &single, 2);
     assert_eq!(
         sorted_rows(&out.join("bars")),
         sorted_rows(&single.join("bars"))
@@ -1037,4 +1027,34 @@ fn sigterm_to_any_process_stops_the_cluster_with_a_final_checkpoint() {
         recovered == reference,
         "bars differ from the uninterrupted run"
     );
+}
+
+#[test]
+fn processes_replaying_different_files_stop_with_an_error_instead_of_different_watermarks() {
+    let dir = tempfile::tempdir().unwrap();
+    let trades = big_replay(dir.path());
+    let other = dir.path().join("other.jsonl");
+    write_frames(
+        &Frames {
+            seed: 5,
+            trades: 2000,
+            ..Frames::default()
+        },
+        &other,
+    );
+    let spec = repo().join("specs/replay.yaml");
+    let peers = free_ports(2);
+    let out = dir.path().join("out");
+    let mut procs = [
+        start(&spec, &peers, 0, 1, &out, &trades, &[]),
+        start(&spec, &peers, 1, 1, &out, &other, &[]),
+    ];
+    let mut said = false;
+    for (i, p) in procs.iter_mut().enumerate() {
+        let status = wait(p, Duration::from_secs(60));
+        let stderr = p.stderr();
+        assert!(!status.success(), "process {i}: {stderr}");
+        said |= stderr.contains("every process must replay the same file");
+    }
+    assert!(said, "{}\n{}", procs[0].stderr(), procs[1].stderr());
 }

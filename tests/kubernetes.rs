@@ -146,23 +146,31 @@ impl World {
     }
 
     fn apply_json(&self, v: &Value, extra: &[&str]) -> Output {
-        let mut child = Command::new(kubectl_bin())
-            .args(["apply", "-f", "-"])
-            .args(extra)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(v.to_string().as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        let args: Vec<&str> = ["apply", "-f", "-"]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
+        kubectl_with_input(&self.kubeconfig, &args, &v.to_string())
     }
+}
+
+/// kubectl with `input` on its standard input.
+fn kubectl_with_input(kc: &Path, args: &[&str], input: &str) -> Output {
+    let mut child = Command::new(kubectl_bin())
+        .args(args)
+        .env("KUBECONFIG", kc)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
 }
 
 impl Drop for World {
@@ -182,21 +190,8 @@ impl Drop for World {
 /// `kubectl kustomize DIR` as a JSON list of objects.
 fn render(world: &World, dir: &Path) -> Vec<Value> {
     let yaml = world.ok(&["kustomize", &dir.display().to_string()]);
-    let mut child = Command::new(kubectl_bin())
-        .args(["create", "--dry-run=client", "-o", "json", "-f", "-"])
-        .env("KUBECONFIG", &world.kubeconfig)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(yaml.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let args = ["create", "--dry-run=client", "-o", "json", "-f", "-"];
+    let out = kubectl_with_input(&world.kubeconfig, &args, &yaml);
     assert!(
         out.status.success(),
         "{}",

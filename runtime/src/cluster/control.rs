@@ -34,6 +34,8 @@ pub enum ControlMsg {
         block: u32,
         max_ts: i64,
         lines: u64,
+        /// The file's length as the sender sees it (every process must replay the same file).
+        file_len: u64,
     },
     /// A worker's slowest live Kafka partition (watermark alignment).
     Watermark { source: u32, worker: u32, wm: i64 },

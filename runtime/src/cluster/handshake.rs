@@ -23,6 +23,8 @@ const VERSION: u32 = 1;
 const HELLO_LEN: usize = 32;
 /// How long a new connection may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Handshakes under way at once; a flood of connections beyond that is closed unread.
+const MAX_HELLOS: usize = 64;
 
 /// The first bytes on every cluster connection, in both directions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,10 +191,16 @@ pub fn form(cfg: &ClusterConfig) -> Result<(Vec<Option<PeerStream>>, Arc<PeerAct
         std::thread::Builder::new()
             .name("tickflow-accept".into())
             .spawn(move || {
+                let hellos = Arc::new(std::sync::atomic::AtomicUsize::new(0));
                 while accepting.load(Ordering::Acquire) {
                     match listener.accept() {
                         Ok((stream, addr)) => {
-                            let (cfg, tx) = (cfg.clone(), tx.clone());
+                            if hellos.load(Ordering::Acquire) >= MAX_HELLOS {
+                                tracing::warn!(%addr, "closed a cluster connection unread: {MAX_HELLOS} handshakes are under way");
+                                continue;
+                            }
+                            hellos.fetch_add(1, Ordering::AcqRel);
+                            let (cfg, tx, hellos) = (cfg.clone(), tx.clone(), Arc::clone(&hellos));
                             let _ = std::thread::Builder::new()
                                 .name("tickflow-hello".into())
                                 .spawn(move || {
@@ -201,6 +209,7 @@ pub fn form(cfg: &ClusterConfig) -> Result<(Vec<Option<PeerStream>>, Arc<PeerAct
                                     } else {
                                         tracing::debug!(%addr, "closed a cluster connection");
                                     }
+                                    hellos.fetch_sub(1, Ordering::AcqRel);
                                 });
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

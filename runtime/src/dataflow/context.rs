@@ -137,9 +137,13 @@ impl RunContext {
                 block,
                 max_ts,
                 lines,
+                file_len,
             } => {
-                if let Some(Some(r)) = self.replay.get(source as usize) {
-                    r.set_block(block as usize, max_ts, lines);
+                if let Some(Some(r)) = self.replay.get(source as usize)
+                    && let Err(e) = r.set_block(block as usize, max_ts, lines, file_len)
+                    && !self.stop.load(Ordering::Acquire)
+                {
+                    self.fail(format!("{e:#}"));
                 }
             }
             ControlMsg::Watermark { source, worker, wm } => {

@@ -87,6 +87,8 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
         .enable_all()
         .build()
         .context("starting the I/O runtime")?;
+    // Alone, or process 0 of a cluster (global worker 0 lives here).
+    let leader = opts.cluster.as_ref().is_none_or(|c| c.process == 0);
     let mut replay = Vec::new();
     let mut finnhub = Vec::new();
     for s in &plan.sources {
@@ -99,12 +101,12 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
         });
         finnhub.push(match &s.config {
             SourceSpec::Finnhub(c) => {
-                let connects = opts.cluster.as_ref().is_none_or(|c| c.process == 0);
+                // One connection, held by global worker 0: in the leader's process.
                 Some(Arc::new(FinnhubShared::prepare(
                     &s.name,
                     c,
                     rt.handle(),
-                    connects,
+                    leader,
                 )?))
             }
             _ => None,
@@ -121,7 +123,6 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
     // The leader restores (publishing what its checkpoint covers, discarding the rest) before
     // the cluster forms; a follower after, so that it restores exactly the checkpoint the
     // leader did (during a rescale, the old cluster's final one is committed by then).
-    let leader = opts.cluster.as_ref().is_none_or(|c| c.process == 0);
     let mut formed = match &opts.cluster {
         Some(cluster) if !leader => {
             opts.metrics.ready.store(false, Ordering::Release);
@@ -284,14 +285,21 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
             let main_done = Rc::new(std::cell::Cell::new(false));
             crate::cluster::control::build(worker, &ctx, Rc::clone(&main_done));
             let mut last_roll = Instant::now();
+            let mut last_look = last_roll;
             let mut park = Duration::from_millis(50);
             while worker.step_or_park(Some(park)) {
-                if ctx.control.is_some() && !worker.installed_dataflows().contains(&main) {
-                    break;
+                let now = Instant::now();
+                // Cluster mode: the control dataflow outlives the main one. Whether the main one
+                // is done is a look at the installed dataflows (a Vec): every 10 ms, not per step.
+                if ctx.control.is_some() && now - last_look > Duration::from_millis(10) {
+                    last_look = now;
+                    if !worker.installed_dataflows().contains(&main) {
+                        break;
+                    }
                 }
-                if last_roll.elapsed() > Duration::from_secs(1) {
+                if now - last_roll > Duration::from_secs(1) {
                     dead.borrow_mut().roll_aged();
-                    last_roll = Instant::now();
+                    last_roll = now;
                 }
                 if let Some(p) = dead_cp.as_mut() {
                     park = Duration::from_millis(50);

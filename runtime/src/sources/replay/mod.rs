@@ -111,13 +111,27 @@ impl ReplayShared {
     }
 
     /// Block `b` as parsed by a worker of another process (cluster mode): its highest event
-    /// time and line count, then ready.
-    pub fn set_block(&self, b: usize, max_ts: i64, lines: u64) {
+    /// time and line count, then ready. A process that sees another file (another length)
+    /// would compute other watermarks: that is an error, not a silent difference.
+    pub fn set_block(
+        &self,
+        b: usize,
+        max_ts: i64,
+        lines: u64,
+        file_len: u64,
+    ) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            file_len == self.len,
+            "replay file `{}` is {} bytes here but {file_len} bytes in another process of the cluster: every process must replay the same file (a shared path or gs://)",
+            self.path,
+            self.len
+        );
         if b < self.n_blocks {
             self.block_max[b].store(max_ts, Ordering::Release);
             self.block_lines[b].store(lines, Ordering::Release);
             self.block_ready[b].store(true, Ordering::Release);
         }
+        Ok(())
     }
 
     /// Fills `buf` from `offset`; a file shorter than at the start is an error naming it.
@@ -370,6 +384,7 @@ pub fn replay_stream<'scope>(
                             block: b as u32,
                             max_ts: block.max_ts,
                             lines: shared.block_lines[b].load(Ordering::Acquire),
+                            file_len: shared.len,
                         });
                     }
                     parsed.push_back(block);
