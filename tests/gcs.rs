@@ -250,6 +250,13 @@ fn replay_to_gs_gives_the_bars_an_independent_sql_computation_gives() {
 #[test]
 fn an_outage_mid_run_loses_nothing_and_the_run_catches_up() {
     let Some(python) = python() else { return };
+    // Files in one put, then files spilled to disk and uploaded in parts (multipart upload).
+    for spill_at in [None, Some("1024")] {
+        an_outage_is_waited_out(&python, spill_at);
+    }
+}
+
+fn an_outage_is_waited_out(python: &str, spill_at: Option<&str>) {
     let (emulator, dir, trades) = market_with_trades(34, 20_000);
     // Storage refuses every upload of the sink for 4 s from now, which covers the moment the
     // run writes its files. object_store gives up on a request after 1 s here, so tickflow's own
@@ -263,6 +270,7 @@ fn an_outage_mid_run_loses_nothing_and_the_run_catches_up() {
         .env("OUT_URL", "gs://market/outage")
         .env("GCS_EMULATOR_URL", emulator.url())
         .env("TICKFLOW_STORAGE_REQUEST_RETRY", "1s")
+        .env("TICKFLOW_SPILL_AT", spill_at.unwrap_or("4194304"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -279,12 +287,19 @@ fn an_outage_mid_run_loses_nothing_and_the_run_catches_up() {
         started.elapsed() >= Duration::from_secs(4),
         "the run waited the outage out"
     );
-    assert!(emulator.stats()["injected"].as_u64().unwrap() > 0);
+    let stats = emulator.stats();
+    assert!(stats["injected"].as_u64().unwrap() > 0);
+    // Spilled files went up in parts; the others in one put each.
+    assert_eq!(
+        stats["multipart_completed"].as_u64().unwrap() > 0,
+        spill_at.is_some(),
+        "{stats}"
+    );
     assert!(stderr.contains("storage unavailable"), "{stderr}");
     assert!(stderr.contains("storage is back"), "{stderr}");
     let local = dir.path().join("download");
     emulator.download("market", "outage", &local);
-    check_bars_with_duckdb(&python, &trades, &local.join("bars"));
+    check_bars_with_duckdb(python, &trades, &local.join("bars"));
 }
 
 #[test]

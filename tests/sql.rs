@@ -36,15 +36,18 @@ fn replay_bars_equal_an_independent_duckdb_computation() {
         },
         &trades,
     );
-    for workers in ["1", "2"] {
-        let out = dir.path().join(format!("out{workers}"));
-        let run = Command::new(bin())
-            .args(["run", "specs/replay.yaml", "--workers", workers])
+    // The last run moves every output file to disk once it passes 1 KiB and uploads it in parts.
+    for (run, workers, spill_at) in [(1, "1", None), (2, "2", None), (3, "2", Some("1024"))] {
+        let out = dir.path().join(format!("out{run}"));
+        let mut cmd = Command::new(bin());
+        cmd.args(["run", "specs/replay.yaml", "--workers", workers])
             .current_dir(repo())
             .env("TRADES_FILE", &trades)
-            .env("OUT_URL", &out)
-            .output()
-            .unwrap();
+            .env("OUT_URL", &out);
+        if let Some(at) = spill_at {
+            cmd.env("TICKFLOW_SPILL_AT", at);
+        }
+        let run = cmd.output().unwrap();
         assert!(
             run.status.success(),
             "{}",

@@ -28,7 +28,7 @@ Failure injection, for outage tests (not part of GCS):
                              JSON {"stall": 2.0, "count": 1}          the next request waits 2 s
                              optional "method": "PUT", "prefix": "BUCKET/path" narrow it down
   DELETE /_emulator/faults   clears them
-  GET    /_emulator/stats    JSON: requests served, faults injected
+  GET    /_emulator/stats    JSON: requests served, faults injected, multipart uploads completed
 Authentication is not checked (use a service-account key with "disable_oauth": true).
 """
 
@@ -76,6 +76,7 @@ class State:
         self.faults = []
         self.requests = 0
         self.injected = 0
+        self.multipart_completed = 0
 
     def next_generation(self):
         self.generation += 1
@@ -220,6 +221,7 @@ class Handler(BaseHTTPRequestHandler):
                 stats = {
                     "requests": STATE.requests,
                     "injected": STATE.injected,
+                    "multipart_completed": STATE.multipart_completed,
                     "buckets": {b: len(o) for b, o in STATE.buckets.items()},
                 }
             return self.send(200, json.dumps(stats), content_type="application/json")
@@ -497,6 +499,7 @@ class Handler(BaseHTTPRequestHandler):
             digest = hashlib.md5(b"".join(bytes.fromhex(parts[n][0]) for n, _ in wanted)).hexdigest()
             obj = self.store(bucket, key, bytes(data), "%s-%d" % (digest, len(wanted)), upload[2])
             del STATE.uploads[q["uploadId"]]
+            STATE.multipart_completed += 1
         self.xml(
             200,
             "<CompleteMultipartUploadResult><Location>/%s/%s</Location><Bucket>%s</Bucket><Key>%s</Key>"

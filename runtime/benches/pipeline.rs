@@ -6,6 +6,7 @@
 //!     cargo bench --bench pipeline -- --engines         # also: timely vs differential windows
 //!     cargo bench --bench pipeline -- --windows --trades 200000   # window sizes 1m … 1ms
 //!     cargo bench --bench pipeline -- --peers           # also: the same job in DuckDB (PyPI)
+//!     cargo bench --bench pipeline -- --memory          # 10k symbols x (10 s + 1 min) bars
 //!
 //! Each measurement runs in a child process so that its peak RSS is its own. Prints trades/s and
 //! peak RSS per variant and the ratios the targets in BENCHMARKS.md refer to.
@@ -55,6 +56,50 @@ sinks:
     path: ${OUT_URL}
 "#;
 
+/// Two window sizes of every symbol into two Parquet sinks (`--memory`: peak RSS with many keys).
+const MEMORY_SPEC: &str = r#"
+name: bench-memory
+sources:
+  trades:
+    type: replay
+    path: ${TRADES_FILE}
+    max_out_of_orderness: 2s
+steps:
+  bars_10s:
+    type: window
+    input: trades
+    window: { type: tumbling, size: 10s }
+    aggregates:
+      open: { fn: first, field: price }
+      high: { fn: max, field: price }
+      low: { fn: min, field: price }
+      close: { fn: last, field: price }
+      volume: { fn: sum, field: volume }
+      vwap: { fn: vwap }
+      trades: { fn: count }
+  bars_1m:
+    type: window
+    input: trades
+    window: { type: tumbling, size: 1m }
+    aggregates:
+      open: { fn: first, field: price }
+      high: { fn: max, field: price }
+      low: { fn: min, field: price }
+      close: { fn: last, field: price }
+      volume: { fn: sum, field: volume }
+      vwap: { fn: vwap }
+      trades: { fn: count }
+sinks:
+  bars_10s:
+    type: parquet
+    input: bars_10s
+    path: ${OUT_URL}/bars_10s
+  bars_1m:
+    type: parquet
+    input: bars_1m
+    path: ${OUT_URL}/bars_1m
+"#;
+
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()
         .position(|a| a == name)
@@ -82,6 +127,14 @@ fn main() {
         let size = arg(&args, "--size");
         let trades = match mode.as_str() {
             "loop" => hand_written_loop(&file, &out),
+            "memory-1" | "memory-2" => run_spec(
+                MEMORY_SPEC,
+                &file,
+                &out,
+                mode.ends_with('2') as usize + 1,
+                None,
+                None,
+            ),
             workers => run_pipeline(
                 &file,
                 &out,
@@ -101,9 +154,10 @@ fn main() {
     let trades: u64 = arg(&args, "--trades")
         .map(|s| s.parse().unwrap())
         .unwrap_or(2_000_000);
+    let memory = args.iter().any(|a| a == "--memory");
     let symbols: usize = arg(&args, "--symbols")
         .map(|s| s.parse().unwrap())
-        .unwrap_or(500);
+        .unwrap_or(if memory { 10_000 } else { 500 });
     let runs: usize = arg(&args, "--runs")
         .map(|s| s.parse().unwrap())
         .unwrap_or(3);
@@ -141,6 +195,9 @@ fn main() {
     // With --engines, also compare the two window engines on revisable windows
     // (allowed_lateness: 30s), where `auto` picks differential dataflow.
     let mut variants: Vec<(&str, Option<&str>)> = vec![("loop", None), ("1", None), ("2", None)];
+    if memory {
+        variants = vec![("memory-1", None), ("memory-2", None)];
+    }
     if args.iter().any(|a| a == "--windows") {
         // Many small windows: time and peak memory must grow linearly with the window count.
         for size in ["1m", "1s", "100ms", "10ms", "1ms"] {
@@ -218,6 +275,8 @@ fn main() {
         let (secs, n, rss) = best.unwrap();
         let name = match (variant, engine) {
             ("loop", _) => "hand-written loop (1 thread)".to_string(),
+            ("memory-1", _) => format!("{symbols} symbols x 2 sizes, 1 worker"),
+            ("memory-2", _) => format!("{symbols} symbols x 2 sizes, 2 workers"),
             (w, None) => format!("tickflow, {w} worker(s)"),
             (w, Some(e)) => format!("lateness 30s, {e}, {w} worker(s)"),
         };
@@ -230,6 +289,10 @@ fn main() {
         if engine.is_none() {
             results.insert(variant, n as f64 / secs);
         }
+    }
+    if memory {
+        println!("(peak RSS of the fastest run; goal: at most 200 MB = 190.7 MiB)");
+        return;
     }
     println!(
         "ratios: 1 worker / loop = {:.2} (target ≥ 0.70); 2 workers / loop = {:.2} (target ≥ 1.30); 2 workers = {:.2}M trades/s (target ≥ 2M)",
@@ -352,6 +415,17 @@ fn run_pipeline(
     engine: Option<&str>,
     size: Option<&str>,
 ) -> u64 {
+    run_spec(SPEC, file, out, workers, engine, size)
+}
+
+fn run_spec(
+    spec: &str,
+    file: &Path,
+    out: &Path,
+    workers: usize,
+    engine: Option<&str>,
+    size: Option<&str>,
+) -> u64 {
     let env = |k: &str| match k {
         "SIZE" => size.map(str::to_string),
         "TRADES_FILE" => Some(file.display().to_string()),
@@ -360,7 +434,7 @@ fn run_pipeline(
         "LATENESS" => engine.map(|_| "30s".to_string()),
         _ => None,
     };
-    let loaded = tickflow::spec::load_str("bench.yaml", SPEC, &env).unwrap();
+    let loaded = tickflow::spec::load_str("bench.yaml", spec, &env).unwrap();
     let plan = tickflow::plan::build(&loaded).unwrap();
     let opts = tickflow::dataflow::RunOptions::new(workers);
     let metrics = Arc::clone(&opts.metrics);

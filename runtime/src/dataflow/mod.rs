@@ -13,8 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use timely::dataflow::StreamVec;
+use timely::dataflow::operators::Probe;
 use timely::dataflow::operators::vec::Map;
+use timely::dataflow::{ProbeHandle, StreamVec};
 
 use self::context::RunContext;
 use crate::checkpoint::Role;
@@ -435,9 +436,14 @@ fn build<'scope>(
     worker: usize,
 ) {
     let plan: &Plan = &ctx.plan;
+    // Per source, the progress of the windows it feeds (the replay source paces itself by it).
+    let downstream: Vec<ProbeHandle<u64>> =
+        plan.sources.iter().map(|_| ProbeHandle::new()).collect();
     let sources: Vec<StreamVec<'scope, u64, Trade>> = (0..plan.sources.len())
         .map(|i| match &plan.sources[i].config {
-            SourceSpec::Replay(_) => replay_stream(scope, ctx, i, Rc::clone(dead)),
+            SourceSpec::Replay(_) => {
+                replay_stream(scope, ctx, i, Rc::clone(dead), downstream[i].clone())
+            }
             SourceSpec::Finnhub(_) => finnhub_stream(scope, ctx, i, Rc::clone(dead)),
             SourceSpec::Kafka(_) => {
                 crate::sources::kafka::kafka_stream(scope, ctx, i, Rc::clone(dead))
@@ -446,12 +452,14 @@ fn build<'scope>(
         .collect();
     let windows: Vec<StreamVec<'scope, u64, Row>> = (0..plan.windows.len())
         .map(|i| {
-            let input = sources[plan.windows[i].input].clone();
+            let source = plan.windows[i].input;
+            let input = sources[source].clone();
             if plan.windows[i].differential {
                 window::differential::window_stream(input, ctx, i, Rc::clone(dead))
             } else {
                 window::operator::window_stream(input, ctx, i, Rc::clone(dead))
             }
+            .probe_with(&downstream[source])
         })
         .collect();
     let mut models: Vec<StreamVec<'scope, u64, Row>> = Vec::new();

@@ -5,6 +5,7 @@ pub mod gcs;
 pub mod kafka;
 pub mod parquet;
 pub mod rolling;
+pub mod spill;
 pub mod storage;
 
 use schemars::JsonSchema;

@@ -11,6 +11,7 @@ use anyhow::Result;
 
 use super::parquet::config::RollingSpec;
 use super::parquet::encode::ParquetEncoder;
+use super::spill::Encoded;
 use super::storage::Storage;
 use crate::checkpoint::PendingFile;
 use crate::metrics::Metrics;
@@ -283,7 +284,7 @@ impl RollingWriter {
                 let rows = enc.rows();
                 (enc.finish()?, rows, "parquet")
             }
-            Encoder::Jsonl { buf, rows } => (buf, rows, "jsonl"),
+            Encoder::Jsonl { buf, rows } => (Encoded::Memory(buf), rows, "jsonl"),
         };
         if rows == 0 {
             return Ok(());
@@ -295,7 +296,7 @@ impl RollingWriter {
         } else {
             format!("{key}/{name}")
         };
-        let len = bytes.len() as u64;
+        let len = bytes.len();
         match &self.two_phase {
             Some(path) => {
                 let pending = self.storage.write_pending(&rel, bytes)?;

@@ -19,6 +19,8 @@ use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
+use super::spill::{Encoded, read_at};
+
 static MEMORY_STORES: LazyLock<Mutex<HashMap<String, Arc<InMemory>>>> =
     LazyLock::new(Default::default);
 
@@ -65,6 +67,9 @@ fn pending_name(rel: &str) -> String {
     let hash = crate::dataflow::window::operator::key_hash(dir);
     format!("_pending/{hash:016x}__{file}.inprogress")
 }
+
+/// The size of each part when a spilled file is uploaded (GCS wants at least 5 MiB but the last).
+const UPLOAD_PART: u64 = 8 << 20;
 
 /// The longest wait between two attempts during an outage.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -200,18 +205,57 @@ impl Storage {
     }
 
     /// Writes `bytes` to `rel` atomically: put under `_pending/`, then rename into place.
-    pub fn publish(&self, rel: &str, bytes: Vec<u8>) -> Result<()> {
+    pub fn publish(&self, rel: &str, bytes: Encoded) -> Result<()> {
         let name = pending_name(rel);
-        self.put(&name, bytes)?;
+        self.put_encoded(&name, bytes)?;
         self.promote(&name, rel)
     }
 
     /// Writes `bytes` under `_pending/` only (published later by [`Storage::promote`]); returns
     /// the pending name.
-    pub fn write_pending(&self, rel: &str, bytes: Vec<u8>) -> Result<String> {
+    pub fn write_pending(&self, rel: &str, bytes: Encoded) -> Result<String> {
         let name = pending_name(rel);
-        self.put(&name, bytes)?;
+        self.put_encoded(&name, bytes)?;
         Ok(name)
+    }
+
+    /// Writes a finished file: small ones in one put, spilled ones in parts of [`UPLOAD_PART`]
+    /// read from disk one at a time (a multipart upload, all or nothing like a put). An upload
+    /// that fails for a transient reason starts again from the first part.
+    pub fn put_encoded(&self, rel: &str, bytes: Encoded) -> Result<()> {
+        let (file, len) = match bytes {
+            Encoded::Memory(b) => return self.put(rel, b),
+            Encoded::Spilled { file, len } => (Arc::new(file), len),
+        };
+        let path = self.full(rel);
+        let what = format!("writing `{path}`");
+        self.resilient(&what, |store| {
+            let (path, file) = (path.clone(), Arc::clone(&file));
+            async move {
+                let mut upload = store.put_multipart(&path).await?;
+                let mut offset = 0u64;
+                let sent: object_store::Result<()> = async {
+                    while offset < len {
+                        let n = (len - offset).min(UPLOAD_PART);
+                        let mut part = vec![0; n as usize];
+                        read_at(&file, &mut part, offset).map_err(|e| {
+                            object_store::Error::NotSupported {
+                                source: format!("reading back the spilled file: {e}").into(),
+                            }
+                        })?;
+                        upload.put_part(PutPayload::from(part)).await?;
+                        offset += n;
+                    }
+                    upload.complete().await.map(|_| ())
+                }
+                .await;
+                if sent.is_err() {
+                    let _ = upload.abort().await;
+                }
+                sent
+            }
+        })
+        .map_err(|e| self.fatal(e, what))
     }
 
     /// Publishes a pending file under its final name. Idempotent: when the pending file is gone

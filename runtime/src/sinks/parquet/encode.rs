@@ -1,4 +1,5 @@
-//! Rows → one Parquet file in memory (zstd, UTC millisecond timestamps), batch by batch.
+//! Rows → one Parquet file (zstd, UTC millisecond timestamps), batch by batch, into a
+//! [`SpillBuffer`]: in memory while small, on disk beyond that.
 
 use std::sync::Arc;
 
@@ -14,9 +15,15 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use crate::record::{FieldType, Row, Schema, Value};
+use crate::sinks::spill::{Encoded, SpillBuffer};
 
 /// Rows buffered in column builders before they are handed to the Parquet writer.
 const BATCH_ROWS: usize = 8192;
+
+/// Rows per row group (DuckDB's default). The writer holds the row group being written
+/// uncompressed-side state (dictionaries, pages) in memory, so this bounds a file's working set:
+/// with the writer's default (1 Mi rows) a large file was one row group, all of it in progress.
+const ROW_GROUP_ROWS: usize = 122_880;
 
 /// The Arrow schema for a tickflow schema.
 pub fn arrow_schema(schema: &Schema) -> Arc<ArrowSchema> {
@@ -107,7 +114,7 @@ impl Column {
 pub struct ParquetEncoder {
     schema: Arc<ArrowSchema>,
     columns: Vec<Column>,
-    writer: ArrowWriter<Vec<u8>>,
+    writer: ArrowWriter<SpillBuffer>,
     rows: u64,
 }
 
@@ -117,8 +124,9 @@ impl ParquetEncoder {
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(zstd_level)?))
             .set_created_by(format!("tickflow {}", env!("CARGO_PKG_VERSION")))
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .build();
-        let writer = ArrowWriter::try_new(Vec::new(), Arc::clone(&arrow), Some(props))?;
+        let writer = ArrowWriter::try_new(SpillBuffer::default(), Arc::clone(&arrow), Some(props))?;
         Ok(ParquetEncoder {
             schema: arrow,
             columns: schema.fields.iter().map(|f| Column::new(f.ty)).collect(),
@@ -162,8 +170,8 @@ impl ParquetEncoder {
     }
 
     /// Finishes the file and returns its bytes.
-    pub fn finish(mut self) -> Result<Vec<u8>> {
+    pub fn finish(mut self) -> Result<Encoded> {
         self.write_batch()?;
-        Ok(self.writer.into_inner()?)
+        Ok(self.writer.into_inner()?.finish()?)
     }
 }
