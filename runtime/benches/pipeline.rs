@@ -69,7 +69,7 @@ steps:
     type: window
     input: trades
     window: { type: tumbling, size: 10s }
-    aggregates:
+    aggregates: &bars
       open: { fn: first, field: price }
       high: { fn: max, field: price }
       low: { fn: min, field: price }
@@ -81,20 +81,13 @@ steps:
     type: window
     input: trades
     window: { type: tumbling, size: 1m }
-    aggregates:
-      open: { fn: first, field: price }
-      high: { fn: max, field: price }
-      low: { fn: min, field: price }
-      close: { fn: last, field: price }
-      volume: { fn: sum, field: volume }
-      vwap: { fn: vwap }
-      trades: { fn: count }
+    aggregates: *bars
 sinks:
-  bars_10s:
+  bars_10s_out:
     type: parquet
     input: bars_10s
     path: ${OUT_URL}/bars_10s
-  bars_1m:
+  bars_1m_out:
     type: parquet
     input: bars_1m
     path: ${OUT_URL}/bars_1m
