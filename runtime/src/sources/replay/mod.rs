@@ -187,41 +187,48 @@ impl ReplayShared {
         }
     }
 
-    /// The bytes of the lines that start in block `b` (the last one read to its end).
-    fn read_block(&self, b: usize) -> anyhow::Result<Vec<u8>> {
+    /// Reads the lines that start in block `b` (the last one to its end) into `buf` and returns
+    /// where they are in it. `buf` is reused from block to block: once it has grown, a block
+    /// costs one positioned read (no allocation, zeroing or moving; those were ~8% of a 1-worker
+    /// replay).
+    fn read_block(&self, b: usize, buf: &mut Vec<u8>) -> anyhow::Result<std::ops::Range<usize>> {
         let bs = self.block_size as u64;
         let lo = b as u64 * bs;
         let hi = (lo + bs).min(self.len);
         // One byte before the block tells whether a line starts at its first byte.
         let from = lo.saturating_sub(1);
-        let mut buf = vec![0u8; (hi - from) as usize];
-        self.read_at(&mut buf, from)?;
+        let n = (hi - from) as usize;
+        if buf.len() < n {
+            buf.resize(n, 0);
+        }
+        self.read_at(&mut buf[..n], from)?;
         let start = if lo == 0 {
             0
         } else {
-            match memchr::memchr(b'\n', &buf) {
+            match memchr::memchr(b'\n', &buf[..n]) {
                 Some(i) => i + 1,
                 // No line starts in this block.
-                None => return Ok(Vec::new()),
+                None => return Ok(0..0),
             }
         };
         // The last line runs on to the next newline at or after `hi - 1`.
-        let mut pos = hi;
-        while pos < self.len && buf.last() != Some(&b'\n') {
-            let n = (self.len - pos).min(LINE_TAIL_CHUNK as u64) as usize;
-            let mut chunk = vec![0u8; n];
-            self.read_at(&mut chunk, pos)?;
-            match memchr::memchr(b'\n', &chunk) {
+        let (mut end, mut pos) = (n, hi);
+        while pos < self.len && (end == 0 || buf[end - 1] != b'\n') {
+            let k = (self.len - pos).min(LINE_TAIL_CHUNK as u64) as usize;
+            if buf.len() < end + k {
+                buf.resize(end + k, 0);
+            }
+            self.read_at(&mut buf[end..end + k], pos)?;
+            match memchr::memchr(b'\n', &buf[end..end + k]) {
                 Some(i) => {
-                    buf.extend_from_slice(&chunk[..=i]);
+                    end += i + 1;
                     break;
                 }
-                None => buf.extend_from_slice(&chunk),
+                None => end += k,
             }
-            pos += n as u64;
+            pos += k as u64;
         }
-        buf.drain(..start);
-        Ok(buf)
+        Ok(start..end)
     }
 }
 
@@ -284,6 +291,8 @@ pub fn replay_stream<'scope>(
                 (worker..shared.n_blocks).step_by(peers).collect()
             };
             let mut parsed: VecDeque<ParsedBlock> = VecDeque::new();
+            // The bytes of the block being parsed (reused; trades own their strings).
+            let mut block_buf: Vec<u8> = Vec::new();
             let mut ready: Option<ReadyBlock> = None;
             // Upper timestamps of the blocks this worker emitted last (at most EMIT_AHEAD).
             let mut emitted: VecDeque<u64> = VecDeque::with_capacity(EMIT_AHEAD + 1);
@@ -390,7 +399,15 @@ pub fn replay_stream<'scope>(
                 if parsed.len() < if behind { 1 } else { PARSE_AHEAD }
                     && let Some(b) = my_blocks.pop_front()
                 {
-                    let block = match parse_block(&shared, b, &metrics, &dead, &name, future) {
+                    let block = match parse_block(
+                        &shared,
+                        b,
+                        &mut block_buf,
+                        &metrics,
+                        &dead,
+                        &name,
+                        future,
+                    ) {
                         Ok(block) => block,
                         Err(e) => {
                             ctx.fail(format!("source `{name}`: {e:#}"));
@@ -463,13 +480,14 @@ pub fn replay_stream<'scope>(
 fn parse_block(
     shared: &ReplayShared,
     b: usize,
+    buf: &mut Vec<u8>,
     metrics: &Metrics,
     dead: &Rc<RefCell<DeadLetters>>,
     source_name: &str,
     future_limit: i64,
 ) -> anyhow::Result<ParsedBlock> {
-    let block = shared.read_block(b)?;
-    let bytes = &block[..];
+    let range = shared.read_block(b, buf)?;
+    let bytes = &buf[range];
     let mut future: Vec<(usize, i64)> = Vec::new();
     let mut trades: Vec<Trade> = Vec::with_capacity(bytes.len() / 60);
     let mut rejects = Vec::new();
