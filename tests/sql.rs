@@ -36,9 +36,16 @@ fn replay_bars_equal_an_independent_duckdb_computation() {
         },
         &trades,
     );
-    // The last run moves every output file to disk once it passes 1 KiB and uploads it in parts.
-    for (run, workers, spill_at) in [(1, "1", None), (2, "2", None), (3, "2", Some("1024"))] {
-        let out = dir.path().join(format!("out{run}"));
+    // Run 3 moves every output file to disk once it passes 1 KiB and uploads it in parts; run 4
+    // would too, but its temporary folder does not exist: files stay in memory, with a warning.
+    let no_tmp = dir.path().join("no-such-tmp");
+    for (n, workers, spill_at, tmpdir) in [
+        (1, "1", None, None),
+        (2, "2", None, None),
+        (3, "2", Some("1024"), None),
+        (4, "2", Some("1024"), Some(&no_tmp)),
+    ] {
+        let out = dir.path().join(format!("out{n}"));
         let mut cmd = Command::new(bin());
         cmd.args(["run", "specs/replay.yaml", "--workers", workers])
             .current_dir(repo())
@@ -47,7 +54,16 @@ fn replay_bars_equal_an_independent_duckdb_computation() {
         if let Some(at) = spill_at {
             cmd.env("TICKFLOW_SPILL_AT", at);
         }
+        if let Some(tmp) = tmpdir {
+            cmd.env("TMPDIR", tmp);
+        }
         let run = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(
+            stderr.contains("kept in memory") && stderr.contains("no-such-tmp"),
+            tmpdir.is_some(),
+            "run {n}: {stderr}"
+        );
         assert!(
             run.status.success(),
             "{}",

@@ -4,10 +4,15 @@
 //!
 //! A spilled file is uploaded in parts ([`Storage::put_encoded`](super::storage::Storage)); the
 //! temporary file stays until the upload succeeded, so an upload that fails can start again.
+//! When the temporary folder cannot be written, files stay in memory (with one warning naming
+//! the folder): a run does not fail hours in because `/tmp` is read-only.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Set once spilling failed: later files stay in memory without trying again.
+static SPILL_UNAVAILABLE: AtomicBool = AtomicBool::new(false);
 
 /// Bytes kept in memory before a file moves to disk.
 pub const SPILL_AT: usize = 4 << 20;
@@ -122,7 +127,16 @@ impl SpillBuffer {
 impl Write for SpillBuffer {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if self.file.is_none() && self.mem.len() + buf.len() > self.spill_at {
-            self.spill()?;
+            if SPILL_UNAVAILABLE.load(Ordering::Relaxed) {
+                self.spill_at = usize::MAX;
+            } else if let Err(e) = self.spill() {
+                if !SPILL_UNAVAILABLE.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        "{e}; output files are kept in memory until they are published instead (set TMPDIR to a writable folder)"
+                    );
+                }
+                self.spill_at = usize::MAX;
+            }
         }
         match self.file.as_mut() {
             Some(f) => f.write_all(buf)?,
