@@ -944,14 +944,7 @@ fn kubectl_scale_and_delete_pod_on_a_real_control_plane_give_exactly_the_uninter
         !log0.contains("--- restart ---"),
         "pod 0 was never restarted: {log0}"
     );
-    let bars = kafka::sorted_bars(&output.join("bars_1m"));
-    assert_eq!(
-        bars.len(),
-        reference.len(),
-        "duplicates or losses:\n{}",
-        logs()
-    );
-    assert!(bars == reference, "bars differ from the uninterrupted run");
+    assert_same_bars(&output, &reference, &logs);
     drop(kubelet);
 
     // `kubectl delete pod` of a member mid-run: the cluster stops with a final checkpoint, the
@@ -982,14 +975,7 @@ fn kubectl_scale_and_delete_pod_on_a_real_control_plane_give_exactly_the_uninter
         "{}",
         logs()
     );
-    let bars = kafka::sorted_bars(&output.join("bars_1m"));
-    assert_eq!(
-        bars.len(),
-        reference.len(),
-        "duplicates or losses:\n{}",
-        logs()
-    );
-    assert!(bars == reference, "bars differ from the uninterrupted run");
+    assert_same_bars(&output, &reference, &logs);
 }
 
 /// The image's runtime conditions without a container engine: the binary as a non-root user
@@ -1062,4 +1048,17 @@ echo "outside tmp: exit $?"
         stderr.contains("/var/lib/tickflow-out") && !stderr.contains("panicked"),
         "{stderr}"
     );
+}
+
+/// The bars under `output` are exactly `reference` (the uninterrupted run): no loss, no
+/// duplicate; `logs` explains a difference.
+fn assert_same_bars(output: &Path, reference: &[String], logs: &dyn Fn() -> String) {
+    let bars = crate::kafka::sorted_bars(&output.join("bars_1m"));
+    assert_eq!(
+        bars.len(),
+        reference.len(),
+        "duplicates or losses:\n{}",
+        logs()
+    );
+    assert!(bars == reference, "bars differ from the uninterrupted run");
 }

@@ -282,3 +282,36 @@ metrics:
     let (code, stderr) = validate(&ok, &[]);
     assert_eq!(code, 0, "{stderr}");
 }
+
+#[test]
+fn a_replay_url_without_a_bucket_or_an_object_is_named_not_a_crash() {
+    let spec = |path: &str| {
+        format!(
+            "name: g
+sources:
+  trades: {{ type: replay, path: \"{path}\" }}
+sinks:
+  out: {{ type: parquet, input: trades, path: out }}
+"
+        )
+    };
+    for path in [
+        "gs://",
+        "gs:///",
+        "gs://bucket",
+        "gs://bucket/",
+        "gs:///trades.jsonl",
+    ] {
+        let (code, stderr) = validate(&spec(path), &[]);
+        assert_eq!(code, 2, "{path}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "sources.trades.path: `{path}`: expected gs://BUCKET/PATH of an object"
+            )),
+            "{path}: {stderr}"
+        );
+    }
+    // A well-formed one is checked when the run opens it.
+    let (code, stderr) = validate(&spec("gs://bucket/archive/trades.jsonl"), &[]);
+    assert_eq!(code, 0, "{stderr}");
+}

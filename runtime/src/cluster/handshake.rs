@@ -200,8 +200,8 @@ pub fn form(cfg: &ClusterConfig) -> Result<(Vec<Option<PeerStream>>, Arc<PeerAct
                                 continue;
                             }
                             hellos.fetch_add(1, Ordering::AcqRel);
-                            let (cfg, tx, hellos) = (cfg.clone(), tx.clone(), Arc::clone(&hellos));
-                            let _ = std::thread::Builder::new()
+                            let (cfg, tx, count) = (cfg.clone(), tx.clone(), Arc::clone(&hellos));
+                            let spawned = std::thread::Builder::new()
                                 .name("tickflow-hello".into())
                                 .spawn(move || {
                                     if let Some(ok) = accept_one(stream, &cfg) {
@@ -209,8 +209,13 @@ pub fn form(cfg: &ClusterConfig) -> Result<(Vec<Option<PeerStream>>, Arc<PeerAct
                                     } else {
                                         tracing::debug!(%addr, "closed a cluster connection");
                                     }
-                                    hellos.fetch_sub(1, Ordering::AcqRel);
+                                    count.fetch_sub(1, Ordering::AcqRel);
                                 });
+                            if let Err(e) = spawned {
+                                // The connection is dropped; its slot must not stay taken.
+                                hellos.fetch_sub(1, Ordering::AcqRel);
+                                tracing::warn!(%addr, "closed a cluster connection: no thread for its handshake: {e}");
+                            }
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                             std::thread::sleep(Duration::from_millis(20))

@@ -220,11 +220,7 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
                     err(format!("{p}.path"), "the replay file path is empty".into());
                 } else if path.starts_with("gs://") {
                     // Checked when the run opens it (credentials and network are run-time).
-                    if path.trim_end_matches('/')["gs://".len()..]
-                        .split('/')
-                        .count()
-                        < 2
-                    {
+                    if crate::sinks::gcs::object_url(path).is_none() {
                         err(
                             format!("{p}.path"),
                             format!("`{path}`: expected gs://BUCKET/PATH of an object"),

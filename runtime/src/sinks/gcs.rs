@@ -77,6 +77,15 @@ fn client(bucket: &str) -> Result<Arc<dyn ObjectStore>> {
     Ok(Arc::new(store))
 }
 
+/// `gs://BUCKET/PATH` of one object → (`BUCKET/FOLDERS`, object name); `None` when the bucket
+/// or the object name is missing (`gs://`, `gs://bucket`, `gs:///x`).
+pub fn object_url(url: &str) -> Option<(&str, &str)> {
+    let rest = url.strip_prefix("gs://")?.trim_end_matches('/');
+    let (dir, name) = rest.rsplit_once('/')?;
+    let bucket = dir.split('/').next().unwrap_or_default();
+    (!bucket.is_empty() && !name.is_empty()).then_some((dir, name))
+}
+
 /// Opens `gs://` + `rest` for reading only (a replay archive): no write probe, so read-only
 /// credentials do; a missing object or permission is reported at the first read.
 pub fn open_reader(rest: &str, rt: tokio::runtime::Handle) -> Result<Storage> {

@@ -58,22 +58,19 @@ impl Encoded {
         self.len() == 0
     }
 
-    /// The whole file in memory (for small files and tests).
-    pub fn into_bytes(self) -> io::Result<Vec<u8>> {
+    /// The whole file in memory.
+    #[cfg(test)]
+    fn into_bytes(self) -> io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
         match self {
             Encoded::Memory(b) => Ok(b),
             Encoded::Spilled { file, len } => {
                 let mut buf = vec![0; len as usize];
-                read_at(&file, &mut buf, 0)?;
+                file.read_exact_at(&mut buf, 0)?;
                 Ok(buf)
             }
         }
     }
-}
-
-/// Reads exactly `buf.len()` bytes at `offset` (without moving a shared cursor).
-pub fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
-    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
 }
 
 impl Default for SpillBuffer {
@@ -90,15 +87,6 @@ impl SpillBuffer {
             len: 0,
             spill_at,
         }
-    }
-
-    /// Bytes written so far.
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     pub fn finish(self) -> io::Result<Encoded> {
@@ -193,7 +181,6 @@ mod tests {
             for chunk in data.chunks(777) {
                 b.write_all(chunk).unwrap();
             }
-            assert_eq!(b.len(), data.len() as u64);
             let enc = b.finish().unwrap();
             assert_eq!(
                 matches!(enc, Encoded::Spilled { .. }),

@@ -19,7 +19,7 @@ use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-use super::spill::{Encoded, read_at};
+use super::spill::Encoded;
 
 static MEMORY_STORES: LazyLock<Mutex<HashMap<String, Arc<InMemory>>>> =
     LazyLock::new(Default::default);
@@ -238,11 +238,12 @@ impl Storage {
                     while offset < len {
                         let n = (len - offset).min(UPLOAD_PART);
                         let mut part = vec![0; n as usize];
-                        read_at(&file, &mut part, offset).map_err(|e| {
-                            object_store::Error::NotSupported {
+                        // NB: a failed read of our own temporary file is not an outage: it is
+                        // reported as a kind `resilient` does not retry.
+                        std::os::unix::fs::FileExt::read_exact_at(&*file, &mut part, offset)
+                            .map_err(|e| object_store::Error::NotSupported {
                                 source: format!("reading back the spilled file: {e}").into(),
-                            }
-                        })?;
+                            })?;
                         upload.put_part(PutPayload::from(part)).await?;
                         offset += n;
                     }

@@ -84,11 +84,9 @@ impl ReplayShared {
         block_size: usize,
         rt: &tokio::runtime::Handle,
     ) -> anyhow::Result<ReplayShared> {
-        let (input, len) = if let Some(rest) = path.strip_prefix("gs://") {
-            let (dir, name) = rest
-                .trim_end_matches('/')
-                .rsplit_once('/')
-                .ok_or_else(|| anyhow::anyhow!("expected gs://BUCKET/PATH"))?;
+        let (input, len) = if path.starts_with("gs://") {
+            let (dir, name) = crate::sinks::gcs::object_url(path)
+                .ok_or_else(|| anyhow::anyhow!("expected gs://BUCKET/PATH of an object"))?;
             let storage = crate::sinks::gcs::open_reader(dir, rt.clone())?;
             let len = storage.size(name)?;
             (
@@ -486,6 +484,10 @@ fn parse_block(
     source_name: &str,
     future_limit: i64,
 ) -> anyhow::Result<ParsedBlock> {
+    // NB: a block whose last line is huge (a 50 MB frame) grows the buffer; it is not kept.
+    if buf.capacity() > 4 * shared.block_size.max(LINE_TAIL_CHUNK) {
+        *buf = Vec::new();
+    }
     let range = shared.read_block(b, buf)?;
     let bytes = &buf[range];
     let mut future: Vec<(usize, i64)> = Vec::new();
