@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod cluster;
 pub mod dataflow;
+pub mod expr;
 pub mod metrics;
 pub mod plan;
 pub mod plugins;

@@ -40,6 +40,7 @@ pub enum FieldType {
     Timestamp,
     /// A list of strings.
     Utf8List,
+    Boolean,
 }
 
 impl FieldType {
@@ -50,6 +51,7 @@ impl FieldType {
             FieldType::Int64 => "int64",
             FieldType::Timestamp => "timestamp",
             FieldType::Utf8List => "list<string>",
+            FieldType::Boolean => "boolean",
         }
     }
     pub fn is_numeric(self) -> bool {
@@ -114,6 +116,7 @@ pub enum Value {
     I64(i64),
     Ts(i64),
     StrList(Vec<CompactString>),
+    Bool(bool),
 }
 
 /// A row, laid out as its schema.

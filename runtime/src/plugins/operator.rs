@@ -251,6 +251,7 @@ fn row_json(schema: &Schema, row: &[Value]) -> String {
             Value::F64(x) => serde_json::Value::from(*x),
             Value::I64(x) | Value::Ts(x) => serde_json::Value::from(*x),
             Value::StrList(l) => l.iter().map(|s| s.as_str()).collect::<Vec<_>>().into(),
+            Value::Bool(b) => serde_json::Value::Bool(*b),
         };
         m.insert(f.name.clone(), v);
     }

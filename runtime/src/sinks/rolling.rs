@@ -330,6 +330,7 @@ fn write_json_row(schema: &Schema, row: &Row, buf: &mut Vec<u8>) {
                 .map(serde_json::Value::Number)
                 .unwrap_or(serde_json::Value::Null),
             Value::I64(x) => serde_json::Value::from(*x),
+            Value::Bool(b) => serde_json::Value::Bool(*b),
             Value::Ts(t) if f.ty == FieldType::Timestamp => {
                 serde_json::Value::String(format_ts(*t))
             }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use arrow_array::builder::{
-    ArrayBuilder, Float64Builder, Int64Builder, ListBuilder, StringBuilder,
+    ArrayBuilder, BooleanBuilder, Float64Builder, Int64Builder, ListBuilder, StringBuilder,
     TimestampMillisecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
@@ -41,6 +41,7 @@ pub fn arrow_schema(schema: &Schema) -> Arc<ArrowSchema> {
                 FieldType::Utf8List => {
                     DataType::List(Arc::new(ArrowField::new("item", DataType::Utf8, true)))
                 }
+                FieldType::Boolean => DataType::Boolean,
             };
             ArrowField::new(&f.name, ty, f.nullable)
         })
@@ -54,6 +55,7 @@ enum Column {
     I64(Int64Builder),
     Ts(TimestampMillisecondBuilder),
     List(ListBuilder<StringBuilder>),
+    Bool(BooleanBuilder),
 }
 
 impl Column {
@@ -66,6 +68,7 @@ impl Column {
                 Column::Ts(TimestampMillisecondBuilder::new().with_timezone("UTC"))
             }
             FieldType::Utf8List => Column::List(ListBuilder::new(StringBuilder::new())),
+            FieldType::Boolean => Column::Bool(BooleanBuilder::new()),
         }
     }
 
@@ -81,6 +84,8 @@ impl Column {
                 }
                 b.append(true);
             }
+            (Column::Bool(b), Value::Bool(x)) => b.append_value(*x),
+            (Column::Bool(b), _) => b.append_null(),
             (Column::Utf8(b), _) => b.append_null(),
             (Column::F64(b), _) => b.append_null(),
             (Column::I64(b), _) => b.append_null(),
@@ -96,6 +101,7 @@ impl Column {
             Column::I64(b) => Arc::new(b.finish()),
             Column::Ts(b) => Arc::new(b.finish()),
             Column::List(b) => Arc::new(b.finish()),
+            Column::Bool(b) => Arc::new(b.finish()),
         }
     }
 
@@ -106,6 +112,7 @@ impl Column {
             Column::I64(b) => b.len(),
             Column::Ts(b) => b.len(),
             Column::List(b) => b.len(),
+            Column::Bool(b) => b.len(),
         }
     }
 }
