@@ -17,4 +17,5 @@ pub mod sim;
 pub mod sinks;
 pub mod sources;
 pub mod spec;
+pub mod steps;
 pub mod text;

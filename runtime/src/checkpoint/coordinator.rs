@@ -18,14 +18,13 @@ use crate::sinks::storage::Storage;
 pub enum Role {
     /// Records its positions and stops reading.
     Source,
-    /// Once its input is drained, serializes its state and freezes.
-    Window,
-    /// A model (plugin) step: once windows and the models before it stopped and its input is
-    /// drained, serializes the plugin's keyed state and its unscored rows, and freezes.
-    Model,
+    /// A step of any kind: once the sources and the steps before it (in the plan's order, where
+    /// every step comes after its input) stopped and its input is drained, serializes its state
+    /// (if it has any) and freezes.
+    Step,
     /// Once its input is drained, closes its files into `_pending/` (or flushes).
     Sink,
-    /// A worker's dead letters: once sources and windows stopped, closes its files into
+    /// A worker's dead letters: once sources and steps stopped, closes its files into
     /// `_pending/` (dead letters are exactly-once too).
     DeadLetters,
 }
@@ -49,8 +48,7 @@ pub struct Topology {
     /// source name → what it reads (a Kafka topic).
     pub inputs: BTreeMap<String, String>,
     pub sources: usize,
-    pub windows: usize,
-    pub models: usize,
+    pub steps: usize,
     pub sinks: usize,
     /// Whether dead letters are written (one instance per worker).
     pub dead_letters: bool,
@@ -66,8 +64,7 @@ impl Topology {
         let d = if self.dead_letters { w } else { 0 };
         let sizes = [
             (Role::Source, self.sources * w),
-            (Role::Window, self.windows * w),
-            (Role::Model, self.models * w),
+            (Role::Step, self.steps * w),
             (Role::Sink, self.sinks * w),
             (Role::DeadLetters, d),
         ];
@@ -95,8 +92,7 @@ impl Topology {
         let mut slots = Vec::new();
         for role in [
             Role::Source,
-            Role::Window,
-            Role::Model,
+            Role::Step,
             Role::Sink,
             Role::DeadLetters,
         ] {
@@ -131,11 +127,11 @@ pub struct Coordinator {
     announced: AtomicU64,
     /// The last completed epoch.
     completed: AtomicU64,
-    /// Per instance (sources, windows, sinks; `index * workers + worker`): the last epoch it took
+    /// Per instance (sources, steps, sinks; `index * workers + worker`): the last epoch it took
     /// part in, or [`FINISHED`].
     acks: Vec<AtomicU64>,
-    /// Records emitted per node (sources, windows, models) and received per consumer (windows,
-    /// models, sinks), summed over workers.
+    /// Records emitted per node (sources, steps) and received per consumer (steps, sinks), summed
+    /// over workers.
     emitted: Vec<AtomicU64>,
     received: Vec<AtomicU64>,
     collected: Mutex<Collected>,
@@ -219,10 +215,10 @@ impl Coordinator {
             announced: AtomicU64::new(epoch),
             completed: AtomicU64::new(epoch),
             acks: (0..instances).map(|_| AtomicU64::new(epoch)).collect(),
-            emitted: (0..topo.sources + topo.windows + topo.models)
+            emitted: (0..topo.sources + topo.steps)
                 .map(|_| AtomicU64::new(0))
                 .collect(),
-            received: (0..topo.windows + topo.models + topo.sinks)
+            received: (0..topo.steps + topo.sinks)
                 .map(|_| AtomicU64::new(0))
                 .collect(),
             collected: Mutex::new(Collected::default()),
@@ -442,9 +438,8 @@ impl Coordinator {
         let t = &self.topo;
         let (emits, consumer) = match role {
             Role::Source => (Some(index), None),
-            Role::Window => (Some(t.sources + index), Some(index)),
-            Role::Model => (Some(t.sources + t.windows + index), Some(t.windows + index)),
-            Role::Sink => (None, Some(t.windows + t.models + index)),
+            Role::Step => (Some(t.sources + index), Some(index)),
+            Role::Sink => (None, Some(t.steps + index)),
             Role::DeadLetters => (None, None),
         };
         Participant {
@@ -474,10 +469,10 @@ impl Coordinator {
             .all(|a| a.load(Ordering::Acquire) >= epoch)
     }
 
-    /// Whether every instance of the first `n` models took part in `epoch` (models read windows
-    /// or models declared before them).
-    fn models_acked(&self, n: usize, epoch: u64) -> bool {
-        let r = self.topo.range(Role::Model);
+    /// Whether every instance of the first `n` steps took part in `epoch` (a step reads a
+    /// source or a step before it).
+    fn steps_acked(&self, n: usize, epoch: u64) -> bool {
+        let r = self.topo.range(Role::Step);
         self.acks[r.start..r.start + n * self.topo.workers]
             .iter()
             .all(|a| a.load(Ordering::Acquire) >= epoch)
@@ -567,11 +562,10 @@ impl Coordinator {
             self.announce(epoch);
             let started = Instant::now();
             // Phase by phase (the timings go to the debug log).
-            let mut phases = [Duration::ZERO; 5];
+            let mut phases = [Duration::ZERO; 4];
             let roles = [
                 Role::Source,
-                Role::Window,
-                Role::Model,
+                Role::Step,
                 Role::Sink,
                 Role::DeadLetters,
             ];
@@ -598,10 +592,9 @@ impl Coordinator {
                 epoch,
                 state_bytes,
                 sources = ?phases[0],
-                windows = ?phases[1],
-                models = ?phases[2],
-                sinks = ?phases[3],
-                dead_letters = ?phases[4],
+                steps = ?phases[1],
+                sinks = ?phases[2],
+                dead_letters = ?phases[3],
                 committed = ?started.elapsed(),
                 "checkpoint phases"
             );
@@ -752,16 +745,11 @@ impl Participant {
         }
         let upstream_quiet = match self.role {
             Role::Source => true,
-            Role::Window => self.cp.all_acked(Role::Source, epoch),
-            Role::Model => {
-                self.cp.all_acked(Role::Source, epoch)
-                    && self.cp.all_acked(Role::Window, epoch)
-                    && self.cp.models_acked(self.index, epoch)
+            Role::Step => {
+                self.cp.all_acked(Role::Source, epoch) && self.cp.steps_acked(self.index, epoch)
             }
             Role::Sink | Role::DeadLetters => {
-                self.cp.all_acked(Role::Source, epoch)
-                    && self.cp.all_acked(Role::Window, epoch)
-                    && self.cp.all_acked(Role::Model, epoch)
+                self.cp.all_acked(Role::Source, epoch) && self.cp.all_acked(Role::Step, epoch)
             }
         };
         upstream_quiet

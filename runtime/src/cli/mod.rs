@@ -453,7 +453,7 @@ pub fn main() -> ExitCode {
                     "{spec}: ok — pipeline `{}`: {} source(s), {} step(s), {} sink(s){}",
                     plan.name,
                     plan.sources.len(),
-                    plan.windows.len() + plan.models.len(),
+                    plan.steps.len(),
                     plan.sinks.len(),
                     if plan.dead_letters.is_some() {
                         ", dead letters on"

@@ -14,16 +14,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use timely::dataflow::operators::Probe;
-use timely::dataflow::operators::vec::Map;
 use timely::dataflow::{ProbeHandle, StreamVec};
 
 use self::context::RunContext;
 use crate::checkpoint::Role;
 use crate::cluster::{ClusterConfig, Control, Membership};
 use crate::metrics::Metrics;
-use crate::plan::{NodeRef, Plan};
-use crate::record::{Row, Trade, trade_row};
+use crate::plan::Plan;
+use crate::record::Trade;
 use crate::sinks::SinkSpec;
+use crate::steps::{AnyStream, BuildCx};
 use crate::sinks::dead_letter::DeadLetters;
 use crate::sinks::parquet::parquet_sink;
 use crate::sources::SourceSpec;
@@ -155,8 +155,7 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
                     })
                     .collect(),
                 sources: plan.sources.len(),
-                windows: plan.windows.len(),
-                models: plan.models.len(),
+                steps: plan.steps.len(),
                 sinks: plan.sinks.len(),
                 dead_letters: plan.dead_letters.is_some(),
                 cluster: opts
@@ -450,49 +449,32 @@ fn build<'scope>(
             }
         })
         .collect();
-    let windows: Vec<StreamVec<'scope, u64, Row>> = (0..plan.windows.len())
-        .map(|i| {
-            let source = plan.windows[i].input;
-            let input = sources[source].clone();
-            if plan.windows[i].differential {
-                window::differential::window_stream(input, ctx, i, Rc::clone(dead))
-            } else {
-                window::operator::window_stream(input, ctx, i, Rc::clone(dead))
-            }
-            .probe_with(&downstream[source])
-        })
-        .collect();
-    let mut models: Vec<StreamVec<'scope, u64, Row>> = Vec::new();
-    for i in 0..plan.models.len() {
-        let input = match plan.models[i].input {
-            NodeRef::Window(w) => windows[w].clone(),
-            NodeRef::Model(m) => models[m].clone(),
-            NodeRef::Source(s) => sources[s].clone().map(|t| trade_row(&t)),
-        };
-        models.push(crate::plugins::operator::model_stream(
-            input,
+    let mut streams: Vec<AnyStream<'scope>> = sources.into_iter().map(AnyStream::Trades).collect();
+    for (i, step) in plan.steps.iter().enumerate() {
+        let input_node = step.input.node_index(plan.sources.len());
+        let cx = BuildCx {
             ctx,
-            i,
-            Rc::clone(dead),
-        ));
+            index: i,
+            input_node,
+            dead,
+        };
+        let mut out = step.op.build(streams[input_node].clone(), &cx);
+        if step.op.paces_source() {
+            let probe = &downstream[step.output.source];
+            out = match out {
+                AnyStream::Trades(s) => AnyStream::Trades(s.probe_with(probe)),
+                AnyStream::Rows(s) => AnyStream::Rows(s.probe_with(probe)),
+            };
+        }
+        streams.push(out);
     }
     for (i, sink) in plan.sinks.iter().enumerate() {
-        match (&sink.config, sink.input) {
-            (SinkSpec::Kafka(_), NodeRef::Source(s)) => {
-                crate::sinks::kafka::kafka_sink(sources[s].clone(), ctx, i, worker, Rc::clone(dead))
+        let input = streams[sink.input.node_index(plan.sources.len())].clone();
+        match &sink.config {
+            SinkSpec::Kafka(_) => {
+                crate::sinks::kafka::kafka_sink(input, ctx, i, worker, Rc::clone(dead))
             }
-            (SinkSpec::Kafka(_), NodeRef::Window(_) | NodeRef::Model(_)) => {
-                unreachable!("the planner only lets trades into a kafka sink")
-            }
-            (SinkSpec::Parquet(_), NodeRef::Source(s)) => {
-                parquet_sink(sources[s].clone().map(|t| trade_row(&t)), ctx, i, worker)
-            }
-            (SinkSpec::Parquet(_), NodeRef::Window(w)) => {
-                parquet_sink(windows[w].clone(), ctx, i, worker)
-            }
-            (SinkSpec::Parquet(_), NodeRef::Model(m)) => {
-                parquet_sink(models[m].clone(), ctx, i, worker)
-            }
+            SinkSpec::Parquet(_) => parquet_sink(input.rows(), ctx, i, worker),
         }
     }
 }

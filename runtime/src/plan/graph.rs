@@ -1,23 +1,13 @@
 //! The planned dataflow as a picture: Graphviz DOT or Mermaid. Only names, types and shapes are
 //! shown — never paths' credentials or tokens.
 
-use super::{NodeRef, Plan, WindowKind};
+use super::{NodeRef, Plan};
 use crate::sources::SourceSpec;
-
-fn window_label(kind: WindowKind) -> String {
-    let d = |ms: i64| crate::spec::units::Duration(ms).to_string();
-    match kind {
-        WindowKind::Tumbling { size } => format!("tumbling {}", d(size)),
-        WindowKind::Hopping { size, slide } => format!("hopping {} every {}", d(size), d(slide)),
-        WindowKind::Session { gap } => format!("session gap {}", d(gap)),
-    }
-}
 
 fn node_id(plan: &Plan, n: NodeRef) -> String {
     match n {
         NodeRef::Source(i) => format!("source_{}", sanitize(&plan.sources[i].name)),
-        NodeRef::Window(i) => format!("step_{}", sanitize(&plan.windows[i].name)),
-        NodeRef::Model(i) => format!("step_{}", sanitize(&plan.models[i].name)),
+        NodeRef::Step(i) => format!("step_{}", sanitize(&plan.steps[i].name)),
     }
 }
 
@@ -56,68 +46,26 @@ fn nodes_and_edges(plan: &Plan) -> (Vec<Node>, Vec<(String, String, String)>) {
             shape: "box",
         });
     }
-    for (i, w) in plan.windows.iter().enumerate() {
-        let aggs: Vec<&str> = w.aggregates.iter().map(|a| a.name.as_str()).collect();
+    for (i, st) in plan.steps.iter().enumerate() {
+        // What a step says of itself is built from the spec and the plugin: quotes are made
+        // harmless for DOT/Mermaid by the renderers.
         nodes.push(Node {
-            id: node_id(plan, NodeRef::Window(i)),
-            label: format!(
-                "{}\\nwindow {} by {}\\n{}",
-                w.name,
-                window_label(w.kind),
-                w.schema.fields[0].name,
-                aggs.join(", ")
-            ),
-            shape: "ellipse",
+            id: node_id(plan, NodeRef::Step(i)),
+            label: format!("{}\\n{}", st.name, st.op.describe()),
+            shape: match st.op.kind() {
+                "model" => "hexagon",
+                "window" => "ellipse",
+                _ => "box",
+            },
         });
-        edges.push((
-            node_id(plan, NodeRef::Source(w.input)),
-            node_id(plan, NodeRef::Window(i)),
-            "trades by key".to_string(),
-        ));
-    }
-    for (i, m) in plan.models.iter().enumerate() {
-        let outputs: Vec<&str> = m
-            .plugin
-            .info
-            .outputs
-            .iter()
-            .map(|f| f.name.as_str())
-            .collect();
-        let file = m
-            .plugin
-            .path
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        // What a plugin says about itself is untrusted: one line, no quotes, bounded.
-        let clean = |s: &str| -> String {
-            crate::text::quote(s, crate::text::QUOTE_CHARS)
-                .chars()
-                .map(|c| match c {
-                    '"' => '\'',
-                    '\\' => '/',
-                    c => c,
-                })
-                .collect()
+        let input = plan.stream_of(st.input);
+        let what = match (input.kind, input.key_name()) {
+            (crate::steps::StreamKind::Trades, _) if st.op.kind() == "window" => "trades by key".to_string(),
+            (_, Some(_)) if st.op.kind() == "model" => "rows by key".to_string(),
+            (crate::steps::StreamKind::Trades, _) => "trades".to_string(),
+            (crate::steps::StreamKind::Rows, _) => "rows".to_string(),
         };
-        let outputs: Vec<String> = outputs.iter().map(|o| clean(o)).collect();
-        nodes.push(Node {
-            id: node_id(plan, NodeRef::Model(i)),
-            label: format!(
-                "{}\\nmodel {} {} ({})\\n+ {}",
-                m.name,
-                clean(&m.plugin.info.name),
-                clean(&m.plugin.info.version),
-                clean(&file),
-                outputs.join(", ")
-            ),
-            shape: "hexagon",
-        });
-        edges.push((
-            node_id(plan, m.input),
-            node_id(plan, NodeRef::Model(i)),
-            "rows by key".to_string(),
-        ));
+        edges.push((node_id(plan, st.input), node_id(plan, NodeRef::Step(i)), what));
     }
     for s in &plan.sinks {
         let id = format!("sink_{}", sanitize(&s.name));
@@ -151,12 +99,14 @@ fn nodes_and_edges(plan: &Plan) -> (Vec<Node>, Vec<(String, String, String)>) {
                 "rejected".into(),
             ));
         }
-        for i in 0..plan.windows.len() {
-            edges.push((
-                node_id(plan, NodeRef::Window(i)),
-                "dead_letters".into(),
-                "late".into(),
-            ));
+        for (i, st) in plan.steps.iter().enumerate() {
+            if let Some(label) = st.op.dead_letter_label() {
+                edges.push((
+                    node_id(plan, NodeRef::Step(i)),
+                    "dead_letters".into(),
+                    label.into(),
+                ));
+            }
         }
     }
     (nodes, edges)

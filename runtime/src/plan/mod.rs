@@ -4,17 +4,17 @@
 
 pub mod graph;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
-use crate::dataflow::window::config::{
-    AggregateFn, PartialWindows, WindowEngine, WindowSpec, WindowStepConfig,
-};
-use crate::record::{Field, FieldType, Schema};
+use crate::dataflow::window::config::AggregateFn;
+use crate::record::{FieldType, Schema};
 use crate::sinks::SinkSpec;
 use crate::sinks::dead_letter::config::DeadLetterSpec;
 use crate::sources::{ReplayConfig, SourceSpec};
 use crate::spec::diagnostic::suggest;
-use crate::spec::{Diagnostic, LoadedSpec, SpecErrors, StepSpec};
+use crate::spec::{Diagnostic, LoadedSpec, SpecErrors};
+pub use crate::steps::{StepOp, StreamInfo, StreamKind};
 
 /// The most hopping windows one record may belong to (`size / slide`): each costs state and a
 /// row per window, so `size: 1d, slide: 1ms` (86 million) is refused at validation.
@@ -24,19 +24,17 @@ pub const MAX_WINDOWS_PER_RECORD: i64 = 10_000;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NodeRef {
     Source(usize),
-    Window(usize),
-    /// A model (plugin) step.
-    Model(usize),
+    /// A step, by its place in [`Plan::steps`].
+    Step(usize),
 }
 
 impl NodeRef {
-    /// The node's number when sources, windows and models are counted together, in that order
-    /// (how checkpoints count records per node).
-    pub fn node_index(self, sources: usize, windows: usize) -> usize {
+    /// The node's number when sources and steps are counted together, in that order (how
+    /// checkpoints count records per node).
+    pub fn node_index(self, sources: usize) -> usize {
         match self {
             NodeRef::Source(s) => s,
-            NodeRef::Window(w) => sources + w,
-            NodeRef::Model(m) => sources + windows + m,
+            NodeRef::Step(i) => sources + i,
         }
     }
 }
@@ -46,6 +44,8 @@ pub struct SourceNode {
     pub name: String,
     pub config: SourceSpec,
     pub schema: Schema,
+    /// The trades it emits, as steps see them.
+    pub stream: StreamInfo,
     /// Granularity (ms) of the dataflow timestamps this source emits: the coarsest that still
     /// fires every downstream window on time.
     pub time_quantum_ms: u64,
@@ -82,6 +82,7 @@ pub enum WindowKind {
 #[derive(Debug, Clone)]
 pub struct WindowNode {
     pub name: String,
+    /// The source at the root of its input (its trades' positions, its time quantum).
     pub input: usize,
     pub kind: WindowKind,
     pub allowed_lateness_ms: i64,
@@ -102,6 +103,10 @@ pub struct SinkNode {
     pub input: NodeRef,
     pub config: SinkSpec,
     pub schema: Schema,
+    /// Trades or rows.
+    pub kind: StreamKind,
+    /// The column that keys its records (a Kafka record's key).
+    pub key: Option<usize>,
     /// Index of the timestamp field used for `date`/`hour` partitions.
     pub partition_time_index: Option<usize>,
 }
@@ -110,7 +115,8 @@ pub struct SinkNode {
 #[derive(Debug, Clone)]
 pub struct ModelNode {
     pub name: String,
-    pub input: NodeRef,
+    /// The schema of the rows it scores.
+    pub incoming: Schema,
     pub plugin: std::sync::Arc<crate::plugins::Plugin>,
     /// For each plugin input, the index of the incoming field it reads (the first is the key).
     pub input_fields: Vec<usize>,
@@ -127,8 +133,8 @@ pub struct ModelNode {
 pub struct Plan {
     pub name: String,
     pub sources: Vec<SourceNode>,
-    pub windows: Vec<WindowNode>,
-    pub models: Vec<ModelNode>,
+    /// Every step, in an order where each comes after the node it reads.
+    pub steps: Vec<StepNode>,
     pub sinks: Vec<SinkNode>,
     pub dead_letters: Option<DeadLetterSpec>,
     pub checkpoints: Option<crate::checkpoint::CheckpointSpec>,
@@ -138,19 +144,30 @@ pub struct Plan {
     pub key_groups: u32,
 }
 
+/// A planned step of any kind.
+#[derive(Debug, Clone)]
+pub struct StepNode {
+    pub name: String,
+    pub input: NodeRef,
+    /// What it emits.
+    pub output: StreamInfo,
+    pub op: Arc<dyn StepOp>,
+}
+
 impl Plan {
-    pub fn schema_of(&self, node: NodeRef) -> &Schema {
+    pub fn stream_of(&self, node: NodeRef) -> &StreamInfo {
         match node {
-            NodeRef::Source(i) => &self.sources[i].schema,
-            NodeRef::Window(i) => &self.windows[i].schema,
-            NodeRef::Model(i) => &self.models[i].schema,
+            NodeRef::Source(i) => &self.sources[i].stream,
+            NodeRef::Step(i) => &self.steps[i].output,
         }
+    }
+    pub fn schema_of(&self, node: NodeRef) -> &Schema {
+        &self.stream_of(node).schema
     }
     pub fn name_of(&self, node: NodeRef) -> &str {
         match node {
             NodeRef::Source(i) => &self.sources[i].name,
-            NodeRef::Window(i) => &self.windows[i].name,
-            NodeRef::Model(i) => &self.models[i].name,
+            NodeRef::Step(i) => &self.steps[i].name,
         }
     }
 }
@@ -279,16 +296,24 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
                 }
             }
         }
+        let schema = Schema::trades();
         sources.push(SourceNode {
             name: name.clone(),
             config: cfg.clone(),
-            schema: Schema::trades(),
+            stream: StreamInfo {
+                key: schema.index_of("symbol"),
+                time: schema.index_of("timestamp"),
+                schema: schema.clone(),
+                kind: StreamKind::Trades,
+                source: sources.len(),
+                live: matches!(cfg, SourceSpec::Finnhub(_)),
+            },
+            schema,
             time_quantum_ms: 1000,
         });
     }
 
-    // Steps: resolve inputs (windows read trades from sources), detect cycles among steps.
-    let step_names: Vec<&str> = spec.steps.keys().map(String::as_str).collect();
+    // Steps, in the order their inputs need; each kind checks itself against its input stream.
     let all_names: Vec<&str> = spec
         .sources
         .keys()
@@ -303,102 +328,69 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
             );
         }
     }
-    let mut windows: Vec<WindowNode> = Vec::new();
-    for (name, step) in &spec.steps {
-        let StepSpec::Window(cfg) = step else {
-            continue;
-        };
-        let p = format!("steps.{name}");
-        let input = if let Some(i) = spec.sources.get_index_of(&cfg.input) {
-            Some(i)
-        } else if step_names.contains(&cfg.input.as_str()) {
-            err(
-                format!("{p}.input"),
-                format!(
-                    "window steps read trades from a source; `{}` is a step (chaining windows is not supported yet)",
-                    cfg.input
-                ),
-            );
-            None
-        } else {
-            err(
-                format!("{p}.input"),
-                format!(
-                    "unknown input `{}`{}",
-                    cfg.input,
-                    suggest(&cfg.input, all_names.iter().copied())
-                ),
-            );
-            None
-        };
-        let live = input.is_some_and(|i| matches!(sources[i].config, SourceSpec::Finnhub(_)));
-        if let Some(node) = plan_window(name, cfg, input.unwrap_or(0), live, &mut err) {
-            windows.push(node);
-        }
-    }
-
-    // Model steps read windows or earlier model steps.
-    let mut models: Vec<ModelNode> = Vec::new();
-    for (name, step) in &spec.steps {
-        let StepSpec::Model(cfg) = step else {
-            continue;
-        };
-        let p = format!("steps.{name}");
-        let input = if let Some(i) = windows.iter().position(|w| w.name == cfg.input) {
-            Some(NodeRef::Window(i))
-        } else if let Some(i) = models.iter().position(|m| m.name == cfg.input) {
-            Some(NodeRef::Model(i))
-        } else if spec.sources.contains_key(&cfg.input) {
-            err(
-                format!("{p}.input"),
-                format!(
-                    "model steps score rows of a window or model step; `{}` is a source",
-                    cfg.input
-                ),
-            );
-            None
-        } else if let Some(at) = spec.steps.get_index_of(&cfg.input) {
-            // An earlier step that failed to plan has its own error already.
-            if at > spec.steps.get_index_of(name).unwrap_or(0) {
+    let mut steps: Vec<StepNode> = Vec::new();
+    let mut planned: HashMap<&str, NodeRef> = spec
+        .sources
+        .keys()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), NodeRef::Source(i)))
+        .collect();
+    for at in dependency_order(spec) {
+        let (name, step) = spec.steps.get_index(at).expect("an index of steps");
+        let input_name = step.input();
+        let input = match planned.get(input_name) {
+            Some(n) => *n,
+            // An input step that failed to plan (or a cycle) has its own error already.
+            None if spec.steps.contains_key(input_name) => continue,
+            None => {
                 err(
-                    format!("{p}.input"),
-                    format!("`{}` must come before `{name}` in `steps`", cfg.input),
+                    format!("steps.{name}.input"),
+                    format!(
+                        "unknown input `{input_name}`{}",
+                        suggest(input_name, all_names.iter().copied())
+                    ),
                 );
+                continue;
             }
-            None
-        } else {
-            err(
-                format!("{p}.input"),
-                format!(
-                    "unknown input `{}`{}",
-                    cfg.input,
-                    suggest(&cfg.input, all_names.iter().copied())
-                ),
-            );
-            None
         };
-        let incoming = input.map(|i| match i {
-            NodeRef::Source(s) => sources[s].schema.clone(),
-            NodeRef::Window(w) => windows[w].schema.clone(),
-            NodeRef::Model(m) => models[m].schema.clone(),
-        });
-        if let Some(node) =
-            crate::plugins::operator::plan_model(name, cfg, input, incoming, &mut err)
-        {
-            models.push(node);
+        let stream = match input {
+            NodeRef::Source(i) => sources[i].stream.clone(),
+            NodeRef::Step(i) => steps[i].output.clone(),
+        };
+        let mut cx = crate::steps::PlanCx {
+            name,
+            path: format!("steps.{name}"),
+            input: &stream,
+            err: &mut err,
+        };
+        if let Some(p) = step.kind().plan(&mut cx) {
+            steps.push(StepNode {
+                name: name.clone(),
+                input,
+                output: p.output,
+                op: p.op,
+            });
+            planned.insert(name.as_str(), NodeRef::Step(steps.len() - 1));
+        }
+    }
+    for (name, step) in &spec.steps {
+        let read = spec.steps.values().any(|s| s.input() == name)
+            || spec.sinks.values().any(|s| s.input() == name);
+        if !read && planned.contains_key(name.as_str()) {
+            tracing::warn!(
+                "steps.{name}: nothing reads the {} step `{name}` (no step or sink has `input: {name}`)",
+                step.type_name()
+            );
         }
     }
 
-    // Time quantum per source: gcd of the window boundaries that read it.
+    // Time quantum per source: gcd of the event-time boundaries of the steps that read it.
     for (i, src) in sources.iter_mut().enumerate() {
         let mut q: u64 = 0;
-        for w in windows.iter().filter(|w| w.input == i) {
-            let step = match w.kind {
-                WindowKind::Tumbling { size } => size as u64,
-                WindowKind::Hopping { size, slide } => gcd(size as u64, slide as u64),
-                WindowKind::Session { .. } => 1000,
-            };
-            q = gcd(q, step.max(1));
+        for st in steps.iter().filter(|st| st.output.source == i) {
+            if let Some(step) = st.op.time_step_ms() {
+                q = gcd(q, step.max(1));
+            }
         }
         src.time_quantum_ms = if q == 0 { 1000 } else { q };
     }
@@ -408,24 +400,25 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
     for (name, sink) in &spec.sinks {
         let p = format!("sinks.{name}");
         let input_name = sink.input();
-        let input = if let Some(i) = spec.sources.get_index_of(input_name) {
-            Some(NodeRef::Source(i))
-        } else if let Some(i) = windows.iter().position(|w| w.name == input_name) {
-            Some(NodeRef::Window(i))
-        } else if let Some(i) = models.iter().position(|m| m.name == input_name) {
-            Some(NodeRef::Model(i))
-        } else {
-            if !step_names.contains(&input_name) {
-                err(
-                    format!("{p}.input"),
-                    format!(
-                        "unknown input `{input_name}`{}",
-                        suggest(input_name, all_names.iter().copied())
-                    ),
-                );
+        let input = match planned.get(input_name) {
+            Some(n) => Some(*n),
+            None => {
+                if !spec.steps.contains_key(input_name) {
+                    err(
+                        format!("{p}.input"),
+                        format!(
+                            "unknown input `{input_name}`{}",
+                            suggest(input_name, all_names.iter().copied())
+                        ),
+                    );
+                }
+                None
             }
-            None
         };
+        let stream = input.map(|n| match n {
+            NodeRef::Source(i) => sources[i].stream.clone(),
+            NodeRef::Step(i) => steps[i].output.clone(),
+        });
         let mut partition_time_index = None;
         match sink {
             SinkSpec::Kafka(cfg) => {
@@ -439,14 +432,18 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
                 if cfg.delivery_timeout.as_millis() <= 0 {
                     err(format!("{p}.delivery_timeout"), "must be positive".into());
                 }
-                if let Some(NodeRef::Window(_) | NodeRef::Model(_)) = input {
-                    err(
-                        format!("{p}.input"),
-                        format!(
-                            "a kafka sink writes trades: `{input_name}` is a step (write its rows to a parquet sink)"
+                if let (Some(key), Some(stream)) = (&cfg.key, &stream) {
+                    match stream.schema.field(key) {
+                        Some(f) if f.ty == FieldType::Utf8 => {}
+                        Some(f) => err(
+                            format!("{p}.key"),
+                            format!("the record key must be a string column; `{key}` is {}", f.ty.name()),
                         ),
-                    );
-                    continue;
+                        None => err(
+                            format!("{p}.key"),
+                            format!("unknown column `{key}`{}", suggest(key, stream.schema.names())),
+                        ),
+                    }
                 }
             }
             SinkSpec::Parquet(cfg) => {
@@ -474,19 +471,13 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
                 if cfg.rolling.max_age.as_millis() <= 0 {
                     err(format!("{p}.rolling.max_age"), "must be positive".into());
                 }
-                let Some(input) = input else { continue };
-                let schema = match input {
-                    NodeRef::Source(i) => &sources[i].schema,
-                    NodeRef::Window(i) => &windows[i].schema,
-                    NodeRef::Model(i) => &models[i].schema,
-                };
+                let Some(stream) = &stream else { continue };
+                let schema = &stream.schema;
                 let time_field = cfg
                     .partition_time_field
                     .clone()
-                    .unwrap_or_else(|| match input {
-                        NodeRef::Source(_) => "timestamp".to_string(),
-                        NodeRef::Window(_) | NodeRef::Model(_) => "window_start".to_string(),
-                    });
+                    .or_else(|| stream.time_name().map(str::to_string))
+                    .unwrap_or_else(|| "timestamp".to_string());
                 for (k, part) in cfg.partition_by.iter().enumerate() {
                     match part.as_str() {
                         "date" | "hour" => match schema.field(&time_field) {
@@ -532,17 +523,21 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
                 }
             }
         }
-        let Some(input) = input else { continue };
-        let schema = match input {
-            NodeRef::Source(i) => sources[i].schema.clone(),
-            NodeRef::Window(i) => windows[i].schema.clone(),
-            NodeRef::Model(i) => models[i].schema.clone(),
-        };
+        let (Some(input), Some(stream)) = (input, stream) else { continue };
         sinks.push(SinkNode {
             name: name.clone(),
             input,
             config: sink.clone(),
-            schema,
+            key: match sink {
+                SinkSpec::Kafka(cfg) => cfg
+                    .key
+                    .as_deref()
+                    .and_then(|k| stream.schema.index_of(k))
+                    .or(stream.key),
+                SinkSpec::Parquet(_) => stream.key,
+            },
+            kind: stream.kind,
+            schema: stream.schema,
             partition_time_index,
         });
     }
@@ -582,13 +577,9 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
                 );
             }
         }
-        for w in &windows {
-            if w.differential {
-                err(
-                    format!("steps.{}.engine", w.name),
-                    "checkpoints support the timely engine only (use `engine: auto` or `timely`)"
-                        .into(),
-                );
+        for st in &steps {
+            if let Some((field, message)) = st.op.checkpoint_problem() {
+                err(format!("steps.{}.{field}", st.name), message);
             }
         }
     }
@@ -606,245 +597,13 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
     Plan {
         name: spec.name.clone(),
         sources,
-        windows,
-        models,
+        steps,
         sinks,
         dead_letters: spec.dead_letters.clone(),
         checkpoints: spec.checkpoints.clone(),
         metrics: spec.metrics.clone(),
         key_groups,
     }
-}
-
-fn plan_window(
-    name: &str,
-    cfg: &WindowStepConfig,
-    input: usize,
-    live: bool,
-    err: &mut impl FnMut(String, String),
-) -> Option<WindowNode> {
-    let p = format!("steps.{name}");
-    let trades = Schema::trades();
-    let mut ok = true;
-    match trades.field(&cfg.key) {
-        Some(f) if f.ty == FieldType::Utf8 => {}
-        Some(f) => {
-            err(
-                format!("{p}.key"),
-                format!(
-                    "cannot group by `{}` ({}): the key must be a string field",
-                    cfg.key,
-                    f.ty.name()
-                ),
-            );
-            ok = false;
-        }
-        None => {
-            err(
-                format!("{p}.key"),
-                format!(
-                    "unknown field `{}`{}",
-                    cfg.key,
-                    suggest(&cfg.key, trades.names())
-                ),
-            );
-            ok = false;
-        }
-    }
-    let positive =
-        |d: crate::spec::units::Duration, field: &str, err: &mut dyn FnMut(String, String)| {
-            if d.as_millis() <= 0 {
-                err(
-                    format!("{p}.window.{field}"),
-                    format!("must be positive, got {d}"),
-                );
-                false
-            } else {
-                true
-            }
-        };
-    let kind = match cfg.window {
-        WindowSpec::Tumbling { size } => {
-            ok &= positive(size, "size", err);
-            WindowKind::Tumbling {
-                size: size.as_millis(),
-            }
-        }
-        WindowSpec::Hopping { size, slide } => {
-            ok &= positive(size, "size", err) & positive(slide, "slide", err);
-            if slide > size {
-                err(
-                    format!("{p}.window.slide"),
-                    format!("slide ({slide}) must not exceed size ({size})"),
-                );
-                ok = false;
-            } else if slide.as_millis() > 0
-                && size.as_millis() / slide.as_millis() > MAX_WINDOWS_PER_RECORD
-            {
-                err(
-                    format!("{p}.window.slide"),
-                    format!(
-                        "every record would belong to {} windows (size {size} / slide {slide}); at most {MAX_WINDOWS_PER_RECORD} are allowed: use a larger slide or a smaller size",
-                        size.as_millis() / slide.as_millis()
-                    ),
-                );
-                ok = false;
-            }
-            WindowKind::Hopping {
-                size: size.as_millis(),
-                slide: slide.as_millis(),
-            }
-        }
-        WindowSpec::Session { gap } => {
-            ok &= positive(gap, "gap", err);
-            if cfg.allowed_lateness.as_millis() > 0 {
-                err(
-                    format!("{p}.allowed_lateness"),
-                    "allowed_lateness is not supported for session windows yet; use 0s".into(),
-                );
-                ok = false;
-            }
-            WindowKind::Session {
-                gap: gap.as_millis(),
-            }
-        }
-    };
-    if cfg.allowed_lateness.as_millis() < 0 {
-        err(
-            format!("{p}.allowed_lateness"),
-            "must not be negative".into(),
-        );
-    }
-    if cfg.aggregates.is_empty() {
-        err(
-            format!("{p}.aggregates"),
-            "a window needs at least one aggregate".into(),
-        );
-        ok = false;
-    }
-    let revisions = cfg.allowed_lateness.as_millis() > 0;
-    let mut fields = vec![
-        Field::new(&cfg.key, FieldType::Utf8, false),
-        Field::new("window_start", FieldType::Timestamp, false),
-        Field::new("window_end", FieldType::Timestamp, false),
-    ];
-    let mut aggregates = Vec::new();
-    for (col, agg) in &cfg.aggregates {
-        let ap = format!("{p}.aggregates.{col}");
-        if fields.iter().any(|f| &f.name == col) || (revisions && col == "revision") {
-            err(
-                ap.clone(),
-                format!(
-                    "column `{col}` clashes with a column the window adds (`{}`, `window_start`, `window_end`{})",
-                    cfg.key,
-                    if revisions { ", `revision`" } else { "" }
-                ),
-            );
-            ok = false;
-        }
-        let field = match (&agg.field, agg.func.takes_field()) {
-            (Some(f), false) => {
-                err(
-                    format!("{ap}.field"),
-                    format!(
-                        "`{}` takes no field (remove `field: {f}`)",
-                        fn_name(agg.func)
-                    ),
-                );
-                ok = false;
-                TradeField::Price
-            }
-            (None, false) => TradeField::Price,
-            (None, true) => {
-                err(
-                    format!("{ap}.field"),
-                    format!(
-                        "`{}` needs a `field` (one of `price`, `volume`)",
-                        fn_name(agg.func)
-                    ),
-                );
-                ok = false;
-                TradeField::Price
-            }
-            (Some(f), true) => match trades.field(f) {
-                Some(_) if f == "price" => TradeField::Price,
-                Some(_) if f == "volume" => TradeField::Volume,
-                Some(fd) => {
-                    err(
-                        format!("{ap}.field"),
-                        format!(
-                            "`{f}` is a {}; `{}` needs a numeric field (`price`, `volume`)",
-                            fd.ty.name(),
-                            fn_name(agg.func)
-                        ),
-                    );
-                    ok = false;
-                    TradeField::Price
-                }
-                None => {
-                    err(
-                        format!("{ap}.field"),
-                        format!("unknown field `{f}`{}", suggest(f, ["price", "volume"])),
-                    );
-                    ok = false;
-                    TradeField::Price
-                }
-            },
-        };
-        let (ty, nullable) = match agg.func {
-            AggregateFn::Count => (FieldType::Int64, false),
-            AggregateFn::Stddev | AggregateFn::Vwap => (FieldType::Float64, true),
-            _ => (FieldType::Float64, false),
-        };
-        fields.push(Field::new(col, ty, nullable));
-        aggregates.push(AggregatePlan {
-            name: col.clone(),
-            func: agg.func,
-            field,
-        });
-    }
-    if revisions {
-        fields.push(Field::new("revision", FieldType::Int64, false));
-    }
-    let session = matches!(kind, WindowKind::Session { .. });
-    let differential = match cfg.engine {
-        // Measured: the timely operator is 4–5× faster than differential dataflow on revisable
-        // bars (BENCHMARKS.md), and both give identical rows; so `auto` picks timely.
-        WindowEngine::Auto => false,
-        WindowEngine::Timely => false,
-        WindowEngine::Differential if session => {
-            err(
-                format!("{p}.engine"),
-                "the differential engine does not support session windows; use `timely` or `auto`"
-                    .into(),
-            );
-            ok = false;
-            false
-        }
-        WindowEngine::Differential => true,
-    };
-    let skip_partial = live && cfg.partial_windows == PartialWindows::Skip;
-    if differential && skip_partial {
-        err(
-            format!("{p}.partial_windows"),
-            "the differential engine emits partial first windows of a live source: set `partial_windows: keep`, or use `engine: timely`".into(),
-        );
-        ok = false;
-    }
-    ok.then(|| WindowNode {
-        name: name.to_string(),
-        input,
-        kind,
-        allowed_lateness_ms: cfg.allowed_lateness.as_millis().max(0),
-        aggregates,
-        schema: Schema { fields },
-        differential,
-        skip_partial,
-    })
-}
-
-fn fn_name(f: AggregateFn) -> &'static str {
-    AggregateFn::NAMES[f as usize]
 }
 
 /// Kafka topic names: 1–249 characters of letters, digits, `.`, `_` and `-`.
@@ -952,6 +711,41 @@ fn check_finnhub(p: &str, c: &crate::sources::FinnhubConfig, err: &mut impl FnMu
 
 fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 { a } else { gcd(b, a % b) }
+}
+
+/// The steps' indices in an order where every step comes after the step it reads (declaration
+/// order otherwise); steps in a cycle come last, in declaration order.
+fn dependency_order(spec: &crate::spec::PipelineSpec) -> Vec<usize> {
+    let mut order = Vec::with_capacity(spec.steps.len());
+    let mut placed = vec![false; spec.steps.len()];
+    for start in 0..spec.steps.len() {
+        // Walk up the inputs to the first step not yet placed whose input is placed (or not a
+        // step), place it, repeat; a walk longer than the number of steps is a cycle.
+        let mut guard = 0;
+        while !placed[start] && guard <= spec.steps.len() {
+            let mut at = start;
+            let mut hops = 0;
+            while let Some(up) = spec.steps.get_index_of(spec.steps[at].input()) {
+                if placed[up] || hops > spec.steps.len() {
+                    break;
+                }
+                at = up;
+                hops += 1;
+            }
+            if hops > spec.steps.len() {
+                break;
+            }
+            placed[at] = true;
+            order.push(at);
+            guard += 1;
+        }
+    }
+    for (i, p) in placed.iter().enumerate() {
+        if !p {
+            order.push(i);
+        }
+    }
+    order
 }
 
 /// The chain of steps from `start` back to itself, if its inputs loop.

@@ -25,7 +25,7 @@ use crate::checkpoint::{GroupedState, Role};
 use crate::dataflow::context::RunContext;
 use crate::dataflow::stash::{Stash, stash_stamp};
 use crate::dataflow::window::operator::key_group;
-use crate::plan::{ModelNode, NodeRef};
+use crate::plan::ModelNode;
 use crate::record::{Field, FieldType, Row, Schema, Value};
 use crate::sinks::dead_letter::{DeadLetter, DeadLetters};
 use crate::sources::finnhub::protocol::RejectReason;
@@ -43,9 +43,9 @@ fn field_type(ty: ColumnType) -> FieldType {
 pub fn plan_model(
     name: &str,
     cfg: &ModelStepConfig,
-    input: Option<NodeRef>,
-    incoming: Option<Schema>,
-    err: &mut impl FnMut(String, String),
+    incoming: &Schema,
+    default_key: usize,
+    err: &mut dyn FnMut(String, String),
 ) -> Option<ModelNode> {
     let p = format!("steps.{name}");
     if cfg.timeout.as_millis() <= 0 {
@@ -64,7 +64,6 @@ pub fn plan_model(
             return None;
         }
     };
-    let (input, incoming) = (input?, incoming?);
     for k in cfg.inputs.keys() {
         if !plugin.info.inputs.iter().any(|f| &f.name == k) {
             let names: Vec<&str> = plugin.info.inputs.iter().map(|f| f.name.as_str()).collect();
@@ -85,7 +84,7 @@ pub fn plan_model(
         let want = field_type(f.ty);
         // The key (first input) defaults to the incoming rows' key (their first field).
         let found = match incoming.index_of(source) {
-            None if n == 0 && !cfg.inputs.contains_key(&f.name) => Some(0),
+            None if n == 0 && !cfg.inputs.contains_key(&f.name) => Some(default_key),
             found => found,
         };
         match found {
@@ -135,7 +134,7 @@ pub fn plan_model(
     }
     ok.then(|| ModelNode {
         name: name.to_string(),
-        input,
+        incoming: incoming.clone(),
         plugin,
         input_fields,
         schema,
@@ -302,11 +301,13 @@ fn snapshot(
 pub fn model_stream<'scope>(
     stream: StreamVec<'scope, u64, Row>,
     ctx: &Arc<RunContext>,
+    node: &ModelNode,
     index: usize,
+    input_node: usize,
     dead: Rc<RefCell<DeadLetters>>,
 ) -> StreamVec<'scope, u64, Row> {
-    let node = ctx.plan.models[index].clone();
-    let incoming = ctx.plan.schema_of(node.input).clone();
+    let node = node.clone();
+    let incoming = node.incoming.clone();
     let key = node.input_fields[0];
     let key_groups = ctx.plan.key_groups as u64;
     let group_of = move |k: &str| key_group(k, key_groups) as u32;
@@ -337,13 +338,10 @@ pub fn model_stream<'scope>(
         .iter()
         .map(|f| f.name.clone())
         .collect();
-    let input_node = node
-        .input
-        .node_index(ctx.plan.sources.len(), ctx.plan.windows.len());
     let mut cp = ctx
         .checkpoint
         .as_ref()
-        .map(|c| c.participant(Role::Model, index, worker, Some(input_node)));
+        .map(|c| c.participant(Role::Step, index, worker, Some(input_node)));
     stream.unary_frontier(exchange, &format!("Model({})", node.name), move |initial, info| {
         let activator = scope.activator_for(info.address);
         let mut stash: Stash<Row> = Stash::new();

@@ -320,7 +320,8 @@ impl RollingWriter {
     }
 }
 
-fn write_json_row(schema: &Schema, row: &Row, buf: &mut Vec<u8>) {
+/// One row as a JSON object line (`{"column": value, ...}\n`), timestamps as RFC 3339 UTC.
+pub fn write_json_row(schema: &Schema, row: &Row, buf: &mut Vec<u8>) {
     let mut obj = serde_json::Map::with_capacity(schema.fields.len());
     for (f, v) in schema.fields.iter().zip(row) {
         let jv = match v {

@@ -6,7 +6,8 @@ use serde::de::DeserializeOwned;
 
 use super::diagnostic::{Diagnostic, SpecErrors, suggest};
 use super::env::{interpolate_tree, protect};
-use super::model::{PipelineSpec, StepSpec};
+use super::model::PipelineSpec;
+use crate::steps::StepSpec;
 use super::tree::{Node, Tree};
 use crate::sinks::SinkSpec;
 use crate::sources::SourceSpec;
@@ -19,6 +20,8 @@ pub struct LoadedSpec {
     /// Problems already found (unset environment variables) that do not stop the typed checks:
     /// planning reports them together with its own, so one round shows every error.
     pub pending: Vec<Diagnostic>,
+    /// The spec's lines (as parsed), to place errors inside a value (an expression's column).
+    lines: Vec<String>,
 }
 
 impl LoadedSpec {
@@ -30,6 +33,14 @@ impl LoadedSpec {
             if d.line > 0 {
                 continue;
             }
+            // `field@L:C`: a place inside the value (an expression's own line and column).
+            let inner = d.path.rsplit_once('@').and_then(|(base, at)| {
+                let (l, c) = at.split_once(':')?;
+                Some((base.to_string(), l.parse::<usize>().ok()?, c.parse::<usize>().ok()?))
+            });
+            if let Some((base, _, _)) = &inner {
+                d.path = base.clone();
+            }
             let path: Vec<String> = if d.path.is_empty() {
                 vec![]
             } else {
@@ -38,6 +49,25 @@ impl LoadedSpec {
             let p = self.tree.locate(&path, false);
             d.line = p.line;
             d.column = p.column;
+            if let Some((_, l, c)) = inner
+                && p.line > 0
+            {
+                let line = self.lines.get(p.line - 1).map(String::as_str).unwrap_or("");
+                let at = line.get(p.column.saturating_sub(1)..).unwrap_or("");
+                if at.starts_with(['|', '>']) {
+                    // A block scalar: its text starts on the next line, indented.
+                    let first = self.lines.get(p.line).map(String::as_str).unwrap_or("");
+                    let indent = first.len() - first.trim_start().len();
+                    d.line = p.line + l;
+                    d.column = if l == 1 { indent + c } else { c };
+                } else if l == 1 {
+                    let quoted = at.starts_with(['"', '\'']) as usize;
+                    d.column = p.column + quoted + c - 1;
+                } else {
+                    d.line = p.line + l - 1;
+                    d.column = c;
+                }
+            }
         }
         diags.extend(self.pending.iter().cloned());
         diags.sort_by_key(|d| (d.line, d.column));
@@ -128,6 +158,7 @@ pub fn load_str(
         spec,
         tree,
         pending,
+        lines: text.lines().map(str::to_string).collect(),
     })
 }
 
@@ -136,16 +167,12 @@ type PathError = (Vec<String>, String);
 /// The connector types of each section, with the check of their config. This list is the one
 /// place a new connector is registered for validation (the serde enums mirror it).
 fn check_typed(section: &str, ty: &str, value: serde_json::Value) -> Option<Result<(), PathError>> {
-    use crate::dataflow::window::config::WindowStepConfig;
     use crate::sinks::ParquetSinkConfig;
     use crate::sources::ReplayConfig;
     Some(match (section, ty) {
         ("sources", "replay") => check_value::<ReplayConfig>(value).map(drop),
         ("sources", "finnhub") => check_value::<crate::sources::FinnhubConfig>(value).map(drop),
-        ("steps", "window") => check_value::<WindowStepConfig>(value).map(drop),
-        ("steps", "model") => {
-            check_value::<crate::plugins::config::ModelStepConfig>(value).map(drop)
-        }
+        ("steps", ty) => return StepSpec::check_fields(ty, value),
         ("sinks", "parquet") => check_value::<ParquetSinkConfig>(value).map(drop),
         ("sinks", "kafka") => check_value::<crate::sinks::KafkaSinkConfig>(value).map(drop),
         ("sources", "kafka") => check_value::<crate::sources::KafkaSourceConfig>(value).map(drop),
@@ -280,7 +307,7 @@ fn check<T: DeserializeOwned>(node: &Node) -> Result<T, PathError> {
     check_value(node.to_json())
 }
 
-fn check_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, PathError> {
+pub(crate) fn check_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, PathError> {
     serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
         let path: Vec<String> = e
             .path()

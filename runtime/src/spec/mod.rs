@@ -10,4 +10,5 @@ pub mod units;
 
 pub use diagnostic::{Diagnostic, SpecErrors};
 pub use load::{LoadedSpec, load_file, load_str};
-pub use model::{PipelineSpec, StepSpec, json_schema};
+pub use crate::steps::StepSpec;
+pub use model::{PipelineSpec, json_schema};

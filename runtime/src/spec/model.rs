@@ -5,10 +5,10 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::dataflow::window::config::WindowStepConfig;
 use crate::sinks::SinkSpec;
 use crate::sinks::dead_letter::config::DeadLetterSpec;
 use crate::sources::SourceSpec;
+use crate::steps::StepSpec;
 
 /// A tickflow pipeline: named sources feed named steps, steps feed named sinks.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -19,7 +19,8 @@ pub struct PipelineSpec {
     pub name: String,
     /// Where records come from, by name.
     pub sources: IndexMap<String, SourceSpec>,
-    /// Transformations, by name. Each step reads one `input`: a source or another step.
+    /// Transformations, by name. Each step reads one `input`: a source or another step (declared
+    /// anywhere: steps run in the order their inputs need).
     #[serde(default)]
     pub steps: IndexMap<String, StepSpec>,
     /// Where results go, by name. Each sink reads one `input`: a source or a step.
@@ -41,33 +42,6 @@ pub struct PipelineSpec {
 pub struct MetricsSpec {
     /// `HOST:PORT` to listen on, e.g. `127.0.0.1:9464`, or `:9464` for every interface.
     pub addr: String,
-}
-
-/// A transformation, chosen by `type`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum StepSpec {
-    /// Event-time windows with aggregates (OHLCV bars, VWAP, ...).
-    Window(WindowStepConfig),
-    /// Scores rows with a WebAssembly model plugin.
-    Model(crate::plugins::config::ModelStepConfig),
-}
-
-impl StepSpec {
-    pub const TYPES: &'static [&'static str] = &["window", "model"];
-
-    pub fn input(&self) -> &str {
-        match self {
-            StepSpec::Window(c) => &c.input,
-            StepSpec::Model(c) => &c.input,
-        }
-    }
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            StepSpec::Window(_) => "window",
-            StepSpec::Model(_) => "model",
-        }
-    }
 }
 
 /// The JSON Schema of the spec, as committed in `schemas/pipeline.schema.json`.

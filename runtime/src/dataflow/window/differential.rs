@@ -62,10 +62,12 @@ fn decode(node: &WindowNode, encoded: &[Option<u64>], out: &mut Row) {
 pub fn window_stream<'scope>(
     stream: StreamVec<'scope, u64, Trade>,
     ctx: &Arc<RunContext>,
+    node: &crate::plan::WindowNode,
     index: usize,
     dead: Rc<RefCell<DeadLetters>>,
 ) -> StreamVec<'scope, u64, Row> {
-    let node = ctx.plan.windows[index].clone();
+    let _ = index;
+    let node = node.clone();
     let (size, slide) = match node.kind {
         WindowKind::Tumbling { size } => (size, size),
         WindowKind::Hopping { size, slide } => (size, slide),

@@ -6,6 +6,7 @@ pub mod config;
 pub mod differential;
 pub mod operator;
 pub mod state;
+mod step;
 
 #[cfg(test)]
 mod tests;

@@ -18,6 +18,7 @@ use super::state::WindowState;
 use crate::checkpoint::{GroupedState, Role};
 use crate::dataflow::context::RunContext;
 use crate::dataflow::stash::{Stash, stash_stamp};
+use crate::plan::WindowNode;
 use crate::record::{Row, Trade, format_ts};
 use crate::sinks::dead_letter::{DeadLetter, DeadLetters};
 use crate::sources::finnhub::protocol::RejectReason;
@@ -126,10 +127,12 @@ mod erased {
 pub fn window_stream<'scope>(
     stream: StreamVec<'scope, u64, Trade>,
     ctx: &Arc<RunContext>,
+    node: &WindowNode,
     index: usize,
+    input_node: usize,
     dead: Rc<RefCell<DeadLetters>>,
 ) -> StreamVec<'scope, u64, Row> {
-    let node = ctx.plan.windows[index].clone();
+    let node = node.clone();
     let source_kind = ctx.plan.sources[node.input].config.clone();
     let ctx = Arc::clone(ctx);
     let key_groups = ctx.plan.key_groups as u64;
@@ -152,7 +155,7 @@ pub fn window_stream<'scope>(
         let mut cp = ctx
             .checkpoint
             .as_ref()
-            .map(|c| c.participant(Role::Window, index, worker, Some(node.input)));
+            .map(|c| c.participant(Role::Step, index, worker, Some(input_node)));
         // Restore the key groups this worker owns.
         if let Some(cp) = cp.as_ref() {
             for blob in cp.coordinator().restored_groups(&name, worker, peers) {

@@ -3,15 +3,21 @@ use serde::Deserialize;
 
 use crate::spec::units::Duration;
 
-/// Writes trades to a Kafka topic with the idempotent producer: key = symbol, value = one
-/// Finnhub trade object as compact JSON (`{"c":[..],"p":..,"s":"..","t":..,"v":..}`). Deliveries
+/// Writes records to a Kafka topic with the idempotent producer. Trades: key = symbol, value =
+/// one Finnhub trade object as compact JSON (`{"c":[..],"p":..,"s":"..","t":..,"v":..}`). Rows
+/// (of a step): key = the stream's key column (or `key`), value = one compact JSON object per
+/// row with every column (timestamps as RFC 3339 UTC strings, NULL as null). Deliveries
 /// are retried until `delivery_timeout`, then dead-lettered — never silently lost. Everything is
 /// flushed on shutdown.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSinkConfig {
-    /// Name of the source whose trades are written.
+    /// The stream to write: a source or a step.
     pub input: String,
+    /// The string column whose value is the record key (default: the stream's key, e.g. the
+    /// window's key column).
+    #[serde(default)]
+    pub key: Option<String>,
     /// Bootstrap servers, e.g. `127.0.0.1:9092`.
     pub brokers: String,
     /// Topic to write to.

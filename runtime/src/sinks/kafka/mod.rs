@@ -1,4 +1,5 @@
-//! The Kafka sink operator: each worker produces the trades it holds with an idempotent
+//! The Kafka sink operator: each worker produces the records it holds (trades, or rows as JSON
+//! objects) with an idempotent
 //! producer; failed deliveries (after librdkafka's retries) become dead letters; at the end of
 //! the input everything is flushed.
 
@@ -22,7 +23,8 @@ use timely::dataflow::operators::Operator;
 use crate::checkpoint::Role;
 use crate::dataflow::context::RunContext;
 use crate::dataflow::window::operator::write_trade_json;
-use crate::record::Trade;
+use crate::record::{Row, Schema, Trade, Value};
+use crate::steps::AnyStream;
 use crate::sinks::SinkSpec;
 use crate::sinks::dead_letter::{DeadLetter, DeadLetters};
 use crate::sources::finnhub::protocol::RejectReason;
@@ -60,8 +62,69 @@ impl ProducerContext for SinkContext {
     }
 }
 
+/// How records of one shape become Kafka records.
+trait Encode: 'static {
+    type R: Clone + 'static;
+    /// Writes the value into `buf`; returns the record key.
+    fn encode<'a>(&self, r: &'a Self::R, buf: &mut Vec<u8>) -> Option<&'a str>;
+}
+
+/// Trades as the compact, key-sorted Finnhub trade object; key = symbol.
+struct TradeJson;
+
+impl Encode for TradeJson {
+    type R = Trade;
+    fn encode<'a>(&self, t: &'a Trade, buf: &mut Vec<u8>) -> Option<&'a str> {
+        write_trade_json(t, buf);
+        Some(t.symbol.as_str())
+    }
+}
+
+/// Rows as one compact JSON object each (`{"column": value, ...}`, timestamps RFC 3339 UTC);
+/// key = the key column (none when the stream has none).
+struct RowJson {
+    schema: Schema,
+    key: Option<usize>,
+}
+
+impl Encode for RowJson {
+    type R = Row;
+    fn encode<'a>(&self, r: &'a Row, buf: &mut Vec<u8>) -> Option<&'a str> {
+        crate::sinks::rolling::write_json_row(&self.schema, r, buf);
+        if buf.last() == Some(&b'\n') {
+            buf.pop();
+        }
+        match self.key.map(|k| &r[k]) {
+            Some(Value::Str(s)) => Some(s.as_str()),
+            _ => None,
+        }
+    }
+}
+
+/// The Kafka sink for a stream of either shape.
 pub fn kafka_sink<'scope>(
-    stream: StreamVec<'scope, u64, Trade>,
+    stream: AnyStream<'scope>,
+    ctx: &Arc<RunContext>,
+    index: usize,
+    worker: usize,
+    dead: Rc<RefCell<DeadLetters>>,
+) {
+    match stream {
+        AnyStream::Trades(s) => kafka_sink_with(s, TradeJson, ctx, index, worker, dead),
+        AnyStream::Rows(s) => {
+            let node = &ctx.plan.sinks[index];
+            let enc = RowJson {
+                schema: node.schema.clone(),
+                key: node.key,
+            };
+            kafka_sink_with(s, enc, ctx, index, worker, dead)
+        }
+    }
+}
+
+fn kafka_sink_with<'scope, E: Encode>(
+    stream: StreamVec<'scope, u64, E::R>,
+    enc: E,
     ctx: &Arc<RunContext>,
     index: usize,
     worker: usize,
@@ -102,8 +165,7 @@ pub fn kafka_sink<'scope>(
             index,
             worker,
             Some(
-                node.input
-                    .node_index(ctx.plan.sources.len(), ctx.plan.windows.len()),
+                node.input.node_index(ctx.plan.sources.len()),
             ),
         )
     });
@@ -132,11 +194,12 @@ pub fn kafka_sink<'scope>(
                         for t in data.iter() {
                             // One reused buffer; librdkafka copies the payload on send.
                             payload.clear();
-                            write_trade_json(t, &mut payload);
+                            let key = enc.encode(t, &mut payload);
                             let payload = payload.as_slice();
-                            let mut record = BaseRecord::to(&cfg.topic)
-                                .key(t.symbol.as_str())
-                                .payload(payload);
+                            let mut record = BaseRecord::<str, [u8]>::to(&cfg.topic).payload(payload);
+                            if let Some(key) = key {
+                                record = record.key(key);
+                            }
                             loop {
                                 match producer.send(record) {
                                     Ok(()) => break,

@@ -39,7 +39,7 @@ pub fn parquet_sink<'scope>(
             worker,
             Some(
                 node.input
-                    .node_index(ctx.plan.sources.len(), ctx.plan.windows.len()),
+                    .node_index(ctx.plan.sources.len()),
             ),
         )
     });

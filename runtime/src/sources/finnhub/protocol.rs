@@ -33,10 +33,12 @@ pub enum RejectReason {
     DeliveryFailed,
     /// A row a model plugin could not score (trap, timeout, memory cap, error, bad output).
     PluginError,
+    /// A record for which a step's expression failed (overflow, invalid cast, ln(0), ...).
+    ExpressionError,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 12] = [
+    pub const ALL: [RejectReason; 13] = [
         RejectReason::MalformedFrame,
         RejectReason::MissingField,
         RejectReason::InvalidType,
@@ -49,6 +51,7 @@ impl RejectReason {
         RejectReason::MalformedRecord,
         RejectReason::DeliveryFailed,
         RejectReason::PluginError,
+        RejectReason::ExpressionError,
     ];
     pub fn code(self) -> &'static str {
         match self {
@@ -64,6 +67,7 @@ impl RejectReason {
             RejectReason::MalformedRecord => "malformed_record",
             RejectReason::DeliveryFailed => "delivery_failed",
             RejectReason::PluginError => "plugin_error",
+            RejectReason::ExpressionError => "expression_error",
         }
     }
 }

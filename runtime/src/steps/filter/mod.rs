@@ -1,0 +1,97 @@
+//! The `filter` step: records for which a SQL condition is true.
+
+pub mod config;
+
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+
+pub use self::config::FilterConfig;
+use super::expressions::{BatchOf, Evaluated, compile_at};
+use super::{AnyStream, BuildCx, PlanCx, Planned, StepConfig, StepOp, StreamKind};
+use crate::expr::Expr;
+use crate::expr::types::Type;
+
+impl StepConfig for FilterConfig {
+    fn type_name(&self) -> &'static str {
+        "filter"
+    }
+    fn input(&self) -> &str {
+        &self.input
+    }
+    fn plan(&self, cx: &mut PlanCx<'_>) -> Option<Planned> {
+        let expr = compile_at(cx, "where", &self.condition)?;
+        if !matches!(expr.ty(), Type::Bool | Type::Null) {
+            cx.error(
+                "where",
+                format!(
+                    "`where` must be a condition (boolean), but `{}` is a {}",
+                    self.condition,
+                    expr.ty().name()
+                ),
+            );
+            return None;
+        }
+        Some(Planned {
+            output: cx.input.clone(),
+            op: Arc::new(Filter {
+                name: cx.name.to_string(),
+                expr,
+                kind: cx.input.kind,
+                source: cx.input.source,
+                schema: cx.input.schema.clone(),
+            }),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Filter {
+    name: String,
+    expr: Expr,
+    kind: StreamKind,
+    source: usize,
+    schema: crate::record::Schema,
+}
+
+impl StepOp for Filter {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn kind(&self) -> &'static str {
+        "filter"
+    }
+    fn describe(&self) -> String {
+        format!("filter where {}", self.expr.text())
+    }
+    fn build<'s>(&self, input: AnyStream<'s>, cx: &BuildCx<'_>) -> AnyStream<'s> {
+        let mut eval = Evaluated::new(cx, &self.name, self.source, self.schema.clone(), vec![self.expr.clone()]);
+        match (self.kind, input) {
+            (StreamKind::Trades, AnyStream::Trades(s)) => {
+                AnyStream::Trades(super::stream::map_batches(s, cx, &self.name, "filter", move |batch, out| {
+                    keep(&mut eval, batch, out)
+                }))
+            }
+            (_, input) => {
+                let s = input.rows();
+                AnyStream::Rows(super::stream::map_batches(s, cx, &self.name, "filter", move |batch, out| {
+                    keep(&mut eval, batch, out)
+                }))
+            }
+        }
+    }
+}
+
+/// Moves the records of `batch` whose condition is true into `out`.
+fn keep<R: BatchOf>(eval: &mut Evaluated, batch: Vec<R>, out: &mut Vec<R>) {
+    let Some((values, _)) = eval.run(&batch) else {
+        return;
+    };
+    let mask = crate::expr::truthy(values[0].as_boolean());
+    out.extend(
+        batch
+            .into_iter()
+            .zip(mask.values().iter())
+            .filter_map(|(r, keep)| keep.then_some(r)),
+    );
+}

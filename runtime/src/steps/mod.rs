@@ -1,0 +1,184 @@
+//! Steps: every kind behind one contract.
+//!
+//! A kind is a folder with its config (what users write, the JSON Schema), its planning
+//! ([`StepConfig::plan`]: check against the input stream, describe the output stream) and its
+//! operator ([`StepOp::build`] from a small [`BuildCx`]). [`StepSpec`] is the one list of kinds;
+//! the planner, the dataflow, the graph and checkpoints only know the contract.
+
+pub mod derive;
+mod expressions;
+pub mod filter;
+pub mod select;
+pub mod stream;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+pub use self::stream::{AnyStream, StreamKind};
+use crate::dataflow::context::RunContext;
+use crate::dataflow::window::config::WindowStepConfig;
+use crate::plugins::config::ModelStepConfig;
+use crate::record::Schema;
+use crate::sinks::dead_letter::DeadLetters;
+
+/// The one list of step kinds: `type:` name, variant, config type. It makes [`StepSpec`] (the
+/// spec's type, its JSON Schema), [`StepSpec::TYPES`], [`StepSpec::kind`] and the per-kind field
+/// check of `validate`. Adding a kind is its folder plus one line here.
+macro_rules! step_kinds {
+    ($($(#[$doc:meta])* $name:literal => $variant:ident($config:ty),)*) => {
+        /// A transformation, chosen by `type`.
+        #[derive(Debug, Clone, Deserialize, JsonSchema)]
+        #[serde(tag = "type", rename_all = "snake_case")]
+        pub enum StepSpec {
+            $($(#[$doc])* $variant($config),)*
+        }
+
+        impl StepSpec {
+            pub const TYPES: &'static [&'static str] = &[$($name),*];
+
+            /// The kind's config behind the contract.
+            pub fn kind(&self) -> &dyn StepConfig {
+                match self {
+                    $(StepSpec::$variant(c) => c,)*
+                }
+            }
+
+            /// Checks the fields of a step of type `ty` (without its `type`), or `None` for an
+            /// unknown type.
+            pub fn check_fields(ty: &str, value: serde_json::Value) -> Option<Result<(), (Vec<String>, String)>> {
+                match ty {
+                    $($name => Some(crate::spec::load::check_value::<$config>(value).map(drop)),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+step_kinds! {
+    /// Event-time windows with aggregates (OHLCV bars, VWAP, ...).
+    "window" => Window(WindowStepConfig),
+    /// Scores rows with a WebAssembly model plugin.
+    "model" => Model(ModelStepConfig),
+    /// Keeps the records for which a SQL condition is true.
+    "filter" => Filter(filter::FilterConfig),
+    /// Adds (or replaces) columns computed by SQL expressions.
+    "derive" => Derive(derive::DeriveConfig),
+    /// Keeps, renames and orders columns.
+    "select" => Select(select::SelectConfig),
+}
+
+impl StepSpec {
+    pub fn input(&self) -> &str {
+        self.kind().input()
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        self.kind().type_name()
+    }
+}
+
+/// A stream as the planner knows it: its schema, whether it carries trades (the fixed struct of
+/// the hot path) or rows, and which columns are its key and its event time.
+#[derive(Debug, Clone)]
+pub struct StreamInfo {
+    pub schema: Schema,
+    pub kind: StreamKind,
+    /// The column records are keyed (and exchanged) by.
+    pub key: Option<usize>,
+    /// The event-time column.
+    pub time: Option<usize>,
+    /// The source at the root of the stream (dead letters name its positions).
+    pub source: usize,
+    /// Whether that source is live (windows skip partial first windows of live sources).
+    pub live: bool,
+}
+
+impl StreamInfo {
+    pub fn key_name(&self) -> Option<&str> {
+        self.key.map(|k| self.schema.fields[k].name.as_str())
+    }
+    pub fn time_name(&self) -> Option<&str> {
+        self.time.map(|k| self.schema.fields[k].name.as_str())
+    }
+}
+
+/// What a step's planning sees: its name, its input stream, and where to report problems
+/// (`err(dotted path, message)`; paths start with [`PlanCx::path`]).
+pub struct PlanCx<'a> {
+    pub name: &'a str,
+    /// `steps.NAME`
+    pub path: String,
+    pub input: &'a StreamInfo,
+    pub err: &'a mut dyn FnMut(String, String),
+}
+
+impl PlanCx<'_> {
+    pub fn error(&mut self, field: &str, message: impl Into<String>) {
+        let path = if field.is_empty() {
+            self.path.clone()
+        } else {
+            format!("{}.{field}", self.path)
+        };
+        (self.err)(path, message.into());
+    }
+}
+
+/// A planned step: its output stream and its operator.
+pub struct Planned {
+    pub output: StreamInfo,
+    pub op: Arc<dyn StepOp>,
+}
+
+/// What a kind's config does at plan time.
+pub trait StepConfig {
+    fn type_name(&self) -> &'static str;
+    /// The name of the stream the step reads.
+    fn input(&self) -> &str;
+    /// Checks the step against its input stream (every problem through `cx`) and plans it.
+    fn plan(&self, cx: &mut PlanCx<'_>) -> Option<Planned>;
+}
+
+/// What a step's operator is built from.
+pub struct BuildCx<'a> {
+    pub ctx: &'a Arc<RunContext>,
+    /// The step's place in the plan's steps (checkpoint participants count by it).
+    pub index: usize,
+    /// The node the step reads ([`crate::plan::NodeRef::node_index`]).
+    pub input_node: usize,
+    pub dead: &'a Rc<RefCell<DeadLetters>>,
+}
+
+/// A planned step, ready to build on every worker.
+pub trait StepOp: Send + Sync + std::fmt::Debug {
+    /// The step's name (as in the spec).
+    fn name(&self) -> &str;
+    /// The kind, as written in `type:`.
+    fn kind(&self) -> &'static str;
+    /// One line for `graph` (what it computes; never credentials).
+    fn describe(&self) -> String;
+    /// Builds the operator on `input` (of the kind its planning accepted).
+    fn build<'s>(&self, input: AnyStream<'s>, cx: &BuildCx<'_>) -> AnyStream<'s>;
+    /// The granularity (ms) of event-time boundaries this step fires on, if it fires on any:
+    /// sources emit their dataflow timestamps in steps of the gcd of these.
+    fn time_step_ms(&self) -> Option<u64> {
+        None
+    }
+    /// Whether the replay source paces itself by this step's progress (a step that stashes
+    /// records until the frontier passes).
+    fn paces_source(&self) -> bool {
+        false
+    }
+    /// The reason this step dead-letters records, for the graph's edges.
+    fn dead_letter_label(&self) -> Option<&'static str> {
+        None
+    }
+    /// Problems with running this step under checkpoints (field, message).
+    fn checkpoint_problem(&self) -> Option<(&'static str, String)> {
+        None
+    }
+}
