@@ -9,6 +9,10 @@ mod dashboards;
 /// The Finnhub simulator's protocol, the client against every injected fault, the quickstart,
 /// and archives that replay to the same bars.
 mod finnhub;
+/// The example pipelines of specs/examples/ against independent DuckDB computations.
+mod examples;
+/// SQL expressions: random expressions over random rows, tickflow against DuckDB.
+mod expressions;
 /// Google Cloud Storage: the emulator against object_store's conformance suite, pipelines
 /// writing to gs://, outages and refusals.
 mod gcs;

@@ -18,9 +18,13 @@ fn every_example_spec_validates_and_declares_the_schema() {
     let mut checked = 0;
     // The examples, and the pipeline deploy/k8s puts in its ConfigMap.
     let k8s = repo().join("deploy/k8s/base/pipeline.yaml");
+    let examples = std::fs::read_dir(dir.join("examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path());
     let paths = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .chain(examples)
         .chain([k8s.clone()]);
     for path in paths {
         if path.extension().is_none_or(|e| e != "yaml") {
@@ -29,6 +33,8 @@ fn every_example_spec_validates_and_declares_the_schema() {
         let text = std::fs::read_to_string(&path).unwrap();
         let schema = if path == k8s {
             "../../../schemas"
+        } else if path.parent().is_some_and(|p| p.ends_with("examples")) {
+            "../../schemas"
         } else {
             "../schemas"
         };

@@ -32,6 +32,8 @@ pub struct Frames {
     pub disorder_ms: i64,
     pub invalid_rate: f64,
     pub malformed_rate: f64,
+    /// Symbol names to draw from (empty: `S0`, `S1`, ... up to `symbols`).
+    pub names: &'static [&'static str],
 }
 
 impl Default for Frames {
@@ -45,6 +47,7 @@ impl Default for Frames {
             disorder_ms: 20_000,
             invalid_rate: 0.03,
             malformed_rate: 0.01,
+            names: &[],
         }
     }
 }
@@ -89,7 +92,11 @@ pub fn write_frames(f: &Frames, path: &Path) {
             }
             // Coarse timestamps: event-time ties and watermarks exactly on window ends are common.
             t -= t.rem_euclid(250);
-            let sym = format!("S{}", rng.random_range(0..f.symbols));
+            let sym = if f.names.is_empty() {
+                format!("S{}", rng.random_range(0..f.symbols))
+            } else {
+                f.names[rng.random_range(0..f.names.len())].to_string()
+            };
             // Prices with few digits and volumes that make ties and zero volumes likely.
             let p = rng.random_range(1..=400) as f64 / 4.0;
             let v = [0.0, 0.5, 1.0, 2.0, 100.0, 0.001][rng.random_range(0..6)];

@@ -43,8 +43,9 @@ def valid(t):
     )
 
 
-def main():
-    trades_file, bars_dir, ooo = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def load_trades(con, trades_file):
+    """The valid trades of a file of frames as table `trades(line, idx, symbol, price, volume, t)`,
+    in file order (line, then index within the frame)."""
     tmp = tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False, newline="")
     out = csv.writer(tmp)
     out.writerow(["line", "idx", "symbol", "price", "volume", "t"])
@@ -60,12 +61,42 @@ def main():
                 if valid(t):
                     out.writerow([line_no, idx, t["s"], repr(float(t["p"])), repr(float(t["v"])), t["t"]])
     tmp.close()
-
-    con = duckdb.connect()
     con.execute(f"""
         create table trades as select * from read_csv('{tmp.name}', header = true,
             columns = {{'line': 'BIGINT', 'idx': 'BIGINT', 'symbol': 'VARCHAR', 'price': 'DOUBLE', 'volume': 'DOUBLE', 't': 'BIGINT'}})
     """)
+
+
+def same(a, b):
+    if a is None or b is None:
+        return a is b
+    if isinstance(a, float) or isinstance(b, float):
+        if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+            return True
+        return abs(a - b) <= 1e-9 * max(abs(a), abs(b), 1.0)
+    return a == b
+
+
+def compare(got, expected, what="bars"):
+    """Prints the differences (exit 1) or `N {what} match`."""
+    problems = []
+    if len(got) != len(expected):
+        problems.append(f"{len(got)} {what} written, {len(expected)} expected")
+    for g, e in zip(got, expected):
+        if len(g) != len(e) or not all(same(x, y) for x, y in zip(g, e)):
+            problems.append(f"got {g}\n     want {e}")
+            if len(problems) > 10:
+                break
+    if problems:
+        print("\n".join(problems))
+        sys.exit(1)
+    print(f"{len(got)} {what} match")
+
+
+def main():
+    trades_file, bars_dir, ooo = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    con = duckdb.connect()
+    load_trades(con, trades_file)
     expected = con.execute(f"""
         with marked as (
             select *,
@@ -87,25 +118,8 @@ def main():
         order by symbol, window_start
     """).fetchall()
 
-    def same(a, b):
-        if a is None or b is None:
-            return a is b
-        if isinstance(a, float) or isinstance(b, float):
-            return abs(a - b) <= 1e-9 * max(abs(a), abs(b), 1.0)
-        return a == b
-
-    problems = []
-    if len(got) != len(expected):
-        problems.append(f"{len(got)} bars written, {len(expected)} expected")
-    for g, e in zip(got, expected):
-        if not all(same(x, y) for x, y in zip(g, e)):
-            problems.append(f"got {g}\n     want {e}")
-            if len(problems) > 10:
-                break
-    if problems:
-        print("\n".join(problems))
-        sys.exit(1)
-    print(f"{len(got)} bars match")
+    compare(got, expected)
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -1,5 +1,5 @@
-//! CAST between the expression types, as DuckDB does it: double → bigint rounds half away from
-//! zero and fails out of range; text parses strictly (after trimming blanks); numbers print the
+//! CAST between the expression types, as DuckDB does it: double → bigint rounds half to even
+//! and fails out of range; text parses strictly (after trimming blanks); numbers print the
 //! way DuckDB prints them. `try_cast` gives NULL where CAST fails.
 
 use std::sync::Arc;
@@ -51,8 +51,13 @@ pub fn cast(a: &ArrayRef, from: Type, to: Type, try_: bool) -> Result<ArrayRef, 
         (Type::Bool, Type::Str) => map!(a.as_boolean(), StringArray, |x: bool| Ok::<_, String>(x.to_string())),
         (Type::Ts, Type::Str) => map!(a.as_primitive::<TimestampMillisecondType>(), StringArray, |x: i64| Ok::<_, String>(format_timestamp(x))),
         (Type::Str, Type::Int) => map!(a.as_string::<i32>(), Int64Array, |s: &str| {
+            // As DuckDB: an integer, or a decimal number rounded half away from zero ('2.5' → 3,
+            // unlike a DOUBLE).
             let t = s.trim();
-            t.parse::<i64>().map_err(|_| format!("could not convert string '{s}' to BIGINT"))
+            t.parse::<i64>().or_else(|_| match t.parse::<f64>() {
+                Ok(x) if x.is_finite() && t.chars().all(|c| c.is_ascii_digit() || ".eE+-".contains(c)) => float_to_int(x.round()),
+                _ => Err(format!("could not convert string '{s}' to BIGINT")),
+            })
         }),
         (Type::Str, Type::Float) => map!(a.as_string::<i32>(), Float64Array, |s: &str| {
             let t = s.trim();
@@ -80,9 +85,10 @@ pub fn cast(a: &ArrayRef, from: Type, to: Type, try_: bool) -> Result<ArrayRef, 
     })
 }
 
-/// Rounds half away from zero; NaN, ±∞ and values beyond the bigint range are errors.
+/// Rounds half to even (as DuckDB casts a DOUBLE: 2.5 → 2, 3.5 → 4); NaN, ±∞ and values beyond
+/// the bigint range are errors.
 fn float_to_int(x: f64) -> Result<i64, String> {
-    let r = x.round();
+    let r = x.round_ties_even();
     if r.is_finite() && r >= -9_223_372_036_854_775_808.0 && r < 9_223_372_036_854_775_808.0 {
         Ok(r as i64)
     } else {
@@ -95,7 +101,8 @@ fn float_to_int(x: f64) -> Result<i64, String> {
 /// scientific with a signed two-digit exponent (`1e+16`, `1e-05`).
 pub fn format_float(x: f64) -> String {
     if x.is_nan() {
-        return "nan".into();
+        // DuckDB prints the sign of a NaN (x86's `inf * 0` is a negative one).
+        return if x.is_sign_negative() { "-nan".into() } else { "nan".into() };
     }
     if x.is_infinite() {
         return if x > 0.0 { "inf".into() } else { "-inf".into() };
@@ -142,8 +149,9 @@ mod tests {
         ] {
             assert_eq!(format_float(x), s, "{x}");
         }
-        assert_eq!(float_to_int(2.5), Ok(3));
-        assert_eq!(float_to_int(-2.5), Ok(-3));
+        assert_eq!(float_to_int(2.5), Ok(2));
+        assert_eq!(float_to_int(3.5), Ok(4));
+        assert_eq!(float_to_int(-2.5), Ok(-2));
         assert!(float_to_int(1e30).is_err());
         assert!(float_to_int(f64::NAN).is_err());
     }

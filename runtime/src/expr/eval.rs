@@ -130,12 +130,18 @@ pub fn eval(e: &Typed, batch: &Batch) -> Result<ArrayRef, ArrowError> {
                 CmpOp::GtEq => cmp::gt_eq(&a, &b)?,
             })
         }
+        // The right side runs only on the rows the left side does not decide (as DuckDB: `false
+        // AND ln(-1) > 0` is false, not an error).
         Node::And(l, r) => {
-            let (a, b) = (eval(l, batch)?, eval(r, batch)?);
+            let a = eval(l, batch)?;
+            let need = undecided(a.as_boolean(), false);
+            let b = eval_where(r, batch, &need)?;
             Arc::new(arrow_arith::boolean::and_kleene(a.as_boolean(), b.as_boolean())?)
         }
         Node::Or(l, r) => {
-            let (a, b) = (eval(l, batch)?, eval(r, batch)?);
+            let a = eval(l, batch)?;
+            let need = undecided(a.as_boolean(), true);
+            let b = eval_where(r, batch, &need)?;
             Arc::new(arrow_arith::boolean::or_kleene(a.as_boolean(), b.as_boolean())?)
         }
         Node::Not(x) => Arc::new(arrow_arith::boolean::not(eval(x, batch)?.as_boolean())?),
@@ -151,7 +157,8 @@ pub fn eval(e: &Typed, batch: &Batch) -> Result<ArrayRef, ArrowError> {
         Node::Like { e: x, pattern, negated, ci } => {
             let a = eval(x, batch)?;
             use arrow_string::like;
-            // A literal pattern is compiled once, as a scalar.
+            // A literal pattern is compiled once, as a scalar. NB: a backslash is an ordinary
+            // character in SQL LIKE (DuckDB) but Arrow's escape character: double it.
             let run = |p: &dyn arrow_array::Datum| -> Result<BooleanArray, ArrowError> {
                 match (negated, ci) {
                     (false, false) => like::like(&a, p),
@@ -161,8 +168,16 @@ pub fn eval(e: &Typed, batch: &Batch) -> Result<ArrayRef, ArrowError> {
                 }
             };
             Arc::new(match &pattern.node {
-                Node::Lit(Lit::Str(s)) => run(&StringArray::new_scalar(s.as_str()))?,
-                _ => run(&eval(pattern, batch)?)?,
+                Node::Lit(Lit::Str(s)) => run(&StringArray::new_scalar(s.replace('\\', "\\\\")))?,
+                _ => {
+                    let p = eval(pattern, batch)?;
+                    let p: StringArray = p
+                        .as_string::<i32>()
+                        .iter()
+                        .map(|v| v.map(|v| v.replace('\\', "\\\\")))
+                        .collect();
+                    run(&p)?
+                }
             })
         }
         Node::Case { whens, otherwise } => {
@@ -202,8 +217,10 @@ pub fn eval(e: &Typed, batch: &Batch) -> Result<ArrayRef, ArrowError> {
             result
         }
         Node::Nullif(a, b) => {
+            // NULLIF(a, b) = CASE WHEN a = b THEN NULL ELSE a END: b only where a is not NULL.
             let x = eval(a, batch)?;
-            let (mut l, mut r) = (x.clone(), eval(b, batch)?);
+            let present = arrow_arith::boolean::is_not_null(&x)?;
+            let (mut l, mut r) = (x.clone(), eval_where(b, batch, &present)?);
             if a.ty == Type::Float {
                 l = normalize_floats(&l);
                 r = normalize_floats(&r);
@@ -234,6 +251,17 @@ pub fn eval(e: &Typed, batch: &Batch) -> Result<ArrayRef, ArrowError> {
             super::func::call(*func, &values, e.ty, n)?
         }
     })
+}
+
+/// The rows a boolean column leaves open for AND (`decided_by: false`: rows not false) or OR
+/// (`decided_by: true`: rows not true).
+fn undecided(a: &BooleanArray, decided_by: bool) -> BooleanArray {
+    let values = if decided_by { !a.values() } else { a.values().clone() };
+    match a.nulls() {
+        // NULL rows stay open: their result depends on the right side.
+        Some(n) => BooleanArray::new(&values | &!n.inner(), None),
+        None => BooleanArray::new(values, None),
+    }
 }
 
 /// `e` evaluated only on the rows where `mask` is true; NULL elsewhere.

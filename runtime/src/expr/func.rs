@@ -179,13 +179,19 @@ pub fn call(func: Func, args: &[ArrayRef], ty: Type, n: usize) -> Result<ArrayRe
             }
         }
         Func::Round(d) => {
-            let m = 10f64.powi(d);
+            // As DuckDB: with digits, a result that is not finite gives the input back (d > 0)
+            // or 0 (d < 0).
+            let m = 10f64.powi(d.abs());
             Arc::new(unary::<Float64Type, _, Float64Type>(a0.as_primitive(), move |x| {
                 if d == 0 {
                     return x.round();
                 }
-                let r = (x * m).round() / m;
-                if r.is_finite() { r } else { x }
+                let r = if d > 0 { (x * m).round() / m } else { (x / m).round() * m };
+                match (r.is_finite(), d > 0) {
+                    (true, _) => r,
+                    (false, true) => x,
+                    (false, false) => 0.0,
+                }
             }))
         }
         Func::Floor | Func::Ceil if ty == Type::Int => a0.clone(),
@@ -265,21 +271,23 @@ fn ts_array(a: Int64Array) -> TimestampMillisecondArray {
     TimestampMillisecondArray::new(a.values().clone(), a.nulls().cloned()).with_timezone("UTC")
 }
 
-/// least/greatest: NULLs are skipped; NULL only when every argument is.
+/// least/greatest: NULLs are skipped; NULL only when every argument is. Floats are compared as
+/// DuckDB compares them (-0.0 = 0.0, NaN above all), but the values kept are the originals; on a
+/// tie the earlier argument wins.
 fn extreme(args: &[ArrayRef], least: bool) -> Result<ArrayRef, ArrowError> {
-    let mut acc = super::eval::normalize_floats(&args[0]);
+    let mut acc = args[0].clone();
     for next in &args[1..] {
-        let next = super::eval::normalize_floats(next);
+        let (a, b) = (super::eval::normalize_floats(&acc), super::eval::normalize_floats(next));
         let better = if least {
-            arrow_ord::cmp::lt(&next, &acc)?
+            arrow_ord::cmp::lt(&b, &a)?
         } else {
-            arrow_ord::cmp::gt(&next, &acc)?
+            arrow_ord::cmp::gt(&b, &a)?
         };
         let take_next = arrow_arith::boolean::or(
             &super::eval::truthy(&better),
-            &arrow_arith::boolean::and(&arrow_arith::boolean::is_null(&acc)?, &arrow_arith::boolean::is_not_null(&next)?)?,
+            &arrow_arith::boolean::and(&arrow_arith::boolean::is_null(&acc)?, &arrow_arith::boolean::is_not_null(next)?)?,
         )?;
-        acc = arrow_select::zip::zip(&take_next, &next, &acc)?;
+        acc = arrow_select::zip::zip(&take_next, next, &acc)?;
     }
     Ok(acc)
 }

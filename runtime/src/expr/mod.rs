@@ -27,7 +27,7 @@ pub use self::check::FUNCTIONS;
 pub use self::columns::{from_rows, from_trades, values_of};
 pub use self::eval::{Batch, truthy};
 use self::types::Type;
-use crate::record::Schema;
+use crate::record::{Schema, Value};
 
 /// Expressions nested deeper than this are refused.
 pub const MAX_DEPTH: usize = 256;
@@ -112,6 +112,7 @@ impl Expr {
         let root = checker.check(&ast);
         match root {
             Some(root) if checker.errors.is_empty() => {
+                let root = fold(root);
                 let mut columns = Vec::new();
                 collect_columns(&root, &mut columns);
                 columns.sort_unstable();
@@ -195,6 +196,83 @@ pub fn error_text(e: &arrow_schema::ArrowError) -> String {
         A::DivideByZero => "division by zero".into(),
         A::ArithmeticOverflow(m) => m.clone(),
         other => other.to_string(),
+    }
+}
+
+/// Constant folding, as SQL engines do it: a subexpression without columns is computed once
+/// (unless it fails: then it fails on every row, as it would unfolded), and an operator that
+/// gives NULL for a NULL operand gives NULL without computing its other operands.
+fn fold(t: check::Typed) -> check::Typed {
+    use check::{Lit, Node as N, Typed};
+    let ty = t.ty;
+    let null = || Typed { node: N::Lit(Lit::Null), ty };
+    let is_null = |t: &Typed| matches!(t.node, N::Lit(Lit::Null));
+    let node = match t.node {
+        N::Cast { e, try_ } => N::Cast { e: Box::new(fold(*e)), try_ },
+        N::Arith(op, a, b) => N::Arith(op, Box::new(fold(*a)), Box::new(fold(*b))),
+        N::Cmp(op, a, b) => N::Cmp(op, Box::new(fold(*a)), Box::new(fold(*b))),
+        N::And(a, b) => N::And(Box::new(fold(*a)), Box::new(fold(*b))),
+        N::Or(a, b) => N::Or(Box::new(fold(*a)), Box::new(fold(*b))),
+        N::Not(a) => N::Not(Box::new(fold(*a))),
+        N::Neg(a) => N::Neg(Box::new(fold(*a))),
+        N::IsNull { e, negated } => N::IsNull { e: Box::new(fold(*e)), negated },
+        N::Like { e, pattern, negated, ci } => N::Like {
+            e: Box::new(fold(*e)),
+            pattern: Box::new(fold(*pattern)),
+            negated,
+            ci,
+        },
+        N::Case { whens, otherwise } => N::Case {
+            whens: whens.into_iter().map(|(c, v)| (fold(c), fold(v))).collect(),
+            otherwise: otherwise.map(|o| Box::new(fold(*o))),
+        },
+        N::Coalesce(args) => N::Coalesce(args.into_iter().map(fold).collect()),
+        N::Nullif(a, b) => N::Nullif(Box::new(fold(*a)), Box::new(fold(*b))),
+        N::Concat { parts, null_as_empty } => N::Concat {
+            parts: parts.into_iter().map(fold).collect(),
+            null_as_empty,
+        },
+        N::Call(f, args) => N::Call(f, args.into_iter().map(fold).collect()),
+        leaf => leaf,
+    };
+    // NULL in, NULL out (without computing the other operands).
+    let strict_null = match &node {
+        N::Cast { e, .. } | N::Neg(e) | N::Not(e) => is_null(e),
+        N::Arith(_, a, b) | N::Cmp(_, a, b) => is_null(a) || is_null(b),
+        N::Like { e, pattern, .. } => is_null(e) || is_null(pattern),
+        N::Nullif(a, _) => is_null(a),
+        N::Concat { parts, null_as_empty: false } => parts.iter().any(is_null),
+        N::Call(f, args) => {
+            !matches!(f, func::Func::Least | func::Func::Greatest) && args.iter().any(is_null)
+        }
+        _ => false,
+    };
+    if strict_null {
+        return null();
+    }
+    let t = Typed { node, ty };
+    if matches!(t.node, N::Lit(_)) || ty == types::Type::Interval || ty == types::Type::StrList {
+        return t;
+    }
+    let mut columns = Vec::new();
+    collect_columns(&t, &mut columns);
+    if !columns.is_empty() {
+        return t;
+    }
+    match eval::eval(&t, &Batch { columns: Vec::new(), rows: 1 }) {
+        Ok(a) => {
+            let lit = match values_of(&a, ty).remove(0) {
+                Value::Null => Lit::Null,
+                Value::Bool(b) => Lit::Bool(b),
+                Value::I64(i) => Lit::Int(i),
+                Value::F64(x) => Lit::Float(x),
+                Value::Str(s) => Lit::Str(s.to_string()),
+                Value::Ts(ms) => Lit::Ts(ms),
+                Value::StrList(_) => return t,
+            };
+            Typed { node: N::Lit(lit), ty }
+        }
+        Err(_) => t,
     }
 }
 

@@ -125,7 +125,7 @@ fn time() {
 
 #[test]
 fn casts() {
-    assert_eq!(eval("CAST(open AS BIGINT)")[2], Value::I64(2)); // 1.5 rounds away from zero
+    assert_eq!(eval("CAST(open AS BIGINT)")[2], Value::I64(2)); // 1.5 rounds half to even
     assert_eq!(eval("CAST(trades AS VARCHAR)")[0], s("3"));
     assert_eq!(eval("CAST(open AS VARCHAR)")[0], s("100.0"));
     assert_eq!(eval("TRY_CAST(symbol AS DOUBLE)")[0], Value::Null);

@@ -1,0 +1,112 @@
+//! The pipelines of `specs/examples/` (and a few more spec shapes), each run by the real binary
+//! with 1 and 2 workers on generated input (disorder, late and invalid trades, equities, crypto
+//! and forex), and compared with an independent DuckDB computation (tests/sql/examples.py).
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::support::{Frames, bin, repo, write_frames};
+
+const MIXED: &[&str] = &[
+    "AAPL",
+    "MSFT",
+    "BINANCE:BTCUSDT",
+    "BINANCE:ETHUSDT",
+    "OANDA:EUR_USD",
+];
+
+/// Runs `spec` with `workers` on `trades` into `out`, then the DuckDB check `name`.
+fn run_and_check(python: &str, name: &str, spec: &Path, trades: &Path, out: &Path, workers: &str) {
+    let run = Command::new(bin())
+        .args(["run"])
+        .arg(spec)
+        .args(["--workers", workers])
+        .current_dir(repo())
+        .env("TRADES_FILE", trades)
+        .env("OUT_URL", out)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{name} with {workers} worker(s): {}", String::from_utf8_lossy(&run.stderr));
+    let check = Command::new(python)
+        .arg(repo().join("tests/sql/examples.py"))
+        .args([name])
+        .arg(trades)
+        .arg(out)
+        .current_dir(repo().join("tests/sql"))
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        check.status.success(),
+        "{name} with {workers} worker(s): {report}{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(report.contains(" match"), "{report}");
+}
+
+fn mixed_trades(dir: &Path, seed: u64) -> std::path::PathBuf {
+    let trades = dir.join("trades.jsonl");
+    write_frames(
+        &Frames {
+            seed,
+            trades: 8000,
+            names: MIXED,
+            ..Frames::default()
+        },
+        &trades,
+    );
+    trades
+}
+
+#[test]
+fn crypto_filter_bars_derive_and_select_equal_duckdb() {
+    let Some(python) = crate::sql::python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let trades = mixed_trades(dir.path(), 31);
+    for workers in ["1", "2"] {
+        let out = dir.path().join(format!("out{workers}"));
+        let spec = repo().join("specs/examples/crypto-returns.yaml");
+        run_and_check(&python, "crypto-returns", &spec, &trades, &out, workers);
+    }
+}
+
+#[test]
+fn a_failing_expression_dead_letters_only_its_rows() {
+    let Some(python) = crate::sql::python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let trades = mixed_trades(dir.path(), 32);
+    let spec = dir.path().join("overflow.yaml");
+    std::fs::write(
+        &spec,
+        r#"name: overflowing-derive
+sources:
+  trades: { type: replay, path: "${TRADES_FILE}", max_out_of_orderness: 2s }
+steps:
+  big:
+    type: derive
+    input: trades
+    columns: { big: "CAST(volume AS BIGINT) * 4611686018427387904" }
+  slim: { type: select, input: big, columns: [symbol, timestamp, big] }
+sinks:
+  rows: { type: parquet, input: slim, path: "${OUT_URL}/rows", partition_by: [] }
+dead_letters: { path: "${OUT_URL}/dead", format: jsonl }
+"#,
+    )
+    .unwrap();
+    for workers in ["1", "2"] {
+        let out = dir.path().join(format!("out{workers}"));
+        run_and_check(&python, "overflowing-derive", &spec, &trades, &out, workers);
+        // The dead letter names the step and the expression.
+        let (_, letters) = crate::support::read_dead_letters(&out.join("dead"));
+        let one = letters
+            .iter()
+            .find(|l| l["reason"] == "expression_error")
+            .expect("an expression_error dead letter");
+        let detail = one["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("step `big`") && detail.contains("CAST(volume AS BIGINT)") && detail.contains("verflow"),
+            "{detail}"
+        );
+        assert!(one["raw"].as_str().unwrap().starts_with("{\"c\":"), "{one}");
+    }
+}
