@@ -315,3 +315,103 @@ sinks:
     let (code, stderr) = validate(&spec("gs://bucket/archive/trades.jsonl"), &[]);
     assert_eq!(code, 0, "{stderr}");
 }
+
+#[test]
+fn expression_errors_are_reported_at_their_place_inside_the_expression() {
+    let yaml = format!(
+        "name: bad
+sources:
+  trades: {{ type: replay, path: {} }}
+steps:
+  crypto:
+    type: filter
+    input: trades
+    where: \"starts_with(symbl, 'BINANCE:') AND volume > 0\"
+  enriched:
+    type: derive
+    input: crypto
+    columns:
+      ret: close / open - 1
+      spread: \"price - sqrtt(volume)\"
+      ok: 'price > 1'
+      label: symbol + 1
+  nope: {{ type: filter, input: trades, where: \"price + 1\" }}
+  slim: {{ type: select, input: enriched, columns: [symbol, price as p, foo, 'a b c'] }}
+sinks:
+  out: {{ type: parquet, input: slim, path: out }}
+  more: {{ type: parquet, input: nope, path: out2 }}
+",
+        sample()
+    );
+    let (code, stderr) = validate(&yaml, &[]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        stderr,
+        "spec.yaml:8:25: steps.crypto.where: unknown column `symbl`; did you mean `symbol`?
+spec.yaml:13:12: steps.enriched.columns.ret: unknown column `close`; valid choices: `symbol`, `price`, `volume`, `timestamp`, `conditions`
+spec.yaml:13:20: steps.enriched.columns.ret: unknown column `open`; valid choices: `symbol`, `price`, `volume`, `timestamp`, `conditions`
+spec.yaml:14:24: steps.enriched.columns.spread: unknown function `sqrtt`; did you mean `sqrt`?
+spec.yaml:16:14: steps.enriched.columns.label: `+` needs numbers, `symbol` is a varchar (join strings with `||` or concat())
+spec.yaml:17:47: steps.nope.where: `where` must be a condition (boolean), but `price + 1` is a double
+6 error(s) in spec.yaml
+"
+    );
+}
+
+#[test]
+fn absurd_expressions_are_refused_in_words_not_a_crash() {
+    let deep = format!("{}price{}", "(".repeat(400), ")".repeat(400));
+    let long = format!("price + {}", "1 + ".repeat(300_000));
+    for (expr, want) in [
+        (deep.as_str(), "nested more than 256 levels deep"),
+        (long.as_str(), "at most 65536 are allowed"),
+        ("price / (volume - volume)", ""),
+        ("now() > timestamp", "`now()` is not allowed"),
+    ] {
+        let yaml = format!(
+            "name: absurd
+sources:
+  trades: {{ type: replay, path: {} }}
+steps:
+  d: {{ type: derive, input: trades, columns: {{ x: \"{expr}\" }} }}
+sinks:
+  out: {{ type: parquet, input: d, path: out }}
+",
+            sample()
+        );
+        let (code, stderr) = validate(&yaml, &[]);
+        if want.is_empty() {
+            // Dividing by a column that may be zero is fine: IEEE division (inf/NaN), no error.
+            assert_eq!(code, 0, "{stderr}");
+        } else {
+            assert_eq!(code, 2, "{stderr}");
+            assert!(stderr.contains(want), "{stderr}");
+            assert!(stderr.lines().count() <= 3, "{stderr}");
+        }
+    }
+}
+
+#[test]
+fn a_step_or_source_nothing_reads_is_a_warning() {
+    let yaml = format!(
+        "name: unused
+sources:
+  trades: {{ type: replay, path: {} }}
+  spare: {{ type: replay, path: {} }}
+steps:
+  lonely: {{ type: filter, input: trades, where: \"price > 1\" }}
+sinks:
+  out: {{ type: parquet, input: trades, path: out }}
+",
+        sample(),
+        sample()
+    );
+    let (code, stderr) = validate(&yaml, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stderr,
+        "spec.yaml:4:10: warning: sources.spare: nothing reads the source `spare` (no step or sink has `input: spare`)
+spec.yaml:6:11: warning: steps.lonely: nothing reads the filter step `lonely` (no step or sink has `input: lonely`)
+"
+    );
+}

@@ -572,7 +572,11 @@ pub fn main() -> ExitCode {
 
 fn load_and_plan(path: &str) -> Result<Plan, SpecErrors> {
     let loaded = spec::load_file(path)?;
-    plan::build(&loaded)
+    let plan = plan::build(&loaded)?;
+    for w in &plan.warnings {
+        eprintln!("{w}");
+    }
+    Ok(plan)
 }
 
 fn spec_failure(e: &SpecErrors) -> ExitCode {

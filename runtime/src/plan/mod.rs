@@ -142,6 +142,9 @@ pub struct Plan {
     /// Key groups: windows route keys by `hash mod key_groups`, and workers own groups
     /// `mod workers`.
     pub key_groups: u32,
+    /// Things that are allowed but probably not meant (a step nothing reads), as
+    /// `FILE:LINE:COL: warning: path: message` lines.
+    pub warnings: Vec<String>,
 }
 
 /// A planned step of any kind.
@@ -175,15 +178,31 @@ impl Plan {
 /// Plans a loaded spec, reporting every problem at once.
 pub fn build(loaded: &LoadedSpec) -> Result<Plan, SpecErrors> {
     let mut diags = Vec::new();
-    let plan = plan(&loaded.spec, &mut diags);
+    let mut warnings = Vec::new();
+    let mut plan = plan(&loaded.spec, &mut diags, &mut warnings);
     if diags.is_empty() && loaded.pending.is_empty() {
+        let located = loaded.locate_only(warnings);
+        plan.warnings = located
+            .diagnostics
+            .iter()
+            .map(|d| {
+                format!(
+                    "{}:{}:{}: warning: {}: {}",
+                    located.file, d.line, d.column, d.path, d.message
+                )
+            })
+            .collect();
         Ok(plan)
     } else {
         Err(loaded.locate(diags))
     }
 }
 
-fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
+fn plan(
+    spec: &crate::spec::PipelineSpec,
+    diags: &mut Vec<Diagnostic>,
+    warnings: &mut Vec<Diagnostic>,
+) -> Plan {
     let mut err = |path: String, msg: String| diags.push(Diagnostic::new(path, msg));
     if spec.sources.is_empty() {
         err(
@@ -339,7 +358,7 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
         let (name, step) = spec.steps.get_index(at).expect("an index of steps");
         let input_name = step.input();
         let input = match planned.get(input_name) {
-            Some(n) => *n,
+            Some(n) => Some(*n),
             // An input step that failed to plan (or a cycle) has its own error already.
             None if spec.steps.contains_key(input_name) => continue,
             None => {
@@ -350,20 +369,28 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
                         suggest(input_name, all_names.iter().copied())
                     ),
                 );
-                continue;
+                None
             }
         };
+        // With an unknown input the step still checks what does not depend on it (against
+        // trades, the most common input), and is then left out.
         let stream = match input {
-            NodeRef::Source(i) => sources[i].stream.clone(),
-            NodeRef::Step(i) => steps[i].output.clone(),
+            Some(NodeRef::Source(i)) => sources[i].stream.clone(),
+            Some(NodeRef::Step(i)) => steps[i].output.clone(),
+            None => match sources.first() {
+                Some(s) => s.stream.clone(),
+                None => continue,
+            },
         };
         let mut cx = crate::steps::PlanCx {
             name,
             path: format!("steps.{name}"),
             input: &stream,
+            input_known: input.is_some(),
             err: &mut err,
         };
-        if let Some(p) = step.kind().plan(&mut cx) {
+        let planned_step = step.kind().plan(&mut cx);
+        if let (Some(p), Some(input)) = (planned_step, input) {
             steps.push(StepNode {
                 name: name.clone(),
                 input,
@@ -377,10 +404,23 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
         let read = spec.steps.values().any(|s| s.input() == name)
             || spec.sinks.values().any(|s| s.input() == name);
         if !read && planned.contains_key(name.as_str()) {
-            tracing::warn!(
-                "steps.{name}: nothing reads the {} step `{name}` (no step or sink has `input: {name}`)",
-                step.type_name()
-            );
+            warnings.push(Diagnostic::new(
+                format!("steps.{name}"),
+                format!(
+                    "nothing reads the {} step `{name}` (no step or sink has `input: {name}`)",
+                    step.type_name()
+                ),
+            ));
+        }
+    }
+    for name in spec.sources.keys() {
+        let read = spec.steps.values().any(|s| s.input() == name)
+            || spec.sinks.values().any(|s| s.input() == name);
+        if !read {
+            warnings.push(Diagnostic::new(
+                format!("sources.{name}"),
+                format!("nothing reads the source `{name}` (no step or sink has `input: {name}`)"),
+            ));
         }
     }
 
@@ -603,6 +643,7 @@ fn plan(spec: &crate::spec::PipelineSpec, diags: &mut Vec<Diagnostic>) -> Plan {
         checkpoints: spec.checkpoints.clone(),
         metrics: spec.metrics.clone(),
         key_groups,
+        warnings: Vec::new(),
     }
 }
 

@@ -15,6 +15,15 @@ impl StepConfig for ModelStepConfig {
     }
     fn plan(&self, cx: &mut PlanCx<'_>) -> Option<Planned> {
         let input = cx.input.clone();
+        if !cx.input_known {
+            // The plugin and the limits are still checked; the inputs need the real stream.
+            super::operator::plan_model(cx.name, self, &crate::record::Schema::default(), 0, &mut |p, m| {
+                if !p.contains(".inputs") {
+                    (cx.err)(p, m)
+                }
+            });
+            return None;
+        }
         let node = super::operator::plan_model(cx.name, self, &input.schema, input.key.unwrap_or(0), cx.err)?;
         let output = StreamInfo {
             schema: node.schema.clone(),

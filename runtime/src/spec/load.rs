@@ -29,6 +29,14 @@ impl LoadedSpec {
     pub fn locate(&self, mut diags: Vec<Diagnostic>) -> SpecErrors {
         // A field whose variable is unset has no value to check: its own errors are noise.
         diags.retain(|d| !self.pending.iter().any(|p| covers(&p.path, &d.path)));
+        let mut located = self.locate_only(diags);
+        located.diagnostics.extend(self.pending.iter().cloned());
+        located.diagnostics.sort_by_key(|d| (d.line, d.column));
+        located
+    }
+
+    /// Attaches positions to `diags` only (warnings: without the pending errors).
+    pub fn locate_only(&self, mut diags: Vec<Diagnostic>) -> SpecErrors {
         for d in &mut diags {
             if d.line > 0 {
                 continue;
@@ -69,7 +77,6 @@ impl LoadedSpec {
                 }
             }
         }
-        diags.extend(self.pending.iter().cloned());
         diags.sort_by_key(|d| (d.line, d.column));
         SpecErrors {
             file: self.file.clone(),

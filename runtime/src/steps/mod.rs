@@ -114,6 +114,9 @@ pub struct PlanCx<'a> {
     /// `steps.NAME`
     pub path: String,
     pub input: &'a StreamInfo,
+    /// Whether `input` is the step's real input. When its `input:` names nothing, `input` is a
+    /// stand-in (trades): a kind checks only what does not depend on it, and the step is left out.
+    pub input_known: bool,
     pub err: &'a mut dyn FnMut(String, String),
 }
 
@@ -180,5 +183,32 @@ pub trait StepOp: Send + Sync + std::fmt::Debug {
     /// Problems with running this step under checkpoints (field, message).
     fn checkpoint_problem(&self) -> Option<(&'static str, String)> {
         None
+    }
+}
+
+/// The operator of a step whose planning found errors but whose output is known, so that the
+/// steps after it are checked too. Such a plan has errors: it is never built.
+pub fn broken(name: &str, kind: &'static str) -> Arc<dyn StepOp> {
+    Arc::new(Broken { name: name.to_string(), kind })
+}
+
+#[derive(Debug)]
+struct Broken {
+    name: String,
+    kind: &'static str,
+}
+
+impl StepOp for Broken {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+    fn describe(&self) -> String {
+        format!("{} (invalid)", self.kind)
+    }
+    fn build<'s>(&self, _: AnyStream<'s>, _: &BuildCx<'_>) -> AnyStream<'s> {
+        unreachable!("a plan with errors is never built")
     }
 }

@@ -19,6 +19,9 @@ impl StepConfig for DeriveConfig {
         &self.input
     }
     fn plan(&self, cx: &mut PlanCx<'_>) -> Option<Planned> {
+        if !cx.input_known {
+            return None;
+        }
         if self.columns.is_empty() {
             cx.error("columns", "a derive step needs at least one column (name: expression)");
             return None;

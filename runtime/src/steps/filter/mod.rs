@@ -20,7 +20,14 @@ impl StepConfig for FilterConfig {
         &self.input
     }
     fn plan(&self, cx: &mut PlanCx<'_>) -> Option<Planned> {
-        let expr = compile_at(cx, "where", &self.condition)?;
+        if !cx.input_known {
+            return None;
+        }
+        // NB: with a broken condition the output is still known (the input's), so the steps
+        // after it are checked in the same round; the plan has errors and never runs.
+        let Some(expr) = compile_at(cx, "where", &self.condition) else {
+            return Some(Planned { output: cx.input.clone(), op: super::broken(cx.name, "filter") });
+        };
         if !matches!(expr.ty(), Type::Bool | Type::Null) {
             cx.error(
                 "where",
@@ -30,7 +37,7 @@ impl StepConfig for FilterConfig {
                     expr.ty().name()
                 ),
             );
-            return None;
+            return Some(Planned { output: cx.input.clone(), op: super::broken(cx.name, "filter") });
         }
         Some(Planned {
             output: cx.input.clone(),

@@ -17,6 +17,9 @@ impl StepConfig for SelectConfig {
         &self.input
     }
     fn plan(&self, cx: &mut PlanCx<'_>) -> Option<Planned> {
+        if !cx.input_known {
+            return None;
+        }
         if self.columns.is_empty() {
             cx.error("columns", "a select step needs at least one column");
             return None;
