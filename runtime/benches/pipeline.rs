@@ -7,6 +7,7 @@
 //!     cargo bench --bench pipeline -- --windows --trades 200000   # window sizes 1m … 1ms
 //!     cargo bench --bench pipeline -- --peers           # also: the same job in DuckDB (PyPI)
 //!     cargo bench --bench pipeline -- --memory          # 10k symbols x (10 s + 1 min) bars
+//!     cargo bench --bench pipeline -- --steps           # also: a filter on trades, a derive on bars
 //!
 //! Each measurement runs in a child process so that its peak RSS is its own. Prints trades/s and
 //! peak RSS per variant and the ratios the targets in BENCHMARKS.md refer to.
@@ -53,6 +54,46 @@ sinks:
   out:
     type: parquet
     input: bars
+    path: ${OUT_URL}
+"#;
+
+/// The bars job with a `filter` on the trades and a `derive` on the bars (`--steps`): what the
+/// expression steps cost on the hot path. The filter keeps every valid trade.
+const STEPS_SPEC: &str = r#"
+name: bench-steps
+sources:
+  trades:
+    type: replay
+    path: ${TRADES_FILE}
+    max_out_of_orderness: 2s
+steps:
+  kept:
+    type: filter
+    input: trades
+    where: "price > 0 AND symbol <> ''"
+  bars:
+    type: window
+    input: kept
+    window: { type: tumbling, size: 1m }
+    aggregates:
+      open: { fn: first, field: price }
+      high: { fn: max, field: price }
+      low: { fn: min, field: price }
+      close: { fn: last, field: price }
+      volume: { fn: sum, field: volume }
+      vwap: { fn: vwap }
+      trades: { fn: count }
+  enriched:
+    type: derive
+    input: bars
+    columns:
+      ret: "close / open - 1"
+      range: "high - low"
+      notional: "vwap * volume"
+sinks:
+  out:
+    type: parquet
+    input: enriched
     path: ${OUT_URL}
 "#;
 
@@ -120,6 +161,14 @@ fn main() {
         let size = arg(&args, "--size");
         let trades = match mode.as_str() {
             "loop" => hand_written_loop(&file, &out),
+            "steps-1" | "steps-2" => run_spec(
+                STEPS_SPEC,
+                &file,
+                &out,
+                mode.ends_with('2') as usize + 1,
+                None,
+                None,
+            ),
             "memory-1" | "memory-2" => run_spec(
                 MEMORY_SPEC,
                 &file,
@@ -190,6 +239,10 @@ fn main() {
     let mut variants: Vec<(&str, Option<&str>)> = vec![("loop", None), ("1", None), ("2", None)];
     if memory {
         variants = vec![("memory-1", None), ("memory-2", None)];
+    }
+    let steps = args.iter().any(|a| a == "--steps");
+    if steps {
+        variants.extend([("steps-1", None), ("steps-2", None)]);
     }
     if args.iter().any(|a| a == "--windows") {
         // Many small windows: time and peak memory must grow linearly with the window count.
@@ -270,6 +323,8 @@ fn main() {
             ("loop", _) => "hand-written loop (1 thread)".to_string(),
             ("memory-1", _) => format!("{symbols} symbols x 2 sizes, 1 worker"),
             ("memory-2", _) => format!("{symbols} symbols x 2 sizes, 2 workers"),
+            ("steps-1", _) => "filter + bars + derive, 1 worker".to_string(),
+            ("steps-2", _) => "filter + bars + derive, 2 workers".to_string(),
             (w, None) => format!("tickflow, {w} worker(s)"),
             (w, Some(e)) => format!("lateness 30s, {e}, {w} worker(s)"),
         };
@@ -293,6 +348,13 @@ fn main() {
         results["2"] / results["loop"],
         results["2"] / 1e6
     );
+    if steps {
+        println!(
+            "steps: filter + derive / plain bars = {:.3} (1 worker), {:.3} (2 workers) (target ≥ 0.90)",
+            results["steps-1"] / results["1"],
+            results["steps-2"] / results["2"]
+        );
+    }
     if args.iter().any(|a| a == "--peers") {
         peers(&file, &dir, trades, runs);
     }
