@@ -334,11 +334,12 @@ fn stray_connections_to_the_cluster_port_are_refused_without_harm() {
     // A tickflow process of another cluster generation (another peer list).
     let mut stale = TcpStream::connect(&peers[0]).unwrap();
     let mut hello = Vec::from(*b"TICKFLOW");
-    hello.extend_from_slice(&1u32.to_le_bytes());
+    hello.extend_from_slice(&2u32.to_le_bytes()); // protocol 2: the hello ends with a fingerprint
     hello.extend_from_slice(&42u64.to_le_bytes());
     hello.extend_from_slice(&2u32.to_le_bytes());
     hello.extend_from_slice(&1u32.to_le_bytes());
     hello.extend_from_slice(&0u32.to_le_bytes());
+    hello.extend_from_slice(&[0u8; 52]);
     stale.write_all(&hello).unwrap();
     let mut reply = [0u8; 1];
     stale
@@ -1057,4 +1058,43 @@ fn processes_replaying_different_files_stop_with_an_error_instead_of_different_w
         said |= stderr.contains("every process must replay the same file");
     }
     assert!(said, "{}\n{}", procs[0].stderr(), procs[1].stderr());
+}
+
+/// Processes of one cluster that run different pipelines (a rolling update that reached only
+/// some pods) or different flags are refused at the handshake, every one of them, with a
+/// message that names what differs, instead of computing mixed results or hanging.
+#[test]
+fn processes_with_different_pipelines_or_flags_are_refused_naming_what_differs() {
+    let dir = tempfile::tempdir().unwrap();
+    let trades = dir.path().join("trades.jsonl");
+    write_frames(&Frames { seed: 8, trades: 3000, ..Frames::default() }, &trades);
+    let replay = repo().join("specs/replay.yaml");
+    let half_minute = dir.path().join("30s.yaml");
+    std::fs::write(
+        &half_minute,
+        std::fs::read_to_string(&replay).unwrap().replace("size: 1m", "size: 30s"),
+    )
+    .unwrap();
+    for (case, spec1, threads1, extra1, want) in [
+        ("window size", &half_minute, 1, &[][..], "its steps (windows, aggregates, expressions, models) differ"),
+        ("--workers", &replay, 2, &[][..], "it runs --workers"),
+        ("--bounded", &replay, 1, &["--bounded"][..], "--bounded"),
+    ] {
+        let peers = free_ports(2);
+        let out = dir.path().join(format!("out-{}", case.replace(' ', "-")));
+        let mut procs = [
+            start(&replay, &peers, 0, 1, &out, &trades, &[]),
+            start(spec1, &peers, 1, threads1, &out, &trades, extra1),
+        ];
+        for (i, p) in procs.iter_mut().enumerate() {
+            let status = wait(p, Duration::from_secs(60));
+            let stderr = p.stderr();
+            assert!(!status.success(), "{case}: process {i} should refuse: {stderr}");
+            assert!(
+                stderr.contains("runs a different pipeline") && stderr.contains(want),
+                "{case}: process {i}: {stderr}"
+            );
+        }
+        assert!(!out.join("bars").exists() || read_parquet_dir(&out.join("bars")).1.is_empty(), "{case}: nothing written");
+    }
 }

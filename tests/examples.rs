@@ -110,3 +110,29 @@ dead_letters: { path: "${OUT_URL}/dead", format: jsonl }
         assert!(one["raw"].as_str().unwrap().starts_with("{\"c\":"), "{one}");
     }
 }
+
+#[test]
+fn graph_shows_the_steps_with_their_expressions() {
+    for format in ["dot", "mermaid"] {
+        let out = Command::new(bin())
+            .args(["graph", "specs/examples/crypto-returns.yaml", "--format", format])
+            .current_dir(repo())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8(out.stdout).unwrap();
+        for want in [
+            "filter where starts_with(symbol, 'BINANCE:') AND volume > 0",
+            "derive ret = close / open - 1, range = high - low",
+            "select symbol, window_start, close, ret",
+            "window tumbling 1m by symbol",
+        ] {
+            assert!(text.contains(want), "{format}: no `{want}` in\n{text}");
+        }
+        // trades → filter → window (trades by key) → derive → select → sink
+        if format == "dot" {
+            assert!(text.contains("step_crypto -> step_bars_1m [label=\"trades by key\"]"), "{text}");
+            assert!(text.contains("step_slim -> sink_bars"), "{text}");
+        }
+    }
+}

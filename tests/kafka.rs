@@ -558,10 +558,25 @@ pub fn sorted_bars(dir: &std::path::Path) -> Vec<String> {
 
 #[test]
 fn kill_9_at_random_moments_then_restart_gives_exactly_the_uninterrupted_output() {
+    kill_9_and_restart("specs/market-bars.yaml");
+}
+
+/// The same with expression steps on both sides of the window (filter → window → derive): the
+/// stateless steps take part in checkpoints, and the output is still exactly the uninterrupted
+/// run's.
+#[test]
+fn expression_steps_survive_kill_9_with_exactly_the_uninterrupted_output() {
+    kill_9_and_restart("specs/examples/market-returns.yaml");
+}
+
+fn kill_9_and_restart(spec: &str) {
     let Some(brokers) = brokers() else { return };
     let topic = create_topic(&brokers, 4);
     produce_trades(&brokers, &topic, 200_000);
     let dir = tempfile::tempdir().unwrap();
+    let market_bars = |brokers: &str, topic: &str, out: &std::path::Path, workers: &str, interval: &str| {
+        run_kafka_spec(spec, brokers, topic, out, workers, interval)
+    };
 
     // The uninterrupted run.
     let reference_dir = dir.path().join("reference");
@@ -751,4 +766,115 @@ fn plugin_state_is_checkpointed_so_a_killed_run_restarted_scores_like_the_uninte
         recovered == reference,
         "seed {seed}: scores differ from the uninterrupted run"
     );
+}
+
+/// specs/examples/bars-to-kafka.yaml: the bars in the topic are exactly the Parquet bars of the
+/// same run (which DuckDB computes independently from the trades), one compact JSON object per
+/// bar with the symbol as the key.
+#[test]
+fn bars_written_to_kafka_as_json_rows_equal_the_parquet_bars_and_duckdb() {
+    let Some(brokers) = brokers() else { return };
+    let Some(python) = crate::sql::python() else { return };
+    let topic = create_topic(&brokers, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let trades = dir.path().join("trades.jsonl");
+    crate::support::write_frames(
+        &crate::support::Frames {
+            seed: 41,
+            trades: 6000,
+            ..Default::default()
+        },
+        &trades,
+    );
+    for workers in ["1", "2"] {
+        let topic = if workers == "1" { topic.clone() } else { create_topic(&brokers, 3) };
+        let out_dir = dir.path().join(format!("out{workers}"));
+        let out = Command::new(bin())
+            .args(["run", "specs/examples/bars-to-kafka.yaml", "--workers", workers])
+            .current_dir(repo())
+            .env("KAFKA_BROKERS", &brokers)
+            .env("BARS_TOPIC", &topic)
+            .env("TRADES_FILE", &trades)
+            .env("OUT_URL", &out_dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        // The Parquet bars against DuckDB.
+        let check = Command::new(&python)
+            .arg(repo().join("tests/sql/replay_bars.py"))
+            .arg(&trades)
+            .arg(out_dir.join("bars"))
+            .arg("2000")
+            .output()
+            .unwrap();
+        assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+        // The topic against the Parquet bars.
+        let (names, rows) = read_parquet_dir(&out_dir.join("bars"));
+        let mut parquet: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                let obj: serde_json::Map<String, serde_json::Value> = names
+                    .iter()
+                    .zip(r)
+                    .map(|(n, c)| {
+                        let v = match c {
+                            Cell::Null => serde_json::Value::Null,
+                            Cell::Str(s) => s.clone().into(),
+                            Cell::F64(x) => (*x).into(),
+                            Cell::I64(x) if n.starts_with("window_") => tickflow::record::format_ts(*x).into(),
+                            Cell::I64(x) => (*x).into(),
+                            Cell::List(_) => unreachable!(),
+                        };
+                        (n.clone(), v)
+                    })
+                    .collect();
+                serde_json::Value::Object(obj).to_string()
+            })
+            .collect();
+        parquet.sort();
+        let partitions = if workers == "1" { 1 } else { 3 };
+        let records = read_topic_with_keys(&brokers, &topic, partitions);
+        let mut kafka: Vec<String> = records
+            .iter()
+            .map(|(key, value)| {
+                let v: serde_json::Value = serde_json::from_slice(value).unwrap();
+                assert_eq!(Some(key.as_str()), v["symbol"].as_str(), "key = symbol");
+                v.to_string()
+            })
+            .collect();
+        kafka.sort();
+        assert!(parquet.len() > 50, "{}", parquet.len());
+        assert_eq!(kafka.len(), parquet.len(), "{workers} worker(s)");
+        assert!(kafka == parquet, "{workers} worker(s): the topic's bars differ from the Parquet bars");
+    }
+}
+
+/// (key, value) of every record of `topic`.
+fn read_topic_with_keys(brokers: &str, topic: &str, partitions: i32) -> Vec<(String, Vec<u8>)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("check-{}", rand::random::<u32>()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = Vec::new();
+    let mut quiet = 0;
+    while quiet < 20 {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                quiet = 0;
+                out.push((
+                    String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+                    m.payload().unwrap_or_default().to_vec(),
+                ));
+            }
+            _ => quiet += 1,
+        }
+    }
+    out
 }

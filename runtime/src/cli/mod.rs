@@ -608,6 +608,8 @@ fn run_until_done(
         };
         return run(plan, opts);
     };
+    // Every process of the cluster must run this pipeline with these flags (the handshake).
+    config.pipeline = plan.fingerprint.with_flags(workers, bounded, plan.key_groups);
     // Known by its address from now on: its index may change with the membership.
     let me = config.peers[config.process].clone();
     let mut rescale_started = None;
@@ -670,6 +672,7 @@ fn run_until_done(
         let mut next = ClusterConfig::new(index, peers, workers).map_err(|e| anyhow::anyhow!(e))?;
         next.peer_timeout = config.peer_timeout;
         next.join_timeout = config.join_timeout;
+        next.pipeline = config.pipeline;
         check_key_groups(&next, &plan).map_err(|e| anyhow::anyhow!(e))?;
         config = next;
         rescale_started = Some(seen);

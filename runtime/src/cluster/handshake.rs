@@ -16,11 +16,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 use super::ClusterConfig;
+use super::fingerprint::Fingerprint;
 use crate::dataflow::time::now_ms;
 
 const MAGIC: [u8; 8] = *b"TICKFLOW";
-const VERSION: u32 = 1;
-const HELLO_LEN: usize = 32;
+/// 2: the hello carries the pipeline's [`Fingerprint`].
+const VERSION: u32 = 2;
+const HELLO_LEN: usize = 32 + Fingerprint::LEN;
 /// How long a new connection may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Handshakes under way at once; a flood of connections beyond that is closed unread.
@@ -35,6 +37,8 @@ pub struct Hello {
     pub from: u32,
     /// The receiver's process index, as the sender understands it.
     pub to: u32,
+    /// The sender's pipeline and flags.
+    pub pipeline: Fingerprint,
 }
 
 impl Hello {
@@ -46,6 +50,7 @@ impl Hello {
         b[20..24].copy_from_slice(&self.processes.to_le_bytes());
         b[24..28].copy_from_slice(&self.from.to_le_bytes());
         b[28..32].copy_from_slice(&self.to.to_le_bytes());
+        self.pipeline.encode(&mut b[32..]);
         b
     }
 
@@ -66,6 +71,21 @@ impl Hello {
             processes: u32_at(20),
             from: u32_at(24),
             to: u32_at(28),
+            pipeline: Fingerprint::decode(&b[32..]),
+        })
+    }
+
+    /// Why the sender cannot compute with this process although it is a member of its cluster:
+    /// it runs another pipeline, or other flags.
+    fn mismatch(&self, cfg: &ClusterConfig) -> Option<String> {
+        let diffs = cfg.pipeline.differences(&self.pipeline);
+        (!diffs.is_empty()).then(|| {
+            format!(
+                "process {} ({}) runs a different pipeline: {}. Every process of a cluster must run the same spec, plugins and flags (is an update reaching only some of them?)",
+                self.from,
+                cfg.peers.get(self.from as usize).map(String::as_str).unwrap_or("?"),
+                diffs.join("; ")
+            )
         })
     }
 
@@ -109,7 +129,13 @@ fn read_hello(stream: &mut TcpStream) -> Result<Hello, String> {
     if b[..MAGIC.len()] != MAGIC {
         return Hello::decode(&b);
     }
-    stream.read_exact(&mut b[MAGIC.len()..]).map_err(why)?;
+    // Then the version: another protocol's hello may be shorter than ours.
+    stream.read_exact(&mut b[MAGIC.len()..MAGIC.len() + 4]).map_err(why)?;
+    let version = u32::from_le_bytes(b[8..12].try_into().expect("4 bytes"));
+    if version != VERSION {
+        return Hello::decode(&b);
+    }
+    stream.read_exact(&mut b[MAGIC.len() + 4..]).map_err(why)?;
     Hello::decode(&b)
 }
 
@@ -182,7 +208,7 @@ pub fn form(cfg: &ClusterConfig) -> Result<(Vec<Option<PeerStream>>, Arc<PeerAct
 
     // Accept the processes after this one, each connection's handshake in a thread of its own
     // (a silent stray connection must not hold up the others).
-    let (tx, rx) = mpsc::channel::<(usize, TcpStream)>();
+    let (tx, rx) = mpsc::channel::<Result<(usize, TcpStream), String>>();
     // NB: listen until the cluster is formed even with no process to accept (the last one):
     // a scale-up takes on a new process once its port answers.
     let accepting = Arc::new(AtomicBool::new(true));
@@ -204,10 +230,16 @@ pub fn form(cfg: &ClusterConfig) -> Result<(Vec<Option<PeerStream>>, Arc<PeerAct
                             let spawned = std::thread::Builder::new()
                                 .name("tickflow-hello".into())
                                 .spawn(move || {
-                                    if let Some(ok) = accept_one(stream, &cfg) {
-                                        let _ = tx.send(ok);
-                                    } else {
-                                        tracing::debug!(%addr, "closed a cluster connection");
+                                    match accept_one(stream, &cfg) {
+                                        Accepted::Peer(j, s) => {
+                                            let _ = tx.send(Ok((j, s)));
+                                        }
+                                        Accepted::Mismatch(why) => {
+                                            let _ = tx.send(Err(why));
+                                        }
+                                        Accepted::Refused => {
+                                            tracing::debug!(%addr, "closed a cluster connection")
+                                        }
                                     }
                                     count.fetch_sub(1, Ordering::AcqRel);
                                 });
@@ -237,7 +269,8 @@ pub fn form(cfg: &ClusterConfig) -> Result<(Vec<Option<PeerStream>>, Arc<PeerAct
         while sockets[me + 1..].iter().any(Option::is_none) {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left.min(Duration::from_secs(10))) {
-                Ok((j, stream)) => {
+                Ok(Err(why)) => bail!("{why}"),
+                Ok(Ok((j, stream))) => {
                     if sockets[j].is_some() {
                         tracing::info!(peer = j, "process reconnected during start-up");
                     }
@@ -291,8 +324,16 @@ pub fn form(cfg: &ClusterConfig) -> Result<(Vec<Option<PeerStream>>, Arc<PeerAct
     Ok((streams, activity))
 }
 
-/// The handshake of one accepted connection: `Some((index, stream))` for an expected peer.
-fn accept_one(mut stream: TcpStream, cfg: &ClusterConfig) -> Option<(usize, TcpStream)> {
+/// What an accepted connection turned out to be.
+enum Accepted {
+    Peer(usize, TcpStream),
+    /// A member of this cluster that runs another pipeline: forming must stop.
+    Mismatch(String),
+    Refused,
+}
+
+/// The handshake of one accepted connection.
+fn accept_one(mut stream: TcpStream, cfg: &ClusterConfig) -> Accepted {
     let me = cfg.process;
     let peer = stream
         .peer_addr()
@@ -311,26 +352,33 @@ fn accept_one(mut stream: TcpStream, cfg: &ClusterConfig) -> Option<(usize, TcpS
                 cfg.processes() - 1
             ));
         }
-        Ok(from)
+        Ok((from, h.mismatch(cfg)))
     });
     match checked {
-        Ok(from) => {
+        Ok((from, mismatch)) => {
             let reply = Hello {
                 generation: cfg.generation,
                 processes: cfg.processes() as u32,
                 from: me as u32,
                 to: from as u32,
+                pipeline: cfg.pipeline,
             };
-            stream.write_all(&reply.encode()).ok()?;
-            Some((from, stream))
+            // NB: a mismatching peer gets this process's hello too, so that it stops as well.
+            if stream.write_all(&reply.encode()).is_err() {
+                return Accepted::Refused;
+            }
+            match mismatch {
+                Some(why) => Accepted::Mismatch(why),
+                None => Accepted::Peer(from, stream),
+            }
         }
         Err(why) if why == SILENT => {
             tracing::debug!(from = %peer, "a connection to the cluster port: {why}");
-            None
+            Accepted::Refused
         }
         Err(why) => {
             tracing::warn!(from = %peer, "refused a connection to the cluster port: {why}");
-            None
+            Accepted::Refused
         }
     }
 }
@@ -343,6 +391,7 @@ fn connect_one(cfg: &ClusterConfig, j: usize, addr: &str, deadline: Instant) -> 
         processes: cfg.processes() as u32,
         from: me as u32,
         to: j as u32,
+        pipeline: cfg.pipeline,
     };
     let mut last_log = Instant::now();
     // Peers usually start together: retry soon, then back off (to at most half a second).
@@ -350,7 +399,8 @@ fn connect_one(cfg: &ClusterConfig, j: usize, addr: &str, deadline: Instant) -> 
     loop {
         let why = match attempt(addr, &hello, cfg, j) {
             Ok(s) => return Ok(s),
-            Err(why) => why,
+            Err(Attempt::Fatal(why)) => bail!("{why}"),
+            Err(Attempt::Retry(why)) => why,
         };
         if Instant::now() >= deadline {
             bail!(
@@ -367,7 +417,19 @@ fn connect_one(cfg: &ClusterConfig, j: usize, addr: &str, deadline: Instant) -> 
     }
 }
 
-fn attempt(addr: &str, hello: &Hello, cfg: &ClusterConfig, j: usize) -> Result<TcpStream, String> {
+/// Why a connection attempt failed: worth retrying (not up yet, not the right process), or not.
+enum Attempt {
+    Retry(String),
+    Fatal(String),
+}
+
+impl From<String> for Attempt {
+    fn from(why: String) -> Self {
+        Attempt::Retry(why)
+    }
+}
+
+fn attempt(addr: &str, hello: &Hello, cfg: &ClusterConfig, j: usize) -> Result<TcpStream, Attempt> {
     let target = addr
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve: {e}"))?
@@ -382,10 +444,13 @@ fn attempt(addr: &str, hello: &Hello, cfg: &ClusterConfig, j: usize) -> Result<T
     let reply = read_hello(&mut s)?;
     reply.check(cfg, hello.from as usize)?;
     if reply.from as usize != j {
-        return Err(format!(
+        return Err(Attempt::Retry(format!(
             "the process at this address is process {}, not {j}",
             reply.from
-        ));
+        )));
+    }
+    if let Some(why) = reply.mismatch(cfg) {
+        return Err(Attempt::Fatal(why));
     }
     Ok(s)
 }
@@ -418,6 +483,7 @@ mod tests {
             processes: 3,
             from: 2,
             to: 0,
+            pipeline: Fingerprint::default(),
         };
         assert_eq!(Hello::decode(&h.encode()), Ok(h));
         let mut junk = h.encode();
@@ -438,5 +504,14 @@ mod tests {
                 .contains("another cluster generation")
         );
         assert!(ok.check(&cfg, 1).unwrap_err().contains("this is process 1"));
+        // Same cluster, another pipeline: named, not taken for a stranger.
+        assert_eq!(ok.mismatch(&cfg), None);
+        let mut other = ok;
+        other.pipeline.steps = 1;
+        other.pipeline.threads = 2;
+        let why = other.mismatch(&cfg).unwrap();
+        assert!(why.contains("process 2 (c:3) runs a different pipeline: its steps"), "{why}");
+        assert!(why.contains("it runs --workers 2, this process --workers 0"), "{why}");
+        assert_eq!(Hello::decode(&other.encode()), Ok(other));
     }
 }

@@ -9,6 +9,7 @@
 //! message naming it ([`watchdog`]): a half-dead cluster never lingers.
 
 pub mod control;
+pub mod fingerprint;
 pub mod handshake;
 pub mod kubernetes;
 pub mod membership;
@@ -34,6 +35,8 @@ pub struct ClusterConfig {
     pub join_timeout: Duration,
     /// A peer that sends nothing (not even a heartbeat) for this long is taken as lost.
     pub peer_timeout: Duration,
+    /// This process's pipeline and flags; a peer that differs is refused at the handshake.
+    pub pipeline: fingerprint::Fingerprint,
 }
 
 /// How often each process sends a heartbeat to the others.
@@ -68,6 +71,7 @@ impl ClusterConfig {
             generation,
             join_timeout: Duration::from_secs(300),
             peer_timeout: Duration::from_secs(15),
+            pipeline: fingerprint::Fingerprint::default(),
         })
     }
 

@@ -142,6 +142,8 @@ pub struct Plan {
     /// Key groups: windows route keys by `hash mod key_groups`, and workers own groups
     /// `mod workers`.
     pub key_groups: u32,
+    /// The pipeline's parts as hashes: every process of a cluster must have the same.
+    pub fingerprint: crate::cluster::fingerprint::Fingerprint,
     /// Things that are allowed but probably not meant (a step nothing reads), as
     /// `FILE:LINE:COL: warning: path: message` lines.
     pub warnings: Vec<String>,
@@ -181,6 +183,7 @@ pub fn build(loaded: &LoadedSpec) -> Result<Plan, SpecErrors> {
     let mut warnings = Vec::new();
     let mut plan = plan(&loaded.spec, &mut diags, &mut warnings);
     if diags.is_empty() && loaded.pending.is_empty() {
+        plan.fingerprint = crate::cluster::fingerprint::Fingerprint::of_spec(&loaded.tree.root.to_json());
         let located = loaded.locate_only(warnings);
         plan.warnings = located
             .diagnostics
@@ -644,6 +647,7 @@ fn plan(
         metrics: spec.metrics.clone(),
         key_groups,
         warnings: Vec::new(),
+        fingerprint: Default::default(),
     }
 }
 

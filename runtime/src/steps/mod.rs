@@ -5,10 +5,7 @@
 //! operator ([`StepOp::build`] from a small [`BuildCx`]). [`StepSpec`] is the one list of kinds;
 //! the planner, the dataflow, the graph and checkpoints only know the contract.
 
-pub mod derive;
 mod expressions;
-pub mod filter;
-pub mod select;
 pub mod stream;
 
 use std::cell::RefCell;
@@ -25,11 +22,15 @@ use crate::plugins::config::ModelStepConfig;
 use crate::record::Schema;
 use crate::sinks::dead_letter::DeadLetters;
 
-/// The one list of step kinds: `type:` name, variant, config type. It makes [`StepSpec`] (the
-/// spec's type, its JSON Schema), [`StepSpec::TYPES`], [`StepSpec::kind`] and the per-kind field
-/// check of `validate`. Adding a kind is its folder plus one line here.
+/// The one list of step kinds: `type:` name, its folder below `steps/` (`in NAME`; window and
+/// model live in `dataflow/window/` and `plugins/`), variant and config type. It makes the
+/// modules, [`StepSpec`] (the spec's type, its JSON Schema), [`StepSpec::TYPES`],
+/// [`StepSpec::kind`] and the per-kind field check of `validate`. Adding a kind is its folder
+/// plus one line here.
 macro_rules! step_kinds {
-    ($($(#[$doc:meta])* $name:literal => $variant:ident($config:ty),)*) => {
+    ($($(#[$doc:meta])* $name:literal $(in $module:ident)? => $variant:ident($config:ty),)*) => {
+        $($(pub mod $module;)?)*
+
         /// A transformation, chosen by `type`.
         #[derive(Debug, Clone, Deserialize, JsonSchema)]
         #[serde(tag = "type", rename_all = "snake_case")]
@@ -65,11 +66,11 @@ step_kinds! {
     /// Scores rows with a WebAssembly model plugin.
     "model" => Model(ModelStepConfig),
     /// Keeps the records for which a SQL condition is true.
-    "filter" => Filter(filter::FilterConfig),
+    "filter" in filter => Filter(filter::FilterConfig),
     /// Adds (or replaces) columns computed by SQL expressions.
-    "derive" => Derive(derive::DeriveConfig),
+    "derive" in derive => Derive(derive::DeriveConfig),
     /// Keeps, renames and orders columns.
-    "select" => Select(select::SelectConfig),
+    "select" in select => Select(select::SelectConfig),
 }
 
 impl StepSpec {
