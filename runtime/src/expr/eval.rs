@@ -37,14 +37,13 @@ impl Batch {
         }
     }
 
-    /// The rows where `mask` is true.
-    fn filter(&self, mask: &BooleanArray) -> Result<Batch, ArrowError> {
-        let mut columns = Vec::with_capacity(self.columns.len());
-        for c in &self.columns {
-            columns.push(match c {
-                Some(a) => Some(arrow_select::filter::filter(a, mask)?),
-                None => None,
-            });
+    /// The rows where `mask` is true, of the columns `needed`.
+    fn filter(&self, mask: &BooleanArray, needed: &[usize]) -> Result<Batch, ArrowError> {
+        let mut columns = vec![None; self.columns.len()];
+        for &i in needed {
+            if let Some(a) = &self.columns[i] {
+                columns[i] = Some(arrow_select::filter::filter(a, mask)?);
+            }
         }
         Ok(Batch {
             columns,
@@ -110,24 +109,33 @@ pub fn eval(e: &Typed, batch: &Batch) -> Result<ArrayRef, ArrowError> {
             let a = eval(inner, batch)?;
             super::cast::cast(&a, inner.ty, e.ty, *try_)?
         }
-        Node::Arith(op, l, r) => {
+        Node::Arith(op, l, r) if e.ty == Type::Ts || (*op == ArithOp::Rem && e.ty == Type::Int) => {
             let (a, b) = (eval(l, batch)?, eval(r, batch)?);
             arith(*op, &a, &b, l.ty, e.ty)?
         }
-        Node::Cmp(op, l, r) => {
-            let (mut a, mut b) = (eval(l, batch)?, eval(r, batch)?);
-            if l.ty == Type::Float {
-                a = normalize_floats(&a);
-                b = normalize_floats(&b);
+        Node::Arith(op, l, r) => {
+            let (a, b) = operands(l, r, batch, false)?;
+            use arrow_arith::numeric;
+            let (a, b) = (a.datum(), b.datum());
+            match op {
+                ArithOp::Add => numeric::add(a, b)?,
+                ArithOp::Sub => numeric::sub(a, b)?,
+                ArithOp::Mul => numeric::mul(a, b)?,
+                ArithOp::Div => numeric::div(a, b)?,
+                ArithOp::Rem => numeric::rem(a, b)?,
             }
+        }
+        Node::Cmp(op, l, r) => {
+            let (a, b) = operands(l, r, batch, l.ty == Type::Float)?;
+            let (a, b) = (a.datum(), b.datum());
             use arrow_ord::cmp;
             Arc::new(match op {
-                CmpOp::Eq => cmp::eq(&a, &b)?,
-                CmpOp::NotEq => cmp::neq(&a, &b)?,
-                CmpOp::Lt => cmp::lt(&a, &b)?,
-                CmpOp::LtEq => cmp::lt_eq(&a, &b)?,
-                CmpOp::Gt => cmp::gt(&a, &b)?,
-                CmpOp::GtEq => cmp::gt_eq(&a, &b)?,
+                CmpOp::Eq => cmp::eq(a, b)?,
+                CmpOp::NotEq => cmp::neq(a, b)?,
+                CmpOp::Lt => cmp::lt(a, b)?,
+                CmpOp::LtEq => cmp::lt_eq(a, b)?,
+                CmpOp::Gt => cmp::gt(a, b)?,
+                CmpOp::GtEq => cmp::gt_eq(a, b)?,
             })
         }
         // The right side runs only on the rows the left side does not decide (as DuckDB: `false
@@ -192,15 +200,26 @@ pub fn eval(e: &Typed, batch: &Batch) -> Result<ArrayRef, ArrowError> {
                 if hit.true_count() == 0 {
                     continue;
                 }
-                let v = eval_where(then, batch, &hit)?;
-                result = arrow_select::zip::zip(&hit, &v, &result)?;
+                result = match &then.node {
+                    // A literal branch (`THEN 'up'`) as a scalar, not spread over the batch.
+                    Node::Lit(l) if !matches!(l, Lit::Null) => {
+                        let v = arrow_array::Scalar::new(literal(l, then.ty, 1));
+                        arrow_select::zip::zip(&hit, &v, &result)?
+                    }
+                    _ => arrow_select::zip::zip(&hit, &eval_where(then, batch, &hit)?, &result)?,
+                };
                 remaining = arrow_arith::boolean::and_not(&remaining, &hit)?;
             }
             if let Some(x) = otherwise
                 && remaining.true_count() > 0
             {
-                let v = eval_where(x, batch, &remaining)?;
-                result = arrow_select::zip::zip(&remaining, &v, &result)?;
+                result = match &x.node {
+                    Node::Lit(l) if !matches!(l, Lit::Null) => {
+                        let v = arrow_array::Scalar::new(literal(l, x.ty, 1));
+                        arrow_select::zip::zip(&remaining, &v, &result)?
+                    }
+                    _ => arrow_select::zip::zip(&remaining, &eval_where(x, batch, &remaining)?, &result)?,
+                };
             }
             result
         }
@@ -264,16 +283,87 @@ fn undecided(a: &BooleanArray, decided_by: bool) -> BooleanArray {
     }
 }
 
-/// `e` evaluated only on the rows where `mask` is true; NULL elsewhere.
+/// A kernel's operand: a column, or a literal as a one-value scalar (not spread over the batch).
+enum Operand {
+    Array(ArrayRef),
+    Scalar(arrow_array::Scalar<ArrayRef>),
+}
+
+impl Operand {
+    fn datum(&self) -> &dyn arrow_array::Datum {
+        match self {
+            Operand::Array(a) => a,
+            Operand::Scalar(s) => s,
+        }
+    }
+}
+
+/// Both operands of a binary kernel (floats folded for comparison when `normalize`). NB: two
+/// literals would give a one-row result, so then the left one is spread.
+fn operands(l: &Typed, r: &Typed, batch: &Batch, normalize: bool) -> Result<(Operand, Operand), ArrowError> {
+    let one = |t: &Typed, scalar_ok: bool| -> Result<Operand, ArrowError> {
+        let fold = |a: ArrayRef| if normalize { normalize_floats(&a) } else { a };
+        Ok(match &t.node {
+            Node::Lit(lit) if scalar_ok && !matches!(lit, Lit::Null) => {
+                Operand::Scalar(arrow_array::Scalar::new(fold(literal(lit, t.ty, 1))))
+            }
+            _ => Operand::Array(fold(eval(t, batch)?)),
+        })
+    };
+    let a = one(l, !matches!(r.node, Node::Lit(_)))?;
+    let b = one(r, true)?;
+    Ok((a, b))
+}
+
+/// Whether evaluating `t` can fail for some row (overflow, a math domain error, a cast); what
+/// cannot fail is evaluated over the whole batch even where its value is not needed.
+fn can_fail(t: &Typed) -> bool {
+    use super::func::Func;
+    let any = |ts: &[Typed]| ts.iter().any(can_fail);
+    match &t.node {
+        Node::Col(_) | Node::Lit(_) => false,
+        Node::Cast { e, try_ } => {
+            can_fail(e)
+                || (!try_ && matches!((e.ty, t.ty), (Type::Float, Type::Int) | (Type::Str, _)))
+        }
+        Node::Arith(op, a, b) => {
+            can_fail(a)
+                || can_fail(b)
+                || t.ty == Type::Ts
+                || (t.ty == Type::Int && matches!(op, ArithOp::Add | ArithOp::Sub | ArithOp::Mul))
+        }
+        Node::Neg(x) => can_fail(x) || t.ty == Type::Int,
+        Node::Cmp(_, a, b) | Node::And(a, b) | Node::Or(a, b) | Node::Nullif(a, b) => {
+            can_fail(a) || can_fail(b)
+        }
+        Node::Not(x) | Node::IsNull { e: x, .. } => can_fail(x),
+        Node::Like { e, pattern, .. } => can_fail(e) || can_fail(pattern),
+        Node::Case { whens, otherwise } => {
+            whens.iter().any(|(c, v)| can_fail(c) || can_fail(v))
+                || otherwise.as_ref().is_some_and(|o| can_fail(o))
+        }
+        Node::Coalesce(args) | Node::Concat { parts: args, .. } => any(args),
+        Node::Call(f, args) => {
+            any(args)
+                || matches!(f, Func::Sqrt | Func::Ln)
+                || (t.ty == Type::Int && matches!(f, Func::Abs | Func::Round(_)))
+        }
+    }
+}
+
+/// `e` evaluated only on the rows where `mask` is true; NULL elsewhere. (What cannot fail is
+/// evaluated on every row: cheaper than selecting rows, and the same values where they count.)
 fn eval_where(e: &Typed, batch: &Batch, mask: &BooleanArray) -> Result<ArrayRef, ArrowError> {
     let hits = mask.true_count();
-    if hits == batch.rows {
+    if hits == batch.rows || (hits > 0 && !can_fail(e)) {
         return eval(e, batch);
     }
     if hits == 0 {
         return Ok(new_null_array(&e.ty.arrow(), batch.rows));
     }
-    let part = eval(e, &batch.filter(mask)?)?;
+    let mut needed = Vec::new();
+    super::collect_columns(e, &mut needed);
+    let part = eval(e, &batch.filter(mask, &needed)?)?;
     let mut k = 0u32;
     let indices: UInt32Array = mask
         .values()

@@ -276,7 +276,7 @@ fn fold(t: check::Typed) -> check::Typed {
     }
 }
 
-fn collect_columns(t: &check::Typed, out: &mut Vec<usize>) {
+pub(crate) fn collect_columns(t: &check::Typed, out: &mut Vec<usize>) {
     use check::Node as N;
     match &t.node {
         N::Col(i) => out.push(*i),

@@ -89,16 +89,15 @@ impl StepOp for Filter {
     }
 }
 
-/// Moves the records of `batch` whose condition is true into `out`.
-fn keep<R: BatchOf>(eval: &mut Evaluated, batch: Vec<R>, out: &mut Vec<R>) {
+/// The records of `batch` whose condition is true, kept in place (the batch becomes `out`).
+fn keep<R: BatchOf>(eval: &mut Evaluated, mut batch: Vec<R>, out: &mut Vec<R>) {
     let Some((values, _)) = eval.run(&batch) else {
         return;
     };
     let mask = crate::expr::truthy(values[0].as_boolean());
-    out.extend(
-        batch
-            .into_iter()
-            .zip(mask.values().iter())
-            .filter_map(|(r, keep)| keep.then_some(r)),
-    );
+    if mask.true_count() < batch.len() {
+        let mut keep = mask.values().iter();
+        batch.retain(|_| keep.next().unwrap_or(false));
+    }
+    *out = batch;
 }
