@@ -1067,16 +1067,31 @@ fn processes_replaying_different_files_stop_with_an_error_instead_of_different_w
 fn processes_with_different_pipelines_or_flags_are_refused_naming_what_differs() {
     let dir = tempfile::tempdir().unwrap();
     let trades = dir.path().join("trades.jsonl");
-    write_frames(&Frames { seed: 8, trades: 3000, ..Frames::default() }, &trades);
+    write_frames(
+        &Frames {
+            seed: 8,
+            trades: 3000,
+            ..Frames::default()
+        },
+        &trades,
+    );
     let replay = repo().join("specs/replay.yaml");
     let half_minute = dir.path().join("30s.yaml");
     std::fs::write(
         &half_minute,
-        std::fs::read_to_string(&replay).unwrap().replace("size: 1m", "size: 30s"),
+        std::fs::read_to_string(&replay)
+            .unwrap()
+            .replace("size: 1m", "size: 30s"),
     )
     .unwrap();
     for (case, spec1, threads1, extra1, want) in [
-        ("window size", &half_minute, 1, &[][..], "its steps (windows, aggregates, expressions, models) differ"),
+        (
+            "window size",
+            &half_minute,
+            1,
+            &[][..],
+            "its steps (windows, aggregates, expressions, models) differ",
+        ),
         ("--workers", &replay, 2, &[][..], "it runs --workers"),
         ("--bounded", &replay, 1, &["--bounded"][..], "--bounded"),
     ] {
@@ -1089,12 +1104,83 @@ fn processes_with_different_pipelines_or_flags_are_refused_naming_what_differs()
         for (i, p) in procs.iter_mut().enumerate() {
             let status = wait(p, Duration::from_secs(60));
             let stderr = p.stderr();
-            assert!(!status.success(), "{case}: process {i} should refuse: {stderr}");
+            assert!(
+                !status.success(),
+                "{case}: process {i} should refuse: {stderr}"
+            );
             assert!(
                 stderr.contains("runs a different pipeline") && stderr.contains(want),
                 "{case}: process {i}: {stderr}"
             );
         }
-        assert!(!out.join("bars").exists() || read_parquet_dir(&out.join("bars")).1.is_empty(), "{case}: nothing written");
+        assert!(
+            !out.join("bars").exists() || read_parquet_dir(&out.join("bars")).1.is_empty(),
+            "{case}: nothing written"
+        );
+    }
+}
+
+/// Without checkpoints a new cluster cannot resume where the old one stopped: a membership
+/// change stops every process with an error that says so, instead of replaying the input again
+/// (duplicates) and exiting 0.
+#[test]
+fn a_membership_change_without_checkpoints_stops_with_an_error_instead_of_duplicating() {
+    let dir = tempfile::tempdir().unwrap();
+    let trades = big_replay(dir.path());
+    let spec = slow_spec(dir.path());
+    let mut peers = free_ports(3);
+    let third = peers.pop().unwrap();
+    let peers_file = dir.path().join("peers");
+    std::fs::write(&peers_file, peers.join("\n")).unwrap();
+    let out = dir.path().join("out");
+    let mut procs: Vec<Proc> = (0..2)
+        .map(|i| {
+            let log = out.with_extension(format!("p{i}.log"));
+            let child = Command::new(bin())
+                .arg("run")
+                .arg(&spec)
+                .args([
+                    "--workers",
+                    "1",
+                    "--process",
+                    &i.to_string(),
+                    "--peers-file",
+                ])
+                .arg(&peers_file)
+                .current_dir(repo())
+                .env("TRADES_FILE", &trades)
+                .env("OUT_URL", &out)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap();
+            Proc { child, log }
+        })
+        .collect();
+    let formed = Instant::now() + Duration::from_secs(60);
+    while !procs[0].stderr().contains("cluster formed") {
+        assert!(Instant::now() < formed, "{}", procs[0].stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        procs[0]
+            .stderr()
+            .contains("will stop the cluster with an error instead of rescaling")
+    );
+    std::fs::write(
+        &peers_file,
+        [peers.clone(), vec![third]].concat().join("\n"),
+    )
+    .unwrap();
+    for (i, p) in procs.iter_mut().enumerate() {
+        let status = wait(p, Duration::from_secs(60));
+        let stderr = p.stderr();
+        assert!(!status.success(), "process {i}: {stderr}");
+        assert!(
+            stderr.contains(
+                "membership changed (2 → 3 processes), but the spec has no `checkpoints:`"
+            ),
+            "process {i}: {stderr}"
+        );
     }
 }

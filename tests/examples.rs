@@ -26,7 +26,11 @@ fn run_and_check(python: &str, name: &str, spec: &Path, trades: &Path, out: &Pat
         .env("OUT_URL", out)
         .output()
         .unwrap();
-    assert!(run.status.success(), "{name} with {workers} worker(s): {}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{name} with {workers} worker(s): {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let check = Command::new(python)
         .arg(repo().join("tests/sql/examples.py"))
         .args([name])
@@ -60,7 +64,9 @@ fn mixed_trades(dir: &Path, seed: u64) -> std::path::PathBuf {
 
 #[test]
 fn crypto_filter_bars_derive_and_select_equal_duckdb() {
-    let Some(python) = crate::sql::python() else { return };
+    let Some(python) = crate::sql::python() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let trades = mixed_trades(dir.path(), 31);
     for workers in ["1", "2"] {
@@ -72,7 +78,9 @@ fn crypto_filter_bars_derive_and_select_equal_duckdb() {
 
 #[test]
 fn a_failing_expression_dead_letters_only_its_rows() {
-    let Some(python) = crate::sql::python() else { return };
+    let Some(python) = crate::sql::python() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let trades = mixed_trades(dir.path(), 32);
     let spec = dir.path().join("overflow.yaml");
@@ -104,7 +112,9 @@ dead_letters: { path: "${OUT_URL}/dead", format: jsonl }
             .expect("an expression_error dead letter");
         let detail = one["detail"].as_str().unwrap();
         assert!(
-            detail.contains("step `big`") && detail.contains("CAST(volume AS BIGINT)") && detail.contains("verflow"),
+            detail.contains("step `big`")
+                && detail.contains("CAST(volume AS BIGINT)")
+                && detail.contains("verflow"),
             "{detail}"
         );
         assert!(one["raw"].as_str().unwrap().starts_with("{\"c\":"), "{one}");
@@ -115,11 +125,20 @@ dead_letters: { path: "${OUT_URL}/dead", format: jsonl }
 fn graph_shows_the_steps_with_their_expressions() {
     for format in ["dot", "mermaid"] {
         let out = Command::new(bin())
-            .args(["graph", "specs/examples/crypto-returns.yaml", "--format", format])
+            .args([
+                "graph",
+                "specs/examples/crypto-returns.yaml",
+                "--format",
+                format,
+            ])
             .current_dir(repo())
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = String::from_utf8(out.stdout).unwrap();
         for want in [
             "filter where starts_with(symbol, 'BINANCE:') AND volume > 0",
@@ -131,7 +150,10 @@ fn graph_shows_the_steps_with_their_expressions() {
         }
         // trades → filter → window (trades by key) → derive → select → sink
         if format == "dot" {
-            assert!(text.contains("step_crypto -> step_bars_1m [label=\"trades by key\"]"), "{text}");
+            assert!(
+                text.contains("step_crypto -> step_bars_1m [label=\"trades by key\"]"),
+                "{text}"
+            );
             assert!(text.contains("step_slim -> sink_bars"), "{text}");
         }
     }

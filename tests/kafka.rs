@@ -574,9 +574,10 @@ fn kill_9_and_restart(spec: &str) {
     let topic = create_topic(&brokers, 4);
     produce_trades(&brokers, &topic, 200_000);
     let dir = tempfile::tempdir().unwrap();
-    let market_bars = |brokers: &str, topic: &str, out: &std::path::Path, workers: &str, interval: &str| {
-        run_kafka_spec(spec, brokers, topic, out, workers, interval)
-    };
+    let market_bars =
+        |brokers: &str, topic: &str, out: &std::path::Path, workers: &str, interval: &str| {
+            run_kafka_spec(spec, brokers, topic, out, workers, interval)
+        };
 
     // The uninterrupted run.
     let reference_dir = dir.path().join("reference");
@@ -774,7 +775,9 @@ fn plugin_state_is_checkpointed_so_a_killed_run_restarted_scores_like_the_uninte
 #[test]
 fn bars_written_to_kafka_as_json_rows_equal_the_parquet_bars_and_duckdb() {
     let Some(brokers) = brokers() else { return };
-    let Some(python) = crate::sql::python() else { return };
+    let Some(python) = crate::sql::python() else {
+        return;
+    };
     let topic = create_topic(&brokers, 1);
     let dir = tempfile::tempdir().unwrap();
     let trades = dir.path().join("trades.jsonl");
@@ -787,10 +790,19 @@ fn bars_written_to_kafka_as_json_rows_equal_the_parquet_bars_and_duckdb() {
         &trades,
     );
     for workers in ["1", "2"] {
-        let topic = if workers == "1" { topic.clone() } else { create_topic(&brokers, 3) };
+        let topic = if workers == "1" {
+            topic.clone()
+        } else {
+            create_topic(&brokers, 3)
+        };
         let out_dir = dir.path().join(format!("out{workers}"));
         let out = Command::new(bin())
-            .args(["run", "specs/examples/bars-to-kafka.yaml", "--workers", workers])
+            .args([
+                "run",
+                "specs/examples/bars-to-kafka.yaml",
+                "--workers",
+                workers,
+            ])
             .current_dir(repo())
             .env("KAFKA_BROKERS", &brokers)
             .env("BARS_TOPIC", &topic)
@@ -798,7 +810,11 @@ fn bars_written_to_kafka_as_json_rows_equal_the_parquet_bars_and_duckdb() {
             .env("OUT_URL", &out_dir)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         // The Parquet bars against DuckDB.
         let check = Command::new(&python)
             .arg(repo().join("tests/sql/replay_bars.py"))
@@ -807,7 +823,11 @@ fn bars_written_to_kafka_as_json_rows_equal_the_parquet_bars_and_duckdb() {
             .arg("2000")
             .output()
             .unwrap();
-        assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stdout));
+        assert!(
+            check.status.success(),
+            "{}",
+            String::from_utf8_lossy(&check.stdout)
+        );
         // The topic against the Parquet bars.
         let (names, rows) = read_parquet_dir(&out_dir.join("bars"));
         let mut parquet: Vec<String> = rows
@@ -821,8 +841,11 @@ fn bars_written_to_kafka_as_json_rows_equal_the_parquet_bars_and_duckdb() {
                             Cell::Null => serde_json::Value::Null,
                             Cell::Str(s) => s.clone().into(),
                             Cell::F64(x) => (*x).into(),
-                            Cell::I64(x) if n.starts_with("window_") => tickflow::record::format_ts(*x).into(),
+                            Cell::I64(x) if n.starts_with("window_") => {
+                                tickflow::record::format_ts(*x).into()
+                            }
                             Cell::I64(x) => (*x).into(),
+                            Cell::Bool(b) => (*b).into(),
                             Cell::List(_) => unreachable!(),
                         };
                         (n.clone(), v)
@@ -845,7 +868,10 @@ fn bars_written_to_kafka_as_json_rows_equal_the_parquet_bars_and_duckdb() {
         kafka.sort();
         assert!(parquet.len() > 50, "{}", parquet.len());
         assert_eq!(kafka.len(), parquet.len(), "{workers} worker(s)");
-        assert!(kafka == parquet, "{workers} worker(s): the topic's bars differ from the Parquet bars");
+        assert!(
+            kafka == parquet,
+            "{workers} worker(s): the topic's bars differ from the Parquet bars"
+        );
     }
 }
 
@@ -859,7 +885,8 @@ fn read_topic_with_keys(brokers: &str, topic: &str, partitions: i32) -> Vec<(Str
         .unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning).unwrap();
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
     }
     consumer.assign(&tpl).unwrap();
     let mut out = Vec::new();

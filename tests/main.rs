@@ -6,13 +6,13 @@ mod cluster;
 /// Grafana dashboards: every SQL query against real sink output (DuckDB), every PromQL query
 /// against a real Prometheus scraping running pipelines.
 mod dashboards;
-/// The Finnhub simulator's protocol, the client against every injected fault, the quickstart,
-/// and archives that replay to the same bars.
-mod finnhub;
 /// The example pipelines of specs/examples/ against independent DuckDB computations.
 mod examples;
 /// SQL expressions: random expressions over random rows, tickflow against DuckDB.
 mod expressions;
+/// The Finnhub simulator's protocol, the client against every injected fault, the quickstart,
+/// and archives that replay to the same bars.
+mod finnhub;
 /// Google Cloud Storage: the emulator against object_store's conformance suite, pipelines
 /// writing to gs://, outages and refusals.
 mod gcs;

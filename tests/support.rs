@@ -139,6 +139,7 @@ pub enum Cell {
     F64(f64),
     I64(i64),
     List(Vec<String>),
+    Bool(bool),
 }
 
 /// Reads every `*.parquet` below `dir` (recursively): column names and rows.
@@ -185,6 +186,7 @@ fn cell(col: &dyn Array, r: usize) -> Cell {
         Float64 => Cell::F64(col.as_primitive::<Float64Type>().value(r)),
         Int64 => Cell::I64(col.as_primitive::<Int64Type>().value(r)),
         Timestamp(_, _) => Cell::I64(col.as_primitive::<TimestampMillisecondType>().value(r)),
+        Boolean => Cell::Bool(col.as_boolean().value(r)),
         List(_) => {
             let items = col.as_list::<i32>().value(r);
             let strings = items.as_string::<i32>();

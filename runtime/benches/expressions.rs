@@ -15,7 +15,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
-use arrow_array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use arrow_array::{
+    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+};
 use compact_str::CompactString;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -32,7 +34,10 @@ const EXPRS: &[&str] = &[
 const BATCH: usize = 8192;
 
 fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
 }
 
 fn schema() -> Schema {
@@ -59,15 +64,37 @@ fn batches(rows: usize) -> Vec<Vec<ArrayRef>> {
     while done < rows {
         let n = BATCH.min(rows - done);
         let open: Vec<f64> = (0..n).map(|_| rng.random_range(10.0..500.0)).collect();
-        let close: Vec<f64> = open.iter().map(|o| o * rng.random_range(0.98..1.02)).collect();
-        let high: Vec<f64> = open.iter().zip(&close).map(|(o, c)| o.max(*c) * 1.01).collect();
-        let low: Vec<f64> = open.iter().zip(&close).map(|(o, c)| o.min(*c) * 0.99).collect();
+        let close: Vec<f64> = open
+            .iter()
+            .map(|o| o * rng.random_range(0.98..1.02))
+            .collect();
+        let high: Vec<f64> = open
+            .iter()
+            .zip(&close)
+            .map(|(o, c)| o.max(*c) * 1.01)
+            .collect();
+        let low: Vec<f64> = open
+            .iter()
+            .zip(&close)
+            .map(|(o, c)| o.min(*c) * 0.99)
+            .collect();
         let volume: Vec<f64> = (0..n).map(|_| rng.random_range(0.0..10_000.0)).collect();
-        let vwap: Vec<f64> = open.iter().zip(&close).map(|(o, c)| (o + c) / 2.0).collect();
+        let vwap: Vec<f64> = open
+            .iter()
+            .zip(&close)
+            .map(|(o, c)| (o + c) / 2.0)
+            .collect();
         let trades: Vec<i64> = (0..n).map(|_| rng.random_range(1..40)).collect();
         out.push(vec![
-            Arc::new(StringArray::from_iter_values((0..n).map(|i| &symbols[(done + i) % 500]))) as ArrayRef,
-            Arc::new(TimestampMillisecondArray::from_iter_values((0..n).map(|i| 1_764_000_000_000 + ((done + i) / 500) as i64 * 60_000)).with_timezone("UTC")),
+            Arc::new(StringArray::from_iter_values(
+                (0..n).map(|i| &symbols[(done + i) % 500]),
+            )) as ArrayRef,
+            Arc::new(
+                TimestampMillisecondArray::from_iter_values(
+                    (0..n).map(|i| 1_764_000_000_000 + ((done + i) / 500) as i64 * 60_000),
+                )
+                .with_timezone("UTC"),
+            ),
             Arc::new(Float64Array::from(open)),
             Arc::new(Float64Array::from(high)),
             Arc::new(Float64Array::from(low)),
@@ -87,22 +114,36 @@ fn to_rows(cols: &[ArrayRef], schema: &Schema) -> Vec<Row> {
         .zip(&schema.fields)
         .map(|(c, f)| values_of(c, tickflow::expr::types::Type::of_field(f.ty)))
         .collect();
-    (0..cols[0].len()).map(|r| values.iter().map(|v| v[r].clone()).collect()).collect()
+    (0..cols[0].len())
+        .map(|r| values.iter().map(|v| v[r].clone()).collect())
+        .collect()
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let rows: usize = arg(&args, "--rows").map(|s| s.parse().unwrap()).unwrap_or(10_000_000);
+    let rows: usize = arg(&args, "--rows")
+        .map(|s| s.parse().unwrap())
+        .unwrap_or(10_000_000);
     let schema = schema();
-    let exprs: Vec<Expr> = EXPRS.iter().map(|t| Expr::compile(t, &schema).unwrap()).collect();
+    let exprs: Vec<Expr> = EXPRS
+        .iter()
+        .map(|t| Expr::compile(t, &schema).unwrap())
+        .collect();
     let data = batches(rows);
-    println!("{rows} rows of bars, {} expressions: {}", EXPRS.len(), EXPRS.join(" | "));
+    println!(
+        "{rows} rows of bars, {} expressions: {}",
+        EXPRS.len(),
+        EXPRS.join(" | ")
+    );
 
     // 1. Over Arrow columns.
     let started = Instant::now();
     let mut checksum = 0usize;
     for cols in &data {
-        let batch = Batch { columns: cols.iter().cloned().map(Some).collect(), rows: cols[0].len() };
+        let batch = Batch {
+            columns: cols.iter().cloned().map(Some).collect(),
+            rows: cols[0].len(),
+        };
         for e in &exprs {
             checksum += arrow_array::Array::null_count(&e.eval(&batch).unwrap());
         }
@@ -136,7 +177,8 @@ fn main() {
         let file = std::fs::File::create(&parquet).unwrap();
         let mut w = parquet::arrow::ArrowWriter::try_new(file, arrow_schema.clone(), None).unwrap();
         for cols in &data {
-            w.write(&RecordBatch::try_new(arrow_schema.clone(), cols.clone()).unwrap()).unwrap();
+            w.write(&RecordBatch::try_new(arrow_schema.clone(), cols.clone()).unwrap())
+                .unwrap();
         }
         w.close().unwrap();
     }
@@ -158,17 +200,46 @@ for threads in (1, 2):
     print(threads, best)
 "#,
         parquet.display(),
-        EXPRS.iter().enumerate().map(|(i, e)| format!("{e} as e{i}")).collect::<Vec<_>>().join(", ")
+        EXPRS
+            .iter()
+            .enumerate()
+            .map(|(i, e)| format!("{e} as e{i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
-    let out = Command::new(&python).args(["-c", &script]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(&python)
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
-    let duck: Vec<f64> = text.lines().map(|l| l.split_whitespace().nth(1).unwrap().parse().unwrap()).collect();
+    let duck: Vec<f64> = text
+        .lines()
+        .map(|l| l.split_whitespace().nth(1).unwrap().parse().unwrap())
+        .collect();
     let rate = |secs: f64| rows as f64 / secs / 1e6;
-    println!("tickflow, Arrow columns, 1 thread     {:>8.1} M rows/s   {columnar:.3} s", rate(columnar));
-    println!("tickflow, derive path (rows), 1 thread {:>7.1} M rows/s   {derive:.3} s", rate(derive));
-    println!("DuckDB, 1 thread                       {:>7.1} M rows/s   {:.3} s", rate(duck[0]), duck[0]);
-    println!("DuckDB, 2 threads                      {:>7.1} M rows/s   {:.3} s", rate(duck[1]), duck[1]);
+    println!(
+        "tickflow, Arrow columns, 1 thread     {:>8.1} M rows/s   {columnar:.3} s",
+        rate(columnar)
+    );
+    println!(
+        "tickflow, derive path (rows), 1 thread {:>7.1} M rows/s   {derive:.3} s",
+        rate(derive)
+    );
+    println!(
+        "DuckDB, 1 thread                       {:>7.1} M rows/s   {:.3} s",
+        rate(duck[0]),
+        duck[0]
+    );
+    println!(
+        "DuckDB, 2 threads                      {:>7.1} M rows/s   {:.3} s",
+        rate(duck[1]),
+        duck[1]
+    );
     println!(
         "ratios: columns / DuckDB 1 thread = {:.2}, derive path / DuckDB 1 thread = {:.2}, columns / DuckDB 2 threads = {:.2} (target ≥ 1.0)",
         duck[0] / columnar,
@@ -179,17 +250,40 @@ for threads in (1, 2):
 
 /// A Python with DuckDB: the benches' own venv (as `pipeline --peers`).
 fn duckdb_python() -> PathBuf {
-    let venv = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default().join(".cache/tickflow/peers-venv");
+    let venv = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default()
+        .join(".cache/tickflow/peers-venv");
     let python = venv.join("bin/python");
     if !python.exists() {
-        assert!(Command::new("python3").arg("-m").arg("venv").arg(&venv).status().unwrap().success());
+        assert!(
+            Command::new("python3")
+                .arg("-m")
+                .arg("venv")
+                .arg(&venv)
+                .status()
+                .unwrap()
+                .success()
+        );
     }
-    if !Command::new(&python).args(["-c", "import duckdb"]).status().unwrap().success() {
-        assert!(Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check", "duckdb"])
-            .status()
-            .unwrap()
-            .success());
+    if !Command::new(&python)
+        .args(["-c", "import duckdb"])
+        .status()
+        .unwrap()
+        .success()
+    {
+        assert!(
+            Command::new(venv.join("bin/pip"))
+                .args([
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "duckdb"
+                ])
+                .status()
+                .unwrap()
+                .success()
+        );
     }
     python
 }

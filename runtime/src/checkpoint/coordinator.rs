@@ -90,12 +90,7 @@ impl Topology {
             Some((p, _, t)) => (self.workers, p * t..(p + 1) * t),
         };
         let mut slots = Vec::new();
-        for role in [
-            Role::Source,
-            Role::Step,
-            Role::Sink,
-            Role::DeadLetters,
-        ] {
+        for role in [Role::Source, Role::Step, Role::Sink, Role::DeadLetters] {
             let r = self.range(role);
             for i in 0..r.len() / w.max(1) {
                 slots.extend(local.clone().map(|x| r.start + i * w + x));
@@ -563,12 +558,7 @@ impl Coordinator {
             let started = Instant::now();
             // Phase by phase (the timings go to the debug log).
             let mut phases = [Duration::ZERO; 4];
-            let roles = [
-                Role::Source,
-                Role::Step,
-                Role::Sink,
-                Role::DeadLetters,
-            ];
+            let roles = [Role::Source, Role::Step, Role::Sink, Role::DeadLetters];
             for (i, role) in roles.into_iter().enumerate() {
                 while !self.all_acked(role, epoch) {
                     if self.ended.load(Ordering::Acquire) || self.failed.load(Ordering::Acquire) {

@@ -220,6 +220,11 @@ impl ClusterArgs {
             }
             (None, None) => return Ok(None),
         };
+        if membership.watched() && plan.checkpoints.is_none() {
+            eprintln!(
+                "warning: the membership is watched (--peers-file or --kubernetes) but the spec has no `checkpoints:`: a change of the membership will stop the cluster with an error instead of rescaling it"
+            );
+        }
         let mut peers = membership.current()?;
         let mut announced = false;
         while standby && membership.watched() && process >= peers.len() {
@@ -609,7 +614,9 @@ fn run_until_done(
         return run(plan, opts);
     };
     // Every process of the cluster must run this pipeline with these flags (the handshake).
-    config.pipeline = plan.fingerprint.with_flags(workers, bounded, plan.key_groups);
+    config.pipeline = plan
+        .fingerprint
+        .with_flags(workers, bounded, plan.key_groups);
     // Known by its address from now on: its index may change with the membership.
     let me = config.peers[config.process].clone();
     let mut rescale_started = None;

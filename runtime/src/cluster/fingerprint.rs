@@ -61,7 +61,10 @@ impl Fingerprint {
             sources: section("sources"),
             steps: section("steps"),
             sinks: section("sinks"),
-            outputs: fnv(section("dead_letters"), &section("checkpoints").to_le_bytes()),
+            outputs: fnv(
+                section("dead_letters"),
+                &section("checkpoints").to_le_bytes(),
+            ),
             plugins,
             ..Fingerprint::default()
         }
@@ -82,9 +85,17 @@ impl Fingerprint {
         let mut out = Vec::new();
         for (name, a, b) in [
             ("its sources", self.sources, theirs.sources),
-            ("its steps (windows, aggregates, expressions, models)", self.steps, theirs.steps),
+            (
+                "its steps (windows, aggregates, expressions, models)",
+                self.steps,
+                theirs.steps,
+            ),
             ("its sinks", self.sinks, theirs.sinks),
-            ("its dead letters or checkpoints", self.outputs, theirs.outputs),
+            (
+                "its dead letters or checkpoints",
+                self.outputs,
+                theirs.outputs,
+            ),
             ("its model plugin files", self.plugins, theirs.plugins),
         ] {
             if a != b {
@@ -98,7 +109,13 @@ impl Fingerprint {
             ));
         }
         if self.bounded != theirs.bounded {
-            let flag = |b: bool| if b { "with --bounded" } else { "without --bounded" };
+            let flag = |b: bool| {
+                if b {
+                    "with --bounded"
+                } else {
+                    "without --bounded"
+                }
+            };
             out.push(format!(
                 "it runs {}, this process {}",
                 flag(theirs.bounded),
@@ -117,9 +134,15 @@ impl Fingerprint {
     pub const LEN: usize = 5 * 8 + 4 + 4 + 4;
 
     pub fn encode(&self, b: &mut [u8]) {
-        for (i, h) in [self.sources, self.steps, self.sinks, self.outputs, self.plugins]
-            .iter()
-            .enumerate()
+        for (i, h) in [
+            self.sources,
+            self.steps,
+            self.sinks,
+            self.outputs,
+            self.plugins,
+        ]
+        .iter()
+        .enumerate()
         {
             b[i * 8..i * 8 + 8].copy_from_slice(&h.to_le_bytes());
         }

@@ -130,7 +130,9 @@ fn read_hello(stream: &mut TcpStream) -> Result<Hello, String> {
         return Hello::decode(&b);
     }
     // Then the version: another protocol's hello may be shorter than ours.
-    stream.read_exact(&mut b[MAGIC.len()..MAGIC.len() + 4]).map_err(why)?;
+    stream
+        .read_exact(&mut b[MAGIC.len()..MAGIC.len() + 4])
+        .map_err(why)?;
     let version = u32::from_le_bytes(b[8..12].try_into().expect("4 bytes"));
     if version != VERSION {
         return Hello::decode(&b);
@@ -510,8 +512,14 @@ mod tests {
         other.pipeline.steps = 1;
         other.pipeline.threads = 2;
         let why = other.mismatch(&cfg).unwrap();
-        assert!(why.contains("process 2 (c:3) runs a different pipeline: its steps"), "{why}");
-        assert!(why.contains("it runs --workers 2, this process --workers 0"), "{why}");
+        assert!(
+            why.contains("process 2 (c:3) runs a different pipeline: its steps"),
+            "{why}"
+        );
+        assert!(
+            why.contains("it runs --workers 2, this process --workers 0"),
+            "{why}"
+        );
         assert_eq!(Hello::decode(&other.encode()), Ok(other));
     }
 }

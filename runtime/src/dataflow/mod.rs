@@ -23,12 +23,12 @@ use crate::metrics::Metrics;
 use crate::plan::Plan;
 use crate::record::Trade;
 use crate::sinks::SinkSpec;
-use crate::steps::{AnyStream, BuildCx};
 use crate::sinks::dead_letter::DeadLetters;
 use crate::sinks::parquet::parquet_sink;
 use crate::sources::SourceSpec;
 use crate::sources::finnhub::source::{FinnhubShared, finnhub_stream};
 use crate::sources::replay::{BLOCK_SIZE, ReplayShared, replay_stream};
+use crate::steps::{AnyStream, BuildCx};
 
 /// How to run a plan.
 pub struct RunOptions {
@@ -385,6 +385,17 @@ fn watch_membership(m: Arc<Membership>, peers: Vec<String>, ctx: Arc<RunContext>
                 std::thread::sleep(crate::cluster::membership::POLL);
                 match m.current() {
                     Ok(list) if !list.is_empty() && list != peers => {
+                        // NB: a new cluster resumes from the final checkpoint of this one;
+                        // without checkpoints it would start the input again (a replay
+                        // duplicates its output) or skip what this one had not finished.
+                        if ctx.plan.checkpoints.is_none() {
+                            ctx.fail(format!(
+                                "the cluster's membership changed ({} → {} processes), but the spec has no `checkpoints:`: a new cluster could not resume where this one stopped (it would read the input again and duplicate output, or lose records). Add `checkpoints:` to rescale, or give the processes a fixed --peers list",
+                                peers.len(),
+                                list.len()
+                            ));
+                            return;
+                        }
                         ctx.request_rescale(list);
                         return;
                     }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type, TimestampMillisecondType};
-use arrow_array::{Array, ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray, TimestampMillisecondArray};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray, TimestampMillisecondArray,
+};
 use arrow_schema::ArrowError;
 
 use super::types::Type;
@@ -44,24 +46,55 @@ pub fn cast(a: &ArrayRef, from: Type, to: Type, try_: bool) -> Result<ArrayRef, 
         }};
     }
     Ok(match (from, to) {
-        (Type::Int, Type::Float) => map!(a.as_primitive::<Int64Type>(), Float64Array, |x: i64| Ok::<_, String>(x as f64)),
+        (Type::Int, Type::Float) => {
+            map!(a.as_primitive::<Int64Type>(), Float64Array, |x: i64| Ok::<
+                _,
+                String,
+            >(
+                x as f64
+            ))
+        }
         (Type::Float, Type::Int) => map!(a.as_primitive::<Float64Type>(), Int64Array, float_to_int),
-        (Type::Int, Type::Str) => map!(a.as_primitive::<Int64Type>(), StringArray, |x: i64| Ok::<_, String>(x.to_string())),
-        (Type::Float, Type::Str) => map!(a.as_primitive::<Float64Type>(), StringArray, |x: f64| Ok::<_, String>(format_float(x))),
-        (Type::Bool, Type::Str) => map!(a.as_boolean(), StringArray, |x: bool| Ok::<_, String>(x.to_string())),
-        (Type::Ts, Type::Str) => map!(a.as_primitive::<TimestampMillisecondType>(), StringArray, |x: i64| Ok::<_, String>(format_timestamp(x))),
+        (Type::Int, Type::Str) => map!(a.as_primitive::<Int64Type>(), StringArray, |x: i64| Ok::<
+            _,
+            String,
+        >(
+            x.to_string()
+        )),
+        (Type::Float, Type::Str) => {
+            map!(a.as_primitive::<Float64Type>(), StringArray, |x: f64| Ok::<
+                _,
+                String,
+            >(
+                format_float(x)
+            ))
+        }
+        (Type::Bool, Type::Str) => map!(a.as_boolean(), StringArray, |x: bool| Ok::<_, String>(
+            x.to_string()
+        )),
+        (Type::Ts, Type::Str) => map!(
+            a.as_primitive::<TimestampMillisecondType>(),
+            StringArray,
+            |x: i64| Ok::<_, String>(format_timestamp(x))
+        ),
         (Type::Str, Type::Int) => map!(a.as_string::<i32>(), Int64Array, |s: &str| {
             // As DuckDB: an integer, or a decimal number rounded half away from zero ('2.5' → 3,
             // unlike a DOUBLE).
             let t = s.trim();
             t.parse::<i64>().or_else(|_| match t.parse::<f64>() {
-                Ok(x) if x.is_finite() && t.chars().all(|c| c.is_ascii_digit() || ".eE+-".contains(c)) => float_to_int(x.round()),
+                Ok(x)
+                    if x.is_finite()
+                        && t.chars().all(|c| c.is_ascii_digit() || ".eE+-".contains(c)) =>
+                {
+                    float_to_int(x.round())
+                }
                 _ => Err(format!("could not convert string '{s}' to BIGINT")),
             })
         }),
         (Type::Str, Type::Float) => map!(a.as_string::<i32>(), Float64Array, |s: &str| {
             let t = s.trim();
-            t.parse::<f64>().map_err(|_| format!("could not convert string '{s}' to DOUBLE"))
+            t.parse::<f64>()
+                .map_err(|_| format!("could not convert string '{s}' to DOUBLE"))
         }),
         (Type::Str, Type::Bool) => map!(a.as_string::<i32>(), BooleanArray, |s: &str| {
             match s.trim().to_ascii_lowercase().as_str() {
@@ -72,16 +105,41 @@ pub fn cast(a: &ArrayRef, from: Type, to: Type, try_: bool) -> Result<ArrayRef, 
         }),
         (Type::Str, Type::Ts) => {
             let out = map!(a.as_string::<i32>(), Int64Array, |s: &str| {
-                super::check::parse_timestamp(s).ok_or_else(|| format!("could not convert string '{s}' to TIMESTAMP"))
+                super::check::parse_timestamp(s)
+                    .ok_or_else(|| format!("could not convert string '{s}' to TIMESTAMP"))
             });
             let ms = out.as_primitive::<Int64Type>();
-            Arc::new(TimestampMillisecondArray::new(ms.values().clone(), ms.nulls().cloned()).with_timezone("UTC"))
+            Arc::new(
+                TimestampMillisecondArray::new(ms.values().clone(), ms.nulls().cloned())
+                    .with_timezone("UTC"),
+            )
         }
-        (Type::Bool, Type::Int) => map!(a.as_boolean(), Int64Array, |b: bool| Ok::<_, String>(b as i64)),
-        (Type::Bool, Type::Float) => map!(a.as_boolean(), Float64Array, |b: bool| Ok::<_, String>(b as i64 as f64)),
-        (Type::Int, Type::Bool) => map!(a.as_primitive::<Int64Type>(), BooleanArray, |x: i64| Ok::<_, String>(x != 0)),
-        (Type::Float, Type::Bool) => map!(a.as_primitive::<Float64Type>(), BooleanArray, |x: f64| Ok::<_, String>(x != 0.0)),
-        _ => return Err(fail(format!("cannot cast {} to {}", from.name(), to.name()))),
+        (Type::Bool, Type::Int) => map!(a.as_boolean(), Int64Array, |b: bool| Ok::<_, String>(
+            b as i64
+        )),
+        (Type::Bool, Type::Float) => map!(a.as_boolean(), Float64Array, |b: bool| Ok::<_, String>(
+            b as i64 as f64
+        )),
+        (Type::Int, Type::Bool) => {
+            map!(a.as_primitive::<Int64Type>(), BooleanArray, |x: i64| Ok::<
+                _,
+                String,
+            >(
+                x != 0
+            ))
+        }
+        (Type::Float, Type::Bool) => map!(
+            a.as_primitive::<Float64Type>(),
+            BooleanArray,
+            |x: f64| Ok::<_, String>(x != 0.0)
+        ),
+        _ => {
+            return Err(fail(format!(
+                "cannot cast {} to {}",
+                from.name(),
+                to.name()
+            )));
+        }
     })
 }
 
@@ -92,7 +150,10 @@ fn float_to_int(x: f64) -> Result<i64, String> {
     if r.is_finite() && r >= -9_223_372_036_854_775_808.0 && r < 9_223_372_036_854_775_808.0 {
         Ok(r as i64)
     } else {
-        Err(format!("value {} is out of range for BIGINT", format_float(x)))
+        Err(format!(
+            "value {} is out of range for BIGINT",
+            format_float(x)
+        ))
     }
 }
 
@@ -102,13 +163,21 @@ fn float_to_int(x: f64) -> Result<i64, String> {
 pub fn format_float(x: f64) -> String {
     if x.is_nan() {
         // DuckDB prints the sign of a NaN (x86's `inf * 0` is a negative one).
-        return if x.is_sign_negative() { "-nan".into() } else { "nan".into() };
+        return if x.is_sign_negative() {
+            "-nan".into()
+        } else {
+            "nan".into()
+        };
     }
     if x.is_infinite() {
         return if x > 0.0 { "inf".into() } else { "-inf".into() };
     }
     if x == 0.0 {
-        return if x.is_sign_negative() { "-0.0".into() } else { "0.0".into() };
+        return if x.is_sign_negative() {
+            "-0.0".into()
+        } else {
+            "0.0".into()
+        };
     }
     let sci = format!("{x:e}"); // shortest round-trip digits: "-1.2345e6"
     let (mantissa, exp) = sci.split_once('e').expect("`{:e}` has an exponent");

@@ -59,7 +59,10 @@ pub enum Node {
     Col(usize),
     Lit(Lit),
     /// `CAST` (or an implicit widening); `try_cast` gives NULL instead of an error.
-    Cast { e: Box<Typed>, try_: bool },
+    Cast {
+        e: Box<Typed>,
+        try_: bool,
+    },
     /// Both operands have the node's type, except `timestamp ± interval`.
     Arith(ArithOp, Box<Typed>, Box<Typed>),
     /// Both operands have one type.
@@ -68,16 +71,30 @@ pub enum Node {
     Or(Box<Typed>, Box<Typed>),
     Not(Box<Typed>),
     Neg(Box<Typed>),
-    IsNull { e: Box<Typed>, negated: bool },
-    Like { e: Box<Typed>, pattern: Box<Typed>, negated: bool, ci: bool },
+    IsNull {
+        e: Box<Typed>,
+        negated: bool,
+    },
+    Like {
+        e: Box<Typed>,
+        pattern: Box<Typed>,
+        negated: bool,
+        ci: bool,
+    },
     /// Searched CASE; the simple form is rewritten to it. A branch is evaluated only for the
     /// rows that reach it.
-    Case { whens: Vec<(Typed, Typed)>, otherwise: Option<Box<Typed>> },
+    Case {
+        whens: Vec<(Typed, Typed)>,
+        otherwise: Option<Box<Typed>>,
+    },
     /// Later arguments are evaluated only for the rows still NULL.
     Coalesce(Vec<Typed>),
     Nullif(Box<Typed>, Box<Typed>),
     /// Strings joined; `concat()` reads NULL as '', `||` gives NULL.
-    Concat { parts: Vec<Typed>, null_as_empty: bool },
+    Concat {
+        parts: Vec<Typed>,
+        null_as_empty: bool,
+    },
     Call(Func, Vec<Typed>),
 }
 
@@ -87,16 +104,47 @@ fn typed(node: Node, ty: Type) -> Typed {
 
 /// The functions expressions may call, for "did you mean" and the docs.
 pub const FUNCTIONS: &[&str] = &[
-    "abs", "round", "floor", "ceil", "ceiling", "sqrt", "ln", "exp", "power", "pow", "least",
-    "greatest", "starts_with", "ends_with", "contains", "split_part", "upper", "lower", "length",
-    "concat", "coalesce", "nullif", "date_trunc", "date_part", "epoch_ms",
+    "abs",
+    "round",
+    "floor",
+    "ceil",
+    "ceiling",
+    "sqrt",
+    "ln",
+    "exp",
+    "power",
+    "pow",
+    "least",
+    "greatest",
+    "starts_with",
+    "ends_with",
+    "contains",
+    "split_part",
+    "upper",
+    "lower",
+    "length",
+    "concat",
+    "coalesce",
+    "nullif",
+    "date_trunc",
+    "date_part",
+    "epoch_ms",
 ];
 
 /// Functions that exist in SQL engines but are refused because their result would differ
 /// between runs or workers.
 const NONDETERMINISTIC: &[&str] = &[
-    "now", "current_timestamp", "current_date", "current_time", "random", "rand", "uuid",
-    "gen_random_uuid", "today", "localtimestamp", "get_current_timestamp",
+    "now",
+    "current_timestamp",
+    "current_date",
+    "current_time",
+    "random",
+    "rand",
+    "uuid",
+    "gen_random_uuid",
+    "today",
+    "localtimestamp",
+    "get_current_timestamp",
 ];
 
 pub struct Checker<'a> {
@@ -118,7 +166,11 @@ impl<'a> Checker<'a> {
         self.err_at(at.span(), message)
     }
 
-    fn err_at(&mut self, span: sqlparser::tokenizer::Span, message: impl Into<String>) -> Option<Typed> {
+    fn err_at(
+        &mut self,
+        span: sqlparser::tokenizer::Span,
+        message: impl Into<String>,
+    ) -> Option<Typed> {
         let loc = span.start;
         self.errors.push(ExprError {
             line: loc.line as usize,
@@ -131,7 +183,10 @@ impl<'a> Checker<'a> {
     pub fn check(&mut self, e: &ast::Expr) -> Option<Typed> {
         self.depth += 1;
         let out = if self.depth > MAX_DEPTH {
-            self.err(e, format!("the expression is nested more than {MAX_DEPTH} levels deep"))
+            self.err(
+                e,
+                format!("the expression is nested more than {MAX_DEPTH} levels deep"),
+            )
         } else {
             self.check_inner(e)
         };
@@ -155,7 +210,9 @@ impl<'a> Checker<'a> {
             E::TypedString(ts) => {
                 let text = match &ts.value.value {
                     Value::SingleQuotedString(s) => s.clone(),
-                    other => return self.err(e, format!("expected a quoted string, found {other}")),
+                    other => {
+                        return self.err(e, format!("expected a quoted string, found {other}"));
+                    }
                 };
                 match &ts.data_type {
                     DataType::Timestamp(..) | DataType::Datetime(_) | DataType::Date => {
@@ -196,12 +253,20 @@ impl<'a> Checker<'a> {
                         if let (UnaryOperator::Minus, Node::Lit(l)) = (op, &inner.node) {
                             // -9223372036854775808 and friends: fold into the literal.
                             match l {
-                                Lit::Int(i) => return Some(typed(Node::Lit(Lit::Int(i.wrapping_neg())), Type::Int)),
+                                Lit::Int(i) => {
+                                    return Some(typed(
+                                        Node::Lit(Lit::Int(i.wrapping_neg())),
+                                        Type::Int,
+                                    ));
+                                }
                                 Lit::Float(f) => {
                                     return Some(typed(Node::Lit(Lit::Float(-f)), Type::Float));
                                 }
                                 Lit::Interval(i) => {
-                                    return Some(typed(Node::Lit(Lit::Interval(i.wrapping_neg())), Type::Interval));
+                                    return Some(typed(
+                                        Node::Lit(Lit::Interval(i.wrapping_neg())),
+                                        Type::Interval,
+                                    ));
                                 }
                                 _ => {}
                             }
@@ -215,7 +280,11 @@ impl<'a> Checker<'a> {
                         if *op == UnaryOperator::Plus {
                             return Some(inner);
                         }
-                        let ty = if inner.ty == Type::Null { Type::Int } else { inner.ty };
+                        let ty = if inner.ty == Type::Null {
+                            Type::Int
+                        } else {
+                            inner.ty
+                        };
                         let inner = coerce(inner, ty);
                         Some(typed(Node::Neg(Box::new(inner)), ty))
                     }
@@ -238,7 +307,11 @@ impl<'a> Checker<'a> {
                 let t = self.check(inner)?;
                 let t = self.expect_bool(inner, t, "IS TRUE/FALSE")?;
                 let want_true = matches!(e, E::IsTrue(_) | E::IsNotTrue(_));
-                let base = if want_true { t } else { typed(Node::Not(Box::new(t)), Type::Bool) };
+                let base = if want_true {
+                    t
+                } else {
+                    typed(Node::Not(Box::new(t)), Type::Bool)
+                };
                 let known = typed(
                     Node::Coalesce(vec![base, typed(Node::Lit(Lit::Bool(false)), Type::Bool)]),
                     Type::Bool,
@@ -255,8 +328,20 @@ impl<'a> Checker<'a> {
                 let (ta, tb) = self.unify(e, ta, tb, "IS DISTINCT FROM")?;
                 let both_null = typed(
                     Node::And(
-                        Box::new(typed(Node::IsNull { e: Box::new(ta.clone()), negated: false }, Type::Bool)),
-                        Box::new(typed(Node::IsNull { e: Box::new(tb.clone()), negated: false }, Type::Bool)),
+                        Box::new(typed(
+                            Node::IsNull {
+                                e: Box::new(ta.clone()),
+                                negated: false,
+                            },
+                            Type::Bool,
+                        )),
+                        Box::new(typed(
+                            Node::IsNull {
+                                e: Box::new(tb.clone()),
+                                negated: false,
+                            },
+                            Type::Bool,
+                        )),
                     ),
                     Type::Bool,
                 );
@@ -272,7 +357,12 @@ impl<'a> Checker<'a> {
                     same
                 })
             }
-            E::In { expr, target, negated, .. } => {
+            E::In {
+                expr,
+                target,
+                negated,
+                ..
+            } => {
                 let list = match target {
                     ast::InTarget::List(list) => list,
                     _ => return self.err(e, "IN takes a list of values here (no subqueries)"),
@@ -281,7 +371,9 @@ impl<'a> Checker<'a> {
                 let mut any: Option<Typed> = None;
                 for item in list {
                     let Some(t) = self.check(item) else { continue };
-                    let Some((a, b)) = self.unify(item, needle.clone(), t, "IN") else { continue };
+                    let Some((a, b)) = self.unify(item, needle.clone(), t, "IN") else {
+                        continue;
+                    };
                     let eq = typed(Node::Cmp(CmpOp::Eq, Box::new(a), Box::new(b)), Type::Bool);
                     any = Some(match any {
                         None => eq,
@@ -289,21 +381,52 @@ impl<'a> Checker<'a> {
                     });
                 }
                 let any = any?;
-                Some(if *negated { typed(Node::Not(Box::new(any)), Type::Bool) } else { any })
+                Some(if *negated {
+                    typed(Node::Not(Box::new(any)), Type::Bool)
+                } else {
+                    any
+                })
             }
-            E::Between { expr, negated, low, high } => {
+            E::Between {
+                expr,
+                negated,
+                low,
+                high,
+            } => {
                 let x = self.check(expr)?;
                 let lo = self.check(low)?;
                 let hi = self.check(high)?;
                 let (x1, lo) = self.unify(low.as_ref(), x.clone(), lo, "BETWEEN")?;
                 let (x2, hi) = self.unify(high.as_ref(), x, hi, "BETWEEN")?;
-                let ge = typed(Node::Cmp(CmpOp::GtEq, Box::new(x1), Box::new(lo)), Type::Bool);
-                let le = typed(Node::Cmp(CmpOp::LtEq, Box::new(x2), Box::new(hi)), Type::Bool);
+                let ge = typed(
+                    Node::Cmp(CmpOp::GtEq, Box::new(x1), Box::new(lo)),
+                    Type::Bool,
+                );
+                let le = typed(
+                    Node::Cmp(CmpOp::LtEq, Box::new(x2), Box::new(hi)),
+                    Type::Bool,
+                );
                 let both = typed(Node::And(Box::new(ge), Box::new(le)), Type::Bool);
-                Some(if *negated { typed(Node::Not(Box::new(both)), Type::Bool) } else { both })
+                Some(if *negated {
+                    typed(Node::Not(Box::new(both)), Type::Bool)
+                } else {
+                    both
+                })
             }
-            E::Like { negated, any, expr, pattern, escape_char }
-            | E::ILike { negated, any, expr, pattern, escape_char } => {
+            E::Like {
+                negated,
+                any,
+                expr,
+                pattern,
+                escape_char,
+            }
+            | E::ILike {
+                negated,
+                any,
+                expr,
+                pattern,
+                escape_char,
+            } => {
                 if *any || escape_char.is_some() {
                     return self.err(e, "LIKE ANY and ESCAPE are not supported");
                 }
@@ -321,7 +444,12 @@ impl<'a> Checker<'a> {
                     Type::Bool,
                 ))
             }
-            E::Case { operand, conditions, else_result, .. } => {
+            E::Case {
+                operand,
+                conditions,
+                else_result,
+                ..
+            } => {
                 let operand = match operand {
                     Some(o) => Some((o.as_ref(), self.check(o)?)),
                     None => None,
@@ -331,7 +459,9 @@ impl<'a> Checker<'a> {
                 for cw in conditions {
                     let cond = self.check(&cw.condition);
                     let result = self.check(&cw.result);
-                    let (Some(cond), Some(result)) = (cond, result) else { continue };
+                    let (Some(cond), Some(result)) = (cond, result) else {
+                        continue;
+                    };
                     let cond = match &operand {
                         Some((o, t)) => {
                             let (a, b) = match self.unify(*o, t.clone(), cond, "CASE") {
@@ -384,7 +514,12 @@ impl<'a> Checker<'a> {
                     ty,
                 ))
             }
-            E::Cast { kind, expr, data_type, format } => {
+            E::Cast {
+                kind,
+                expr,
+                data_type,
+                format,
+            } => {
                 if format.is_some() {
                     return self.err(e, "CAST ... FORMAT is not supported");
                 }
@@ -396,24 +531,41 @@ impl<'a> Checker<'a> {
             E::Extract { field, expr, .. } => {
                 let part = match date_part(field) {
                     Some(p) => p,
-                    None => return self.err(e, format!("cannot extract `{field}` from a timestamp")),
+                    None => {
+                        return self.err(e, format!("cannot extract `{field}` from a timestamp"));
+                    }
                 };
                 let x = self.check(expr)?;
                 let x = self.expect(expr, x, Type::Ts, "EXTRACT")?;
-                Some(typed(Node::Call(Func::Extract(part), vec![x]), part.result_type()))
+                Some(typed(
+                    Node::Call(Func::Extract(part), vec![x]),
+                    part.result_type(),
+                ))
             }
             E::Floor { expr, field } | E::Ceil { expr, field } => {
                 match field {
                     CeilFloorKind::DateTimeField(DateTimeField::NoDateTime) => {}
-                    _ => return self.err(e, "floor/ceil take one number (use round(x, n) for digits)"),
+                    _ => {
+                        return self
+                            .err(e, "floor/ceil take one number (use round(x, n) for digits)");
+                    }
                 }
                 let floor = matches!(e, E::Floor { .. });
                 let x = self.check(expr)?;
-                self.call_numeric(e, if floor { Func::Floor } else { Func::Ceil }, vec![(expr.as_ref(), x)])
+                self.call_numeric(
+                    e,
+                    if floor { Func::Floor } else { Func::Ceil },
+                    vec![(expr.as_ref(), x)],
+                )
             }
             E::Function(f) => self.function(e, f),
-            E::Subquery(_) | E::Exists { .. } => self.err(e, "subqueries are not supported in expressions"),
-            other => self.err(other, format!("`{other}` is not supported in tickflow expressions")),
+            E::Subquery(_) | E::Exists { .. } => {
+                self.err(e, "subqueries are not supported in expressions")
+            }
+            other => self.err(
+                other,
+                format!("`{other}` is not supported in tickflow expressions"),
+            ),
         }
     }
 
@@ -437,7 +589,10 @@ impl<'a> Checker<'a> {
             }
         });
         match found {
-            Some(i) => Some(typed(Node::Col(i), Type::of_field(self.schema.fields[i].ty))),
+            Some(i) => Some(typed(
+                Node::Col(i),
+                Type::of_field(self.schema.fields[i].ty),
+            )),
             None => {
                 let hint = if FUNCTIONS.contains(&name.to_ascii_lowercase().as_str()) {
                     format!("; `{name}` is a function: call it as `{name}(...)`")
@@ -478,12 +633,34 @@ impl<'a> Checker<'a> {
     fn data_type(&mut self, at: &ast::Expr, dt: &DataType) -> Option<Type> {
         use DataType as D;
         Some(match dt {
-            D::BigInt(_) | D::Int(_) | D::Integer(_) | D::Int64 | D::SmallInt(_) | D::TinyInt(_)
-            | D::Int8(_) | D::Int16 | D::Int32 | D::Int4(_) | D::Int2(_) | D::HugeInt => Type::Int,
-            D::Double(_) | D::DoublePrecision | D::Float(_) | D::Float64 | D::Real | D::Float8
-            | D::Float4 | D::Float32 => Type::Float,
-            D::Varchar(_) | D::Text | D::String(_) | D::Char(_) | D::CharVarying(_)
-            | D::Character(_) | D::CharacterVarying(_) | D::Nvarchar(_) => Type::Str,
+            D::BigInt(_)
+            | D::Int(_)
+            | D::Integer(_)
+            | D::Int64
+            | D::SmallInt(_)
+            | D::TinyInt(_)
+            | D::Int8(_)
+            | D::Int16
+            | D::Int32
+            | D::Int4(_)
+            | D::Int2(_)
+            | D::HugeInt => Type::Int,
+            D::Double(_)
+            | D::DoublePrecision
+            | D::Float(_)
+            | D::Float64
+            | D::Real
+            | D::Float8
+            | D::Float4
+            | D::Float32 => Type::Float,
+            D::Varchar(_)
+            | D::Text
+            | D::String(_)
+            | D::Char(_)
+            | D::CharVarying(_)
+            | D::Character(_)
+            | D::CharacterVarying(_)
+            | D::Nvarchar(_) => Type::Str,
             D::Boolean | D::Bool => Type::Bool,
             D::Timestamp(..) | D::Datetime(_) | D::TimestampNtz(_) => Type::Ts,
             other => {
@@ -504,8 +681,10 @@ impl<'a> Checker<'a> {
         let ok = match (from, to) {
             _ if from == to => return Some(inner),
             (Type::Null, _) => return Some(typed(Node::Lit(Lit::Null), to)),
-            (Type::Interval | Type::StrList, _) | (_, Type::Interval | Type::StrList | Type::Null) => false,
-            (Type::Ts, Type::Int | Type::Float | Type::Bool) | (Type::Int | Type::Float | Type::Bool, Type::Ts) => {
+            (Type::Interval | Type::StrList, _)
+            | (_, Type::Interval | Type::StrList | Type::Null) => false,
+            (Type::Ts, Type::Int | Type::Float | Type::Bool)
+            | (Type::Int | Type::Float | Type::Bool, Type::Ts) => {
                 return self.err(
                     at,
                     format!(
@@ -520,7 +699,13 @@ impl<'a> Checker<'a> {
         if !ok {
             return self.err(at, format!("cannot cast {} to {}", from.name(), to.name()));
         }
-        Some(typed(Node::Cast { e: Box::new(inner), try_ }, to))
+        Some(typed(
+            Node::Cast {
+                e: Box::new(inner),
+                try_,
+            },
+            to,
+        ))
     }
 
     fn binary(
@@ -540,7 +725,14 @@ impl<'a> Checker<'a> {
                 let l = self.expect_bool(left, l, name);
                 let r = self.expect_bool(right, r, name);
                 let (l, r) = (Box::new(l?), Box::new(r?));
-                Some(typed(if *op == B::And { Node::And(l, r) } else { Node::Or(l, r) }, Type::Bool))
+                Some(typed(
+                    if *op == B::And {
+                        Node::And(l, r)
+                    } else {
+                        Node::Or(l, r)
+                    },
+                    Type::Bool,
+                ))
             }
             B::Eq | B::NotEq | B::Lt | B::LtEq | B::Gt | B::GtEq => {
                 let cmp = match op {
@@ -557,7 +749,13 @@ impl<'a> Checker<'a> {
             B::StringConcat => {
                 let l = self.to_text(left, l, "||")?;
                 let r = self.to_text(right, r, "||")?;
-                Some(typed(Node::Concat { parts: vec![l, r], null_as_empty: false }, Type::Str))
+                Some(typed(
+                    Node::Concat {
+                        parts: vec![l, r],
+                        null_as_empty: false,
+                    },
+                    Type::Str,
+                ))
             }
             B::Plus | B::Minus | B::Multiply | B::Divide | B::Modulo => {
                 let arith = match op {
@@ -570,10 +768,16 @@ impl<'a> Checker<'a> {
                 // timestamp ± interval, interval + timestamp
                 match (l.ty, r.ty, arith) {
                     (Type::Ts, Type::Interval, ArithOp::Add | ArithOp::Sub) => {
-                        return Some(typed(Node::Arith(arith, Box::new(l), Box::new(r)), Type::Ts));
+                        return Some(typed(
+                            Node::Arith(arith, Box::new(l), Box::new(r)),
+                            Type::Ts,
+                        ));
                     }
                     (Type::Interval, Type::Ts, ArithOp::Add) => {
-                        return Some(typed(Node::Arith(arith, Box::new(r), Box::new(l)), Type::Ts));
+                        return Some(typed(
+                            Node::Arith(arith, Box::new(r), Box::new(l)),
+                            Type::Ts,
+                        ));
                     }
                     (Type::Ts, Type::Ts, ArithOp::Sub) => {
                         return self.err(
@@ -610,7 +814,10 @@ impl<'a> Checker<'a> {
                     (_, Some(Type::Null)) | (_, None) => Type::Int,
                     (_, Some(t)) => t,
                 };
-                Some(typed(Node::Arith(arith, Box::new(coerce(l, ty)), Box::new(coerce(r, ty))), ty))
+                Some(typed(
+                    Node::Arith(arith, Box::new(coerce(l, ty)), Box::new(coerce(r, ty))),
+                    ty,
+                ))
             }
             other => self.err(at, format!("the operator `{other}` is not supported")),
         }
@@ -618,30 +825,61 @@ impl<'a> Checker<'a> {
 
     /// Both sides converted to one type for a comparison (a string literal against a timestamp
     /// is read as a timestamp).
-    fn unify(&mut self, at: &impl Spanned, l: Typed, r: Typed, what: &str) -> Option<(Typed, Typed)> {
+    fn unify(
+        &mut self,
+        at: &impl Spanned,
+        l: Typed,
+        r: Typed,
+        what: &str,
+    ) -> Option<(Typed, Typed)> {
         let as_ts = |t: &Typed| match &t.node {
-            Node::Lit(Lit::Str(s)) => parse_timestamp(s).map(|ms| typed(Node::Lit(Lit::Ts(ms)), Type::Ts)),
+            Node::Lit(Lit::Str(s)) => {
+                parse_timestamp(s).map(|ms| typed(Node::Lit(Lit::Ts(ms)), Type::Ts))
+            }
             _ => None,
         };
         let (l, r) = match (l.ty, r.ty) {
             (Type::Ts, Type::Str) => match as_ts(&r) {
                 Some(r) => (l, r),
                 None => {
-                    self.err(at, format!("cannot compare a timestamp with {} (`{}` is not a timestamp)", article(r.ty), lit_text(&r)));
+                    self.err(
+                        at,
+                        format!(
+                            "cannot compare a timestamp with {} (`{}` is not a timestamp)",
+                            article(r.ty),
+                            lit_text(&r)
+                        ),
+                    );
                     return None;
                 }
             },
             (Type::Str, Type::Ts) => match as_ts(&l) {
                 Some(l) => (l, r),
                 None => {
-                    self.err(at, format!("cannot compare a timestamp with {} (`{}` is not a timestamp)", article(l.ty), lit_text(&l)));
+                    self.err(
+                        at,
+                        format!(
+                            "cannot compare a timestamp with {} (`{}` is not a timestamp)",
+                            article(l.ty),
+                            lit_text(&l)
+                        ),
+                    );
                     return None;
                 }
             },
             _ => (l, r),
         };
-        if matches!(l.ty, Type::StrList | Type::Interval) || matches!(r.ty, Type::StrList | Type::Interval) {
-            self.err(at, format!("`{what}` cannot compare {} and {}", l.ty.name(), r.ty.name()));
+        if matches!(l.ty, Type::StrList | Type::Interval)
+            || matches!(r.ty, Type::StrList | Type::Interval)
+        {
+            self.err(
+                at,
+                format!(
+                    "`{what}` cannot compare {} and {}",
+                    l.ty.name(),
+                    r.ty.name()
+                ),
+            );
             return None;
         }
         match common(l.ty, r.ty) {
@@ -649,7 +887,11 @@ impl<'a> Checker<'a> {
             None => {
                 self.err(
                     at,
-                    format!("`{what}` cannot compare {} with {}", article(l.ty), article(r.ty)),
+                    format!(
+                        "`{what}` cannot compare {} with {}",
+                        article(l.ty),
+                        article(r.ty)
+                    ),
                 );
                 None
             }
@@ -663,7 +905,14 @@ impl<'a> Checker<'a> {
         if want == Type::Float && t.ty == Type::Int {
             return Some(coerce(t, want));
         }
-        self.err(at, format!("{what} needs {}, `{at}` is {}", article(want), article(t.ty)))
+        self.err(
+            at,
+            format!(
+                "{what} needs {}, `{at}` is {}",
+                article(want),
+                article(t.ty)
+            ),
+        )
     }
 
     fn expect_bool(&mut self, at: &ast::Expr, t: Typed, what: &str) -> Option<Typed> {
@@ -675,9 +924,13 @@ impl<'a> Checker<'a> {
         match t.ty {
             Type::Str => Some(t),
             Type::Null => Some(coerce(t, Type::Str)),
-            Type::Int | Type::Float | Type::Bool | Type::Ts => {
-                Some(typed(Node::Cast { e: Box::new(t), try_: false }, Type::Str))
-            }
+            Type::Int | Type::Float | Type::Bool | Type::Ts => Some(typed(
+                Node::Cast {
+                    e: Box::new(t),
+                    try_: false,
+                },
+                Type::Str,
+            )),
             other => self.err(at, format!("{what} cannot join {}", article(other))),
         }
     }
@@ -693,7 +946,10 @@ impl<'a> Checker<'a> {
             );
         }
         if f.over.is_some() || f.filter.is_some() || !f.within_group.is_empty() {
-            return self.err(at, format!("`{name}`: OVER, FILTER and WITHIN GROUP are not supported"));
+            return self.err(
+                at,
+                format!("`{name}`: OVER, FILTER and WITHIN GROUP are not supported"),
+            );
         }
         let args: Vec<&ast::Expr> = match &f.args {
             FunctionArguments::None => Vec::new(),
@@ -702,7 +958,10 @@ impl<'a> Checker<'a> {
             }
             FunctionArguments::List(list) => {
                 if list.duplicate_treatment.is_some() || !list.clauses.is_empty() {
-                    return self.err(at, format!("`{name}`: DISTINCT and clauses are not supported"));
+                    return self.err(
+                        at,
+                        format!("`{name}`: DISTINCT and clauses are not supported"),
+                    );
                 }
                 let mut out = Vec::new();
                 for a in &list.args {
@@ -725,7 +984,10 @@ impl<'a> Checker<'a> {
             } else {
                 format!("{} to {}", n.start(), n.end())
             };
-            checker.err(at, format!("`{name}` takes {want} argument(s), got {}", args.len()));
+            checker.err(
+                at,
+                format!("`{name}` takes {want} argument(s), got {}", args.len()),
+            );
             false
         };
         macro_rules! checked_args {
@@ -769,7 +1031,10 @@ impl<'a> Checker<'a> {
                     let (d_at, d) = a.pop().expect("two arguments");
                     match d.node {
                         Node::Lit(Lit::Int(n)) if (-20..=20).contains(&n) => n as i32,
-                        _ => return self.err(d_at, "round's second argument must be an integer literal between -20 and 20"),
+                        _ => return self.err(
+                            d_at,
+                            "round's second argument must be an integer literal between -20 and 20",
+                        ),
                     }
                 } else {
                     0
@@ -792,20 +1057,16 @@ impl<'a> Checker<'a> {
                     return None;
                 }
                 let a = checked_args!();
-                let mut ty = Type::Null;
-                for (e, t) in &a {
-                    match common(ty, t.ty) {
-                        Some(c) if !matches!(c, Type::StrList | Type::Interval) => ty = c,
-                        _ => {
-                            return self.err(
-                                *e,
-                                format!("`{name}` needs arguments of one type: {} and {} do not mix", ty.name(), t.ty.name()),
-                            );
-                        }
-                    }
-                }
-                let func = if name == "least" { Func::Least } else { Func::Greatest };
-                Some(typed(Node::Call(func, a.into_iter().map(|(_, t)| coerce(t, ty)).collect()), ty))
+                let ty = self.one_type(&name, &a)?;
+                let func = if name == "least" {
+                    Func::Least
+                } else {
+                    Func::Greatest
+                };
+                Some(typed(
+                    Node::Call(func, a.into_iter().map(|(_, t)| coerce(t, ty)).collect()),
+                    ty,
+                ))
             }
             "starts_with" | "ends_with" | "contains" => {
                 if !arity(self, 2..=2) {
@@ -858,26 +1119,24 @@ impl<'a> Checker<'a> {
                 for (e, t) in a {
                     parts.push(self.to_text(e, t, "concat")?);
                 }
-                Some(typed(Node::Concat { parts, null_as_empty: true }, Type::Str))
+                Some(typed(
+                    Node::Concat {
+                        parts,
+                        null_as_empty: true,
+                    },
+                    Type::Str,
+                ))
             }
             "coalesce" => {
                 if !arity(self, 1..=usize::MAX) {
                     return None;
                 }
                 let a = checked_args!();
-                let mut ty = Type::Null;
-                for (e, t) in &a {
-                    match common(ty, t.ty) {
-                        Some(c) => ty = c,
-                        None => {
-                            return self.err(
-                                *e,
-                                format!("coalesce needs arguments of one type: {} and {} do not mix", ty.name(), t.ty.name()),
-                            );
-                        }
-                    }
-                }
-                Some(typed(Node::Coalesce(a.into_iter().map(|(_, t)| coerce(t, ty)).collect()), ty))
+                let ty = self.one_type(&name, &a)?;
+                Some(typed(
+                    Node::Coalesce(a.into_iter().map(|(_, t)| coerce(t, ty)).collect()),
+                    ty,
+                ))
             }
             "nullif" => {
                 if !arity(self, 2..=2) {
@@ -908,15 +1167,24 @@ impl<'a> Checker<'a> {
                         Some(u) => Some(typed(Node::Call(Func::DateTrunc(u), vec![ts]), Type::Ts)),
                         None => self.err(
                             args[0],
-                            format!("date_trunc's first argument is a quoted unit: {}", TruncUnit::NAMES.join(", ")),
+                            format!(
+                                "date_trunc's first argument is a quoted unit: {}",
+                                TruncUnit::NAMES.join(", ")
+                            ),
                         ),
                     }
                 } else {
                     match DatePart::parse(&unit) {
-                        Some(p) => Some(typed(Node::Call(Func::Extract(p), vec![ts]), p.result_type())),
+                        Some(p) => Some(typed(
+                            Node::Call(Func::Extract(p), vec![ts]),
+                            p.result_type(),
+                        )),
                         None => self.err(
                             args[0],
-                            format!("date_part's first argument is a quoted part: {}", DatePart::NAMES.join(", ")),
+                            format!(
+                                "date_part's first argument is a quoted part: {}",
+                                DatePart::NAMES.join(", ")
+                            ),
                         ),
                     }
                 }
@@ -929,29 +1197,78 @@ impl<'a> Checker<'a> {
                 let (e, t) = a.into_iter().next().expect("one argument");
                 match t.ty {
                     Type::Ts => Some(typed(Node::Call(Func::EpochMs, vec![t]), Type::Int)),
-                    Type::Int | Type::Null => {
-                        Some(typed(Node::Call(Func::FromEpochMs, vec![coerce(t, Type::Int)]), Type::Ts))
-                    }
-                    other => self.err(e, format!("epoch_ms takes a timestamp or a bigint of milliseconds, not {}", article(other))),
+                    Type::Int | Type::Null => Some(typed(
+                        Node::Call(Func::FromEpochMs, vec![coerce(t, Type::Int)]),
+                        Type::Ts,
+                    )),
+                    other => self.err(
+                        e,
+                        format!(
+                            "epoch_ms takes a timestamp or a bigint of milliseconds, not {}",
+                            article(other)
+                        ),
+                    ),
                 }
             }
             _ => self.err(
                 at,
-                format!("unknown function `{name}`{}", suggest(&name, FUNCTIONS.iter().copied())),
+                format!(
+                    "unknown function `{name}`{}",
+                    suggest(&name, FUNCTIONS.iter().copied())
+                ),
             ),
         }
     }
 
+    /// The type all of `args` convert to (numbers widen, NULL takes the others' type).
+    fn one_type(&mut self, name: &str, args: &[(&ast::Expr, Typed)]) -> Option<Type> {
+        let mut ty = Type::Null;
+        for (e, t) in args {
+            match common(ty, t.ty) {
+                Some(c) if !matches!(c, Type::StrList | Type::Interval) => ty = c,
+                _ => {
+                    return self
+                        .err(
+                            *e,
+                            format!(
+                                "`{name}` needs arguments of one type: {} and {} do not mix",
+                                ty.name(),
+                                t.ty.name()
+                            ),
+                        )
+                        .map(|t| t.ty);
+                }
+            }
+        }
+        Some(ty)
+    }
+
     /// A one-argument numeric function: bigint in, bigint out for abs/round/floor/ceil; double
     /// otherwise.
-    fn call_numeric(&mut self, at: &ast::Expr, func: Func, mut args: Vec<(&ast::Expr, Typed)>) -> Option<Typed> {
+    fn call_numeric(
+        &mut self,
+        at: &ast::Expr,
+        func: Func,
+        mut args: Vec<(&ast::Expr, Typed)>,
+    ) -> Option<Typed> {
         let (e, t) = args.remove(0);
         if !(t.ty.is_numeric() || t.ty == Type::Null) {
-            return self.err(e, format!("`{}` needs a number, `{e}` is {}", func.name(), article(t.ty)));
+            return self.err(
+                e,
+                format!(
+                    "`{}` needs a number, `{e}` is {}",
+                    func.name(),
+                    article(t.ty)
+                ),
+            );
         }
         let _ = at;
         let keeps_int = matches!(func, Func::Abs | Func::Round(_) | Func::Floor | Func::Ceil);
-        let ty = if keeps_int && t.ty == Type::Int { Type::Int } else { Type::Float };
+        let ty = if keeps_int && t.ty == Type::Int {
+            Type::Int
+        } else {
+            Type::Float
+        };
         Some(typed(Node::Call(func, vec![coerce(t, ty)]), ty))
     }
 }
@@ -964,11 +1281,21 @@ pub fn coerce(t: Typed, to: Type) -> Typed {
     if t.ty == Type::Null {
         return typed(Node::Lit(Lit::Null), to);
     }
-    debug_assert!(t.ty == Type::Int && to == Type::Float, "implicit {:?} → {to:?}", t.ty);
+    debug_assert!(
+        t.ty == Type::Int && to == Type::Float,
+        "implicit {:?} → {to:?}",
+        t.ty
+    );
     if let Node::Lit(Lit::Int(i)) = t.node {
         return typed(Node::Lit(Lit::Float(i as f64)), Type::Float);
     }
-    typed(Node::Cast { e: Box::new(t), try_: false }, to)
+    typed(
+        Node::Cast {
+            e: Box::new(t),
+            try_: false,
+        },
+        to,
+    )
 }
 
 fn article(t: Type) -> String {
@@ -1017,16 +1344,25 @@ fn interval_ms(iv: &ast::Interval) -> Result<i64, String> {
         ast::Expr::Value(v) => match &v.value {
             Value::SingleQuotedString(s) => s.clone(),
             Value::Number(n, _) => n.clone(),
-            other => return Err(format!("an interval needs a number or a quoted string, found {other}")),
+            other => {
+                return Err(format!(
+                    "an interval needs a number or a quoted string, found {other}"
+                ));
+            }
         },
         other => return Err(format!("an interval needs a literal, found `{other}`")),
     };
-    let mut words: Vec<String> = text.split_whitespace().map(str::to_ascii_lowercase).collect();
+    let mut words: Vec<String> = text
+        .split_whitespace()
+        .map(str::to_ascii_lowercase)
+        .collect();
     if let Some(f) = &iv.leading_field {
         words.push(f.to_string().to_ascii_lowercase());
     }
     if words.len() % 2 != 0 || words.is_empty() {
-        return Err(format!("`{text}` is not an interval (e.g. INTERVAL '5 minutes')"));
+        return Err(format!(
+            "`{text}` is not an interval (e.g. INTERVAL '5 minutes')"
+        ));
     }
     let mut total: i64 = 0;
     for pair in words.chunks(2) {

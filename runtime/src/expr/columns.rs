@@ -87,10 +87,15 @@ pub fn from_trades(trades: &[Trade], needed: &[usize]) -> Batch {
     let mut columns: Vec<Option<ArrayRef>> = vec![None; 5];
     for &i in needed {
         columns[i] = Some(match i {
-            0 => Arc::new(StringArray::from_iter_values(trades.iter().map(|t| t.symbol.as_str())))
-                as ArrayRef,
-            1 => Arc::new(Float64Array::from_iter_values(trades.iter().map(|t| t.price))),
-            2 => Arc::new(Float64Array::from_iter_values(trades.iter().map(|t| t.volume))),
+            0 => Arc::new(StringArray::from_iter_values(
+                trades.iter().map(|t| t.symbol.as_str()),
+            )) as ArrayRef,
+            1 => Arc::new(Float64Array::from_iter_values(
+                trades.iter().map(|t| t.price),
+            )),
+            2 => Arc::new(Float64Array::from_iter_values(
+                trades.iter().map(|t| t.volume),
+            )),
             3 => Arc::new(
                 TimestampMillisecondArray::from_iter_values(trades.iter().map(|t| t.ts))
                     .with_timezone("UTC"),
@@ -123,7 +128,11 @@ pub fn values_of(a: &ArrayRef, ty: Type) -> Vec<Value> {
         ($arr:expr, $wrap:expr) => {{
             let arr = $arr;
             for i in 0..n {
-                out.push(if arr.is_null(i) { Value::Null } else { $wrap(arr.value(i)) });
+                out.push(if arr.is_null(i) {
+                    Value::Null
+                } else {
+                    $wrap(arr.value(i))
+                });
             }
         }};
     }
@@ -131,7 +140,9 @@ pub fn values_of(a: &ArrayRef, ty: Type) -> Vec<Value> {
         Type::Bool => each!(a.as_boolean(), Value::Bool),
         Type::Int | Type::Interval => each!(a.as_primitive::<Int64Type>(), Value::I64),
         Type::Float => each!(a.as_primitive::<Float64Type>(), Value::F64),
-        Type::Str => each!(a.as_string::<i32>(), |s: &str| Value::Str(CompactString::from(s))),
+        Type::Str => each!(a.as_string::<i32>(), |s: &str| Value::Str(
+            CompactString::from(s)
+        )),
         Type::Ts => each!(a.as_primitive::<TimestampMillisecondType>(), Value::Ts),
         Type::Null => out.resize(n, Value::Null),
         Type::StrList => {
@@ -142,7 +153,11 @@ pub fn values_of(a: &ArrayRef, ty: Type) -> Vec<Value> {
                 } else {
                     let items = l.value(i);
                     let s = items.as_string::<i32>();
-                    Value::StrList(s.iter().map(|x| CompactString::from(x.unwrap_or(""))).collect())
+                    Value::StrList(
+                        s.iter()
+                            .map(|x| CompactString::from(x.unwrap_or("")))
+                            .collect(),
+                    )
                 });
             }
         }

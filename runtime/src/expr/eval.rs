@@ -8,8 +8,8 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type, TimestampMillisecondType};
 use arrow_array::{
-    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray, TimestampMillisecondArray,
-    UInt32Array, new_null_array,
+    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray,
+    TimestampMillisecondArray, UInt32Array, new_null_array,
 };
 use arrow_buffer::BooleanBuffer;
 use arrow_schema::ArrowError;
@@ -68,8 +68,8 @@ pub fn truthy(b: &BooleanArray) -> BooleanArray {
 /// Arrow's kernels order floats by IEEE total order, so both are folded first.
 pub fn normalize_floats(a: &ArrayRef) -> ArrayRef {
     match a.as_primitive_opt::<Float64Type>() {
-        Some(f) if f.values().iter().any(|x| *x == 0.0 || x.is_nan()) => {
-            Arc::new(arrow_arith::arity::unary::<Float64Type, _, Float64Type>(f, |x| {
+        Some(f) if f.values().iter().any(|x| *x == 0.0 || x.is_nan()) => Arc::new(
+            arrow_arith::arity::unary::<Float64Type, _, Float64Type>(f, |x| {
                 if x == 0.0 {
                     0.0
                 } else if x.is_nan() {
@@ -77,8 +77,8 @@ pub fn normalize_floats(a: &ArrayRef) -> ArrayRef {
                 } else {
                     x
                 }
-            }))
-        }
+            }),
+        ),
         _ => a.clone(),
     }
 }
@@ -88,13 +88,19 @@ fn literal(l: &Lit, ty: Type, n: usize) -> ArrayRef {
     match (l, ty) {
         (Lit::Null, _) => new_null_array(&ty.arrow(), n),
         (Lit::Bool(b), _) => Arc::new(BooleanArray::new(
-            if *b { BooleanBuffer::new_set(n) } else { BooleanBuffer::new_unset(n) },
+            if *b {
+                BooleanBuffer::new_set(n)
+            } else {
+                BooleanBuffer::new_unset(n)
+            },
             None,
         )),
         (Lit::Int(i), _) | (Lit::Interval(i), _) => Arc::new(Int64Array::from_value(*i, n)),
         (Lit::Float(f), _) => Arc::new(Float64Array::from_value(*f, n)),
         (Lit::Str(s), _) => Arc::new(StringArray::from_iter_values(std::iter::repeat_n(s, n))),
-        (Lit::Ts(t), _) => Arc::new(TimestampMillisecondArray::from_value(*t, n).with_timezone("UTC")),
+        (Lit::Ts(t), _) => {
+            Arc::new(TimestampMillisecondArray::from_value(*t, n).with_timezone("UTC"))
+        }
     }
 }
 
@@ -144,13 +150,19 @@ pub fn eval(e: &Typed, batch: &Batch) -> Result<ArrayRef, ArrowError> {
             let a = eval(l, batch)?;
             let need = undecided(a.as_boolean(), false);
             let b = eval_where(r, batch, &need)?;
-            Arc::new(arrow_arith::boolean::and_kleene(a.as_boolean(), b.as_boolean())?)
+            Arc::new(arrow_arith::boolean::and_kleene(
+                a.as_boolean(),
+                b.as_boolean(),
+            )?)
         }
         Node::Or(l, r) => {
             let a = eval(l, batch)?;
             let need = undecided(a.as_boolean(), true);
             let b = eval_where(r, batch, &need)?;
-            Arc::new(arrow_arith::boolean::or_kleene(a.as_boolean(), b.as_boolean())?)
+            Arc::new(arrow_arith::boolean::or_kleene(
+                a.as_boolean(),
+                b.as_boolean(),
+            )?)
         }
         Node::Not(x) => Arc::new(arrow_arith::boolean::not(eval(x, batch)?.as_boolean())?),
         Node::Neg(x) => arrow_arith::numeric::neg(&eval(x, batch)?)?,
@@ -162,7 +174,12 @@ pub fn eval(e: &Typed, batch: &Batch) -> Result<ArrayRef, ArrowError> {
                 arrow_arith::boolean::is_null(&a)?
             })
         }
-        Node::Like { e: x, pattern, negated, ci } => {
+        Node::Like {
+            e: x,
+            pattern,
+            negated,
+            ci,
+        } => {
             let a = eval(x, batch)?;
             use arrow_string::like;
             // A literal pattern is compiled once, as a scalar. NB: a backslash is an ordinary
@@ -218,7 +235,11 @@ pub fn eval(e: &Typed, batch: &Batch) -> Result<ArrayRef, ArrowError> {
                         let v = arrow_array::Scalar::new(literal(l, x.ty, 1));
                         arrow_select::zip::zip(&remaining, &v, &result)?
                     }
-                    _ => arrow_select::zip::zip(&remaining, &eval_where(x, batch, &remaining)?, &result)?,
+                    _ => arrow_select::zip::zip(
+                        &remaining,
+                        &eval_where(x, batch, &remaining)?,
+                        &result,
+                    )?,
                 };
             }
             result
@@ -247,7 +268,10 @@ pub fn eval(e: &Typed, batch: &Batch) -> Result<ArrayRef, ArrowError> {
             let same = truthy(&arrow_ord::cmp::eq(&l, &r)?);
             arrow_select::nullif::nullif(&x, &same)?
         }
-        Node::Concat { parts, null_as_empty } => {
+        Node::Concat {
+            parts,
+            null_as_empty,
+        } => {
             let mut acc: Option<StringArray> = None;
             for p in parts {
                 let a = eval(p, batch)?;
@@ -260,7 +284,9 @@ pub fn eval(e: &Typed, batch: &Batch) -> Result<ArrayRef, ArrowError> {
                     Some(prev) => arrow_string::concat_elements::concat_elements_utf8(&prev, &s)?,
                 });
             }
-            Arc::new(acc.unwrap_or_else(|| StringArray::from_iter_values(std::iter::repeat_n("", n))))
+            Arc::new(
+                acc.unwrap_or_else(|| StringArray::from_iter_values(std::iter::repeat_n("", n))),
+            )
         }
         Node::Call(func, args) => {
             let mut values = Vec::with_capacity(args.len());
@@ -275,7 +301,11 @@ pub fn eval(e: &Typed, batch: &Batch) -> Result<ArrayRef, ArrowError> {
 /// The rows a boolean column leaves open for AND (`decided_by: false`: rows not false) or OR
 /// (`decided_by: true`: rows not true).
 fn undecided(a: &BooleanArray, decided_by: bool) -> BooleanArray {
-    let values = if decided_by { !a.values() } else { a.values().clone() };
+    let values = if decided_by {
+        !a.values()
+    } else {
+        a.values().clone()
+    };
     match a.nulls() {
         // NULL rows stay open: their result depends on the right side.
         Some(n) => BooleanArray::new(&values | &!n.inner(), None),
@@ -300,7 +330,12 @@ impl Operand {
 
 /// Both operands of a binary kernel (floats folded for comparison when `normalize`). NB: two
 /// literals would give a one-row result, so then the left one is spread.
-fn operands(l: &Typed, r: &Typed, batch: &Batch, normalize: bool) -> Result<(Operand, Operand), ArrowError> {
+fn operands(
+    l: &Typed,
+    r: &Typed,
+    batch: &Batch,
+    normalize: bool,
+) -> Result<(Operand, Operand), ArrowError> {
     let one = |t: &Typed, scalar_ok: bool| -> Result<Operand, ArrowError> {
         let fold = |a: ArrayRef| if normalize { normalize_floats(&a) } else { a };
         Ok(match &t.node {
@@ -378,17 +413,28 @@ fn eval_where(e: &Typed, batch: &Batch, mask: &BooleanArray) -> Result<ArrayRef,
     arrow_select::take::take(&part, &indices, None)
 }
 
-fn arith(op: ArithOp, a: &ArrayRef, b: &ArrayRef, lty: Type, ty: Type) -> Result<ArrayRef, ArrowError> {
+fn arith(
+    op: ArithOp,
+    a: &ArrayRef,
+    b: &ArrayRef,
+    lty: Type,
+    ty: Type,
+) -> Result<ArrayRef, ArrowError> {
     use arrow_arith::numeric;
     if ty == Type::Ts {
         // timestamp ± interval: on the milliseconds, checked.
         let t = a.as_primitive::<TimestampMillisecondType>();
         let ms = Int64Array::new(t.values().clone(), t.nulls().cloned());
         let d = b.as_primitive::<Int64Type>();
-        let out = if op == ArithOp::Add { numeric::add(&ms, d)? } else { numeric::sub(&ms, d)? };
+        let out = if op == ArithOp::Add {
+            numeric::add(&ms, d)?
+        } else {
+            numeric::sub(&ms, d)?
+        };
         let out = out.as_primitive::<Int64Type>();
         return Ok(Arc::new(
-            TimestampMillisecondArray::new(out.values().clone(), out.nulls().cloned()).with_timezone("UTC"),
+            TimestampMillisecondArray::new(out.values().clone(), out.nulls().cloned())
+                .with_timezone("UTC"),
         ));
     }
     let _ = lty;

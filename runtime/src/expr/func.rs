@@ -8,7 +8,7 @@ use arrow_array::{Array, ArrayRef, Int64Array, StringArray, TimestampMillisecond
 use arrow_schema::ArrowError;
 
 use super::types::Type;
-use crate::record::civil_from_days;
+use crate::record::{civil_from_days, days_from_civil};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Func {
@@ -82,8 +82,15 @@ pub enum TruncUnit {
 
 impl TruncUnit {
     pub const NAMES: &'static [&'static str] = &[
-        "'millisecond'", "'second'", "'minute'", "'hour'", "'day'", "'week'", "'month'",
-        "'quarter'", "'year'",
+        "'millisecond'",
+        "'second'",
+        "'minute'",
+        "'hour'",
+        "'day'",
+        "'week'",
+        "'month'",
+        "'quarter'",
+        "'year'",
     ];
     pub fn parse(s: &str) -> Option<TruncUnit> {
         Some(match s.strip_suffix('s').unwrap_or(s) {
@@ -126,8 +133,19 @@ pub enum DatePart {
 
 impl DatePart {
     pub const NAMES: &'static [&'static str] = &[
-        "'year'", "'quarter'", "'month'", "'week'", "'day'", "'dow'", "'isodow'", "'doy'",
-        "'hour'", "'minute'", "'second'", "'millisecond'", "'epoch'",
+        "'year'",
+        "'quarter'",
+        "'month'",
+        "'week'",
+        "'day'",
+        "'dow'",
+        "'isodow'",
+        "'doy'",
+        "'hour'",
+        "'minute'",
+        "'second'",
+        "'millisecond'",
+        "'epoch'",
     ];
     pub fn parse(s: &str) -> Option<DatePart> {
         Some(match s {
@@ -148,7 +166,11 @@ impl DatePart {
         })
     }
     pub fn result_type(self) -> Type {
-        if self == DatePart::Epoch { Type::Float } else { Type::Int }
+        if self == DatePart::Epoch {
+            Type::Float
+        } else {
+            Type::Int
+        }
     }
 }
 
@@ -163,64 +185,110 @@ pub fn call(func: Func, args: &[ArrayRef], ty: Type, n: usize) -> Result<ArrayRe
     Ok(match func {
         Func::Abs if ty == Type::Int => Arc::new(try_unary::<Int64Type, _, Int64Type>(
             a0.as_primitive::<Int64Type>(),
-            |x| x.checked_abs().ok_or_else(|| compute(format!("Overflow on abs({x})"))),
+            |x| {
+                x.checked_abs()
+                    .ok_or_else(|| compute(format!("Overflow on abs({x})")))
+            },
         )?),
-        Func::Abs => Arc::new(unary::<Float64Type, _, Float64Type>(a0.as_primitive(), f64::abs)),
+        Func::Abs => Arc::new(unary::<Float64Type, _, Float64Type>(
+            a0.as_primitive(),
+            f64::abs,
+        )),
         Func::Round(d) if ty == Type::Int => {
             if d >= 0 {
                 a0.clone()
             } else {
                 let m = 10i64.checked_pow((-d) as u32);
-                Arc::new(try_unary::<Int64Type, _, Int64Type>(a0.as_primitive::<Int64Type>(), |x| {
-                    let Some(m) = m else { return Ok(0) };
-                    let r = (x as f64 / m as f64).round() * m as f64;
-                    if r.abs() < 9.2e18 { Ok(r as i64) } else { Err(compute(format!("Overflow in round({x}, {d})"))) }
-                })?)
+                Arc::new(try_unary::<Int64Type, _, Int64Type>(
+                    a0.as_primitive::<Int64Type>(),
+                    |x| {
+                        let Some(m) = m else { return Ok(0) };
+                        let r = (x as f64 / m as f64).round() * m as f64;
+                        if r.abs() < 9.2e18 {
+                            Ok(r as i64)
+                        } else {
+                            Err(compute(format!("Overflow in round({x}, {d})")))
+                        }
+                    },
+                )?)
             }
         }
         Func::Round(d) => {
             // As DuckDB: with digits, a result that is not finite gives the input back (d > 0)
             // or 0 (d < 0).
             let m = 10f64.powi(d.abs());
-            Arc::new(unary::<Float64Type, _, Float64Type>(a0.as_primitive(), move |x| {
-                if d == 0 {
-                    return x.round();
-                }
-                let r = if d > 0 { (x * m).round() / m } else { (x / m).round() * m };
-                match (r.is_finite(), d > 0) {
-                    (true, _) => r,
-                    (false, true) => x,
-                    (false, false) => 0.0,
-                }
-            }))
+            Arc::new(unary::<Float64Type, _, Float64Type>(
+                a0.as_primitive(),
+                move |x| {
+                    if d == 0 {
+                        return x.round();
+                    }
+                    let r = if d > 0 {
+                        (x * m).round() / m
+                    } else {
+                        (x / m).round() * m
+                    };
+                    match (r.is_finite(), d > 0) {
+                        (true, _) => r,
+                        (false, true) => x,
+                        (false, false) => 0.0,
+                    }
+                },
+            ))
         }
         Func::Floor | Func::Ceil if ty == Type::Int => a0.clone(),
-        Func::Floor => Arc::new(unary::<Float64Type, _, Float64Type>(a0.as_primitive(), f64::floor)),
-        Func::Ceil => Arc::new(unary::<Float64Type, _, Float64Type>(a0.as_primitive(), f64::ceil)),
-        Func::Sqrt => Arc::new(try_unary::<Float64Type, _, Float64Type>(a0.as_primitive(), |x| {
-            if x < 0.0 { Err(compute("cannot take square root of a negative number")) } else { Ok(x.sqrt()) }
-        })?),
-        Func::Ln => Arc::new(try_unary::<Float64Type, _, Float64Type>(a0.as_primitive(), |x| {
-            if x == 0.0 {
-                Err(compute("cannot take logarithm of zero"))
-            } else if x < 0.0 {
-                Err(compute("cannot take logarithm of a negative number"))
-            } else {
-                Ok(x.ln())
-            }
-        })?),
-        Func::Exp => Arc::new(unary::<Float64Type, _, Float64Type>(a0.as_primitive(), f64::exp)),
-        Func::Power => Arc::new(arrow_arith::arity::binary::<Float64Type, Float64Type, _, Float64Type>(
+        Func::Floor => Arc::new(unary::<Float64Type, _, Float64Type>(
             a0.as_primitive(),
-            args[1].as_primitive(),
-            f64::powf,
+            f64::floor,
+        )),
+        Func::Ceil => Arc::new(unary::<Float64Type, _, Float64Type>(
+            a0.as_primitive(),
+            f64::ceil,
+        )),
+        Func::Sqrt => Arc::new(try_unary::<Float64Type, _, Float64Type>(
+            a0.as_primitive(),
+            |x| {
+                if x < 0.0 {
+                    Err(compute("cannot take square root of a negative number"))
+                } else {
+                    Ok(x.sqrt())
+                }
+            },
+        )?),
+        Func::Ln => Arc::new(try_unary::<Float64Type, _, Float64Type>(
+            a0.as_primitive(),
+            |x| {
+                if x == 0.0 {
+                    Err(compute("cannot take logarithm of zero"))
+                } else if x < 0.0 {
+                    Err(compute("cannot take logarithm of a negative number"))
+                } else {
+                    Ok(x.ln())
+                }
+            },
+        )?),
+        Func::Exp => Arc::new(unary::<Float64Type, _, Float64Type>(
+            a0.as_primitive(),
+            f64::exp,
+        )),
+        Func::Power => Arc::new(arrow_arith::arity::binary::<
+            Float64Type,
+            Float64Type,
+            _,
+            Float64Type,
+        >(
+            a0.as_primitive(), args[1].as_primitive(), f64::powf
         )?),
         Func::Least | Func::Greatest => extreme(args, func == Func::Least)?,
         Func::StartsWith => Arc::new(arrow_string::like::starts_with(a0, &args[1])?),
         Func::EndsWith => Arc::new(arrow_string::like::ends_with(a0, &args[1])?),
         Func::Contains => Arc::new(arrow_string::like::contains(a0, &args[1])?),
         Func::SplitPart => {
-            let (s, d, i) = (a0.as_string::<i32>(), args[1].as_string::<i32>(), args[2].as_primitive::<Int64Type>());
+            let (s, d, i) = (
+                a0.as_string::<i32>(),
+                args[1].as_string::<i32>(),
+                args[2].as_primitive::<Int64Type>(),
+            );
             let out: StringArray = (0..n)
                 .map(|r| {
                     if s.is_null(r) || d.is_null(r) || i.is_null(r) {
@@ -235,25 +303,43 @@ pub fn call(func: Func, args: &[ArrayRef], ty: Type, n: usize) -> Result<ArrayRe
             let s = a0.as_string::<i32>();
             let out: StringArray = s
                 .iter()
-                .map(|v| v.map(|v| if func == Func::Upper { v.to_uppercase() } else { v.to_lowercase() }))
+                .map(|v| {
+                    v.map(|v| {
+                        if func == Func::Upper {
+                            v.to_uppercase()
+                        } else {
+                            v.to_lowercase()
+                        }
+                    })
+                })
                 .collect();
             Arc::new(out)
         }
         Func::Length => {
             let s = a0.as_string::<i32>();
-            let out: Int64Array = s.iter().map(|v| v.map(|v| v.chars().count() as i64)).collect();
+            let out: Int64Array = s
+                .iter()
+                .map(|v| v.map(|v| v.chars().count() as i64))
+                .collect();
             Arc::new(out)
         }
         Func::DateTrunc(unit) => {
             let t = a0.as_primitive::<TimestampMillisecondType>();
-            Arc::new(ts_array(unary::<TimestampMillisecondType, _, Int64Type>(t, |ms| trunc(ms, unit))))
+            Arc::new(ts_array(unary::<TimestampMillisecondType, _, Int64Type>(
+                t,
+                |ms| trunc(ms, unit),
+            )))
         }
         Func::Extract(part) => {
             let t = a0.as_primitive::<TimestampMillisecondType>();
             if part == DatePart::Epoch {
-                Arc::new(unary::<TimestampMillisecondType, _, Float64Type>(t, |ms| ms as f64 / 1000.0))
+                Arc::new(unary::<TimestampMillisecondType, _, Float64Type>(t, |ms| {
+                    ms as f64 / 1000.0
+                }))
             } else {
-                Arc::new(unary::<TimestampMillisecondType, _, Int64Type>(t, |ms| extract(ms, part)))
+                Arc::new(unary::<TimestampMillisecondType, _, Int64Type>(t, |ms| {
+                    extract(ms, part)
+                }))
             }
         }
         Func::EpochMs => {
@@ -262,7 +348,10 @@ pub fn call(func: Func, args: &[ArrayRef], ty: Type, n: usize) -> Result<ArrayRe
         }
         Func::FromEpochMs => {
             let t = a0.as_primitive::<Int64Type>();
-            Arc::new(TimestampMillisecondArray::new(t.values().clone(), t.nulls().cloned()).with_timezone("UTC"))
+            Arc::new(
+                TimestampMillisecondArray::new(t.values().clone(), t.nulls().cloned())
+                    .with_timezone("UTC"),
+            )
         }
     })
 }
@@ -277,7 +366,10 @@ fn ts_array(a: Int64Array) -> TimestampMillisecondArray {
 fn extreme(args: &[ArrayRef], least: bool) -> Result<ArrayRef, ArrowError> {
     let mut acc = args[0].clone();
     for next in &args[1..] {
-        let (a, b) = (super::eval::normalize_floats(&acc), super::eval::normalize_floats(next));
+        let (a, b) = (
+            super::eval::normalize_floats(&acc),
+            super::eval::normalize_floats(next),
+        );
         let better = if least {
             arrow_ord::cmp::lt(&b, &a)?
         } else {
@@ -285,7 +377,10 @@ fn extreme(args: &[ArrayRef], least: bool) -> Result<ArrayRef, ArrowError> {
         };
         let take_next = arrow_arith::boolean::or(
             &super::eval::truthy(&better),
-            &arrow_arith::boolean::and(&arrow_arith::boolean::is_null(&acc)?, &arrow_arith::boolean::is_not_null(next)?)?,
+            &arrow_arith::boolean::and(
+                &arrow_arith::boolean::is_null(&acc)?,
+                &arrow_arith::boolean::is_not_null(next)?,
+            )?,
         )?;
         acc = arrow_select::zip::zip(&take_next, next, &acc)?;
     }
@@ -303,19 +398,18 @@ fn split_part(s: &str, delim: &str, index: i64) -> String {
         s.split(delim).collect()
     };
     let n = parts.len() as i64;
-    let i = if index > 0 { index - 1 } else if index < 0 { n + index } else { return String::new() };
-    if (0..n).contains(&i) { parts[i as usize].to_string() } else { String::new() }
-}
-
-/// Days since the epoch of a civil date (inverse of [`civil_from_days`]).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m as i64 + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    let i = if index > 0 {
+        index - 1
+    } else if index < 0 {
+        n + index
+    } else {
+        return String::new();
+    };
+    if (0..n).contains(&i) {
+        parts[i as usize].to_string()
+    } else {
+        String::new()
+    }
 }
 
 const DAY: i64 = 86_400_000;
@@ -356,7 +450,13 @@ fn extract(ms: i64, part: DatePart) -> i64 {
         DatePart::Month => m as i64,
         DatePart::Day => d as i64,
         DatePart::Dow => dow,
-        DatePart::IsoDow => if dow == 0 { 7 } else { dow },
+        DatePart::IsoDow => {
+            if dow == 0 {
+                7
+            } else {
+                dow
+            }
+        }
         DatePart::Doy => days - days_from_civil(y, 1, 1) + 1,
         DatePart::Hour => rem / 3_600_000,
         DatePart::Minute => rem / 60_000 % 60,
@@ -385,8 +485,14 @@ mod tests {
         // 2026-12-02 17:05:04.321 UTC, a Wednesday
         let t = 1_796_230_504_321;
         assert_eq!(crate::record::format_ts(t), "2026-12-02T16:55:04.321Z");
-        assert_eq!(crate::record::format_ts(trunc(t, TruncUnit::Week)), "2026-11-30T00:00:00.000Z");
-        assert_eq!(crate::record::format_ts(trunc(t, TruncUnit::Quarter)), "2026-10-01T00:00:00.000Z");
+        assert_eq!(
+            crate::record::format_ts(trunc(t, TruncUnit::Week)),
+            "2026-11-30T00:00:00.000Z"
+        );
+        assert_eq!(
+            crate::record::format_ts(trunc(t, TruncUnit::Quarter)),
+            "2026-10-01T00:00:00.000Z"
+        );
         assert_eq!(extract(t, DatePart::IsoDow), 3);
         assert_eq!(extract(t, DatePart::Dow), 3);
         assert_eq!(extract(t, DatePart::Week), 49);

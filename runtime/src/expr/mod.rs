@@ -60,7 +60,15 @@ impl Expr {
                 .name("tickflow-expr".into())
                 .stack_size(64 << 20)
                 .spawn_scoped(s, || Self::compile_here(text, schema))
-                .map(|h| h.join().unwrap_or_else(|_| Err(vec![ExprError { line: 1, column: 1, message: "the expression could not be checked".into() }])))
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(vec![ExprError {
+                            line: 1,
+                            column: 1,
+                            message: "the expression could not be checked".into(),
+                        }])
+                    })
+                })
                 .unwrap_or_else(|_| Self::compile_here(text, schema))
         })
     }
@@ -205,18 +213,32 @@ pub fn error_text(e: &arrow_schema::ArrowError) -> String {
 fn fold(t: check::Typed) -> check::Typed {
     use check::{Lit, Node as N, Typed};
     let ty = t.ty;
-    let null = || Typed { node: N::Lit(Lit::Null), ty };
+    let null = || Typed {
+        node: N::Lit(Lit::Null),
+        ty,
+    };
     let is_null = |t: &Typed| matches!(t.node, N::Lit(Lit::Null));
     let node = match t.node {
-        N::Cast { e, try_ } => N::Cast { e: Box::new(fold(*e)), try_ },
+        N::Cast { e, try_ } => N::Cast {
+            e: Box::new(fold(*e)),
+            try_,
+        },
         N::Arith(op, a, b) => N::Arith(op, Box::new(fold(*a)), Box::new(fold(*b))),
         N::Cmp(op, a, b) => N::Cmp(op, Box::new(fold(*a)), Box::new(fold(*b))),
         N::And(a, b) => N::And(Box::new(fold(*a)), Box::new(fold(*b))),
         N::Or(a, b) => N::Or(Box::new(fold(*a)), Box::new(fold(*b))),
         N::Not(a) => N::Not(Box::new(fold(*a))),
         N::Neg(a) => N::Neg(Box::new(fold(*a))),
-        N::IsNull { e, negated } => N::IsNull { e: Box::new(fold(*e)), negated },
-        N::Like { e, pattern, negated, ci } => N::Like {
+        N::IsNull { e, negated } => N::IsNull {
+            e: Box::new(fold(*e)),
+            negated,
+        },
+        N::Like {
+            e,
+            pattern,
+            negated,
+            ci,
+        } => N::Like {
             e: Box::new(fold(*e)),
             pattern: Box::new(fold(*pattern)),
             negated,
@@ -228,7 +250,10 @@ fn fold(t: check::Typed) -> check::Typed {
         },
         N::Coalesce(args) => N::Coalesce(args.into_iter().map(fold).collect()),
         N::Nullif(a, b) => N::Nullif(Box::new(fold(*a)), Box::new(fold(*b))),
-        N::Concat { parts, null_as_empty } => N::Concat {
+        N::Concat {
+            parts,
+            null_as_empty,
+        } => N::Concat {
             parts: parts.into_iter().map(fold).collect(),
             null_as_empty,
         },
@@ -241,7 +266,10 @@ fn fold(t: check::Typed) -> check::Typed {
         N::Arith(_, a, b) | N::Cmp(_, a, b) => is_null(a) || is_null(b),
         N::Like { e, pattern, .. } => is_null(e) || is_null(pattern),
         N::Nullif(a, _) => is_null(a),
-        N::Concat { parts, null_as_empty: false } => parts.iter().any(is_null),
+        N::Concat {
+            parts,
+            null_as_empty: false,
+        } => parts.iter().any(is_null),
         N::Call(f, args) => {
             !matches!(f, func::Func::Least | func::Func::Greatest) && args.iter().any(is_null)
         }
@@ -259,7 +287,13 @@ fn fold(t: check::Typed) -> check::Typed {
     if !columns.is_empty() {
         return t;
     }
-    match eval::eval(&t, &Batch { columns: Vec::new(), rows: 1 }) {
+    match eval::eval(
+        &t,
+        &Batch {
+            columns: Vec::new(),
+            rows: 1,
+        },
+    ) {
         Ok(a) => {
             let lit = match values_of(&a, ty).remove(0) {
                 Value::Null => Lit::Null,
@@ -270,7 +304,10 @@ fn fold(t: check::Typed) -> check::Typed {
                 Value::Ts(ms) => Lit::Ts(ms),
                 Value::StrList(_) => return t,
             };
-            Typed { node: N::Lit(lit), ty }
+            Typed {
+                node: N::Lit(lit),
+                ty,
+            }
         }
         Err(_) => t,
     }

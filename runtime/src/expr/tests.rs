@@ -24,9 +24,27 @@ fn s(x: &str) -> Value {
 
 fn rows() -> Vec<Row> {
     vec![
-        vec![s("AAPL"), Value::F64(100.0), Value::F64(101.0), Value::I64(3), Value::Ts(1_700_000_040_000)],
-        vec![s("BINANCE:BTCUSDT"), Value::F64(0.0), Value::Null, Value::I64(0), Value::Ts(1_700_000_100_000)],
-        vec![s("OANDA:EUR_USD"), Value::F64(1.5), Value::F64(1.25), Value::I64(i64::MAX), Value::Ts(0)],
+        vec![
+            s("AAPL"),
+            Value::F64(100.0),
+            Value::F64(101.0),
+            Value::I64(3),
+            Value::Ts(1_700_000_040_000),
+        ],
+        vec![
+            s("BINANCE:BTCUSDT"),
+            Value::F64(0.0),
+            Value::Null,
+            Value::I64(0),
+            Value::Ts(1_700_000_100_000),
+        ],
+        vec![
+            s("OANDA:EUR_USD"),
+            Value::F64(1.5),
+            Value::F64(1.25),
+            Value::I64(i64::MAX),
+            Value::Ts(0),
+        ],
     ]
 }
 
@@ -41,7 +59,11 @@ fn eval(text: &str) -> Vec<Value> {
 fn error(text: &str) -> String {
     match Expr::compile(text, &schema()) {
         Ok(_) => panic!("`{text}` compiled"),
-        Err(e) => e.iter().map(|e| format!("{}:{}: {}", e.line, e.column, e.message)).collect::<Vec<_>>().join("\n"),
+        Err(e) => e
+            .iter()
+            .map(|e| format!("{}:{}: {}", e.line, e.column, e.message))
+            .collect::<Vec<_>>()
+            .join("\n"),
     }
 }
 
@@ -57,7 +79,10 @@ fn arithmetic_with_nulls_and_division() {
     assert_eq!(eval("open / 0")[0], Value::F64(f64::INFINITY));
     assert_eq!(eval("trades % 0")[0], Value::Null);
     assert_eq!(eval("-7 % 3")[0], Value::I64(-1));
-    assert_eq!(eval("(trades % 5) * 2 + 1"), vec![Value::I64(7), Value::I64(1), Value::I64(5)]);
+    assert_eq!(
+        eval("(trades % 5) * 2 + 1"),
+        vec![Value::I64(7), Value::I64(1), Value::I64(5)]
+    );
 }
 
 #[test]
@@ -75,14 +100,29 @@ fn overflow_fails_only_its_row() {
 #[test]
 fn three_valued_logic() {
     // close > 100: true, NULL, false
-    assert_eq!(eval("close > 100"), vec![Value::Bool(true), Value::Null, Value::Bool(false)]);
+    assert_eq!(
+        eval("close > 100"),
+        vec![Value::Bool(true), Value::Null, Value::Bool(false)]
+    );
     assert_eq!(eval("close > 100 AND false"), vec![Value::Bool(false); 3]);
     assert_eq!(eval("close > 100 OR true"), vec![Value::Bool(true); 3]);
-    assert_eq!(eval("NOT (close > 100)"), vec![Value::Bool(false), Value::Null, Value::Bool(true)]);
-    assert_eq!(eval("close IS NULL"), vec![Value::Bool(false), Value::Bool(true), Value::Bool(false)]);
+    assert_eq!(
+        eval("NOT (close > 100)"),
+        vec![Value::Bool(false), Value::Null, Value::Bool(true)]
+    );
+    assert_eq!(
+        eval("close IS NULL"),
+        vec![Value::Bool(false), Value::Bool(true), Value::Bool(false)]
+    );
     // 2 IN (1, NULL) is NULL, 1 IN (1, NULL) is true
-    assert_eq!(eval("trades IN (3, NULL)")[..2], [Value::Bool(true), Value::Null]);
-    assert_eq!(eval("trades BETWEEN 1 AND 3")[..2], [Value::Bool(true), Value::Bool(false)]);
+    assert_eq!(
+        eval("trades IN (3, NULL)")[..2],
+        [Value::Bool(true), Value::Null]
+    );
+    assert_eq!(
+        eval("trades BETWEEN 1 AND 3")[..2],
+        [Value::Bool(true), Value::Bool(false)]
+    );
 }
 
 #[test]
@@ -91,12 +131,18 @@ fn strings() {
         eval("starts_with(symbol, 'BINANCE:')"),
         vec![Value::Bool(false), Value::Bool(true), Value::Bool(false)]
     );
-    assert_eq!(eval("split_part(symbol, ':', 2)"), vec![s(""), s("BTCUSDT"), s("EUR_USD")]);
+    assert_eq!(
+        eval("split_part(symbol, ':', 2)"),
+        vec![s(""), s("BTCUSDT"), s("EUR_USD")]
+    );
     assert_eq!(eval("lower(symbol) || '!'")[0], s("aapl!"));
     assert_eq!(eval("concat(symbol, NULL, '-', trades)")[0], s("AAPL-3"));
     assert_eq!(eval("symbol || NULL")[0], Value::Null);
     assert_eq!(eval("length(symbol)")[1], Value::I64(15));
-    assert_eq!(eval("symbol LIKE '%:%'"), vec![Value::Bool(false), Value::Bool(true), Value::Bool(true)]);
+    assert_eq!(
+        eval("symbol LIKE '%:%'"),
+        vec![Value::Bool(false), Value::Bool(true), Value::Bool(true)]
+    );
 }
 
 #[test]
@@ -107,7 +153,10 @@ fn case_runs_a_branch_only_where_it_is_taken() {
     assert_eq!(v[1], Value::F64(-1.0));
     let v = eval("CASE symbol WHEN 'AAPL' THEN 'equity' WHEN 'OANDA:EUR_USD' THEN 'fx' END");
     assert_eq!(v, vec![s("equity"), Value::Null, s("fx")]);
-    assert_eq!(eval("coalesce(close, open, 0)"), vec![Value::F64(101.0), Value::F64(0.0), Value::F64(1.25)]);
+    assert_eq!(
+        eval("coalesce(close, open, 0)"),
+        vec![Value::F64(101.0), Value::F64(0.0), Value::F64(1.25)]
+    );
     assert_eq!(eval("nullif(trades, 0)")[1], Value::Null);
 }
 
@@ -115,12 +164,30 @@ fn case_runs_a_branch_only_where_it_is_taken() {
 fn time() {
     // 1_700_000_040_000 = 2023-11-14 22:14:00 UTC
     assert_eq!(eval("extract(hour FROM window_start)")[0], Value::I64(22));
-    assert_eq!(eval("date_trunc('hour', window_start)")[0], Value::Ts(1_699_999_200_000));
-    assert_eq!(eval("window_start + INTERVAL '5 minutes'")[0], Value::Ts(1_700_000_340_000));
-    assert_eq!(eval("window_start - INTERVAL 1 HOUR")[0], Value::Ts(1_699_996_440_000));
-    assert_eq!(eval("epoch_ms(window_start)")[0], Value::I64(1_700_000_040_000));
-    assert_eq!(eval("window_start >= '2023-11-14 22:14:00'")[0], Value::Bool(true));
-    assert_eq!(eval("window_start > TIMESTAMP '2023-11-14 22:14:00'")[0], Value::Bool(false));
+    assert_eq!(
+        eval("date_trunc('hour', window_start)")[0],
+        Value::Ts(1_699_999_200_000)
+    );
+    assert_eq!(
+        eval("window_start + INTERVAL '5 minutes'")[0],
+        Value::Ts(1_700_000_340_000)
+    );
+    assert_eq!(
+        eval("window_start - INTERVAL 1 HOUR")[0],
+        Value::Ts(1_699_996_440_000)
+    );
+    assert_eq!(
+        eval("epoch_ms(window_start)")[0],
+        Value::I64(1_700_000_040_000)
+    );
+    assert_eq!(
+        eval("window_start >= '2023-11-14 22:14:00'")[0],
+        Value::Bool(true)
+    );
+    assert_eq!(
+        eval("window_start > TIMESTAMP '2023-11-14 22:14:00'")[0],
+        Value::Bool(false)
+    );
 }
 
 #[test]
@@ -134,10 +201,20 @@ fn casts() {
 
 #[test]
 fn type_errors_name_what_is_wrong_and_where() {
-    assert_eq!(error("clsoe / open"), "1:1: unknown column `clsoe`; did you mean `close`?");
-    assert_eq!(error("close / opne"), "1:9: unknown column `opne`; did you mean `open`?");
+    assert_eq!(
+        error("clsoe / open"),
+        "1:1: unknown column `clsoe`; did you mean `close`?"
+    );
+    assert_eq!(
+        error("close / opne"),
+        "1:9: unknown column `opne`; did you mean `open`?"
+    );
     assert!(error("sqrtt(close)").contains("unknown function `sqrtt`; did you mean `sqrt`?"));
-    assert!(error("symbol + 1").contains("`+` needs numbers, `symbol` is a varchar (join strings with `||` or concat())"));
+    assert!(
+        error("symbol + 1").contains(
+            "`+` needs numbers, `symbol` is a varchar (join strings with `||` or concat())"
+        )
+    );
     assert!(error("now() > window_start").contains("`now()` is not allowed"));
     assert!(error("close >").contains("1:"));
     assert!(error("close > 1 close").contains("unexpected `close` after the expression"));
@@ -152,7 +229,11 @@ fn type_errors_name_what_is_wrong_and_where() {
 #[test]
 fn absurd_expressions_are_refused_in_words() {
     let deep = format!("{}1{}", "(".repeat(300), ")".repeat(300));
-    assert!(error(&deep).contains("nested more than 256"), "{}", error(&deep));
+    assert!(
+        error(&deep).contains("nested more than 256"),
+        "{}",
+        error(&deep)
+    );
     let long = format!("close + {}", "1 + ".repeat(300_000));
     assert!(error(&long).contains("at most 65536 are allowed"));
     assert!(error("").contains("empty"));

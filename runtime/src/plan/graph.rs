@@ -60,12 +60,18 @@ fn nodes_and_edges(plan: &Plan) -> (Vec<Node>, Vec<(String, String, String)>) {
         });
         let input = plan.stream_of(st.input);
         let what = match (input.kind, input.key_name()) {
-            (crate::steps::StreamKind::Trades, _) if st.op.kind() == "window" => "trades by key".to_string(),
+            (crate::steps::StreamKind::Trades, _) if st.op.kind() == "window" => {
+                "trades by key".to_string()
+            }
             (_, Some(_)) if st.op.kind() == "model" => "rows by key".to_string(),
             (crate::steps::StreamKind::Trades, _) => "trades".to_string(),
             (crate::steps::StreamKind::Rows, _) => "rows".to_string(),
         };
-        edges.push((node_id(plan, st.input), node_id(plan, NodeRef::Step(i)), what));
+        edges.push((
+            node_id(plan, st.input),
+            node_id(plan, NodeRef::Step(i)),
+            what,
+        ));
     }
     for s in &plan.sinks {
         let id = format!("sink_{}", sanitize(&s.name));

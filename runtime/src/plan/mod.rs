@@ -183,7 +183,8 @@ pub fn build(loaded: &LoadedSpec) -> Result<Plan, SpecErrors> {
     let mut warnings = Vec::new();
     let mut plan = plan(&loaded.spec, &mut diags, &mut warnings);
     if diags.is_empty() && loaded.pending.is_empty() {
-        plan.fingerprint = crate::cluster::fingerprint::Fingerprint::of_spec(&loaded.tree.root.to_json());
+        plan.fingerprint =
+            crate::cluster::fingerprint::Fingerprint::of_spec(&loaded.tree.root.to_json());
         let located = loaded.locate_only(warnings);
         plan.warnings = located
             .diagnostics
@@ -480,11 +481,17 @@ fn plan(
                         Some(f) if f.ty == FieldType::Utf8 => {}
                         Some(f) => err(
                             format!("{p}.key"),
-                            format!("the record key must be a string column; `{key}` is {}", f.ty.name()),
+                            format!(
+                                "the record key must be a string column; `{key}` is {}",
+                                f.ty.name()
+                            ),
                         ),
                         None => err(
                             format!("{p}.key"),
-                            format!("unknown column `{key}`{}", suggest(key, stream.schema.names())),
+                            format!(
+                                "unknown column `{key}`{}",
+                                suggest(key, stream.schema.names())
+                            ),
                         ),
                     }
                 }
@@ -566,7 +573,9 @@ fn plan(
                 }
             }
         }
-        let (Some(input), Some(stream)) = (input, stream) else { continue };
+        let (Some(input), Some(stream)) = (input, stream) else {
+            continue;
+        };
         sinks.push(SinkNode {
             name: name.clone(),
             input,

@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use super::config::ModelStepConfig;
 use crate::plan::ModelNode;
-use crate::steps::{AnyStream, BuildCx, PlanCx, Planned, StepConfig, StepOp, StreamInfo, StreamKind};
+use crate::steps::{
+    AnyStream, BuildCx, PlanCx, Planned, StepConfig, StepOp, StreamInfo, StreamKind,
+};
 
 impl StepConfig for ModelStepConfig {
     fn type_name(&self) -> &'static str {
@@ -17,21 +19,36 @@ impl StepConfig for ModelStepConfig {
         let input = cx.input.clone();
         if !cx.input_known {
             // The plugin and the limits are still checked; the inputs need the real stream.
-            super::operator::plan_model(cx.name, self, &crate::record::Schema::default(), 0, &mut |p, m| {
-                if !p.contains(".inputs") {
-                    (cx.err)(p, m)
-                }
-            });
+            super::operator::plan_model(
+                cx.name,
+                self,
+                &crate::record::Schema::default(),
+                0,
+                &mut |p, m| {
+                    if !p.contains(".inputs") {
+                        (cx.err)(p, m)
+                    }
+                },
+            );
             return None;
         }
-        let node = super::operator::plan_model(cx.name, self, &input.schema, input.key.unwrap_or(0), cx.err)?;
+        let node = super::operator::plan_model(
+            cx.name,
+            self,
+            &input.schema,
+            input.key.unwrap_or(0),
+            cx.err,
+        )?;
         let output = StreamInfo {
             schema: node.schema.clone(),
             kind: StreamKind::Rows,
             key: Some(node.input_fields[0]),
             ..input
         };
-        Some(Planned { output, op: Arc::new(node) })
+        Some(Planned {
+            output,
+            op: Arc::new(node),
+        })
     }
 }
 
@@ -54,7 +71,13 @@ impl StepOp for ModelNode {
                 })
                 .collect()
         };
-        let outputs: Vec<String> = self.plugin.info.outputs.iter().map(|f| clean(&f.name)).collect();
+        let outputs: Vec<String> = self
+            .plugin
+            .info
+            .outputs
+            .iter()
+            .map(|f| clean(&f.name))
+            .collect();
         let file = self
             .plugin
             .path

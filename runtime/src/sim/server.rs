@@ -12,6 +12,7 @@
 //! `t` (the wall clock, as on the real feed) depend on timing.
 
 use crate::dataflow::time::now_ms;
+use crate::record::days_from_civil;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -436,16 +437,6 @@ pub fn us_market_open(ms: i64) -> bool {
     let minute = local_ms.rem_euclid(86_400_000) / 60_000;
     let _ = weekday;
     (1..=5).contains(&local_weekday) && (570..960).contains(&minute)
-}
-
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m as i64 + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 fn make_trade(

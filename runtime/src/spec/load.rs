@@ -7,10 +7,10 @@ use serde::de::DeserializeOwned;
 use super::diagnostic::{Diagnostic, SpecErrors, suggest};
 use super::env::{interpolate_tree, protect};
 use super::model::PipelineSpec;
-use crate::steps::StepSpec;
 use super::tree::{Node, Tree};
 use crate::sinks::SinkSpec;
 use crate::sources::SourceSpec;
+use crate::steps::StepSpec;
 
 /// A spec that parsed, with the tree that locates its fields for later diagnostics.
 pub struct LoadedSpec {
@@ -44,7 +44,11 @@ impl LoadedSpec {
             // `field@L:C`: a place inside the value (an expression's own line and column).
             let inner = d.path.rsplit_once('@').and_then(|(base, at)| {
                 let (l, c) = at.split_once(':')?;
-                Some((base.to_string(), l.parse::<usize>().ok()?, c.parse::<usize>().ok()?))
+                Some((
+                    base.to_string(),
+                    l.parse::<usize>().ok()?,
+                    c.parse::<usize>().ok()?,
+                ))
             });
             if let Some((base, _, _)) = &inner {
                 d.path = base.clone();

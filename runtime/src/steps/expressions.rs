@@ -78,8 +78,17 @@ pub struct Evaluated {
 }
 
 impl Evaluated {
-    pub fn new(cx: &BuildCx<'_>, step: &str, source: usize, input: Schema, exprs: Vec<Expr>) -> Self {
-        let mut needed: Vec<usize> = exprs.iter().flat_map(|e| e.columns().iter().copied()).collect();
+    pub fn new(
+        cx: &BuildCx<'_>,
+        step: &str,
+        source: usize,
+        input: Schema,
+        exprs: Vec<Expr>,
+    ) -> Self {
+        let mut needed: Vec<usize> = exprs
+            .iter()
+            .flat_map(|e| e.columns().iter().copied())
+            .collect();
         needed.sort_unstable();
         needed.dedup();
         Evaluated {
@@ -119,10 +128,13 @@ impl Evaluated {
                         }
                         parts.push(value);
                     }
-                    let refs: Vec<&dyn arrow_array::Array> = parts.iter().map(|a| a.as_ref()).collect();
+                    let refs: Vec<&dyn arrow_array::Array> =
+                        parts.iter().map(|a| a.as_ref()).collect();
                     match arrow_select::concat::concat(&refs) {
                         Ok(a) => out.push(a),
-                        Err(_) => out.push(arrow_array::new_null_array(&e.ty().arrow(), batch.len())),
+                        Err(_) => {
+                            out.push(arrow_array::new_null_array(&e.ty().arrow(), batch.len()))
+                        }
                     }
                 }
             }

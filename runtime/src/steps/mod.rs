@@ -190,7 +190,10 @@ pub trait StepOp: Send + Sync + std::fmt::Debug {
 /// The operator of a step whose planning found errors but whose output is known, so that the
 /// steps after it are checked too. Such a plan has errors: it is never built.
 pub fn broken(name: &str, kind: &'static str) -> Arc<dyn StepOp> {
-    Arc::new(Broken { name: name.to_string(), kind })
+    Arc::new(Broken {
+        name: name.to_string(),
+        kind,
+    })
 }
 
 #[derive(Debug)]

@@ -7,7 +7,9 @@ use super::config::{AggregateFn, PartialWindows, WindowEngine, WindowSpec, Windo
 use crate::plan::{AggregatePlan, MAX_WINDOWS_PER_RECORD, TradeField, WindowKind, WindowNode};
 use crate::record::{Field, FieldType, Schema};
 use crate::spec::diagnostic::suggest;
-use crate::steps::{AnyStream, BuildCx, PlanCx, Planned, StepConfig, StepOp, StreamInfo, StreamKind};
+use crate::steps::{
+    AnyStream, BuildCx, PlanCx, Planned, StepConfig, StepOp, StreamInfo, StreamKind,
+};
 
 impl StepConfig for WindowStepConfig {
     fn type_name(&self) -> &'static str {
@@ -37,7 +39,10 @@ impl StepConfig for WindowStepConfig {
             source,
             live,
         };
-        Some(Planned { output, op: Arc::new(node) })
+        Some(Planned {
+            output,
+            op: Arc::new(node),
+        })
     }
 }
 
@@ -52,11 +57,17 @@ impl StepOp for WindowNode {
         let d = |ms: i64| crate::spec::units::Duration(ms).to_string();
         let shape = match self.kind {
             WindowKind::Tumbling { size } => format!("tumbling {}", d(size)),
-            WindowKind::Hopping { size, slide } => format!("hopping {} every {}", d(size), d(slide)),
+            WindowKind::Hopping { size, slide } => {
+                format!("hopping {} every {}", d(size), d(slide))
+            }
             WindowKind::Session { gap } => format!("session gap {}", d(gap)),
         };
         let aggs: Vec<&str> = self.aggregates.iter().map(|a| a.name.as_str()).collect();
-        format!("window {shape} by {}\\n{}", self.schema.fields[0].name, aggs.join(", "))
+        format!(
+            "window {shape} by {}\\n{}",
+            self.schema.fields[0].name,
+            aggs.join(", ")
+        )
     }
     fn build<'s>(&self, input: AnyStream<'s>, cx: &BuildCx<'_>) -> AnyStream<'s> {
         let trades = input.trades();
@@ -82,7 +93,11 @@ impl StepOp for WindowNode {
     }
     fn checkpoint_problem(&self) -> Option<(&'static str, String)> {
         self.differential.then(|| {
-            ("engine", "checkpoints support the timely engine only (use `engine: auto` or `timely`)".to_string())
+            (
+                "engine",
+                "checkpoints support the timely engine only (use `engine: auto` or `timely`)"
+                    .to_string(),
+            )
         })
     }
 }
@@ -321,4 +336,3 @@ pub(crate) fn plan_window(
 fn fn_name(f: AggregateFn) -> &'static str {
     AggregateFn::NAMES[f as usize]
 }
-

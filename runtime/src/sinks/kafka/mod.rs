@@ -24,10 +24,10 @@ use crate::checkpoint::Role;
 use crate::dataflow::context::RunContext;
 use crate::dataflow::window::operator::write_trade_json;
 use crate::record::{Row, Schema, Trade, Value};
-use crate::steps::AnyStream;
 use crate::sinks::SinkSpec;
 use crate::sinks::dead_letter::{DeadLetter, DeadLetters};
 use crate::sources::finnhub::protocol::RejectReason;
+use crate::steps::AnyStream;
 
 /// Delivery reports, filled by librdkafka's callback on the polling (worker) thread.
 #[derive(Default)]
@@ -164,9 +164,7 @@ fn kafka_sink_with<'scope, E: Encode>(
             Role::Sink,
             index,
             worker,
-            Some(
-                node.input.node_index(ctx.plan.sources.len()),
-            ),
+            Some(node.input.node_index(ctx.plan.sources.len())),
         )
     });
     let _: StreamVec<'scope, u64, ()> = stream
@@ -196,7 +194,8 @@ fn kafka_sink_with<'scope, E: Encode>(
                             payload.clear();
                             let key = enc.encode(t, &mut payload);
                             let payload = payload.as_slice();
-                            let mut record = BaseRecord::<str, [u8]>::to(&cfg.topic).payload(payload);
+                            let mut record =
+                                BaseRecord::<str, [u8]>::to(&cfg.topic).payload(payload);
                             if let Some(key) = key {
                                 record = record.key(key);
                             }

@@ -37,10 +37,7 @@ pub fn parquet_sink<'scope>(
             Role::Sink,
             index,
             worker,
-            Some(
-                node.input
-                    .node_index(ctx.plan.sources.len()),
-            ),
+            Some(node.input.node_index(ctx.plan.sources.len())),
         )
     });
     let mut writer = match Storage::open(&config.path, ctx.rt.clone()) {
