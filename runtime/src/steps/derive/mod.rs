@@ -162,15 +162,16 @@ fn extend<R: BatchOf>(
     };
     let columns: Vec<Vec<crate::record::Value>> = values.iter().zip(tys).map(|(a, ty)| crate::expr::values_of(a, *ty)).collect();
     let mut columns: Vec<std::vec::IntoIter<crate::record::Value>> = columns.into_iter().map(Vec::into_iter).collect();
+    // NB: no allocation per record beyond the row itself: each column's values are moved in.
     for (record, failed) in batch.into_iter().zip(failed) {
-        let vals: Vec<crate::record::Value> = columns.iter_mut().map(|c| c.next().unwrap_or(crate::record::Value::Null)).collect();
         if failed {
+            columns.iter_mut().for_each(|c| drop(c.next()));
             continue;
         }
         let mut row = into_row(record);
         row.resize(width, crate::record::Value::Null);
-        for (t, v) in targets.iter().zip(vals) {
-            row[*t] = v;
+        for (t, c) in targets.iter().zip(columns.iter_mut()) {
+            row[*t] = c.next().unwrap_or(crate::record::Value::Null);
         }
         out.push(row);
     }
