@@ -3,6 +3,7 @@
 //! `spec` (what users write) → `plan` (a checked, typed graph) → `dataflow` (timely operators
 //! per worker) with `sources` feeding event-time windows and `sinks` publishing Parquet.
 
+pub mod base;
 pub mod checkpoint;
 pub mod cli;
 pub mod cluster;

@@ -27,16 +27,9 @@ pub enum ControlMsg {
     /// "Still here" from `process` (the bytes are what the stall watchdog looks for; the first
     /// one says the process has built its dataflow).
     Heartbeat { process: u32 },
-    /// A replay block was parsed: its highest event time and line count (the carry of the blocks
-    /// after it).
-    ReplayBlock {
-        source: u32,
-        block: u32,
-        max_ts: i64,
-        lines: u64,
-        /// The file's length as the sender sees it (every process must replay the same file).
-        file_len: u64,
-    },
+    /// What a source on one process tells its copies on the others (a replay block's highest
+    /// event time and line count, the carry of the blocks after it); the source's own encoding.
+    Source { source: u32, body: Vec<u8> },
     /// A worker's slowest live Kafka partition (watermark alignment).
     Watermark { source: u32, worker: u32, wm: i64 },
     /// A process was asked to stop (Ctrl-C, SIGTERM, `--for`), failed with `error`, or saw the

@@ -7,8 +7,7 @@ use std::sync::{Arc, Mutex};
 use crate::cluster::{Control, ControlMsg};
 use crate::metrics::Metrics;
 use crate::plan::Plan;
-use crate::sources::finnhub::source::FinnhubShared;
-use crate::sources::replay::ReplayShared;
+use crate::sources::SourceOp;
 
 pub struct RunContext {
     pub plan: Plan,
@@ -19,10 +18,8 @@ pub struct RunContext {
     pub rt: tokio::runtime::Handle,
     /// Distinguishes this run's output files from earlier runs'.
     pub run_id: String,
-    /// Per source: the shared replay state (for replay sources).
-    pub replay: Vec<Option<Arc<ReplayShared>>>,
-    /// Per source: the connection settings and counters (for finnhub sources).
-    pub finnhub: Vec<Option<Arc<FinnhubShared>>>,
+    /// Per source: the source opened for this run (what its workers share).
+    pub opened: Vec<Arc<dyn SourceOp>>,
     /// `--bounded`: sources that can end (Kafka: at the end offsets seen at start) do.
     pub bounded: bool,
     /// Per source and worker: the watermark of the worker's slowest live partition (`i64::MAX`:
@@ -49,8 +46,7 @@ impl RunContext {
         stop: Arc<AtomicBool>,
         rt: tokio::runtime::Handle,
         run_id: String,
-        replay: Vec<Option<Arc<ReplayShared>>>,
-        finnhub: Vec<Option<Arc<FinnhubShared>>>,
+        opened: Vec<Arc<dyn SourceOp>>,
     ) -> Self {
         RunContext {
             plan,
@@ -58,8 +54,7 @@ impl RunContext {
             stop,
             rt,
             run_id,
-            replay,
-            finnhub,
+            opened,
             bounded: false,
             source_watermarks: Vec::new(),
             checkpoint: None,
@@ -132,15 +127,9 @@ impl RunContext {
                     control.heard(process as usize);
                 }
             }
-            ControlMsg::ReplayBlock {
-                source,
-                block,
-                max_ts,
-                lines,
-                file_len,
-            } => {
-                if let Some(Some(r)) = self.replay.get(source as usize)
-                    && let Err(e) = r.set_block(block as usize, max_ts, lines, file_len)
+            ControlMsg::Source { source, body } => {
+                if let Some(op) = self.opened.get(source as usize)
+                    && let Err(e) = op.on_control(&body)
                     && !self.stop.load(Ordering::Acquire)
                 {
                     self.fail(format!("{e:#}"));

@@ -22,12 +22,8 @@ use crate::cluster::{ClusterConfig, Control, Membership};
 use crate::metrics::Metrics;
 use crate::plan::Plan;
 use crate::record::Trade;
-use crate::sinks::SinkSpec;
 use crate::sinks::dead_letter::DeadLetters;
-use crate::sinks::parquet::parquet_sink;
-use crate::sources::SourceSpec;
-use crate::sources::finnhub::source::{FinnhubShared, finnhub_stream};
-use crate::sources::replay::{BLOCK_SIZE, ReplayShared, replay_stream};
+use crate::sources::replay::BLOCK_SIZE;
 use crate::steps::{AnyStream, BuildCx};
 
 /// How to run a plan.
@@ -90,30 +86,16 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
         .context("starting the I/O runtime")?;
     // Alone, or process 0 of a cluster (global worker 0 lives here).
     let leader = opts.cluster.as_ref().is_none_or(|c| c.process == 0);
-    let mut replay = Vec::new();
-    let mut finnhub = Vec::new();
-    for s in &plan.sources {
-        replay.push(match &s.config {
-            SourceSpec::Replay(c) => Some(Arc::new(
-                ReplayShared::open(&c.path, opts.block_size, rt.handle())
-                    .with_context(|| format!("source `{}`: cannot open `{}`", s.name, c.path))?,
-            )),
-            _ => None,
-        });
-        finnhub.push(match &s.config {
-            SourceSpec::Finnhub(c) => {
-                // One connection, held by global worker 0: in the leader's process.
-                Some(Arc::new(FinnhubShared::prepare(
-                    &s.name,
-                    c,
-                    rt.handle(),
-                    leader,
-                )?))
-            }
-            _ => None,
-        });
-    }
-    let finnhub_states: Vec<Arc<FinnhubShared>> = finnhub.iter().flatten().cloned().collect();
+    let open = crate::sources::OpenCx {
+        rt: rt.handle(),
+        block_size: opts.block_size,
+        leader,
+    };
+    let opened = plan
+        .sources
+        .iter()
+        .map(|s| s.config.kind().open(&s.name, &open))
+        .collect::<Result<Vec<_>>>()?;
     let run_id = format!(
         "{:x}",
         std::time::SystemTime::now()
@@ -136,10 +118,7 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
             let sink_paths: Vec<String> = plan
                 .sinks
                 .iter()
-                .filter_map(|s| match &s.config {
-                    SinkSpec::Parquet(c) => Some(c.path.clone()),
-                    _ => None,
-                })
+                .filter_map(|s| s.op.staged_folder().map(str::to_string))
                 .chain(plan.dead_letters.as_ref().map(|d| d.path.clone()))
                 .collect();
             let topology = crate::checkpoint::coordinator::Topology {
@@ -147,12 +126,7 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
                 inputs: plan
                     .sources
                     .iter()
-                    .filter_map(|s| match &s.config {
-                        SourceSpec::Kafka(k) => {
-                            Some((s.name.clone(), format!("topic {}", k.topic)))
-                        }
-                        _ => None,
-                    })
+                    .filter_map(|s| Some((s.name.clone(), s.config.kind().rewinds()?)))
                     .collect(),
                 sources: plan.sources.len(),
                 steps: plan.steps.len(),
@@ -181,8 +155,7 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
         Arc::clone(&opts.stop),
         rt.handle().clone(),
         run_id,
-        replay,
-        finnhub,
+        opened,
     );
     let mut context = context.with_workers(workers);
     context.bounded = opts.bounded;
@@ -344,8 +317,8 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
             ctx.fail(format!("worker failed: {e}"));
         }
     }
-    for f in &finnhub_states {
-        f.shutdown(rt.handle());
+    for source in &ctx.opened {
+        source.shutdown(rt.handle());
     }
     if let (Some(cp), Some(thread)) = (&checkpoint, coordinator) {
         cp.end();
@@ -450,14 +423,14 @@ fn build<'scope>(
     let downstream: Vec<ProbeHandle<u64>> =
         plan.sources.iter().map(|_| ProbeHandle::new()).collect();
     let sources: Vec<StreamVec<'scope, u64, Trade>> = (0..plan.sources.len())
-        .map(|i| match &plan.sources[i].config {
-            SourceSpec::Replay(_) => {
-                replay_stream(scope, ctx, i, Rc::clone(dead), downstream[i].clone())
-            }
-            SourceSpec::Finnhub(_) => finnhub_stream(scope, ctx, i, Rc::clone(dead)),
-            SourceSpec::Kafka(_) => {
-                crate::sources::kafka::kafka_stream(scope, ctx, i, Rc::clone(dead))
-            }
+        .map(|i| {
+            let cx = crate::sources::SourceBuildCx {
+                ctx,
+                index: i,
+                dead,
+                downstream: downstream[i].clone(),
+            };
+            ctx.opened[i].build(scope, &cx)
         })
         .collect();
     let mut streams: Vec<AnyStream<'scope>> = sources.into_iter().map(AnyStream::Trades).collect();
@@ -480,12 +453,14 @@ fn build<'scope>(
         streams.push(out);
     }
     for (i, sink) in plan.sinks.iter().enumerate() {
-        let input = streams[sink.input.node_index(plan.sources.len())].clone();
-        match &sink.config {
-            SinkSpec::Kafka(_) => {
-                crate::sinks::kafka::kafka_sink(input, ctx, i, worker, Rc::clone(dead))
-            }
-            SinkSpec::Parquet(_) => parquet_sink(input.rows(), ctx, i, worker),
-        }
+        let input_node = sink.input.node_index(plan.sources.len());
+        let cx = crate::sinks::SinkBuildCx {
+            ctx,
+            index: i,
+            worker,
+            input_node,
+            dead,
+        };
+        sink.op.build(streams[input_node].clone(), &cx);
     }
 }

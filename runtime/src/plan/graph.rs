@@ -2,7 +2,6 @@
 //! shown — never paths' credentials or tokens.
 
 use super::{NodeRef, Plan};
-use crate::sources::SourceSpec;
 
 fn node_id(plan: &Plan, n: NodeRef) -> String {
     match n {
@@ -27,19 +26,7 @@ fn nodes_and_edges(plan: &Plan) -> (Vec<Node>, Vec<(String, String, String)>) {
     let mut nodes = Vec::new();
     let mut edges = Vec::new();
     for (i, s) in plan.sources.iter().enumerate() {
-        let detail = match &s.config {
-            SourceSpec::Replay(c) => format!("replay, out-of-orderness {}", c.max_out_of_orderness),
-            SourceSpec::Kafka(c) => format!(
-                "kafka {} / {}, out-of-orderness {}",
-                c.brokers, c.topic, c.max_out_of_orderness
-            ),
-            SourceSpec::Finnhub(c) => format!(
-                "finnhub {}, {} symbols, out-of-orderness {}",
-                crate::sources::finnhub::client::redacted(&c.url),
-                c.symbols.len(),
-                c.max_out_of_orderness
-            ),
-        };
+        let detail = s.config.kind().describe();
         nodes.push(Node {
             id: node_id(plan, NodeRef::Source(i)),
             label: format!("{}\\n{}", s.name, detail),
@@ -75,16 +62,7 @@ fn nodes_and_edges(plan: &Plan) -> (Vec<Node>, Vec<(String, String, String)>) {
     }
     for s in &plan.sinks {
         let id = format!("sink_{}", sanitize(&s.name));
-        let label = match &s.config {
-            crate::sinks::SinkSpec::Parquet(c) => format!(
-                "{}\\nparquet, partitions {}",
-                s.name,
-                c.partition_by.join("/")
-            ),
-            crate::sinks::SinkSpec::Kafka(c) => {
-                format!("{}\\nkafka {} / {}", s.name, c.brokers, c.topic)
-            }
-        };
+        let label = format!("{}\\n{}", s.name, s.op.describe());
         nodes.push(Node {
             id: id.clone(),
             label,

@@ -8,10 +8,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::dataflow::window::config::AggregateFn;
-use crate::record::{FieldType, Schema};
-use crate::sinks::SinkSpec;
+use crate::record::Schema;
 use crate::sinks::dead_letter::config::DeadLetterSpec;
-use crate::sources::{ReplayConfig, SourceSpec};
+use crate::sources::SourceSpec;
+use crate::spec::kinds::Checks;
 use crate::spec::diagnostic::suggest;
 use crate::spec::{Diagnostic, LoadedSpec, SpecErrors};
 pub use crate::steps::{StepOp, StreamInfo, StreamKind};
@@ -101,14 +101,11 @@ pub struct WindowNode {
 pub struct SinkNode {
     pub name: String,
     pub input: NodeRef,
-    pub config: SinkSpec,
+    /// What it writes.
     pub schema: Schema,
     /// Trades or rows.
     pub kind: StreamKind,
-    /// The column that keys its records (a Kafka record's key).
-    pub key: Option<usize>,
-    /// Index of the timestamp field used for `date`/`hour` partitions.
-    pub partition_time_index: Option<usize>,
+    pub op: Arc<dyn crate::sinks::SinkOp>,
 }
 
 /// A model step: rows scored by a plugin, out with the plugin's columns appended.
@@ -248,77 +245,10 @@ fn plan(
     // Sources.
     let mut sources: Vec<SourceNode> = Vec::new();
     for (name, cfg) in &spec.sources {
-        match cfg {
-            SourceSpec::Replay(ReplayConfig {
-                path,
-                speed,
-                max_out_of_orderness,
-                ..
-            }) => {
-                let p = format!("sources.{name}");
-                if path.trim().is_empty() {
-                    err(format!("{p}.path"), "the replay file path is empty".into());
-                } else if path.starts_with("gs://") {
-                    // Checked when the run opens it (credentials and network are run-time).
-                    if crate::sinks::gcs::object_url(path).is_none() {
-                        err(
-                            format!("{p}.path"),
-                            format!("`{path}`: expected gs://BUCKET/PATH of an object"),
-                        );
-                    }
-                } else if let Some(scheme) = path.split_once("://").map(|(s, _)| s)
-                    && scheme != "file"
-                {
-                    err(
-                        format!("{p}.path"),
-                        format!(
-                            "unsupported scheme `{scheme}://` (a replay reads a local path, file:// or gs://)"
-                        ),
-                    );
-                } else if let Err(e) =
-                    std::fs::metadata(path.strip_prefix("file://").unwrap_or(path))
-                {
-                    err(format!("{p}.path"), format!("cannot open `{path}`: {e}"));
-                }
-                if !speed.is_finite() || *speed < 0.0 {
-                    err(
-                        format!("{p}.speed"),
-                        format!(
-                            "speed must be 0 (as fast as possible) or a positive factor, got {speed}"
-                        ),
-                    );
-                }
-                if max_out_of_orderness.as_millis() < 0 {
-                    err(
-                        format!("{p}.max_out_of_orderness"),
-                        "must not be negative".into(),
-                    );
-                }
-            }
-            SourceSpec::Finnhub(c) => check_finnhub(&format!("sources.{name}"), c, &mut err),
-            SourceSpec::Kafka(c) => {
-                let p = format!("sources.{name}");
-                if c.brokers.trim().is_empty() {
-                    err(
-                        format!("{p}.brokers"),
-                        "no Kafka brokers given (e.g. `127.0.0.1:9092`)".into(),
-                    );
-                }
-                check_topic(&format!("{p}.topic"), &c.topic, &mut err);
-                if c.group_id.trim().is_empty() {
-                    err(format!("{p}.group_id"), "must not be empty".into());
-                }
-                if c.max_out_of_orderness.as_millis() < 0 {
-                    err(
-                        format!("{p}.max_out_of_orderness"),
-                        "must not be negative".into(),
-                    );
-                }
-                if c.idle_timeout.as_millis() <= 0 {
-                    err(format!("{p}.idle_timeout"), "must be positive".into());
-                }
-            }
-        }
+        cfg.kind().check(&mut Checks {
+            path: format!("sources.{name}"),
+            err: &mut err,
+        });
         let schema = Schema::trades();
         sources.push(SourceNode {
             name: name.clone(),
@@ -329,7 +259,7 @@ fn plan(
                 schema: schema.clone(),
                 kind: StreamKind::Trades,
                 source: sources.len(),
-                live: matches!(cfg, SourceSpec::Finnhub(_)),
+                live: cfg.kind().live(),
             },
             schema,
             time_quantum_ms: 1000,
@@ -463,134 +393,24 @@ fn plan(
             NodeRef::Source(i) => sources[i].stream.clone(),
             NodeRef::Step(i) => steps[i].output.clone(),
         });
-        let mut partition_time_index = None;
-        match sink {
-            SinkSpec::Kafka(cfg) => {
-                if cfg.brokers.trim().is_empty() {
-                    err(
-                        format!("{p}.brokers"),
-                        "no Kafka brokers given (e.g. `127.0.0.1:9092`)".into(),
-                    );
-                }
-                check_topic(&format!("{p}.topic"), &cfg.topic, &mut err);
-                if cfg.delivery_timeout.as_millis() <= 0 {
-                    err(format!("{p}.delivery_timeout"), "must be positive".into());
-                }
-                if let (Some(key), Some(stream)) = (&cfg.key, &stream) {
-                    match stream.schema.field(key) {
-                        Some(f) if f.ty == FieldType::Utf8 => {}
-                        Some(f) => err(
-                            format!("{p}.key"),
-                            format!(
-                                "the record key must be a string column; `{key}` is {}",
-                                f.ty.name()
-                            ),
-                        ),
-                        None => err(
-                            format!("{p}.key"),
-                            format!(
-                                "unknown column `{key}`{}",
-                                suggest(key, stream.schema.names())
-                            ),
-                        ),
-                    }
-                }
-            }
-            SinkSpec::Parquet(cfg) => {
-                if cfg.path.trim().is_empty() {
-                    err(format!("{p}.path"), "the output path is empty".into());
-                }
-                if !(1..=22).contains(&cfg.zstd_level) {
-                    err(
-                        format!("{p}.zstd_level"),
-                        format!(
-                            "zstd level must be between 1 and 22, got {}",
-                            cfg.zstd_level
-                        ),
-                    );
-                }
-                if cfg.rolling.max_rows == 0 {
-                    err(format!("{p}.rolling.max_rows"), "must be at least 1".into());
-                }
-                if cfg.rolling.max_bytes.0 == 0 {
-                    err(
-                        format!("{p}.rolling.max_bytes"),
-                        "must be at least 1B (e.g. 128MiB)".into(),
-                    );
-                }
-                if cfg.rolling.max_age.as_millis() <= 0 {
-                    err(format!("{p}.rolling.max_age"), "must be positive".into());
-                }
-                let Some(stream) = &stream else { continue };
-                let schema = &stream.schema;
-                let time_field = cfg
-                    .partition_time_field
-                    .clone()
-                    .or_else(|| stream.time_name().map(str::to_string))
-                    .unwrap_or_else(|| "timestamp".to_string());
-                for (k, part) in cfg.partition_by.iter().enumerate() {
-                    match part.as_str() {
-                        "date" | "hour" => match schema.field(&time_field) {
-                            Some(f) if f.ty == FieldType::Timestamp => {
-                                partition_time_index = schema.index_of(&time_field)
-                            }
-                            Some(f) => err(
-                                format!("{p}.partition_time_field"),
-                                format!(
-                                    "`{time_field}` is a {}, `date`/`hour` partitions need a timestamp field",
-                                    f.ty.name()
-                                ),
-                            ),
-                            None => err(
-                                format!("{p}.partition_time_field"),
-                                format!(
-                                    "unknown field `{time_field}`{}",
-                                    suggest(&time_field, schema.names())
-                                ),
-                            ),
-                        },
-                        other => match schema.field(other) {
-                            Some(f) if f.ty == FieldType::Utf8 => {}
-                            Some(f) => err(
-                                format!("{p}.partition_by.{k}"),
-                                format!(
-                                    "cannot partition by `{other}` ({}): use `date`, `hour` or a string field",
-                                    f.ty.name()
-                                ),
-                            ),
-                            None => err(
-                                format!("{p}.partition_by.{k}"),
-                                format!(
-                                    "unknown partition `{other}`{}",
-                                    suggest(
-                                        other,
-                                        ["date", "hour"].into_iter().chain(schema.names())
-                                    )
-                                ),
-                            ),
-                        },
-                    }
-                }
-            }
-        }
-        let (Some(input), Some(stream)) = (input, stream) else {
+        let mut cx = crate::sinks::SinkPlanCx {
+            name,
+            input: stream.as_ref(),
+            checks: Checks {
+                path: p,
+                err: &mut err,
+            },
+        };
+        let op = sink.kind().plan(&mut cx);
+        let (Some(input), Some(stream), Some(op)) = (input, stream, op) else {
             continue;
         };
         sinks.push(SinkNode {
             name: name.clone(),
             input,
-            config: sink.clone(),
-            key: match sink {
-                SinkSpec::Kafka(cfg) => cfg
-                    .key
-                    .as_deref()
-                    .and_then(|k| stream.schema.index_of(k))
-                    .or(stream.key),
-                SinkSpec::Parquet(_) => stream.key,
-            },
             kind: stream.kind,
             schema: stream.schema,
-            partition_time_index,
+            op,
         });
     }
     if let Some(dl) = &spec.dead_letters
@@ -619,7 +439,7 @@ fn plan(
             );
         }
         for (name, s) in &spec.sources {
-            if !matches!(s, SourceSpec::Kafka(_)) {
+            if s.kind().rewinds().is_none() {
                 err(
                     format!("sources.{name}.type"),
                     format!(
@@ -657,109 +477,6 @@ fn plan(
         key_groups,
         warnings: Vec::new(),
         fingerprint: Default::default(),
-    }
-}
-
-/// Kafka topic names: 1–249 characters of letters, digits, `.`, `_` and `-`.
-fn check_topic(path: &str, topic: &str, err: &mut impl FnMut(String, String)) {
-    let ok = !topic.is_empty()
-        && topic.len() <= 249
-        && topic
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        && topic != "."
-        && topic != "..";
-    if !ok {
-        err(
-            path.to_string(),
-            format!(
-                "`{topic}` is not a valid Kafka topic name (letters, digits, `.`, `_`, `-`; at most 249)"
-            ),
-        );
-    }
-}
-
-fn check_finnhub(p: &str, c: &crate::sources::FinnhubConfig, err: &mut impl FnMut(String, String)) {
-    if !(c.url.starts_with("ws://") || c.url.starts_with("wss://")) {
-        err(
-            format!("{p}.url"),
-            format!("`{}` is not a websocket URL (ws:// or wss://)", c.url),
-        );
-    }
-    if c.url.contains("token=") {
-        err(
-            format!("{p}.url"),
-            format!(
-                "do not put the token in the URL; set the `{}` environment variable instead",
-                c.token_env
-            ),
-        );
-    }
-    if c.token_env.is_empty()
-        || !c
-            .token_env
-            .chars()
-            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
-    {
-        err(
-            format!("{p}.token_env"),
-            format!("`{}` is not an environment variable name", c.token_env),
-        );
-    }
-    if c.symbols.is_empty() {
-        err(
-            format!("{p}.symbols"),
-            "subscribe to at least one symbol".into(),
-        );
-    }
-    if c.symbols.len() > c.max_symbols {
-        err(
-            format!("{p}.symbols"),
-            format!(
-                "{} symbols is more than one Finnhub connection allows ({}, `max_symbols`)",
-                c.symbols.len(),
-                c.max_symbols
-            ),
-        );
-    }
-    for (i, s) in c.symbols.iter().enumerate() {
-        if s.trim().is_empty() || s.contains(char::is_whitespace) {
-            err(format!("{p}.symbols.{i}"), format!("`{s}` is not a symbol"));
-        } else if c.symbols[..i].contains(s) {
-            err(format!("{p}.symbols.{i}"), format!("`{s}` is listed twice"));
-        }
-    }
-    for (field, d) in [
-        ("silence_timeout", c.silence_timeout),
-        ("idle_timeout", c.idle_timeout),
-        ("stale_after", c.stale_after),
-        ("backoff_min", c.backoff_min),
-        ("backoff_max", c.backoff_max),
-    ] {
-        if d.as_millis() <= 0 {
-            err(format!("{p}.{field}"), format!("must be positive, got {d}"));
-        }
-    }
-    if c.backoff_max < c.backoff_min {
-        err(
-            format!("{p}.backoff_max"),
-            format!("must not be below backoff_min ({})", c.backoff_min),
-        );
-    }
-    if c.max_out_of_orderness.as_millis() < 0 {
-        err(
-            format!("{p}.max_out_of_orderness"),
-            "must not be negative".into(),
-        );
-    }
-    if !(c.simulator.rate.is_finite() && c.simulator.rate > 0.0) {
-        err(
-            format!("{p}.simulator.rate"),
-            format!(
-                "must be a positive number of trades per second, got {}",
-                c.simulator.rate
-            ),
-        );
     }
 }
 
@@ -826,11 +543,11 @@ fn find_cycle(spec: &crate::spec::PipelineSpec, start: &str) -> Option<Vec<Strin
 fn overlapping_folders(spec: &crate::spec::PipelineSpec, err: &mut impl FnMut(String, String)) {
     let mut folders: Vec<(String, String, String)> = Vec::new(); // (field, who, location)
     for (name, sink) in &spec.sinks {
-        if let SinkSpec::Parquet(cfg) = sink {
+        if let Some(folder) = sink.kind().folder() {
             folders.push((
                 format!("sinks.{name}.path"),
                 format!("sink `{name}`"),
-                cfg.path.clone(),
+                folder.to_string(),
             ));
         }
     }

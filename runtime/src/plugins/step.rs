@@ -9,9 +9,6 @@ use crate::steps::{
 };
 
 impl StepConfig for ModelStepConfig {
-    fn type_name(&self) -> &'static str {
-        "model"
-    }
     fn input(&self) -> &str {
         &self.input
     }

@@ -1,42 +1,88 @@
-//! Sinks: where results go. One folder per connector; `config.rs` is what users write.
+//! Sinks: where results go, every kind behind one contract.
+//!
+//! A kind is a folder: `config.rs` (what users write, the JSON Schema), `kind.rs` (the
+//! contract: [`SinkConfig`] checks the config against its input stream and plans a [`SinkOp`],
+//! which builds the operator on every worker), and its runtime. [`SinkSpec`] is the one list of
+//! kinds: the planner, the dataflow and checkpoints know only the contract.
 
 pub mod dead_letter;
 pub mod gcs;
-pub mod kafka;
-pub mod parquet;
 pub mod rolling;
 pub mod spill;
 pub mod storage;
 
-use schemars::JsonSchema;
-use serde::Deserialize;
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
 
-pub use kafka::config::KafkaSinkConfig;
-pub use parquet::config::ParquetSinkConfig;
+use crate::dataflow::context::RunContext;
+use crate::spec::kinds::{Checks, kinds};
+use crate::steps::{AnyStream, StreamInfo};
 
-/// A destination for records, chosen by `type`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum SinkSpec {
+pub use self::kafka::config::KafkaSinkConfig;
+pub use self::parquet::config::ParquetSinkConfig;
+
+kinds! {
+    /// A destination for records, chosen by `type`.
+    enum SinkSpec: dyn SinkConfig;
     /// Parquet files in a local folder or an object store.
-    Parquet(ParquetSinkConfig),
-    /// Trades to a Kafka topic (idempotent producer).
-    Kafka(KafkaSinkConfig),
+    "parquet" in parquet => Parquet(ParquetSinkConfig),
+    /// Trades or rows to a Kafka topic (idempotent producer).
+    "kafka" in kafka => Kafka(KafkaSinkConfig),
 }
 
 impl SinkSpec {
-    pub const TYPES: &'static [&'static str] = &["parquet", "kafka"];
-
     pub fn input(&self) -> &str {
-        match self {
-            SinkSpec::Parquet(c) => &c.input,
-            SinkSpec::Kafka(c) => &c.input,
-        }
+        self.kind().input()
     }
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            SinkSpec::Parquet(_) => "parquet",
-            SinkSpec::Kafka(_) => "kafka",
-        }
+}
+
+/// What a kind's config does at plan time.
+pub trait SinkConfig {
+    /// The name of the stream the sink writes.
+    fn input(&self) -> &str;
+    /// The folder the sink writes files into, if it writes files: no two writers (sinks, dead
+    /// letters, checkpoints) may share one.
+    fn folder(&self) -> Option<&str>;
+    /// Checks the sink against its input stream (every problem through `cx`) and plans it.
+    fn plan(&self, cx: &mut SinkPlanCx<'_>) -> Option<Arc<dyn SinkOp>>;
+}
+
+/// What a sink's planning sees.
+pub struct SinkPlanCx<'a> {
+    pub name: &'a str,
+    /// The stream it writes; `None` when its `input:` names nothing (the sink checks its own
+    /// fields only, and is left out).
+    pub input: Option<&'a StreamInfo>,
+    /// `sinks.NAME`
+    pub checks: Checks<'a>,
+}
+
+impl SinkPlanCx<'_> {
+    pub fn error(&mut self, field: &str, message: impl Into<String>) {
+        self.checks.error(field, message);
     }
+}
+
+/// What a sink's operator is built from.
+pub struct SinkBuildCx<'a> {
+    pub ctx: &'a Arc<RunContext>,
+    /// The sink's place in the plan's sinks (checkpoint participants count by it).
+    pub index: usize,
+    /// This worker's index (of the whole cluster).
+    pub worker: usize,
+    /// The node the sink reads ([`crate::plan::NodeRef::node_index`]).
+    pub input_node: usize,
+    pub dead: &'a Rc<RefCell<dead_letter::DeadLetters>>,
+}
+
+/// A planned sink, ready to build on every worker.
+pub trait SinkOp: Send + Sync + std::fmt::Debug {
+    /// One line for `graph` (never credentials).
+    fn describe(&self) -> String;
+    /// The folder of files that checkpoints publish (exactly-once files), if the sink writes
+    /// files.
+    fn staged_folder(&self) -> Option<&str>;
+    /// Builds the operator on `input` (of the kind its planning accepted).
+    fn build<'s>(&self, input: AnyStream<'s>, cx: &SinkBuildCx<'_>);
 }

@@ -3,6 +3,7 @@
 
 pub mod diagnostic;
 pub mod env;
+pub mod kinds;
 pub mod load;
 pub mod model;
 pub mod tree;

@@ -12,55 +12,20 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use schemars::JsonSchema;
-use serde::Deserialize;
-
 pub use self::stream::{AnyStream, StreamKind};
 use crate::dataflow::context::RunContext;
 use crate::dataflow::window::config::WindowStepConfig;
 use crate::plugins::config::ModelStepConfig;
 use crate::record::Schema;
 use crate::sinks::dead_letter::DeadLetters;
+use crate::spec::kinds::kinds;
 
-/// The one list of step kinds: `type:` name, its folder below `steps/` (`in NAME`; window and
-/// model live in `dataflow/window/` and `plugins/`), variant and config type. It makes the
-/// modules, [`StepSpec`] (the spec's type, its JSON Schema), [`StepSpec::TYPES`],
-/// [`StepSpec::kind`] and the per-kind field check of `validate`. Adding a kind is its folder
-/// plus one line here.
-macro_rules! step_kinds {
-    ($($(#[$doc:meta])* $name:literal $(in $module:ident)? => $variant:ident($config:ty),)*) => {
-        $($(pub mod $module;)?)*
-
-        /// A transformation, chosen by `type`.
-        #[derive(Debug, Clone, Deserialize, JsonSchema)]
-        #[serde(tag = "type", rename_all = "snake_case")]
-        pub enum StepSpec {
-            $($(#[$doc])* $variant($config),)*
-        }
-
-        impl StepSpec {
-            pub const TYPES: &'static [&'static str] = &[$($name),*];
-
-            /// The kind's config behind the contract.
-            pub fn kind(&self) -> &dyn StepConfig {
-                match self {
-                    $(StepSpec::$variant(c) => c,)*
-                }
-            }
-
-            /// Checks the fields of a step of type `ty` (without its `type`), or `None` for an
-            /// unknown type.
-            pub fn check_fields(ty: &str, value: serde_json::Value) -> Option<Result<(), (Vec<String>, String)>> {
-                match ty {
-                    $($name => Some(crate::spec::load::check_value::<$config>(value).map(drop)),)*
-                    _ => None,
-                }
-            }
-        }
-    };
-}
-
-step_kinds! {
+// The one list of step kinds: `type:` name, its folder below `steps/` (`in NAME`; window and
+// model live in `dataflow/window/` and `plugins/`), variant and config type. Adding a kind is
+// its folder plus one line here.
+kinds! {
+    /// A transformation, chosen by `type`.
+    enum StepSpec: dyn StepConfig;
     /// Event-time windows with aggregates (OHLCV bars, VWAP, ...).
     "window" => Window(WindowStepConfig),
     /// Scores rows with a WebAssembly model plugin.
@@ -76,10 +41,6 @@ step_kinds! {
 impl StepSpec {
     pub fn input(&self) -> &str {
         self.kind().input()
-    }
-
-    pub fn type_name(&self) -> &'static str {
-        self.kind().type_name()
     }
 }
 
@@ -140,7 +101,6 @@ pub struct Planned {
 
 /// What a kind's config does at plan time.
 pub trait StepConfig {
-    fn type_name(&self) -> &'static str;
     /// The name of the stream the step reads.
     fn input(&self) -> &str;
     /// Checks the step against its input stream (every problem through `cx`) and plans it.

@@ -12,9 +12,6 @@ use crate::steps::{
 };
 
 impl StepConfig for WindowStepConfig {
-    fn type_name(&self) -> &'static str {
-        "window"
-    }
     fn input(&self) -> &str {
         &self.input
     }

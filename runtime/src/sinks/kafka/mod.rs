@@ -4,8 +4,8 @@
 //! the input everything is flushed.
 
 pub mod config;
+mod kind;
 
-use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,11 +21,10 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::Operator;
 
 use crate::checkpoint::Role;
-use crate::dataflow::context::RunContext;
 use crate::dataflow::window::operator::write_trade_json;
 use crate::record::{Row, Schema, Trade, Value};
-use crate::sinks::SinkSpec;
-use crate::sinks::dead_letter::{DeadLetter, DeadLetters};
+use crate::sinks::SinkBuildCx;
+use crate::sinks::dead_letter::DeadLetter;
 use crate::sources::finnhub::protocol::RejectReason;
 use crate::steps::AnyStream;
 
@@ -102,22 +101,15 @@ impl Encode for RowJson {
 }
 
 /// The Kafka sink for a stream of either shape.
-pub fn kafka_sink<'scope>(
-    stream: AnyStream<'scope>,
-    ctx: &Arc<RunContext>,
-    index: usize,
-    worker: usize,
-    dead: Rc<RefCell<DeadLetters>>,
-) {
+fn kafka_sink(stream: AnyStream<'_>, cx: &SinkBuildCx<'_>, node: &kind::KafkaSink) {
     match stream {
-        AnyStream::Trades(s) => kafka_sink_with(s, TradeJson, ctx, index, worker, dead),
+        AnyStream::Trades(s) => kafka_sink_with(s, TradeJson, cx, node),
         AnyStream::Rows(s) => {
-            let node = &ctx.plan.sinks[index];
             let enc = RowJson {
                 schema: node.schema.clone(),
                 key: node.key,
             };
-            kafka_sink_with(s, enc, ctx, index, worker, dead)
+            kafka_sink_with(s, enc, cx, node)
         }
     }
 }
@@ -125,17 +117,13 @@ pub fn kafka_sink<'scope>(
 fn kafka_sink_with<'scope, E: Encode>(
     stream: StreamVec<'scope, u64, E::R>,
     enc: E,
-    ctx: &Arc<RunContext>,
-    index: usize,
-    worker: usize,
-    dead: Rc<RefCell<DeadLetters>>,
+    cx: &SinkBuildCx<'_>,
+    node: &kind::KafkaSink,
 ) {
-    let node = ctx.plan.sinks[index].clone();
-    let SinkSpec::Kafka(cfg) = &node.config else {
-        unreachable!("a kafka sink")
-    };
+    let (index, worker, dead) = (cx.index, cx.worker, Rc::clone(cx.dead));
+    let cfg = &node.config;
     let cfg = cfg.clone();
-    let ctx = Arc::clone(ctx);
+    let ctx = Arc::clone(cx.ctx);
     let scope = stream.scope();
     let reports = Arc::new(Reports::default());
     let producer: Option<BaseProducer<SinkContext>> = ClientConfig::new()
@@ -159,14 +147,10 @@ fn kafka_sink_with<'scope, E: Encode>(
         .ok();
     let name = node.name.clone();
     let step_stats = ctx.metrics.step(&name, "sink");
-    let mut cp = ctx.checkpoint.as_ref().map(|c| {
-        c.participant(
-            Role::Sink,
-            index,
-            worker,
-            Some(node.input.node_index(ctx.plan.sources.len())),
-        )
-    });
+    let mut cp = ctx
+        .checkpoint
+        .as_ref()
+        .map(|c| c.participant(Role::Sink, index, worker, Some(cx.input_node)));
     let _: StreamVec<'scope, u64, ()> = stream
         .unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
             Pipeline,

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod encode;
+mod kind;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -16,41 +17,34 @@ use timely::dataflow::operators::Operator;
 use super::rolling::{Format, Partition, RollingWriter};
 use super::storage::Storage;
 use crate::checkpoint::Role;
-use crate::dataflow::context::RunContext;
+use crate::sinks::SinkBuildCx;
 use crate::record::Row;
 
-pub fn parquet_sink<'scope>(
+fn parquet_sink<'scope>(
     stream: StreamVec<'scope, u64, Row>,
-    ctx: &Arc<RunContext>,
-    index: usize,
-    worker: usize,
+    cx: &SinkBuildCx<'_>,
+    node: &kind::ParquetSink,
 ) {
-    let node = ctx.plan.sinks[index].clone();
-    let crate::sinks::SinkSpec::Parquet(config) = &node.config else {
-        unreachable!("a parquet sink")
-    };
-    let config = config.clone();
-    let ctx = Arc::clone(ctx);
+    let (index, worker) = (cx.index, cx.worker);
+    let config = node.config.clone();
+    let ctx = Arc::clone(cx.ctx);
     let scope = stream.scope();
-    let mut cp = ctx.checkpoint.as_ref().map(|c| {
-        c.participant(
-            Role::Sink,
-            index,
-            worker,
-            Some(node.input.node_index(ctx.plan.sources.len())),
-        )
-    });
+    let mut cp = ctx
+        .checkpoint
+        .as_ref()
+        .map(|c| c.participant(Role::Sink, index, worker, Some(cx.input_node)));
+    let (name, schema) = (node.name.clone(), node.schema.clone());
     let mut writer = match Storage::open(&config.path, ctx.rt.clone()) {
         Ok(storage) => Some(RollingWriter::new(
             storage,
-            node.schema.clone(),
+            schema.clone(),
             Format::Parquet {
                 zstd_level: config.zstd_level,
             },
             config.rolling.clone(),
             Partition::resolve(
                 &config.partition_by,
-                &node.schema,
+                &schema,
                 node.partition_time_index,
             ),
             ctx.file_prefix(worker),
@@ -63,17 +57,17 @@ pub fn parquet_sink<'scope>(
             None => w,
         }),
         Err(e) => {
-            ctx.fail(format!("sink `{}`: {e:#}", node.name));
+            ctx.fail(format!("sink `{name}`: {e:#}"));
             None
         }
     };
     let _: StreamVec<'scope, u64, ()> = stream
         .unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
             Pipeline,
-            &format!("Parquet({})", node.name),
+            &format!("Parquet({name})"),
             move |_cap, info| {
                 let activator = scope.activator_for(info.address);
-                let stats = ctx.metrics.step(&node.name, "sink");
+                let stats = ctx.metrics.step(&name, "sink");
                 let mut done = false;
                 move |(input, frontier), _output| {
                     let mut result = Ok(());
@@ -133,7 +127,7 @@ pub fn parquet_sink<'scope>(
                         }
                     }
                     if let Err(e) = result {
-                        ctx.fail(format!("sink `{}`: {e:#}", node.name));
+                        ctx.fail(format!("sink `{name}`: {e:#}"));
                         writer = None;
                         if let Some(cp) = cp.as_mut() {
                             // The run fails; do not hold the checkpoint back.

@@ -6,5 +6,6 @@
 pub mod client;
 pub mod config;
 pub mod fast;
+mod kind;
 pub mod protocol;
 pub mod source;

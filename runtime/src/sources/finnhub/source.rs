@@ -3,7 +3,6 @@
 //! stamped with the watermark at the moment they are read, and exchanged by symbol downstream.
 
 use crate::dataflow::time::now_ms;
-use std::cell::RefCell;
 use std::io::Write;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -19,11 +18,11 @@ use tokio::sync::mpsc;
 use super::client::{self, ClientEvent, ClientSettings, ClientStats, Secret};
 use super::config::{ArchiveConfig, FinnhubConfig, SimulateWhen};
 use super::{fast, protocol};
-use crate::dataflow::context::RunContext;
+use crate::sources::SourceBuildCx;
 use crate::dataflow::time::quantize;
 use crate::record::Trade;
 use crate::sim::server::{SimConfig, Simulator};
-use crate::sinks::dead_letter::{DeadLetter, DeadLetters};
+use crate::sinks::dead_letter::DeadLetter;
 use crate::sources::finnhub::protocol::{FrameKind, InvalidTrade, RejectReason};
 
 /// Per-run state of a `finnhub` source, prepared before the workers start.
@@ -160,26 +159,22 @@ impl Archive {
     }
 }
 
-pub fn finnhub_stream<'scope>(
+pub(super) fn finnhub_stream<'scope>(
     scope: Scope<'scope, u64>,
-    ctx: &Arc<RunContext>,
-    source_index: usize,
-    dead: Rc<RefCell<DeadLetters>>,
+    cx: &SourceBuildCx<'_>,
+    shared: Arc<FinnhubShared>,
+    cfg: &FinnhubConfig,
 ) -> StreamVec<'scope, u64, Trade> {
+    let (ctx, source_index) = (cx.ctx, cx.index);
+    let dead = Rc::clone(cx.dead);
     let node = &ctx.plan.sources[source_index];
     let name = node.name.clone();
     let ooo = node.max_out_of_orderness_ms();
     let max_future = node.config.max_future_ms();
     let quantum = node.time_quantum_ms;
-    let crate::sources::SourceSpec::Finnhub(cfg) = &node.config else {
-        unreachable!("a finnhub source")
-    };
     let idle_timeout = cfg.idle_timeout.as_millis();
     let stale_after = cfg.stale_after.to_std();
     let archive_cfg = cfg.archive.clone();
-    let shared = ctx.finnhub[source_index]
-        .clone()
-        .expect("finnhub state is prepared before the dataflow is built");
     let worker = scope.index();
     let ctx = Arc::clone(ctx);
 

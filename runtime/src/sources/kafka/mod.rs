@@ -4,6 +4,7 @@
 //! of records within a partition — never on how partitions interleave or how many workers run.
 
 pub mod config;
+mod kind;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -23,11 +24,10 @@ use timely::dataflow::{Scope, StreamVec};
 
 use self::config::{KafkaSourceConfig, StartPosition};
 use crate::checkpoint::{PartitionCheckpoint, Role};
-use crate::dataflow::context::RunContext;
 use crate::dataflow::time::quantize;
 use crate::record::Trade;
 use crate::sinks::dead_letter::{DeadLetter, DeadLetters};
-use crate::sources::SourceSpec;
+use crate::sources::SourceBuildCx;
 use crate::sources::finnhub::protocol;
 
 /// Offsets are below 2^40; `seq = partition << 40 | offset`.
@@ -114,18 +114,16 @@ impl PartitionState {
     }
 }
 
-pub fn kafka_stream<'scope>(
+pub(super) fn kafka_stream<'scope>(
     scope: Scope<'scope, u64>,
-    ctx: &Arc<RunContext>,
-    source_index: usize,
-    dead: Rc<RefCell<DeadLetters>>,
+    cx: &SourceBuildCx<'_>,
+    cfg: &KafkaSourceConfig,
 ) -> StreamVec<'scope, u64, Trade> {
+    let (ctx, source_index) = (cx.ctx, cx.index);
+    let dead = Rc::clone(cx.dead);
     let node = &ctx.plan.sources[source_index];
     let name = node.name.clone();
     let quantum = node.time_quantum_ms;
-    let SourceSpec::Kafka(cfg) = &node.config else {
-        unreachable!("a kafka source")
-    };
     let cfg: KafkaSourceConfig = cfg.clone();
     let (worker, peers) = (scope.index(), scope.peers());
     let bounded = ctx.bounded;

@@ -15,6 +15,7 @@
 //! symbols: ~45 MB of stashed trades and bursts of ~50 MB of fired rows).
 
 pub mod config;
+mod kind;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -25,13 +26,14 @@ use std::time::{Duration, Instant};
 
 use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::operator::source;
-use timely::dataflow::{ProbeHandle, Scope, StreamVec};
+use timely::dataflow::{Scope, StreamVec};
 
 use crate::cluster::ControlMsg;
-use crate::dataflow::context::RunContext;
 use crate::dataflow::time::quantize;
 use crate::metrics::Metrics;
 use crate::record::Trade;
+use crate::sources::SourceBuildCx;
+use crate::sources::replay::config::ReplayConfig;
 use crate::sinks::dead_letter::{DeadLetter, DeadLetters};
 use crate::sources::finnhub::fast;
 use crate::sources::finnhub::protocol::{self, FrameKind, InvalidTrade, RejectReason, ValidTrade};
@@ -44,6 +46,16 @@ const PARSE_AHEAD: usize = 8;
 
 /// How many of its emitted blocks a worker may have ahead of the downstream steps' frontier.
 pub const EMIT_AHEAD: usize = 2;
+
+/// A block was parsed on another process: its highest event time and line count (the carry of
+/// the blocks after it), and the file's length as that process sees it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct BlockParsed {
+    block: u32,
+    max_ts: i64,
+    lines: u64,
+    file_len: u64,
+}
 
 /// Where the replayed bytes come from.
 enum Input {
@@ -250,23 +262,19 @@ struct ReadyBlock {
 /// Builds the replay source for one worker: a stream of trades stamped with their quantized
 /// read-watermark. `downstream` probes the steps fed by this source (no probe attached: no
 /// pacing); see [`EMIT_AHEAD`].
-pub fn replay_stream<'scope>(
+pub(super) fn replay_stream<'scope>(
     scope: Scope<'scope, u64>,
-    ctx: &Arc<RunContext>,
-    source_index: usize,
-    dead: Rc<RefCell<DeadLetters>>,
-    downstream: ProbeHandle<u64>,
+    cx: &SourceBuildCx<'_>,
+    shared: Arc<ReplayShared>,
+    config: &ReplayConfig,
 ) -> StreamVec<'scope, u64, Trade> {
+    let (ctx, source_index) = (cx.ctx, cx.index);
+    let dead = Rc::clone(cx.dead);
+    let downstream = cx.downstream.clone();
     let node = &ctx.plan.sources[source_index];
     let name = node.name.clone();
-    let shared = ctx.replay[source_index]
-        .clone()
-        .expect("replay state is opened before the dataflow is built");
     let ooo = node.max_out_of_orderness_ms();
     let quantum = node.time_quantum_ms;
-    let crate::sources::SourceSpec::Replay(config) = &node.config else {
-        unreachable!("a replay source")
-    };
     let speed = config.speed;
     let max_future = config.max_future.as_millis();
     let (worker, peers) = (scope.index(), scope.peers());
@@ -416,12 +424,15 @@ pub fn replay_stream<'scope>(
                     shared.block_max[b].store(block.max_ts, Ordering::Release);
                     shared.block_ready[b].store(true, Ordering::Release);
                     if let Some(control) = &ctx.control {
-                        control.send(ControlMsg::ReplayBlock {
-                            source: source_index as u32,
+                        let fact = BlockParsed {
                             block: b as u32,
                             max_ts: block.max_ts,
                             lines: shared.block_lines[b].load(Ordering::Acquire),
                             file_len: shared.len,
+                        };
+                        control.send(ControlMsg::Source {
+                            source: source_index as u32,
+                            body: bincode::serialize(&fact).expect("a block fact serializes"),
                         });
                     }
                     parsed.push_back(block);

@@ -12,9 +12,6 @@ use crate::expr::types::Type;
 use crate::record::{Field, Row, Schema, Trade, trade_row};
 
 impl StepConfig for DeriveConfig {
-    fn type_name(&self) -> &'static str {
-        "derive"
-    }
     fn input(&self) -> &str {
         &self.input
     }

@@ -13,9 +13,6 @@ use crate::expr::Expr;
 use crate::expr::types::Type;
 
 impl StepConfig for FilterConfig {
-    fn type_name(&self) -> &'static str {
-        "filter"
-    }
     fn input(&self) -> &str {
         &self.input
     }

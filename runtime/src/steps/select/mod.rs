@@ -10,9 +10,6 @@ use crate::record::{Row, Schema, trade_row};
 use crate::spec::diagnostic::suggest;
 
 impl StepConfig for SelectConfig {
-    fn type_name(&self) -> &'static str {
-        "select"
-    }
     fn input(&self) -> &str {
         &self.input
     }

@@ -1,0 +1,3 @@
+//! The leaf layer: words every kind and the runtime share, depending on nothing of theirs.
+
+pub mod kafka;

@@ -1,0 +1,73 @@
+//! The one list of kinds, as a macro: each of sources, steps and sinks writes its list once
+//! (`type:` name, folder, variant, config type) and gets the spec's enum (its serde and JSON
+//! Schema), the names for "valid choices", the dispatch to its contract and the per-kind field
+//! check of `validate`.
+
+/// `kinds! { /// doc  enum SourceSpec: dyn SourceConfig; /// doc  "replay" in replay => Replay(replay::Config), ... }`
+///
+/// `in MODULE` declares the kind's folder as a module (kinds that live elsewhere leave it out).
+macro_rules! kinds {
+    ($(#[$edoc:meta])* enum $enum:ident: dyn $contract:path;
+     $($(#[$doc:meta])* $name:literal $(in $module:ident)? => $variant:ident($config:ty),)*) => {
+        $($(pub mod $module;)?)*
+
+        $(#[$edoc])*
+        #[derive(Debug, Clone, serde::Deserialize, schemars::JsonSchema)]
+        #[serde(tag = "type")]
+        pub enum $enum {
+            $($(#[$doc])* #[serde(rename = $name)] $variant($config),)*
+        }
+
+        impl $enum {
+            /// Every kind's `type:` name, in registry order.
+            pub const TYPES: &'static [&'static str] = &[$($name),*];
+
+            /// The kind's config behind the contract.
+            pub fn kind(&self) -> &dyn $contract {
+                match self {
+                    $($enum::$variant(c) => c,)*
+                }
+            }
+
+            /// The `type:` name.
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $($enum::$variant(_) => $name,)*
+                }
+            }
+
+            /// Checks the fields of a component of type `ty` (without its `type`), or `None` for
+            /// an unknown type.
+            pub fn check_fields(
+                ty: &str,
+                value: serde_json::Value,
+            ) -> Option<Result<(), (Vec<String>, String)>> {
+                match ty {
+                    $($name => Some(crate::spec::load::check_value::<$config>(value).map(drop)),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use kinds;
+
+/// Where a kind reports problems with its own fields: `error("topic", ...)` becomes
+/// `sources.NAME.topic: ...`.
+pub struct Checks<'a> {
+    /// `sources.NAME`, `sinks.NAME`, ...
+    pub path: String,
+    pub err: &'a mut dyn FnMut(String, String),
+}
+
+impl Checks<'_> {
+    pub fn error(&mut self, field: &str, message: impl Into<String>) {
+        let path = if field.is_empty() {
+            self.path.clone()
+        } else {
+            format!("{}.{field}", self.path)
+        };
+        (self.err)(path, message.into());
+    }
+}
