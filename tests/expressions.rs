@@ -9,9 +9,9 @@ use std::process::Command;
 use compact_str::CompactString;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use tickflow::base::record::{Field, FieldType, Row, Schema, Value};
 use tickflow::expr::types::Type;
 use tickflow::expr::{Expr, from_rows, values_of};
-use tickflow::record::{Field, FieldType, Row, Schema, Value};
 
 use crate::support::repo;
 

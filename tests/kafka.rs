@@ -842,7 +842,7 @@ fn bars_written_to_kafka_as_json_rows_equal_the_parquet_bars_and_duckdb() {
                             Cell::Str(s) => s.clone().into(),
                             Cell::F64(x) => (*x).into(),
                             Cell::I64(x) if n.starts_with("window_") => {
-                                tickflow::record::format_ts(*x).into()
+                                tickflow::base::record::format_ts(*x).into()
                             }
                             Cell::I64(x) => (*x).into(),
                             Cell::Bool(b) => (*b).into(),

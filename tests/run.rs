@@ -210,7 +210,7 @@ dead_letters: {{ path: {}, format: parquet }}
     crate::support::run_spec(&text, &[], 1, 1 << 20);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mem =
-        tickflow::sinks::storage::Storage::open("memory://dl-test", rt.handle().clone()).unwrap();
+        tickflow::base::storage::Storage::open("memory://dl-test", rt.handle().clone()).unwrap();
     let names = mem.list().unwrap();
     assert!(
         names

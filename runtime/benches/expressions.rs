@@ -21,8 +21,8 @@ use arrow_array::{
 use compact_str::CompactString;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
+use tickflow::base::record::{Field, FieldType, Row, Schema, Value};
 use tickflow::expr::{Batch, Expr, from_rows, values_of};
-use tickflow::record::{Field, FieldType, Row, Schema, Value};
 
 const EXPRS: &[&str] = &[
     "close / open - 1",

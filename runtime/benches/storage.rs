@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use compact_str::CompactString;
+use tickflow::base::record::{Field, FieldType, Row, Schema, Value};
+use tickflow::base::storage::Storage;
 use tickflow::metrics::Metrics;
-use tickflow::record::{Field, FieldType, Row, Schema, Value};
 use tickflow::sinks::parquet::config::RollingSpec;
 use tickflow::sinks::rolling::{Format, RollingWriter};
-use tickflow::sinks::storage::Storage;
 
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()

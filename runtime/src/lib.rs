@@ -12,7 +12,6 @@ pub mod expr;
 pub mod metrics;
 pub mod plan;
 pub mod plugins;
-pub mod record;
 pub mod secrets;
 pub mod sim;
 pub mod sinks;

@@ -9,9 +9,9 @@ use anyhow::{Context, Result};
 
 use super::config::CheckpointSpec;
 use super::manifest::{self, GroupedState, Manifest, PartitionCheckpoint, PendingFile};
+use crate::base::storage::Storage;
 use crate::cluster::{Control, ControlMsg};
 use crate::metrics::Metrics;
-use crate::sinks::storage::Storage;
 
 /// What an operator instance does in a checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

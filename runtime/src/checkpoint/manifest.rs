@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::sinks::storage::Storage;
+use crate::base::storage::Storage;
 
 pub const MANIFEST: &str = "_manifest.json";
 

@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::base::record::format_ts;
+use crate::base::reject::RejectReason;
 use crate::metrics::Metrics;
-use crate::record::format_ts;
-use crate::sources::finnhub::protocol::RejectReason;
 
 fn human(n: f64) -> String {
     if n >= 1e6 {

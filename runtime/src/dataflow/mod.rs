@@ -17,11 +17,11 @@ use timely::dataflow::operators::Probe;
 use timely::dataflow::{ProbeHandle, StreamVec};
 
 use self::context::RunContext;
+use crate::base::record::Trade;
 use crate::checkpoint::Role;
 use crate::cluster::{ClusterConfig, Control, Membership};
 use crate::metrics::Metrics;
 use crate::plan::Plan;
-use crate::record::Trade;
 use crate::sinks::dead_letter::DeadLetters;
 use crate::sources::replay::BLOCK_SIZE;
 use crate::steps::{AnyStream, BuildCx};

@@ -194,7 +194,7 @@ pub fn format_float(x: f64) -> String {
 /// A timestamp as DuckDB prints one: `2026-12-01 14:30:00` with `.123` when it has
 /// milliseconds.
 pub fn format_timestamp(ms: i64) -> String {
-    let s = crate::record::format_ts(ms); // 2026-12-01T14:30:00.123Z
+    let s = crate::base::record::format_ts(ms); // 2026-12-01T14:30:00.123Z
     let s = s.trim_end_matches('Z').replacen('T', " ", 1);
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }

@@ -10,7 +10,7 @@ use sqlparser::ast::{
 use super::func::{DatePart, Func, TruncUnit};
 use super::types::{Type, common};
 use super::{ExprError, MAX_DEPTH};
-use crate::record::Schema;
+use crate::base::record::Schema;
 use crate::spec::diagnostic::suggest;
 
 /// A literal value.

@@ -13,7 +13,7 @@ use compact_str::CompactString;
 
 use super::eval::Batch;
 use super::types::Type;
-use crate::record::{FieldType, Row, Schema, Trade, Value};
+use crate::base::record::{FieldType, Row, Schema, Trade, Value};
 
 /// The columns `needed` of `rows` (laid out as `schema`).
 pub fn from_rows(rows: &[Row], schema: &Schema, needed: &[usize]) -> Batch {

@@ -8,7 +8,7 @@ use arrow_array::{Array, ArrayRef, Int64Array, StringArray, TimestampMillisecond
 use arrow_schema::ArrowError;
 
 use super::types::Type;
-use crate::record::{civil_from_days, days_from_civil};
+use crate::base::record::{civil_from_days, days_from_civil};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Func {
@@ -484,13 +484,16 @@ mod tests {
         }
         // 2026-12-02 17:05:04.321 UTC, a Wednesday
         let t = 1_796_230_504_321;
-        assert_eq!(crate::record::format_ts(t), "2026-12-02T16:55:04.321Z");
         assert_eq!(
-            crate::record::format_ts(trunc(t, TruncUnit::Week)),
+            crate::base::record::format_ts(t),
+            "2026-12-02T16:55:04.321Z"
+        );
+        assert_eq!(
+            crate::base::record::format_ts(trunc(t, TruncUnit::Week)),
             "2026-11-30T00:00:00.000Z"
         );
         assert_eq!(
-            crate::record::format_ts(trunc(t, TruncUnit::Quarter)),
+            crate::base::record::format_ts(trunc(t, TruncUnit::Quarter)),
             "2026-10-01T00:00:00.000Z"
         );
         assert_eq!(extract(t, DatePart::IsoDow), 3);

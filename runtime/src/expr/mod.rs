@@ -27,7 +27,7 @@ pub use self::check::FUNCTIONS;
 pub use self::columns::{from_rows, from_trades, values_of};
 pub use self::eval::{Batch, truthy};
 use self::types::Type;
-use crate::record::{Schema, Value};
+use crate::base::record::{Schema, Value};
 
 /// Expressions nested deeper than this are refused.
 pub const MAX_DEPTH: usize = 256;

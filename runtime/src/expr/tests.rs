@@ -4,7 +4,7 @@
 use compact_str::CompactString;
 
 use super::*;
-use crate::record::{Field, FieldType, Row, Schema, Value};
+use crate::base::record::{Field, FieldType, Row, Schema, Value};
 
 fn schema() -> Schema {
     Schema {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use arrow_schema::{DataType, Field as ArrowField, TimeUnit};
 
-use crate::record::FieldType;
+use crate::base::record::FieldType;
 
 /// The type of an expression's value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

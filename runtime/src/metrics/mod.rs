@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
-use crate::sources::finnhub::protocol::RejectReason;
+use crate::base::reject::RejectReason;
 
 #[derive(Debug)]
 pub struct Metrics {
@@ -32,7 +32,7 @@ pub struct Metrics {
     pub bytes_published: AtomicU64,
     /// Per model step (plugin): calls, rows, errors, time, memory.
     pub plugins: std::sync::Mutex<
-        std::collections::BTreeMap<String, std::sync::Arc<crate::plugins::operator::PluginStats>>,
+        std::collections::BTreeMap<String, std::sync::Arc<crate::plugins::stats::PluginStats>>,
     >,
     /// Checkpoints completed, and how long the last one took (announce → published).
     pub checkpoints: AtomicU64,
@@ -126,7 +126,7 @@ impl Metrics {
     }
 
     /// The statistics of model step `step` (created on first use).
-    pub fn plugin(&self, step: &str) -> std::sync::Arc<crate::plugins::operator::PluginStats> {
+    pub fn plugin(&self, step: &str) -> std::sync::Arc<crate::plugins::stats::PluginStats> {
         std::sync::Arc::clone(
             self.plugins
                 .lock()

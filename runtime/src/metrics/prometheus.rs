@@ -7,11 +7,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
 use super::{Metrics, SourceStats};
+use crate::base::reject::RejectReason;
+use crate::base::storage::STORAGE_RETRIES;
 use crate::dataflow::time::now_ms;
 use crate::plugins::ErrorKind;
-use crate::sinks::storage::STORAGE_RETRIES;
 use crate::sources::finnhub::client::ClientStats;
-use crate::sources::finnhub::protocol::RejectReason;
 
 /// Writes one metric family: HELP, TYPE and its samples.
 struct Family<'a> {

@@ -11,6 +11,7 @@
 pub mod config;
 mod host;
 pub mod operator;
+pub mod stats;
 mod step;
 
 pub use host::{CallError, ErrorKind, Instance, Limits, Plugin, WIT_PACKAGE, load};

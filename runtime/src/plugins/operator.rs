@@ -21,14 +21,14 @@ use super::host::{
     CallError, Column, ColumnType, ErrorKind, Instance, KeyedState, Limits, column_len,
     text_column, text_values,
 };
+use crate::base::keys::key_group;
+use crate::base::record::{Field, FieldType, Row, Schema, Value};
+use crate::base::reject::RejectReason;
 use crate::checkpoint::{GroupedState, Role};
 use crate::dataflow::context::RunContext;
 use crate::dataflow::stash::{Stash, stash_stamp};
-use crate::dataflow::window::operator::key_group;
 use crate::plan::ModelNode;
-use crate::record::{Field, FieldType, Row, Schema, Value};
 use crate::sinks::dead_letter::{DeadLetter, DeadLetters};
-use crate::sources::finnhub::protocol::RejectReason;
 
 fn field_type(ty: ColumnType) -> FieldType {
     match ty {
@@ -461,25 +461,4 @@ pub fn model_stream<'scope>(
             }
         }
     })
-}
-
-/// Per model step: calls, rows, errors by kind, time in calls, memory.
-#[derive(Debug, Default)]
-pub struct PluginStats {
-    pub calls: std::sync::atomic::AtomicU64,
-    pub rows: std::sync::atomic::AtomicU64,
-    pub rows_skipped: std::sync::atomic::AtomicU64,
-    /// By [`ErrorKind`] (`kind as usize`).
-    pub errors: [std::sync::atomic::AtomicU64; 5],
-    pub call_nanos: std::sync::atomic::AtomicU64,
-    pub memory_peak: std::sync::atomic::AtomicU64,
-}
-
-impl PluginStats {
-    fn record(&self, took: std::time::Duration, rows: usize, memory: usize) {
-        self.calls.fetch_add(1, Relaxed);
-        self.rows.fetch_add(rows as u64, Relaxed);
-        self.call_nanos.fetch_add(took.as_nanos() as u64, Relaxed);
-        self.memory_peak.fetch_max(memory as u64, Relaxed);
-    }
 }

@@ -19,7 +19,7 @@ impl StepConfig for ModelStepConfig {
             super::operator::plan_model(
                 cx.name,
                 self,
-                &crate::record::Schema::default(),
+                &crate::base::record::Schema::default(),
                 0,
                 &mut |p, m| {
                     if !p.contains(".inputs") {

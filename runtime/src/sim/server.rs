@@ -11,8 +11,8 @@
 //! by all connections of the simulator (a reconnect continues it). Which symbol trades next and
 //! `t` (the wall clock, as on the real feed) depend on timing.
 
+use crate::base::record::days_from_civil;
 use crate::dataflow::time::now_ms;
-use crate::record::days_from_civil;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -416,7 +416,7 @@ fn initial_price(symbol: &str, rng: &mut SmallRng) -> f64 {
 /// daylight saving time from the second Sunday of March to the first Sunday of November).
 pub fn us_market_open(ms: i64) -> bool {
     let days = ms.div_euclid(86_400_000);
-    let (year, month, day) = crate::record::civil_from_days(days);
+    let (year, month, day) = crate::base::record::civil_from_days(days);
     let weekday = (days + 4).rem_euclid(7); // 0 = Sunday
     // Day of month of the n-th Sunday of a month.
     let nth_sunday = |m: u32, n: i64| -> i64 {
@@ -501,7 +501,7 @@ mod tests {
     fn market_hours_follow_new_york_time() {
         // 2026-11-27 (Friday, EST): 14:30Z opens, 21:00Z closes.
         let day = 1_795_737_600_000; // 2026-11-27T00:00:00Z
-        assert_eq!(crate::record::format_date(day), "2026-11-27");
+        assert_eq!(crate::base::record::format_date(day), "2026-11-27");
         assert!(!us_market_open(day + (14 * 60 + 29) * 60_000));
         assert!(us_market_open(day + (14 * 60 + 30) * 60_000));
         assert!(!us_market_open(day + 21 * 3_600_000));

@@ -6,10 +6,7 @@
 //! kinds: the planner, the dataflow and checkpoints know only the contract.
 
 pub mod dead_letter;
-pub mod gcs;
 pub mod rolling;
-pub mod spill;
-pub mod storage;
 
 use std::cell::RefCell;
 use std::rc::Rc;

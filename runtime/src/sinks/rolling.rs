@@ -11,11 +11,11 @@ use anyhow::Result;
 
 use super::parquet::config::RollingSpec;
 use super::parquet::encode::ParquetEncoder;
-use super::spill::Encoded;
-use super::storage::Storage;
+use crate::base::record::{FieldType, Row, Schema, Value, format_date, format_ts};
+use crate::base::storage::Storage;
+use crate::base::storage::spill::Encoded;
 use crate::checkpoint::PendingFile;
 use crate::metrics::Metrics;
-use crate::record::{FieldType, Row, Schema, Value, format_date, format_ts};
 
 /// Output file format.
 #[derive(Debug, Clone, Copy)]
@@ -125,11 +125,7 @@ pub fn hive_escape(value: &str, out: &mut String) {
             cut -= 1;
         }
         out.truncate(cut);
-        let _ = write!(
-            out,
-            "~{:016x}",
-            crate::dataflow::window::operator::key_hash(value)
-        );
+        let _ = write!(out, "~{:016x}", crate::base::keys::key_hash(value));
     }
 }
 

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 
+use crate::base::record::Trade;
 use crate::dataflow::context::RunContext;
-use crate::record::Trade;
 use crate::sinks::dead_letter::DeadLetters;
 use crate::spec::kinds::{Checks, kinds};
 
@@ -86,7 +86,8 @@ pub struct SourceBuildCx<'a> {
 /// A source opened for a run.
 pub trait SourceOp: Send + Sync {
     /// The source's operator on one worker: trades stamped with their quantized watermark.
-    fn build<'s>(&self, scope: Scope<'s, u64>, cx: &SourceBuildCx<'_>) -> StreamVec<'s, u64, Trade>;
+    fn build<'s>(&self, scope: Scope<'s, u64>, cx: &SourceBuildCx<'_>)
+    -> StreamVec<'s, u64, Trade>;
     /// What this source on another process of the cluster said (see
     /// [`crate::cluster::ControlMsg::Source`]).
     fn on_control(&self, _body: &[u8]) -> anyhow::Result<()> {

@@ -41,9 +41,9 @@ macro_rules! kinds {
             pub fn check_fields(
                 ty: &str,
                 value: serde_json::Value,
-            ) -> Option<Result<(), (Vec<String>, String)>> {
+            ) -> Option<Result<(), crate::spec::kinds::PathError>> {
                 match ty {
-                    $($name => Some(crate::spec::load::check_value::<$config>(value).map(drop)),)*
+                    $($name => Some(crate::spec::kinds::check_value::<$config>(value).map(drop)),)*
                     _ => None,
                 }
             }
@@ -70,4 +70,26 @@ impl Checks<'_> {
         };
         (self.err)(path, message.into());
     }
+}
+
+/// A field's path inside a component and serde's message.
+pub type PathError = (Vec<String>, String);
+
+/// Deserializes `value` as `T`, or says where (the path inside it) and why not.
+pub(crate) fn check_value<T: serde::de::DeserializeOwned>(
+    value: serde_json::Value,
+) -> Result<T, PathError> {
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+        let path: Vec<String> = e
+            .path()
+            .iter()
+            .filter_map(|seg| match seg {
+                serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
+                serde_path_to_error::Segment::Enum { variant } => Some(variant.clone()),
+                serde_path_to_error::Segment::Unknown => None,
+            })
+            .collect();
+        (path, e.into_inner().to_string())
+    })
 }

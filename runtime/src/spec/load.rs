@@ -173,7 +173,7 @@ pub fn load_str(
     })
 }
 
-type PathError = (Vec<String>, String);
+use super::kinds::{PathError, check_value};
 
 /// The connector types of each section, with the check of their config. This list is the one
 /// place a new connector is registered for validation (the serde enums mirror it).
@@ -311,22 +311,6 @@ fn remove_path(value: &mut serde_json::Value, path: &[String]) -> bool {
 
 fn check<T: DeserializeOwned>(node: &Node) -> Result<T, PathError> {
     check_value(node.to_json())
-}
-
-pub(crate) fn check_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, PathError> {
-    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
-        let path: Vec<String> = e
-            .path()
-            .iter()
-            .filter_map(|seg| match seg {
-                serde_path_to_error::Segment::Map { key } => Some(key.clone()),
-                serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
-                serde_path_to_error::Segment::Enum { variant } => Some(variant.clone()),
-                serde_path_to_error::Segment::Unknown => None,
-            })
-            .collect();
-        (path, e.into_inner().to_string())
-    })
 }
 
 /// Turns a serde error inside component `prefix` into a diagnostic with a position.

@@ -9,7 +9,6 @@ pub mod model;
 pub mod tree;
 pub mod units;
 
-pub use crate::steps::StepSpec;
 pub use diagnostic::{Diagnostic, SpecErrors};
 pub use load::{LoadedSpec, load_file, load_str};
 pub use model::{PipelineSpec, json_schema};

@@ -7,12 +7,12 @@ use std::rc::Rc;
 use arrow_array::ArrayRef;
 
 use super::{BuildCx, PlanCx};
-use crate::dataflow::window::operator::trade_json;
+use crate::base::record::trade_json;
+use crate::base::record::{Row, Schema, Trade};
+use crate::base::reject::RejectReason;
 use crate::expr::{Batch, Expr};
-use crate::record::{Row, Schema, Trade};
 use crate::sinks::dead_letter::{DeadLetter, DeadLetters};
 use crate::sources::SourceSpec;
-use crate::sources::finnhub::protocol::RejectReason;
 
 /// Compiles the expression at `field` (a dotted path below the step) against the step's input.
 /// Errors are reported at the expression's own place: `field` plus the position inside it.

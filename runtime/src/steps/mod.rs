@@ -13,10 +13,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 pub use self::stream::{AnyStream, StreamKind};
+use crate::base::record::Schema;
 use crate::dataflow::context::RunContext;
 use crate::dataflow::window::config::WindowStepConfig;
 use crate::plugins::config::ModelStepConfig;
-use crate::record::Schema;
 use crate::sinks::dead_letter::DeadLetters;
 use crate::spec::kinds::kinds;
 

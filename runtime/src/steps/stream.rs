@@ -9,8 +9,8 @@ use timely::dataflow::operators::Operator;
 use timely::dataflow::operators::vec::Map;
 
 use super::BuildCx;
+use crate::base::record::{Row, Trade, trade_row};
 use crate::checkpoint::Role;
-use crate::record::{Row, Trade, trade_row};
 
 /// Whether a stream carries trades (the fixed struct of the hot path) or rows of its schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +27,7 @@ pub enum AnyStream<'s> {
 }
 
 impl<'s> AnyStream<'s> {
-    /// The stream as rows (trades become rows of [`crate::record::Schema::trades`]).
+    /// The stream as rows (trades become rows of [`crate::base::record::Schema::trades`]).
     pub fn rows(self) -> StreamVec<'s, u64, Row> {
         match self {
             AnyStream::Rows(s) => s,

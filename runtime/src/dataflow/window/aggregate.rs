@@ -1,9 +1,9 @@
 //! Aggregate accumulators. Updates are applied in a deterministic order (by arrival sequence), so
 //! floating-point results are bit-for-bit the same for any worker count.
 
+use crate::base::record::{Trade, Value};
 use crate::dataflow::window::config::AggregateFn;
 use crate::plan::{AggregatePlan, TradeField};
-use crate::record::{Trade, Value};
 
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 enum State {

@@ -23,13 +23,13 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::{Capability, Operator};
 
 use super::aggregate::Acc;
-use super::operator::trade_json;
+use crate::base::record::trade_json;
+use crate::base::record::{Row, Trade, Value, format_ts};
+use crate::base::reject::RejectReason;
 use crate::dataflow::context::RunContext;
 use crate::dataflow::time::quantize;
 use crate::plan::{WindowKind, WindowNode};
-use crate::record::{Row, Trade, Value, format_ts};
 use crate::sinks::dead_letter::{DeadLetter, DeadLetters};
-use crate::sources::finnhub::protocol::RejectReason;
 
 /// (key, window start)
 type WinKey = (CompactString, i64);

@@ -15,13 +15,15 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::{Capability, Operator};
 
 use super::state::WindowState;
+use crate::base::keys::key_group;
+use crate::base::record::trade_json;
+use crate::base::record::{Row, Trade, format_ts};
+use crate::base::reject::RejectReason;
 use crate::checkpoint::{GroupedState, Role};
 use crate::dataflow::context::RunContext;
 use crate::dataflow::stash::{Stash, stash_stamp};
 use crate::plan::WindowNode;
-use crate::record::{Row, Trade, format_ts};
 use crate::sinks::dead_letter::{DeadLetter, DeadLetters};
-use crate::sources::finnhub::protocol::RejectReason;
 
 /// One key group of a window operator's checkpoint: its keys' windows and stashed trades.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -64,64 +66,6 @@ fn snapshot(
             )
         })
         .collect()
-}
-
-/// A stable hash of a key, identical in every process (records are routed by it).
-/// The key group of `key`: what checkpoints store state by and the exchange routes by.
-pub fn key_group(key: &str, key_groups: u64) -> u64 {
-    key_hash(key) % key_groups
-}
-
-pub fn key_hash(key: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key.as_bytes() {
-        h ^= *b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h ^ (h >> 29)
-}
-
-/// A trade as the compact, key-sorted JSON object Finnhub sends (for dead letters).
-pub fn trade_json(t: &Trade) -> String {
-    let mut buf = Vec::with_capacity(96);
-    write_trade_json(t, &mut buf);
-    String::from_utf8(buf).expect("serde_json writes UTF-8")
-}
-
-/// Appends [`trade_json`] to `buf` without building an intermediate JSON value (the Kafka sink
-/// calls it once per record with a reused buffer).
-pub fn write_trade_json(t: &Trade, buf: &mut Vec<u8>) {
-    let w = |buf: &mut Vec<u8>, v: &dyn erased::Json| v.write(buf);
-    buf.extend_from_slice(b"{\"c\":[");
-    if !t.conditions.is_empty() {
-        for (i, code) in t.conditions.split(',').enumerate() {
-            if i > 0 {
-                buf.push(b',');
-            }
-            w(buf, &code);
-        }
-    }
-    buf.extend_from_slice(b"],\"p\":");
-    w(buf, &t.price);
-    buf.extend_from_slice(b",\"s\":");
-    w(buf, &t.symbol.as_str());
-    buf.extend_from_slice(b",\"t\":");
-    w(buf, &t.ts);
-    buf.extend_from_slice(b",\"v\":");
-    w(buf, &t.volume);
-    buf.push(b'}');
-}
-
-mod erased {
-    /// A scalar serde_json writes (escaping strings, formatting floats as it always does).
-    pub trait Json {
-        fn write(&self, buf: &mut Vec<u8>);
-    }
-    impl<T: serde::Serialize> Json for T {
-        fn write(&self, buf: &mut Vec<u8>) {
-            serde_json::to_writer(buf, self).expect("writing JSON to a Vec cannot fail");
-        }
-    }
 }
 
 pub fn window_stream<'scope>(

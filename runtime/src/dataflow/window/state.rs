@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use compact_str::CompactString;
 
 use super::aggregate::Acc;
+use crate::base::record::{Row, Trade, Value};
 use crate::plan::{AggregatePlan, WindowKind, WindowNode};
-use crate::record::{Row, Trade, Value};
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Win {

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use super::config::{AggregateFn, PartialWindows, WindowEngine, WindowSpec, WindowStepConfig};
+use crate::base::record::{Field, FieldType, Schema};
 use crate::plan::{AggregatePlan, MAX_WINDOWS_PER_RECORD, TradeField, WindowKind, WindowNode};
-use crate::record::{Field, FieldType, Schema};
 use crate::spec::diagnostic::suggest;
 use crate::steps::{
     AnyStream, BuildCx, PlanCx, Planned, StepConfig, StepOp, StreamInfo, StreamKind,

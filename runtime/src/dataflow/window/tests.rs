@@ -2,8 +2,8 @@
 
 use super::config::AggregateFn;
 use super::state::WindowState;
+use crate::base::record::{Row, Schema, Trade, Value};
 use crate::plan::{AggregatePlan, TradeField, WindowKind, WindowNode};
-use crate::record::{Row, Schema, Trade, Value};
 
 fn node(kind: WindowKind, allowed: i64, aggs: &[(AggregateFn, TradeField)]) -> WindowNode {
     WindowNode {

@@ -11,11 +11,11 @@ use compact_str::CompactString;
 
 use self::config::{DeadLetterFormat, DeadLetterSpec};
 use super::rolling::{Format, Partition, RollingWriter};
-use super::storage::Storage;
+use crate::base::record::{Field, FieldType, Schema, Value};
+use crate::base::reject::RejectReason;
+use crate::base::storage::Storage;
 use crate::checkpoint::PendingFile;
 use crate::metrics::Metrics;
-use crate::record::{Field, FieldType, Schema, Value};
-use crate::sources::finnhub::protocol::RejectReason;
 
 /// How many rejects are logged when no dead-letter output is configured.
 const LOG_LIMIT: u64 = 10;

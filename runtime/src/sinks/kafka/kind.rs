@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::config::KafkaSinkConfig;
 use super::kafka_sink;
 use crate::base::kafka::{check_brokers, check_topic};
-use crate::record::{FieldType, Schema};
+use crate::base::record::{FieldType, Schema};
 use crate::sinks::{SinkBuildCx, SinkConfig, SinkOp, SinkPlanCx};
 use crate::spec::diagnostic::suggest;
 use crate::steps::AnyStream;

@@ -21,11 +21,11 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::Operator;
 
 use crate::checkpoint::Role;
-use crate::dataflow::window::operator::write_trade_json;
-use crate::record::{Row, Schema, Trade, Value};
+use crate::base::record::write_trade_json;
+use crate::base::record::{Row, Schema, Trade, Value};
 use crate::sinks::SinkBuildCx;
 use crate::sinks::dead_letter::DeadLetter;
-use crate::sources::finnhub::protocol::RejectReason;
+use crate::base::reject::RejectReason;
 use crate::steps::AnyStream;
 
 /// Delivery reports, filled by librdkafka's callback on the polling (worker) thread.

@@ -14,8 +14,8 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use crate::record::{FieldType, Row, Schema, Value};
-use crate::sinks::spill::{Encoded, SpillBuffer};
+use crate::base::record::{FieldType, Row, Schema, Value};
+use crate::base::storage::spill::{Encoded, SpillBuffer};
 
 /// Rows buffered in column builders before they are handed to the Parquet writer.
 const BATCH_ROWS: usize = 8192;

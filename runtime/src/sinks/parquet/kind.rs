@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::config::ParquetSinkConfig;
 use super::parquet_sink;
-use crate::record::{FieldType, Schema};
+use crate::base::record::{FieldType, Schema};
 use crate::sinks::{SinkBuildCx, SinkConfig, SinkOp, SinkPlanCx};
 use crate::spec::diagnostic::suggest;
 use crate::steps::AnyStream;

@@ -15,10 +15,10 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::Operator;
 
 use super::rolling::{Format, Partition, RollingWriter};
-use super::storage::Storage;
+use crate::base::storage::Storage;
 use crate::checkpoint::Role;
 use crate::sinks::SinkBuildCx;
-use crate::record::Row;
+use crate::base::record::Row;
 
 fn parquet_sink<'scope>(
     stream: StreamVec<'scope, u64, Row>,

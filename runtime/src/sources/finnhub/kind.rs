@@ -6,7 +6,7 @@ use timely::dataflow::{Scope, StreamVec};
 
 use super::config::FinnhubConfig;
 use super::source::{FinnhubShared, finnhub_stream};
-use crate::record::Trade;
+use crate::base::record::Trade;
 use crate::sources::{OpenCx, SourceBuildCx, SourceConfig, SourceOp};
 use crate::spec::kinds::Checks;
 

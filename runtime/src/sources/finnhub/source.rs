@@ -20,10 +20,11 @@ use super::config::{ArchiveConfig, FinnhubConfig, SimulateWhen};
 use super::{fast, protocol};
 use crate::sources::SourceBuildCx;
 use crate::dataflow::time::quantize;
-use crate::record::Trade;
+use crate::base::record::Trade;
 use crate::sim::server::{SimConfig, Simulator};
 use crate::sinks::dead_letter::DeadLetter;
-use crate::sources::finnhub::protocol::{FrameKind, InvalidTrade, RejectReason};
+use crate::base::reject::RejectReason;
+use crate::sources::finnhub::protocol::{FrameKind, InvalidTrade};
 
 /// Per-run state of a `finnhub` source, prepared before the workers start.
 pub struct FinnhubShared {

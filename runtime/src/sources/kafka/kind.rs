@@ -7,7 +7,7 @@ use timely::dataflow::{Scope, StreamVec};
 use super::config::KafkaSourceConfig;
 use super::{OFFSET_BITS, kafka_stream};
 use crate::base::kafka::{check_brokers, check_topic};
-use crate::record::Trade;
+use crate::base::record::Trade;
 use crate::sources::{OpenCx, SourceBuildCx, SourceConfig, SourceOp};
 use crate::spec::kinds::Checks;
 

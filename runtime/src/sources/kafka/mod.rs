@@ -25,7 +25,7 @@ use timely::dataflow::{Scope, StreamVec};
 use self::config::{KafkaSourceConfig, StartPosition};
 use crate::checkpoint::{PartitionCheckpoint, Role};
 use crate::dataflow::time::quantize;
-use crate::record::Trade;
+use crate::base::record::Trade;
 use crate::sinks::dead_letter::{DeadLetter, DeadLetters};
 use crate::sources::SourceBuildCx;
 use crate::sources::finnhub::protocol;
@@ -78,7 +78,7 @@ impl PartitionState {
         let parsed = protocol::parse_trade(msg.payload().unwrap_or_default()).and_then(|t| {
             if t.ts > future_limit {
                 let detail = protocol::future_detail(t.ts, future_limit);
-                Err((protocol::RejectReason::FutureTimestamp, detail))
+                Err((crate::base::reject::RejectReason::FutureTimestamp, detail))
             } else {
                 Ok(t)
             }

@@ -7,7 +7,7 @@ use timely::dataflow::{Scope, StreamVec};
 
 use super::config::ReplayConfig;
 use super::{BlockParsed, ReplayShared, replay_stream};
-use crate::record::Trade;
+use crate::base::record::Trade;
 use crate::sources::{OpenCx, SourceBuildCx, SourceConfig, SourceOp};
 use crate::spec::kinds::Checks;
 
@@ -18,7 +18,7 @@ impl SourceConfig for ReplayConfig {
             cx.error("path", "the replay file path is empty");
         } else if path.starts_with("gs://") {
             // Checked when the run opens it (credentials and network are run-time).
-            if crate::sinks::gcs::object_url(path).is_none() {
+            if crate::base::storage::gcs::object_url(path).is_none() {
                 cx.error(
                     "path",
                     format!("`{path}`: expected gs://BUCKET/PATH of an object"),

@@ -31,12 +31,13 @@ use timely::dataflow::{Scope, StreamVec};
 use crate::cluster::ControlMsg;
 use crate::dataflow::time::quantize;
 use crate::metrics::Metrics;
-use crate::record::Trade;
+use crate::base::record::Trade;
 use crate::sources::SourceBuildCx;
 use crate::sources::replay::config::ReplayConfig;
 use crate::sinks::dead_letter::{DeadLetter, DeadLetters};
 use crate::sources::finnhub::fast;
-use crate::sources::finnhub::protocol::{self, FrameKind, InvalidTrade, RejectReason, ValidTrade};
+use crate::base::reject::RejectReason;
+use crate::sources::finnhub::protocol::{self, FrameKind, InvalidTrade, ValidTrade};
 
 /// Default block size: large enough to amortize coordination, small enough to balance workers.
 pub const BLOCK_SIZE: usize = 1 << 20;
@@ -64,7 +65,7 @@ enum Input {
     /// An object in a bucket (`gs://BUCKET/PATH`), read in ranged requests: every process of a
     /// cluster reads the blocks its workers parse.
     Object {
-        storage: crate::sinks::storage::Storage,
+        storage: crate::base::storage::Storage,
         name: String,
     },
 }
@@ -97,9 +98,9 @@ impl ReplayShared {
         rt: &tokio::runtime::Handle,
     ) -> anyhow::Result<ReplayShared> {
         let (input, len) = if path.starts_with("gs://") {
-            let (dir, name) = crate::sinks::gcs::object_url(path)
+            let (dir, name) = crate::base::storage::gcs::object_url(path)
                 .ok_or_else(|| anyhow::anyhow!("expected gs://BUCKET/PATH of an object"))?;
-            let storage = crate::sinks::gcs::open_reader(dir, rt.clone())?;
+            let storage = crate::base::storage::gcs::open_reader(dir, rt.clone())?;
             let len = storage.size(name)?;
             (
                 Input::Object {

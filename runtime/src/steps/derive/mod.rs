@@ -9,7 +9,7 @@ use super::expressions::{BatchOf, Evaluated, compile_at};
 use super::{AnyStream, BuildCx, PlanCx, Planned, StepConfig, StepOp, StreamInfo, StreamKind};
 use crate::expr::Expr;
 use crate::expr::types::Type;
-use crate::record::{Field, Row, Schema, Trade, trade_row};
+use crate::base::record::{Field, Row, Schema, Trade, trade_row};
 
 impl StepConfig for DeriveConfig {
     fn input(&self) -> &str {
@@ -69,10 +69,10 @@ impl StepConfig for DeriveConfig {
             return None;
         }
         // The key and the time stay what they were unless replaced by another type.
-        let keep = |i: Option<usize>, want: crate::record::FieldType| i.filter(|&i| schema.fields[i].ty == want);
+        let keep = |i: Option<usize>, want: crate::base::record::FieldType| i.filter(|&i| schema.fields[i].ty == want);
         let output = StreamInfo {
-            key: keep(input.key, crate::record::FieldType::Utf8),
-            time: keep(input.time, crate::record::FieldType::Timestamp),
+            key: keep(input.key, crate::base::record::FieldType::Utf8),
+            time: keep(input.time, crate::base::record::FieldType::Timestamp),
             schema: schema.clone(),
             kind: StreamKind::Rows,
             ..input.clone()
@@ -157,8 +157,8 @@ fn extend<R: BatchOf>(
     let Some((values, failed)) = eval.run(&batch) else {
         return;
     };
-    let columns: Vec<Vec<crate::record::Value>> = values.iter().zip(tys).map(|(a, ty)| crate::expr::values_of(a, *ty)).collect();
-    let mut columns: Vec<std::vec::IntoIter<crate::record::Value>> = columns.into_iter().map(Vec::into_iter).collect();
+    let columns: Vec<Vec<crate::base::record::Value>> = values.iter().zip(tys).map(|(a, ty)| crate::expr::values_of(a, *ty)).collect();
+    let mut columns: Vec<std::vec::IntoIter<crate::base::record::Value>> = columns.into_iter().map(Vec::into_iter).collect();
     // NB: no allocation per record beyond the row itself: each column's values are moved in.
     for (record, failed) in batch.into_iter().zip(failed) {
         if failed {
@@ -166,9 +166,9 @@ fn extend<R: BatchOf>(
             continue;
         }
         let mut row = into_row(record);
-        row.resize(width, crate::record::Value::Null);
+        row.resize(width, crate::base::record::Value::Null);
         for (t, c) in targets.iter().zip(columns.iter_mut()) {
-            row[*t] = c.next().unwrap_or(crate::record::Value::Null);
+            row[*t] = c.next().unwrap_or(crate::base::record::Value::Null);
         }
         out.push(row);
     }

@@ -55,7 +55,7 @@ struct Filter {
     expr: Expr,
     kind: StreamKind,
     source: usize,
-    schema: crate::record::Schema,
+    schema: crate::base::record::Schema,
 }
 
 impl StepOp for Filter {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 pub use self::config::SelectConfig;
 use super::{AnyStream, BuildCx, PlanCx, Planned, StepConfig, StepOp, StreamInfo, StreamKind};
-use crate::record::{Row, Schema, trade_row};
+use crate::base::record::{Row, Schema, trade_row};
 use crate::spec::diagnostic::suggest;
 
 impl StepConfig for SelectConfig {
@@ -47,7 +47,7 @@ impl StepConfig for SelectConfig {
                 ok = false;
                 continue;
             }
-            if fields.iter().any(|f: &crate::record::Field| f.name.eq_ignore_ascii_case(to)) {
+            if fields.iter().any(|f: &crate::base::record::Field| f.name.eq_ignore_ascii_case(to)) {
                 cx.error(&field, format!("the column `{to}` is selected twice"));
                 ok = false;
                 continue;

@@ -17,7 +17,7 @@ use object_store::{
     BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
 };
 
-use super::storage::Storage;
+use super::Storage;
 
 /// One client per bucket per process (connections are pooled per client), checked once.
 static BUCKETS: LazyLock<Mutex<HashMap<String, Arc<dyn ObjectStore>>>> =

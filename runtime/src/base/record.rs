@@ -183,6 +183,49 @@ pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// A trade as the compact, key-sorted JSON object Finnhub sends (for dead letters).
+pub fn trade_json(t: &Trade) -> String {
+    let mut buf = Vec::with_capacity(96);
+    write_trade_json(t, &mut buf);
+    String::from_utf8(buf).expect("serde_json writes UTF-8")
+}
+
+/// Appends [`trade_json`] to `buf` without building an intermediate JSON value (the Kafka sink
+/// calls it once per record with a reused buffer).
+pub fn write_trade_json(t: &Trade, buf: &mut Vec<u8>) {
+    let w = |buf: &mut Vec<u8>, v: &dyn erased::Json| v.write(buf);
+    buf.extend_from_slice(b"{\"c\":[");
+    if !t.conditions.is_empty() {
+        for (i, code) in t.conditions.split(',').enumerate() {
+            if i > 0 {
+                buf.push(b',');
+            }
+            w(buf, &code);
+        }
+    }
+    buf.extend_from_slice(b"],\"p\":");
+    w(buf, &t.price);
+    buf.extend_from_slice(b",\"s\":");
+    w(buf, &t.symbol.as_str());
+    buf.extend_from_slice(b",\"t\":");
+    w(buf, &t.ts);
+    buf.extend_from_slice(b",\"v\":");
+    w(buf, &t.volume);
+    buf.push(b'}');
+}
+
+mod erased {
+    /// A scalar serde_json writes (escaping strings, formatting floats as it always does).
+    pub trait Json {
+        fn write(&self, buf: &mut Vec<u8>);
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn write(&self, buf: &mut Vec<u8>) {
+            serde_json::to_writer(buf, self).expect("writing JSON to a Vec cannot fail");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 //! temporary file (`TMPDIR`), so that a sink's memory does not grow with its files' size
 //! (`rolling.max_bytes` is 128 MiB by default, per open file, per worker).
 //!
-//! A spilled file is uploaded in parts ([`Storage::put_encoded`](super::storage::Storage)); the
+//! A spilled file is uploaded in parts ([`Storage::put_encoded`](super::Storage)); the
 //! temporary file stays until the upload succeeded, so an upload that fails can start again.
 //! When the temporary folder cannot be written, files stay in memory (with one warning naming
 //! the folder): a run does not fail hours in because `/tmp` is read-only.

@@ -9,6 +9,9 @@
 //! waiting cannot heal (no such bucket, permission denied, bad credentials) stop the job with a
 //! message that says so.
 
+pub mod gcs;
+pub mod spill;
+
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -19,7 +22,7 @@ use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-use super::spill::Encoded;
+use self::spill::Encoded;
 
 static MEMORY_STORES: LazyLock<Mutex<HashMap<String, Arc<InMemory>>>> =
     LazyLock::new(Default::default);
@@ -64,7 +67,7 @@ fn pending_name(rel: &str) -> String {
         return format!("_pending/{flat}.inprogress");
     }
     let (dir, file) = rel.rsplit_once('/').unwrap_or(("", rel));
-    let hash = crate::dataflow::window::operator::key_hash(dir);
+    let hash = crate::base::keys::key_hash(dir);
     format!("_pending/{hash:016x}__{file}.inprogress")
 }
 
@@ -90,7 +93,7 @@ impl Storage {
             });
         }
         if let Some(rest) = url.strip_prefix("gs://") {
-            return super::gcs::open(rest, rt);
+            return gcs::open(rest, rt);
         }
         let local = if let Some(rest) = url.strip_prefix("file://") {
             rest.to_string()
