@@ -76,6 +76,98 @@ fn crypto_filter_bars_derive_and_select_equal_duckdb() {
     }
 }
 
+/// Mixed trades, then three hours without any, then more: the watermark jumps, and windows
+/// close in the middle of a batch of records.
+fn gapped_trades(dir: &Path, seed: u64) -> std::path::PathBuf {
+    let first = std::fs::read_to_string(mixed_trades(dir, seed)).unwrap();
+    let second = std::fs::read_to_string(mixed_trades(dir, seed + 1)).unwrap();
+    let mut out = first;
+    for line in second.lines() {
+        let shifted = match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(mut frame) => {
+                if let Some(data) = frame.get_mut("data").and_then(|d| d.as_array_mut()) {
+                    for trade in data {
+                        if let Some(t) = trade.get("t").and_then(|t| t.as_i64()) {
+                            trade["t"] = (t + 3 * 3_600_000).into();
+                        }
+                    }
+                }
+                frame.to_string()
+            }
+            Err(_) => line.to_string(),
+        };
+        out.push_str(&shifted);
+        out.push('\n');
+    }
+    let path = dir.join("gapped.jsonl");
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+#[test]
+fn five_minute_bars_from_one_minute_bars_equal_duckdb() {
+    let Some(python) = crate::sql::python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let trades = gapped_trades(dir.path(), 33);
+    for workers in ["1", "2"] {
+        let out = dir.path().join(format!("out{workers}"));
+        let spec = repo().join("specs/examples/bars-5m.yaml");
+        run_and_check(&python, "bars-5m", &spec, &trades, &out, workers);
+    }
+}
+
+#[test]
+fn a_window_over_rows_made_from_trades_keeps_their_lateness_and_skips_nulls() {
+    let Some(python) = crate::sql::python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let trades = mixed_trades(dir.path(), 34);
+    let spec = dir.path().join("notional.yaml");
+    std::fs::write(
+        &spec,
+        r#"name: notional-rows
+sources:
+  trades: { type: replay, path: "${TRADES_FILE}", max_out_of_orderness: 2s }
+steps:
+  priced:
+    type: derive
+    input: trades
+    columns:
+      notional: "price * volume"
+      big: "CASE WHEN volume >= 50 THEN volume END"
+      big_price: "CASE WHEN volume >= 50 THEN price END"
+  by_minute:
+    type: window
+    input: priced
+    window: { type: tumbling, size: 1m }
+    aggregates:
+      notional:  { fn: sum, field: notional }
+      n:         { fn: count }
+      big:       { fn: max, field: big }
+      big_price: { fn: avg, field: big_price }
+      low:       { fn: min, field: price }
+sinks:
+  rows: { type: parquet, input: by_minute, path: "${OUT_URL}/rows", partition_by: [] }
+dead_letters: { path: "${OUT_URL}/dead", format: jsonl }
+"#,
+    )
+    .unwrap();
+    for workers in ["1", "2"] {
+        let out = dir.path().join(format!("out{workers}"));
+        run_and_check(&python, "notional-rows", &spec, &trades, &out, workers);
+        // Late rows are dead letters of the window, as late trades are.
+        let (_, letters) = crate::support::read_dead_letters(&out.join("dead"));
+        assert!(
+            letters
+                .iter()
+                .any(|l| l["reason"] == "late" && l["source"] == "by_minute")
+        );
+    }
+}
+
 #[test]
 fn a_failing_expression_dead_letters_only_its_rows() {
     let Some(python) = crate::sql::python() else {

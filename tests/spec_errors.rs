@@ -59,7 +59,7 @@ sinks:
         "spec.yaml:6:27: sources.trades.max_out_of_orderness: invalid duration `2 parsecs`: expected a number with a unit (ms, s, m, h, d), e.g. 500ms, 2s, 1m, 1h30m
 spec.yaml:8:11: sources.other.type: unknown type `replpay`; did you mean `replay`?
 spec.yaml:15:16: steps.bars.aggregates.x.fn: unknown value `median`; valid choices: `count`, `sum`, `min`, `max`, `first`, `last`, `avg`, `stddev`, `vwap`
-spec.yaml:16:5: steps.bars.colour: unknown field `colour`; valid choices: `input`, `key`, `window`, `allowed_lateness`, `aggregates`, `engine`, `partial_windows`
+spec.yaml:16:5: steps.bars.colour: unknown field `colour`; valid choices: `input`, `key`, `time`, `window`, `allowed_lateness`, `aggregates`, `engine`, `partial_windows`
 4 error(s) in spec.yaml
 "
     );
@@ -412,6 +412,66 @@ sinks:
         stderr,
         "spec.yaml:4:10: warning: sources.spare: nothing reads the source `spare` (no step or sink has `input: spare`)
 spec.yaml:6:11: warning: steps.lonely: nothing reads the filter step `lonely` (no step or sink has `input: lonely`)
+"
+    );
+}
+
+#[test]
+fn windows_over_rows_name_what_they_cannot_read() {
+    let yaml = format!(
+        "name: bad
+sources:
+  trades: {{ type: replay, path: {} }}
+steps:
+  bars:
+    type: window
+    input: trades
+    window: {{ type: tumbling, size: 1m }}
+    aggregates: {{ close: {{ fn: last, field: price }}, volume: {{ fn: sum, field: volume }} }}
+  odd: {{ type: window, input: trades, time: ts, window: {{ type: tumbling, size: 1m }}, aggregates: {{ n: {{ fn: count }} }} }}
+  late:
+    type: window
+    input: trades
+    allowed_lateness: 30s
+    window: {{ type: tumbling, size: 1m }}
+    aggregates: {{ close: {{ fn: last, field: price }} }}
+  five:
+    type: window
+    input: bars
+    time: timestamp
+    window: {{ type: tumbling, size: 5m }}
+    aggregates: {{ close: {{ fn: last, field: clse }}, w: {{ fn: vwap }}, k: {{ fn: max, field: symbol }} }}
+  again:
+    type: window
+    input: late
+    window: {{ type: tumbling, size: 5m }}
+    aggregates: {{ close: {{ fn: last, field: close }} }}
+  diff:
+    type: window
+    input: bars
+    engine: differential
+    window: {{ type: tumbling, size: 5m }}
+    aggregates: {{ close: {{ fn: last, field: close }} }}
+sinks:
+  a: {{ type: parquet, input: five, path: out/a }}
+  b: {{ type: parquet, input: again, path: out/b }}
+  c: {{ type: parquet, input: diff, path: out/c }}
+  d: {{ type: parquet, input: odd, path: out/d }}
+",
+        sample()
+    );
+    let (code, stderr) = validate(&yaml, &[]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        stderr,
+        "spec.yaml:10:45: steps.odd.time: trades are windowed by their `timestamp`, not `ts` (remove `time:`)
+spec.yaml:20:11: steps.five.time: unknown column `timestamp`; valid choices: `window_start`, `window_end`
+spec.yaml:22:45: steps.five.aggregates.close.field: unknown field `clse`; did you mean `close`?
+spec.yaml:22:62: steps.five.aggregates.w.fn: `vwap` reads the price and volume of trades; over rows, sum a derived `notional` (`vwap * volume`) and the `volume`, then divide in a derive
+spec.yaml:22:91: steps.five.aggregates.k.field: `symbol` is a string; `max` needs a numeric field (a number column)
+spec.yaml:25:12: steps.again.input: `late` revises rows it has emitted (`allowed_lateness`): a window over them would count a window's first row and its revisions alike; window rows without revisions (`allowed_lateness: 0s` upstream)
+spec.yaml:31:13: steps.diff.engine: the differential engine reads trades; a window over rows uses `timely` or `auto`
+7 error(s) in spec.yaml
 "
     );
 }

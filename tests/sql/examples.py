@@ -66,11 +66,62 @@ def overflowing_derive(con, out):
     print(f"{dead} dead letters match")
 
 
+def bars_5m(con, out):
+    """5-minute bars from the 1-minute bars (themselves from the trades the 1-minute windows
+    accepted): first/last by the 1-minute start, VWAP from the summed notionals."""
+    expected = con.execute(f"""
+        with {MARKED},
+        bars as (
+            select symbol, ws,
+                   first(price order by t, line, idx) as open, max(price) as high, min(price) as low,
+                   last(price order by t, line, idx) as close, sum(volume) as volume,
+                   case when sum(volume) > 0 then sum(price * volume) / sum(volume) end as vwap,
+                   count(*) as trades
+            from marked
+            where ws + 60000 > watermark
+            group by symbol, ws
+        )
+        select symbol, (ws // 300000) * 300000 as w5, w5 + 300000,
+               first(open order by ws), max(high), min(low), last(close order by ws),
+               sum(volume), sum(vwap * volume), sum(trades), count(*),
+               sum(vwap * volume) / nullif(sum(volume), 0)
+        from bars group by symbol, w5 order by symbol, w5
+    """).fetchall()
+    got = con.execute(f"""
+        select symbol, epoch_ms(window_start), epoch_ms(window_end), open, high, low, close,
+               volume, notional, trades, minutes, vwap
+        from read_parquet('{out}/bars_5m/**/*.parquet') order by symbol, window_start
+    """).fetchall()
+    compare(got, expected)
+
+
+def notional_rows(con, out):
+    """A window over rows made from trades (a derive): the rows keep the trades' lateness,
+    NULLs are skipped by the aggregates."""
+    expected = con.execute(f"""
+        with {MARKED}
+        select symbol, ws, sum(price * volume), count(*), max(case when volume >= 50 then volume end),
+               avg(case when volume >= 50 then price end), min(price)
+        from marked where ws + 60000 > watermark
+        group by symbol, ws order by symbol, ws
+    """).fetchall()
+    got = con.execute(f"""
+        select symbol, epoch_ms(window_start), notional, n, big, big_price, low
+        from read_parquet('{out}/rows/**/*.parquet') order by symbol, window_start
+    """).fetchall()
+    compare(got, expected, "windows")
+
+
 def main():
     name, trades_file, out = sys.argv[1], sys.argv[2], sys.argv[3]
     con = duckdb.connect()
     load_trades(con, trades_file)
-    {"crypto-returns": crypto_returns, "overflowing-derive": overflowing_derive}[name](con, out)
+    {
+        "crypto-returns": crypto_returns,
+        "overflowing-derive": overflowing_derive,
+        "bars-5m": bars_5m,
+        "notional-rows": notional_rows,
+    }[name](con, out)
 
 
 if __name__ == "__main__":

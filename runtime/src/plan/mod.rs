@@ -57,11 +57,27 @@ impl SourceNode {
     }
 }
 
-/// Numeric trade fields an aggregate can read.
+/// The number an aggregate reads: a trade's field, or a value slot of a row window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TradeField {
     Price,
     Volume,
+    /// The slot of [`RowInput::slots`].
+    Column(usize),
+}
+
+/// How a window reads rows (of another step) instead of trades.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowInput {
+    /// The input columns of the key and the event time.
+    pub key: usize,
+    pub time: usize,
+    /// The input column of each value slot ([`TradeField::Column`]).
+    pub slots: Vec<usize>,
+    /// `Some(lag)`: the rows were fired by a window, and every row whose time is below `T` has
+    /// arrived once the frontier reaches `T + lag` (windows fire then; no row is late). `None`:
+    /// rows are stamped like trades, each judged late by the watermark it was read at.
+    pub lag: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +111,8 @@ pub struct WindowNode {
     /// Windows that started before the run are not emitted (a live input, `partial_windows:
     /// skip`).
     pub skip_partial: bool,
+    /// Rows instead of trades.
+    pub rows: Option<RowInput>,
 }
 
 #[derive(Debug, Clone)]
@@ -260,6 +278,8 @@ fn plan(
                 kind: StreamKind::Trades,
                 source: sources.len(),
                 live: cfg.kind().live(),
+                complete: Vec::new(),
+                unwindowable: None,
             },
             schema,
             time_quantum_ms: 1000,

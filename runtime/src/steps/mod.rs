@@ -58,6 +58,22 @@ pub struct StreamInfo {
     pub source: usize,
     /// Whether that source is live (windows skip partial first windows of live sources).
     pub live: bool,
+    /// Time columns whose rows arrive complete behind the dataflow's time (a window's rows).
+    /// Empty for records stamped with the watermark they were read at (trades, and rows made
+    /// from them), which are judged late by it.
+    pub complete: Vec<Complete>,
+    /// Why a window cannot read these rows (they come again revised, or out of time order).
+    pub unwindowable: Option<String>,
+}
+
+/// A time column of a window's rows: once the frontier reaches `T + lag`, every row whose
+/// `column` is below `T` has arrived; its values are multiples of `align` (ms since the epoch).
+/// A tumbling window's `window_start` lags by its size, its `window_end` by nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Complete {
+    pub column: usize,
+    pub lag: i64,
+    pub align: i64,
 }
 
 impl StreamInfo {

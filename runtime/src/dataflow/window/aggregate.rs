@@ -1,9 +1,11 @@
 //! Aggregate accumulators. Updates are applied in a deterministic order (by arrival sequence), so
-//! floating-point results are bit-for-bit the same for any worker count.
+//! floating-point results are bit-for-bit the same for any worker count. A NULL value (of a row
+//! window) is skipped, as in SQL: an aggregate that saw only NULLs is NULL.
 
-use crate::base::record::{Trade, Value};
+use super::input::WindowRecord;
+use crate::base::record::Value;
 use crate::dataflow::window::config::AggregateFn;
-use crate::plan::{AggregatePlan, TradeField};
+use crate::plan::AggregatePlan;
 
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 enum State {
@@ -28,6 +30,8 @@ enum State {
         pv: f64,
         v: f64,
     },
+    /// No value yet (only NULLs so far).
+    Empty,
 }
 
 /// The accumulators of one window.
@@ -36,61 +40,78 @@ pub struct Acc {
     states: Vec<State>,
 }
 
+/// The state of `a` holding just `t`.
 #[inline]
-fn read(t: &Trade, f: TradeField) -> f64 {
-    match f {
-        TradeField::Price => t.price,
-        TradeField::Volume => t.volume,
+fn start<R: WindowRecord>(a: &AggregatePlan, t: &R) -> State {
+    if a.func == AggregateFn::Vwap {
+        let (pv, v) = t.notional();
+        return State::Vwap { pv, v };
+    }
+    if a.func == AggregateFn::Count {
+        return State::Count(1);
+    }
+    let Some(x) = t.value(a.field) else {
+        return State::Empty;
+    };
+    match a.func {
+        AggregateFn::Sum => State::Sum(x),
+        AggregateFn::Min => State::Min(x),
+        AggregateFn::Max => State::Max(x),
+        AggregateFn::First => State::First(t.ts(), t.seq(), x),
+        AggregateFn::Last => State::Last(t.ts(), t.seq(), x),
+        AggregateFn::Avg => State::Avg { sum: x, n: 1 },
+        AggregateFn::Stddev => State::Stddev {
+            n: 1,
+            mean: x,
+            m2: 0.0,
+        },
+        AggregateFn::Count | AggregateFn::Vwap => unreachable!("handled above"),
     }
 }
 
 impl Acc {
     /// An accumulator holding just `t`.
-    pub fn new(aggs: &[AggregatePlan], t: &Trade) -> Acc {
-        let states = aggs
-            .iter()
-            .map(|a| {
-                let x = read(t, a.field);
-                match a.func {
-                    AggregateFn::Count => State::Count(1),
-                    AggregateFn::Sum => State::Sum(x),
-                    AggregateFn::Min => State::Min(x),
-                    AggregateFn::Max => State::Max(x),
-                    AggregateFn::First => State::First(t.ts, t.seq, x),
-                    AggregateFn::Last => State::Last(t.ts, t.seq, x),
-                    AggregateFn::Avg => State::Avg { sum: x, n: 1 },
-                    AggregateFn::Stddev => State::Stddev {
-                        n: 1,
-                        mean: x,
-                        m2: 0.0,
-                    },
-                    AggregateFn::Vwap => State::Vwap {
-                        pv: t.price * t.volume,
-                        v: t.volume,
-                    },
-                }
-            })
-            .collect();
-        Acc { states }
+    pub fn new<R: WindowRecord>(aggs: &[AggregatePlan], t: &R) -> Acc {
+        Acc {
+            states: aggs.iter().map(|a| start(a, t)).collect(),
+        }
     }
 
     #[inline]
-    pub fn add(&mut self, aggs: &[AggregatePlan], t: &Trade) {
+    pub fn add<R: WindowRecord>(&mut self, aggs: &[AggregatePlan], t: &R) {
         for (s, a) in self.states.iter_mut().zip(aggs) {
-            let x = read(t, a.field);
             match s {
-                State::Count(n) => *n += 1,
+                State::Count(n) => {
+                    *n += 1;
+                    continue;
+                }
+                State::Vwap { pv, v } => {
+                    let (p, w) = t.notional();
+                    *pv += p;
+                    *v += w;
+                    continue;
+                }
+                State::Empty => {
+                    *s = start(a, t);
+                    continue;
+                }
+                _ => {}
+            }
+            let Some(x) = t.value(a.field) else {
+                continue;
+            };
+            match s {
                 State::Sum(v) => *v += x,
                 State::Min(v) => *v = v.min(x),
                 State::Max(v) => *v = v.max(x),
                 State::First(ts, seq, v) => {
-                    if (t.ts, t.seq) < (*ts, *seq) {
-                        (*ts, *seq, *v) = (t.ts, t.seq, x);
+                    if (t.ts(), t.seq()) < (*ts, *seq) {
+                        (*ts, *seq, *v) = (t.ts(), t.seq(), x);
                     }
                 }
                 State::Last(ts, seq, v) => {
-                    if (t.ts, t.seq) > (*ts, *seq) {
-                        (*ts, *seq, *v) = (t.ts, t.seq, x);
+                    if (t.ts(), t.seq()) > (*ts, *seq) {
+                        (*ts, *seq, *v) = (t.ts(), t.seq(), x);
                     }
                 }
                 State::Avg { sum, n } => {
@@ -103,9 +124,8 @@ impl Acc {
                     *mean += d / *n as f64;
                     *m2 += d * (x - *mean);
                 }
-                State::Vwap { pv, v } => {
-                    *pv += t.price * t.volume;
-                    *v += t.volume;
+                State::Count(_) | State::Vwap { .. } | State::Empty => {
+                    unreachable!("handled above")
                 }
             }
         }
@@ -114,7 +134,9 @@ impl Acc {
     /// Folds `other` (a later-starting session) into `self`.
     pub fn merge(&mut self, other: &Acc) {
         for (s, o) in self.states.iter_mut().zip(&other.states) {
-            match (s, o) {
+            match (&mut *s, o) {
+                (_, State::Empty) => {}
+                (State::Empty, o) => *s = *o,
                 (State::Count(a), State::Count(b)) => *a += b,
                 (State::Sum(a), State::Sum(b)) => *a += b,
                 (State::Min(a), State::Min(b)) => *a = a.min(*b),
@@ -168,6 +190,7 @@ impl Acc {
                 State::Stddev { .. } => Value::Null,
                 State::Vwap { pv, v } if v > 0.0 => Value::F64(pv / v),
                 State::Vwap { .. } => Value::Null,
+                State::Empty => Value::Null,
             });
         }
     }

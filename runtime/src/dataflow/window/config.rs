@@ -4,16 +4,23 @@ use serde::Deserialize;
 
 use crate::spec::units::Duration;
 
-/// Event-time windows per key: trades are grouped by `key`, assigned to windows by their event
-/// time, and each window emits one row of aggregates once the watermark passes its end.
+/// Event-time windows per key: records are grouped by `key`, assigned to windows by their event
+/// time, and each window emits one row of aggregates once the watermark passes its end. The
+/// input is trades (a source, or a filter of one) or rows of another step: 5-minute bars from
+/// 1-minute bars read `window_start` of the 1-minute bars.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WindowStepConfig {
     /// Name of the source (or step) whose records this step reads.
     pub input: String,
-    /// Field to group by. Records are exchanged across workers by this key.
+    /// Field to group by (a string column). Records are exchanged across workers by this key.
     #[serde(default = "default_key")]
     pub key: String,
+    /// The event-time column of the input (a timestamp). Trades: `timestamp`. Rows of a window:
+    /// `window_start` (the default; a tumbling or hopping window's rows) or `window_end`. Rows
+    /// made from trades: their time column.
+    #[serde(default)]
+    pub time: Option<String>,
     /// The shape of the windows.
     pub window: WindowSpec,
     /// How long after a window has fired late records are still accepted. Each late record
@@ -97,7 +104,8 @@ pub struct AggregateSpec {
     /// The aggregate function.
     #[serde(rename = "fn")]
     pub func: AggregateFn,
-    /// Numeric input field (`price` or `volume` for trades). Not used by `count` and `vwap`.
+    /// Numeric input field: `price` or `volume` of trades, any number column of rows (NULLs are
+    /// skipped, as in SQL). Not used by `count` and `vwap`.
     #[serde(default)]
     pub field: Option<String>,
 }

@@ -4,6 +4,7 @@
 pub mod aggregate;
 pub mod config;
 pub mod differential;
+pub mod input;
 pub mod operator;
 pub mod state;
 mod step;

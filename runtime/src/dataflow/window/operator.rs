@@ -14,44 +14,55 @@ use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::{Capability, Operator};
 
+use super::input::{WindowRecord, WindowRow};
 use super::state::WindowState;
 use crate::base::keys::key_group;
-use crate::base::record::trade_json;
-use crate::base::record::{Row, Trade, format_ts};
+use crate::base::record::{Row, format_ts};
 use crate::base::reject::RejectReason;
 use crate::checkpoint::{GroupedState, Role};
 use crate::dataflow::context::RunContext;
 use crate::dataflow::stash::{Stash, stash_stamp};
-use crate::plan::WindowNode;
+use crate::plan::{RowInput, WindowNode};
 use crate::sinks::dead_letter::{DeadLetter, DeadLetters};
 
-/// One key group of a window operator's checkpoint: its keys' windows and stashed trades.
+/// One key group of a window operator's checkpoint: its keys' windows and stashed records.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct GroupBlob {
+#[serde(bound = "R: WindowRecord")]
+struct GroupBlob<R> {
     windows: Vec<(compact_str::CompactString, Vec<super::state::Win>)>,
-    stash: Vec<(u64, Trade)>,
+    stash: Vec<(u64, R)>,
 }
 
-#[derive(serde::Serialize, Default)]
-struct GroupBlobRef<'a> {
+#[derive(serde::Serialize)]
+#[serde(bound = "R: WindowRecord")]
+struct GroupBlobRef<'a, R> {
     windows: Vec<(compact_str::CompactString, &'a Vec<super::state::Win>)>,
-    stash: Vec<(u64, &'a Trade)>,
+    stash: Vec<(u64, &'a R)>,
 }
 
-/// The operator's state (windows and trades waiting for the frontier) by key group.
-fn snapshot(
+impl<R> Default for GroupBlobRef<'_, R> {
+    fn default() -> Self {
+        GroupBlobRef {
+            windows: Vec::new(),
+            stash: Vec::new(),
+        }
+    }
+}
+
+/// The operator's state (windows and records waiting for the frontier) by key group.
+fn snapshot<R: WindowRecord>(
     state: &WindowState,
-    stash: &Stash<Trade>,
+    stash: &Stash<R>,
     group_of: &impl Fn(&str) -> u32,
 ) -> GroupedState {
-    let mut groups: BTreeMap<u32, GroupBlobRef> = BTreeMap::new();
+    let mut groups: BTreeMap<u32, GroupBlobRef<R>> = BTreeMap::new();
     for (g, entries) in state.snapshot(group_of) {
         groups.entry(g).or_default().windows = entries;
     }
     for (time, (_, trades)) in stash {
         for t in trades {
             groups
-                .entry(group_of(&t.symbol))
+                .entry(group_of(t.key()))
                 .or_default()
                 .stash
                 .push((*time, t));
@@ -68,8 +79,18 @@ fn snapshot(
         .collect()
 }
 
-pub fn window_stream<'scope>(
-    stream: StreamVec<'scope, u64, Trade>,
+/// A row stream as a window reads it (a one-to-one map, before the exchange).
+pub fn window_rows<'scope>(
+    rows: StreamVec<'scope, u64, Row>,
+    input: &RowInput,
+) -> StreamVec<'scope, u64, WindowRow> {
+    use timely::dataflow::operators::vec::Map;
+    let (key, time, slots) = (input.key, input.time, input.slots.clone());
+    rows.map(move |r| WindowRow::from_row(&r, key, time, &slots))
+}
+
+pub fn window_stream<'scope, R: WindowRecord>(
+    stream: StreamVec<'scope, u64, R>,
     ctx: &Arc<RunContext>,
     node: &WindowNode,
     index: usize,
@@ -82,12 +103,17 @@ pub fn window_stream<'scope>(
     let key_groups = ctx.plan.key_groups as u64;
     let group_of = move |key: &str| key_group(key, key_groups) as u32;
     // Keys are routed by key group, so a checkpoint's groups map onto any number of workers.
-    let exchange = Exchange::new(move |t: &Trade| key_group(&t.symbol, key_groups));
+    let exchange = Exchange::new(move |t: &R| key_group(t.key(), key_groups));
+    // Rows fired by a window are complete `lag` behind the frontier (see `RowInput::lag`).
+    let lag = node.rows.as_ref().and_then(|r| r.lag);
+    let rows_in = node.rows.is_some();
     let scope = stream.scope();
     let (worker, peers) = (scope.index(), scope.peers());
     stream.unary_frontier(exchange, &format!("Window({})", node.name), move |initial, info| {
         let activator = scope.activator_for(info.address);
-        let mut stash: Stash<Trade> = Stash::new();
+        let mut stash: Stash<R> = Stash::new();
+        // What has fired so far (rows fired by a window are judged late against it).
+        let mut fired_upto = i64::MIN;
         let mut hold: Option<Capability<u64>> = None;
         let mut state = WindowState::new(&node);
         if node.skip_partial {
@@ -103,7 +129,7 @@ pub fn window_stream<'scope>(
         // Restore the key groups this worker owns.
         if let Some(cp) = cp.as_ref() {
             for blob in cp.coordinator().restored_groups(&name, worker, peers) {
-                match bincode::deserialize::<GroupBlob>(blob) {
+                match bincode::deserialize::<GroupBlob<R>>(blob) {
                     Ok(g) => {
                         state.restore(g.windows);
                         for (time, trade) in g.stash {
@@ -136,18 +162,39 @@ pub fn window_stream<'scope>(
                     break;
                 }
                 let (_, (cap, mut trades)) = stash.pop_first().expect("checked non-empty");
-                state.fire_until(t as i64, &mut rows);
-                // NB: a record normally carries a watermark ≥ its timestamp. When a source
-                // outran an idle partition, records of that partition arrive with an older one:
-                // the frontier has already moved on, so judge them by the timestamp.
-                for tr in trades.iter_mut() {
-                    tr.wm = tr.wm.max(t as i64);
+                if lag.is_none() {
+                    state.fire_until(t as i64, &mut rows);
+                    fired_upto = fired_upto.max(t as i64);
                 }
-                // NB: sorting by seq restores file/arrival order, which makes float sums and
-                // first/last ties independent of how batches interleaved across workers.
-                trades.sort_by_key(|t| t.seq);
+                for tr in trades.iter_mut() {
+                    let wm = match lag {
+                        // NB: a record normally carries a watermark ≥ its timestamp. When a
+                        // source outran an idle partition, records of that partition arrive with
+                        // an older one: the frontier has already moved on, so judge them by the
+                        // timestamp.
+                        None => tr.wm().max(t as i64),
+                        // The time a window's row was emitted at says nothing of its window
+                        // start; only what already fired is closed.
+                        Some(_) => fired_upto,
+                    };
+                    tr.set_wm(wm);
+                }
+                // NB: sorting restores file/arrival order (rows: time, then a content hash),
+                // which makes float sums and first/last ties independent of how batches
+                // interleaved across workers.
+                trades.sort_by_key(|t| t.order());
                 let mut late = 0u64;
                 for tr in &trades {
+                    if let Some((reason, why)) = tr.problem() {
+                        dead.borrow_mut().push(DeadLetter {
+                            source: &name,
+                            reason,
+                            detail: why.to_string(),
+                            raw: tr.raw(),
+                            line: 0,
+                        });
+                        continue;
+                    }
                     if let Some(end) = state.add(tr) {
                         late += 1;
                         dead.borrow_mut().push(DeadLetter {
@@ -156,10 +203,10 @@ pub fn window_stream<'scope>(
                             detail: format!(
                                 "window ending {} had closed: watermark was {} when the trade was read",
                                 format_ts(end),
-                                format_ts(tr.wm)
+                                format_ts(tr.wm())
                             ),
-                            raw: trade_json(tr),
-                            line: source_kind.position_of(tr.seq),
+                            raw: tr.raw(),
+                            line: if rows_in { 0 } else { source_kind.position_of(tr.seq()) },
                         });
                     }
                 }
@@ -168,14 +215,19 @@ pub fn window_stream<'scope>(
                 if !rows.is_empty() {
                     step_stats.records_out.fetch_add(rows.len() as u64, Relaxed);
                     if let Some(cp) = cp.as_ref() { cp.emitted(rows.len()); }
-                    output.session(&cap).give_iterator(rows.drain(..));
+                    // NB: rows go out at the held time, which is below the end of every window
+                    // still open (all that ended by it fired then), so a window's row is always
+                    // stamped before its end: a window over these rows relies on it.
+                    output.session(hold.as_ref().unwrap_or(&cap)).give_iterator(rows.drain(..));
                 }
                 hold = Some(cap);
             }
 
             match upper {
                 Some(u) => {
-                    state.fire_until(u as i64, &mut rows);
+                    let upto = (u as i64).saturating_sub(lag.unwrap_or(0));
+                    state.fire_until(upto, &mut rows);
+                    fired_upto = fired_upto.max(upto);
                     if !rows.is_empty() {
                         let cap = hold.as_ref().expect("windows exist only after trades arrived under a capability");
                         step_stats.records_out.fetch_add(rows.len() as u64, Relaxed);

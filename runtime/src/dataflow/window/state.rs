@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use compact_str::CompactString;
 
 use super::aggregate::Acc;
-use crate::base::record::{Row, Trade, Value};
+use super::input::WindowRecord;
+use crate::base::record::{Row, Value};
 use crate::plan::{AggregatePlan, WindowKind, WindowNode};
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -79,7 +80,7 @@ impl WindowState {
 
     /// Adds a trade. Returns `Some(window_end)` when the trade is too late for every window it
     /// belongs to (the caller dead-letters it), with the latest such window end.
-    pub fn add(&mut self, t: &Trade) -> Option<i64> {
+    pub fn add<R: WindowRecord>(&mut self, t: &R) -> Option<i64> {
         match self.kind {
             WindowKind::Tumbling { size } => self.add_fixed(t, size, size),
             WindowKind::Hopping { size, slide } => self.add_fixed(t, size, slide),
@@ -87,21 +88,21 @@ impl WindowState {
         }
     }
 
-    fn add_fixed(&mut self, t: &Trade, size: i64, slide: i64) -> Option<i64> {
-        let mut start = t.ts.div_euclid(slide) * slide;
+    fn add_fixed<R: WindowRecord>(&mut self, t: &R, size: i64, slide: i64) -> Option<i64> {
+        let mut start = t.ts().div_euclid(slide) * slide;
         let mut kept = false;
         let mut late_end = None;
-        let wins = match self.keys.get_mut(t.symbol.as_str()) {
+        let wins = match self.keys.get_mut(t.key()) {
             Some(w) => w,
-            None => self.keys.entry(t.symbol.clone()).or_default(),
+            None => self.keys.entry(t.key_owned()).or_default(),
         };
-        while start > t.ts - size {
+        while start > t.ts() - size {
             let end = start + size;
             if start < self.min_start {
                 break; // and every earlier window too
             }
-            let late = end <= t.wm;
-            if late && end + self.allowed <= t.wm {
+            let late = end <= t.wm();
+            if late && end + self.allowed <= t.wm() {
                 late_end = Some(late_end.map_or(end, |e: i64| e.max(end)));
                 start -= slide;
                 continue;
@@ -120,7 +121,7 @@ impl WindowState {
                         self.stats.late_accepted += 1;
                         if !w.dirty {
                             w.dirty = true;
-                            self.dirty.push((t.symbol.clone(), start));
+                            self.dirty.push((t.key_owned(), start));
                         }
                     }
                 }
@@ -149,19 +150,22 @@ impl WindowState {
         if kept { None } else { late_end }
     }
 
-    fn add_session(&mut self, t: &Trade, gap: i64) -> Option<i64> {
-        let (start, end) = (t.ts, t.ts + gap);
-        if end <= t.wm {
+    fn add_session<R: WindowRecord>(&mut self, t: &R, gap: i64) -> Option<i64> {
+        let (start, end) = (t.ts(), t.ts() + gap);
+        if end <= t.wm() {
             return Some(end);
         }
-        let wins = match self.keys.get_mut(t.symbol.as_str()) {
+        let wins = match self.keys.get_mut(t.key()) {
             Some(w) => w,
-            None => self.keys.entry(t.symbol.clone()).or_default(),
+            None => self.keys.entry(t.key_owned()).or_default(),
         };
         // Open sessions (not fired, not yet closed by the watermark) that touch [start, end].
         let mut touching: Vec<usize> = (0..wins.len())
             .filter(|&i| {
-                !wins[i].fired && wins[i].end > t.wm && wins[i].start <= end && start <= wins[i].end
+                !wins[i].fired
+                    && wins[i].end > t.wm()
+                    && wins[i].start <= end
+                    && start <= wins[i].end
             })
             .collect();
         self.next_due = self.next_due.min(end);

@@ -5,10 +5,12 @@ use std::sync::Arc;
 
 use super::config::{AggregateFn, PartialWindows, WindowEngine, WindowSpec, WindowStepConfig};
 use crate::base::record::{Field, FieldType, Schema};
-use crate::plan::{AggregatePlan, MAX_WINDOWS_PER_RECORD, TradeField, WindowKind, WindowNode};
+use crate::plan::{
+    AggregatePlan, MAX_WINDOWS_PER_RECORD, RowInput, TradeField, WindowKind, WindowNode,
+};
 use crate::spec::diagnostic::suggest;
 use crate::steps::{
-    AnyStream, BuildCx, PlanCx, Planned, StepConfig, StepOp, StreamInfo, StreamKind,
+    AnyStream, BuildCx, Complete, PlanCx, Planned, StepConfig, StepOp, StreamInfo, StreamKind,
 };
 
 impl StepConfig for WindowStepConfig {
@@ -16,18 +18,17 @@ impl StepConfig for WindowStepConfig {
         &self.input
     }
     fn plan(&self, cx: &mut PlanCx<'_>) -> Option<Planned> {
-        if cx.input.kind != StreamKind::Trades {
-            cx.error(
-                "input",
-                format!(
-                    "window steps read trades (a source, or a filter of one); `{}` gives rows (windows over rows are not supported yet)",
-                    self.input
-                ),
-            );
-            return None;
-        }
         let (source, live) = (cx.input.source, cx.input.live);
-        let node = plan_window(cx.name, self, source, live, cx.err)?;
+        let input = cx.input.clone();
+        let node = plan_window(cx.name, self, &input, cx.err)?;
+        // A window fires once the frontier passes its end: its rows are complete by their start
+        // `size` behind the frontier, by their end at once; a session's start is unbounded.
+        let at = |column, lag, align| Complete { column, lag, align };
+        let complete = match node.kind {
+            WindowKind::Tumbling { size } => vec![at(1, size, size), at(2, 0, size)],
+            WindowKind::Hopping { size, slide } => vec![at(1, size, slide), at(2, 0, slide)],
+            WindowKind::Session { .. } => vec![at(2, 0, 1)],
+        };
         let output = StreamInfo {
             schema: node.schema.clone(),
             kind: StreamKind::Rows,
@@ -35,6 +36,20 @@ impl StepConfig for WindowStepConfig {
             time: Some(1),
             source,
             live,
+            complete,
+            unwindowable: if node.allowed_lateness_ms > 0 {
+                Some(format!(
+                    "`{}` revises rows it has emitted (`allowed_lateness`): a window over them would count a window's first row and its revisions alike; window rows without revisions (`allowed_lateness: 0s` upstream)",
+                    cx.name
+                ))
+            } else if node.differential {
+                Some(format!(
+                    "`{}` runs on the differential engine, whose rows are not stamped before their window's end; use `engine: timely` (or `auto`) there",
+                    cx.name
+                ))
+            } else {
+                None
+            },
         };
         Some(Planned {
             output,
@@ -67,8 +82,19 @@ impl StepOp for WindowNode {
         )
     }
     fn build<'s>(&self, input: AnyStream<'s>, cx: &BuildCx<'_>) -> AnyStream<'s> {
-        let trades = input.trades();
         let dead = std::rc::Rc::clone(cx.dead);
+        if let Some(rows) = &self.rows {
+            let records = super::operator::window_rows(input.rows(), rows);
+            return AnyStream::Rows(super::operator::window_stream(
+                records,
+                cx.ctx,
+                self,
+                cx.index,
+                cx.input_node,
+                dead,
+            ));
+        }
+        let trades = input.trades();
         AnyStream::Rows(if self.differential {
             super::differential::window_stream(trades, cx.ctx, self, cx.index, dead)
         } else {
@@ -76,11 +102,14 @@ impl StepOp for WindowNode {
         })
     }
     fn time_step_ms(&self) -> Option<u64> {
-        Some(match self.kind {
+        let own = match self.kind {
             WindowKind::Tumbling { size } => size as u64,
             WindowKind::Hopping { size, slide } => gcd(size as u64, slide as u64),
             WindowKind::Session { .. } => 1000,
-        })
+        };
+        // A window over a window's rows fires at `end + lag`.
+        let lag = self.rows.as_ref().and_then(|r| r.lag).unwrap_or(0) as u64;
+        Some(gcd(own, lag))
     }
     fn paces_source(&self) -> bool {
         true
@@ -99,6 +128,19 @@ impl StepOp for WindowNode {
     }
 }
 
+/// Window ends are multiples of this (ms): a tumbling window's size, a hopping window's
+/// gcd(size, slide); session ends are anywhere.
+fn grid(cfg: &WindowStepConfig) -> i64 {
+    match cfg.window {
+        WindowSpec::Tumbling { size } => size.as_millis().max(1),
+        WindowSpec::Hopping { size, slide } => gcd(
+            size.as_millis().max(1) as u64,
+            slide.as_millis().max(1) as u64,
+        ) as i64,
+        WindowSpec::Session { .. } => 1,
+    }
+}
+
 fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 { a } else { gcd(b, a % b) }
 }
@@ -106,14 +148,29 @@ fn gcd(a: u64, b: u64) -> u64 {
 pub(crate) fn plan_window(
     name: &str,
     cfg: &WindowStepConfig,
-    input: usize,
-    live: bool,
+    stream: &StreamInfo,
     err: &mut dyn FnMut(String, String),
 ) -> Option<WindowNode> {
     let p = format!("steps.{name}");
-    let trades = Schema::trades();
+    let (input, live) = (stream.source, stream.live);
+    let on_rows = stream.kind == StreamKind::Rows;
+    let schema = &stream.schema;
     let mut ok = true;
-    match trades.field(&cfg.key) {
+    let mut rows = None;
+    if on_rows {
+        let r = plan_row_input(&p, cfg, stream, err);
+        ok &= r.is_some();
+        rows = r;
+    } else if let Some(t) = &cfg.time
+        && t != "timestamp"
+    {
+        err(
+            format!("{p}.time"),
+            format!("trades are windowed by their `timestamp`, not `{t}` (remove `time:`)"),
+        );
+        ok = false;
+    }
+    match schema.field(&cfg.key) {
         Some(f) if f.ty == FieldType::Utf8 => {}
         Some(f) => {
             err(
@@ -132,7 +189,7 @@ pub(crate) fn plan_window(
                 format!(
                     "unknown field `{}`{}",
                     cfg.key,
-                    suggest(&cfg.key, trades.names())
+                    suggest(&cfg.key, schema.names())
                 ),
             );
             ok = false;
@@ -229,6 +286,12 @@ pub(crate) fn plan_window(
             );
             ok = false;
         }
+        let numbers = if on_rows {
+            "a number column"
+        } else {
+            "one of `price`, `volume`"
+        };
+        let mut nullable_input = false;
         let field = match (&agg.field, agg.func.takes_field()) {
             (Some(f), false) => {
                 err(
@@ -245,22 +308,30 @@ pub(crate) fn plan_window(
             (None, true) => {
                 err(
                     format!("{ap}.field"),
-                    format!(
-                        "`{}` needs a `field` (one of `price`, `volume`)",
-                        fn_name(agg.func)
-                    ),
+                    format!("`{}` needs a `field` ({numbers})", fn_name(agg.func)),
                 );
                 ok = false;
                 TradeField::Price
             }
-            (Some(f), true) => match trades.field(f) {
-                Some(_) if f == "price" => TradeField::Price,
-                Some(_) if f == "volume" => TradeField::Volume,
+            (Some(f), true) => match schema.field(f) {
+                Some(_) if !on_rows && f == "price" => TradeField::Price,
+                Some(_) if !on_rows && f == "volume" => TradeField::Volume,
+                Some(fd) if on_rows && fd.ty.is_numeric() => {
+                    nullable_input = fd.nullable;
+                    let column = schema.index_of(f).expect("a field of the schema");
+                    match rows.as_mut() {
+                        Some(r) => {
+                            r.slots.push(column);
+                            TradeField::Column(r.slots.len() - 1)
+                        }
+                        None => TradeField::Price,
+                    }
+                }
                 Some(fd) => {
                     err(
                         format!("{ap}.field"),
                         format!(
-                            "`{f}` is a {}; `{}` needs a numeric field (`price`, `volume`)",
+                            "`{f}` is a {}; `{}` needs a numeric field ({numbers})",
                             fd.ty.name(),
                             fn_name(agg.func)
                         ),
@@ -269,19 +340,36 @@ pub(crate) fn plan_window(
                     TradeField::Price
                 }
                 None => {
+                    let choices: Vec<&str> = if on_rows {
+                        schema
+                            .fields
+                            .iter()
+                            .filter(|f| f.ty.is_numeric())
+                            .map(|f| f.name.as_str())
+                            .collect()
+                    } else {
+                        vec!["price", "volume"]
+                    };
                     err(
                         format!("{ap}.field"),
-                        format!("unknown field `{f}`{}", suggest(f, ["price", "volume"])),
+                        format!("unknown field `{f}`{}", suggest(f, choices)),
                     );
                     ok = false;
                     TradeField::Price
                 }
             },
         };
+        if on_rows && agg.func == AggregateFn::Vwap {
+            err(
+                format!("{ap}.fn"),
+                "`vwap` reads the price and volume of trades; over rows, sum a derived `notional` (`vwap * volume`) and the `volume`, then divide in a derive".to_string(),
+            );
+            ok = false;
+        }
         let (ty, nullable) = match agg.func {
             AggregateFn::Count => (FieldType::Int64, false),
             AggregateFn::Stddev | AggregateFn::Vwap => (FieldType::Float64, true),
-            _ => (FieldType::Float64, false),
+            _ => (FieldType::Float64, nullable_input),
         };
         fields.push(Field::new(col, ty, nullable));
         aggregates.push(AggregatePlan {
@@ -308,6 +396,15 @@ pub(crate) fn plan_window(
             ok = false;
             false
         }
+        WindowEngine::Differential if on_rows => {
+            err(
+                format!("{p}.engine"),
+                "the differential engine reads trades; a window over rows uses `timely` or `auto`"
+                    .into(),
+            );
+            ok = false;
+            false
+        }
         WindowEngine::Differential => true,
     };
     let skip_partial = live && cfg.partial_windows == PartialWindows::Skip;
@@ -327,6 +424,106 @@ pub(crate) fn plan_window(
         schema: Schema { fields },
         differential,
         skip_partial,
+        rows,
+    })
+}
+
+/// A window over rows: its key and time columns, and how complete the time column is.
+fn plan_row_input(
+    p: &str,
+    cfg: &WindowStepConfig,
+    stream: &StreamInfo,
+    err: &mut dyn FnMut(String, String),
+) -> Option<RowInput> {
+    let schema = &stream.schema;
+    if let Some(why) = &stream.unwindowable {
+        err(format!("{p}.input"), why.clone());
+        return None;
+    }
+    let key = schema.index_of(&cfg.key)?;
+    let (time, lag) = if stream.complete.is_empty() {
+        // Rows made from trades: stamped like trades, by their time column.
+        let Some(t) = stream.time else {
+            err(
+                format!("{p}.input"),
+                format!("`{}` has no event-time column to window by", cfg.input),
+            );
+            return None;
+        };
+        if let Some(name) = &cfg.time
+            && name != &schema.fields[t].name
+        {
+            err(
+                format!("{p}.time"),
+                format!(
+                    "the rows of `{}` are in the order of `{}`, their event time; windows over them read it (remove `time:`, or use `time: {}`)",
+                    cfg.input, schema.fields[t].name, schema.fields[t].name
+                ),
+            );
+            return None;
+        }
+        (t, None)
+    } else {
+        let chosen = match &cfg.time {
+            None => stream
+                .time
+                .filter(|t| stream.complete.iter().any(|c| c.column == *t))
+                .unwrap_or(stream.complete[0].column),
+            Some(name) => match schema.index_of(name) {
+                Some(i) if stream.complete.iter().any(|c| c.column == i) => i,
+                Some(_) | None => {
+                    let usable: Vec<&str> = stream
+                        .complete
+                        .iter()
+                        .map(|c| schema.fields[c.column].name.as_str())
+                        .collect();
+                    let message = if schema.index_of(name).is_some() {
+                        format!(
+                            "`{name}` is not a time the rows of `{}` arrive in order of: use {}",
+                            cfg.input,
+                            usable
+                                .iter()
+                                .map(|u| format!("`{u}`"))
+                                .collect::<Vec<_>>()
+                                .join(" or ")
+                        )
+                    } else {
+                        format!(
+                            "unknown column `{name}`{}",
+                            suggest(name, usable.iter().copied())
+                        )
+                    };
+                    err(format!("{p}.time"), message);
+                    return None;
+                }
+            },
+        };
+        let c = stream
+            .complete
+            .iter()
+            .find(|c| c.column == chosen)
+            .expect("chosen among them");
+        // Rows below a window end `E` are complete at `E - g + lag` (their values are multiples
+        // of `align`, the ends multiples of the window's grid): fire as early as that.
+        let g = gcd(c.align.max(1) as u64, grid(cfg) as u64) as i64;
+        (chosen, Some((c.lag - g).max(0)))
+    };
+    if schema.fields[time].ty != FieldType::Timestamp {
+        err(
+            format!("{p}.time"),
+            format!(
+                "`{}` is a {}; windows need a timestamp",
+                schema.fields[time].name,
+                schema.fields[time].ty.name()
+            ),
+        );
+        return None;
+    }
+    Some(RowInput {
+        key,
+        time,
+        slots: Vec::new(),
+        lag,
     })
 }
 

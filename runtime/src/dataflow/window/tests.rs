@@ -23,6 +23,7 @@ fn node(kind: WindowKind, allowed: i64, aggs: &[(AggregateFn, TradeField)]) -> W
         schema: Schema::default(),
         differential: false,
         skip_partial: false,
+        rows: None,
     }
 }
 

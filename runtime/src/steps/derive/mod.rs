@@ -73,6 +73,8 @@ impl StepConfig for DeriveConfig {
         let output = StreamInfo {
             key: keep(input.key, crate::base::record::FieldType::Utf8),
             time: keep(input.time, crate::base::record::FieldType::Timestamp),
+            // A time column an expression replaced is no longer the one rows arrive in order of.
+            complete: input.complete.iter().copied().filter(|c| !targets.contains(&c.column)).collect(),
             schema: schema.clone(),
             kind: StreamKind::Rows,
             ..input.clone()

@@ -66,6 +66,11 @@ impl StepConfig for SelectConfig {
             kind: StreamKind::Rows,
             key: follow(input.key),
             time: follow(input.time),
+            complete: input
+                .complete
+                .iter()
+                .filter_map(|c| Some(crate::steps::Complete { column: follow(Some(c.column))?, ..*c }))
+                .collect(),
             ..input.clone()
         };
         let names: Vec<String> = self.columns.clone();
