@@ -558,7 +558,7 @@ pub fn sorted_bars(dir: &std::path::Path) -> Vec<String> {
 
 #[test]
 fn kill_9_at_random_moments_then_restart_gives_exactly_the_uninterrupted_output() {
-    kill_9_and_restart("specs/market-bars.yaml");
+    kill_9_and_restart("specs/market-bars.yaml", 300);
 }
 
 /// The same with expression steps on both sides of the window (filter → window → derive): the
@@ -566,10 +566,19 @@ fn kill_9_at_random_moments_then_restart_gives_exactly_the_uninterrupted_output(
 /// run's.
 #[test]
 fn expression_steps_survive_kill_9_with_exactly_the_uninterrupted_output() {
-    kill_9_and_restart("specs/examples/market-returns.yaml");
+    kill_9_and_restart("specs/examples/market-returns.yaml", 300);
 }
 
-fn kill_9_and_restart(spec: &str) {
+/// A window over a window's rows (5-minute bars from 1-minute bars): both windows' state, and
+/// the rows between them, are in every checkpoint.
+#[test]
+fn bars_from_bars_survive_kill_9_with_exactly_the_uninterrupted_output() {
+    kill_9_and_restart("specs/examples/market-bars-5m.yaml", 60);
+}
+
+/// Runs `spec` uninterrupted, then killed twice and restarted, and compares its `bars` (at least
+/// `min_bars` of them) and dead letters.
+fn kill_9_and_restart(spec: &str, min_bars: usize) {
     let Some(brokers) = brokers() else { return };
     let topic = create_topic(&brokers, 4);
     produce_trades(&brokers, &topic, 200_000);
@@ -592,7 +601,7 @@ fn kill_9_and_restart(spec: &str) {
     );
     let took = started.elapsed();
     let reference = sorted_bars(&reference_dir.join("bars"));
-    assert!(reference.len() > 300, "{}", reference.len());
+    assert!(reference.len() > min_bars, "{}", reference.len());
     let reference_dead = sorted_dead_letters(&reference_dir.join("dead_letters"));
     assert!(reference_dead.len() >= 200, "{}", reference_dead.len());
 

@@ -24,6 +24,7 @@
 pub mod config;
 pub mod coordinator;
 mod manifest;
+pub mod output;
 
 pub use config::CheckpointSpec;
 pub use coordinator::{Coordinator, Participant, Role};

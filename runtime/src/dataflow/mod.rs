@@ -19,6 +19,7 @@ use timely::dataflow::{ProbeHandle, StreamVec};
 use self::context::RunContext;
 use crate::base::record::Trade;
 use crate::checkpoint::Role;
+use crate::checkpoint::output::OutputProtocol;
 use crate::cluster::{ClusterConfig, Control, Membership};
 use crate::metrics::Metrics;
 use crate::plan::Plan;
@@ -225,19 +226,20 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
             let index = worker.index();
             // Dead letters are exactly-once too when there are checkpoints: each worker's are a
             // participant of their own, precommitted once sources and windows have stopped.
-            let mut dead_cp = ctx
-                .checkpoint
-                .as_ref()
-                .filter(|_| ctx.plan.dead_letters.is_some())
-                .map(|c| c.participant(Role::DeadLetters, 0, index, None));
+            let mut dead_out = OutputProtocol::new(
+                ctx.checkpoint
+                    .as_ref()
+                    .filter(|_| ctx.plan.dead_letters.is_some())
+                    .map(|c| c.participant(Role::DeadLetters, 0, index, None)),
+            );
             let dead = match DeadLetters::new(
                 ctx.plan.dead_letters.as_ref(),
                 ctx.rt.clone(),
                 ctx.file_prefix(index),
                 Arc::clone(&ctx.metrics),
             ) {
-                Ok(d) => Rc::new(RefCell::new(match (&dead_cp, &ctx.plan.dead_letters) {
-                    (Some(_), Some(spec)) => d.two_phase(&spec.path),
+                Ok(d) => Rc::new(RefCell::new(match &ctx.plan.dead_letters {
+                    Some(spec) if dead_out.checkpointed() => d.two_phase(&spec.path),
                     _ => d,
                 })),
                 Err(e) => {
@@ -274,30 +276,19 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
                     dead.borrow_mut().roll_aged();
                     last_roll = now;
                 }
-                if let Some(p) = dead_cp.as_mut() {
-                    park = Duration::from_millis(50);
-                    if let Some(epoch) = p.in_progress() {
-                        park = crate::checkpoint::FROZEN_POLL;
-                        if p.due(epoch) {
-                            match dead.borrow_mut().precommit() {
-                                Ok(files) => p.record_pending(files),
-                                Err(e) => ctx.fail(format!("{e:#}")),
-                            }
-                            p.ack(epoch);
-                        }
-                    }
+                if let Err(e) = dead_out.turn(&mut *dead.borrow_mut()) {
+                    ctx.fail(format!("{e:#}"));
+                    dead_out.abandon();
                 }
+                park = if dead_out.frozen() {
+                    crate::checkpoint::FROZEN_POLL
+                } else {
+                    Duration::from_millis(50)
+                };
             }
-            let result = match dead_cp.as_mut() {
-                Some(p) => {
-                    let files = dead.borrow_mut().precommit();
-                    p.finish();
-                    files.map(|files| p.record_pending(files))
-                }
-                None => dead.borrow_mut().flush(),
-            };
-            if let Err(e) = result {
+            if let Err(e) = dead_out.end(&mut *dead.borrow_mut()) {
                 ctx.fail(format!("{e:#}"));
+                dead_out.abandon();
             }
             // The control dataflow ends once every worker of the cluster got here; peers may now go
             // quiet without being lost.

@@ -344,3 +344,12 @@ pub fn write_json_row(schema: &Schema, row: &Row, buf: &mut Vec<u8>) {
     serde_json::to_writer(&mut *buf, &obj).expect("writing JSON to a Vec cannot fail");
     buf.push(b'\n');
 }
+
+impl crate::checkpoint::output::TwoPhase for RollingWriter {
+    fn precommit(&mut self) -> Result<Vec<PendingFile>> {
+        RollingWriter::precommit(self)
+    }
+    fn publish(&mut self) -> Result<()> {
+        self.flush_all()
+    }
+}

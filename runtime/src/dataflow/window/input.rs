@@ -25,9 +25,10 @@ pub trait WindowRecord:
     fn value(&self, field: TradeField) -> Option<f64>;
     /// `price · volume` and `volume`, for `vwap` (trades only).
     fn notional(&self) -> (f64, f64);
-    /// Records of one timestamp are applied in this order, so results never depend on how
-    /// batches interleaved.
-    fn order(&self) -> (i64, u64);
+    /// How records of one timestamp are ordered before they are applied, so that results never
+    /// depend on how batches interleaved.
+    type Order: Ord;
+    fn order(&self) -> Self::Order;
     /// The record as JSON, for a dead letter.
     fn raw(&self) -> String;
     /// Why the record cannot be windowed (a row whose key or time is NULL).
@@ -66,9 +67,10 @@ impl WindowRecord for Trade {
     fn notional(&self) -> (f64, f64) {
         (self.price * self.volume, self.volume)
     }
-    fn order(&self) -> (i64, u64) {
+    type Order = u64;
+    fn order(&self) -> u64 {
         // Arrival order (file order, or partition order).
-        (0, self.seq)
+        self.seq
     }
     fn raw(&self) -> String {
         trade_json(self)
@@ -168,6 +170,7 @@ impl WindowRecord for WindowRow {
     fn notional(&self) -> (f64, f64) {
         unreachable!("vwap reads trades only (refused at plan time for rows)")
     }
+    type Order = (i64, u64);
     fn order(&self) -> (i64, u64) {
         (self.ts, self.seq)
     }

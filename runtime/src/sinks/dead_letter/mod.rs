@@ -174,3 +174,12 @@ impl DeadLetters {
             .map_or(Ok(()), RollingWriter::flush_all)
     }
 }
+
+impl crate::checkpoint::output::TwoPhase for DeadLetters {
+    fn precommit(&mut self) -> Result<Vec<PendingFile>> {
+        DeadLetters::precommit(self)
+    }
+    fn publish(&mut self) -> Result<()> {
+        self.flush()
+    }
+}

@@ -20,7 +20,8 @@ use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::Operator;
 
-use crate::checkpoint::Role;
+use crate::checkpoint::output::{OutputProtocol, TwoPhase};
+use crate::checkpoint::{PendingFile, Role};
 use crate::base::record::write_trade_json;
 use crate::base::record::{Row, Schema, Trade, Value};
 use crate::sinks::SinkBuildCx;
@@ -100,6 +101,26 @@ impl Encode for RowJson {
     }
 }
 
+/// The producer in the exactly-once protocol of outputs: at-least-once, as a checkpoint's cut
+/// (and the end) waits until every record sent before it is delivered; a restart may send some
+/// records again, never lose one.
+struct Delivered<'a> {
+    producer: &'a BaseProducer<SinkContext>,
+    limit: Duration,
+}
+
+impl TwoPhase for Delivered<'_> {
+    fn precommit(&mut self) -> anyhow::Result<Vec<PendingFile>> {
+        self.publish()?;
+        Ok(Vec::new())
+    }
+    fn publish(&mut self) -> anyhow::Result<()> {
+        self.producer
+            .flush(self.limit)
+            .map_err(|e| anyhow::anyhow!("flushing to Kafka: {e}"))
+    }
+}
+
 /// The Kafka sink for a stream of either shape.
 fn kafka_sink(stream: AnyStream<'_>, cx: &SinkBuildCx<'_>, node: &kind::KafkaSink) {
     match stream {
@@ -147,10 +168,14 @@ fn kafka_sink_with<'scope, E: Encode>(
         .ok();
     let name = node.name.clone();
     let step_stats = ctx.metrics.step(&name, "sink");
-    let mut cp = ctx
-        .checkpoint
-        .as_ref()
-        .map(|c| c.participant(Role::Sink, index, worker, Some(cx.input_node)));
+    let mut cp = OutputProtocol::new(
+        ctx.checkpoint
+            .as_ref()
+            .map(|c| c.participant(Role::Sink, index, worker, Some(cx.input_node))),
+    );
+    // Everything sent is delivered within this (after which librdkafka reports the remaining
+    // records as failed).
+    let limit = Duration::from_millis(cfg.delivery_timeout.as_millis().max(0) as u64 + 5_000);
     let _: StreamVec<'scope, u64, ()> = stream
         .unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
             Pipeline,
@@ -164,15 +189,11 @@ fn kafka_sink_with<'scope, E: Encode>(
                 move |(input, frontier), _output| {
                     let Some(producer) = producer.as_ref() else {
                         input.for_each(|_, _| {});
-                        if let Some(cp) = cp.as_mut() {
-                            cp.finish();
-                        }
+                        cp.abandon();
                         return;
                     };
                     input.for_each(|_cap, data| {
-                        if let Some(cp) = cp.as_ref() {
-                            cp.received(data.len());
-                        }
+                        cp.received(data.len());
                         for t in data.iter() {
                             // One reused buffer; librdkafka copies the payload on send.
                             payload.clear();
@@ -212,40 +233,23 @@ fn kafka_sink_with<'scope, E: Encode>(
                         }
                     });
                     producer.poll(Duration::ZERO);
+                    let mut delivered = Delivered { producer, limit };
                     if frontier.is_empty() && !done {
-                        // Flush everything (bounded by the delivery timeout, after which librdkafka
-                        // reports the remaining records as failed).
-                        let limit = Duration::from_millis(
-                            cfg.delivery_timeout.as_millis().max(0) as u64 + 5_000,
-                        );
-                        if let Err(e) = producer.flush(limit) {
-                            ctx.fail(format!("sink `{name}`: flushing to Kafka: {e}"));
+                        done = true;
+                        if let Err(e) = cp.end(&mut delivered) {
+                            ctx.fail(format!("sink `{name}`: {e:#}"));
+                            cp.abandon();
                         }
                         producer.poll(Duration::ZERO);
-                        done = true;
-                        if let Some(cp) = cp.as_mut() {
-                            cp.finish();
-                        }
-                    } else if let Some(cp) = cp.as_mut()
-                        && !cp.finished()
-                    {
-                        // A checkpoint covers what was sent: everything before the cut must be
-                        // delivered (at-least-once; a restart may send some records again).
-                        if let Some(epoch) = cp.in_progress()
-                            && cp.due(epoch)
-                        {
-                            let limit = Duration::from_millis(
-                                cfg.delivery_timeout.as_millis().max(0) as u64 + 5_000,
-                            );
-                            if let Err(e) = producer.flush(limit) {
-                                ctx.fail(format!("sink `{name}`: flushing to Kafka: {e}"));
+                    } else if !done {
+                        match cp.turn(&mut delivered) {
+                            Ok(Some(poll)) => activator.activate_after(poll),
+                            Ok(None) => {}
+                            Err(e) => {
+                                ctx.fail(format!("sink `{name}`: {e:#}"));
+                                cp.abandon();
                             }
-                            cp.ack(epoch);
                         }
-                        activator.activate_after(match cp.in_progress() {
-                            Some(_) => crate::checkpoint::FROZEN_POLL,
-                            None => crate::checkpoint::IDLE_POLL,
-                        });
                     }
                     let failed: Vec<(String, String)> = std::mem::take(
                         &mut *reports.failed.lock().unwrap_or_else(|e| e.into_inner()),

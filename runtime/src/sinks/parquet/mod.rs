@@ -17,6 +17,7 @@ use timely::dataflow::operators::Operator;
 use super::rolling::{Format, Partition, RollingWriter};
 use crate::base::storage::Storage;
 use crate::checkpoint::Role;
+use crate::checkpoint::output::OutputProtocol;
 use crate::sinks::SinkBuildCx;
 use crate::base::record::Row;
 
@@ -29,10 +30,11 @@ fn parquet_sink<'scope>(
     let config = node.config.clone();
     let ctx = Arc::clone(cx.ctx);
     let scope = stream.scope();
-    let mut cp = ctx
-        .checkpoint
-        .as_ref()
-        .map(|c| c.participant(Role::Sink, index, worker, Some(cx.input_node)));
+    let mut cp = OutputProtocol::new(
+        ctx.checkpoint
+            .as_ref()
+            .map(|c| c.participant(Role::Sink, index, worker, Some(cx.input_node))),
+    );
     let (name, schema) = (node.name.clone(), node.schema.clone());
     let mut writer = match Storage::open(&config.path, ctx.rt.clone()) {
         Ok(storage) => Some(RollingWriter::new(
@@ -51,10 +53,13 @@ fn parquet_sink<'scope>(
             Arc::clone(&ctx.metrics),
             true,
         ))
-        .map(|w| match cp {
+        .map(|w| {
             // Exactly-once: files stay pending until the checkpoint covering them completes.
-            Some(_) => w.two_phase(&config.path),
-            None => w,
+            if cp.checkpointed() {
+                w.two_phase(&config.path)
+            } else {
+                w
+            }
         }),
         Err(e) => {
             ctx.fail(format!("sink `{name}`: {e:#}"));
@@ -72,9 +77,7 @@ fn parquet_sink<'scope>(
                 move |(input, frontier), _output| {
                     let mut result = Ok(());
                     input.for_each(|_cap, data| {
-                        if let Some(cp) = cp.as_ref() {
-                            cp.received(data.len());
-                        }
+                        cp.received(data.len());
                         stats.records_in.fetch_add(data.len() as u64, Relaxed);
                         if let Some(w) = writer.as_mut() {
                             for row in data.iter() {
@@ -88,38 +91,18 @@ fn parquet_sink<'scope>(
                         return;
                     }
                     let Some(w) = writer.as_mut() else { return };
-                    if result.is_ok() {
-                        result = w.roll_aged();
-                    }
+                    result = result.and_then(|()| w.roll_aged());
                     if frontier.is_empty() {
                         done = true;
-                        match cp.as_mut() {
-                            // Exactly-once: what is left joins the final checkpoint.
-                            Some(cp) => {
-                                if result.is_ok() {
-                                    result = w.precommit().map(|files| cp.record_pending(files));
-                                }
-                                cp.finish();
-                            }
-                            None => {
-                                if result.is_ok() {
-                                    result = w.flush_all();
-                                }
-                            }
-                        }
+                        result = result.and_then(|()| cp.end(w));
                     } else {
-                        if let Some(cp) = cp.as_mut() {
-                            if let Some(epoch) = cp.in_progress()
-                                && cp.due(epoch)
-                                && result.is_ok()
-                            {
-                                result = w.precommit().map(|files| cp.record_pending(files));
-                                cp.ack(epoch);
+                        match result.and_then(|()| cp.turn(w)) {
+                            Ok(Some(poll)) => {
+                                activator.activate_after(poll);
+                                result = Ok(());
                             }
-                            activator.activate_after(match cp.in_progress() {
-                                Some(_) => crate::checkpoint::FROZEN_POLL,
-                                None => crate::checkpoint::IDLE_POLL,
-                            });
+                            Ok(None) => result = Ok(()),
+                            Err(e) => result = Err(e),
                         }
                         if let Some(deadline) = w.next_deadline() {
                             activator
@@ -129,10 +112,8 @@ fn parquet_sink<'scope>(
                     if let Err(e) = result {
                         ctx.fail(format!("sink `{name}`: {e:#}"));
                         writer = None;
-                        if let Some(cp) = cp.as_mut() {
-                            // The run fails; do not hold the checkpoint back.
-                            cp.finish();
-                        }
+                        // The run fails; do not hold the checkpoint back.
+                        cp.abandon();
                     }
                 }
             },
