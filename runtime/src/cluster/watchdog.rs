@@ -26,11 +26,26 @@ pub fn install_panic_hook(cfg: &ClusterConfig) {
     HOOK.call_once(|| {
         let default = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let (me, peers) = CURRENT
-                .try_lock()
-                .ok()
-                .and_then(|c| c.clone())
-                .unwrap_or_default();
+            // NB: both network threads of a lost peer panic at once, and each reads the peer
+            // list: a failed `try_lock` is the other one reading, so try again (never block: a
+            // panic while the list is being replaced must still end the process).
+            let mut current = None;
+            for _ in 0..200 {
+                match CURRENT.try_lock() {
+                    Ok(c) => {
+                        current = c.clone();
+                        break;
+                    }
+                    Err(std::sync::TryLockError::Poisoned(c)) => {
+                        current = c.into_inner().clone();
+                        break;
+                    }
+                    Err(std::sync::TryLockError::WouldBlock) => {
+                        std::thread::sleep(std::time::Duration::from_millis(1))
+                    }
+                }
+            }
+            let (me, peers) = current.unwrap_or_default();
             on_panic(info, me, &peers, &default)
         }));
     });
