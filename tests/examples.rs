@@ -119,6 +119,30 @@ fn five_minute_bars_from_one_minute_bars_equal_duckdb() {
 }
 
 #[test]
+fn rolling_features_equal_sql_window_functions_and_reference_ema_and_rsi() {
+    let Some(python) = crate::sql::python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // 75 minutes of trades: RSI-14 and the 20-bar frame fill up.
+    let trades = dir.path().join("long.jsonl");
+    write_frames(
+        &Frames {
+            seed: 35,
+            trades: 30_000,
+            names: MIXED,
+            ..Frames::default()
+        },
+        &trades,
+    );
+    for workers in ["1", "2"] {
+        let out = dir.path().join(format!("out{workers}"));
+        let spec = repo().join("specs/examples/rolling-features.yaml");
+        run_and_check(&python, "rolling-features", &spec, &trades, &out, workers);
+    }
+}
+
+#[test]
 fn a_window_over_rows_made_from_trades_keeps_their_lateness_and_skips_nulls() {
     let Some(python) = crate::sql::python() else {
         return;

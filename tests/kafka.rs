@@ -576,6 +576,13 @@ fn bars_from_bars_survive_kill_9_with_exactly_the_uninterrupted_output() {
     kill_9_and_restart("specs/examples/market-bars-5m.yaml", 60);
 }
 
+/// Rolling features over bars: each key's history, EMA and RSI state are in every checkpoint,
+/// so the restarted runs (on other worker counts) emit exactly the uninterrupted run's rows.
+#[test]
+fn rolling_features_survive_kill_9_with_exactly_the_uninterrupted_output() {
+    kill_9_and_restart("specs/examples/market-features.yaml", 300);
+}
+
 /// Runs `spec` uninterrupted, then killed twice and restarted, and compares its `bars` (at least
 /// `min_bars` of them) and dead letters.
 fn kill_9_and_restart(spec: &str, min_bars: usize) {

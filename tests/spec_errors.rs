@@ -475,3 +475,41 @@ spec.yaml:31:13: steps.diff.engine: the differential engine reads trades; a wind
 "
     );
 }
+
+#[test]
+fn rolling_features_name_what_is_missing() {
+    let yaml = format!(
+        "name: bad
+sources:
+  trades: {{ type: replay, path: {} }}
+steps:
+  bars:
+    type: window
+    input: trades
+    window: {{ type: tumbling, size: 1m }}
+    aggregates: {{ close: {{ fn: last, field: price }} }}
+  feats:
+    type: rolling
+    input: bars
+    features:
+      sma: {{ fn: avg, field: close }}
+      e: {{ fn: ema, field: close }}
+      r: {{ fn: rsi, field: clse, period: 14 }}
+      close: {{ fn: lag, field: close }}
+sinks:
+  out: {{ type: parquet, input: feats, path: out/f }}
+",
+        sample()
+    );
+    let (code, stderr) = validate(&yaml, &[]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        stderr,
+        "spec.yaml:14:18: steps.feats.features.sma.fn: `avg` is computed over a frame: give the step `rows: N` or `range: D`
+spec.yaml:15:10: steps.feats.features.e: `ema` needs `span: N` (alpha = 2 / (N + 1)) or `alpha: A`
+spec.yaml:16:28: steps.feats.features.r.field: unknown column `clse`; did you mean `close`?
+spec.yaml:17:14: steps.feats.features.close: `close` is already a column of `bars`
+4 error(s) in spec.yaml
+"
+    );
+}

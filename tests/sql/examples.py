@@ -112,6 +112,76 @@ def notional_rows(con, out):
     compare(got, expected, "windows")
 
 
+def ema(xs, span):
+    alpha, out, e = 2.0 / (span + 1), [], None
+    for x in xs:
+        e = x if e is None else alpha * x + (1 - alpha) * e
+        out.append(e)
+    return out
+
+
+def wilder_rsi(xs, period):
+    """Wilder's RSI, the textbook way: the first averages are means of `period` changes."""
+    out, gains, losses, ag, al = [None], [], [], None, None
+    for prev, x in zip(xs, xs[1:]):
+        d = x - prev
+        g, l = max(d, 0.0), max(-d, 0.0)
+        if ag is None:
+            gains.append(g)
+            losses.append(l)
+            if len(gains) == period:
+                ag, al = sum(gains) / period, sum(losses) / period
+        else:
+            ag, al = (ag * (period - 1) + g) / period, (al * (period - 1) + l) / period
+        if ag is None:
+            out.append(None)
+        elif al == 0:
+            out.append(50.0 if ag == 0 else 100.0)
+        else:
+            out.append(100 - 100 / (1 + ag / al))
+    return out
+
+
+def rolling_features(con, out):
+    """SQL window functions over the 1-minute bars (ROWS 19 PRECEDING, RANGE 5 minutes), EMA and
+    RSI computed in Python over each symbol's closes."""
+    rows = con.execute(f"""
+        with {MARKED},
+        bars as (
+            select symbol, ws,
+                   max(price) as high, min(price) as low,
+                   last(price order by t, line, idx) as close, sum(volume) as volume
+            from marked where ws + 60000 > watermark group by symbol, ws
+        )
+        select symbol, ws, close,
+               avg(close) over w, stddev_samp(close) over w, max(high) over w, min(low) over w,
+               first_value(close) over w, count(*) over w,
+               lag(close, 1) over (partition by symbol order by ws),
+               lag(close, 3) over (partition by symbol order by ws),
+               sum(volume) over (partition by symbol order by ws range between 299999 preceding and current row),
+               count(*) over (partition by symbol order by ws range between 299999 preceding and current row)
+        from bars
+        window w as (partition by symbol order by ws rows between 19 preceding and current row)
+        order by symbol, ws
+    """).fetchall()
+    expected, by_symbol = [], {}
+    for r in rows:
+        by_symbol.setdefault(r[0], []).append(r)
+    for symbol, rs in sorted(by_symbol.items()):
+        closes = [r[2] for r in rs]
+        for r, e, rsi in zip(rs, ema(closes, 20), wilder_rsi(closes, 14)):
+            expected.append(tuple(r[:2]) + tuple(r[3:11]) + (e, rsi) + tuple(r[11:]))
+    got = con.execute(f"""
+        select symbol, epoch_ms(window_start), sma20, sd20, high20, low20, first20, n20, prev, prev3,
+               ema20, rsi14, vol5m, bars5m
+        from read_parquet('{out}/features/**/*.parquet') order by symbol, window_start
+    """).fetchall()
+    if not any(r[11] is not None for r in got) or not any(r[9] is not None for r in got):
+        print("no row has an RSI or a 3-row lag: the input is too short to check them")
+        sys.exit(1)
+    compare(got, expected, "feature rows")
+
+
 def main():
     name, trades_file, out = sys.argv[1], sys.argv[2], sys.argv[3]
     con = duckdb.connect()
@@ -121,6 +191,7 @@ def main():
         "overflowing-derive": overflowing_derive,
         "bars-5m": bars_5m,
         "notional-rows": notional_rows,
+        "rolling-features": rolling_features,
     }[name](con, out)
 
 

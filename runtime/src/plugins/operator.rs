@@ -241,7 +241,7 @@ fn append(
     Ok(())
 }
 
-fn row_json(schema: &Schema, row: &[Value]) -> String {
+pub(crate) fn row_json(schema: &Schema, row: &[Value]) -> String {
     let mut m = serde_json::Map::new();
     for (f, v) in schema.fields.iter().zip(row) {
         let v = match v {

@@ -36,6 +36,8 @@ kinds! {
     "derive" in derive => Derive(derive::DeriveConfig),
     /// Keeps, renames and orders columns.
     "select" in select => Select(select::SelectConfig),
+    /// Features over each key's latest rows: moving averages, EMA, RSI, lags.
+    "rolling" in rolling => Rolling(rolling::RollingConfig),
 }
 
 impl StepSpec {
