@@ -257,15 +257,20 @@ fn a_killed_process_ends_every_other_process_with_a_message_naming_it() {
     procs[1].child.kill().unwrap();
     let _ = procs[1].child.wait();
     let killed = Instant::now();
+    // NB: a survivor may see the other survivor's exit before the killed process's closed
+    // socket (a clean EOF is only noticed when it next sends): it then names that one. The
+    // first to notice always names the killed process.
+    let mut named = 0;
     for i in [0, 2] {
         let status = wait(&mut procs[i], Duration::from_secs(30));
         let stderr = procs[i].stderr();
         assert_eq!(status.code(), Some(3), "process {i}: {stderr}");
-        assert!(
-            stderr.contains(&format!("lost process 1 ({})", peers[1])),
-            "process {i}: {stderr}"
-        );
+        let other = if i == 0 { 2 } else { 0 };
+        let names = |p: usize| stderr.contains(&format!("lost process {p} ({})", peers[p]));
+        assert!(names(1) || names(other), "process {i}: {stderr}");
+        named += names(1) as usize;
     }
+    assert!(named >= 1, "no process named the killed one");
     assert!(killed.elapsed() < Duration::from_secs(30));
 }
 

@@ -63,12 +63,16 @@ pub struct Checks<'a> {
 
 impl Checks<'_> {
     pub fn error(&mut self, field: &str, message: impl Into<String>) {
-        let path = if field.is_empty() {
-            self.path.clone()
-        } else {
-            format!("{}.{field}", self.path)
-        };
-        (self.err)(path, message.into());
+        (self.err)(field_path(&self.path, field), message.into());
+    }
+}
+
+/// `path.field` (or `path` for the component itself, `field` empty).
+pub fn field_path(path: &str, field: &str) -> String {
+    if field.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}.{field}")
     }
 }
 

@@ -102,12 +102,10 @@ pub struct PlanCx<'a> {
 
 impl PlanCx<'_> {
     pub fn error(&mut self, field: &str, message: impl Into<String>) {
-        let path = if field.is_empty() {
-            self.path.clone()
-        } else {
-            format!("{}.{field}", self.path)
-        };
-        (self.err)(path, message.into());
+        (self.err)(
+            crate::spec::kinds::field_path(&self.path, field),
+            message.into(),
+        );
     }
 }
 
