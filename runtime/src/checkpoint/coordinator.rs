@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::config::CheckpointSpec;
-use super::manifest::{self, GroupedState, Manifest, PartitionCheckpoint, PendingFile};
+use super::manifest::{self, Collected, GroupedState, Manifest, PartitionCheckpoint, PendingFile};
 use crate::base::storage::Storage;
 use crate::cluster::{Control, ControlMsg};
 use crate::metrics::Metrics;
@@ -31,16 +31,6 @@ pub enum Role {
 
 /// An instance that finished (its input ended) counts as having taken part in every epoch.
 const FINISHED: u64 = u64::MAX;
-
-/// What the instances of a process handed over for a checkpoint (in a cluster, each follower
-/// process sends its own to the leader).
-#[derive(Default, Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Collected {
-    sources: BTreeMap<String, BTreeMap<i32, PartitionCheckpoint>>,
-    /// Stateful steps (windows, models) by name.
-    state: BTreeMap<String, GroupedState>,
-    pending: Vec<PendingFile>,
-}
 
 /// The shape of the dataflow, as far as checkpoints are concerned.
 pub struct Topology {

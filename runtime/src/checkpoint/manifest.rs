@@ -206,3 +206,13 @@ mod tests {
         }
     }
 }
+
+/// What the instances of a process handed over for a checkpoint (in a cluster, each follower
+/// process sends its own to the leader).
+#[derive(Default, Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Collected {
+    pub(super) sources: BTreeMap<String, BTreeMap<i32, PartitionCheckpoint>>,
+    /// Stateful steps (windows, models) by name.
+    pub(super) state: BTreeMap<String, GroupedState>,
+    pub(super) pending: Vec<PendingFile>,
+}

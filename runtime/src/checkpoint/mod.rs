@@ -28,7 +28,7 @@ pub mod output;
 
 pub use config::CheckpointSpec;
 pub use coordinator::{Coordinator, Participant, Role};
-pub use manifest::{GroupedState, Manifest, PartitionCheckpoint, PendingFile};
+pub use manifest::{Collected, GroupedState, Manifest, PartitionCheckpoint, PendingFile};
 
 /// How often a paused or frozen operator looks whether the checkpoint completed.
 pub const FROZEN_POLL: std::time::Duration = std::time::Duration::from_millis(1);

@@ -13,11 +13,12 @@ pub mod fingerprint;
 pub mod handshake;
 pub mod kubernetes;
 pub mod membership;
+pub mod outbox;
 pub mod watchdog;
 
 use std::time::Duration;
 
-pub use control::{Control, ControlMsg};
+pub use outbox::{Control, ControlMsg};
 pub use membership::Membership;
 
 /// Where this process stands in a cluster.

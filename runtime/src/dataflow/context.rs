@@ -1,4 +1,4 @@
-//! What every worker of a run shares: the plan, counters, the stop flag, the async runtime for
+//! What every worker of a run shares: what operators need to know of the sources, counters, the stop flag, the async runtime for
 //! storage, per-source shared state, and the first fatal error.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -6,11 +6,38 @@ use std::sync::{Arc, Mutex};
 
 use crate::cluster::{Control, ControlMsg};
 use crate::metrics::Metrics;
-use crate::plan::Plan;
-use crate::sources::SourceOp;
+
+/// What operators need to know of a source.
+#[derive(Clone)]
+pub struct SourceFacts {
+    pub name: String,
+    /// Granularity (ms) of the dataflow timestamps it emits.
+    pub time_quantum_ms: u64,
+    pub max_out_of_orderness_ms: i64,
+    pub max_future_ms: i64,
+    /// Where a record came from (line, frame, offset), from its sequence number.
+    pub position: Arc<dyn Fn(u64) -> u64 + Send + Sync>,
+}
+
+impl SourceFacts {
+    pub fn position_of(&self, seq: u64) -> u64 {
+        (self.position)(seq)
+    }
+}
+
+/// Something of this run that its copies on other processes talk to (a source).
+pub trait OnControl: Send + Sync {
+    /// What a copy on another process said ([`ControlMsg::Source`]).
+    fn on_control(&self, _body: &[u8]) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
 
 pub struct RunContext {
-    pub plan: Plan,
+    /// Per source: what operators need to know of it.
+    pub sources: Vec<SourceFacts>,
+    /// Key groups: keys are routed by `hash mod key_groups`.
+    pub key_groups: u32,
     pub metrics: Arc<Metrics>,
     /// Set by Ctrl-C, `--for`, or a fatal error: sources stop, complete windows are published,
     /// incomplete ones are discarded.
@@ -18,8 +45,8 @@ pub struct RunContext {
     pub rt: tokio::runtime::Handle,
     /// Distinguishes this run's output files from earlier runs'.
     pub run_id: String,
-    /// Per source: the source opened for this run (what its workers share).
-    pub opened: Vec<Arc<dyn SourceOp>>,
+    /// Per source: what its copies on other processes tell it (see [`OnControl`]).
+    pub opened: Vec<Arc<dyn OnControl>>,
     /// `--bounded`: sources that can end (Kafka: at the end offsets seen at start) do.
     pub bounded: bool,
     /// Per source and worker: the watermark of the worker's slowest live partition (`i64::MAX`:
@@ -41,15 +68,17 @@ pub struct RunContext {
 
 impl RunContext {
     pub fn new(
-        plan: Plan,
+        sources: Vec<SourceFacts>,
+        key_groups: u32,
         metrics: Arc<Metrics>,
         stop: Arc<AtomicBool>,
         rt: tokio::runtime::Handle,
         run_id: String,
-        opened: Vec<Arc<dyn SourceOp>>,
+        opened: Vec<Arc<dyn OnControl>>,
     ) -> Self {
         RunContext {
-            plan,
+            sources,
+            key_groups,
             metrics,
             stop,
             rt,
@@ -69,7 +98,7 @@ impl RunContext {
     /// Sizes the per-worker watermark slots for `total` workers (of the whole cluster).
     pub fn with_workers(mut self, total: usize) -> Self {
         let slots = || {
-            (0..self.plan.sources.len())
+            (0..self.sources.len())
                 .map(|_| (0..total).map(|_| AtomicI64::new(i64::MAX)).collect())
                 .collect()
         };

@@ -150,13 +150,32 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
         }
         None => None,
     };
+    let facts = plan
+        .sources
+        .iter()
+        .map(|s| {
+            let config = s.config.clone();
+            crate::dataflow::context::SourceFacts {
+                name: s.name.clone(),
+                time_quantum_ms: s.time_quantum_ms,
+                max_out_of_orderness_ms: s.config.max_out_of_orderness_ms(),
+                max_future_ms: s.config.max_future_ms(),
+                position: Arc::new(move |seq| config.position_of(seq)),
+            }
+        })
+        .collect();
+    let plan = Arc::new(plan);
     let context = RunContext::new(
-        plan,
+        facts,
+        plan.key_groups,
         Arc::clone(&opts.metrics),
         Arc::clone(&opts.stop),
         rt.handle().clone(),
         run_id,
-        opened,
+        opened
+            .iter()
+            .map(|s| Arc::clone(s) as Arc<dyn crate::dataflow::context::OnControl>)
+            .collect(),
     );
     let mut context = context.with_workers(workers);
     context.bounded = opts.bounded;
@@ -179,6 +198,7 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
     let started = Instant::now();
 
     let worker_ctx = Arc::clone(&ctx);
+    let (worker_plan, worker_opened) = (Arc::clone(&plan), opened.clone());
     let (builders, comms) = match &opts.cluster {
         None => timely::CommunicationConfig::Process(threads)
             .try_build()
@@ -215,7 +235,8 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
                 );
             }
             if let Some(m) = opts.membership.clone().filter(|m| m.watched()) {
-                watch_membership(m, cluster.peers.clone(), Arc::clone(&ctx));
+                let checkpointed = plan.checkpoints.is_some();
+                watch_membership(m, cluster.peers.clone(), checkpointed, Arc::clone(&ctx));
             }
             (builders, comms)
         }
@@ -223,22 +244,23 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
     let guards =
         timely::execute::execute_from(builders, comms, Default::default(), move |worker| {
             let ctx = Arc::clone(&worker_ctx);
+            let (plan, opened) = (Arc::clone(&worker_plan), worker_opened.clone());
             let index = worker.index();
             // Dead letters are exactly-once too when there are checkpoints: each worker's are a
             // participant of their own, precommitted once sources and windows have stopped.
             let mut dead_out = OutputProtocol::new(
                 ctx.checkpoint
                     .as_ref()
-                    .filter(|_| ctx.plan.dead_letters.is_some())
+                    .filter(|_| plan.dead_letters.is_some())
                     .map(|c| c.participant(Role::DeadLetters, 0, index, None)),
             );
             let dead = match DeadLetters::new(
-                ctx.plan.dead_letters.as_ref(),
+                plan.dead_letters.as_ref(),
                 ctx.rt.clone(),
                 ctx.file_prefix(index),
                 Arc::clone(&ctx.metrics),
             ) {
-                Ok(d) => Rc::new(RefCell::new(match &ctx.plan.dead_letters {
+                Ok(d) => Rc::new(RefCell::new(match &plan.dead_letters {
                     Some(spec) if dead_out.checkpointed() => d.two_phase(&spec.path),
                     _ => d,
                 })),
@@ -256,7 +278,7 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
                 }
             };
             let main = worker.next_dataflow_index();
-            worker.dataflow::<u64, _, _>(|scope| build(scope, &ctx, &dead, index));
+            worker.dataflow::<u64, _, _>(|scope| build(scope, &plan, &opened, &ctx, &dead, index));
             let main_done = Rc::new(std::cell::Cell::new(false));
             crate::cluster::control::build(worker, &ctx, Rc::clone(&main_done));
             let mut last_roll = Instant::now();
@@ -308,7 +330,7 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
             ctx.fail(format!("worker failed: {e}"));
         }
     }
-    for source in &ctx.opened {
+    for source in &opened {
         source.shutdown(rt.handle());
     }
     if let (Some(cp), Some(thread)) = (&checkpoint, coordinator) {
@@ -340,7 +362,12 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
 
 /// Reads the membership again every [`crate::cluster::membership::POLL`] until the run stops;
 /// a new list stops it for a rescale.
-fn watch_membership(m: Arc<Membership>, peers: Vec<String>, ctx: Arc<RunContext>) {
+fn watch_membership(
+    m: Arc<Membership>,
+    peers: Vec<String>,
+    checkpointed: bool,
+    ctx: Arc<RunContext>,
+) {
     let _ = std::thread::Builder::new()
         .name("tickflow-membership".into())
         .spawn(move || {
@@ -352,7 +379,7 @@ fn watch_membership(m: Arc<Membership>, peers: Vec<String>, ctx: Arc<RunContext>
                         // NB: a new cluster resumes from the final checkpoint of this one;
                         // without checkpoints it would start the input again (a replay
                         // duplicates its output) or skip what this one had not finished.
-                        if ctx.plan.checkpoints.is_none() {
+                        if !checkpointed {
                             ctx.fail(format!(
                                 "the cluster's membership changed ({} → {} processes), but the spec has no `checkpoints:`: a new cluster could not resume where this one stopped (it would read the input again and duplicate output, or lose records). Add `checkpoints:` to rescale, or give the processes a fixed --peers list",
                                 peers.len(),
@@ -405,11 +432,12 @@ fn connect_cluster(
 
 fn build<'scope>(
     scope: timely::dataflow::Scope<'scope, u64>,
+    plan: &Plan,
+    opened: &[Arc<dyn crate::sources::SourceOp>],
     ctx: &Arc<RunContext>,
     dead: &Rc<RefCell<DeadLetters>>,
     worker: usize,
 ) {
-    let plan: &Plan = &ctx.plan;
     // Per source, the progress of the windows it feeds (the replay source paces itself by it).
     let downstream: Vec<ProbeHandle<u64>> =
         plan.sources.iter().map(|_| ProbeHandle::new()).collect();
@@ -421,7 +449,7 @@ fn build<'scope>(
                 dead,
                 downstream: downstream[i].clone(),
             };
-            ctx.opened[i].build(scope, &cx)
+            opened[i].build(scope, &cx)
         })
         .collect();
     let mut streams: Vec<AnyStream<'scope>> = sources.into_iter().map(AnyStream::Trades).collect();

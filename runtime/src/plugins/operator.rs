@@ -309,7 +309,7 @@ pub fn model_stream<'scope>(
     let node = node.clone();
     let incoming = node.incoming.clone();
     let key = node.input_fields[0];
-    let key_groups = ctx.plan.key_groups as u64;
+    let key_groups = ctx.key_groups as u64;
     let group_of = move |k: &str| key_group(k, key_groups) as u32;
     let ctx = Arc::clone(ctx);
     let stats = ctx.metrics.plugin(&node.name);

@@ -84,15 +84,10 @@ pub struct SourceBuildCx<'a> {
 }
 
 /// A source opened for a run.
-pub trait SourceOp: Send + Sync {
+pub trait SourceOp: crate::dataflow::context::OnControl {
     /// The source's operator on one worker: trades stamped with their quantized watermark.
     fn build<'s>(&self, scope: Scope<'s, u64>, cx: &SourceBuildCx<'_>)
     -> StreamVec<'s, u64, Trade>;
-    /// What this source on another process of the cluster said (see
-    /// [`crate::cluster::ControlMsg::Source`]).
-    fn on_control(&self, _body: &[u8]) -> anyhow::Result<()> {
-        Ok(())
-    }
     /// The run has ended: stop what the source started (a simulator).
     fn shutdown(&self, _rt: &tokio::runtime::Handle) {}
 }

@@ -12,7 +12,7 @@ use crate::base::record::{Row, Schema, Trade};
 use crate::base::reject::RejectReason;
 use crate::expr::{Batch, Expr};
 use crate::sinks::dead_letter::{DeadLetter, DeadLetters};
-use crate::sources::SourceSpec;
+use crate::dataflow::context::SourceFacts;
 
 /// Compiles the expression at `field` (a dotted path below the step) against the step's input.
 /// Errors are reported at the expression's own place: `field` plus the position inside it.
@@ -35,7 +35,7 @@ pub trait BatchOf: Sized {
     /// The record as text for a dead letter.
     fn raw(&self, schema: &Schema) -> String;
     /// Its input position (line or offset), 0 when unknown.
-    fn line(&self, source: &SourceSpec) -> u64;
+    fn line(&self, source: &SourceFacts) -> u64;
 }
 
 impl BatchOf for Trade {
@@ -45,7 +45,7 @@ impl BatchOf for Trade {
     fn raw(&self, _: &Schema) -> String {
         trade_json(self)
     }
-    fn line(&self, source: &SourceSpec) -> u64 {
+    fn line(&self, source: &SourceFacts) -> u64 {
         source.position_of(self.seq)
     }
 }
@@ -62,7 +62,7 @@ impl BatchOf for Row {
         }
         String::from_utf8_lossy(&buf).into_owned()
     }
-    fn line(&self, _: &SourceSpec) -> u64 {
+    fn line(&self, _: &SourceFacts) -> u64 {
         0
     }
 }
@@ -73,7 +73,7 @@ pub struct Evaluated {
     exprs: Vec<Expr>,
     needed: Vec<usize>,
     schema: Schema,
-    source: SourceSpec,
+    source: SourceFacts,
     dead: Rc<RefCell<DeadLetters>>,
 }
 
@@ -96,7 +96,7 @@ impl Evaluated {
             exprs,
             needed,
             schema: input,
-            source: cx.ctx.plan.sources[source].config.clone(),
+            source: cx.ctx.sources[source].clone(),
             dead: Rc::clone(cx.dead),
         }
     }

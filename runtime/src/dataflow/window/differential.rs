@@ -79,10 +79,10 @@ pub fn window_stream<'scope>(
     // The retraction that lets the arrangement forget a window comes after every update a late
     // trade can make (those are before `end + allowed`), so it never cancels a result.
     let expiry = allowed + 1;
-    let quantum = ctx.plan.sources[node.input].time_quantum_ms;
+    let quantum = ctx.sources[node.input].time_quantum_ms;
     let name = node.name.clone();
     let update_ctx = Arc::clone(ctx);
-    let source_kind = ctx.plan.sources[node.input].config.clone();
+    let source_kind = ctx.sources[node.input].clone();
 
     // Trades → window updates, with lateness decided per window against the read watermark.
     let updates = stream.unary::<timely::container::CapacityContainerBuilder<Vec<((WinKey, WinVal), u64, isize)>>, _, _, _>(

@@ -98,9 +98,9 @@ pub fn window_stream<'scope, R: WindowRecord>(
     dead: Rc<RefCell<DeadLetters>>,
 ) -> StreamVec<'scope, u64, Row> {
     let node = node.clone();
-    let source_kind = ctx.plan.sources[node.input].config.clone();
+    let source_kind = ctx.sources[node.input].clone();
     let ctx = Arc::clone(ctx);
-    let key_groups = ctx.plan.key_groups as u64;
+    let key_groups = ctx.key_groups as u64;
     let group_of = move |key: &str| key_group(key, key_groups) as u32;
     // Keys are routed by key group, so a checkpoint's groups map onto any number of workers.
     let exchange = Exchange::new(move |t: &R| key_group(t.key(), key_groups));

@@ -133,3 +133,5 @@ impl SourceOp for Finnhub {
         self.shared.shutdown(rt);
     }
 }
+
+impl crate::dataflow::context::OnControl for Finnhub {}

@@ -168,10 +168,10 @@ pub(super) fn finnhub_stream<'scope>(
 ) -> StreamVec<'scope, u64, Trade> {
     let (ctx, source_index) = (cx.ctx, cx.index);
     let dead = Rc::clone(cx.dead);
-    let node = &ctx.plan.sources[source_index];
+    let node = &ctx.sources[source_index];
     let name = node.name.clone();
-    let ooo = node.max_out_of_orderness_ms();
-    let max_future = node.config.max_future_ms();
+    let ooo = node.max_out_of_orderness_ms;
+    let max_future = node.max_future_ms;
     let quantum = node.time_quantum_ms;
     let idle_timeout = cfg.idle_timeout.as_millis();
     let stale_after = cfg.stale_after.to_std();

@@ -67,3 +67,5 @@ impl SourceOp for Kafka {
         kafka_stream(scope, cx, &self.config)
     }
 }
+
+impl crate::dataflow::context::OnControl for Kafka {}

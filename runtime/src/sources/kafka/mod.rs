@@ -121,7 +121,7 @@ pub(super) fn kafka_stream<'scope>(
 ) -> StreamVec<'scope, u64, Trade> {
     let (ctx, source_index) = (cx.ctx, cx.index);
     let dead = Rc::clone(cx.dead);
-    let node = &ctx.plan.sources[source_index];
+    let node = &ctx.sources[source_index];
     let name = node.name.clone();
     let quantum = node.time_quantum_ms;
     let cfg: KafkaSourceConfig = cfg.clone();

@@ -87,6 +87,9 @@ impl SourceOp for Replay {
     fn build<'s>(&self, scope: Scope<'s, u64>, cx: &SourceBuildCx<'_>) -> StreamVec<'s, u64, Trade> {
         replay_stream(scope, cx, Arc::clone(&self.shared), &self.config)
     }
+}
+
+impl crate::dataflow::context::OnControl for Replay {
     fn on_control(&self, body: &[u8]) -> anyhow::Result<()> {
         let b: BlockParsed =
             bincode::deserialize(body).context("a replay block message from another process")?;

@@ -272,9 +272,9 @@ pub(super) fn replay_stream<'scope>(
     let (ctx, source_index) = (cx.ctx, cx.index);
     let dead = Rc::clone(cx.dead);
     let downstream = cx.downstream.clone();
-    let node = &ctx.plan.sources[source_index];
+    let node = &ctx.sources[source_index];
     let name = node.name.clone();
-    let ooo = node.max_out_of_orderness_ms();
+    let ooo = node.max_out_of_orderness_ms;
     let quantum = node.time_quantum_ms;
     let speed = config.speed;
     let max_future = config.max_future.as_millis();

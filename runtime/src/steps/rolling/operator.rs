@@ -59,7 +59,7 @@ pub(super) fn rolling_stream<'scope>(
     let dead = std::rc::Rc::clone(cx.dead);
     let node = node.clone();
     let (key, time) = (node.key, node.time);
-    let key_groups = ctx.plan.key_groups as u64;
+    let key_groups = ctx.key_groups as u64;
     let group_of = move |k: &str| key_group(k, key_groups) as u32;
     let exchange = Exchange::new(move |r: &Row| key_group(key_of(r, key), key_groups));
     let scope = stream.scope();
