@@ -274,3 +274,86 @@ fn graph_shows_the_steps_with_their_expressions() {
         }
     }
 }
+
+/// Trades every few minutes around the clock over weeks that hold the DST changes of 2026
+/// (March 8, November 1), Good Friday (April 3), Thanksgiving (November 26) and its early close,
+/// weekends, pre-market and after-hours trades, with up to two hours of disorder (late trades).
+fn market_weeks(dir: &Path) -> std::path::PathBuf {
+    let mut text = String::new();
+    for (i, (start, trades)) in [
+        (1_772_323_200_000i64, 5_000),
+        (1_775_001_600_000, 2_000),
+        (1_793_232_000_000, 2_000),
+        (1_795_392_000_000, 2_500),
+    ]
+        .into_iter()
+        .enumerate()
+    {
+        let part = dir.join(format!("part{i}.jsonl"));
+        write_frames(
+            &Frames {
+                seed: 41 + i as u64,
+                trades,
+                names: &["AAPL", "MSFT", "SPY"],
+                start_ms: start,
+                gap_ms: 240_000,
+                disorder_ms: 2 * 3_600_000,
+                ..Frames::default()
+            },
+            &part,
+        );
+        text.push_str(&std::fs::read_to_string(&part).unwrap());
+    }
+    let path = dir.join("market-weeks.jsonl");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn session_and_local_day_bars_equal_exchange_calendars_and_zoneinfo() {
+    let Some(python) = crate::sql::python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let trades = market_weeks(dir.path());
+    for workers in ["1", "2"] {
+        let out = dir.path().join(format!("out{workers}"));
+        let spec = repo().join("specs/examples/session-bars.yaml");
+        run_and_check(&python, "session-bars", &spec, &trades, &out, workers);
+    }
+}
+
+/// `tickflow calendar` prints every XNYS and XNAS session of 2000–2030 exactly as the
+/// `exchange-calendars` package has them: opens, closes, early closes, holidays.
+#[test]
+fn calendars_agree_with_exchange_calendars_2000_to_2030() {
+    let Some(python) = crate::sql::python() else {
+        return;
+    };
+    for cal in ["XNYS", "XNAS"] {
+        let ours = Command::new(bin())
+            .args(["calendar", cal, "--from", "2000-01-01", "--to", "2030-12-31"])
+            .output()
+            .unwrap();
+        assert!(ours.status.success(), "{}", String::from_utf8_lossy(&ours.stderr));
+        let theirs = Command::new(&python)
+            .args([
+                "-c",
+                "import sys, exchange_calendars as xc\n\
+                 c = xc.get_calendar(sys.argv[1], start='2000-01-01', end='2030-12-31')\n\
+                 print('date,open,close')\n\
+                 f = lambda t: t.strftime('%Y-%m-%dT%H:%M:%SZ')\n\
+                 for s, o, e in zip(c.sessions, c.schedule.open, c.schedule.close):\n\
+                 \x20   print(f'{s.date()},{f(o)},{f(e)}')\n",
+                cal,
+            ])
+            .output()
+            .unwrap();
+        assert!(theirs.status.success(), "{}", String::from_utf8_lossy(&theirs.stderr));
+        let (ours, theirs) = (String::from_utf8_lossy(&ours.stdout), String::from_utf8_lossy(&theirs.stdout));
+        let diff: Vec<(&str, &str)> = ours.lines().zip(theirs.lines()).filter(|(a, b)| a != b).take(5).collect();
+        assert!(diff.is_empty(), "{cal}: tickflow vs exchange-calendars: {diff:?}");
+        assert_eq!(ours.lines().count(), theirs.lines().count(), "{cal}: sessions");
+        assert!(ours.lines().count() > 7_700, "{cal}: {} sessions", ours.lines().count());
+    }
+}

@@ -921,3 +921,10 @@ fn read_topic_with_keys(brokers: &str, topic: &str, partitions: i32) -> Vec<(Str
     }
     out
 }
+
+/// Windows in market time (5-minute bars of the NYSE extended session, hourly bars of the
+/// regular session made from them) keep their state through kill -9 and restarts.
+#[test]
+fn session_bars_survive_kill_9_with_exactly_the_uninterrupted_output() {
+    kill_9_and_restart("specs/examples/market-session-bars.yaml", 60);
+}

@@ -513,3 +513,40 @@ spec.yaml:17:14: steps.feats.features.close: `close` is already a column of `bar
 "
     );
 }
+
+#[test]
+fn market_time_names_the_zone_the_calendar_and_the_size_that_do_not_fit() {
+    let yaml = format!(
+        "name: bad
+sources:
+  trades: {{ type: replay, path: {} }}
+steps:
+  a: {{ type: window, input: trades, window: {{ type: tumbling, size: 1d }}, align: {{ timezone: America/New_Yrok }}, aggregates: {{ n: {{ fn: count }} }} }}
+  b: {{ type: window, input: trades, window: {{ type: tumbling, size: 1d }}, align: {{ calendar: NYSE }}, aggregates: {{ n: {{ fn: count }} }} }}
+  c: {{ type: window, input: trades, window: {{ type: hopping, size: 1h, slide: 5m }}, align: {{ timezone: UTC }}, aggregates: {{ n: {{ fn: count }} }} }}
+  d: {{ type: window, input: trades, window: {{ type: tumbling, size: 2d }}, align: {{ calendar: XNYS }}, aggregates: {{ n: {{ fn: count }} }} }}
+  e: {{ type: window, input: trades, window: {{ type: tumbling, size: 7m }}, align: {{ timezone: Asia/Tokyo }}, aggregates: {{ n: {{ fn: count }} }} }}
+  f: {{ type: window, input: trades, window: {{ type: tumbling, size: 1h }}, align: {{ timezone: Europe/London, session: extended }}, aggregates: {{ n: {{ fn: count }} }} }}
+  g: {{ type: window, input: trades, window: {{ type: tumbling, size: 1h }}, align: {{ timezone: Europe/London, calendar: XNYS }}, aggregates: {{ n: {{ fn: count }} }} }}
+  h: {{ type: window, input: trades, window: {{ type: tumbling, size: 1h }}, align: {{ }}, aggregates: {{ n: {{ fn: count }} }} }}
+sinks:
+  out: {{ type: parquet, input: a, path: out/a }}
+",
+        sample()
+    );
+    let (code, stderr) = validate(&yaml, &[]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        stderr,
+        "spec.yaml:5:94: steps.a.align.timezone: unknown time zone `America/New_Yrok`; did you mean `America/New_York`?
+spec.yaml:6:94: steps.b.align.calendar: unknown calendar `NYSE`; did you mean `XNYS`? (built in: `XNYS`, `XNAS`, `24/7`, `24/5`; or a calendar file: a path ending in `.cal`)
+spec.yaml:7:92: steps.c.align: `align` places tumbling windows in market time; hopping and session windows are aligned to UTC (remove `align:`)
+spec.yaml:8:82: steps.d.align: a window of 2d in sessions: windows in sessions last at most a session (`size: 1d`)
+spec.yaml:9:82: steps.e.align: a window of 7m does not divide a day: local and session windows restart every day (use e.g. 1m, 5m, 15m, 30m, 1h, 4h)
+spec.yaml:10:118: steps.f.align.session: `session: extended` picks part of a calendar's trading day: add a `calendar` (e.g. `XNYS`)
+spec.yaml:11:94: steps.g.align.timezone: calendar `XNYS` keeps time in America/New_York, not Europe/London: its sessions are America/New_York local time (remove `timezone:`)
+spec.yaml:12:82: steps.h.align: `align` needs a `timezone` (e.g. `America/New_York`) or a `calendar` (e.g. `XNYS`)
+8 error(s) in spec.yaml
+"
+    );
+}

@@ -34,6 +34,8 @@ pub struct Frames {
     pub malformed_rate: f64,
     /// Symbol names to draw from (empty: `S0`, `S1`, ... up to `symbols`).
     pub names: &'static [&'static str],
+    /// The first trade's time (ms since the epoch).
+    pub start_ms: i64,
 }
 
 impl Default for Frames {
@@ -48,6 +50,7 @@ impl Default for Frames {
             invalid_rate: 0.03,
             malformed_rate: 0.01,
             names: &[],
+            start_ms: 1_764_000_000_000,
         }
     }
 }
@@ -57,7 +60,7 @@ impl Default for Frames {
 pub fn write_frames(f: &Frames, path: &Path) {
     let mut rng = SmallRng::seed_from_u64(f.seed);
     let mut out = String::new();
-    let mut clock: i64 = 1_764_000_000_000;
+    let mut clock: i64 = f.start_ms;
     let mut written = 0;
     while written < f.trades {
         let roll: f64 = rng.random();

@@ -182,6 +182,85 @@ def rolling_features(con, out):
     compare(got, expected, "feature rows")
 
 
+def session_bars(con, out):
+    """Bars of NYSE sessions (from the `exchange-calendars` package), of the extended session
+    (04:00 New York time to 4 hours after the close) in 30 minutes from 04:00, and of New York
+    days (local midnights from Python's zoneinfo): a trade counts when its window had not
+    closed (window end > watermark) when it was read."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    import exchange_calendars as xc
+
+    ny = ZoneInfo("America/New_York")
+    lo, hi = con.execute("select min(t), max(t) from trades").fetchone()
+    day = lambda ms: dt.datetime.fromtimestamp(ms / 1000, ny).date()
+    cal = xc.get_calendar("XNYS", start=str(day(lo) - dt.timedelta(days=3)),
+                          end=str(day(hi) + dt.timedelta(days=3)))
+    ms = lambda ts: int(ts.timestamp() * 1000)
+    sessions = []
+    for s, o, c in zip(cal.sessions, cal.schedule.open, cal.schedule.close):
+        ext_open = dt.datetime.combine(s.date(), dt.time(4, 0), ny)
+        sessions.append((ms(o), ms(c), ms(ext_open), ms(c) + 4 * 3_600_000))
+    con.execute("create table sessions(open bigint, close bigint, ext_open bigint, ext_close bigint)")
+    con.executemany("insert into sessions values (?, ?, ?, ?)", sessions)
+    days = []
+    for (t,) in con.execute("select distinct t from trades").fetchall():
+        d = day(t)
+        start = dt.datetime.combine(d, dt.time(0), ny)
+        end = dt.datetime.combine(d + dt.timedelta(days=1), dt.time(0), ny)
+        days.append((t, ms(start), ms(end)))
+    con.execute("create table local_days(t bigint, ws bigint, we bigint)")
+    con.executemany("insert into local_days values (?, ?, ?)", days)
+    watermark = """max(t) over (order by line, idx rows between unbounded preceding and current row) - 2000"""
+    bar = """symbol, ws, we,
+             first(price order by t, line, idx), max(price), min(price),
+             last(price order by t, line, idx), sum(volume), count(*)"""
+    windows = {
+        "daily": "select tr.*, s.open as ws, s.close as we from marked tr join sessions s on s.open <= t and t < s.close",
+        "bars_30m": """select *, least(ws + 1800000, ext_close) as we from (
+                         select tr.*, s.ext_close, s.ext_open + ((tr.t - s.ext_open) // 1800000) * 1800000 as ws
+                         from marked tr join sessions s on s.ext_open <= tr.t and tr.t < s.ext_close)""",
+        "new_york_days": "select tr.*, d.ws, d.we from marked tr join local_days d using (t)",
+    }
+    covered = {}
+    for name, assign in windows.items():
+        expected = con.execute(f"""
+            with marked as (select *, {watermark} as watermark from trades),
+            assigned as ({assign})
+            select {bar} from assigned where we > watermark group by symbol, ws, we order by symbol, ws
+        """).fetchall()
+        got = con.execute(f"""
+            select symbol, epoch_ms(window_start), epoch_ms(window_end), open, high, low, close, volume, trades
+            from read_parquet('{out}/{name}/**/*.parquet') order by symbol, window_start
+        """).fetchall()
+        compare(got, expected, f"{name} bars")
+        lengths = {(we - ws) // 60000 for (_, ws, we, *_) in expected}
+        covered[name] = lengths
+    # The input must exercise what the windows are about: 23- and 25-hour days, an early close
+    # (a 3.5-hour session), 30-minute windows cut by a close, trades outside every session, and
+    # trades too late for their window.
+    outside, late = con.execute(f"""
+        with marked as (select *, {watermark} as watermark from trades)
+        select count(*) filter (where not exists (select 1 from sessions s where s.open <= t and t < s.close)),
+               count(*) filter (where exists (select 1 from sessions s where s.open <= t and t < s.close and s.close <= watermark))
+        from marked
+    """).fetchone()
+    needs = [
+        ("a 23-hour New York day", 23 * 60 in covered["new_york_days"]),
+        ("a 25-hour New York day", 25 * 60 in covered["new_york_days"]),
+        ("an early close", 210 in covered["daily"]),
+        ("a full session", 390 in covered["daily"]),
+        ("trades outside the sessions", outside > 0),
+        ("late trades", late > 0),
+    ]
+    missing = [what for what, ok in needs if not ok]
+    if missing:
+        print("the input lacks " + ", ".join(missing))
+        sys.exit(1)
+    print(f"{outside} trades outside the regular sessions, {late} late: covered")
+
+
 def main():
     name, trades_file, out = sys.argv[1], sys.argv[2], sys.argv[3]
     con = duckdb.connect()
@@ -192,6 +271,7 @@ def main():
         "bars-5m": bars_5m,
         "notional-rows": notional_rows,
         "rolling-features": rolling_features,
+        "session-bars": session_bars,
     }[name](con, out)
 
 

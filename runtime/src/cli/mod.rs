@@ -105,6 +105,21 @@ enum Command {
     },
     /// Print the JSON Schema of pipeline specs (as in schemas/pipeline.schema.json).
     Schema,
+    /// Print an exchange calendar's sessions as CSV (`date,open,close`, open and close in UTC):
+    /// what windows with `align: {calendar: ...}` will see.
+    Calendar {
+        /// `XNYS`, `XNAS`, `24/7`, `24/5`, or a calendar file (`.cal`).
+        name: String,
+        /// First date (YYYY-MM-DD); default: the calendar's first date, else this year's.
+        #[arg(long)]
+        from: Option<String>,
+        /// Last date (YYYY-MM-DD); default: the calendar's last date, else this year's end.
+        #[arg(long)]
+        to: Option<String>,
+        /// `regular`, `extended` or `all`.
+        #[arg(long, default_value = "regular")]
+        session: String,
+    },
     /// Serve the Finnhub websocket protocol with simulated trades (for laptops, tests, demos).
     ///
     /// Clients connect to ws://ADDR?token=TOKEN and subscribe with
@@ -433,6 +448,18 @@ pub fn main() -> ExitCode {
             print!("{}", spec::json_schema());
             ExitCode::SUCCESS
         }
+        Command::Calendar {
+            name,
+            from,
+            to,
+            session,
+        } => match print_calendar(&name, from.as_deref(), to.as_deref(), &session) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Validate {
             spec,
             workers,
@@ -749,4 +776,55 @@ fn run_command(
             ExitCode::FAILURE
         }
     }
+}
+
+/// `tickflow calendar`: every session from `from` to `to`.
+fn print_calendar(
+    name: &str,
+    from: Option<&str>,
+    to: Option<&str>,
+    session: &str,
+) -> Result<(), String> {
+    use crate::base::calendar::{Calendar, SessionKind};
+    use std::io::Write;
+    let cal = Calendar::load(name)?;
+    let kind = match session {
+        "regular" => SessionKind::Regular,
+        "extended" => SessionKind::Extended,
+        "all" => SessionKind::All,
+        other => {
+            return Err(format!(
+                "--session `{other}`: use `regular`, `extended` or `all`"
+            ));
+        }
+    };
+    let today = Calendar::local_date(&cal.tz, crate::dataflow::time::now_ms());
+    let date = |flag: &str, s: Option<&str>, default: jiff::civil::Date| match s {
+        None => Ok(default),
+        Some(s) => s
+            .parse::<jiff::civil::Date>()
+            .map_err(|_| format!("--{flag} `{s}` is not a date (YYYY-MM-DD)")),
+    };
+    let (first, last) = cal.dates.unwrap_or((
+        jiff::civil::date(today.year(), 1, 1),
+        jiff::civil::date(today.year(), 12, 31),
+    ));
+    let (mut d, last) = (date("from", from, first)?, date("to", to, last)?);
+    let ts = |ms: i64| {
+        jiff::Timestamp::from_millisecond(ms)
+            .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_default()
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let _ = writeln!(out, "date,open,close");
+    while d <= last {
+        if let Some(s) = cal.session(d, kind) {
+            let _ = writeln!(out, "{d},{},{}", ts(s.open), ts(s.close));
+        }
+        d = match d.tomorrow() {
+            Ok(next) => next,
+            Err(_) => break,
+        };
+    }
+    Ok(())
 }

@@ -68,6 +68,8 @@ pub struct StepStats {
     pub kind: &'static str,
     pub records_in: AtomicU64,
     pub records_out: AtomicU64,
+    /// Records a step left out by design (a market-time window: outside every session).
+    pub records_skipped: AtomicU64,
 }
 
 /// The health of one source.

@@ -194,6 +194,18 @@ pub fn render(m: &Metrics, started_ms: i64) -> String {
             get(&s.records_out),
         );
     }
+    f.head(
+        "tickflow_step_records_skipped_total",
+        "counter",
+        "Records a step left out by design (a window in sessions: records outside every session).",
+    );
+    for (name, s) in steps.iter().filter(|(_, s)| s.kind == "window") {
+        f.sample(
+            "tickflow_step_records_skipped_total",
+            &[("step", name)],
+            get(&s.records_skipped),
+        );
+    }
 
     // Sources.
     let sources = snapshot(&m.sources);

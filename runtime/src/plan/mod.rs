@@ -113,6 +113,8 @@ pub struct WindowNode {
     pub skip_partial: bool,
     /// Rows instead of trades.
     pub rows: Option<RowInput>,
+    /// Tumbling windows in market time (a time zone, a calendar's sessions).
+    pub align: Option<std::sync::Arc<crate::base::calendar::Align>>,
 }
 
 #[derive(Debug, Clone)]

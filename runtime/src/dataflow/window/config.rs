@@ -2,6 +2,7 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+pub use crate::base::calendar::SessionKind;
 use crate::spec::units::Duration;
 
 /// Event-time windows per key: records are grouped by `key`, assigned to windows by their event
@@ -23,6 +24,10 @@ pub struct WindowStepConfig {
     pub time: Option<String>,
     /// The shape of the windows.
     pub window: WindowSpec,
+    /// Market time for tumbling windows: local time in a time zone, and optionally an exchange
+    /// calendar's sessions. Without it windows are aligned to the Unix epoch (UTC).
+    #[serde(default)]
+    pub align: Option<AlignSpec>,
     /// How long after a window has fired late records are still accepted. Each late record
     /// then emits a corrected row for its window with `revision` incremented (the first emission
     /// has revision 0). With 0s (the default) late records are dropped, counted and dead-lettered.
@@ -42,6 +47,29 @@ pub struct WindowStepConfig {
     /// recorded data and are not affected.
     #[serde(default)]
     pub partial_windows: PartialWindows,
+}
+
+/// Windows in market time: `{ timezone: America/New_York }` puts daily windows at local
+/// midnight (23 or 25 hours long when the clocks change) and hours on local hours;
+/// `{ calendar: XNYS }` keeps only the exchange's sessions: intraday windows start at the open and
+/// the last ends at the close (early closes included), a `1d` window is one session, and records
+/// outside every session are counted (`tickflow_step_records_skipped_total`) and left out.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AlignSpec {
+    /// An IANA time zone (`America/New_York`, `Europe/London`, `Asia/Tokyo`, `UTC`): the
+    /// calendar's when a calendar is given.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// An exchange calendar: `XNYS` (NYSE), `XNAS` (Nasdaq), `24/7` (crypto: every local day),
+    /// `24/5` (forex: Monday to Friday, each session from 17:00 New York time the day before),
+    /// or the path of a calendar file (`.cal`, see the README).
+    #[serde(default)]
+    pub calendar: Option<String>,
+    /// Which part of a trading day: `regular` (the default), `extended` (pre-market to
+    /// after-hours) or `all` (the whole local day of each trading day). Needs a calendar.
+    #[serde(default)]
+    pub session: SessionKind,
 }
 
 /// What to do with windows that started before a live source did.

@@ -264,6 +264,7 @@ pub fn window_stream<'scope, R: WindowRecord>(
                 }
             }
             let stats = state.take_stats();
+            step_stats.records_skipped.fetch_add(stats.outside, Relaxed);
             ctx.metrics.windows_fired.fetch_add(stats.fired, Relaxed);
             ctx.metrics.revisions_emitted.fetch_add(stats.revisions, Relaxed);
             ctx.metrics.late_revisions.fetch_add(stats.late_accepted, Relaxed);

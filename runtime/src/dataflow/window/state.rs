@@ -9,6 +9,7 @@ use compact_str::CompactString;
 use super::aggregate::Acc;
 use super::input::WindowRecord;
 use crate::base::record::{Row, Value};
+use crate::base::calendar::{Align, AlignCache};
 use crate::plan::{AggregatePlan, WindowKind, WindowNode};
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -40,6 +41,8 @@ pub struct WindowStats {
     pub fired: u64,
     pub revisions: u64,
     pub late_accepted: u64,
+    /// Records outside every session of a market-time window (left out).
+    pub outside: u64,
 }
 
 pub struct WindowState {
@@ -55,6 +58,8 @@ pub struct WindowState {
     next_due: i64,
     /// Windows starting before this are never created (partial windows of a live source).
     min_start: i64,
+    /// Market time: windows come from sessions or local days instead of the epoch's grid.
+    align: Option<(std::sync::Arc<Align>, AlignCache)>,
 }
 
 impl WindowState {
@@ -69,6 +74,7 @@ impl WindowState {
             stats: WindowStats::default(),
             next_due: i64::MAX,
             min_start: i64::MIN,
+            align: node.align.clone().map(|a| (a, AlignCache::default())),
         }
     }
 
@@ -81,6 +87,13 @@ impl WindowState {
     /// Adds a trade. Returns `Some(window_end)` when the trade is too late for every window it
     /// belongs to (the caller dead-letters it), with the latest such window end.
     pub fn add<R: WindowRecord>(&mut self, t: &R) -> Option<i64> {
+        if let Some((align, cache)) = self.align.as_mut() {
+            let Some(window) = align.window(t.ts(), cache) else {
+                self.stats.outside += 1;
+                return None;
+            };
+            return self.add_to(t, &[window]);
+        }
         match self.kind {
             WindowKind::Tumbling { size } => self.add_fixed(t, size, size),
             WindowKind::Hopping { size, slide } => self.add_fixed(t, size, slide),
@@ -89,22 +102,30 @@ impl WindowState {
     }
 
     fn add_fixed<R: WindowRecord>(&mut self, t: &R, size: i64, slide: i64) -> Option<i64> {
+        let mut windows: smallvec::SmallVec<[(i64, i64); 4]> = smallvec::SmallVec::new();
         let mut start = t.ts().div_euclid(slide) * slide;
+        while start > t.ts() - size {
+            windows.push((start, start + size));
+            start -= slide;
+        }
+        self.add_to(t, &windows)
+    }
+
+    /// Adds `t` to `windows` (latest first), creating them as needed.
+    fn add_to<R: WindowRecord>(&mut self, t: &R, windows: &[(i64, i64)]) -> Option<i64> {
         let mut kept = false;
         let mut late_end = None;
         let wins = match self.keys.get_mut(t.key()) {
             Some(w) => w,
             None => self.keys.entry(t.key_owned()).or_default(),
         };
-        while start > t.ts() - size {
-            let end = start + size;
+        for &(start, end) in windows {
             if start < self.min_start {
                 break; // and every earlier window too
             }
             let late = end <= t.wm();
             if late && end + self.allowed <= t.wm() {
                 late_end = Some(late_end.map_or(end, |e: i64| e.max(end)));
-                start -= slide;
                 continue;
             }
             kept = true;
@@ -145,7 +166,6 @@ impl WindowState {
                     }
                 }
             }
-            start -= slide;
         }
         if kept { None } else { late_end }
     }

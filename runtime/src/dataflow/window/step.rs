@@ -3,7 +3,12 @@
 
 use std::sync::Arc;
 
-use super::config::{AggregateFn, PartialWindows, WindowEngine, WindowSpec, WindowStepConfig};
+use super::config::{
+    AggregateFn, AlignSpec, PartialWindows, SessionKind, WindowEngine, WindowSpec,
+    WindowStepConfig,
+};
+use crate::base::calendar::{Align, Calendar, time_zone};
+use crate::base::calendar::align::{DAY_MS, WEEK_MS};
 use crate::base::record::{Field, FieldType, Schema};
 use crate::plan::{
     AggregatePlan, MAX_WINDOWS_PER_RECORD, RowInput, TradeField, WindowKind, WindowNode,
@@ -25,6 +30,11 @@ impl StepConfig for WindowStepConfig {
         // `size` behind the frontier, by their end at once; a session's start is unbounded.
         let at = |column, lag, align| Complete { column, lag, align };
         let complete = match node.kind {
+            // Market-time windows vary in length and start anywhere (a session's open).
+            _ if node.align.is_some() => {
+                let longest = node.align.as_ref().map_or(0, |a| a.longest_ms());
+                vec![at(1, longest, 1), at(2, 0, 1)]
+            }
             WindowKind::Tumbling { size } => vec![at(1, size, size), at(2, 0, size)],
             WindowKind::Hopping { size, slide } => vec![at(1, size, slide), at(2, 0, slide)],
             WindowKind::Session { .. } => vec![at(2, 0, 1)],
@@ -74,6 +84,10 @@ impl StepOp for WindowNode {
             }
             WindowKind::Session { gap } => format!("session gap {}", d(gap)),
         };
+        let shape = match &self.align {
+            Some(a) => format!("{shape} {}", a.describe()),
+            None => shape,
+        };
         let aggs: Vec<&str> = self.aggregates.iter().map(|a| a.name.as_str()).collect();
         format!(
             "window {shape} by {}\\n{}",
@@ -103,6 +117,8 @@ impl StepOp for WindowNode {
     }
     fn time_step_ms(&self) -> Option<u64> {
         let own = match self.kind {
+            // Opens and local midnights are whole minutes (IANA offsets since 1970 are).
+            _ if self.align.is_some() => gcd(self.align.as_ref().map_or(1, |a| a.size) as u64, 60_000),
             WindowKind::Tumbling { size } => size as u64,
             WindowKind::Hopping { size, slide } => gcd(size as u64, slide as u64),
             WindowKind::Session { .. } => 1000,
@@ -131,6 +147,9 @@ impl StepOp for WindowNode {
 /// Window ends are multiples of this (ms): a tumbling window's size, a hopping window's
 /// gcd(size, slide); session ends are anywhere.
 fn grid(cfg: &WindowStepConfig) -> i64 {
+    if cfg.align.is_some() {
+        return 1;
+    }
     match cfg.window {
         WindowSpec::Tumbling { size } => size.as_millis().max(1),
         WindowSpec::Hopping { size, slide } => gcd(
@@ -407,6 +426,14 @@ pub(crate) fn plan_window(
         }
         WindowEngine::Differential => true,
     };
+    let align = match &cfg.align {
+        Some(a) => {
+            let r = plan_align(&p, a, kind, differential, err);
+            ok &= r.is_some();
+            r.map(Arc::new)
+        }
+        None => None,
+    };
     let skip_partial = live && cfg.partial_windows == PartialWindows::Skip;
     if differential && skip_partial {
         err(
@@ -425,6 +452,119 @@ pub(crate) fn plan_window(
         differential,
         skip_partial,
         rows,
+        align,
+    })
+}
+
+/// Market time: the time zone, the calendar, and what sizes they allow.
+fn plan_align(
+    p: &str,
+    a: &AlignSpec,
+    kind: WindowKind,
+    differential: bool,
+    err: &mut dyn FnMut(String, String),
+) -> Option<Align> {
+    let p = format!("{p}.align");
+    let WindowKind::Tumbling { size } = kind else {
+        err(
+            format!("{p}"),
+            "`align` places tumbling windows in market time; hopping and session windows are aligned to UTC (remove `align:`)".into(),
+        );
+        return None;
+    };
+    if differential {
+        err(
+            format!("{p}"),
+            "the differential engine aligns windows to UTC; windows in market time use `engine: timely` (or `auto`)".into(),
+        );
+        return None;
+    }
+    let calendar = match &a.calendar {
+        Some(name) => match Calendar::load(name) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                err(format!("{p}.calendar"), e);
+                return None;
+            }
+        },
+        None => None,
+    };
+    let (tz_name, tz) = match (&a.timezone, &calendar) {
+        (Some(name), cal) => match time_zone(name) {
+            Ok(tz) => {
+                if let Some(c) = cal
+                    && c.tz_name != *name
+                {
+                    err(
+                        format!("{p}.timezone"),
+                        format!(
+                            "calendar `{}` keeps time in {}, not {name}: its sessions are {} local time (remove `timezone:`)",
+                            c.name, c.tz_name, c.tz_name
+                        ),
+                    );
+                    return None;
+                }
+                (name.clone(), tz)
+            }
+            Err(e) => {
+                err(format!("{p}.timezone"), e);
+                return None;
+            }
+        },
+        (None, Some(c)) => (c.tz_name.clone(), c.tz.clone()),
+        (None, None) => {
+            err(
+                format!("{p}"),
+                "`align` needs a `timezone` (e.g. `America/New_York`) or a `calendar` (e.g. `XNYS`)".into(),
+            );
+            return None;
+        }
+    };
+    if calendar.is_none() && a.session != SessionKind::Regular {
+        err(
+            format!("{p}.session"),
+            format!(
+                "`session: {}` picks part of a calendar's trading day: add a `calendar` (e.g. `XNYS`)",
+                a.session.name()
+            ),
+        );
+        return None;
+    }
+    let d = |ms: i64| crate::spec::units::Duration(ms).to_string();
+    let fits = size <= DAY_MS || (calendar.is_none() && size == WEEK_MS);
+    if !fits {
+        err(
+            format!("{p}"),
+            if calendar.is_some() {
+                format!(
+                    "a window of {} in sessions: windows in sessions last at most a session (`size: 1d`)",
+                    d(size)
+                )
+            } else {
+                format!(
+                    "a window of {} in local time: use a size up to `1d` (local days) or `1w` (weeks from Monday)",
+                    d(size)
+                )
+            },
+        );
+        return None;
+    }
+    if size < DAY_MS && DAY_MS % size != 0 {
+        err(
+            format!("{p}"),
+            format!(
+                "a window of {} does not divide a day: local and session windows restart every day (use e.g. 1m, 5m, 15m, 30m, 1h, 4h)",
+                d(size)
+            ),
+        );
+        return None;
+    }
+    Some(Align {
+        tz_name,
+        tz,
+        calendar,
+        session: a.session,
+        size,
     })
 }
 

@@ -24,6 +24,7 @@ fn node(kind: WindowKind, allowed: i64, aggs: &[(AggregateFn, TradeField)]) -> W
         differential: false,
         skip_partial: false,
         rows: None,
+        align: None,
     }
 }
 

@@ -1,0 +1,165 @@
+//! Tumbling windows in market time. A window lies in one *span*: a session of the calendar, or
+//! (a time zone alone) a local day, or a local week for `1w`. Windows shorter than a day start at
+//! the span's start every `size` and the last one ends with the span; a window of `1d` (or `1w`)
+//! is the whole span. So hourly bars of the New York session are 09:30–10:30 … 15:30–16:00
+//! (13:00 on an early close), a daily bar is one session, and a day in New York lasts 23 or 25
+//! hours when the clocks change. Time outside every span (outside the session) has no window.
+
+use std::sync::Arc;
+
+use jiff::Span;
+use jiff::tz::TimeZone;
+
+use super::{Calendar, SessionKind};
+
+pub const DAY_MS: i64 = 86_400_000;
+pub const WEEK_MS: i64 = 7 * DAY_MS;
+const HOUR_MS: i64 = 3_600_000;
+
+#[derive(Debug, Clone)]
+pub struct Align {
+    pub tz_name: String,
+    pub tz: TimeZone,
+    pub calendar: Option<Arc<Calendar>>,
+    pub session: SessionKind,
+    /// The windows' size (ms): below a day, a day, or (without a calendar) a week.
+    pub size: i64,
+}
+
+/// The span and the gap last looked up (most records fall in the same one as the one before).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AlignCache {
+    span: Option<(i64, i64)>,
+    gap: Option<(i64, i64)>,
+}
+
+impl Align {
+    /// The span holding `t`, or the gap (outside sessions) holding it.
+    fn span(&self, t: i64) -> Result<(i64, i64), (i64, i64)> {
+        if let Some(c) = &self.calendar {
+            return c.session_at(t, self.session).map(|s| (s.open, s.close));
+        }
+        let day = Calendar::local_date(&self.tz, t);
+        let (first, days) = if self.size == WEEK_MS {
+            let back = day.weekday().to_monday_zero_offset() as i64;
+            (day.checked_sub(Span::new().days(back)).unwrap_or(day), 7)
+        } else {
+            (day, 1)
+        };
+        let start = |d: jiff::civil::Date| {
+            d.to_zoned(self.tz.clone())
+                .map(|z| z.timestamp().as_millisecond())
+                .unwrap_or(t)
+        };
+        let next = first.checked_add(Span::new().days(days)).unwrap_or(first);
+        Ok((start(first), start(next).max(t + 1)))
+    }
+
+    /// The window `[start, end)` holding `t`, or `None` outside the sessions.
+    pub fn window(&self, t: i64, cache: &mut AlignCache) -> Option<(i64, i64)> {
+        let inside = |s: Option<(i64, i64)>| s.filter(|(lo, hi)| *lo <= t && t < *hi);
+        let (lo, hi) = match inside(cache.span) {
+            Some(s) => s,
+            None => {
+                if inside(cache.gap).is_some() {
+                    return None;
+                }
+                match self.span(t) {
+                    Ok(s) => {
+                        cache.span = Some(s);
+                        s
+                    }
+                    Err(g) => {
+                        cache.gap = Some(g);
+                        return None;
+                    }
+                }
+            }
+        };
+        if self.size >= DAY_MS {
+            return Some((lo, hi));
+        }
+        let start = lo + (t - lo).div_euclid(self.size) * self.size;
+        Some((start, (start + self.size).min(hi)))
+    }
+
+    /// An upper bound of a window's length (a day's or week's span may be an hour longer when
+    /// the clocks change; a 24/5 session is a day).
+    pub fn longest_ms(&self) -> i64 {
+        match self.size {
+            s if s < DAY_MS => s,
+            WEEK_MS => WEEK_MS + HOUR_MS,
+            _ => DAY_MS + HOUR_MS,
+        }
+    }
+
+    /// `in America/New_York, XNYS regular sessions`.
+    pub fn describe(&self) -> String {
+        match &self.calendar {
+            Some(c) => format!(
+                "in {}, {} {} sessions",
+                self.tz_name,
+                c.name,
+                self.session.name()
+            ),
+            None => format!("in {}", self.tz_name),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(s: &str) -> i64 {
+        s.parse::<jiff::Timestamp>().unwrap().as_millisecond()
+    }
+
+    fn tz_only(tz: &str, size: i64) -> Align {
+        Align {
+            tz_name: tz.into(),
+            tz: super::super::time_zone(tz).unwrap(),
+            calendar: None,
+            session: SessionKind::Regular,
+            size,
+        }
+    }
+
+    #[test]
+    fn local_days_last_23_and_25_hours_across_dst() {
+        let a = tz_only("America/New_York", DAY_MS);
+        let mut c = AlignCache::default();
+        let (s, e) = a.window(ms("2026-03-08T12:00:00Z"), &mut c).unwrap();
+        assert_eq!((s, e), (ms("2026-03-08T05:00:00Z"), ms("2026-03-09T04:00:00Z")));
+        let (s, e) = a.window(ms("2026-11-01T12:00:00Z"), &mut c).unwrap();
+        assert_eq!(e - s, 25 * HOUR_MS);
+        // Hours in Kolkata start at half past the UTC hour.
+        let h = tz_only("Asia/Kolkata", HOUR_MS);
+        let (s, _) = h.window(ms("2026-03-08T12:40:00Z"), &mut c.clone()).unwrap();
+        assert_eq!(s, ms("2026-03-08T12:30:00Z"));
+        // Weeks start on Monday at local midnight.
+        let w = tz_only("Europe/Berlin", WEEK_MS);
+        let (s, e) = w.window(ms("2026-03-29T12:00:00Z"), &mut AlignCache::default()).unwrap();
+        assert_eq!((s, e), (ms("2026-03-22T23:00:00Z"), ms("2026-03-29T22:00:00Z")));
+    }
+
+    #[test]
+    fn session_windows_start_at_the_open_and_end_with_the_close() {
+        let a = Align {
+            calendar: Some(Calendar::load("XNYS").unwrap()),
+            size: HOUR_MS,
+            ..tz_only("America/New_York", HOUR_MS)
+        };
+        let mut c = AlignCache::default();
+        assert_eq!(
+            a.window(ms("2026-11-27T17:59:59Z"), &mut c),
+            Some((ms("2026-11-27T17:30:00Z"), ms("2026-11-27T18:00:00Z")))
+        );
+        assert_eq!(a.window(ms("2026-11-27T18:00:00Z"), &mut c), None);
+        assert_eq!(a.window(ms("2026-11-28T15:00:00Z"), &mut c), None);
+        assert_eq!(
+            a.window(ms("2026-11-30T14:30:00Z"), &mut c),
+            Some((ms("2026-11-30T14:30:00Z"), ms("2026-11-30T15:30:00Z")))
+        );
+    }
+}
