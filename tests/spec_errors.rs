@@ -59,7 +59,7 @@ sinks:
         "spec.yaml:6:27: sources.trades.max_out_of_orderness: invalid duration `2 parsecs`: expected a number with a unit (ms, s, m, h, d), e.g. 500ms, 2s, 1m, 1h30m
 spec.yaml:8:11: sources.other.type: unknown type `replpay`; did you mean `replay`?
 spec.yaml:15:16: steps.bars.aggregates.x.fn: unknown value `median`; valid choices: `count`, `sum`, `min`, `max`, `first`, `last`, `avg`, `stddev`, `vwap`
-spec.yaml:16:5: steps.bars.colour: unknown field `colour`; valid choices: `input`, `key`, `time`, `window`, `allowed_lateness`, `aggregates`, `engine`, `partial_windows`
+spec.yaml:16:5: steps.bars.colour: unknown field `colour`; valid choices: `input`, `key`, `time`, `window`, `align`, `allowed_lateness`, `aggregates`, `engine`, `partial_windows`
 4 error(s) in spec.yaml
 "
     );
