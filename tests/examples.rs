@@ -357,3 +357,17 @@ fn calendars_agree_with_exchange_calendars_2000_to_2030() {
         assert!(ours.lines().count() > 7_700, "{cal}: {} sessions", ours.lines().count());
     }
 }
+
+#[test]
+fn gap_filled_bars_equal_duckdb_over_a_grid_of_windows() {
+    let Some(python) = crate::sql::python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let trades = market_weeks(dir.path());
+    for workers in ["1", "2"] {
+        let out = dir.path().join(format!("out{workers}"));
+        let spec = repo().join("specs/examples/gap-filled-bars.yaml");
+        run_and_check(&python, "gap-filled-bars", &spec, &trades, &out, workers);
+    }
+}

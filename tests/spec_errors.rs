@@ -550,3 +550,42 @@ spec.yaml:12:82: steps.h.align: `align` needs a `timezone` (e.g. `America/New_Yo
 "
     );
 }
+
+#[test]
+fn gap_filling_names_the_windows_it_cannot_fill() {
+    let lines = [
+        "  a: { type: window, input: trades, window: { type: hopping, size: 5m, slide: 1m }, fill: previous, aggregates: { n: { fn: count } } }",
+        "  b: { type: window, input: trades, window: { type: tumbling, size: 1m }, fill_for: 5m, aggregates: { n: { fn: count } } }",
+        "  c: { type: window, input: trades, window: { type: tumbling, size: 1m }, fill: previous, fill_for: 0s, aggregates: { n: { fn: count } } }",
+        "  d: { type: window, input: trades, window: { type: tumbling, size: 1m }, fill: null, engine: differential, aggregates: { n: { fn: count } } }",
+        "  e: { type: window, input: trades, window: { type: tumbling, size: 1m }, fill: previous, aggregates: { filled: { fn: count } } }",
+    ];
+    let yaml = format!(
+        "name: bad\nsources:\n  trades: {{ type: replay, path: {} }}\nsteps:\n{}\nsinks:\n  out: {{ type: parquet, input: a, path: out/a }}\n",
+        sample(),
+        lines.join("\n")
+    );
+    // The column of `what` in line `i` (1-based, as the editor shows it).
+    let at = |i: usize, what: &str| format!("spec.yaml:{}:{}", 5 + i, lines[i].find(what).unwrap() + 1);
+    let (code, stderr) = validate(&yaml, &[]);
+    assert_eq!(code, 2);
+    let want = [
+        format!("{}: steps.a.fill: gap filling gives a row per key for every window of a tumbling window's grid; hopping and session windows are not filled (remove `fill:`)", at(0, "previous")),
+        format!("{}: steps.b.fill_for: `fill_for: 5m` bounds gap filling: add `fill: previous` (or `null`)", at(1, "5m")),
+        format!("{}: steps.c.fill_for: must be positive, got 0s", at(2, "0s")),
+        format!("{}: steps.d.engine: the differential engine does not fill gaps; use `timely` or `auto`", at(3, "differential")),
+        format!("{}: steps.e.aggregates.filled: column `filled` clashes with the column gap filling adds", at(4, "{ fn: count }")),
+    ];
+    for w in &want {
+        assert!(stderr.contains(w.as_str()), "missing\n  {w}\nin\n{stderr}");
+    }
+    assert!(stderr.ends_with("5 error(s) in spec.yaml\n"), "{stderr}");
+    let typo = yaml.replace("fill: previous, aggregates: { filled", "fill: prev, aggregates: { filled");
+    let (code, stderr) = validate(&typo, &[]);
+    assert_eq!(code, 2);
+    let col = lines[4].find("prev").unwrap() + 1;
+    assert!(
+        stderr.contains(&format!("spec.yaml:9:{col}: steps.e.fill: unknown value `prev`; did you mean `previous`?")),
+        "{stderr}"
+    );
+}

@@ -201,38 +201,51 @@ def session_bars(con, out):
     sessions = []
     for s, o, c in zip(cal.sessions, cal.schedule.open, cal.schedule.close):
         ext_open = dt.datetime.combine(s.date(), dt.time(4, 0), ny)
-        sessions.append((ms(o), ms(c), ms(ext_open), ms(c) + 4 * 3_600_000))
-    con.execute("create table sessions(open bigint, close bigint, ext_open bigint, ext_close bigint)")
-    con.executemany("insert into sessions values (?, ?, ?, ?)", sessions)
-    days = []
+        sessions.append((str(s.date()), ms(o), ms(c), ms(ext_open), ms(c) + 4 * 3_600_000))
+    con.execute("create table sessions(d varchar, open bigint, close bigint, ext_open bigint, ext_close bigint)")
+    con.executemany("insert into sessions values (?, ?, ?, ?, ?)", sessions)
+    days, fx_days = [], []
     for (t,) in con.execute("select distinct t from trades").fetchall():
         d = day(t)
         start = dt.datetime.combine(d, dt.time(0), ny)
         end = dt.datetime.combine(d + dt.timedelta(days=1), dt.time(0), ny)
-        days.append((t, ms(start), ms(end)))
-    con.execute("create table local_days(t bigint, ws bigint, we bigint)")
-    con.executemany("insert into local_days values (?, ?, ?)", days)
+        days.append((t, str(d), ms(start), ms(end)))
+        # An FX trading day runs from 17:00 New York time the day before to 17:00, Monday to
+        # Friday: a trade after 17:00 belongs to the next day's session.
+        fx = d + dt.timedelta(days=1) if dt.datetime.fromtimestamp(t / 1000, ny).hour >= 17 else d
+        if fx.weekday() < 5:
+            fx_start = dt.datetime.combine(fx - dt.timedelta(days=1), dt.time(17, 0), ny)
+            fx_end = dt.datetime.combine(fx, dt.time(17, 0), ny)
+            fx_days.append((t, str(fx), ms(fx_start), ms(fx_end)))
+    con.execute("create table local_days(t bigint, d varchar, ws bigint, we bigint)")
+    con.executemany("insert into local_days values (?, ?, ?, ?)", days)
+    con.execute("create table fx_days(t bigint, d varchar, ws bigint, we bigint)")
+    con.executemany("insert into fx_days values (?, ?, ?, ?)", fx_days)
     watermark = """max(t) over (order by line, idx rows between unbounded preceding and current row) - 2000"""
-    bar = """symbol, ws, we,
+    # Each bar's `date=` partition is its session's (or its local) date, not window_start's UTC
+    # date: an FX day opens on the UTC day before.
+    bar = """symbol, ws, we, d,
              first(price order by t, line, idx), max(price), min(price),
              last(price order by t, line, idx), sum(volume), count(*)"""
     windows = {
-        "daily": "select tr.*, s.open as ws, s.close as we from marked tr join sessions s on s.open <= t and t < s.close",
+        "daily": "select tr.*, s.d, s.open as ws, s.close as we from marked tr join sessions s on s.open <= t and t < s.close",
         "bars_30m": """select *, least(ws + 1800000, ext_close) as we from (
-                         select tr.*, s.ext_close, s.ext_open + ((tr.t - s.ext_open) // 1800000) * 1800000 as ws
+                         select tr.*, s.d, s.ext_close, s.ext_open + ((tr.t - s.ext_open) // 1800000) * 1800000 as ws
                          from marked tr join sessions s on s.ext_open <= tr.t and tr.t < s.ext_close)""",
-        "new_york_days": "select tr.*, d.ws, d.we from marked tr join local_days d using (t)",
+        "new_york_days": "select tr.*, d.d, d.ws, d.we from marked tr join local_days d using (t)",
+        "fx_days": "select tr.*, d.d, d.ws, d.we from marked tr join fx_days d using (t)",
     }
     covered = {}
     for name, assign in windows.items():
         expected = con.execute(f"""
             with marked as (select *, {watermark} as watermark from trades),
             assigned as ({assign})
-            select {bar} from assigned where we > watermark group by symbol, ws, we order by symbol, ws
+            select {bar} from assigned where we > watermark group by symbol, ws, we, d order by symbol, ws
         """).fetchall()
         got = con.execute(f"""
-            select symbol, epoch_ms(window_start), epoch_ms(window_end), open, high, low, close, volume, trades
-            from read_parquet('{out}/{name}/**/*.parquet') order by symbol, window_start
+            select symbol, epoch_ms(window_start), epoch_ms(window_end), cast(date as varchar),
+                   open, high, low, close, volume, trades
+            from read_parquet('{out}/{name}/**/*.parquet', hive_partitioning = true) order by symbol, window_start
         """).fetchall()
         compare(got, expected, f"{name} bars")
         lengths = {(we - ws) // 60000 for (_, ws, we, *_) in expected}
@@ -253,12 +266,100 @@ def session_bars(con, out):
         ("a full session", 390 in covered["daily"]),
         ("trades outside the sessions", outside > 0),
         ("late trades", late > 0),
+        ("an FX day dated after its UTC start", any(
+            d != str(dt.datetime.fromtimestamp(ws / 1000, dt.timezone.utc).date())
+            for (ws, d) in con.execute("select ws, d from fx_days").fetchall())),
     ]
     missing = [what for what, ok in needs if not ok]
     if missing:
         print("the input lacks " + ", ".join(missing))
         sys.exit(1)
     print(f"{outside} trades outside the regular sessions, {late} late: covered")
+
+
+def gap_filled(con, out):
+    """Gap filling: every window of a symbol's grid (1 minute; 15 minutes of NYSE sessions from
+    `exchange-calendars`) from its first bar on, while the window starts less than `fill_for`
+    after the end of the symbol's latest bar with trades; an empty window is a flat bar at the
+    last close with volume 0 (`previous`) or NULLs (`null`), and count 0."""
+    import exchange_calendars as xc
+    import datetime as dt
+
+    lo, hi = con.execute("select min(t), max(t) from trades").fetchone()
+    day = lambda ms: dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).date()
+    cal = xc.get_calendar("XNYS", start=str(day(lo) - dt.timedelta(days=3)),
+                          end=str(day(hi) + dt.timedelta(days=5)))
+    ms = lambda ts: int(ts.timestamp() * 1000)
+    size = 15 * 60000
+    windows = []
+    for o, c in zip(cal.schedule.open, cal.schedule.close):
+        for ws in range(ms(o), ms(c), size):
+            windows.append((ws, min(ws + size, ms(c))))
+    con.execute("create table session_windows(ws bigint, we bigint)")
+    con.executemany("insert into session_windows values (?, ?)", windows)
+    minute = 60000
+    minutes = f"""select distinct s.symbol, unnest(generate_series(
+                      (select min(t) // {minute} * {minute} from trades), ({hi} // {minute} + 20) * {minute}, {minute})) as ws
+                  from (select distinct symbol from trades) s"""
+    cases = {
+        # name: (window of a trade, the grid of windows, fill_for, mode)
+        "bars_1m": (f"(t // {minute}) * {minute}", f"{minute}", f"select symbol, ws, ws + {minute} as we from ({minutes})", 10 * minute, "previous"),
+        "quiet_1m": (f"(t // {minute}) * {minute}", f"{minute}", f"select symbol, ws, ws + {minute} as we from ({minutes})", 3 * minute, "null"),
+        "session_15m": (None, None, "select symbol, ws, we from session_windows, (select distinct symbol from trades)", 86_400_000, "previous"),
+    }
+    watermark = "max(t) over (order by line, idx rows between unbounded preceding and current row) - 2000"
+    filled_total = 0
+    for name, (assign, size_sql, grid, fill_for, mode) in cases.items():
+        if assign is None:
+            assigned = f"""select m.*, w.ws, w.we from marked m join session_windows w on w.ws <= m.t and m.t < w.we"""
+        else:
+            assigned = f"select *, {assign} as ws, {assign} + {size_sql} as we from marked"
+        rows = con.execute(f"""
+            with marked as (select *, {watermark} as watermark from trades),
+            assigned as ({assigned}),
+            real as (
+                select symbol, ws, we, first(price order by t, line, idx) as open, max(price) as high,
+                       min(price) as low, last(price order by t, line, idx) as close,
+                       sum(volume) as volume, count(*) as trades
+                from assigned where we > watermark group by symbol, ws, we
+            ),
+            grid as (
+                select g.* from ({grid}) g join (select symbol, min(ws) as first from real group by symbol) f
+                  on g.symbol = f.symbol and g.ws >= f.first
+            ),
+            joined as (
+                select g.symbol, g.ws, g.we, r.open, r.high, r.low, r.close, r.volume, r.trades,
+                       r.ws is not null as is_real,
+                       max(r.we) over (partition by g.symbol order by g.ws rows between unbounded preceding and current row) as last_end,
+                       last_value(r.close ignore nulls) over (partition by g.symbol order by g.ws rows between unbounded preceding and current row) as carry
+                from grid g left join real r on r.symbol = g.symbol and r.ws = g.ws
+            )
+            select symbol, ws, we, open, high, low, close, volume, trades, is_real, carry
+            from joined where is_real or ws < last_end + {fill_for}
+            order by symbol, ws
+        """).fetchall()
+        expected = []
+        for (sym, ws, we, o, h, l, c, v, n, is_real, carry) in rows:
+            if is_real:
+                row = (sym, ws, we, o, h, l, c, v, n, False)
+            elif mode == "previous":
+                row = (sym, ws, we, carry, carry, carry, carry, 0.0, 0, True)
+                filled_total += 1
+            else:
+                row = (sym, ws, we, None, None, None, None, None, 0, True)
+                filled_total += 1
+            if name == "quiet_1m":
+                row = row[:3] + (row[6], row[7], row[8], row[9])
+            expected.append(row)
+        cols = "close, volume, trades, filled" if name == "quiet_1m" else "open, high, low, close, volume, trades, filled"
+        got = con.execute(f"""
+            select symbol, epoch_ms(window_start), epoch_ms(window_end), {cols}
+            from read_parquet('{out}/{name}/**/*.parquet') order by symbol, window_start
+        """).fetchall()
+        compare(got, expected, f"{name} bars")
+    if filled_total == 0:
+        print("the input has no gaps to fill")
+        sys.exit(1)
 
 
 def main():
@@ -272,6 +373,7 @@ def main():
         "notional-rows": notional_rows,
         "rolling-features": rolling_features,
         "session-bars": session_bars,
+        "gap-filled-bars": gap_filled,
     }[name](con, out)
 
 

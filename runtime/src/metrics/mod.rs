@@ -70,6 +70,8 @@ pub struct StepStats {
     pub records_out: AtomicU64,
     /// Records a step left out by design (a market-time window: outside every session).
     pub records_skipped: AtomicU64,
+    /// Rows of windows without records that gap filling emitted.
+    pub rows_filled: AtomicU64,
 }
 
 /// The health of one source.

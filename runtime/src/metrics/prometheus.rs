@@ -206,6 +206,18 @@ pub fn render(m: &Metrics, started_ms: i64) -> String {
             get(&s.records_skipped),
         );
     }
+    f.head(
+        "tickflow_step_rows_filled_total",
+        "counter",
+        "Rows a window step emitted for windows without records (`fill:`), also counted as records out.",
+    );
+    for (name, s) in steps.iter().filter(|(_, s)| s.kind == "window") {
+        f.sample(
+            "tickflow_step_rows_filled_total",
+            &[("step", name)],
+            get(&s.rows_filled),
+        );
+    }
 
     // Sources.
     let sources = snapshot(&m.sources);

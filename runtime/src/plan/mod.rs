@@ -115,6 +115,20 @@ pub struct WindowNode {
     pub rows: Option<RowInput>,
     /// Tumbling windows in market time (a time zone, a calendar's sessions).
     pub align: Option<std::sync::Arc<crate::base::calendar::Align>>,
+    /// Gap filling: a row for every window of every key seen within `fill_for`.
+    pub fill: Option<FillPlan>,
+}
+
+/// How a window step fills windows without records.
+#[derive(Debug, Clone)]
+pub struct FillPlan {
+    pub mode: crate::dataflow::window::config::FillMode,
+    /// Windows starting this long after a key's last window with records are not filled.
+    pub for_ms: i64,
+    /// `last` aggregates kept beside the visible ones (one per field that `previous` carries).
+    pub carried: Vec<AggregatePlan>,
+    /// For each visible aggregate, the carried value it takes in a filled row.
+    pub carry_of: Vec<Option<usize>>,
 }
 
 #[derive(Debug, Clone)]
@@ -282,6 +296,7 @@ fn plan(
                 live: cfg.kind().live(),
                 complete: Vec::new(),
                 unwindowable: None,
+                dates: None,
             },
             schema,
             time_quantum_ms: 1000,

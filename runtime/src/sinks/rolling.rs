@@ -11,6 +11,7 @@ use anyhow::Result;
 
 use super::parquet::config::RollingSpec;
 use super::parquet::encode::ParquetEncoder;
+use crate::base::calendar::Align;
 use crate::base::record::{FieldType, Row, Schema, Value, format_date, format_ts};
 use crate::base::storage::Storage;
 use crate::base::storage::spill::Encoded;
@@ -27,18 +28,25 @@ pub enum Format {
 /// How a row's partition folder is derived.
 #[derive(Debug, Clone)]
 pub enum Partition {
-    Date(usize),
+    /// `date=` of a timestamp column: its UTC date, or its market date.
+    Date(usize, Option<Arc<Align>>),
     Hour(usize),
     Field(String, usize),
 }
 
 impl Partition {
-    /// Resolves `partition_by` names against `schema`; `time_index` serves `date`/`hour`.
-    pub fn resolve(names: &[String], schema: &Schema, time_index: Option<usize>) -> Vec<Partition> {
+    /// Resolves `partition_by` names against `schema`; `time_index` serves `date`/`hour`, and
+    /// `market` (a market-time window's) reckons the dates.
+    pub fn resolve(
+        names: &[String],
+        schema: &Schema,
+        time_index: Option<usize>,
+        market: Option<&Arc<Align>>,
+    ) -> Vec<Partition> {
         names
             .iter()
             .filter_map(|n| match n.as_str() {
-                "date" => time_index.map(Partition::Date),
+                "date" => time_index.map(|i| Partition::Date(i, market.cloned())),
                 "hour" => time_index.map(Partition::Hour),
                 other => schema
                     .index_of(other)
@@ -53,9 +61,16 @@ impl Partition {
             _ => None,
         };
         match self {
-            Partition::Date(i) => {
+            Partition::Date(i, market) => {
                 out.push_str("date=");
-                out.push_str(&ts(*i).map(format_date).unwrap_or_else(|| "unknown".into()));
+                match (ts(*i), market) {
+                    (Some(t), Some(m)) => {
+                        use std::fmt::Write;
+                        let _ = write!(out, "{}", m.date_of(t));
+                    }
+                    (Some(t), None) => out.push_str(&format_date(t)),
+                    (None, _) => out.push_str("unknown"),
+                }
             }
             Partition::Hour(i) => {
                 out.push_str("hour=");

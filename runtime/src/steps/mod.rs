@@ -66,6 +66,16 @@ pub struct StreamInfo {
     pub complete: Vec<Complete>,
     /// Why a window cannot read these rows (they come again revised, or out of time order).
     pub unwindowable: Option<String>,
+    /// A time column whose date is a market date (a market-time window's `window_start`: the
+    /// date of its session, or its local date), which `date` partitions use instead of UTC.
+    pub dates: Option<MarketDates>,
+}
+
+/// The date of `column`'s value in market time (see [`Align::date_of`]).
+#[derive(Debug, Clone)]
+pub struct MarketDates {
+    pub column: usize,
+    pub align: Arc<crate::base::calendar::Align>,
 }
 
 /// A time column of a window's rows: once the frontier reaches `T + lag`, every row whose

@@ -83,6 +83,35 @@ impl Align {
         Some((start, (start + self.size).min(hi)))
     }
 
+    /// The first window starting at or after `t` and before `until` (gap filling walks the
+    /// windows of a key one after the other, across gaps between sessions).
+    pub fn next_window(&self, mut t: i64, until: i64, cache: &mut AlignCache) -> Option<(i64, i64)> {
+        while t < until {
+            match self.window(t, cache) {
+                Some((s, e)) if s >= t => return Some((s, e)),
+                Some((_, e)) => t = e,
+                // In a gap: its end is the next span's start.
+                None => match cache.gap {
+                    Some((lo, hi)) if lo <= t && t < hi => t = hi,
+                    _ => return None,
+                },
+            }
+        }
+        None
+    }
+
+    /// The market date of `t`: the date of the session holding it (a 24/5 session that opened
+    /// on Sunday evening is Monday's), else its local date.
+    pub fn date_of(&self, t: i64) -> jiff::civil::Date {
+        match &self.calendar {
+            Some(c) => match c.session_at(t, self.session) {
+                Ok(s) => s.date,
+                Err(_) => Calendar::local_date(&self.tz, t),
+            },
+            None => Calendar::local_date(&self.tz, t),
+        }
+    }
+
     /// An upper bound of a window's length (a day's or week's span may be an hour longer when
     /// the clocks change; a 24/5 session is a day).
     pub fn longest_ms(&self) -> i64 {

@@ -13,7 +13,7 @@
 //! weekdays mon tue wed thu fri
 //! dates 2000-01-01 2030-12-31  # the dates the holidays below cover
 //! closed 2000-01-17            # a weekday without a session
-//! hours 2000-07-03 09:30 13:00 # a session with other hours (early closes, late opens)
+//! hours 2000-07-03 09:30 13:00 # a session with other hours (early closes, late opens; on any day)
 //! ```
 //!
 //! [`Align`] turns a calendar (or a time zone alone) into windows: intraday windows from the
@@ -282,9 +282,11 @@ impl Calendar {
             .unwrap_or(i64::MAX)
     }
 
-    /// Whether the exchange trades on `d`.
+    /// Whether the exchange trades on `d`: a listed weekday that is not `closed`, or a date with
+    /// its own `hours` (a special session, also on a weekend).
     pub fn trades_on(&self, d: Date) -> bool {
-        self.weekdays[d.weekday().to_monday_zero_offset() as usize] && !self.closed.contains(&d)
+        (self.weekdays[d.weekday().to_monday_zero_offset() as usize] || self.hours.contains_key(&d))
+            && !self.closed.contains(&d)
     }
 
     /// The session of date `d` of `kind`, if the exchange trades that day.
@@ -424,6 +426,20 @@ mod tests {
             .session_at(ms("2026-03-07T23:59:59Z"), SessionKind::Regular)
             .unwrap();
         assert_eq!((sat.open, sat.close), (ms("2026-03-07T00:00:00Z"), ms("2026-03-08T00:00:00Z")));
+    }
+
+    #[test]
+    fn a_calendar_file_with_a_holiday_and_a_special_weekend_session() {
+        let text = "name MYX\ntimezone Asia/Kolkata\nregular 09:15 15:30 # IST\n\
+                    weekdays mon tue wed thu fri\ndates 2026-01-01 2026-12-31\n\
+                    closed 2026-01-26\nhours 2026-11-08 18:00 19:00  # a Sunday\n";
+        let c = Calendar::parse(text, "my.cal").unwrap();
+        let s = |d: &str| c.session(d.parse().unwrap(), SessionKind::Regular);
+        assert_eq!(s("2026-01-26"), None);
+        assert_eq!(s("2026-01-27").unwrap().open, ms("2026-01-27T03:45:00Z"));
+        assert_eq!(s("2026-11-07"), None);
+        let sunday = s("2026-11-08").unwrap();
+        assert_eq!((sunday.open, sunday.close), (ms("2026-11-08T12:30:00Z"), ms("2026-11-08T13:30:00Z")));
     }
 
     #[test]

@@ -47,6 +47,34 @@ pub struct WindowStepConfig {
     /// recorded data and are not affected.
     #[serde(default)]
     pub partial_windows: PartialWindows,
+    /// Gap filling (tumbling windows): a row for every window of every key seen so far, also
+    /// when a window had no record. `previous` carries the key's last value of each field into
+    /// `first`/`last`/`min`/`max`/`avg`/`vwap` (a bar's open, high, low and close are the last
+    /// close) with `sum` and `count` 0 and `stddev` NULL; `null` gives NULLs and a `count` of 0.
+    /// A boolean `filled` column marks the filled rows. In market time only windows in sessions
+    /// are filled. (`fill: null` means NULL filling, not "no filling": leave `fill` out for none.)
+    #[serde(default, deserialize_with = "fill_mode")]
+    #[schemars(with = "Option<FillMode>")]
+    pub fill: Option<FillMode>,
+    /// How long after a key's last record its windows are still filled (the default, `1d`,
+    /// bounds what a delisted or halted symbol produces).
+    #[serde(default)]
+    pub fill_for: Option<Duration>,
+}
+
+/// `fill: null` (YAML's null) is NULL filling, as written; a missing `fill` is none.
+fn fill_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<FillMode>, D::Error> {
+    Ok(Some(Option::<FillMode>::deserialize(d)?.unwrap_or(FillMode::Null)))
+}
+
+/// What a filled window holds.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FillMode {
+    /// The key's last values (a flat bar at the last close), volume and count 0.
+    Previous,
+    /// NULLs, count 0.
+    Null,
 }
 
 /// Windows in market time: `{ timezone: America/New_York }` puts daily windows at local

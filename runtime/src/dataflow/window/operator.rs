@@ -31,6 +31,7 @@ use crate::sinks::dead_letter::{DeadLetter, DeadLetters};
 struct GroupBlob<R> {
     windows: Vec<(compact_str::CompactString, Vec<super::state::Win>)>,
     stash: Vec<(u64, R)>,
+    fills: Vec<(compact_str::CompactString, super::state::Fill)>,
 }
 
 #[derive(serde::Serialize)]
@@ -38,6 +39,7 @@ struct GroupBlob<R> {
 struct GroupBlobRef<'a, R> {
     windows: Vec<(compact_str::CompactString, &'a Vec<super::state::Win>)>,
     stash: Vec<(u64, &'a R)>,
+    fills: Vec<(compact_str::CompactString, &'a super::state::Fill)>,
 }
 
 impl<R> Default for GroupBlobRef<'_, R> {
@@ -45,6 +47,7 @@ impl<R> Default for GroupBlobRef<'_, R> {
         GroupBlobRef {
             windows: Vec::new(),
             stash: Vec::new(),
+            fills: Vec::new(),
         }
     }
 }
@@ -58,6 +61,9 @@ fn snapshot<R: WindowRecord>(
     let mut groups: BTreeMap<u32, GroupBlobRef<R>> = BTreeMap::new();
     for (g, entries) in state.snapshot(group_of) {
         groups.entry(g).or_default().windows = entries;
+    }
+    for (g, entries) in state.snapshot_fills(group_of) {
+        groups.entry(g).or_default().fills = entries;
     }
     for (time, (_, trades)) in stash {
         for t in trades {
@@ -132,6 +138,7 @@ pub fn window_stream<'scope, R: WindowRecord>(
                 match bincode::deserialize::<GroupBlob<R>>(blob) {
                     Ok(g) => {
                         state.restore(g.windows);
+                        state.restore_fills(g.fills);
                         for (time, trade) in g.stash {
                             stash.entry(time).or_insert_with(|| (initial.delayed(&time), Vec::new())).1.push(trade);
                         }
@@ -265,6 +272,7 @@ pub fn window_stream<'scope, R: WindowRecord>(
             }
             let stats = state.take_stats();
             step_stats.records_skipped.fetch_add(stats.outside, Relaxed);
+            step_stats.rows_filled.fetch_add(stats.filled, Relaxed);
             ctx.metrics.windows_fired.fetch_add(stats.fired, Relaxed);
             ctx.metrics.revisions_emitted.fetch_add(stats.revisions, Relaxed);
             ctx.metrics.late_revisions.fetch_add(stats.late_accepted, Relaxed);

@@ -10,7 +10,8 @@ use super::aggregate::Acc;
 use super::input::WindowRecord;
 use crate::base::record::{Row, Value};
 use crate::base::calendar::{Align, AlignCache};
-use crate::plan::{AggregatePlan, WindowKind, WindowNode};
+use crate::dataflow::window::config::{AggregateFn, FillMode};
+use crate::plan::{AggregatePlan, FillPlan, WindowKind, WindowNode};
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Win {
@@ -22,17 +23,134 @@ pub struct Win {
     dirty: bool,
 }
 
-/// A window's output row: key, start, end, the aggregates, and the revision when revisable.
-fn make_row(n_aggs: usize, revisions: bool, key: &str, w: &Win) -> Row {
-    let mut row = Vec::with_capacity(3 + n_aggs + 1);
+/// What a window's row holds: key, start, end, the visible aggregates (the carried `last`
+/// values of gap filling follow them in the accumulators), `filled`, and `revision`.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    n_aggs: usize,
+    carried: usize,
+    filled: bool,
+    revisions: bool,
+}
+
+/// A window's output row. `carry` takes the window's carried values (gap filling).
+fn make_row(l: &Layout, key: &str, w: &Win, carry: Option<&mut Vec<Option<f64>>>) -> Row {
+    let mut row = Vec::with_capacity(3 + l.n_aggs + l.carried + 2);
     row.push(Value::Str(CompactString::from(key)));
     row.push(Value::Ts(w.start));
     row.push(Value::Ts(w.end));
     w.acc.emit(&mut row);
-    if revisions {
+    if l.carried > 0 {
+        if let Some(carry) = carry {
+            for (c, v) in carry.iter_mut().zip(&row[3 + l.n_aggs..]) {
+                if let Value::F64(x) = v {
+                    *c = Some(*x);
+                }
+            }
+        }
+        row.truncate(3 + l.n_aggs);
+    }
+    if l.filled {
+        row.push(Value::Bool(false));
+    }
+    if l.revisions {
         row.push(Value::I64(w.revision));
     }
     row
+}
+
+/// The row of a window `[start, end)` without records.
+fn filled_row(
+    l: &Layout,
+    aggs: &[AggregatePlan],
+    plan: &FillPlan,
+    key: &str,
+    (start, end): (i64, i64),
+    carry: &[Option<f64>],
+) -> Row {
+    let mut row = Vec::with_capacity(3 + l.n_aggs + 2);
+    row.push(Value::Str(CompactString::from(key)));
+    row.push(Value::Ts(start));
+    row.push(Value::Ts(end));
+    for (a, c) in aggs.iter().zip(&plan.carry_of) {
+        row.push(match (a.func, plan.mode, c) {
+            (AggregateFn::Count, _, _) => Value::I64(0),
+            (AggregateFn::Sum, FillMode::Previous, _) => Value::F64(0.0),
+            (_, _, Some(c)) => carry[*c].map_or(Value::Null, Value::F64),
+            _ => Value::Null,
+        });
+    }
+    row.push(Value::Bool(true));
+    if l.revisions {
+        row.push(Value::I64(0));
+    }
+    row
+}
+
+/// A key's gap filling: how far its windows have been emitted and what filled rows carry.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Fill {
+    /// The end of the key's last emitted window (with records, or filled).
+    cursor: i64,
+    /// Windows starting at or after this are not filled (`fill_for` after the last records).
+    until: i64,
+    /// The key's last value of each carried field (`None` before any).
+    carry: Vec<Option<f64>>,
+}
+
+/// The windows gap filling walks: the epoch's grid, or market time.
+enum Grid {
+    Epoch(i64),
+    Market(std::sync::Arc<Align>),
+}
+
+impl Grid {
+    /// The first window starting at or after `t` and before `until`.
+    fn next(&self, t: i64, until: i64, cache: &mut AlignCache) -> Option<(i64, i64)> {
+        match self {
+            Grid::Epoch(size) => {
+                let s = t.div_euclid(*size) * size;
+                let s = if s < t { s + size } else { s };
+                (s < until).then_some((s, s + size))
+            }
+            Grid::Market(a) => a.next_window(t, until, cache),
+        }
+    }
+}
+
+/// Gap filling state: the plan, each key's progress, and the windows they walk.
+struct Filling {
+    plan: FillPlan,
+    grid: Grid,
+    cache: AlignCache,
+    keys: HashMap<CompactString, Fill, foldhash::fast::RandomState>,
+}
+
+/// Emits the filled rows of `key` from its cursor up to the window starting at `before`, for
+/// windows ending by `upto`; returns how many.
+#[allow(clippy::too_many_arguments)]
+fn fill_gap(
+    l: &Layout,
+    aggs: &[AggregatePlan],
+    plan: &FillPlan,
+    grid: &Grid,
+    cache: &mut AlignCache,
+    key: &str,
+    f: &mut Fill,
+    before: i64,
+    upto: i64,
+    out: &mut Vec<(i64, Row)>,
+) -> u64 {
+    let mut n = 0;
+    while let Some((s, e)) = grid.next(f.cursor, f.until.min(before), cache) {
+        if e > upto {
+            break;
+        }
+        out.push((s, filled_row(l, aggs, plan, key, (s, e), &f.carry)));
+        f.cursor = e;
+        n += 1;
+    }
+    n
 }
 
 /// Counters since the last [`WindowState::take_stats`].
@@ -43,13 +161,14 @@ pub struct WindowStats {
     pub late_accepted: u64,
     /// Records outside every session of a market-time window (left out).
     pub outside: u64,
+    /// Rows of windows without records (gap filling).
+    pub filled: u64,
 }
 
 pub struct WindowState {
     kind: WindowKind,
     allowed: i64,
     aggs: Vec<AggregatePlan>,
-    revisions: bool,
     keys: HashMap<CompactString, Vec<Win>, foldhash::fast::RandomState>,
     dirty: Vec<(CompactString, i64)>,
     stats: WindowStats,
@@ -60,15 +179,38 @@ pub struct WindowState {
     min_start: i64,
     /// Market time: windows come from sessions or local days instead of the epoch's grid.
     align: Option<(std::sync::Arc<Align>, AlignCache)>,
+    layout: Layout,
+    fill: Option<Filling>,
 }
 
 impl WindowState {
     pub fn new(node: &WindowNode) -> WindowState {
+        let mut aggs = node.aggregates.clone();
+        let fill = node.fill.as_ref().and_then(|plan| {
+            aggs.extend(plan.carried.iter().cloned());
+            let grid = match (node.kind, &node.align) {
+                (_, Some(a)) => Grid::Market(std::sync::Arc::clone(a)),
+                (WindowKind::Tumbling { size }, None) => Grid::Epoch(size),
+                _ => return None,
+            };
+            Some(Filling {
+                plan: plan.clone(),
+                grid,
+                cache: AlignCache::default(),
+                keys: HashMap::default(),
+            })
+        });
         WindowState {
+            layout: Layout {
+                n_aggs: node.aggregates.len(),
+                carried: node.fill.as_ref().map_or(0, |p| p.carried.len()),
+                filled: fill.is_some(),
+                revisions: node.allowed_lateness_ms > 0,
+            },
+            fill,
             kind: node.kind,
             allowed: node.allowed_lateness_ms,
-            aggs: node.aggregates.clone(),
-            revisions: node.allowed_lateness_ms > 0,
+            aggs,
             keys: HashMap::default(),
             dirty: Vec::new(),
             stats: WindowStats::default(),
@@ -147,8 +289,14 @@ impl WindowState {
                     }
                 }
                 None => {
-                    // A window first seen through a late record fires at the next round.
+                    // A window first seen through a late record fires at the next round; if
+                    // gap filling emitted it, as its revision 1.
                     self.next_due = self.next_due.min(end);
+                    let refilled = self
+                        .fill
+                        .as_ref()
+                        .and_then(|f| f.keys.get(t.key()))
+                        .is_some_and(|f| start < f.cursor);
                     let at = wins.partition_point(|w| w.start < start);
                     wins.insert(
                         at,
@@ -157,7 +305,7 @@ impl WindowState {
                             end,
                             acc: Acc::new(&self.aggs, t),
                             fired: false,
-                            revision: 0,
+                            revision: i64::from(refilled),
                             dirty: false,
                         },
                     );
@@ -229,29 +377,59 @@ impl WindowState {
             return;
         }
         let mut fired: Vec<(i64, Row)> = Vec::new();
-        let (allowed, n_aggs, revisions) = (self.allowed, self.aggs.len(), self.revisions);
+        let (allowed, layout) = (self.allowed, self.layout);
         let mut next_due = i64::MAX;
+        let (mut filled, mut real) = (0, 0);
+        let aggs = &self.aggs[..layout.n_aggs];
+        let mut fill = self.fill.as_mut();
         self.keys.retain(|key, wins| {
             for w in wins.iter_mut() {
                 if !w.fired && w.end <= upto {
                     w.fired = true;
                     w.dirty = false;
-                    fired.push((w.start, make_row(n_aggs, revisions, key, w)));
+                    real += 1;
+                    let Some(fl) = fill.as_deref_mut() else {
+                        fired.push((w.start, make_row(&layout, key, w, None)));
+                        continue_due(w, allowed, upto, &mut next_due);
+                        continue;
+                    };
+                    let f = fl.keys.entry(key.clone()).or_insert_with(|| Fill {
+                        cursor: w.start,
+                        until: w.start,
+                        carry: vec![None; fl.plan.carried.len()],
+                    });
+                    // The windows between the last one emitted and this one had no records.
+                    filled += fill_gap(&layout, aggs, &fl.plan, &fl.grid, &mut fl.cache, key, f, w.start, upto, &mut fired);
+                    // A late window that filling had emitted moves nothing on.
+                    let current = w.start >= f.cursor;
+                    let row = make_row(&layout, key, w, current.then_some(&mut f.carry));
+                    if current {
+                        f.cursor = w.end;
+                        f.until = w.end.saturating_add(fl.plan.for_ms);
+                    }
+                    fired.push((w.start, row));
                 }
-                let due = if w.fired {
-                    w.end.saturating_add(allowed)
-                } else {
-                    w.end
-                };
-                if due > upto {
-                    next_due = next_due.min(due);
-                }
+                continue_due(w, allowed, upto, &mut next_due);
             }
             wins.retain(|w| !(w.fired && w.end.saturating_add(allowed) <= upto));
             !wins.is_empty()
         });
+        if let Some(fl) = fill {
+            // Every key filled up to the watermark; a key is forgotten once `fill_for` has passed.
+            fl.keys.retain(|key, f| {
+                filled += fill_gap(&layout, aggs, &fl.plan, &fl.grid, &mut fl.cache, key, f, i64::MAX, upto, &mut fired);
+                match fl.grid.next(f.cursor, f.until, &mut fl.cache) {
+                    Some((_, end)) => {
+                        next_due = next_due.min(end);
+                        true
+                    }
+                    None => false,
+                }
+            });
+        }
         self.next_due = next_due;
-        self.stats.fired += fired.len() as u64;
+        self.stats.fired += real;
+        self.stats.filled += filled;
         // Rows start with the key: (start, key) order.
         let key_of = |r: &Row| match r.first() {
             Some(Value::Str(s)) => s.as_str().to_owned(),
@@ -262,11 +440,12 @@ impl WindowState {
     }
 
     /// Rows for fired windows that late records changed since the last call (revision + 1).
+    /// (Filled rows after a revised window keep the values they carried.)
     pub fn take_revisions(&mut self, out: &mut Vec<Row>) {
         let mut dirty = std::mem::take(&mut self.dirty);
         dirty.sort();
         let sorted = !matches!(self.kind, WindowKind::Session { .. });
-        let (n_aggs, revisions) = (self.aggs.len(), self.revisions);
+        let layout = self.layout;
         for (key, start) in dirty {
             let Some(wins) = self.keys.get_mut(key.as_str()) else {
                 continue;
@@ -285,7 +464,7 @@ impl WindowState {
             w.dirty = false;
             w.revision += 1;
             self.stats.revisions += 1;
-            out.push(make_row(n_aggs, revisions, &key, w));
+            out.push(make_row(&layout, &key, w, None));
         }
     }
 
@@ -299,11 +478,36 @@ impl WindowState {
             .count() as u64;
         self.keys.clear();
         self.dirty.clear();
+        if let Some(f) = self.fill.as_mut() {
+            f.keys.clear();
+        }
         n
     }
 
+    /// No window open and no key being filled.
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.keys.is_empty() && self.fill.as_ref().is_none_or(|f| f.keys.is_empty())
+    }
+
+    /// Each key's gap filling, grouped by key group (for checkpoints).
+    pub fn snapshot_fills(
+        &self,
+        group_of: impl Fn(&str) -> u32,
+    ) -> std::collections::BTreeMap<u32, Vec<(CompactString, &Fill)>> {
+        let mut out: std::collections::BTreeMap<u32, Vec<(CompactString, &Fill)>> =
+            Default::default();
+        for (k, f) in self.fill.iter().flat_map(|f| f.keys.iter()) {
+            out.entry(group_of(k)).or_default().push((k.clone(), f));
+        }
+        out
+    }
+
+    /// Adds restored gap filling.
+    pub fn restore_fills(&mut self, entries: Vec<(CompactString, Fill)>) {
+        self.next_due = i64::MIN;
+        if let Some(fl) = self.fill.as_mut() {
+            fl.keys.extend(entries);
+        }
     }
 
     /// The state of every key, grouped by key group (for checkpoints).
@@ -333,5 +537,18 @@ impl WindowState {
 
     pub fn take_stats(&mut self) -> WindowStats {
         std::mem::take(&mut self.stats)
+    }
+}
+
+/// Lowers `next_due` to when `w` next needs attention (its end, or the end of its lateness).
+#[inline]
+fn continue_due(w: &Win, allowed: i64, upto: i64, next_due: &mut i64) {
+    let due = if w.fired {
+        w.end.saturating_add(allowed)
+    } else {
+        w.end
+    };
+    if due > upto {
+        *next_due = (*next_due).min(due);
     }
 }

@@ -4,14 +4,14 @@
 use std::sync::Arc;
 
 use super::config::{
-    AggregateFn, AlignSpec, PartialWindows, SessionKind, WindowEngine, WindowSpec,
+    AggregateFn, AlignSpec, FillMode, PartialWindows, SessionKind, WindowEngine, WindowSpec,
     WindowStepConfig,
 };
 use crate::base::calendar::{Align, Calendar, time_zone};
 use crate::base::calendar::align::{DAY_MS, WEEK_MS};
 use crate::base::record::{Field, FieldType, Schema};
 use crate::plan::{
-    AggregatePlan, MAX_WINDOWS_PER_RECORD, RowInput, TradeField, WindowKind, WindowNode,
+    AggregatePlan, FillPlan, MAX_WINDOWS_PER_RECORD, RowInput, TradeField, WindowKind, WindowNode,
 };
 use crate::spec::diagnostic::suggest;
 use crate::steps::{
@@ -47,6 +47,7 @@ impl StepConfig for WindowStepConfig {
             source,
             live,
             complete,
+            dates: node.align.clone().map(|align| crate::steps::MarketDates { column: 1, align }),
             unwindowable: if node.allowed_lateness_ms > 0 {
                 Some(format!(
                     "`{}` revises rows it has emitted (`allowed_lateness`): a window over them would count a window's first row and its revisions alike; window rows without revisions (`allowed_lateness: 0s` upstream)",
@@ -86,6 +87,17 @@ impl StepOp for WindowNode {
         };
         let shape = match &self.align {
             Some(a) => format!("{shape} {}", a.describe()),
+            None => shape,
+        };
+        let shape = match &self.fill {
+            Some(f) => format!(
+                "{shape}, gaps filled ({}) for {}",
+                match f.mode {
+                    FillMode::Previous => "previous",
+                    FillMode::Null => "null",
+                },
+                d(f.for_ms)
+            ),
             None => shape,
         };
         let aggs: Vec<&str> = self.aggregates.iter().map(|a| a.name.as_str()).collect();
@@ -397,6 +409,25 @@ pub(crate) fn plan_window(
             field,
         });
     }
+    let fill = plan_fill(&p, cfg, kind, &aggregates, err);
+    ok &= fill.is_ok();
+    let fill = fill.ok().flatten();
+    if fill.is_some() {
+        if cfg.aggregates.contains_key("filled") {
+            err(
+                format!("{p}.aggregates.filled"),
+                "column `filled` clashes with the column gap filling adds".into(),
+            );
+            ok = false;
+        }
+        if fill.as_ref().is_some_and(|f| f.mode == FillMode::Null) {
+            // A NULL-filled row has NULL in every aggregate but `count`.
+            for (f, a) in fields[3..].iter_mut().zip(&aggregates) {
+                f.nullable |= a.func != AggregateFn::Count;
+            }
+        }
+        fields.push(Field::new("filled", FieldType::Boolean, false));
+    }
     if revisions {
         fields.push(Field::new("revision", FieldType::Int64, false));
     }
@@ -420,6 +451,14 @@ pub(crate) fn plan_window(
                 format!("{p}.engine"),
                 "the differential engine reads trades; a window over rows uses `timely` or `auto`"
                     .into(),
+            );
+            ok = false;
+            false
+        }
+        WindowEngine::Differential if fill.is_some() => {
+            err(
+                format!("{p}.engine"),
+                "the differential engine does not fill gaps; use `timely` or `auto`".into(),
             );
             ok = false;
             false
@@ -453,7 +492,75 @@ pub(crate) fn plan_window(
         skip_partial,
         rows,
         align,
+        fill,
     })
+}
+
+/// Gap filling: tumbling windows only; which values `previous` carries.
+fn plan_fill(
+    p: &str,
+    cfg: &WindowStepConfig,
+    kind: WindowKind,
+    aggregates: &[AggregatePlan],
+    err: &mut dyn FnMut(String, String),
+) -> Result<Option<FillPlan>, ()> {
+    let Some(mode) = cfg.fill else {
+        if let Some(d) = cfg.fill_for {
+            err(
+                format!("{p}.fill_for"),
+                format!("`fill_for: {d}` bounds gap filling: add `fill: previous` (or `null`)"),
+            );
+            return Err(());
+        }
+        return Ok(None);
+    };
+    if !matches!(kind, WindowKind::Tumbling { .. }) {
+        err(
+            format!("{p}.fill"),
+            "gap filling gives a row per key for every window of a tumbling window's grid; hopping and session windows are not filled (remove `fill:`)".into(),
+        );
+        return Err(());
+    }
+    let for_ms = cfg.fill_for.map_or(DAY_MS, |d| d.as_millis());
+    if for_ms <= 0 {
+        err(
+            format!("{p}.fill_for"),
+            format!("must be positive, got {}", crate::spec::units::Duration(for_ms)),
+        );
+        return Err(());
+    }
+    let mut carried: Vec<AggregatePlan> = Vec::new();
+    let mut carry_of = Vec::with_capacity(aggregates.len());
+    for a in aggregates {
+        let level = matches!(
+            a.func,
+            AggregateFn::First
+                | AggregateFn::Last
+                | AggregateFn::Min
+                | AggregateFn::Max
+                | AggregateFn::Avg
+                | AggregateFn::Vwap
+        );
+        if mode != FillMode::Previous || !level {
+            carry_of.push(None);
+            continue;
+        }
+        let at = carried.iter().position(|c| c.field == a.field).unwrap_or_else(|| {
+            carried.push(AggregatePlan {
+                name: String::new(),
+                func: AggregateFn::Last,
+                field: a.field,
+            });
+            carried.len() - 1
+        });
+        carry_of.push(Some(at));
+    }
+    Ok(Some(FillPlan {
+        mode,
+        for_ms,
+        carried,
+        carry_of,
+    }))
 }
 
 /// Market time: the time zone, the calendar, and what sizes they allow.

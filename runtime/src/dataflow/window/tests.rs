@@ -25,6 +25,7 @@ fn node(kind: WindowKind, allowed: i64, aggs: &[(AggregateFn, TradeField)]) -> W
         skip_partial: false,
         rows: None,
         align: None,
+        fill: None,
     }
 }
 
@@ -252,4 +253,131 @@ fn many_small_windows_fire_once_each_in_order() {
     let want: Vec<((i64, String), i64)> = expected.into_iter().collect();
     assert_eq!(got, want);
     assert!(s.is_empty());
+}
+
+/// Open (first price), high (max price), volume (sum), trades (count), filled with `previous`.
+fn filling(kind: WindowKind, allowed: i64, for_ms: i64) -> WindowNode {
+    use AggregateFn::*;
+    let mut n = node(
+        kind,
+        allowed,
+        &[
+            (First, TradeField::Price),
+            (Max, TradeField::Price),
+            (Sum, TradeField::Volume),
+            (Count, TradeField::Price),
+        ],
+    );
+    n.fill = Some(crate::plan::FillPlan {
+        mode: super::config::FillMode::Previous,
+        for_ms,
+        carried: vec![AggregatePlan {
+            name: String::new(),
+            func: Last,
+            field: TradeField::Price,
+        }],
+        carry_of: vec![Some(0), Some(0), None, None],
+    });
+    n
+}
+
+/// (key, start, open, high, volume, count, filled) of each row.
+fn bars(rows: &[Row]) -> Vec<(String, i64, Option<f64>, Option<f64>, f64, i64, bool)> {
+    let f = |v: &Value| match v {
+        Value::F64(x) => Some(*x),
+        _ => None,
+    };
+    rows.iter()
+        .map(|r| match (&r[0], &r[1], &r[5], &r[6], &r[7]) {
+            (Value::Str(k), Value::Ts(s), Value::F64(v), Value::I64(n), Value::Bool(filled)) => {
+                (k.to_string(), *s, f(&r[3]), f(&r[4]), *v, *n, *filled)
+            }
+            other => panic!("unexpected row {other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn gaps_are_filled_with_the_last_close_until_fill_for_has_passed() {
+    let m = 60_000;
+    let mut s = WindowState::new(&filling(WindowKind::Tumbling { size: m }, 0, 3 * m));
+    // A: minutes 0 (closing at 11 after 10) and 2; B: minute 0 only.
+    s.add(&trade("A", 10.0, 1.0, 1_000, 1, 0));
+    s.add(&trade("A", 11.0, 2.0, 2_000, 2, 0));
+    s.add(&trade("B", 50.0, 5.0, 3_000, 3, 0));
+    s.add(&trade("A", 12.0, 1.0, 2 * m + 5, 4, 0));
+    let rows = fire(&mut s, 10 * m);
+    let a = |st, o, h, v, n, filled| ("A".to_string(), st, Some(o), Some(h), v, n, filled);
+    let b = |st, o, h, v, n, filled| ("B".to_string(), st, Some(o), Some(h), v, n, filled);
+    assert_eq!(
+        bars(&rows),
+        vec![
+            a(0, 10.0, 11.0, 3.0, 2, false),
+            b(0, 50.0, 50.0, 5.0, 1, false),
+            a(m, 11.0, 11.0, 0.0, 0, true), // the last close, not the high
+            b(m, 50.0, 50.0, 0.0, 0, true),
+            a(2 * m, 12.0, 12.0, 1.0, 1, false),
+            b(2 * m, 50.0, 50.0, 0.0, 0, true),
+            a(3 * m, 12.0, 12.0, 0.0, 0, true),
+            b(3 * m, 50.0, 50.0, 0.0, 0, true), // B's last: it starts 3 minutes after B's last end
+            a(4 * m, 12.0, 12.0, 0.0, 0, true),
+            a(5 * m, 12.0, 12.0, 0.0, 0, true),
+        ]
+    );
+    assert!(s.is_empty(), "every key is forgotten once fill_for has passed");
+}
+
+#[test]
+fn a_late_trade_in_a_filled_window_revises_it() {
+    let m = 60_000;
+    let mut s = WindowState::new(&filling(WindowKind::Tumbling { size: m }, 10 * m, 60 * m));
+    s.add(&trade("A", 10.0, 1.0, 1_000, 1, 0));
+    let rows = fire(&mut s, 3 * m);
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[1][7], Value::Bool(true));
+    assert_eq!(rows[1][8], Value::I64(0), "a filled row is the window's first emission");
+    // A trade for minute 1, read at watermark 3m (within the allowed lateness).
+    assert_eq!(s.add(&trade("A", 9.0, 4.0, m + 10, 2, 3 * m)), None);
+    let rows = fire(&mut s, 3 * m + 1);
+    let r = &rows[0];
+    assert_eq!(
+        (&r[1], &r[3], &r[5], &r[6], &r[7], &r[8]),
+        (&Value::Ts(m), &Value::F64(9.0), &Value::F64(4.0), &Value::I64(1), &Value::Bool(false), &Value::I64(1))
+    );
+}
+
+#[test]
+fn market_time_gaps_are_filled_within_sessions_only() {
+    use crate::base::calendar::{Align, Calendar, SessionKind};
+    let ms = |s: &str| s.parse::<jiff::Timestamp>().unwrap().as_millisecond();
+    let h = 3_600_000;
+    let cal = Calendar::load("XNYS").unwrap();
+    let mut n = filling(WindowKind::Tumbling { size: h }, 0, 4 * 24 * h);
+    n.align = Some(std::sync::Arc::new(Align {
+        tz_name: cal.tz_name.clone(),
+        tz: cal.tz.clone(),
+        calendar: Some(cal),
+        session: SessionKind::Regular,
+        size: h,
+    }));
+    let mut s = WindowState::new(&n);
+    // Friday 2026-03-06 14:45 New York (EST), then nothing until Monday (EDT from Sunday).
+    s.add(&trade("A", 10.0, 1.0, ms("2026-03-06T19:45:00Z"), 1, 0));
+    let rows = fire(&mut s, ms("2026-03-09T15:30:00Z"));
+    let starts: Vec<(i64, i64, bool)> = rows
+        .iter()
+        .map(|r| match (&r[1], &r[2], &r[7]) {
+            (Value::Ts(a), Value::Ts(b), Value::Bool(f)) => (*a, *b, *f),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        starts,
+        vec![
+            (ms("2026-03-06T19:30:00Z"), ms("2026-03-06T20:30:00Z"), false),
+            (ms("2026-03-06T20:30:00Z"), ms("2026-03-06T21:00:00Z"), true), // to the close
+            (ms("2026-03-09T13:30:00Z"), ms("2026-03-09T14:30:00Z"), true), // Monday's open
+            (ms("2026-03-09T14:30:00Z"), ms("2026-03-09T15:30:00Z"), true),
+        ]
+    );
 }

@@ -69,6 +69,7 @@ impl DeadLetters {
                     &["date".to_string()],
                     &schema,
                     schema.index_of("received_at"),
+                    None,
                 );
                 let format = match spec.format {
                     DeadLetterFormat::Jsonl => Format::Jsonl,

@@ -15,7 +15,8 @@ pub struct ParquetSinkConfig {
     /// (in-process, for tests).
     pub path: String,
     /// Partition folders, outermost first: `date` (`date=YYYY-MM-DD`) and `hour` (`hour=HH`) from
-    /// `partition_time_field` in UTC, or the name of a string field (e.g. `symbol`).
+    /// `partition_time_field` in UTC, or the name of a string field (e.g. `symbol`). The `date`
+    /// of a market-time window's `window_start` is its session's date (or its local date).
     #[serde(default = "default_partition_by")]
     pub partition_by: Vec<String>,
     /// Timestamp field that `date`/`hour` partitions use. Default: `window_start` for window

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use super::config::ParquetSinkConfig;
 use super::parquet_sink;
+use crate::base::calendar::Align;
 use crate::base::record::{FieldType, Schema};
 use crate::sinks::{SinkBuildCx, SinkConfig, SinkOp, SinkPlanCx};
 use crate::spec::diagnostic::suggest;
@@ -86,11 +87,17 @@ impl SinkConfig for ParquetSinkConfig {
                 },
             }
         }
+        let market_dates = stream
+            .dates
+            .as_ref()
+            .filter(|d| Some(d.column) == partition_time_index)
+            .map(|d| Arc::clone(&d.align));
         Some(Arc::new(ParquetSink {
             name: cx.name.to_string(),
             config: self.clone(),
             schema: schema.clone(),
             partition_time_index,
+            market_dates,
         }))
     }
 }
@@ -104,11 +111,20 @@ pub(super) struct ParquetSink {
     pub schema: Schema,
     /// The timestamp column `date`/`hour` partitions read.
     pub partition_time_index: Option<usize>,
+    /// How `date` is reckoned when that column is a market-time window's start: the session's
+    /// (or the local) date; UTC otherwise.
+    pub market_dates: Option<Arc<Align>>,
 }
 
 impl SinkOp for ParquetSink {
     fn describe(&self) -> String {
-        format!("parquet, partitions {}", self.config.partition_by.join("/"))
+        let dates = match &self.market_dates {
+            Some(a) if self.config.partition_by.iter().any(|p| p == "date") => {
+                format!(" (dates {})", a.describe())
+            }
+            _ => String::new(),
+        };
+        format!("parquet, partitions {}{dates}", self.config.partition_by.join("/"))
     }
     fn staged_folder(&self) -> Option<&str> {
         Some(&self.config.path)

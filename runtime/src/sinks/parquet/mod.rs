@@ -48,6 +48,7 @@ fn parquet_sink<'scope>(
                 &config.partition_by,
                 &schema,
                 node.partition_time_index,
+                node.market_dates.as_ref(),
             ),
             ctx.file_prefix(worker),
             Arc::clone(&ctx.metrics),

@@ -75,6 +75,7 @@ impl StepConfig for DeriveConfig {
             time: keep(input.time, crate::base::record::FieldType::Timestamp),
             // A time column an expression replaced is no longer the one rows arrive in order of.
             complete: input.complete.iter().copied().filter(|c| !targets.contains(&c.column)).collect(),
+            dates: input.dates.clone().filter(|d| !targets.contains(&d.column)),
             schema: schema.clone(),
             kind: StreamKind::Rows,
             ..input.clone()

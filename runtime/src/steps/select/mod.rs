@@ -71,6 +71,7 @@ impl StepConfig for SelectConfig {
                 .iter()
                 .filter_map(|c| Some(crate::steps::Complete { column: follow(Some(c.column))?, ..*c }))
                 .collect(),
+            dates: input.dates.clone().and_then(|d| Some(crate::steps::MarketDates { column: follow(Some(d.column))?, ..d })),
             ..input.clone()
         };
         let names: Vec<String> = self.columns.clone();
