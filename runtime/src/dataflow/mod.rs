@@ -2,6 +2,7 @@
 //! sinks, one copy per worker thread.
 
 pub mod context;
+pub mod ordered;
 pub mod stash;
 pub mod time;
 pub mod window;

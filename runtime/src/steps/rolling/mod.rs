@@ -323,7 +323,16 @@ impl StepOp for Rolling {
         )
     }
     fn build<'s>(&self, input: AnyStream<'s>, cx: &BuildCx<'_>) -> AnyStream<'s> {
-        AnyStream::Rows(operator::rolling_stream(input.rows(), cx, self))
+        let how = crate::dataflow::ordered::Ordering {
+            name: self.name.clone(),
+            kind: "rolling",
+            key: self.key,
+            time: self.time,
+            lag: self.lag,
+            stamped: self.stamped,
+            input_schema: self.input_schema.clone(),
+        };
+        AnyStream::Rows(crate::dataflow::ordered::in_event_time_order(input.rows(), cx, &how, self.clone()))
     }
     fn paces_source(&self) -> bool {
         true
