@@ -371,3 +371,17 @@ fn gap_filled_bars_equal_duckdb_over_a_grid_of_windows() {
         run_and_check(&python, "gap-filled-bars", &spec, &trades, &out, workers);
     }
 }
+
+#[test]
+fn tick_volume_and_dollar_bars_equal_a_plain_loop_over_duckdb_ordered_trades() {
+    let Some(python) = crate::sql::python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let trades = market_weeks(dir.path());
+    for workers in ["1", "2"] {
+        let out = dir.path().join(format!("out{workers}"));
+        let spec = repo().join("specs/examples/volume-bars.yaml");
+        run_and_check(&python, "volume-bars", &spec, &trades, &out, workers);
+    }
+}

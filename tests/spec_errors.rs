@@ -589,3 +589,34 @@ fn gap_filling_names_the_windows_it_cannot_fill() {
         "{stderr}"
     );
 }
+
+#[test]
+fn count_volume_and_notional_bars_name_what_does_not_fit() {
+    let lines = [
+        "  a: { type: window, input: trades, window: { type: volume, size: 0 }, aggregates: { n: { fn: count } } }",
+        "  b: { type: window, input: trades, window: { type: count, size: 10 }, allowed_lateness: 5s, aggregates: { n: { fn: count } } }",
+        "  c: { type: window, input: trades, window: { type: notional, size: 1e6, field: price }, aggregates: { n: { fn: count } } }",
+        "  d: { type: window, input: trades, window: { type: volume, size: 100, field: volum }, aggregates: { n: { fn: count } } }",
+        "  e: { type: window, input: trades, window: { type: count, size: 10 }, align: { calendar: XNYS }, aggregates: { partial: { fn: count } } }",
+    ];
+    let yaml = format!(
+        "name: bad\nsources:\n  trades: {{ type: replay, path: {} }}\nsteps:\n{}\nsinks:\n  out: {{ type: parquet, input: a, path: out/a }}\n",
+        sample(),
+        lines.join("\n")
+    );
+    let at = |i: usize, what: &str| format!("spec.yaml:{}:{}", 5 + i, lines[i].find(what).unwrap() + 1);
+    let (code, stderr) = validate(&yaml, &[]);
+    assert_eq!(code, 2);
+    let want = [
+        format!("{}: steps.a.window.size: must be a positive number, got 0", at(0, "0 }")),
+        format!("{}: steps.b.allowed_lateness: `count` bars close on what they hold, not on time: a late record would move every later bar's boundary; late records are dead-lettered (use 0s)", at(1, "5s")),
+        format!("{}: steps.c.window.field: notional bars over trades sum price × volume (remove `field: price`)", at(2, "price")),
+        format!("{}: steps.d.window.field: unknown field `volum`; did you mean `volume`?", at(3, "volum }")),
+        format!("{}: steps.e.align: `count` bars close on what they hold, not on time: they have no place in market time (remove `align:`)", at(4, "{ calendar")),
+        format!("{}: steps.e.aggregates.partial: column `partial` clashes with the column count, volume and notional bars add", at(4, "{ fn: count }")),
+    ];
+    for w in &want {
+        assert!(stderr.contains(w.as_str()), "missing\n  {w}\nin\n{stderr}");
+    }
+    assert!(stderr.ends_with("6 error(s) in spec.yaml\n"), "{stderr}");
+}

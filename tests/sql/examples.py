@@ -362,6 +362,90 @@ def gap_filled(con, out):
         sys.exit(1)
 
 
+def sample_bars(rows, amount, size):
+    """Bars over (symbol, t, price, volume) in event-time order: a bar takes trades until its
+    amount reaches `size`; the trade that reaches it closes the bar; the last open bar of each
+    symbol is partial. A plain loop, independent of tickflow's operator."""
+    bars, cur = [], None
+
+    def close(b, partial):
+        vwap = b["pv"] / b["vol"] if b["vol"] > 0 else None
+        return (b["sym"], b["start"], b["end"], b["o"], b["h"], b["l"], b["c"], b["vol"], vwap, b["n"], partial)
+
+    for sym, t, p, v in rows:
+        if cur is not None and cur["sym"] != sym:
+            bars.append(close(cur, True))
+            cur = None
+        if cur is None:
+            cur = dict(sym=sym, start=t, end=t, o=p, h=p, l=p, c=p, vol=0.0, pv=0.0, n=0, held=0.0)
+        cur["end"], cur["h"], cur["l"], cur["c"] = t, max(cur["h"], p), min(cur["l"], p), p
+        cur["vol"] += v
+        cur["pv"] += p * v
+        cur["n"] += 1
+        cur["held"] += amount(p, v)
+        if cur["held"] >= size:
+            bars.append(close(cur, False))
+            cur = None
+    if cur is not None:
+        bars.append(close(cur, True))
+    return bars
+
+
+def volume_bars(con, out):
+    """Tick, volume and dollar bars per symbol over the trades that were not late — a trade is
+    late when its time is behind the dataflow time it was read at: the watermark, quantized to
+    the minute (the spec's 1-minute window sets the quantum) — in event-time order, ties in file
+    order. Volume bars of 1-minute bars (the bars as in the other examples) in window_start order."""
+    q = 60000
+    trades = con.execute(f"""
+        with marked as (
+            select *, max(t) over (order by line, idx rows between unbounded preceding and current row) - 2000 as wm
+            from trades
+        )
+        select symbol, t, price, volume from marked
+        where t >= case when wm <= 0 then 0 else (wm // {q}) * {q} end
+        order by symbol, t, line, idx
+    """).fetchall()
+    cols = "symbol, epoch_ms(window_start), epoch_ms(window_end), open, high, low, close, volume, vwap, trades, partial"
+    cases = {
+        "ticks": (lambda p, v: 1.0, 50),
+        "volume": (lambda p, v: v, 5000),
+        "dollars": (lambda p, v: p * v, 500000),
+    }
+    for name, (amount, size) in cases.items():
+        expected = sample_bars(trades, amount, size)
+        got = con.execute(f"select {cols} from read_parquet('{out}/{name}/**/*.parquet')").fetchall()
+        compare(sorted(got, key=repr), sorted(expected, key=repr), f"{name} bars")
+        if not any(b[-1] for b in expected) or not any(not b[-1] for b in expected):
+            print(f"{name}: the input gives no complete or no partial bar")
+            sys.exit(1)
+    bars = con.execute(f"""
+        with {MARKED}
+        select symbol, ws, first(price order by t, line, idx), last(price order by t, line, idx), sum(volume)
+        from marked where ws + 60000 > watermark group by symbol, ws order by symbol, ws
+    """).fetchall()
+    expected, cur = [], None
+    for sym, ws, o, c, v in bars:
+        if cur is not None and cur[0] != sym:
+            expected.append(tuple(cur) + (True,))
+            cur = None
+        if cur is None:
+            cur = [sym, ws, ws, o, c, 0.0, 0]
+        cur[2], cur[4] = ws, c
+        cur[5] += v
+        cur[6] += 1
+        if cur[5] >= 20000:
+            expected.append(tuple(cur) + (False,))
+            cur = None
+    if cur is not None:
+        expected.append(tuple(cur) + (True,))
+    got = con.execute(f"""
+        select symbol, epoch_ms(window_start), epoch_ms(window_end), open, close, volume, bars, partial
+        from read_parquet('{out}/volume_of_bars/**/*.parquet')
+    """).fetchall()
+    compare(sorted(got, key=repr), sorted(expected, key=repr), "volume bars of 1-minute bars")
+
+
 def main():
     name, trades_file, out = sys.argv[1], sys.argv[2], sys.argv[3]
     con = duckdb.connect()
@@ -374,6 +458,7 @@ def main():
         "rolling-features": rolling_features,
         "session-bars": session_bars,
         "gap-filled-bars": gap_filled,
+        "volume-bars": volume_bars,
     }[name](con, out)
 
 

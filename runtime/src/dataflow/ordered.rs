@@ -52,6 +52,82 @@ pub struct Ordering {
     pub stamped: bool,
     /// The rows' schema (dead letters show them as JSON).
     pub input_schema: Schema,
+    /// An integer column that orders rows of one key and time (trades: their arrival); else a
+    /// hash of the row's content (the same in every run and for any worker count).
+    pub tie: Option<usize>,
+}
+
+/// The key column (`key`, else the input's key), the time column (`time`, else the input's
+/// event time) and how complete it is: (`key`, `time`, `lag`, `stamped`) as [`Ordering`] takes
+/// them. Problems go to `cx`; a column that is wrong is `None`.
+pub fn plan_order(
+    cx: &mut crate::steps::PlanCx<'_>,
+    input: &crate::steps::StreamInfo,
+    input_name: &str,
+    key_name: Option<&str>,
+    time_name: Option<&str>,
+) -> (Option<usize>, Option<usize>, i64, bool) {
+    use crate::base::record::FieldType;
+    use crate::spec::diagnostic::suggest;
+    let schema = &input.schema;
+    let key = match key_name {
+        Some(k) => match schema.field(k) {
+            Some(f) if f.ty == FieldType::Utf8 => schema.index_of(k),
+            Some(f) => {
+                cx.error("key", format!("the key must be a string column; `{k}` is {}", f.ty.name()));
+                None
+            }
+            None => {
+                cx.error("key", format!("unknown column `{k}`{}", suggest(k, schema.names())));
+                None
+            }
+        },
+        None => match input.key {
+            Some(k) => Some(k),
+            None => {
+                cx.error("key", format!("`{}` has no key column: name one with `key:`", input_name));
+                None
+            }
+        },
+    };
+    let (time, lag, stamped) = if input.complete.is_empty() {
+        match (input.time, time_name) {
+            (Some(t), Some(name)) if schema.fields[t].name != name => {
+                cx.error("time", format!(
+                    "the rows of `{}` are in the order of `{}`, their event time (remove `time:`)",
+                    input_name, schema.fields[t].name
+                ));
+                (None, 0, true)
+            }
+            (Some(t), _) => (Some(t), 0, true),
+            (None, _) => {
+                cx.error("input", format!("`{}` has no event-time column to order by", input_name));
+                (None, 0, true)
+            }
+        }
+    } else {
+        let chosen = match time_name {
+            None => input
+                .time
+                .filter(|t| input.complete.iter().any(|c| c.column == *t))
+                .or(Some(input.complete[0].column)),
+            Some(name) => {
+                let usable: Vec<&str> = input.complete.iter().map(|c| schema.fields[c.column].name.as_str()).collect();
+                match schema.index_of(name) {
+                    Some(i) if input.complete.iter().any(|c| c.column == i) => Some(i),
+                    _ => {
+                        cx.error("time", format!("unknown column `{name}`{}", suggest(name, usable.iter().copied())));
+                        None
+                    }
+                }
+            }
+        };
+        let lag = chosen
+            .and_then(|c| input.complete.iter().find(|x| x.column == c))
+            .map_or(0, |c| c.lag);
+        (chosen, lag, false)
+    };
+    (key, time, lag, stamped)
 }
 
 /// A row waiting for its turn: (time, key, content hash) → (the time it arrived with, row).
@@ -213,7 +289,11 @@ pub fn in_event_time_order<'scope, O: InOrder>(
                         continue;
                     }
                     let k = CompactString::from(key_of(&row, key));
-                    pending.insert((ts, k, content_hash(&row)), (t, row));
+                    let tie = match how.tie.map(|c| &row[c]) {
+                        Some(Value::I64(n)) => *n as u64,
+                        _ => content_hash(&row),
+                    };
+                    pending.insert((ts, k, tie), (t, row));
                     held += 1;
                 }
                 if held > 0 {

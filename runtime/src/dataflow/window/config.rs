@@ -130,8 +130,9 @@ pub fn default_key() -> String {
     "symbol".to_string()
 }
 
-/// Window shapes. Windows are aligned to the Unix epoch (UTC).
-#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq)]
+/// Window shapes. Time windows are aligned to the Unix epoch (UTC) unless `align:` says
+/// otherwise; `count`, `volume` and `notional` bars close on what they hold instead of on time.
+#[derive(Debug, Clone, Deserialize, JsonSchema, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum WindowSpec {
     /// Fixed-size, non-overlapping windows: `[k·size, (k+1)·size)`.
@@ -151,6 +152,38 @@ pub enum WindowSpec {
         /// Inactivity that ends a session, e.g. `30s`.
         gap: Duration,
     },
+    /// Tick bars: a bar of every `size` records of a key, in event-time order.
+    Count {
+        /// Records per bar, e.g. `100`.
+        size: u64,
+    },
+    /// Volume bars: records of a key in event-time order until the sum of `field` reaches
+    /// `size`; the record that reaches it closes the bar (it is not split).
+    Volume {
+        /// Volume per bar, e.g. `10000`.
+        size: f64,
+        /// The number column summed: `volume` (the default).
+        #[serde(default)]
+        field: Option<String>,
+    },
+    /// Dollar bars: like volume bars over `price · volume` (trades) or `field` (rows).
+    Notional {
+        /// Notional per bar, e.g. `1e6`.
+        size: f64,
+        /// Rows: the notional column summed (e.g. a derived `price * volume`). Trades: none.
+        #[serde(default)]
+        field: Option<String>,
+    },
+}
+
+impl WindowSpec {
+    /// Bars that close on what they hold (count, volume, notional) rather than on time.
+    pub fn sampled(&self) -> bool {
+        matches!(
+            self,
+            WindowSpec::Count { .. } | WindowSpec::Volume { .. } | WindowSpec::Notional { .. }
+        )
+    }
 }
 
 /// One output column computed over the records of a window.

@@ -91,6 +91,9 @@ pub struct WindowRow {
     /// The row's key or time was NULL: it is dead-lettered where it is applied (so that it is
     /// counted like any record the window received).
     pub null: Option<NullColumn>,
+    /// `price · volume` and `volume` of a trade read as a row (for `vwap` of volume bars).
+    #[serde(default)]
+    pub notional: Option<(f64, f64)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,6 +140,7 @@ impl WindowRow {
             wm: i64::MIN,
             values,
             null,
+            notional: None,
         }
     }
 }
@@ -168,7 +172,8 @@ impl WindowRecord for WindowRow {
         }
     }
     fn notional(&self) -> (f64, f64) {
-        unreachable!("vwap reads trades only (refused at plan time for rows)")
+        self.notional
+            .expect("vwap reads trades only (refused at plan time for rows)")
     }
     type Order = (i64, u64);
     fn order(&self) -> (i64, u64) {

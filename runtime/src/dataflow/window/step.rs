@@ -23,6 +23,9 @@ impl StepConfig for WindowStepConfig {
         &self.input
     }
     fn plan(&self, cx: &mut PlanCx<'_>) -> Option<Planned> {
+        if self.window.sampled() {
+            return super::sampled::plan(self, cx);
+        }
         let (source, live) = (cx.input.source, cx.input.live);
         let input = cx.input.clone();
         let node = plan_window(cx.name, self, &input, cx.err)?;
@@ -169,6 +172,7 @@ fn grid(cfg: &WindowStepConfig) -> i64 {
             slide.as_millis().max(1) as u64,
         ) as i64,
         WindowSpec::Session { .. } => 1,
+        WindowSpec::Count { .. } | WindowSpec::Volume { .. } | WindowSpec::Notional { .. } => 1,
     }
 }
 
@@ -283,6 +287,10 @@ pub(crate) fn plan_window(
                 gap: gap.as_millis(),
             }
         }
+        // Planned by `sampled.rs` (see `WindowStepConfig::plan`).
+        WindowSpec::Count { .. } | WindowSpec::Volume { .. } | WindowSpec::Notional { .. } => {
+            return None;
+        }
     };
     if cfg.allowed_lateness.as_millis() < 0 {
         err(
@@ -298,117 +306,9 @@ pub(crate) fn plan_window(
         ok = false;
     }
     let revisions = cfg.allowed_lateness.as_millis() > 0;
-    let mut fields = vec![
-        Field::new(&cfg.key, FieldType::Utf8, false),
-        Field::new("window_start", FieldType::Timestamp, false),
-        Field::new("window_end", FieldType::Timestamp, false),
-    ];
-    let mut aggregates = Vec::new();
-    for (col, agg) in &cfg.aggregates {
-        let ap = format!("{p}.aggregates.{col}");
-        if fields.iter().any(|f| &f.name == col) || (revisions && col == "revision") {
-            err(
-                ap.clone(),
-                format!(
-                    "column `{col}` clashes with a column the window adds (`{}`, `window_start`, `window_end`{})",
-                    cfg.key,
-                    if revisions { ", `revision`" } else { "" }
-                ),
-            );
-            ok = false;
-        }
-        let numbers = if on_rows {
-            "a number column"
-        } else {
-            "one of `price`, `volume`"
-        };
-        let mut nullable_input = false;
-        let field = match (&agg.field, agg.func.takes_field()) {
-            (Some(f), false) => {
-                err(
-                    format!("{ap}.field"),
-                    format!(
-                        "`{}` takes no field (remove `field: {f}`)",
-                        fn_name(agg.func)
-                    ),
-                );
-                ok = false;
-                TradeField::Price
-            }
-            (None, false) => TradeField::Price,
-            (None, true) => {
-                err(
-                    format!("{ap}.field"),
-                    format!("`{}` needs a `field` ({numbers})", fn_name(agg.func)),
-                );
-                ok = false;
-                TradeField::Price
-            }
-            (Some(f), true) => match schema.field(f) {
-                Some(_) if !on_rows && f == "price" => TradeField::Price,
-                Some(_) if !on_rows && f == "volume" => TradeField::Volume,
-                Some(fd) if on_rows && fd.ty.is_numeric() => {
-                    nullable_input = fd.nullable;
-                    let column = schema.index_of(f).expect("a field of the schema");
-                    match rows.as_mut() {
-                        Some(r) => {
-                            r.slots.push(column);
-                            TradeField::Column(r.slots.len() - 1)
-                        }
-                        None => TradeField::Price,
-                    }
-                }
-                Some(fd) => {
-                    err(
-                        format!("{ap}.field"),
-                        format!(
-                            "`{f}` is a {}; `{}` needs a numeric field ({numbers})",
-                            fd.ty.name(),
-                            fn_name(agg.func)
-                        ),
-                    );
-                    ok = false;
-                    TradeField::Price
-                }
-                None => {
-                    let choices: Vec<&str> = if on_rows {
-                        schema
-                            .fields
-                            .iter()
-                            .filter(|f| f.ty.is_numeric())
-                            .map(|f| f.name.as_str())
-                            .collect()
-                    } else {
-                        vec!["price", "volume"]
-                    };
-                    err(
-                        format!("{ap}.field"),
-                        format!("unknown field `{f}`{}", suggest(f, choices)),
-                    );
-                    ok = false;
-                    TradeField::Price
-                }
-            },
-        };
-        if on_rows && agg.func == AggregateFn::Vwap {
-            err(
-                format!("{ap}.fn"),
-                "`vwap` reads the price and volume of trades; over rows, sum a derived `notional` (`vwap * volume`) and the `volume`, then divide in a derive".to_string(),
-            );
-            ok = false;
-        }
-        let (ty, nullable) = match agg.func {
-            AggregateFn::Count => (FieldType::Int64, false),
-            AggregateFn::Stddev | AggregateFn::Vwap => (FieldType::Float64, true),
-            _ => (FieldType::Float64, nullable_input),
-        };
-        fields.push(Field::new(col, ty, nullable));
-        aggregates.push(AggregatePlan {
-            name: col.clone(),
-            func: agg.func,
-            field,
-        });
-    }
+    let (mut fields, aggregates, aggs_ok) =
+        plan_aggregates(&p, cfg, stream, rows.as_mut().map(|r| &mut r.slots), err);
+    ok &= aggs_ok;
     let fill = plan_fill(&p, cfg, kind, &aggregates, err);
     ok &= fill.is_ok();
     let fill = fill.ok().flatten();
@@ -494,6 +394,134 @@ pub(crate) fn plan_window(
         align,
         fill,
     })
+}
+
+/// The columns a window adds (key, `window_start`, `window_end`) and one per aggregate; over
+/// rows, each aggregate's column becomes a value slot in `slots`. `None` if an aggregate is wrong
+/// (each problem reported).
+pub(crate) fn plan_aggregates(
+    p: &str,
+    cfg: &WindowStepConfig,
+    stream: &StreamInfo,
+    mut slots: Option<&mut Vec<usize>>,
+    err: &mut dyn FnMut(String, String),
+) -> (Vec<Field>, Vec<AggregatePlan>, bool) {
+    let on_rows = stream.kind == StreamKind::Rows;
+    let schema = &stream.schema;
+    let revisions = cfg.allowed_lateness.as_millis() > 0;
+    let mut ok = true;
+    let mut fields = vec![
+        Field::new(&cfg.key, FieldType::Utf8, false),
+        Field::new("window_start", FieldType::Timestamp, false),
+        Field::new("window_end", FieldType::Timestamp, false),
+    ];
+    let mut aggregates = Vec::new();
+    for (col, agg) in &cfg.aggregates {
+        let ap = format!("{p}.aggregates.{col}");
+        if fields.iter().any(|f| &f.name == col) || (revisions && col == "revision") {
+            err(
+                ap.clone(),
+                format!(
+                    "column `{col}` clashes with a column the window adds (`{}`, `window_start`, `window_end`{})",
+                    cfg.key,
+                    if revisions { ", `revision`" } else { "" }
+                ),
+            );
+            ok = false;
+        }
+        let numbers = if on_rows {
+            "a number column"
+        } else {
+            "one of `price`, `volume`"
+        };
+        let mut nullable_input = false;
+        let field = match (&agg.field, agg.func.takes_field()) {
+            (Some(f), false) => {
+                err(
+                    format!("{ap}.field"),
+                    format!(
+                        "`{}` takes no field (remove `field: {f}`)",
+                        fn_name(agg.func)
+                    ),
+                );
+                ok = false;
+                TradeField::Price
+            }
+            (None, false) => TradeField::Price,
+            (None, true) => {
+                err(
+                    format!("{ap}.field"),
+                    format!("`{}` needs a `field` ({numbers})", fn_name(agg.func)),
+                );
+                ok = false;
+                TradeField::Price
+            }
+            (Some(f), true) => match schema.field(f) {
+                Some(_) if !on_rows && f == "price" => TradeField::Price,
+                Some(_) if !on_rows && f == "volume" => TradeField::Volume,
+                Some(fd) if on_rows && fd.ty.is_numeric() => {
+                    nullable_input = fd.nullable;
+                    let column = schema.index_of(f).expect("a field of the schema");
+                    match slots.as_deref_mut() {
+                        Some(slots) => {
+                            slots.push(column);
+                            TradeField::Column(slots.len() - 1)
+                        }
+                        None => TradeField::Price,
+                    }
+                }
+                Some(fd) => {
+                    err(
+                        format!("{ap}.field"),
+                        format!(
+                            "`{f}` is a {}; `{}` needs a numeric field ({numbers})",
+                            fd.ty.name(),
+                            fn_name(agg.func)
+                        ),
+                    );
+                    ok = false;
+                    TradeField::Price
+                }
+                None => {
+                    let choices: Vec<&str> = if on_rows {
+                        schema
+                            .fields
+                            .iter()
+                            .filter(|f| f.ty.is_numeric())
+                            .map(|f| f.name.as_str())
+                            .collect()
+                    } else {
+                        vec!["price", "volume"]
+                    };
+                    err(
+                        format!("{ap}.field"),
+                        format!("unknown field `{f}`{}", suggest(f, choices)),
+                    );
+                    ok = false;
+                    TradeField::Price
+                }
+            },
+        };
+        if on_rows && agg.func == AggregateFn::Vwap {
+            err(
+                format!("{ap}.fn"),
+                "`vwap` reads the price and volume of trades; over rows, sum a derived `notional` (`vwap * volume`) and the `volume`, then divide in a derive".to_string(),
+            );
+            ok = false;
+        }
+        let (ty, nullable) = match agg.func {
+            AggregateFn::Count => (FieldType::Int64, false),
+            AggregateFn::Stddev | AggregateFn::Vwap => (FieldType::Float64, true),
+            _ => (FieldType::Float64, nullable_input),
+        };
+        fields.push(Field::new(col, ty, nullable));
+        aggregates.push(AggregatePlan {
+            name: col.clone(),
+            func: agg.func,
+            field,
+        });
+    }
+    (fields, aggregates, ok)
 }
 
 /// Gap filling: tumbling windows only; which values `previous` carries.

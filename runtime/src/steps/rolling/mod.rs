@@ -57,63 +57,13 @@ impl StepConfig for RollingConfig {
             return None;
         }
         // The key and the time.
-        let key = match &self.key {
-            Some(k) => match schema.field(k) {
-                Some(f) if f.ty == FieldType::Utf8 => schema.index_of(k),
-                Some(f) => {
-                    cx.error("key", format!("the key must be a string column; `{k}` is {}", f.ty.name()));
-                    None
-                }
-                None => {
-                    cx.error("key", format!("unknown column `{k}`{}", suggest(k, schema.names())));
-                    None
-                }
-            },
-            None => match input.key {
-                Some(k) => Some(k),
-                None => {
-                    cx.error("key", format!("`{}` has no key column: name one with `key:`", self.input));
-                    None
-                }
-            },
-        };
-        let (time, lag, stamped) = if input.complete.is_empty() {
-            match (input.time, &self.time) {
-                (Some(t), Some(name)) if &schema.fields[t].name != name => {
-                    cx.error("time", format!(
-                        "the rows of `{}` are in the order of `{}`, their event time (remove `time:`)",
-                        self.input, schema.fields[t].name
-                    ));
-                    (None, 0, true)
-                }
-                (Some(t), _) => (Some(t), 0, true),
-                (None, _) => {
-                    cx.error("input", format!("`{}` has no event-time column to order by", self.input));
-                    (None, 0, true)
-                }
-            }
-        } else {
-            let chosen = match &self.time {
-                None => input
-                    .time
-                    .filter(|t| input.complete.iter().any(|c| c.column == *t))
-                    .or(Some(input.complete[0].column)),
-                Some(name) => {
-                    let usable: Vec<&str> = input.complete.iter().map(|c| schema.fields[c.column].name.as_str()).collect();
-                    match schema.index_of(name) {
-                        Some(i) if input.complete.iter().any(|c| c.column == i) => Some(i),
-                        _ => {
-                            cx.error("time", format!("unknown column `{name}`{}", suggest(name, usable.iter().copied())));
-                            None
-                        }
-                    }
-                }
-            };
-            let lag = chosen
-                .and_then(|c| input.complete.iter().find(|x| x.column == c))
-                .map_or(0, |c| c.lag);
-            (chosen, lag, false)
-        };
+        let (key, time, lag, stamped) = crate::dataflow::ordered::plan_order(
+            cx,
+            &input,
+            &self.input,
+            self.key.as_deref(),
+            self.time.as_deref(),
+        );
         // The features.
         let mut fields = schema.fields.clone();
         let mut slots: Vec<usize> = Vec::new();
@@ -331,6 +281,7 @@ impl StepOp for Rolling {
             lag: self.lag,
             stamped: self.stamped,
             input_schema: self.input_schema.clone(),
+            tie: None,
         };
         AnyStream::Rows(crate::dataflow::ordered::in_event_time_order(input.rows(), cx, &how, self.clone()))
     }
