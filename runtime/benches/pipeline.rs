@@ -8,6 +8,8 @@
 //!     cargo bench --bench pipeline -- --peers           # also: the same job in DuckDB (PyPI)
 //!     cargo bench --bench pipeline -- --memory          # 10k symbols x (10 s + 1 min) bars
 //!     cargo bench --bench pipeline -- --steps           # also: a filter on trades, a derive on bars
+//!     cargo bench --bench pipeline -- --cascade         # 1m → 5m → 1h against 1m bars alone
+//!     cargo bench --bench pipeline -- --rolling --symbols 10000   # 4 rolling features of 1m bars
 //!
 //! Each measurement runs in a child process so that its peak RSS is its own. Prints trades/s and
 //! peak RSS per variant and the ratios the targets in BENCHMARKS.md refer to.
@@ -134,6 +136,96 @@ sinks:
     path: ${OUT_URL}/bars_1m
 "#;
 
+/// 1-minute bars alone (`--cascade`'s and `--rolling`'s baseline).
+const ONE_SPEC: &str = r#"
+name: bench-one
+sources:
+  trades: { type: replay, path: "${TRADES_FILE}", max_out_of_orderness: 2s }
+steps:
+  bars_1m:
+    type: window
+    input: trades
+    window: { type: tumbling, size: 1m }
+    aggregates: &bars
+      open: { fn: first, field: price }
+      high: { fn: max, field: price }
+      low: { fn: min, field: price }
+      close: { fn: last, field: price }
+      volume: { fn: sum, field: volume }
+      trades: { fn: count }
+sinks:
+  bars_1m_out: { type: parquet, input: bars_1m, path: "${OUT_URL}/bars_1m" }
+"#;
+
+/// trades → 1 m → 5 m → 1 h, each level written (`--cascade`).
+const CASCADE_SPEC: &str = r#"
+name: bench-cascade
+sources:
+  trades: { type: replay, path: "${TRADES_FILE}", max_out_of_orderness: 2s }
+steps:
+  bars_1m:
+    type: window
+    input: trades
+    window: { type: tumbling, size: 1m }
+    aggregates:
+      open: { fn: first, field: price }
+      high: { fn: max, field: price }
+      low: { fn: min, field: price }
+      close: { fn: last, field: price }
+      volume: { fn: sum, field: volume }
+      trades: { fn: count }
+  bars_5m:
+    type: window
+    input: bars_1m
+    window: { type: tumbling, size: 5m }
+    aggregates: &up
+      open: { fn: first, field: open }
+      high: { fn: max, field: high }
+      low: { fn: min, field: low }
+      close: { fn: last, field: close }
+      volume: { fn: sum, field: volume }
+      trades: { fn: sum, field: trades }
+  bars_1h:
+    type: window
+    input: bars_5m
+    window: { type: tumbling, size: 1h }
+    aggregates: *up
+sinks:
+  bars_1m_out: { type: parquet, input: bars_1m, path: "${OUT_URL}/bars_1m" }
+  bars_5m_out: { type: parquet, input: bars_5m, path: "${OUT_URL}/bars_5m" }
+  bars_1h_out: { type: parquet, input: bars_1h, path: "${OUT_URL}/bars_1h" }
+"#;
+
+/// 1-minute bars → four rolling features per symbol (`--rolling`).
+const ROLLING_SPEC: &str = r#"
+name: bench-rolling
+sources:
+  trades: { type: replay, path: "${TRADES_FILE}", max_out_of_orderness: 2s }
+steps:
+  bars_1m:
+    type: window
+    input: trades
+    window: { type: tumbling, size: 1m }
+    aggregates:
+      open: { fn: first, field: price }
+      high: { fn: max, field: price }
+      low: { fn: min, field: price }
+      close: { fn: last, field: price }
+      volume: { fn: sum, field: volume }
+      trades: { fn: count }
+  feats:
+    type: rolling
+    input: bars_1m
+    rows: 20
+    features:
+      sma20: { fn: avg, field: close }
+      sd20: { fn: stddev, field: close }
+      ema20: { fn: ema, field: close, span: 20 }
+      rsi14: { fn: rsi, field: close, period: 14 }
+sinks:
+  feats_out: { type: parquet, input: feats, path: "${OUT_URL}/feats" }
+"#;
+
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()
         .position(|a| a == name)
@@ -169,6 +261,18 @@ fn main() {
                 None,
                 None,
             ),
+            "one-1" | "one-2" | "cascade-1" | "cascade-2" | "rolling-1" | "rolling-2" => run_spec(
+                match &mode[..mode.len() - 2] {
+                    "one" => ONE_SPEC,
+                    "cascade" => CASCADE_SPEC,
+                    _ => ROLLING_SPEC,
+                },
+                &file,
+                &out,
+                mode.ends_with('2') as usize + 1,
+                None,
+                None,
+            ),
             "memory-1" | "memory-2" => run_spec(
                 MEMORY_SPEC,
                 &file,
@@ -186,10 +290,11 @@ fn main() {
             ),
         };
         println!(
-            "{} {} {}",
+            "{} {} {} {}",
             started.elapsed().as_secs_f64(),
             trades,
-            peak_rss_mib()
+            peak_rss_mib(),
+            FIRED.load(std::sync::atomic::Ordering::Relaxed)
         );
         return;
     }
@@ -244,6 +349,14 @@ fn main() {
     if steps {
         variants.extend([("steps-1", None), ("steps-2", None)]);
     }
+    let cascade = args.iter().any(|a| a == "--cascade");
+    if cascade {
+        variants = vec![("one-1", None), ("cascade-1", None), ("one-2", None), ("cascade-2", None)];
+    }
+    let rolling = args.iter().any(|a| a == "--rolling");
+    if rolling {
+        variants = vec![("one-2", None), ("rolling-2", None)];
+    }
     if args.iter().any(|a| a == "--windows") {
         // Many small windows: time and peak memory must grow linearly with the window count.
         for size in ["1m", "1s", "100ms", "10ms", "1ms"] {
@@ -283,6 +396,7 @@ fn main() {
             ("2", Some("differential")),
         ]);
     }
+    let mut bars_seen: u64 = 0;
     for (variant, engine) in variants {
         let mut best: Option<(f64, u64, f64)> = None;
         for run in 0..runs {
@@ -313,6 +427,7 @@ fn main() {
                 parts[1].parse::<u64>().unwrap(),
                 parts[2].parse::<f64>().unwrap(),
             );
+            bars_seen = parts.get(3).and_then(|b| b.parse().ok()).unwrap_or(bars_seen);
             if best.is_none_or(|b| secs < b.0) {
                 best = Some((secs, n, rss));
             }
@@ -325,6 +440,9 @@ fn main() {
             ("memory-2", _) => format!("{symbols} symbols x 2 sizes, 2 workers"),
             ("steps-1", _) => "filter + bars + derive, 1 worker".to_string(),
             ("steps-2", _) => "filter + bars + derive, 2 workers".to_string(),
+            ("one-1", _) | ("one-2", _) => format!("1m bars alone, {} worker(s)", &variant[4..]),
+            ("cascade-1", _) | ("cascade-2", _) => format!("1m → 5m → 1h, {} worker(s)", &variant[8..]),
+            ("rolling-2", _) => "1m bars → 4 rolling features, 2 workers".to_string(),
             (w, None) => format!("tickflow, {w} worker(s)"),
             (w, Some(e)) => format!("lateness 30s, {e}, {w} worker(s)"),
         };
@@ -340,6 +458,24 @@ fn main() {
     }
     if memory {
         println!("(peak RSS of the fastest run; goal: at most 200 MB = 190.7 MiB)");
+        return;
+    }
+    if cascade {
+        println!(
+            "cascade: 1m → 5m → 1h costs {:+.1}% (1 worker), {:+.1}% (2 workers) over 1m bars alone (target ≤ +15%)",
+            (results["one-1"] / results["cascade-1"] - 1.0) * 100.0,
+            (results["one-2"] / results["cascade-2"] - 1.0) * 100.0
+        );
+        return;
+    }
+    if rolling {
+        let (one, feats) = (trades as f64 / results["one-2"], trades as f64 / results["rolling-2"]);
+        println!(
+            "rolling: {bars} bars; the rolling step adds {:.3} s: {:.0} rows/s of 4 features (2 workers)",
+            feats - one,
+            bars_seen.max(1) as f64 / (feats - one).max(1e-9),
+            bars = bars_seen
+        );
         return;
     }
     println!(
@@ -473,6 +609,9 @@ fn run_pipeline(
     run_spec(SPEC, file, out, workers, engine, size)
 }
 
+/// Windows the last run fired (the child prints them).
+static FIRED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 fn run_spec(
     spec: &str,
     file: &Path,
@@ -494,6 +633,10 @@ fn run_spec(
     let opts = tickflow::dataflow::RunOptions::new(workers);
     let metrics = Arc::clone(&opts.metrics);
     tickflow::dataflow::run(plan, opts).unwrap();
+    FIRED.store(
+        tickflow::metrics::Metrics::get(&metrics.windows_fired),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     tickflow::metrics::Metrics::get(&metrics.trades)
 }
 
