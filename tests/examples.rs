@@ -385,3 +385,32 @@ fn tick_volume_and_dollar_bars_equal_a_plain_loop_over_duckdb_ordered_trades() {
         run_and_check(&python, "volume-bars", &spec, &trades, &out, workers);
     }
 }
+
+/// A late trade that revises a 1-minute bar revises the 5-minute bar made from it: the highest
+/// revisions equal bars of the trades that were accepted (DuckDB), 1 and 2 workers.
+#[test]
+fn revisions_flow_from_1_minute_bars_into_the_5_minute_bars_made_from_them() {
+    let Some(python) = crate::sql::python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Dense trades, a tenth of them up to a minute late: many within the 30 s of lateness.
+    let trades = dir.path().join("late-trades.jsonl");
+    write_frames(
+        &Frames {
+            seed: 5,
+            trades: 20_000,
+            names: &["AAPL", "MSFT", "SPY"],
+            gap_ms: 150,
+            disorder_rate: 0.1,
+            disorder_ms: 60_000,
+            ..Frames::default()
+        },
+        &trades,
+    );
+    for workers in ["1", "2"] {
+        let out = dir.path().join(format!("out{workers}"));
+        let spec = repo().join("specs/examples/revised-bars.yaml");
+        run_and_check(&python, "revised-bars", &spec, &trades, &out, workers);
+    }
+}

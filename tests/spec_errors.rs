@@ -59,7 +59,7 @@ sinks:
         "spec.yaml:6:27: sources.trades.max_out_of_orderness: invalid duration `2 parsecs`: expected a number with a unit (ms, s, m, h, d), e.g. 500ms, 2s, 1m, 1h30m
 spec.yaml:8:11: sources.other.type: unknown type `replpay`; did you mean `replay`?
 spec.yaml:15:16: steps.bars.aggregates.x.fn: unknown value `median`; valid choices: `count`, `sum`, `min`, `max`, `first`, `last`, `avg`, `stddev`, `vwap`
-spec.yaml:16:5: steps.bars.colour: unknown field `colour`; valid choices: `input`, `key`, `time`, `window`, `align`, `allowed_lateness`, `aggregates`, `engine`, `partial_windows`
+spec.yaml:16:5: steps.bars.colour: unknown field `colour`; valid choices: `input`, `key`, `time`, `window`, `align`, `allowed_lateness`, `aggregates`, `engine`, `partial_windows`, `fill`, `fill_for`
 4 error(s) in spec.yaml
 "
     );
@@ -469,7 +469,7 @@ spec.yaml:20:11: steps.five.time: unknown column `timestamp`; valid choices: `wi
 spec.yaml:22:45: steps.five.aggregates.close.field: unknown field `clse`; did you mean `close`?
 spec.yaml:22:62: steps.five.aggregates.w.fn: `vwap` reads the price and volume of trades; over rows, sum a derived `notional` (`vwap * volume`) and the `volume`, then divide in a derive
 spec.yaml:22:91: steps.five.aggregates.k.field: `symbol` is a string; `max` needs a numeric field (a number column)
-spec.yaml:25:12: steps.again.input: `late` revises rows it has emitted (`allowed_lateness`): a window over them would count a window's first row and its revisions alike; window rows without revisions (`allowed_lateness: 0s` upstream)
+spec.yaml:24:5: steps.again.allowed_lateness: `late` revises its rows up to 30s after they fire (`allowed_lateness: 30s`): a window over them needs `allowed_lateness` of at least 30s to take the revisions in
 spec.yaml:31:13: steps.diff.engine: the differential engine reads trades; a window over rows uses `timely` or `auto`
 7 error(s) in spec.yaml
 "

@@ -446,6 +446,42 @@ def volume_bars(con, out):
     compare(sorted(got, key=repr), sorted(expected, key=repr), "volume bars of 1-minute bars")
 
 
+def revised_bars(con, out):
+    """1-minute bars accept a trade while its minute ended less than 30 s before the watermark
+    it was read at; their highest revisions are the bars of the accepted trades. The highest
+    revision of each 5-minute bar equals the 5-minute bar of those final 1-minute bars."""
+    final_1m = con.execute(f"""
+        with {MARKED}
+        select symbol, ws, first(price order by t, line, idx), max(price), min(price),
+               last(price order by t, line, idx), sum(volume), count(*)
+        from marked where ws + 60000 + 30000 > watermark group by symbol, ws order by symbol, ws
+    """).fetchall()
+    latest = lambda name, cols: con.execute(f"""
+        select {cols} from (
+            select *, row_number() over (partition by symbol, window_start order by revision desc) as rk
+            from read_parquet('{out}/{name}/**/*.parquet'))
+        where rk = 1 order by symbol, window_start
+    """).fetchall()
+    got_1m = latest("bars_1m", "symbol, epoch_ms(window_start), open, high, low, close, volume, trades")
+    compare(got_1m, final_1m, "1-minute bars (highest revisions)")
+    con.execute("create table final_1m(symbol varchar, ws bigint, open double, high double, low double, close double, volume double, trades bigint)")
+    con.executemany("insert into final_1m values (?, ?, ?, ?, ?, ?, ?, ?)", final_1m)
+    expected = con.execute("""
+        select symbol, (ws // 300000) * 300000 as w5, first(open order by ws), max(high), min(low),
+               last(close order by ws), sum(volume), sum(trades), count(*)
+        from final_1m group by symbol, w5 order by symbol, w5
+    """).fetchall()
+    got = latest("bars_5m", "symbol, epoch_ms(window_start), open, high, low, close, volume, trades, bars")
+    compare(got, expected, "5-minute bars (highest revisions)")
+    revised = con.execute(f"""
+        select count(*) filter (where revision > 0) from read_parquet('{out}/bars_5m/**/*.parquet')
+    """).fetchone()[0]
+    if revised == 0:
+        print("the input revises no 5-minute bar")
+        sys.exit(1)
+    print(f"{revised} revisions of 5-minute bars")
+
+
 def main():
     name, trades_file, out = sys.argv[1], sys.argv[2], sys.argv[3]
     con = duckdb.connect()
@@ -459,6 +495,7 @@ def main():
         "session-bars": session_bars,
         "gap-filled-bars": gap_filled,
         "volume-bars": volume_bars,
+        "revised-bars": revised_bars,
     }[name](con, out)
 
 

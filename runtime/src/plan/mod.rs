@@ -78,6 +78,8 @@ pub struct RowInput {
     /// arrived once the frontier reaches `T + lag` (windows fire then; no row is late). `None`:
     /// rows are stamped like trades, each judged late by the watermark it was read at.
     pub lag: Option<i64>,
+    /// The rows' `revision` column: a row replaces the earlier revision of the same input row.
+    pub revision: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -296,6 +298,7 @@ fn plan(
                 live: cfg.kind().live(),
                 complete: Vec::new(),
                 unwindowable: None,
+                revised: None,
                 dates: None,
             },
             schema,

@@ -66,9 +66,20 @@ pub struct StreamInfo {
     pub complete: Vec<Complete>,
     /// Why a window cannot read these rows (they come again revised, or out of time order).
     pub unwindowable: Option<String>,
+    /// Rows come again with a higher `revision` when late records change them (a window with
+    /// `allowed_lateness`): a window over them replaces a row by its revision.
+    pub revised: Option<Revised>,
     /// A time column whose date is a market date (a market-time window's `window_start`: the
     /// date of its session, or its local date), which `date` partitions use instead of UTC.
     pub dates: Option<MarketDates>,
+}
+
+/// The revision column of a revisable stream, and how long after its first emission a row may
+/// be revised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revised {
+    pub column: usize,
+    pub lateness: i64,
 }
 
 /// The date of `column`'s value in market time (see [`Align::date_of`]).

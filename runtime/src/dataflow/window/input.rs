@@ -35,6 +35,10 @@ pub trait WindowRecord:
     fn problem(&self) -> Option<(RejectReason, &'static str)> {
         None
     }
+    /// The record as a row of another step (a window over revised rows keeps them).
+    fn as_row(&self) -> Option<&WindowRow> {
+        None
+    }
 }
 
 impl WindowRecord for Trade {
@@ -94,6 +98,9 @@ pub struct WindowRow {
     /// `price · volume` and `volume` of a trade read as a row (for `vwap` of volume bars).
     #[serde(default)]
     pub notional: Option<(f64, f64)>,
+    /// The row's revision (rows of a window with `allowed_lateness`; 0 otherwise).
+    #[serde(default)]
+    pub revision: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,6 +148,7 @@ impl WindowRow {
             values,
             null,
             notional: None,
+            revision: 0,
         }
     }
 }
@@ -178,6 +186,9 @@ impl WindowRecord for WindowRow {
     type Order = (i64, u64);
     fn order(&self) -> (i64, u64) {
         (self.ts, self.seq)
+    }
+    fn as_row(&self) -> Option<&WindowRow> {
+        Some(self)
     }
     fn problem(&self) -> Option<(RejectReason, &'static str)> {
         self.null.map(|n| match n {

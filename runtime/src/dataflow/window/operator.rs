@@ -17,7 +17,7 @@ use timely::dataflow::operators::{Capability, Operator};
 use super::input::{WindowRecord, WindowRow};
 use super::state::WindowState;
 use crate::base::keys::key_group;
-use crate::base::record::{Row, format_ts};
+use crate::base::record::{Row, Value, format_ts};
 use crate::base::reject::RejectReason;
 use crate::checkpoint::{GroupedState, Role};
 use crate::dataflow::context::RunContext;
@@ -91,8 +91,14 @@ pub fn window_rows<'scope>(
     input: &RowInput,
 ) -> StreamVec<'scope, u64, WindowRow> {
     use timely::dataflow::operators::vec::Map;
-    let (key, time, slots) = (input.key, input.time, input.slots.clone());
-    rows.map(move |r| WindowRow::from_row(&r, key, time, &slots))
+    let (key, time, slots, revision) = (input.key, input.time, input.slots.clone(), input.revision);
+    rows.map(move |r| {
+        let mut w = WindowRow::from_row(&r, key, time, &slots);
+        if let Some(Value::I64(n)) = revision.map(|c| &r[c]) {
+            w.revision = *n;
+        }
+        w
+    })
 }
 
 pub fn window_stream<'scope, R: WindowRecord>(

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use compact_str::CompactString;
 
 use super::aggregate::Acc;
-use super::input::WindowRecord;
+use super::input::{WindowRecord, WindowRow};
 use crate::base::record::{Row, Value};
 use crate::base::calendar::{Align, AlignCache};
 use crate::dataflow::window::config::{AggregateFn, FillMode};
@@ -21,6 +21,31 @@ pub struct Win {
     fired: bool,
     revision: i64,
     dirty: bool,
+    /// Over revised rows: the window's rows, each in its latest revision (the accumulators are
+    /// recomputed from them when one is replaced).
+    #[serde(default)]
+    inputs: Vec<WindowRow>,
+}
+
+/// Adds `t` to `w`; over revised rows, `t` replaces an earlier revision of the same row (same
+/// time) and the accumulators are recomputed. Whether `w` changed.
+fn add_or_replace<R: WindowRecord>(w: &mut Win, aggs: &[AggregatePlan], t: &R, replace: bool) -> bool {
+    let Some(r) = t.as_row().filter(|_| replace) else {
+        w.acc.add(aggs, t);
+        return true;
+    };
+    match w.inputs.iter().position(|x| x.ts == r.ts) {
+        Some(i) if w.inputs[i].revision >= r.revision => return false,
+        Some(i) => w.inputs[i] = r.clone(),
+        None => w.inputs.push(r.clone()),
+    }
+    w.inputs.sort_by_key(|x| (x.ts, x.seq));
+    let mut acc = Acc::new(aggs, &w.inputs[0]);
+    for x in &w.inputs[1..] {
+        acc.add(aggs, x);
+    }
+    w.acc = acc;
+    true
 }
 
 /// What a window's row holds: key, start, end, the visible aggregates (the carried `last`
@@ -181,6 +206,8 @@ pub struct WindowState {
     align: Option<(std::sync::Arc<Align>, AlignCache)>,
     layout: Layout,
     fill: Option<Filling>,
+    /// The input is revised rows: a row replaces its earlier revision.
+    replace: bool,
 }
 
 impl WindowState {
@@ -208,6 +235,7 @@ impl WindowState {
                 revisions: node.allowed_lateness_ms > 0,
             },
             fill,
+            replace: node.rows.as_ref().is_some_and(|r| r.revision.is_some()),
             kind: node.kind,
             allowed: node.allowed_lateness_ms,
             aggs,
@@ -279,7 +307,9 @@ impl WindowState {
                 .map(|i| &mut wins[i])
             {
                 Some(w) => {
-                    w.acc.add(&self.aggs, t);
+                    if !add_or_replace(w, &self.aggs, t, self.replace) {
+                        continue;
+                    }
                     if w.fired {
                         self.stats.late_accepted += 1;
                         if !w.dirty {
@@ -307,6 +337,7 @@ impl WindowState {
                             fired: false,
                             revision: i64::from(refilled),
                             dirty: false,
+                            inputs: t.as_row().filter(|_| self.replace).cloned().into_iter().collect(),
                         },
                     );
                     if late {
@@ -345,6 +376,7 @@ impl WindowState {
                 fired: false,
                 revision: 0,
                 dirty: false,
+                inputs: Vec::new(),
             }),
             _ => {
                 touching.sort_by_key(|&i| wins[i].start);

@@ -51,6 +51,10 @@ impl StepConfig for WindowStepConfig {
             live,
             complete,
             dates: node.align.clone().map(|align| crate::steps::MarketDates { column: 1, align }),
+            revised: (node.allowed_lateness_ms > 0 && !node.differential).then(|| crate::steps::Revised {
+                column: node.schema.fields.len() - 1,
+                lateness: node.allowed_lateness_ms,
+            }),
             unwindowable: if node.allowed_lateness_ms > 0 {
                 Some(format!(
                     "`{}` revises rows it has emitted (`allowed_lateness`): a window over them would count a window's first row and its revisions alike; window rows without revisions (`allowed_lateness: 0s` upstream)",
@@ -711,9 +715,26 @@ fn plan_row_input(
     err: &mut dyn FnMut(String, String),
 ) -> Option<RowInput> {
     let schema = &stream.schema;
-    if let Some(why) = &stream.unwindowable {
-        err(format!("{p}.input"), why.clone());
-        return None;
+    match (&stream.revised, &stream.unwindowable) {
+        // A revised row replaces its earlier revision; the window keeps its windows as long as
+        // revisions can come.
+        (Some(r), _) if cfg.allowed_lateness.as_millis() < r.lateness => {
+            let d = crate::spec::units::Duration(r.lateness);
+            err(
+                format!("{p}.allowed_lateness"),
+                format!(
+                    "`{}` revises its rows up to {d} after they fire (`allowed_lateness: {d}`): a window over them needs `allowed_lateness` of at least {d} to take the revisions in",
+                    cfg.input
+                ),
+            );
+            return None;
+        }
+        (Some(_), _) => {}
+        (None, Some(why)) => {
+            err(format!("{p}.input"), why.clone());
+            return None;
+        }
+        (None, None) => {}
     }
     let key = schema.index_of(&cfg.key)?;
     let (time, lag) = if stream.complete.is_empty() {
@@ -799,6 +820,7 @@ fn plan_row_input(
         time,
         slots: Vec::new(),
         lag,
+        revision: stream.revised.map(|r| r.column),
     })
 }
 

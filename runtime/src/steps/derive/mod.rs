@@ -76,6 +76,7 @@ impl StepConfig for DeriveConfig {
             // A time column an expression replaced is no longer the one rows arrive in order of.
             complete: input.complete.iter().copied().filter(|c| !targets.contains(&c.column)).collect(),
             dates: input.dates.clone().filter(|d| !targets.contains(&d.column)),
+            revised: input.revised.filter(|r| !targets.contains(&r.column)),
             schema: schema.clone(),
             kind: StreamKind::Rows,
             ..input.clone()

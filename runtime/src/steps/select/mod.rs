@@ -71,6 +71,7 @@ impl StepConfig for SelectConfig {
                 .iter()
                 .filter_map(|c| Some(crate::steps::Complete { column: follow(Some(c.column))?, ..*c }))
                 .collect(),
+            revised: input.revised.and_then(|r| Some(crate::steps::Revised { column: follow(Some(r.column))?, ..r })),
             dates: input.dates.clone().and_then(|d| Some(crate::steps::MarketDates { column: follow(Some(d.column))?, ..d })),
             ..input.clone()
         };
