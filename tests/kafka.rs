@@ -943,3 +943,69 @@ fn read_topic_with_keys(brokers: &str, topic: &str, partitions: i32) -> Vec<(Str
 fn session_bars_survive_kill_9_with_exactly_the_uninterrupted_output() {
     kill_9_and_restart("specs/examples/market-session-bars.yaml", 60);
 }
+
+/// After the close a live topic goes quiet: with `idle_watermark: clock` the watermark follows
+/// the wall clock once every partition is idle, so the session's last bar fires without the
+/// next trade; with `hold` (the default) it waits, and a stop discards it as incomplete.
+#[test]
+fn an_idle_topic_lets_the_last_bar_fire_only_when_the_watermark_follows_the_clock() {
+    let Some(brokers) = brokers() else { return };
+    let topic = create_topic(&brokers, 2);
+    // Trades in the minute that ended two minutes ago (24/7 sessions: every minute is in one).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let minute = (now / 60_000 - 3) * 60_000;
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    for i in 0..20i64 {
+        let value = format!(r#"{{"p":{}.5,"s":"S{}","t":{},"v":1}}"#, 10 + i, i % 2, minute + i * 2_000);
+        producer
+            .send(BaseRecord::to(&topic).key("k").payload(&value))
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bars = |mode: &str| {
+        let out = dir.path().join(mode);
+        let spec = dir.path().join(format!("{mode}.yaml"));
+        std::fs::write(
+            &spec,
+            format!(
+                "name: idle
+sources:
+  trades: {{ type: kafka, brokers: \"{brokers}\", topic: {topic}, group_id: idle-{mode}, idle_timeout: 1s, idle_watermark: {mode} }}
+steps:
+  bars: {{ type: window, input: trades, window: {{ type: tumbling, size: 1m }}, align: {{ calendar: 24/7 }}, aggregates: {{ n: {{ fn: count }} }} }}
+sinks:
+  out: {{ type: parquet, input: bars, path: {} }}
+",
+                out.display()
+            ),
+        )
+        .unwrap();
+        let run = Command::new(bin())
+            .args(["run"])
+            .arg(&spec)
+            .args(["--for", "8s"])
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        let (_, rows) = read_parquet_dir(&out);
+        rows.iter()
+            .map(|r| match (&r[0], &r[3]) {
+                (Cell::Str(s), Cell::I64(n)) => (s.clone(), *n),
+                other => panic!("{other:?}"),
+            })
+            .collect::<BTreeMap<String, i64>>()
+    };
+    assert_eq!(
+        bars("clock"),
+        BTreeMap::from([("S0".to_string(), 10), ("S1".to_string(), 10)]),
+        "the quiet topic's last bars fire when the watermark follows the clock"
+    );
+    assert_eq!(bars("hold"), BTreeMap::new(), "held: the bars wait for a later trade");
+}

@@ -132,6 +132,7 @@ pub fn window_stream<'scope, R: WindowRecord>(
             state.skip_windows_before(ctx.started_ms);
         }
         let mut rows: Vec<Row> = Vec::new();
+        let mut revised: Vec<Row> = Vec::new();
         let name = node.name.clone();
         let step_stats = ctx.metrics.step(&name, "window");
         let mut cp = ctx
@@ -175,10 +176,12 @@ pub fn window_stream<'scope, R: WindowRecord>(
                     break;
                 }
                 let (_, (cap, mut trades)) = stash.pop_first().expect("checked non-empty");
-                if lag.is_none() {
-                    state.fire_until(t as i64, &mut rows);
-                    fired_upto = fired_upto.max(t as i64);
-                }
+                // Every window complete at `t` fires before the records of `t` are applied, so
+                // whether a record revises a window depends on `t` alone (rows of a window are
+                // complete `lag` behind their time).
+                let upto = (t as i64).saturating_sub(lag.unwrap_or(0));
+                state.fire_until(upto, &mut rows);
+                fired_upto = fired_upto.max(upto);
                 for tr in trades.iter_mut() {
                     let wm = match lag {
                         // NB: a record normally carries a watermark ≥ its timestamp. When a
@@ -224,7 +227,15 @@ pub fn window_stream<'scope, R: WindowRecord>(
                     }
                 }
                 let _ = late;
-                state.take_revisions(&mut rows);
+                // NB: revisions go out at the time of the records that caused them (not at the
+                // held time, which depends on when the frontier was last seen): a window over
+                // these rows takes them in deterministically.
+                state.take_revisions(&mut revised);
+                if !revised.is_empty() {
+                    step_stats.records_out.fetch_add(revised.len() as u64, Relaxed);
+                    if let Some(cp) = cp.as_ref() { cp.emitted(revised.len()); }
+                    output.session(&cap).give_iterator(revised.drain(..));
+                }
                 if !rows.is_empty() {
                     step_stats.records_out.fetch_add(rows.len() as u64, Relaxed);
                     if let Some(cp) = cp.as_ref() { cp.emitted(rows.len()); }

@@ -28,6 +28,14 @@ pub struct KafkaSourceConfig {
     /// A partition without records for this long no longer holds back the watermark.
     #[serde(default = "default_idle_timeout")]
     pub idle_timeout: Duration,
+    /// When every partition has been idle for `idle_timeout`: `hold` (the default) keeps the
+    /// watermark at the most advanced partition's, so a window stays open until the next record;
+    /// `clock` lets it follow the wall clock (minus `idle_timeout` and `max_out_of_orderness`), so
+    /// the last bar of a session fires after the close without waiting for the next morning's
+    /// first trade — for live topics only: a topic of old records that pauses would make every
+    /// later record late.
+    #[serde(default)]
+    pub idle_watermark: IdleWatermark,
     /// Watermark alignment: a partition whose watermark is this far ahead of the slowest live
     /// partition (over all workers) is not read until the others catch up. This bounds what
     /// windows must buffer when partitions are read unevenly (backfills, restarts); `0s` turns
@@ -40,6 +48,17 @@ pub struct KafkaSourceConfig {
     /// data dated in the future).
     #[serde(default = "crate::sources::default_max_future")]
     pub max_future: Duration,
+}
+
+/// What the watermark does when every partition is idle.
+#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum IdleWatermark {
+    /// Stay at the most advanced partition's watermark.
+    #[default]
+    Hold,
+    /// Follow the wall clock.
+    Clock,
 }
 
 /// Where a Kafka source starts.

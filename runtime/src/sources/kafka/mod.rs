@@ -22,7 +22,7 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::{Scope, StreamVec};
 
-use self::config::{KafkaSourceConfig, StartPosition};
+use self::config::{IdleWatermark, KafkaSourceConfig, StartPosition};
 use crate::checkpoint::{PartitionCheckpoint, Role};
 use crate::dataflow::time::quantize;
 use crate::base::record::Trade;
@@ -399,7 +399,13 @@ pub(super) fn kafka_stream<'scope>(
                 } else if let Some(wm) = parts.iter().map(|s| s.wm).max()
                     && !finished
                 {
-                    // Every partition idle: follow the most advanced one.
+                    // Every partition idle: follow the most advanced one (or the clock).
+                    let wm = match cfg.idle_watermark {
+                        IdleWatermark::Hold => wm,
+                        IdleWatermark::Clock => wm.max(
+                            crate::dataflow::time::now_ms() - cfg.idle_timeout.as_millis() - ooo,
+                        ),
+                    };
                     let t = quantize(wm, quantum);
                     if t > *capability.time() {
                         capability.downgrade(&t);
