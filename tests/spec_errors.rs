@@ -467,7 +467,7 @@ sinks:
         "spec.yaml:10:45: steps.odd.time: trades are windowed by their `timestamp`, not `ts` (remove `time:`)
 spec.yaml:20:11: steps.five.time: unknown column `timestamp`; valid choices: `window_start`, `window_end`
 spec.yaml:22:45: steps.five.aggregates.close.field: unknown field `clse`; did you mean `close`?
-spec.yaml:22:62: steps.five.aggregates.w.fn: `vwap` reads the price and volume of trades; over rows, sum a derived `notional` (`vwap * volume`) and the `volume`, then divide in a derive
+spec.yaml:22:62: steps.five.aggregates.w.fn: `vwap` over rows weighs a price column by a volume column: name both (`{fn: vwap, price: vwap, volume: volume}` for bars)
 spec.yaml:22:91: steps.five.aggregates.k.field: `symbol` is a string; `max` needs a numeric field (a number column)
 spec.yaml:24:5: steps.again.allowed_lateness: `late` revises its rows up to 30s after they fire (`allowed_lateness: 30s`): a window over them needs `allowed_lateness` of at least 30s to take the revisions in
 spec.yaml:31:13: steps.diff.engine: the differential engine reads trades; a window over rows uses `timely` or `auto`
@@ -619,4 +619,33 @@ fn count_volume_and_notional_bars_name_what_does_not_fit() {
         assert!(stderr.contains(w.as_str()), "missing\n  {w}\nin\n{stderr}");
     }
     assert!(stderr.ends_with("6 error(s) in spec.yaml\n"), "{stderr}");
+}
+
+#[test]
+fn vwap_over_rows_names_its_price_and_volume_columns() {
+    let lines = [
+        "  bars: { type: window, input: trades, window: { type: tumbling, size: 1m }, aggregates: { vwap: { fn: vwap }, volume: { fn: sum, field: volume } } }",
+        "  a: { type: window, input: bars, window: { type: tumbling, size: 5m }, aggregates: { v: { fn: vwap } } }",
+        "  b: { type: window, input: bars, window: { type: tumbling, size: 5m }, aggregates: { v: { fn: vwap, price: vwap, volume: volumes } } }",
+        "  c: { type: window, input: trades, window: { type: tumbling, size: 5m }, aggregates: { v: { fn: vwap, price: price, volume: volume } } }",
+        "  d: { type: window, input: bars, window: { type: tumbling, size: 5m }, aggregates: { v: { fn: max, field: vwap, price: vwap } } }",
+    ];
+    let yaml = format!(
+        "name: bad\nsources:\n  trades: {{ type: replay, path: {} }}\nsteps:\n{}\nsinks:\n  out: {{ type: parquet, input: a, path: out/a }}\n",
+        sample(),
+        lines.join("\n")
+    );
+    let at = |i: usize, what: &str| format!("spec.yaml:{}:{}", 5 + i, lines[i].find(what).unwrap() + 1);
+    let (code, stderr) = validate(&yaml, &[]);
+    assert_eq!(code, 2);
+    let want = [
+        format!("{}: steps.a.aggregates.v.fn: `vwap` over rows weighs a price column by a volume column: name both (`{{fn: vwap, price: vwap, volume: volume}}` for bars)", at(1, "vwap }")),
+        format!("{}: steps.b.aggregates.v.volume: unknown field `volumes`; did you mean `volume`?", at(2, "volumes")),
+        format!("{}: steps.c.aggregates.v.price: `vwap` of trades weighs their price by their volume (remove `price:` and `volume:`)", at(3, "price, volume")),
+        format!("{}: steps.d.aggregates.v.price: `price` and `volume` are arguments of `vwap`, not of `max` (remove them)", at(4, "vwap }")),
+    ];
+    for w in &want {
+        assert!(stderr.contains(w.as_str()), "missing\n  {w}\nin\n{stderr}");
+    }
+    assert!(stderr.ends_with("4 error(s) in spec.yaml\n"), "{stderr}");
 }

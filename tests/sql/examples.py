@@ -84,12 +84,13 @@ def bars_5m(con, out):
         select symbol, (ws // 300000) * 300000 as w5, w5 + 300000,
                first(open order by ws), max(high), min(low), last(close order by ws),
                sum(volume), sum(vwap * volume), sum(trades), count(*),
+               sum(vwap * volume) / nullif(sum(volume), 0),
                sum(vwap * volume) / nullif(sum(volume), 0)
         from bars group by symbol, w5 order by symbol, w5
     """).fetchall()
     got = con.execute(f"""
         select symbol, epoch_ms(window_start), epoch_ms(window_end), open, high, low, close,
-               volume, notional, trades, minutes, vwap
+               volume, notional, trades, minutes, vwap, vwap_w
         from read_parquet('{out}/bars_5m/**/*.parquet') order by symbol, window_start
     """).fetchall()
     compare(got, expected)

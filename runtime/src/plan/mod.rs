@@ -87,6 +87,8 @@ pub struct AggregatePlan {
     pub name: String,
     pub func: AggregateFn,
     pub field: TradeField,
+    /// `vwap` over rows: the volume `field` (the price) is weighed by.
+    pub weight: Option<TradeField>,
 }
 
 /// Window shape in milliseconds.

@@ -40,11 +40,24 @@ pub struct Acc {
     states: Vec<State>,
 }
 
+/// `price · volume` and `volume` of `t` for `vwap`: a trade's, or the named columns of a row
+/// (nothing when either is NULL).
+#[inline]
+fn vwap_parts<R: WindowRecord>(a: &AggregatePlan, t: &R) -> (f64, f64) {
+    match a.weight {
+        None => t.notional(),
+        Some(w) => match (t.value(a.field), t.value(w)) {
+            (Some(p), Some(v)) => (p * v, v),
+            _ => (0.0, 0.0),
+        },
+    }
+}
+
 /// The state of `a` holding just `t`.
 #[inline]
 fn start<R: WindowRecord>(a: &AggregatePlan, t: &R) -> State {
     if a.func == AggregateFn::Vwap {
-        let (pv, v) = t.notional();
+        let (pv, v) = vwap_parts(a, t);
         return State::Vwap { pv, v };
     }
     if a.func == AggregateFn::Count {
@@ -86,7 +99,7 @@ impl Acc {
                     continue;
                 }
                 State::Vwap { pv, v } => {
-                    let (p, w) = t.notional();
+                    let (p, w) = vwap_parts(a, t);
                     *pv += p;
                     *v += w;
                     continue;

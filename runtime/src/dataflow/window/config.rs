@@ -197,11 +197,18 @@ pub struct AggregateSpec {
     /// skipped, as in SQL). Not used by `count` and `vwap`.
     #[serde(default)]
     pub field: Option<String>,
+    /// `vwap` over rows: the price column (e.g. the `vwap` of 1-minute bars) ...
+    #[serde(default)]
+    pub price: Option<String>,
+    /// ... weighed by this volume column: `sum(price·volume)/sum(volume)`.
+    #[serde(default)]
+    pub volume: Option<String>,
 }
 
 /// Aggregate functions. `first`/`last` are by event time, ties broken by arrival order;
 /// `stddev` is the sample standard deviation (null below 2 records); `vwap` is
-/// `sum(price·volume)/sum(volume)` (null when the volume is 0).
+/// `sum(price·volume)/sum(volume)` (null when the volume is 0; over rows, of the `price` and
+/// `volume` columns it names).
 #[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum AggregateFn {

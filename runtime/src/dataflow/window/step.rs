@@ -411,7 +411,6 @@ pub(crate) fn plan_aggregates(
     err: &mut dyn FnMut(String, String),
 ) -> (Vec<Field>, Vec<AggregatePlan>, bool) {
     let on_rows = stream.kind == StreamKind::Rows;
-    let schema = &stream.schema;
     let revisions = cfg.allowed_lateness.as_millis() > 0;
     let mut ok = true;
     let mut fields = vec![
@@ -439,7 +438,7 @@ pub(crate) fn plan_aggregates(
             "one of `price`, `volume`"
         };
         let mut nullable_input = false;
-        let field = match (&agg.field, agg.func.takes_field()) {
+        let mut field = match (&agg.field, agg.func.takes_field()) {
             (Some(f), false) => {
                 err(
                     format!("{ap}.field"),
@@ -460,13 +459,91 @@ pub(crate) fn plan_aggregates(
                 ok = false;
                 TradeField::Price
             }
-            (Some(f), true) => match schema.field(f) {
+            (Some(f), true) => {
+                let (field, nullable, good) =
+                    number_field(&format!("{ap}.field"), f, agg.func, stream, slots.as_deref_mut(), err);
+                nullable_input = nullable;
+                ok &= good;
+                field
+            }
+        };
+        let mut weight = None;
+        match (agg.func, on_rows, &agg.price, &agg.volume) {
+            (AggregateFn::Vwap, true, Some(price), Some(volume)) => {
+                let (field_p, _, g1) =
+                    number_field(&format!("{ap}.price"), price, agg.func, stream, slots.as_deref_mut(), err);
+                let (field_v, _, g2) =
+                    number_field(&format!("{ap}.volume"), volume, agg.func, stream, slots.as_deref_mut(), err);
+                ok &= g1 & g2;
+                field = field_p;
+                weight = Some(field_v);
+            }
+            (AggregateFn::Vwap, true, _, _) => {
+                err(
+                    format!("{ap}.fn"),
+                    "`vwap` over rows weighs a price column by a volume column: name both (`{fn: vwap, price: vwap, volume: volume}` for bars)".to_string(),
+                );
+                ok = false;
+            }
+            (AggregateFn::Vwap, false, Some(_), _) | (AggregateFn::Vwap, false, _, Some(_)) => {
+                err(
+                    format!("{ap}.price"),
+                    "`vwap` of trades weighs their price by their volume (remove `price:` and `volume:`)".to_string(),
+                );
+                ok = false;
+            }
+            (_, _, Some(_), _) | (_, _, _, Some(_)) => {
+                err(
+                    format!("{ap}.price"),
+                    format!("`price` and `volume` are arguments of `vwap`, not of `{}` (remove them)", fn_name(agg.func)),
+                );
+                ok = false;
+            }
+            _ => {}
+        }
+        let (ty, nullable) = match agg.func {
+            AggregateFn::Count => (FieldType::Int64, false),
+            AggregateFn::Stddev | AggregateFn::Vwap => (FieldType::Float64, true),
+            _ => (FieldType::Float64, nullable_input),
+        };
+        fields.push(Field::new(col, ty, nullable));
+        aggregates.push(AggregatePlan {
+            name: col.clone(),
+            func: agg.func,
+            field,
+            weight,
+        });
+    }
+    (fields, aggregates, ok)
+}
+
+/// A number an aggregate reads: `price`/`volume` of trades, or a number column of rows (a value
+/// slot in `slots`). (field, whether it can be NULL, whether it is right.)
+fn number_field(
+    at: &str,
+    f: &str,
+    func: AggregateFn,
+    stream: &StreamInfo,
+    slots: Option<&mut Vec<usize>>,
+    err: &mut dyn FnMut(String, String),
+) -> (TradeField, bool, bool) {
+    let on_rows = stream.kind == StreamKind::Rows;
+    let schema = &stream.schema;
+    let numbers = if on_rows {
+        "a number column"
+    } else {
+        "one of `price`, `volume`"
+    };
+    let mut ok = true;
+    let mut nullable_input = false;
+    let mut err = |a: &str, m: String| err(a.to_string(), m);
+    let field = match schema.field(f) {
                 Some(_) if !on_rows && f == "price" => TradeField::Price,
                 Some(_) if !on_rows && f == "volume" => TradeField::Volume,
                 Some(fd) if on_rows && fd.ty.is_numeric() => {
                     nullable_input = fd.nullable;
                     let column = schema.index_of(f).expect("a field of the schema");
-                    match slots.as_deref_mut() {
+                    match slots {
                         Some(slots) => {
                             slots.push(column);
                             TradeField::Column(slots.len() - 1)
@@ -476,11 +553,11 @@ pub(crate) fn plan_aggregates(
                 }
                 Some(fd) => {
                     err(
-                        format!("{ap}.field"),
+                        at,
                         format!(
                             "`{f}` is a {}; `{}` needs a numeric field ({numbers})",
                             fd.ty.name(),
-                            fn_name(agg.func)
+                            fn_name(func)
                         ),
                     );
                     ok = false;
@@ -498,34 +575,14 @@ pub(crate) fn plan_aggregates(
                         vec!["price", "volume"]
                     };
                     err(
-                        format!("{ap}.field"),
+                        at,
                         format!("unknown field `{f}`{}", suggest(f, choices)),
                     );
                     ok = false;
                     TradeField::Price
                 }
-            },
-        };
-        if on_rows && agg.func == AggregateFn::Vwap {
-            err(
-                format!("{ap}.fn"),
-                "`vwap` reads the price and volume of trades; over rows, sum a derived `notional` (`vwap * volume`) and the `volume`, then divide in a derive".to_string(),
-            );
-            ok = false;
-        }
-        let (ty, nullable) = match agg.func {
-            AggregateFn::Count => (FieldType::Int64, false),
-            AggregateFn::Stddev | AggregateFn::Vwap => (FieldType::Float64, true),
-            _ => (FieldType::Float64, nullable_input),
-        };
-        fields.push(Field::new(col, ty, nullable));
-        aggregates.push(AggregatePlan {
-            name: col.clone(),
-            func: agg.func,
-            field,
-        });
-    }
-    (fields, aggregates, ok)
+    };
+    (field, nullable_input, ok)
 }
 
 /// Gap filling: tumbling windows only; which values `previous` carries.
@@ -582,6 +639,7 @@ fn plan_fill(
                 name: String::new(),
                 func: AggregateFn::Last,
                 field: a.field,
+                weight: None,
             });
             carried.len() - 1
         });

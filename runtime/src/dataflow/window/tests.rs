@@ -18,6 +18,7 @@ fn node(kind: WindowKind, allowed: i64, aggs: &[(AggregateFn, TradeField)]) -> W
                 name: format!("a{i}"),
                 func: *f,
                 field: *fld,
+                weight: None,
             })
             .collect(),
         schema: Schema::default(),
@@ -275,6 +276,7 @@ fn filling(kind: WindowKind, allowed: i64, for_ms: i64) -> WindowNode {
             name: String::new(),
             func: Last,
             field: TradeField::Price,
+            weight: None,
         }],
         carry_of: vec![Some(0), Some(0), None, None],
     });
