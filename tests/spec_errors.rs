@@ -56,7 +56,7 @@ sinks:
     assert_eq!(code, 2);
     assert_eq!(
         stderr,
-        "spec.yaml:6:27: sources.trades.max_out_of_orderness: invalid duration `2 parsecs`: expected a number with a unit (ms, s, m, h, d), e.g. 500ms, 2s, 1m, 1h30m
+        "spec.yaml:6:27: sources.trades.max_out_of_orderness: invalid duration `2 parsecs`: expected a number with a unit (ms, s, m, h, d, w, mo), e.g. 500ms, 2s, 1m, 1h30m
 spec.yaml:8:11: sources.other.type: unknown type `replpay`; did you mean `replay`?
 spec.yaml:15:16: steps.bars.aggregates.x.fn: unknown value `median`; valid choices: `count`, `sum`, `min`, `max`, `first`, `last`, `avg`, `stddev`, `vwap`
 spec.yaml:16:5: steps.bars.colour: unknown field `colour`; valid choices: `input`, `key`, `time`, `window`, `align`, `allowed_lateness`, `aggregates`, `engine`, `partial_windows`, `fill`, `fill_for`
@@ -192,7 +192,7 @@ sinks:
     assert_eq!(code, 2);
     assert_eq!(
         stderr,
-        "spec.yaml:8:37: steps.a.window.size: invalid duration `1mn`: expected a number with a unit (ms, s, m, h, d), e.g. 500ms, 2s, 1m, 1h30m
+        "spec.yaml:8:37: steps.a.window.size: invalid duration `1mn`: expected a number with a unit (ms, s, m, h, d, w, mo), e.g. 500ms, 2s, 1m, 1h30m
 1 error(s) in spec.yaml
 "
     );
@@ -648,4 +648,26 @@ fn vwap_over_rows_names_its_price_and_volume_columns() {
         assert!(stderr.contains(w.as_str()), "missing\n  {w}\nin\n{stderr}");
     }
     assert!(stderr.ends_with("4 error(s) in spec.yaml\n"), "{stderr}");
+}
+
+#[test]
+fn a_month_needs_a_time_zone_and_cannot_be_a_session() {
+    let lines = [
+        "  a: { type: window, input: trades, window: { type: tumbling, size: 1mo }, aggregates: { n: { fn: count } } }",
+        "  b: { type: window, input: trades, window: { type: tumbling, size: 1mo }, align: { calendar: XNYS }, aggregates: { n: { fn: count } } }",
+    ];
+    let yaml = format!(
+        "name: bad\nsources:\n  trades: {{ type: replay, path: {} }}\nsteps:\n{}\nsinks:\n  out: {{ type: parquet, input: a, path: out/a }}\n",
+        sample(),
+        lines.join("\n")
+    );
+    let at = |i: usize, what: &str| format!("spec.yaml:{}:{}", 5 + i, lines[i].find(what).unwrap() + 1);
+    let (code, stderr) = validate(&yaml, &[]);
+    assert_eq!(code, 2);
+    for w in [
+        format!("{}: steps.a.window.size: `1mo` windows are calendar months, which start at a local midnight: add `align: {{ timezone: UTC }}` (or the time zone whose months you mean)", at(0, "1mo")),
+        format!("{}: steps.b.align: a window of 1mo in sessions: windows in sessions last at most a session (`size: 1d`)", at(1, "{ calendar")),
+    ] {
+        assert!(stderr.contains(w.as_str()), "missing\n  {w}\nin\n{stderr}");
+    }
 }

@@ -205,12 +205,16 @@ def session_bars(con, out):
         sessions.append((str(s.date()), ms(o), ms(c), ms(ext_open), ms(c) + 4 * 3_600_000))
     con.execute("create table sessions(d varchar, open bigint, close bigint, ext_open bigint, ext_close bigint)")
     con.executemany("insert into sessions values (?, ?, ?, ?, ?)", sessions)
-    days, fx_days = [], []
+    days, fx_days, months = [], [], []
     for (t,) in con.execute("select distinct t from trades").fetchall():
         d = day(t)
         start = dt.datetime.combine(d, dt.time(0), ny)
         end = dt.datetime.combine(d + dt.timedelta(days=1), dt.time(0), ny)
         days.append((t, str(d), ms(start), ms(end)))
+        first = d.replace(day=1)
+        following = (first + dt.timedelta(days=32)).replace(day=1)
+        months.append((t, str(first), ms(dt.datetime.combine(first, dt.time(0), ny)),
+                       ms(dt.datetime.combine(following, dt.time(0), ny))))
         # An FX trading day runs from 17:00 New York time the day before to 17:00, Monday to
         # Friday: a trade after 17:00 belongs to the next day's session.
         fx = d + dt.timedelta(days=1) if dt.datetime.fromtimestamp(t / 1000, ny).hour >= 17 else d
@@ -220,6 +224,8 @@ def session_bars(con, out):
             fx_days.append((t, str(fx), ms(fx_start), ms(fx_end)))
     con.execute("create table local_days(t bigint, d varchar, ws bigint, we bigint)")
     con.executemany("insert into local_days values (?, ?, ?, ?)", days)
+    con.execute("create table local_months(t bigint, d varchar, ws bigint, we bigint)")
+    con.executemany("insert into local_months values (?, ?, ?, ?)", months)
     con.execute("create table fx_days(t bigint, d varchar, ws bigint, we bigint)")
     con.executemany("insert into fx_days values (?, ?, ?, ?)", fx_days)
     watermark = """max(t) over (order by line, idx rows between unbounded preceding and current row) - 2000"""
@@ -235,6 +241,7 @@ def session_bars(con, out):
                          from marked tr join sessions s on s.ext_open <= tr.t and tr.t < s.ext_close)""",
         "new_york_days": "select tr.*, d.d, d.ws, d.we from marked tr join local_days d using (t)",
         "fx_days": "select tr.*, d.d, d.ws, d.we from marked tr join fx_days d using (t)",
+        "new_york_months": "select tr.*, d.d, d.ws, d.we from marked tr join local_months d using (t)",
     }
     covered = {}
     for name, assign in windows.items():

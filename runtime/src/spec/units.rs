@@ -26,11 +26,11 @@ impl Duration {
         std::time::Duration::from_millis(self.0.max(0) as u64)
     }
 
-    /// Parses `<number><unit>` with unit one of ms, s, m, h, d (`1m30s` style sums too).
+    /// Parses `<number><unit>` with unit one of ms, s, m, h, d, w, mo (`1m30s` style sums too).
     pub fn parse(text: &str) -> Result<Duration, String> {
         let bad = || {
             format!(
-                "invalid duration `{text}`: expected a number with a unit (ms, s, m, h, d), e.g. 500ms, 2s, 1m, 1h30m"
+                "invalid duration `{text}`: expected a number with a unit (ms, s, m, h, d, w, mo), e.g. 500ms, 2s, 1m, 1h30m"
             )
         };
         let s = text.trim();
@@ -39,7 +39,7 @@ impl Duration {
         }
         if s.bytes().all(|b| b.is_ascii_digit()) {
             return Err(format!(
-                "invalid duration `{text}`: a unit is required (ms, s, m, h, d), e.g. {text}s or {text}ms"
+                "invalid duration `{text}`: a unit is required (ms, s, m, h, d, w, mo), e.g. {text}s or {text}ms"
             ));
         }
         let mut total: i64 = 0;
@@ -60,6 +60,10 @@ impl Duration {
                 "m" => 60_000,
                 "h" => 3_600_000,
                 "d" => 86_400_000,
+                "w" => 7 * 86_400_000,
+                // A month is not a fixed length: windows of `1mo` in market time are calendar
+                // months; as a plain duration it is the mean Gregorian month.
+                "mo" => MONTH_MS,
                 _ => return Err(bad()),
             };
             total = n
@@ -71,11 +75,17 @@ impl Duration {
     }
 }
 
+/// `1mo`: the mean Gregorian month (30.436875 days), in ms.
+pub const MONTH_MS: i64 = 2_629_746_000;
+
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0;
         if ms == 0 {
             return f.write_str("0s");
+        }
+        if ms > 0 && ms % MONTH_MS == 0 {
+            return write!(f, "{}mo", ms / MONTH_MS);
         }
         for (unit, factor) in [
             ("d", 86_400_000),
@@ -104,7 +114,7 @@ impl<'de> Deserialize<'de> for Duration {
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
                 Err(E::custom(format!(
-                    "invalid duration `{v}`: a unit is required (ms, s, m, h, d), e.g. {v}s or {v}ms"
+                    "invalid duration `{v}`: a unit is required (ms, s, m, h, d, w, mo), e.g. {v}s or {v}ms"
                 )))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
@@ -123,7 +133,7 @@ impl JsonSchema for Duration {
         json_schema!({
             "type": "string",
             "pattern": "^([0-9]+(ms|s|m|h|d))+$",
-            "description": "A duration: a number with a unit (ms, s, m, h, d), e.g. 500ms, 2s, 1m, 1h30m."
+            "description": "A duration: a number with a unit (ms, s, m, h, d, w, mo), e.g. 500ms, 2s, 1m, 1h30m."
         })
     }
 }

@@ -1,7 +1,7 @@
 //! Tumbling windows in market time. A window lies in one *span*: a session of the calendar, or
 //! (a time zone alone) a local day, or a local week for `1w`. Windows shorter than a day start at
-//! the span's start every `size` and the last one ends with the span; a window of `1d` (or `1w`)
-//! is the whole span. So hourly bars of the New York session are 09:30–10:30 … 15:30–16:00
+//! the span's start every `size` and the last one ends with the span; a window of `1d` (or `1w`,
+//! `1mo`: a local week from Monday, a calendar month) is the whole span. So hourly bars of the New York session are 09:30–10:30 … 15:30–16:00
 //! (13:00 on an early close), a daily bar is one session, and a day in New York lasts 23 or 25
 //! hours when the clocks change. Time outside every span (outside the session) has no window.
 
@@ -14,6 +14,8 @@ use super::{Calendar, SessionKind};
 
 pub const DAY_MS: i64 = 86_400_000;
 pub const WEEK_MS: i64 = 7 * DAY_MS;
+/// `1mo`: a window of a calendar month.
+pub const MONTH_MS: i64 = crate::spec::units::MONTH_MS;
 const HOUR_MS: i64 = 3_600_000;
 
 #[derive(Debug, Clone)]
@@ -40,18 +42,23 @@ impl Align {
             return c.session_at(t, self.session).map(|s| (s.open, s.close));
         }
         let day = Calendar::local_date(&self.tz, t);
-        let (first, days) = if self.size == WEEK_MS {
-            let back = day.weekday().to_monday_zero_offset() as i64;
-            (day.checked_sub(Span::new().days(back)).unwrap_or(day), 7)
-        } else {
-            (day, 1)
+        let (first, next) = match self.size {
+            WEEK_MS => {
+                let back = day.weekday().to_monday_zero_offset() as i64;
+                let first = day.checked_sub(Span::new().days(back)).unwrap_or(day);
+                (first, first.checked_add(Span::new().days(7)).unwrap_or(first))
+            }
+            MONTH_MS => {
+                let first = day.first_of_month();
+                (first, first.checked_add(Span::new().months(1)).unwrap_or(first))
+            }
+            _ => (day, day.tomorrow().unwrap_or(day)),
         };
         let start = |d: jiff::civil::Date| {
             d.to_zoned(self.tz.clone())
                 .map(|z| z.timestamp().as_millisecond())
                 .unwrap_or(t)
         };
-        let next = first.checked_add(Span::new().days(days)).unwrap_or(first);
         Ok((start(first), start(next).max(t + 1)))
     }
 
@@ -118,6 +125,7 @@ impl Align {
         match self.size {
             s if s < DAY_MS => s,
             WEEK_MS => WEEK_MS + HOUR_MS,
+            MONTH_MS => 31 * DAY_MS + HOUR_MS,
             _ => DAY_MS + HOUR_MS,
         }
     }
@@ -170,6 +178,21 @@ mod tests {
         let w = tz_only("Europe/Berlin", WEEK_MS);
         let (s, e) = w.window(ms("2026-03-29T12:00:00Z"), &mut AlignCache::default()).unwrap();
         assert_eq!((s, e), (ms("2026-03-22T23:00:00Z"), ms("2026-03-29T22:00:00Z")));
+    }
+
+    #[test]
+    fn months_are_calendar_months_at_local_midnight() {
+        let m = tz_only("America/New_York", MONTH_MS);
+        let mut c = AlignCache::default();
+        // February 2026: 28 days of EST; March: 31 days less the hour the clocks skip.
+        let (s, e) = m.window(ms("2026-02-14T12:00:00Z"), &mut c).unwrap();
+        assert_eq!((s, e), (ms("2026-02-01T05:00:00Z"), ms("2026-03-01T05:00:00Z")));
+        let (s, e) = m.window(ms("2026-03-31T12:00:00Z"), &mut c).unwrap();
+        assert_eq!((s, e), (ms("2026-03-01T05:00:00Z"), ms("2026-04-01T04:00:00Z")));
+        // 23:30 on the last day of the month in New York is already the next month in UTC.
+        let (s, _) = m.window(ms("2026-05-01T03:30:00Z"), &mut c).unwrap();
+        assert_eq!(s, ms("2026-04-01T04:00:00Z"));
+        assert!(m.longest_ms() >= 31 * DAY_MS);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use super::config::{
     WindowStepConfig,
 };
 use crate::base::calendar::{Align, Calendar, time_zone};
-use crate::base::calendar::align::{DAY_MS, WEEK_MS};
+use crate::base::calendar::align::{DAY_MS, MONTH_MS, WEEK_MS};
 use crate::base::record::{Field, FieldType, Schema};
 use crate::plan::{
     AggregatePlan, FillPlan, MAX_WINDOWS_PER_RECORD, RowInput, TradeField, WindowKind, WindowNode,
@@ -249,6 +249,13 @@ pub(crate) fn plan_window(
     let kind = match cfg.window {
         WindowSpec::Tumbling { size } => {
             ok &= positive(size, "size", err);
+            if cfg.align.is_none() && size.as_millis() > 0 && size.as_millis() % MONTH_MS == 0 {
+                err(
+                    format!("{p}.window.size"),
+                    format!("`{size}` windows are calendar months, which start at a local midnight: add `align: {{ timezone: UTC }}` (or the time zone whose months you mean)"),
+                );
+                ok = false;
+            }
             WindowKind::Tumbling {
                 size: size.as_millis(),
             }
@@ -728,7 +735,7 @@ fn plan_align(
         return None;
     }
     let d = |ms: i64| crate::spec::units::Duration(ms).to_string();
-    let fits = size <= DAY_MS || (calendar.is_none() && size == WEEK_MS);
+    let fits = size <= DAY_MS || (calendar.is_none() && (size == WEEK_MS || size == MONTH_MS));
     if !fits {
         err(
             format!("{p}"),
@@ -739,7 +746,7 @@ fn plan_align(
                 )
             } else {
                 format!(
-                    "a window of {} in local time: use a size up to `1d` (local days) or `1w` (weeks from Monday)",
+                    "a window of {} in local time: use a size up to `1d` (local days), `1w` (weeks from Monday) or `1mo` (calendar months)",
                     d(size)
                 )
             },
