@@ -48,6 +48,15 @@ fn run_and_check(python: &str, name: &str, spec: &Path, trades: &Path, out: &Pat
     assert!(report.contains(" match"), "{report}");
 }
 
+/// Runs `specs/examples/NAME.yaml` on `trades` with 1 and 2 workers (into `dir/out1`, `dir/out2`)
+/// and checks each output with its independent computation.
+fn check_example(python: &str, name: &str, trades: &Path, dir: &Path) {
+    let spec = repo().join(format!("specs/examples/{name}.yaml"));
+    for workers in ["1", "2"] {
+        run_and_check(python, name, &spec, trades, &dir.join(format!("out{workers}")), workers);
+    }
+}
+
 fn mixed_trades(dir: &Path, seed: u64) -> std::path::PathBuf {
     let trades = dir.join("trades.jsonl");
     write_frames(
@@ -69,11 +78,7 @@ fn crypto_filter_bars_derive_and_select_equal_duckdb() {
     };
     let dir = tempfile::tempdir().unwrap();
     let trades = mixed_trades(dir.path(), 31);
-    for workers in ["1", "2"] {
-        let out = dir.path().join(format!("out{workers}"));
-        let spec = repo().join("specs/examples/crypto-returns.yaml");
-        run_and_check(&python, "crypto-returns", &spec, &trades, &out, workers);
-    }
+    check_example(&python, "crypto-returns", &trades, dir.path());
 }
 
 /// Mixed trades, then three hours without any, then more: the watermark jumps, and windows
@@ -111,11 +116,7 @@ fn five_minute_bars_from_one_minute_bars_equal_duckdb() {
     };
     let dir = tempfile::tempdir().unwrap();
     let trades = gapped_trades(dir.path(), 33);
-    for workers in ["1", "2"] {
-        let out = dir.path().join(format!("out{workers}"));
-        let spec = repo().join("specs/examples/bars-5m.yaml");
-        run_and_check(&python, "bars-5m", &spec, &trades, &out, workers);
-    }
+    check_example(&python, "bars-5m", &trades, dir.path());
 }
 
 #[test]
@@ -135,11 +136,7 @@ fn rolling_features_equal_sql_window_functions_and_reference_ema_and_rsi() {
         },
         &trades,
     );
-    for workers in ["1", "2"] {
-        let out = dir.path().join(format!("out{workers}"));
-        let spec = repo().join("specs/examples/rolling-features.yaml");
-        run_and_check(&python, "rolling-features", &spec, &trades, &out, workers);
-    }
+    check_example(&python, "rolling-features", &trades, dir.path());
 }
 
 #[test]
@@ -316,11 +313,7 @@ fn session_and_local_day_bars_equal_exchange_calendars_and_zoneinfo() {
     };
     let dir = tempfile::tempdir().unwrap();
     let trades = market_weeks(dir.path());
-    for workers in ["1", "2"] {
-        let out = dir.path().join(format!("out{workers}"));
-        let spec = repo().join("specs/examples/session-bars.yaml");
-        run_and_check(&python, "session-bars", &spec, &trades, &out, workers);
-    }
+    check_example(&python, "session-bars", &trades, dir.path());
 }
 
 /// `tickflow calendar` prints every XNYS and XNAS session of 2000–2030 exactly as the
@@ -365,11 +358,7 @@ fn gap_filled_bars_equal_duckdb_over_a_grid_of_windows() {
     };
     let dir = tempfile::tempdir().unwrap();
     let trades = market_weeks(dir.path());
-    for workers in ["1", "2"] {
-        let out = dir.path().join(format!("out{workers}"));
-        let spec = repo().join("specs/examples/gap-filled-bars.yaml");
-        run_and_check(&python, "gap-filled-bars", &spec, &trades, &out, workers);
-    }
+    check_example(&python, "gap-filled-bars", &trades, dir.path());
 }
 
 #[test]
@@ -379,11 +368,7 @@ fn tick_volume_and_dollar_bars_equal_a_plain_loop_over_duckdb_ordered_trades() {
     };
     let dir = tempfile::tempdir().unwrap();
     let trades = market_weeks(dir.path());
-    for workers in ["1", "2"] {
-        let out = dir.path().join(format!("out{workers}"));
-        let spec = repo().join("specs/examples/volume-bars.yaml");
-        run_and_check(&python, "volume-bars", &spec, &trades, &out, workers);
-    }
+    check_example(&python, "volume-bars", &trades, dir.path());
 }
 
 /// A late trade that revises a 1-minute bar revises the 5-minute bar made from it: the highest
@@ -408,11 +393,7 @@ fn revisions_flow_from_1_minute_bars_into_the_5_minute_bars_made_from_them() {
         },
         &trades,
     );
-    for workers in ["1", "2"] {
-        let out = dir.path().join(format!("out{workers}"));
-        let spec = repo().join("specs/examples/revised-bars.yaml");
-        run_and_check(&python, "revised-bars", &spec, &trades, &out, workers);
-    }
+    check_example(&python, "revised-bars", &trades, dir.path());
     // Which emission is a revision depends on the input only: every row, revisions included,
     // is the same for 1 and 2 workers.
     for step in ["bars_1m", "bars_5m"] {

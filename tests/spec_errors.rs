@@ -22,6 +22,24 @@ fn validate(yaml: &str, env: &[(&str, &str)]) -> (i32, String) {
     (out.status.code().unwrap(), stderr)
 }
 
+/// A spec whose `steps:` are `lines` (over the sample trades, a sink reading `a`), validated:
+/// the YAML, the exit code and the report.
+fn validate_steps(lines: &[&str]) -> (String, i32, String) {
+    let yaml = format!(
+        "name: bad\nsources:\n  trades: {{ type: replay, path: {} }}\nsteps:\n{}\nsinks:\n  out: {{ type: parquet, input: a, path: out/a }}\n",
+        sample(),
+        lines.join("\n")
+    );
+    let (code, stderr) = validate(&yaml, &[]);
+    (yaml, code, stderr)
+}
+
+/// `spec.yaml:LINE:COL` of `what` in step line `i` of [`validate_steps`] (1-based, as an editor
+/// shows it), found in the text itself.
+fn position(lines: &[&str], i: usize, what: &str) -> String {
+    format!("spec.yaml:{}:{}", 5 + i, lines[i].find(what).unwrap() + 1)
+}
+
 fn sample() -> String {
     repo()
         .join("specs/sample/trades.jsonl")
@@ -560,14 +578,8 @@ fn gap_filling_names_the_windows_it_cannot_fill() {
         "  d: { type: window, input: trades, window: { type: tumbling, size: 1m }, fill: null, engine: differential, aggregates: { n: { fn: count } } }",
         "  e: { type: window, input: trades, window: { type: tumbling, size: 1m }, fill: previous, aggregates: { filled: { fn: count } } }",
     ];
-    let yaml = format!(
-        "name: bad\nsources:\n  trades: {{ type: replay, path: {} }}\nsteps:\n{}\nsinks:\n  out: {{ type: parquet, input: a, path: out/a }}\n",
-        sample(),
-        lines.join("\n")
-    );
-    // The column of `what` in line `i` (1-based, as the editor shows it).
-    let at = |i: usize, what: &str| format!("spec.yaml:{}:{}", 5 + i, lines[i].find(what).unwrap() + 1);
-    let (code, stderr) = validate(&yaml, &[]);
+    let (yaml, code, stderr) = validate_steps(&lines);
+    let at = |i: usize, what: &str| position(&lines, i, what);
     assert_eq!(code, 2);
     let want = [
         format!("{}: steps.a.fill: gap filling gives a row per key for every window of a tumbling window's grid; hopping and session windows are not filled (remove `fill:`)", at(0, "previous")),
@@ -599,13 +611,8 @@ fn count_volume_and_notional_bars_name_what_does_not_fit() {
         "  d: { type: window, input: trades, window: { type: volume, size: 100, field: volum }, aggregates: { n: { fn: count } } }",
         "  e: { type: window, input: trades, window: { type: count, size: 10 }, align: { calendar: XNYS }, aggregates: { partial: { fn: count } } }",
     ];
-    let yaml = format!(
-        "name: bad\nsources:\n  trades: {{ type: replay, path: {} }}\nsteps:\n{}\nsinks:\n  out: {{ type: parquet, input: a, path: out/a }}\n",
-        sample(),
-        lines.join("\n")
-    );
-    let at = |i: usize, what: &str| format!("spec.yaml:{}:{}", 5 + i, lines[i].find(what).unwrap() + 1);
-    let (code, stderr) = validate(&yaml, &[]);
+    let (_, code, stderr) = validate_steps(&lines);
+    let at = |i: usize, what: &str| position(&lines, i, what);
     assert_eq!(code, 2);
     let want = [
         format!("{}: steps.a.window.size: must be a positive number, got 0", at(0, "0 }")),
@@ -630,13 +637,8 @@ fn vwap_over_rows_names_its_price_and_volume_columns() {
         "  c: { type: window, input: trades, window: { type: tumbling, size: 5m }, aggregates: { v: { fn: vwap, price: price, volume: volume } } }",
         "  d: { type: window, input: bars, window: { type: tumbling, size: 5m }, aggregates: { v: { fn: max, field: vwap, price: vwap } } }",
     ];
-    let yaml = format!(
-        "name: bad\nsources:\n  trades: {{ type: replay, path: {} }}\nsteps:\n{}\nsinks:\n  out: {{ type: parquet, input: a, path: out/a }}\n",
-        sample(),
-        lines.join("\n")
-    );
-    let at = |i: usize, what: &str| format!("spec.yaml:{}:{}", 5 + i, lines[i].find(what).unwrap() + 1);
-    let (code, stderr) = validate(&yaml, &[]);
+    let (_, code, stderr) = validate_steps(&lines);
+    let at = |i: usize, what: &str| position(&lines, i, what);
     assert_eq!(code, 2);
     let want = [
         format!("{}: steps.a.aggregates.v.fn: `vwap` over rows weighs a price column by a volume column: name both (`{{fn: vwap, price: vwap, volume: volume}}` for bars)", at(1, "vwap }")),
@@ -656,13 +658,8 @@ fn a_month_needs_a_time_zone_and_cannot_be_a_session() {
         "  a: { type: window, input: trades, window: { type: tumbling, size: 1mo }, aggregates: { n: { fn: count } } }",
         "  b: { type: window, input: trades, window: { type: tumbling, size: 1mo }, align: { calendar: XNYS }, aggregates: { n: { fn: count } } }",
     ];
-    let yaml = format!(
-        "name: bad\nsources:\n  trades: {{ type: replay, path: {} }}\nsteps:\n{}\nsinks:\n  out: {{ type: parquet, input: a, path: out/a }}\n",
-        sample(),
-        lines.join("\n")
-    );
-    let at = |i: usize, what: &str| format!("spec.yaml:{}:{}", 5 + i, lines[i].find(what).unwrap() + 1);
-    let (code, stderr) = validate(&yaml, &[]);
+    let (_, code, stderr) = validate_steps(&lines);
+    let at = |i: usize, what: &str| position(&lines, i, what);
     assert_eq!(code, 2);
     for w in [
         format!("{}: steps.a.window.size: `1mo` windows are calendar months, which start at a local midnight: add `align: {{ timezone: UTC }}` (or the time zone whose months you mean)", at(0, "1mo")),

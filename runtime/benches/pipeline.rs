@@ -136,30 +136,10 @@ sinks:
     path: ${OUT_URL}/bars_1m
 "#;
 
-/// 1-minute bars alone (`--cascade`'s and `--rolling`'s baseline).
-const ONE_SPEC: &str = r#"
-name: bench-one
-sources:
-  trades: { type: replay, path: "${TRADES_FILE}", max_out_of_orderness: 2s }
-steps:
-  bars_1m:
-    type: window
-    input: trades
-    window: { type: tumbling, size: 1m }
-    aggregates: &bars
-      open: { fn: first, field: price }
-      high: { fn: max, field: price }
-      low: { fn: min, field: price }
-      close: { fn: last, field: price }
-      volume: { fn: sum, field: volume }
-      trades: { fn: count }
-sinks:
-  bars_1m_out: { type: parquet, input: bars_1m, path: "${OUT_URL}/bars_1m" }
-"#;
-
-/// trades → 1 m → 5 m → 1 h, each level written (`--cascade`).
-const CASCADE_SPEC: &str = r#"
-name: bench-cascade
+/// The source and the 1-minute bars that `--cascade` and `--rolling` build on.
+macro_rules! bars_1m {
+    () => {
+        r#"
 sources:
   trades: { type: replay, path: "${TRADES_FILE}", max_out_of_orderness: 2s }
 steps:
@@ -174,7 +154,24 @@ steps:
       close: { fn: last, field: price }
       volume: { fn: sum, field: volume }
       trades: { fn: count }
-  bars_5m:
+"#
+    };
+}
+
+/// 1-minute bars alone (`--cascade`'s and `--rolling`'s baseline).
+const ONE_SPEC: &str = concat!(
+    "name: bench-one",
+    bars_1m!(),
+    r#"sinks:
+  bars_1m_out: { type: parquet, input: bars_1m, path: "${OUT_URL}/bars_1m" }
+"#
+);
+
+/// trades → 1 m → 5 m → 1 h, each level written (`--cascade`).
+const CASCADE_SPEC: &str = concat!(
+    "name: bench-cascade",
+    bars_1m!(),
+    r#"  bars_5m:
     type: window
     input: bars_1m
     window: { type: tumbling, size: 5m }
@@ -194,26 +191,14 @@ sinks:
   bars_1m_out: { type: parquet, input: bars_1m, path: "${OUT_URL}/bars_1m" }
   bars_5m_out: { type: parquet, input: bars_5m, path: "${OUT_URL}/bars_5m" }
   bars_1h_out: { type: parquet, input: bars_1h, path: "${OUT_URL}/bars_1h" }
-"#;
+"#
+);
 
 /// 1-minute bars → four rolling features per symbol (`--rolling`).
-const ROLLING_SPEC: &str = r#"
-name: bench-rolling
-sources:
-  trades: { type: replay, path: "${TRADES_FILE}", max_out_of_orderness: 2s }
-steps:
-  bars_1m:
-    type: window
-    input: trades
-    window: { type: tumbling, size: 1m }
-    aggregates:
-      open: { fn: first, field: price }
-      high: { fn: max, field: price }
-      low: { fn: min, field: price }
-      close: { fn: last, field: price }
-      volume: { fn: sum, field: volume }
-      trades: { fn: count }
-  feats:
+const ROLLING_SPEC: &str = concat!(
+    "name: bench-rolling",
+    bars_1m!(),
+    r#"  feats:
     type: rolling
     input: bars_1m
     rows: 20
@@ -224,7 +209,8 @@ steps:
       rsi14: { fn: rsi, field: close, period: 14 }
 sinks:
   feats_out: { type: parquet, input: feats, path: "${OUT_URL}/feats" }
-"#;
+"#
+);
 
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()
