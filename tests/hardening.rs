@@ -200,6 +200,10 @@ fn partition_folders_round_trip_through_duckdb_hive_partitioning() {
         "OANDA:EUR_USD",
         "q?#*[]{}^'\"\\",
         "ÄÖÜ",
+        // Folder names readers take for NULL, as strings.
+        "NULL",
+        "null",
+        "__HIVE_DEFAULT_PARTITION__",
     ];
     let mut text = String::new();
     for i in 0..120 {
@@ -627,6 +631,24 @@ fn slow_and_idle_clients_do_not_block_metrics() {
         assert!(body.contains("tickflow_"), "{body}");
         std::thread::sleep(Duration::from_secs(1));
     }
+    // What is not a scrape is answered in HTTP's own words.
+    let raw = |request: &[u8]| -> String {
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        s.write_all(request).unwrap();
+        let mut reply = String::new();
+        let _ = s.read_to_string(&mut reply);
+        reply
+    };
+    let head = raw(b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.1 200 OK") && head.ends_with("\r\n\r\n"), "{head}");
+    assert!(!head.contains("Content-Length: 0\r\n"), "HEAD gives GET's length: {head}");
+    let garbage = raw(b"\x16\x03\x01 hello\r\n\r\n");
+    assert!(garbage.starts_with("HTTP/1.1 400 Bad Request"), "{garbage}");
+    let post = raw(b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(post.starts_with("HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD"), "{post}");
+    let missing = raw(b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(missing.starts_with("HTTP/1.1 404 Not Found"), "{missing}");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     drop(idle);
     let _ = slow.join();

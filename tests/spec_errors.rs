@@ -668,3 +668,29 @@ fn a_month_needs_a_time_zone_and_cannot_be_a_session() {
         assert!(stderr.contains(w.as_str()), "missing\n  {w}\nin\n{stderr}");
     }
 }
+
+#[test]
+fn columns_and_partitions_that_readers_would_confuse_are_refused() {
+    let lines = [
+        "  a: { type: window, input: trades, window: { type: tumbling, size: 1m }, aggregates: { close: { fn: last, field: price }, Close: { fn: first, field: price } } }",
+        "  b: { type: window, input: trades, window: { type: tumbling, size: 1m }, aggregates: { date: { fn: count } } }",
+    ];
+    let yaml = format!(
+        "name: bad\nsources:\n  trades: {{ type: replay, path: {} }}\nsteps:\n{}\nsinks:\n  out: {{ type: parquet, input: b, path: out/b, partition_by: [date] }}\n  twice: {{ type: parquet, input: trades, path: out/t, partition_by: [symbol, symbol] }}\n",
+        sample(),
+        lines.join("\n")
+    );
+    let (code, stderr) = validate(&yaml, &[]);
+    assert_eq!(code, 2);
+    let sinks = yaml.lines().skip(5 + lines.len()).collect::<Vec<_>>();
+    for w in [
+        format!("{}: steps.a: columns `close` and `Close` differ only in case: SQL readers (DuckDB, Spark) take them for one column; rename one", position(&lines, 0, "{ type")),
+        format!(
+            "spec.yaml:8:{}: sinks.out.partition_by.0: the rows have a column `date`: readers with Hive partitioning (DuckDB, Spark, pyarrow) would read the `date=` folder's value in its place; rename the column (a `select`) or leave `date` out of `partition_by`",
+            sinks[0].find("date]").unwrap() + 1
+        ),
+        format!("spec.yaml:9:{}: sinks.twice.partition_by.1: `symbol` is listed twice: a folder level per partition", sinks[1].rfind("symbol").unwrap() + 1),
+    ] {
+        assert!(stderr.contains(w.as_str()), "missing\n  {w}\nin\n{stderr}");
+    }
+}

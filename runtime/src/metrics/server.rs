@@ -124,8 +124,26 @@ async fn answer(
     let request = head.split(|b| *b == b'\n').next().unwrap_or_default();
     let request = String::from_utf8_lossy(request);
     let mut parts = request.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let (status, ctype, body) = match (method, path.split('?').next().unwrap_or("")) {
+    let (method, path, version) = (
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+    );
+    let path = path.split('?').next().unwrap_or("");
+    let known = matches!(path, "/" | "/healthz" | "/readyz" | "/metrics");
+    // HEAD is answered as GET, without the body.
+    let head_only = method == "HEAD";
+    let (status, ctype, body) = match (if head_only { "GET" } else { method }, path) {
+        _ if !version.starts_with("HTTP/1.") || parts.next().is_some() || !path.starts_with('/') => (
+            "400 Bad Request",
+            "text/plain",
+            "not an HTTP/1.x request line\n".to_string(),
+        ),
+        (m, _) if known && m != "GET" => (
+            "405 Method Not Allowed\r\nAllow: GET, HEAD",
+            "text/plain",
+            "use GET\n".to_string(),
+        ),
         ("GET", "/metrics") => (
             "200 OK",
             "text/plain; version=0.0.4; charset=utf-8",
@@ -143,8 +161,9 @@ async fn answer(
         _ => ("404 Not Found", "text/plain", "try /metrics\n".to_string()),
     };
     let response = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        body.len(),
+        if head_only { "" } else { body.as_str() }
     );
     match tokio::time::timeout(WRITE_DEADLINE, async {
         stream.write_all(response.as_bytes()).await?;

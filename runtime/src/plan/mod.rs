@@ -366,6 +366,23 @@ fn plan(
             err: &mut err,
         };
         let planned_step = step.kind().plan(&mut cx);
+        // Columns that differ only in case are one column to DuckDB, Spark and most SQL readers.
+        let planned_step = planned_step.filter(|p| {
+            let fields = &p.output.schema.fields;
+            let clash = fields.iter().enumerate().find_map(|(i, a)| {
+                fields[..i]
+                    .iter()
+                    .find(|b| b.name != a.name && b.name.eq_ignore_ascii_case(&a.name))
+                    .map(|b| (b.name.clone(), a.name.clone()))
+            });
+            if let Some((a, b)) = &clash {
+                err(
+                    format!("steps.{name}"),
+                    format!("columns `{a}` and `{b}` differ only in case: SQL readers (DuckDB, Spark) take them for one column; rename one"),
+                );
+            }
+            clash.is_none()
+        });
         if let (Some(p), Some(input)) = (planned_step, input) {
             steps.push(StepNode {
                 name: name.clone(),

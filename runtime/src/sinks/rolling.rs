@@ -110,7 +110,14 @@ pub fn hive_escape(value: &str, out: &mut String) {
         return;
     }
     let start = out.len();
-    for c in value.chars() {
+    // Readers take these folder names for NULL (DuckDB: any case of `null`): escaping the first
+    // letter keeps them the strings they are.
+    let reads_as_null = value.eq_ignore_ascii_case("null") || value == HIVE_NULL;
+    for (i, c) in value.chars().enumerate() {
+        if i == 0 && reads_as_null {
+            let _ = write!(out, "%{:02X}", c as u32);
+            continue;
+        }
         match c {
             '\u{0}'..='\u{1f}'
             | '\u{7f}'

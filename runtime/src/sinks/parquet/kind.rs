@@ -48,6 +48,25 @@ impl SinkConfig for ParquetSinkConfig {
             .unwrap_or_else(|| "timestamp".to_string());
         let mut partition_time_index = None;
         for (k, part) in self.partition_by.iter().enumerate() {
+            if self.partition_by[..k].contains(part) {
+                cx.error(
+                    &format!("partition_by.{k}"),
+                    format!("`{part}` is listed twice: a folder level per partition"),
+                );
+                continue;
+            }
+            if matches!(part.as_str(), "date" | "hour")
+                && let Some(f) = schema.fields.iter().find(|f| f.name.eq_ignore_ascii_case(part))
+            {
+                cx.error(
+                    &format!("partition_by.{k}"),
+                    format!(
+                        "the rows have a column `{}`: readers with Hive partitioning (DuckDB, Spark, pyarrow) would read the `{part}=` folder's value in its place; rename the column (a `select`) or leave `{part}` out of `partition_by`",
+                        f.name
+                    ),
+                );
+                continue;
+            }
             match part.as_str() {
                 "date" | "hour" => match schema.field(&time_field) {
                     Some(f) if f.ty == FieldType::Timestamp => {
