@@ -694,3 +694,40 @@ fn columns_and_partitions_that_readers_would_confuse_are_refused() {
         assert!(stderr.contains(w.as_str()), "missing\n  {w}\nin\n{stderr}");
     }
 }
+
+/// A name with a right-to-left override (or any control character) cannot rearrange the report
+/// a terminal shows: it is printed escaped.
+#[test]
+fn names_with_control_characters_are_shown_escaped() {
+    let yaml = format!(
+        "name: bad\nsources:\n  trades: {{ type: replay, path: {} }}\nsteps:\n  \"evil\\u202Egpj.exe\": {{ type: window, input: trades, window: {{ type: tumbling, size: 1m }}, aggregates: {{}} }}\nsinks:\n  out: {{ type: parquet, input: trades, path: out/a }}\n",
+        sample()
+    );
+    let (code, stderr) = validate(&yaml, &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(!stderr.contains('\u{202E}'), "{stderr}");
+    assert!(
+        stderr.contains("steps.evil\\u{202E}gpj.exe.aggregates: a window needs at least one aggregate"),
+        "{stderr}"
+    );
+}
+
+/// Two folders that are one through a symbolic link overlap as much as two equal paths.
+#[test]
+fn folders_that_are_one_through_a_symbolic_link_overlap() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("real")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("real"), dir.path().join("link")).unwrap();
+    let yaml = format!(
+        "name: bad\nsources:\n  trades: {{ type: replay, path: {} }}\nsinks:\n  out: {{ type: parquet, input: trades, path: {}/real/out }}\ndead_letters: {{ path: {}/link/out/dead }}\n",
+        sample(),
+        dir.path().display(),
+        dir.path().display()
+    );
+    let (code, stderr) = validate(&yaml, &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("dead_letters.path: `") && stderr.contains("/link/out/dead` overlaps the folder of sink `out`"),
+        "{stderr}"
+    );
+}

@@ -678,5 +678,24 @@ fn folder_location(url: &str) -> Option<String> {
             _ => {}
         }
     }
+    // Through symbolic links: the longest part of the path that exists, resolved.
+    let mut base: std::path::PathBuf = std::iter::once("/".to_string()).chain(parts.iter().cloned()).collect();
+    let mut rest: Vec<std::ffi::OsString> = Vec::new();
+    while !base.exists() {
+        match base.file_name() {
+            Some(n) => rest.push(n.to_os_string()),
+            None => break,
+        }
+        base.pop();
+    }
+    let mut real = base.canonicalize().unwrap_or(base);
+    real.extend(rest.iter().rev());
+    let parts: Vec<String> = real
+        .components()
+        .filter_map(|c| match c {
+            std::path::Component::Normal(s) => Some(s.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect();
     Some(format!("file:///{}", parts.join("/")))
 }

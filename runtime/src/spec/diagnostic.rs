@@ -35,11 +35,32 @@ impl Diagnostic {
         } else {
             format!("{}: ", self.path)
         };
-        format!(
+        visible(&format!(
             "{file}:{}:{}: {path}{}",
             self.line, self.column, self.message
-        )
+        ))
     }
+}
+
+/// `text` with control characters and bidirectional overrides written as `\u{XXXX}`: a name in
+/// a spec cannot reorder or hide what a terminal shows of a report.
+pub fn visible(text: &str) -> String {
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(hidden) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if hidden(c) {
+            out.push_str(&format!("\\u{{{:04X}}}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 impl fmt::Display for Diagnostic {

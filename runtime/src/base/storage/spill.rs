@@ -89,17 +89,52 @@ impl SpillBuffer {
         }
     }
 
-    pub fn finish(self) -> io::Result<Encoded> {
-        match self.file {
+    pub fn finish(mut self) -> io::Result<Encoded> {
+        match self.file.take() {
             None => Ok(Encoded::Memory(self.mem)),
-            Some(w) => {
-                let file = w.into_inner().map_err(|e| e.into_error())?;
-                Ok(Encoded::Spilled {
+            Some(w) => match w.into_inner() {
+                Ok(file) => Ok(Encoded::Spilled {
                     file,
                     len: self.len,
-                })
-            }
+                }),
+                Err(e) => {
+                    let (e, w) = e.into_parts();
+                    self.file = Some(w);
+                    self.unspill(e)?;
+                    Ok(Encoded::Memory(self.mem))
+                }
+            },
         }
+    }
+
+    /// Writing to the temporary file failed (the folder filled up after spilling began): the
+    /// bytes written so far come back into memory, and the file goes on there.
+    fn unspill(&mut self, e: io::Error) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        static WARNED: AtomicBool = AtomicBool::new(false);
+        let Some(w) = self.file.take() else {
+            return Err(e);
+        };
+        let (file, buffered) = w.into_parts();
+        let buffered = buffered.unwrap_or_default();
+        let on_disk = file.metadata()?.len();
+        let mut bytes = vec![0; on_disk as usize];
+        file.read_exact_at(&mut bytes, 0)?;
+        bytes.extend_from_slice(&buffered);
+        // A write that failed half-way left a part of its bytes behind: keep what was written.
+        if (bytes.len() as u64) < self.len {
+            return Err(e);
+        }
+        bytes.truncate(self.len as usize);
+        self.mem = bytes;
+        self.spill_at = usize::MAX;
+        if !WARNED.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                "writing an output file's bytes to the temporary folder `{}` (TMPDIR) failed: {e}; the file is kept in memory until it is published instead",
+                std::env::temp_dir().display()
+            );
+        }
+        Ok(())
     }
 
     fn spill(&mut self) -> io::Result<()> {
@@ -126,18 +161,22 @@ impl Write for SpillBuffer {
                 self.spill_at = usize::MAX;
             }
         }
-        match self.file.as_mut() {
-            Some(f) => f.write_all(buf)?,
-            None => self.mem.extend_from_slice(buf),
+        if let Some(f) = self.file.as_mut()
+            && let Err(e) = f.write_all(buf)
+        {
+            self.unspill(e)?;
+        }
+        if self.file.is_none() {
+            self.mem.extend_from_slice(buf);
         }
         self.len += buf.len() as u64;
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        match self.file.as_mut() {
-            Some(f) => f.flush(),
-            None => Ok(()),
+        match self.file.as_mut().map(|f| f.flush()) {
+            Some(Err(e)) => self.unspill(e),
+            _ => Ok(()),
         }
     }
 }
@@ -190,5 +229,24 @@ mod tests {
             assert_eq!(enc.len(), data.len() as u64);
             assert_eq!(enc.into_bytes().unwrap(), data, "spill_at {spill_at}");
         }
+    }
+
+    /// The temporary folder fills up after spilling began (`/dev/full` answers every write
+    /// with ENOSPC): the file goes on in memory, every byte kept.
+    #[test]
+    fn a_full_temporary_folder_after_spilling_began_keeps_the_file_in_memory() {
+        let data: Vec<u8> = (0..50_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let Ok(full) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/full") else {
+            return;
+        };
+        let mut b = SpillBuffer::new(usize::MAX);
+        b.file = Some(BufWriter::with_capacity(4096, full));
+        for chunk in data.chunks(777) {
+            b.write_all(chunk).unwrap();
+        }
+        b.flush().unwrap();
+        let enc = b.finish().unwrap();
+        assert!(matches!(enc, Encoded::Memory(_)));
+        assert_eq!(enc.into_bytes().unwrap(), data);
     }
 }
