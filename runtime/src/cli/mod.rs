@@ -19,9 +19,11 @@ use crate::spec::{self, SpecErrors};
 
 /// tickflow — a streaming runtime for market data, driven by YAML specs.
 ///
-/// A spec names sources (a Finnhub replay file, ...), steps (event-time windows with aggregates
-/// such as OHLCV bars and VWAP) and sinks (Parquet). `tickflow validate` checks a spec,
-/// `tickflow graph` draws it, `tickflow run` runs it.
+/// A spec names sources (the Finnhub websocket, replay files, Kafka), steps (SQL filters, derived
+/// and selected columns; event-time windows — OHLCV bars and VWAP, in exchange sessions and time
+/// zones, gap-filled, or volume and tick bars; rolling features; WebAssembly models) and sinks
+/// (Parquet, Kafka). `tickflow validate` checks a spec, `tickflow graph` draws it, `tickflow run`
+/// runs it.
 #[derive(Parser, Debug)]
 #[command(name = "tickflow", version, about, long_about)]
 pub struct Cli {

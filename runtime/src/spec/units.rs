@@ -87,17 +87,22 @@ impl fmt::Display for Duration {
         if ms > 0 && ms % MONTH_MS == 0 {
             return write!(f, "{}mo", ms / MONTH_MS);
         }
+        // As written: `6h30m`, not `390m`.
+        let (sign, mut rest) = if ms < 0 { ("-", ms.unsigned_abs()) } else { ("", ms as u64) };
+        f.write_str(sign)?;
         for (unit, factor) in [
-            ("d", 86_400_000),
+            ("d", 86_400_000u64),
             ("h", 3_600_000),
             ("m", 60_000),
             ("s", 1_000),
+            ("ms", 1),
         ] {
-            if ms % factor == 0 {
-                return write!(f, "{}{unit}", ms / factor);
+            if rest >= factor {
+                write!(f, "{}{unit}", rest / factor)?;
+                rest %= factor;
             }
         }
-        write!(f, "{ms}ms")
+        Ok(())
     }
 }
 
@@ -243,8 +248,15 @@ mod tests {
                 .unwrap_err()
                 .contains("invalid duration")
         );
-        assert_eq!(Duration(90_000).to_string(), "90s");
+        assert_eq!(Duration(90_000).to_string(), "1m30s");
         assert_eq!(Duration(60_000).to_string(), "1m");
+        assert_eq!(Duration::parse("6h30m").unwrap().to_string(), "6h30m");
+        assert_eq!(Duration::parse("1mo").unwrap().to_string(), "1mo");
+        assert_eq!(Duration::parse("1w").unwrap().to_string(), "7d");
+        assert_eq!(Duration(1_500).to_string(), "1s500ms");
+        for ms in [1, 999, 61_001, 86_400_001, 3 * 3_600_000 + 7] {
+            assert_eq!(Duration::parse(&Duration(ms).to_string()), Ok(Duration(ms)));
+        }
     }
 
     #[test]
