@@ -53,7 +53,14 @@ fn run_and_check(python: &str, name: &str, spec: &Path, trades: &Path, out: &Pat
 fn check_example(python: &str, name: &str, trades: &Path, dir: &Path) {
     let spec = repo().join(format!("specs/examples/{name}.yaml"));
     for workers in ["1", "2"] {
-        run_and_check(python, name, &spec, trades, &dir.join(format!("out{workers}")), workers);
+        run_and_check(
+            python,
+            name,
+            &spec,
+            trades,
+            &dir.join(format!("out{workers}")),
+            workers,
+        );
     }
 }
 
@@ -283,8 +290,8 @@ fn market_weeks(dir: &Path) -> std::path::PathBuf {
         (1_793_232_000_000, 2_000),
         (1_795_392_000_000, 2_500),
     ]
-        .into_iter()
-        .enumerate()
+    .into_iter()
+    .enumerate()
     {
         let part = dir.join(format!("part{i}.jsonl"));
         write_frames(
@@ -325,10 +332,21 @@ fn calendars_agree_with_exchange_calendars_2000_to_2030() {
     };
     for cal in ["XNYS", "XNAS"] {
         let ours = Command::new(bin())
-            .args(["calendar", cal, "--from", "2000-01-01", "--to", "2030-12-31"])
+            .args([
+                "calendar",
+                cal,
+                "--from",
+                "2000-01-01",
+                "--to",
+                "2030-12-31",
+            ])
             .output()
             .unwrap();
-        assert!(ours.status.success(), "{}", String::from_utf8_lossy(&ours.stderr));
+        assert!(
+            ours.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ours.stderr)
+        );
         let theirs = Command::new(&python)
             .args([
                 "-c",
@@ -342,12 +360,35 @@ fn calendars_agree_with_exchange_calendars_2000_to_2030() {
             ])
             .output()
             .unwrap();
-        assert!(theirs.status.success(), "{}", String::from_utf8_lossy(&theirs.stderr));
-        let (ours, theirs) = (String::from_utf8_lossy(&ours.stdout), String::from_utf8_lossy(&theirs.stdout));
-        let diff: Vec<(&str, &str)> = ours.lines().zip(theirs.lines()).filter(|(a, b)| a != b).take(5).collect();
-        assert!(diff.is_empty(), "{cal}: tickflow vs exchange-calendars: {diff:?}");
-        assert_eq!(ours.lines().count(), theirs.lines().count(), "{cal}: sessions");
-        assert!(ours.lines().count() > 7_700, "{cal}: {} sessions", ours.lines().count());
+        assert!(
+            theirs.status.success(),
+            "{}",
+            String::from_utf8_lossy(&theirs.stderr)
+        );
+        let (ours, theirs) = (
+            String::from_utf8_lossy(&ours.stdout),
+            String::from_utf8_lossy(&theirs.stdout),
+        );
+        let diff: Vec<(&str, &str)> = ours
+            .lines()
+            .zip(theirs.lines())
+            .filter(|(a, b)| a != b)
+            .take(5)
+            .collect();
+        assert!(
+            diff.is_empty(),
+            "{cal}: tickflow vs exchange-calendars: {diff:?}"
+        );
+        assert_eq!(
+            ours.lines().count(),
+            theirs.lines().count(),
+            "{cal}: sessions"
+        );
+        assert!(
+            ours.lines().count() > 7_700,
+            "{cal}: {} sessions",
+            ours.lines().count()
+        );
     }
 }
 
@@ -398,11 +439,16 @@ fn revisions_flow_from_1_minute_bars_into_the_5_minute_bars_made_from_them() {
     // is the same for 1 and 2 workers.
     for step in ["bars_1m", "bars_5m"] {
         let rows = |w: &str| {
-            let (_, rows) = crate::support::read_parquet_dir(&dir.path().join(format!("out{w}")).join(step));
+            let (_, rows) =
+                crate::support::read_parquet_dir(&dir.path().join(format!("out{w}")).join(step));
             let mut rows: Vec<String> = rows.iter().map(|r| format!("{r:?}")).collect();
             rows.sort();
             rows
         };
-        assert_eq!(rows("1"), rows("2"), "{step}: the emissions differ between 1 and 2 workers");
+        assert_eq!(
+            rows("1"),
+            rows("2"),
+            "{step}: the emissions differ between 1 and 2 workers"
+        );
     }
 }

@@ -641,12 +641,21 @@ fn slow_and_idle_clients_do_not_block_metrics() {
         reply
     };
     let head = raw(b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert!(head.starts_with("HTTP/1.1 200 OK") && head.ends_with("\r\n\r\n"), "{head}");
-    assert!(!head.contains("Content-Length: 0\r\n"), "HEAD gives GET's length: {head}");
+    assert!(
+        head.starts_with("HTTP/1.1 200 OK") && head.ends_with("\r\n\r\n"),
+        "{head}"
+    );
+    assert!(
+        !head.contains("Content-Length: 0\r\n"),
+        "HEAD gives GET's length: {head}"
+    );
     let garbage = raw(b"\x16\x03\x01 hello\r\n\r\n");
     assert!(garbage.starts_with("HTTP/1.1 400 Bad Request"), "{garbage}");
     let post = raw(b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert!(post.starts_with("HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD"), "{post}");
+    assert!(
+        post.starts_with("HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, HEAD"),
+        "{post}"
+    );
     let missing = raw(b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(missing.starts_with("HTTP/1.1 404 Not Found"), "{missing}");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

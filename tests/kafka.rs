@@ -962,7 +962,12 @@ fn an_idle_topic_lets_the_last_bar_fire_only_when_the_watermark_follows_the_cloc
         .create()
         .unwrap();
     for i in 0..20i64 {
-        let value = format!(r#"{{"p":{}.5,"s":"S{}","t":{},"v":1}}"#, 10 + i, i % 2, minute + i * 2_000);
+        let value = format!(
+            r#"{{"p":{}.5,"s":"S{}","t":{},"v":1}}"#,
+            10 + i,
+            i % 2,
+            minute + i * 2_000
+        );
         producer
             .send(BaseRecord::to(&topic).key("k").payload(&value))
             .unwrap();
@@ -993,7 +998,11 @@ sinks:
             .args(["--for", "8s"])
             .output()
             .unwrap();
-        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
         let (_, rows) = read_parquet_dir(&out);
         rows.iter()
             .map(|r| match (&r[0], &r[3]) {
@@ -1007,5 +1016,9 @@ sinks:
         BTreeMap::from([("S0".to_string(), 10), ("S1".to_string(), 10)]),
         "the quiet topic's last bars fire when the watermark follows the clock"
     );
-    assert_eq!(bars("hold"), BTreeMap::new(), "held: the bars wait for a later trade");
+    assert_eq!(
+        bars("hold"),
+        BTreeMap::new(),
+        "held: the bars wait for a later trade"
+    );
 }

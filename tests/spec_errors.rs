@@ -582,22 +582,42 @@ fn gap_filling_names_the_windows_it_cannot_fill() {
     let at = |i: usize, what: &str| position(&lines, i, what);
     assert_eq!(code, 2);
     let want = [
-        format!("{}: steps.a.fill: gap filling gives a row per key for every window of a tumbling window's grid; hopping and session windows are not filled (remove `fill:`)", at(0, "previous")),
-        format!("{}: steps.b.fill_for: `fill_for: 5m` bounds gap filling: add `fill: previous` (or `null`)", at(1, "5m")),
-        format!("{}: steps.c.fill_for: must be positive, got 0s", at(2, "0s")),
-        format!("{}: steps.d.engine: the differential engine does not fill gaps; use `timely` or `auto`", at(3, "differential")),
-        format!("{}: steps.e.aggregates.filled: column `filled` clashes with the column gap filling adds", at(4, "{ fn: count }")),
+        format!(
+            "{}: steps.a.fill: gap filling gives a row per key for every window of a tumbling window's grid; hopping and session windows are not filled (remove `fill:`)",
+            at(0, "previous")
+        ),
+        format!(
+            "{}: steps.b.fill_for: `fill_for: 5m` bounds gap filling: add `fill: previous` (or `null`)",
+            at(1, "5m")
+        ),
+        format!(
+            "{}: steps.c.fill_for: must be positive, got 0s",
+            at(2, "0s")
+        ),
+        format!(
+            "{}: steps.d.engine: the differential engine does not fill gaps; use `timely` or `auto`",
+            at(3, "differential")
+        ),
+        format!(
+            "{}: steps.e.aggregates.filled: column `filled` clashes with the column gap filling adds",
+            at(4, "{ fn: count }")
+        ),
     ];
     for w in &want {
         assert!(stderr.contains(w.as_str()), "missing\n  {w}\nin\n{stderr}");
     }
     assert!(stderr.ends_with("5 error(s) in spec.yaml\n"), "{stderr}");
-    let typo = yaml.replace("fill: previous, aggregates: { filled", "fill: prev, aggregates: { filled");
+    let typo = yaml.replace(
+        "fill: previous, aggregates: { filled",
+        "fill: prev, aggregates: { filled",
+    );
     let (code, stderr) = validate(&typo, &[]);
     assert_eq!(code, 2);
     let col = lines[4].find("prev").unwrap() + 1;
     assert!(
-        stderr.contains(&format!("spec.yaml:9:{col}: steps.e.fill: unknown value `prev`; did you mean `previous`?")),
+        stderr.contains(&format!(
+            "spec.yaml:9:{col}: steps.e.fill: unknown value `prev`; did you mean `previous`?"
+        )),
         "{stderr}"
     );
 }
@@ -615,12 +635,30 @@ fn count_volume_and_notional_bars_name_what_does_not_fit() {
     let at = |i: usize, what: &str| position(&lines, i, what);
     assert_eq!(code, 2);
     let want = [
-        format!("{}: steps.a.window.size: must be a positive number, got 0", at(0, "0 }")),
-        format!("{}: steps.b.allowed_lateness: `count` bars close on what they hold, not on time: a late record would move every later bar's boundary; late records are dead-lettered (use 0s)", at(1, "5s")),
-        format!("{}: steps.c.window.field: notional bars over trades sum price × volume (remove `field: price`)", at(2, "price")),
-        format!("{}: steps.d.window.field: unknown field `volum`; did you mean `volume`?", at(3, "volum }")),
-        format!("{}: steps.e.align: `count` bars close on what they hold, not on time: they have no place in market time (remove `align:`)", at(4, "{ calendar")),
-        format!("{}: steps.e.aggregates.partial: column `partial` clashes with the column count, volume and notional bars add", at(4, "{ fn: count }")),
+        format!(
+            "{}: steps.a.window.size: must be a positive number, got 0",
+            at(0, "0 }")
+        ),
+        format!(
+            "{}: steps.b.allowed_lateness: `count` bars close on what they hold, not on time: a late record would move every later bar's boundary; late records are dead-lettered (use 0s)",
+            at(1, "5s")
+        ),
+        format!(
+            "{}: steps.c.window.field: notional bars over trades sum price × volume (remove `field: price`)",
+            at(2, "price")
+        ),
+        format!(
+            "{}: steps.d.window.field: unknown field `volum`; did you mean `volume`?",
+            at(3, "volum }")
+        ),
+        format!(
+            "{}: steps.e.align: `count` bars close on what they hold, not on time: they have no place in market time (remove `align:`)",
+            at(4, "{ calendar")
+        ),
+        format!(
+            "{}: steps.e.aggregates.partial: column `partial` clashes with the column count, volume and notional bars add",
+            at(4, "{ fn: count }")
+        ),
     ];
     for w in &want {
         assert!(stderr.contains(w.as_str()), "missing\n  {w}\nin\n{stderr}");
@@ -641,10 +679,22 @@ fn vwap_over_rows_names_its_price_and_volume_columns() {
     let at = |i: usize, what: &str| position(&lines, i, what);
     assert_eq!(code, 2);
     let want = [
-        format!("{}: steps.a.aggregates.v.fn: `vwap` over rows weighs a price column by a volume column: name both (`{{fn: vwap, price: vwap, volume: volume}}` for bars)", at(1, "vwap }")),
-        format!("{}: steps.b.aggregates.v.volume: unknown field `volumes`; did you mean `volume`?", at(2, "volumes")),
-        format!("{}: steps.c.aggregates.v.price: `vwap` of trades weighs their price by their volume (remove `price:` and `volume:`)", at(3, "price, volume")),
-        format!("{}: steps.d.aggregates.v.price: `price` and `volume` are arguments of `vwap`, not of `max` (remove them)", at(4, "vwap }")),
+        format!(
+            "{}: steps.a.aggregates.v.fn: `vwap` over rows weighs a price column by a volume column: name both (`{{fn: vwap, price: vwap, volume: volume}}` for bars)",
+            at(1, "vwap }")
+        ),
+        format!(
+            "{}: steps.b.aggregates.v.volume: unknown field `volumes`; did you mean `volume`?",
+            at(2, "volumes")
+        ),
+        format!(
+            "{}: steps.c.aggregates.v.price: `vwap` of trades weighs their price by their volume (remove `price:` and `volume:`)",
+            at(3, "price, volume")
+        ),
+        format!(
+            "{}: steps.d.aggregates.v.price: `price` and `volume` are arguments of `vwap`, not of `max` (remove them)",
+            at(4, "vwap }")
+        ),
     ];
     for w in &want {
         assert!(stderr.contains(w.as_str()), "missing\n  {w}\nin\n{stderr}");
@@ -662,8 +712,14 @@ fn a_month_needs_a_time_zone_and_cannot_be_a_session() {
     let at = |i: usize, what: &str| position(&lines, i, what);
     assert_eq!(code, 2);
     for w in [
-        format!("{}: steps.a.window.size: `1mo` windows are calendar months, which start at a local midnight: add `align: {{ timezone: UTC }}` (or the time zone whose months you mean)", at(0, "1mo")),
-        format!("{}: steps.b.align: a window of 1mo in sessions: windows in sessions last at most a session (`size: 1d`)", at(1, "{ calendar")),
+        format!(
+            "{}: steps.a.window.size: `1mo` windows are calendar months, which start at a local midnight: add `align: {{ timezone: UTC }}` (or the time zone whose months you mean)",
+            at(0, "1mo")
+        ),
+        format!(
+            "{}: steps.b.align: a window of 1mo in sessions: windows in sessions last at most a session (`size: 1d`)",
+            at(1, "{ calendar")
+        ),
     ] {
         assert!(stderr.contains(w.as_str()), "missing\n  {w}\nin\n{stderr}");
     }
@@ -684,12 +740,18 @@ fn columns_and_partitions_that_readers_would_confuse_are_refused() {
     assert_eq!(code, 2);
     let sinks = yaml.lines().skip(5 + lines.len()).collect::<Vec<_>>();
     for w in [
-        format!("{}: steps.a: columns `close` and `Close` differ only in case: SQL readers (DuckDB, Spark) take them for one column; rename one", position(&lines, 0, "{ type")),
+        format!(
+            "{}: steps.a: columns `close` and `Close` differ only in case: SQL readers (DuckDB, Spark) take them for one column; rename one",
+            position(&lines, 0, "{ type")
+        ),
         format!(
             "spec.yaml:8:{}: sinks.out.partition_by.0: the rows have a column `date`: readers with Hive partitioning (DuckDB, Spark, pyarrow) would read the `date=` folder's value in its place; rename the column (a `select`) or leave `date` out of `partition_by`",
             sinks[0].find("date]").unwrap() + 1
         ),
-        format!("spec.yaml:9:{}: sinks.twice.partition_by.1: `symbol` is listed twice: a folder level per partition", sinks[1].rfind("symbol").unwrap() + 1),
+        format!(
+            "spec.yaml:9:{}: sinks.twice.partition_by.1: `symbol` is listed twice: a folder level per partition",
+            sinks[1].rfind("symbol").unwrap() + 1
+        ),
     ] {
         assert!(stderr.contains(w.as_str()), "missing\n  {w}\nin\n{stderr}");
     }
@@ -707,7 +769,9 @@ fn names_with_control_characters_are_shown_escaped() {
     assert_eq!(code, 2, "{stderr}");
     assert!(!stderr.contains('\u{202E}'), "{stderr}");
     assert!(
-        stderr.contains("steps.evil\\u{202E}gpj.exe.aggregates: a window needs at least one aggregate"),
+        stderr.contains(
+            "steps.evil\\u{202E}gpj.exe.aggregates: a window needs at least one aggregate"
+        ),
         "{stderr}"
     );
 }
@@ -727,7 +791,8 @@ fn folders_that_are_one_through_a_symbolic_link_overlap() {
     let (code, stderr) = validate(&yaml, &[]);
     assert_eq!(code, 2, "{stderr}");
     assert!(
-        stderr.contains("dead_letters.path: `") && stderr.contains("/link/out/dead` overlaps the folder of sink `out`"),
+        stderr.contains("dead_letters.path: `")
+            && stderr.contains("/link/out/dead` overlaps the folder of sink `out`"),
         "{stderr}"
     );
 }

@@ -337,7 +337,12 @@ fn main() {
     }
     let cascade = args.iter().any(|a| a == "--cascade");
     if cascade {
-        variants = vec![("one-1", None), ("cascade-1", None), ("one-2", None), ("cascade-2", None)];
+        variants = vec![
+            ("one-1", None),
+            ("cascade-1", None),
+            ("one-2", None),
+            ("cascade-2", None),
+        ];
     }
     let rolling = args.iter().any(|a| a == "--rolling");
     if rolling {
@@ -413,7 +418,10 @@ fn main() {
                 parts[1].parse::<u64>().unwrap(),
                 parts[2].parse::<f64>().unwrap(),
             );
-            bars_seen = parts.get(3).and_then(|b| b.parse().ok()).unwrap_or(bars_seen);
+            bars_seen = parts
+                .get(3)
+                .and_then(|b| b.parse().ok())
+                .unwrap_or(bars_seen);
             if best.is_none_or(|b| secs < b.0) {
                 best = Some((secs, n, rss));
             }
@@ -427,7 +435,9 @@ fn main() {
             ("steps-1", _) => "filter + bars + derive, 1 worker".to_string(),
             ("steps-2", _) => "filter + bars + derive, 2 workers".to_string(),
             ("one-1", _) | ("one-2", _) => format!("1m bars alone, {} worker(s)", &variant[4..]),
-            ("cascade-1", _) | ("cascade-2", _) => format!("1m → 5m → 1h, {} worker(s)", &variant[8..]),
+            ("cascade-1", _) | ("cascade-2", _) => {
+                format!("1m → 5m → 1h, {} worker(s)", &variant[8..])
+            }
             ("rolling-2", _) => "1m bars → 4 rolling features, 2 workers".to_string(),
             (w, None) => format!("tickflow, {w} worker(s)"),
             (w, Some(e)) => format!("lateness 30s, {e}, {w} worker(s)"),
@@ -455,7 +465,10 @@ fn main() {
         return;
     }
     if rolling {
-        let (one, feats) = (trades as f64 / results["one-2"], trades as f64 / results["rolling-2"]);
+        let (one, feats) = (
+            trades as f64 / results["one-2"],
+            trades as f64 / results["rolling-2"],
+        );
         println!(
             "rolling: {bars} bars; the rolling step adds {:.3} s: {:.0} rows/s of 4 features (2 workers)",
             feats - one,

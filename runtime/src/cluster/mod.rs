@@ -18,8 +18,8 @@ pub mod watchdog;
 
 use std::time::Duration;
 
-pub use outbox::{Control, ControlMsg};
 pub use membership::Membership;
+pub use outbox::{Control, ControlMsg};
 
 /// Where this process stands in a cluster.
 #[derive(Debug, Clone)]

@@ -74,18 +74,27 @@ pub fn plan_order(
         Some(k) => match schema.field(k) {
             Some(f) if f.ty == FieldType::Utf8 => schema.index_of(k),
             Some(f) => {
-                cx.error("key", format!("the key must be a string column; `{k}` is {}", f.ty.name()));
+                cx.error(
+                    "key",
+                    format!("the key must be a string column; `{k}` is {}", f.ty.name()),
+                );
                 None
             }
             None => {
-                cx.error("key", format!("unknown column `{k}`{}", suggest(k, schema.names())));
+                cx.error(
+                    "key",
+                    format!("unknown column `{k}`{}", suggest(k, schema.names())),
+                );
                 None
             }
         },
         None => match input.key {
             Some(k) => Some(k),
             None => {
-                cx.error("key", format!("`{}` has no key column: name one with `key:`", input_name));
+                cx.error(
+                    "key",
+                    format!("`{}` has no key column: name one with `key:`", input_name),
+                );
                 None
             }
         },
@@ -101,7 +110,10 @@ pub fn plan_order(
             }
             (Some(t), _) => (Some(t), 0, true),
             (None, _) => {
-                cx.error("input", format!("`{}` has no event-time column to order by", input_name));
+                cx.error(
+                    "input",
+                    format!("`{}` has no event-time column to order by", input_name),
+                );
                 (None, 0, true)
             }
         }
@@ -112,11 +124,21 @@ pub fn plan_order(
                 .filter(|t| input.complete.iter().any(|c| c.column == *t))
                 .or(Some(input.complete[0].column)),
             Some(name) => {
-                let usable: Vec<&str> = input.complete.iter().map(|c| schema.fields[c.column].name.as_str()).collect();
+                let usable: Vec<&str> = input
+                    .complete
+                    .iter()
+                    .map(|c| schema.fields[c.column].name.as_str())
+                    .collect();
                 match schema.index_of(name) {
                     Some(i) if input.complete.iter().any(|c| c.column == i) => Some(i),
                     _ => {
-                        cx.error("time", format!("unknown column `{name}`{}", suggest(name, usable.iter().copied())));
+                        cx.error(
+                            "time",
+                            format!(
+                                "unknown column `{name}`{}",
+                                suggest(name, usable.iter().copied())
+                            ),
+                        );
                         None
                     }
                 }
@@ -212,7 +234,11 @@ pub fn in_event_time_order<'scope, O: InOrder>(
                             pending.insert(k, (t, row));
                         }
                         for (t, row) in g.stash {
-                            stash.entry(t).or_insert_with(|| (initial.delayed(&t), Vec::new())).1.push(row);
+                            stash
+                                .entry(t)
+                                .or_insert_with(|| (initial.delayed(&t), Vec::new()))
+                                .1
+                                .push(row);
                         }
                     }
                     Err(e) => ctx.fail(format!("step `{name}`: restoring its state: {e}")),
@@ -230,20 +256,37 @@ pub fn in_event_time_order<'scope, O: InOrder>(
             let snapshot = || -> Option<GroupedState> {
                 let mut groups: BTreeMap<u32, GroupBlob<O::State>> = BTreeMap::new();
                 for (k, st) in &keys {
-                    groups.entry(group_of(k)).or_default().keys.push((k.clone(), st.clone()));
+                    groups
+                        .entry(group_of(k))
+                        .or_default()
+                        .keys
+                        .push((k.clone(), st.clone()));
                 }
                 for (k, v) in &pending {
-                    groups.entry(group_of(&k.1)).or_default().pending.push((k.clone(), v.clone()));
+                    groups
+                        .entry(group_of(&k.1))
+                        .or_default()
+                        .pending
+                        .push((k.clone(), v.clone()));
                 }
                 for (t, (_, rows)) in &stash {
                     for r in rows {
-                        groups.entry(group_of(key_of(r, key))).or_default().stash.push((*t, r.clone()));
+                        groups
+                            .entry(group_of(key_of(r, key)))
+                            .or_default()
+                            .stash
+                            .push((*t, r.clone()));
                     }
                 }
                 Some(
                     groups
                         .into_iter()
-                        .map(|(g, b)| (g, bincode::serialize(&b).expect("the step's state serializes")))
+                        .map(|(g, b)| {
+                            (
+                                g,
+                                bincode::serialize(&b).expect("the step's state serializes"),
+                            )
+                        })
                         .collect(),
                 )
             };
@@ -273,7 +316,11 @@ pub fn in_event_time_order<'scope, O: InOrder>(
                     };
                     // Rows made from trades are late when they are behind the watermark they were
                     // read at (rows before it may have gone out); a window's rows never are.
-                    let late = if how.stamped { ts < t as i64 } else { ts < applied_upto };
+                    let late = if how.stamped {
+                        ts < t as i64
+                    } else {
+                        ts < applied_upto
+                    };
                     if late {
                         dead.borrow_mut().push(DeadLetter {
                             source: &name,
@@ -352,7 +399,8 @@ pub fn in_event_time_order<'scope, O: InOrder>(
                         && !ctx.stop.load(Relaxed)
                     {
                         let mut rows = Vec::new();
-                        let mut flushed: Vec<(&CompactString, &mut O::State)> = keys.iter_mut().collect();
+                        let mut flushed: Vec<(&CompactString, &mut O::State)> =
+                            keys.iter_mut().collect();
                         flushed.sort_by(|a, b| a.0.cmp(b.0));
                         for (k, st) in flushed {
                             step.flush(k, st, &mut rows);

@@ -134,11 +134,16 @@ async fn answer(
     // HEAD is answered as GET, without the body.
     let head_only = method == "HEAD";
     let (status, ctype, body) = match (if head_only { "GET" } else { method }, path) {
-        _ if !version.starts_with("HTTP/1.") || parts.next().is_some() || !path.starts_with('/') => (
-            "400 Bad Request",
-            "text/plain",
-            "not an HTTP/1.x request line\n".to_string(),
-        ),
+        _ if !version.starts_with("HTTP/1.")
+            || parts.next().is_some()
+            || !path.starts_with('/') =>
+        {
+            (
+                "400 Bad Request",
+                "text/plain",
+                "not an HTTP/1.x request line\n".to_string(),
+            )
+        }
         (m, _) if known && m != "GET" => (
             "405 Method Not Allowed\r\nAllow: GET, HEAD",
             "text/plain",

@@ -679,7 +679,9 @@ fn folder_location(url: &str) -> Option<String> {
         }
     }
     // Through symbolic links: the longest part of the path that exists, resolved.
-    let mut base: std::path::PathBuf = std::iter::once("/".to_string()).chain(parts.iter().cloned()).collect();
+    let mut base: std::path::PathBuf = std::iter::once("/".to_string())
+        .chain(parts.iter().cloned())
+        .collect();
     let mut rest: Vec<std::ffi::OsString> = Vec::new();
     while !base.exists() {
         match base.file_name() {

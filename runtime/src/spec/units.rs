@@ -88,7 +88,11 @@ impl fmt::Display for Duration {
             return write!(f, "{}mo", ms / MONTH_MS);
         }
         // As written: `6h30m`, not `390m`.
-        let (sign, mut rest) = if ms < 0 { ("-", ms.unsigned_abs()) } else { ("", ms as u64) };
+        let (sign, mut rest) = if ms < 0 {
+            ("-", ms.unsigned_abs())
+        } else {
+            ("", ms as u64)
+        };
         f.write_str(sign)?;
         for (unit, factor) in [
             ("d", 86_400_000u64),

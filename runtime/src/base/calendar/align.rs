@@ -46,11 +46,17 @@ impl Align {
             WEEK_MS => {
                 let back = day.weekday().to_monday_zero_offset() as i64;
                 let first = day.checked_sub(Span::new().days(back)).unwrap_or(day);
-                (first, first.checked_add(Span::new().days(7)).unwrap_or(first))
+                (
+                    first,
+                    first.checked_add(Span::new().days(7)).unwrap_or(first),
+                )
             }
             MONTH_MS => {
                 let first = day.first_of_month();
-                (first, first.checked_add(Span::new().months(1)).unwrap_or(first))
+                (
+                    first,
+                    first.checked_add(Span::new().months(1)).unwrap_or(first),
+                )
             }
             _ => (day, day.tomorrow().unwrap_or(day)),
         };
@@ -92,7 +98,12 @@ impl Align {
 
     /// The first window starting at or after `t` and before `until` (gap filling walks the
     /// windows of a key one after the other, across gaps between sessions).
-    pub fn next_window(&self, mut t: i64, until: i64, cache: &mut AlignCache) -> Option<(i64, i64)> {
+    pub fn next_window(
+        &self,
+        mut t: i64,
+        until: i64,
+        cache: &mut AlignCache,
+    ) -> Option<(i64, i64)> {
         while t < until {
             match self.window(t, cache) {
                 Some((s, e)) if s >= t => return Some((s, e)),
@@ -167,17 +178,27 @@ mod tests {
         let a = tz_only("America/New_York", DAY_MS);
         let mut c = AlignCache::default();
         let (s, e) = a.window(ms("2026-03-08T12:00:00Z"), &mut c).unwrap();
-        assert_eq!((s, e), (ms("2026-03-08T05:00:00Z"), ms("2026-03-09T04:00:00Z")));
+        assert_eq!(
+            (s, e),
+            (ms("2026-03-08T05:00:00Z"), ms("2026-03-09T04:00:00Z"))
+        );
         let (s, e) = a.window(ms("2026-11-01T12:00:00Z"), &mut c).unwrap();
         assert_eq!(e - s, 25 * HOUR_MS);
         // Hours in Kolkata start at half past the UTC hour.
         let h = tz_only("Asia/Kolkata", HOUR_MS);
-        let (s, _) = h.window(ms("2026-03-08T12:40:00Z"), &mut c.clone()).unwrap();
+        let (s, _) = h
+            .window(ms("2026-03-08T12:40:00Z"), &mut c.clone())
+            .unwrap();
         assert_eq!(s, ms("2026-03-08T12:30:00Z"));
         // Weeks start on Monday at local midnight.
         let w = tz_only("Europe/Berlin", WEEK_MS);
-        let (s, e) = w.window(ms("2026-03-29T12:00:00Z"), &mut AlignCache::default()).unwrap();
-        assert_eq!((s, e), (ms("2026-03-22T23:00:00Z"), ms("2026-03-29T22:00:00Z")));
+        let (s, e) = w
+            .window(ms("2026-03-29T12:00:00Z"), &mut AlignCache::default())
+            .unwrap();
+        assert_eq!(
+            (s, e),
+            (ms("2026-03-22T23:00:00Z"), ms("2026-03-29T22:00:00Z"))
+        );
     }
 
     #[test]
@@ -186,9 +207,15 @@ mod tests {
         let mut c = AlignCache::default();
         // February 2026: 28 days of EST; March: 31 days less the hour the clocks skip.
         let (s, e) = m.window(ms("2026-02-14T12:00:00Z"), &mut c).unwrap();
-        assert_eq!((s, e), (ms("2026-02-01T05:00:00Z"), ms("2026-03-01T05:00:00Z")));
+        assert_eq!(
+            (s, e),
+            (ms("2026-02-01T05:00:00Z"), ms("2026-03-01T05:00:00Z"))
+        );
         let (s, e) = m.window(ms("2026-03-31T12:00:00Z"), &mut c).unwrap();
-        assert_eq!((s, e), (ms("2026-03-01T05:00:00Z"), ms("2026-04-01T04:00:00Z")));
+        assert_eq!(
+            (s, e),
+            (ms("2026-03-01T05:00:00Z"), ms("2026-04-01T04:00:00Z"))
+        );
         // 23:30 on the last day of the month in New York is already the next month in UTC.
         let (s, _) = m.window(ms("2026-05-01T03:30:00Z"), &mut c).unwrap();
         assert_eq!(s, ms("2026-04-01T04:00:00Z"));

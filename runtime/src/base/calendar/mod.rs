@@ -130,8 +130,7 @@ impl Calendar {
     /// A built-in calendar (`XNYS`, `XNAS`, `24/7`, `24/5`) or a calendar file (a name with a
     /// `/` or ending in `.cal`).
     pub fn load(name: &str) -> Result<Arc<Calendar>, String> {
-        static CACHE: OnceLock<std::sync::Mutex<BTreeMap<String, Arc<Calendar>>>> =
-            OnceLock::new();
+        static CACHE: OnceLock<std::sync::Mutex<BTreeMap<String, Arc<Calendar>>>> = OnceLock::new();
         let cache = CACHE.get_or_init(Default::default);
         if let Some(c) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(name) {
             return Ok(Arc::clone(c));
@@ -144,7 +143,12 @@ impl Calendar {
             Calendar::parse(&text, name)?
         } else {
             let best = built_in_names()
-                .map(|n| (strsim::jaro_winkler(&n.to_lowercase(), &name.to_lowercase()), n))
+                .map(|n| {
+                    (
+                        strsim::jaro_winkler(&n.to_lowercase(), &name.to_lowercase()),
+                        n,
+                    )
+                })
                 .max_by(|a, b| a.0.total_cmp(&b.0))
                 .filter(|(score, _)| *score > 0.7)
                 .map(|(_, n)| format!("; did you mean `{n}`?"))
@@ -404,7 +408,10 @@ mod tests {
         let ext = c
             .session("2026-11-27".parse().unwrap(), SessionKind::Extended)
             .unwrap();
-        assert_eq!((ext.open, ext.close), (ms("2026-11-27T09:00:00Z"), ms("2026-11-27T22:00:00Z")));
+        assert_eq!(
+            (ext.open, ext.close),
+            (ms("2026-11-27T09:00:00Z"), ms("2026-11-27T22:00:00Z"))
+        );
         // A Sunday falls in the gap from Friday's close to Monday's open.
         assert_eq!(
             c.session_at(ms("2026-03-08T12:00:00Z"), SessionKind::Regular),
@@ -419,13 +426,22 @@ mod tests {
         let mon = fx
             .session("2026-03-09".parse().unwrap(), SessionKind::Regular)
             .unwrap();
-        assert_eq!((mon.open, mon.close), (ms("2026-03-08T21:00:00Z"), ms("2026-03-09T21:00:00Z")));
-        assert_eq!(fx.session("2026-03-07".parse().unwrap(), SessionKind::Regular), None);
+        assert_eq!(
+            (mon.open, mon.close),
+            (ms("2026-03-08T21:00:00Z"), ms("2026-03-09T21:00:00Z"))
+        );
+        assert_eq!(
+            fx.session("2026-03-07".parse().unwrap(), SessionKind::Regular),
+            None
+        );
         let all = Calendar::load("24/7").unwrap();
         let sat = all
             .session_at(ms("2026-03-07T23:59:59Z"), SessionKind::Regular)
             .unwrap();
-        assert_eq!((sat.open, sat.close), (ms("2026-03-07T00:00:00Z"), ms("2026-03-08T00:00:00Z")));
+        assert_eq!(
+            (sat.open, sat.close),
+            (ms("2026-03-07T00:00:00Z"), ms("2026-03-08T00:00:00Z"))
+        );
     }
 
     #[test]
@@ -439,17 +455,27 @@ mod tests {
         assert_eq!(s("2026-01-27").unwrap().open, ms("2026-01-27T03:45:00Z"));
         assert_eq!(s("2026-11-07"), None);
         let sunday = s("2026-11-08").unwrap();
-        assert_eq!((sunday.open, sunday.close), (ms("2026-11-08T12:30:00Z"), ms("2026-11-08T13:30:00Z")));
+        assert_eq!(
+            (sunday.open, sunday.close),
+            (ms("2026-11-08T12:30:00Z"), ms("2026-11-08T13:30:00Z"))
+        );
     }
 
     #[test]
     fn bad_calendar_files_name_the_line() {
         let e = Calendar::parse("timezone America/New_Yrok\n", "my.cal").unwrap_err();
-        assert!(e.contains("`my.cal` line 1") && e.contains("America/New_York"), "{e}");
+        assert!(
+            e.contains("`my.cal` line 1") && e.contains("America/New_York"),
+            "{e}"
+        );
         let e = Calendar::parse("timezone UTC\nregular 9:30 16:00\n", "my.cal").unwrap_err();
         assert!(e.contains("line 2") && e.contains("`9:30`"), "{e}");
         let e = Calendar::parse("timezone UTC\nregular 09:30 16:00\n", "my.cal").unwrap_err();
         assert!(e.contains("no `weekdays`"), "{e}");
-        assert!(Calendar::load("XNYZ").unwrap_err().contains("did you mean `XNYS`"));
+        assert!(
+            Calendar::load("XNYZ")
+                .unwrap_err()
+                .contains("did you mean `XNYS`")
+        );
     }
 }

@@ -236,7 +236,11 @@ mod tests {
     #[test]
     fn a_full_temporary_folder_after_spilling_began_keeps_the_file_in_memory() {
         let data: Vec<u8> = (0..50_000u32).flat_map(|i| i.to_le_bytes()).collect();
-        let Ok(full) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/full") else {
+        let Ok(full) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/full")
+        else {
             return;
         };
         let mut b = SpillBuffer::new(usize::MAX);

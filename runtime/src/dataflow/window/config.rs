@@ -64,7 +64,9 @@ pub struct WindowStepConfig {
 
 /// `fill: null` (YAML's null) is NULL filling, as written; a missing `fill` is none.
 fn fill_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<FillMode>, D::Error> {
-    Ok(Some(Option::<FillMode>::deserialize(d)?.unwrap_or(FillMode::Null)))
+    Ok(Some(
+        Option::<FillMode>::deserialize(d)?.unwrap_or(FillMode::Null),
+    ))
 }
 
 /// What a filled window holds.

@@ -17,9 +17,7 @@ use crate::base::record::{Field, FieldType, Row, Schema, Value, trade_row};
 use crate::dataflow::ordered::{InOrder, Ordering, in_event_time_order, plan_order};
 use crate::plan::{AggregatePlan, TradeField};
 use crate::spec::diagnostic::suggest;
-use crate::steps::{
-    AnyStream, BuildCx, Complete, PlanCx, Planned, StepOp, StreamInfo, StreamKind,
-};
+use crate::steps::{AnyStream, BuildCx, Complete, PlanCx, Planned, StepOp, StreamInfo, StreamKind};
 
 /// What fills a bar.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -67,11 +65,7 @@ const VOLUME: usize = 2;
 const SEQ: usize = 5;
 
 fn bar_row(key: &str, b: &Bar, partial: bool) -> Row {
-    let mut row = vec![
-        Value::Str(key.into()),
-        Value::Ts(b.start),
-        Value::Ts(b.end),
-    ];
+    let mut row = vec![Value::Str(key.into()), Value::Ts(b.start), Value::Ts(b.end)];
     b.acc.emit(&mut row);
     row.push(Value::Bool(partial));
     row
@@ -173,10 +167,17 @@ pub(super) fn plan(cfg: &WindowStepConfig, cx: &mut PlanCx<'_>) -> Option<Planne
         _ => "notional",
     };
     let refuse = |cx: &mut PlanCx<'_>, field: &str, why: &str| {
-        cx.error(field, format!("`{what}` bars close on what they hold, not on time: {why}"));
+        cx.error(
+            field,
+            format!("`{what}` bars close on what they hold, not on time: {why}"),
+        );
     };
     if cfg.align.is_some() {
-        refuse(cx, "align", "they have no place in market time (remove `align:`)");
+        refuse(
+            cx,
+            "align",
+            "they have no place in market time (remove `align:`)",
+        );
         ok = false;
     }
     if cfg.fill.is_some() || cfg.fill_for.is_some() {
@@ -184,11 +185,19 @@ pub(super) fn plan(cfg: &WindowStepConfig, cx: &mut PlanCx<'_>) -> Option<Planne
         ok = false;
     }
     if cfg.allowed_lateness.as_millis() > 0 {
-        refuse(cx, "allowed_lateness", "a late record would move every later bar's boundary; late records are dead-lettered (use 0s)");
+        refuse(
+            cx,
+            "allowed_lateness",
+            "a late record would move every later bar's boundary; late records are dead-lettered (use 0s)",
+        );
         ok = false;
     }
     if cfg.engine == WindowEngine::Differential {
-        refuse(cx, "engine", "the differential engine keeps time windows only (use `timely` or `auto`)");
+        refuse(
+            cx,
+            "engine",
+            "the differential engine keeps time windows only (use `timely` or `auto`)",
+        );
         ok = false;
     }
     let (size, field) = match &cfg.window {
@@ -198,7 +207,10 @@ pub(super) fn plan(cfg: &WindowStepConfig, cx: &mut PlanCx<'_>) -> Option<Planne
         _ => unreachable!("planned by step.rs"),
     };
     if !(size.is_finite() && size > 0.0) {
-        cx.error("window.size", format!("must be a positive number, got {size}"));
+        cx.error(
+            "window.size",
+            format!("must be a positive number, got {size}"),
+        );
         ok = false;
     }
     if !cx.input_known {
@@ -214,13 +226,8 @@ pub(super) fn plan(cfg: &WindowStepConfig, cx: &mut PlanCx<'_>) -> Option<Planne
         plan_order(cx, &input, &cfg.input, Some(&cfg.key), cfg.time.as_deref());
     let path = cx.path.clone();
     let mut slots = Vec::new();
-    let (mut fields, mut aggregates, aggs_ok) = plan_aggregates(
-        &path,
-        cfg,
-        &input,
-        (!trades).then_some(&mut slots),
-        cx.err,
-    );
+    let (mut fields, mut aggregates, aggs_ok) =
+        plan_aggregates(&path, cfg, &input, (!trades).then_some(&mut slots), cx.err);
     ok &= aggs_ok;
     if trades {
         // Trades come as rows: price and volume are the first two slots.
@@ -266,7 +273,10 @@ pub(super) fn plan(cfg: &WindowStepConfig, cx: &mut PlanCx<'_>) -> Option<Planne
             Some(fd) => {
                 cx.error(
                     "window.field",
-                    format!("`{f}` is a {}; {what} bars sum a number column", fd.ty.name()),
+                    format!(
+                        "`{f}` is a {}; {what} bars sum a number column",
+                        fd.ty.name()
+                    ),
                 );
                 return None;
             }
@@ -278,7 +288,10 @@ pub(super) fn plan(cfg: &WindowStepConfig, cx: &mut PlanCx<'_>) -> Option<Planne
                     .filter(|x| x.ty.is_numeric())
                     .map(|x| x.name.as_str())
                     .collect();
-                cx.error("window.field", format!("unknown column `{f}`{}", suggest(f, numbers)));
+                cx.error(
+                    "window.field",
+                    format!("unknown column `{f}`{}", suggest(f, numbers)),
+                );
                 return None;
             }
         },
@@ -299,7 +312,9 @@ pub(super) fn plan(cfg: &WindowStepConfig, cx: &mut PlanCx<'_>) -> Option<Planne
     }
     let mut input_schema = input.schema.clone();
     if trades {
-        input_schema.fields.push(Field::new("seq", FieldType::Int64, false));
+        input_schema
+            .fields
+            .push(Field::new("seq", FieldType::Int64, false));
     }
     let shape = match (&cfg.window, measure) {
         (WindowSpec::Count { size }, _) => format!("count {size}"),
@@ -313,7 +328,11 @@ pub(super) fn plan(cfg: &WindowStepConfig, cx: &mut PlanCx<'_>) -> Option<Planne
         time: Some(2),
         // A bar's row is emitted when its last record is applied, at the time that record came
         // with: its `window_end` is complete as that record's time was.
-        complete: vec![Complete { column: 2, lag, align: 1 }],
+        complete: vec![Complete {
+            column: 2,
+            lag,
+            align: 1,
+        }],
         unwindowable: None,
         dates: None,
         ..input.clone()

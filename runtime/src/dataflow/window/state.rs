@@ -8,8 +8,8 @@ use compact_str::CompactString;
 
 use super::aggregate::Acc;
 use super::input::{WindowRecord, WindowRow};
-use crate::base::record::{Row, Value};
 use crate::base::calendar::{Align, AlignCache};
+use crate::base::record::{Row, Value};
 use crate::dataflow::window::config::{AggregateFn, FillMode};
 use crate::plan::{AggregatePlan, FillPlan, WindowKind, WindowNode};
 
@@ -29,7 +29,12 @@ pub struct Win {
 
 /// Adds `t` to `w`; over revised rows, `t` replaces an earlier revision of the same row (same
 /// time) and the accumulators are recomputed. Whether `w` changed.
-fn add_or_replace<R: WindowRecord>(w: &mut Win, aggs: &[AggregatePlan], t: &R, replace: bool) -> bool {
+fn add_or_replace<R: WindowRecord>(
+    w: &mut Win,
+    aggs: &[AggregatePlan],
+    t: &R,
+    replace: bool,
+) -> bool {
     let Some(r) = t.as_row().filter(|_| replace) else {
         w.acc.add(aggs, t);
         return true;
@@ -337,7 +342,12 @@ impl WindowState {
                             fired: false,
                             revision: i64::from(refilled),
                             dirty: false,
-                            inputs: t.as_row().filter(|_| self.replace).cloned().into_iter().collect(),
+                            inputs: t
+                                .as_row()
+                                .filter(|_| self.replace)
+                                .cloned()
+                                .into_iter()
+                                .collect(),
                         },
                     );
                     if late {
@@ -431,7 +441,18 @@ impl WindowState {
                         carry: vec![None; fl.plan.carried.len()],
                     });
                     // The windows between the last one emitted and this one had no records.
-                    filled += fill_gap(&layout, aggs, &fl.plan, &fl.grid, &mut fl.cache, key, f, w.start, upto, &mut fired);
+                    filled += fill_gap(
+                        &layout,
+                        aggs,
+                        &fl.plan,
+                        &fl.grid,
+                        &mut fl.cache,
+                        key,
+                        f,
+                        w.start,
+                        upto,
+                        &mut fired,
+                    );
                     // A late window that filling had emitted moves nothing on.
                     let current = w.start >= f.cursor;
                     let row = make_row(&layout, key, w, current.then_some(&mut f.carry));
@@ -449,7 +470,18 @@ impl WindowState {
         if let Some(fl) = fill {
             // Every key filled up to the watermark; a key is forgotten once `fill_for` has passed.
             fl.keys.retain(|key, f| {
-                filled += fill_gap(&layout, aggs, &fl.plan, &fl.grid, &mut fl.cache, key, f, i64::MAX, upto, &mut fired);
+                filled += fill_gap(
+                    &layout,
+                    aggs,
+                    &fl.plan,
+                    &fl.grid,
+                    &mut fl.cache,
+                    key,
+                    f,
+                    i64::MAX,
+                    upto,
+                    &mut fired,
+                );
                 match fl.grid.next(f.cursor, f.until, &mut fl.cache) {
                     Some((_, end)) => {
                         next_due = next_due.min(end);

@@ -7,8 +7,8 @@ use super::config::{
     AggregateFn, AlignSpec, FillMode, PartialWindows, SessionKind, WindowEngine, WindowSpec,
     WindowStepConfig,
 };
-use crate::base::calendar::{Align, Calendar, time_zone};
 use crate::base::calendar::align::{DAY_MS, MONTH_MS, WEEK_MS};
+use crate::base::calendar::{Align, Calendar, time_zone};
 use crate::base::record::{Field, FieldType, Schema};
 use crate::plan::{
     AggregatePlan, FillPlan, MAX_WINDOWS_PER_RECORD, RowInput, TradeField, WindowKind, WindowNode,
@@ -50,10 +50,15 @@ impl StepConfig for WindowStepConfig {
             source,
             live,
             complete,
-            dates: node.align.clone().map(|align| crate::steps::MarketDates { column: 1, align }),
-            revised: (node.allowed_lateness_ms > 0 && !node.differential).then(|| crate::steps::Revised {
-                column: node.schema.fields.len() - 1,
-                lateness: node.allowed_lateness_ms,
+            dates: node
+                .align
+                .clone()
+                .map(|align| crate::steps::MarketDates { column: 1, align }),
+            revised: (node.allowed_lateness_ms > 0 && !node.differential).then(|| {
+                crate::steps::Revised {
+                    column: node.schema.fields.len() - 1,
+                    lateness: node.allowed_lateness_ms,
+                }
             }),
             unwindowable: if node.allowed_lateness_ms > 0 {
                 Some(format!(
@@ -137,7 +142,9 @@ impl StepOp for WindowNode {
     fn time_step_ms(&self) -> Option<u64> {
         let own = match self.kind {
             // Opens and local midnights are whole minutes (IANA offsets since 1970 are).
-            _ if self.align.is_some() => gcd(self.align.as_ref().map_or(1, |a| a.size) as u64, 60_000),
+            _ if self.align.is_some() => {
+                gcd(self.align.as_ref().map_or(1, |a| a.size) as u64, 60_000)
+            }
             WindowKind::Tumbling { size } => size as u64,
             WindowKind::Hopping { size, slide } => gcd(size as u64, slide as u64),
             WindowKind::Session { .. } => 1000,
@@ -252,7 +259,9 @@ pub(crate) fn plan_window(
             if cfg.align.is_none() && size.as_millis() > 0 && size.as_millis() % MONTH_MS == 0 {
                 err(
                     format!("{p}.window.size"),
-                    format!("`{size}` windows are calendar months, which start at a local midnight: add `align: {{ timezone: UTC }}` (or the time zone whose months you mean)"),
+                    format!(
+                        "`{size}` windows are calendar months, which start at a local midnight: add `align: {{ timezone: UTC }}` (or the time zone whose months you mean)"
+                    ),
                 );
                 ok = false;
             }
@@ -467,8 +476,14 @@ pub(crate) fn plan_aggregates(
                 TradeField::Price
             }
             (Some(f), true) => {
-                let (field, nullable, good) =
-                    number_field(&format!("{ap}.field"), f, agg.func, stream, slots.as_deref_mut(), err);
+                let (field, nullable, good) = number_field(
+                    &format!("{ap}.field"),
+                    f,
+                    agg.func,
+                    stream,
+                    slots.as_deref_mut(),
+                    err,
+                );
                 nullable_input = nullable;
                 ok &= good;
                 field
@@ -477,10 +492,22 @@ pub(crate) fn plan_aggregates(
         let mut weight = None;
         match (agg.func, on_rows, &agg.price, &agg.volume) {
             (AggregateFn::Vwap, true, Some(price), Some(volume)) => {
-                let (field_p, _, g1) =
-                    number_field(&format!("{ap}.price"), price, agg.func, stream, slots.as_deref_mut(), err);
-                let (field_v, _, g2) =
-                    number_field(&format!("{ap}.volume"), volume, agg.func, stream, slots.as_deref_mut(), err);
+                let (field_p, _, g1) = number_field(
+                    &format!("{ap}.price"),
+                    price,
+                    agg.func,
+                    stream,
+                    slots.as_deref_mut(),
+                    err,
+                );
+                let (field_v, _, g2) = number_field(
+                    &format!("{ap}.volume"),
+                    volume,
+                    agg.func,
+                    stream,
+                    slots.as_deref_mut(),
+                    err,
+                );
                 ok &= g1 & g2;
                 field = field_p;
                 weight = Some(field_v);
@@ -502,7 +529,10 @@ pub(crate) fn plan_aggregates(
             (_, _, Some(_), _) | (_, _, _, Some(_)) => {
                 err(
                     format!("{ap}.price"),
-                    format!("`price` and `volume` are arguments of `vwap`, not of `{}` (remove them)", fn_name(agg.func)),
+                    format!(
+                        "`price` and `volume` are arguments of `vwap`, not of `{}` (remove them)",
+                        fn_name(agg.func)
+                    ),
                 );
                 ok = false;
             }
@@ -545,49 +575,46 @@ fn number_field(
     let mut nullable_input = false;
     let mut err = |a: &str, m: String| err(a.to_string(), m);
     let field = match schema.field(f) {
-                Some(_) if !on_rows && f == "price" => TradeField::Price,
-                Some(_) if !on_rows && f == "volume" => TradeField::Volume,
-                Some(fd) if on_rows && fd.ty.is_numeric() => {
-                    nullable_input = fd.nullable;
-                    let column = schema.index_of(f).expect("a field of the schema");
-                    match slots {
-                        Some(slots) => {
-                            slots.push(column);
-                            TradeField::Column(slots.len() - 1)
-                        }
-                        None => TradeField::Price,
-                    }
+        Some(_) if !on_rows && f == "price" => TradeField::Price,
+        Some(_) if !on_rows && f == "volume" => TradeField::Volume,
+        Some(fd) if on_rows && fd.ty.is_numeric() => {
+            nullable_input = fd.nullable;
+            let column = schema.index_of(f).expect("a field of the schema");
+            match slots {
+                Some(slots) => {
+                    slots.push(column);
+                    TradeField::Column(slots.len() - 1)
                 }
-                Some(fd) => {
-                    err(
-                        at,
-                        format!(
-                            "`{f}` is a {}; `{}` needs a numeric field ({numbers})",
-                            fd.ty.name(),
-                            fn_name(func)
-                        ),
-                    );
-                    ok = false;
-                    TradeField::Price
-                }
-                None => {
-                    let choices: Vec<&str> = if on_rows {
-                        schema
-                            .fields
-                            .iter()
-                            .filter(|f| f.ty.is_numeric())
-                            .map(|f| f.name.as_str())
-                            .collect()
-                    } else {
-                        vec!["price", "volume"]
-                    };
-                    err(
-                        at,
-                        format!("unknown field `{f}`{}", suggest(f, choices)),
-                    );
-                    ok = false;
-                    TradeField::Price
-                }
+                None => TradeField::Price,
+            }
+        }
+        Some(fd) => {
+            err(
+                at,
+                format!(
+                    "`{f}` is a {}; `{}` needs a numeric field ({numbers})",
+                    fd.ty.name(),
+                    fn_name(func)
+                ),
+            );
+            ok = false;
+            TradeField::Price
+        }
+        None => {
+            let choices: Vec<&str> = if on_rows {
+                schema
+                    .fields
+                    .iter()
+                    .filter(|f| f.ty.is_numeric())
+                    .map(|f| f.name.as_str())
+                    .collect()
+            } else {
+                vec!["price", "volume"]
+            };
+            err(at, format!("unknown field `{f}`{}", suggest(f, choices)));
+            ok = false;
+            TradeField::Price
+        }
     };
     (field, nullable_input, ok)
 }
@@ -621,7 +648,10 @@ fn plan_fill(
     if for_ms <= 0 {
         err(
             format!("{p}.fill_for"),
-            format!("must be positive, got {}", crate::spec::units::Duration(for_ms)),
+            format!(
+                "must be positive, got {}",
+                crate::spec::units::Duration(for_ms)
+            ),
         );
         return Err(());
     }
@@ -641,15 +671,18 @@ fn plan_fill(
             carry_of.push(None);
             continue;
         }
-        let at = carried.iter().position(|c| c.field == a.field).unwrap_or_else(|| {
-            carried.push(AggregatePlan {
-                name: String::new(),
-                func: AggregateFn::Last,
-                field: a.field,
-                weight: None,
+        let at = carried
+            .iter()
+            .position(|c| c.field == a.field)
+            .unwrap_or_else(|| {
+                carried.push(AggregatePlan {
+                    name: String::new(),
+                    func: AggregateFn::Last,
+                    field: a.field,
+                    weight: None,
+                });
+                carried.len() - 1
             });
-            carried.len() - 1
-        });
         carry_of.push(Some(at));
     }
     Ok(Some(FillPlan {

@@ -326,7 +326,10 @@ fn gaps_are_filled_with_the_last_close_until_fill_for_has_passed() {
             a(5 * m, 12.0, 12.0, 0.0, 0, true),
         ]
     );
-    assert!(s.is_empty(), "every key is forgotten once fill_for has passed");
+    assert!(
+        s.is_empty(),
+        "every key is forgotten once fill_for has passed"
+    );
 }
 
 #[test]
@@ -337,14 +340,25 @@ fn a_late_trade_in_a_filled_window_revises_it() {
     let rows = fire(&mut s, 3 * m);
     assert_eq!(rows.len(), 3);
     assert_eq!(rows[1][7], Value::Bool(true));
-    assert_eq!(rows[1][8], Value::I64(0), "a filled row is the window's first emission");
+    assert_eq!(
+        rows[1][8],
+        Value::I64(0),
+        "a filled row is the window's first emission"
+    );
     // A trade for minute 1, read at watermark 3m (within the allowed lateness).
     assert_eq!(s.add(&trade("A", 9.0, 4.0, m + 10, 2, 3 * m)), None);
     let rows = fire(&mut s, 3 * m + 1);
     let r = &rows[0];
     assert_eq!(
         (&r[1], &r[3], &r[5], &r[6], &r[7], &r[8]),
-        (&Value::Ts(m), &Value::F64(9.0), &Value::F64(4.0), &Value::I64(1), &Value::Bool(false), &Value::I64(1))
+        (
+            &Value::Ts(m),
+            &Value::F64(9.0),
+            &Value::F64(4.0),
+            &Value::I64(1),
+            &Value::Bool(false),
+            &Value::I64(1)
+        )
     );
 }
 
@@ -376,7 +390,11 @@ fn market_time_gaps_are_filled_within_sessions_only() {
     assert_eq!(
         starts,
         vec![
-            (ms("2026-03-06T19:30:00Z"), ms("2026-03-06T20:30:00Z"), false),
+            (
+                ms("2026-03-06T19:30:00Z"),
+                ms("2026-03-06T20:30:00Z"),
+                false
+            ),
             (ms("2026-03-06T20:30:00Z"), ms("2026-03-06T21:00:00Z"), true), // to the close
             (ms("2026-03-09T13:30:00Z"), ms("2026-03-09T14:30:00Z"), true), // Monday's open
             (ms("2026-03-09T14:30:00Z"), ms("2026-03-09T15:30:00Z"), true),
