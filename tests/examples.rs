@@ -452,3 +452,60 @@ fn revisions_flow_from_1_minute_bars_into_the_5_minute_bars_made_from_them() {
         );
     }
 }
+
+/// Rows whose key is NULL are dead letters of a step that orders rows per key (count bars
+/// here), not a key named "".
+#[test]
+fn rows_without_a_key_are_dead_letters_of_count_bars() {
+    let dir = tempfile::tempdir().unwrap();
+    let trades = mixed_trades(dir.path(), 36);
+    let spec = dir.path().join("nokey.yaml");
+    std::fs::write(
+        &spec,
+        r#"name: nokey
+sources:
+  trades: { type: replay, path: "${TRADES_FILE}", max_out_of_orderness: 2s }
+steps:
+  keyed:
+    type: derive
+    input: trades
+    columns: { symbol: "CASE WHEN price > 50 THEN NULL ELSE symbol END" }
+  ticks:
+    type: window
+    input: keyed
+    window: { type: count, size: 10 }
+    aggregates: { n: { fn: count } }
+sinks:
+  rows: { type: parquet, input: ticks, path: "${OUT_URL}/rows", partition_by: [] }
+dead_letters: { path: "${OUT_URL}/dead", format: jsonl }
+"#,
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let run = Command::new(bin())
+        .args(["run"])
+        .arg(&spec)
+        .env("TRADES_FILE", &trades)
+        .env("OUT_URL", &out)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let (_, letters) = crate::support::read_dead_letters(&out.join("dead"));
+    let missing = letters
+        .iter()
+        .filter(|l| l["reason"] == "missing_field" && l["source"] == "ticks")
+        .count();
+    assert!(missing > 0, "{letters:?}");
+    let (_, rows) = crate::support::read_parquet_dir(&out.join("rows"));
+    assert!(!rows.is_empty());
+    for r in &rows {
+        assert!(
+            matches!(&r[0], crate::support::Cell::Str(s) if !s.is_empty()),
+            "a bar of no key: {r:?}"
+        );
+    }
+}

@@ -304,16 +304,26 @@ pub fn in_event_time_order<'scope, O: InOrder>(
                 let (_, (cap, rows)) = stash.pop_first().expect("checked non-empty");
                 let mut held = 0;
                 for row in rows {
-                    let Value::Ts(ts) = row[time] else {
+                    // A row without a key or a time has no place in any key's order: a dead
+                    // letter, as windows make it (not a key named "").
+                    let problem = match (&row[key], &row[time]) {
+                        (Value::Str(_), Value::Ts(_)) => None,
+                        (Value::Str(_), _) => {
+                            Some((RejectReason::InvalidTimestamp, "the time column is NULL"))
+                        }
+                        _ => Some((RejectReason::MissingField, "the key column is NULL")),
+                    };
+                    if let Some((reason, detail)) = problem {
                         dead.borrow_mut().push(DeadLetter {
                             source: &name,
-                            reason: RejectReason::InvalidTimestamp,
-                            detail: "the time column is NULL".into(),
+                            reason,
+                            detail: detail.into(),
                             raw: crate::plugins::operator::row_json(&how.input_schema, &row),
                             line: 0,
                         });
                         continue;
-                    };
+                    }
+                    let Value::Ts(ts) = row[time] else { continue };
                     // Rows made from trades are late when they are behind the watermark they were
                     // read at (rows before it may have gone out); a window's rows never are.
                     let late = if how.stamped {
