@@ -509,3 +509,50 @@ dead_letters: { path: "${OUT_URL}/dead", format: jsonl }
         );
     }
 }
+
+/// The top 3 movers and the 2 quietest symbols of each minute, over bars revised by late
+/// trades: each minute's highest revision equals DuckDB's `row_number()` over the final bars,
+/// and every emission (revisions included) is the same for 1 and 2 workers.
+#[test]
+fn top_n_rankings_equal_duckdb_row_number_over_the_final_bars() {
+    let Some(python) = crate::sql::python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let trades = dir.path().join("late-trades.jsonl");
+    write_frames(
+        &Frames {
+            seed: 12,
+            trades: 20_000,
+            names: &[
+                "AAPL",
+                "MSFT",
+                "SPY",
+                "NVDA",
+                "BINANCE:BTCUSDT",
+                "BINANCE:ETHUSDT",
+                "OANDA:EUR_USD",
+            ],
+            gap_ms: 120,
+            disorder_rate: 0.1,
+            disorder_ms: 150_000,
+            ..Frames::default()
+        },
+        &trades,
+    );
+    check_example(&python, "top-movers", &trades, dir.path());
+    for step in ["movers", "gainers", "quietest"] {
+        let rows = |w: &str| {
+            let (_, rows) =
+                crate::support::read_parquet_dir(&dir.path().join(format!("out{w}")).join(step));
+            let mut rows: Vec<String> = rows.iter().map(|r| format!("{r:?}")).collect();
+            rows.sort();
+            rows
+        };
+        assert_eq!(
+            rows("1"),
+            rows("2"),
+            "{step}: the emissions differ between 1 and 2 workers"
+        );
+    }
+}

@@ -796,3 +796,46 @@ fn folders_that_are_one_through_a_symbolic_link_overlap() {
         "{stderr}"
     );
 }
+
+#[test]
+fn top_n_names_what_it_cannot_rank() {
+    let lines = [
+        "  bars: { type: window, input: trades, key: symbol, window: { type: tumbling, size: 1m }, aggregates: { open: { fn: first, field: price }, close: { fn: last, field: price } } }",
+        "  a: { type: top_n, input: trades, n: 3, by: price }",
+        "  b: { type: top_n, input: bars, n: 0, by: close }",
+        "  c: { type: top_n, input: bars, n: 3, by: close > opn }",
+        "  d: { type: top_n, input: bars, n: 3, by: close > open }",
+        "  e: { type: top_n, input: bars, n: 3, by: close, per: symbol }",
+        "  f: { type: top_n, input: bars, n: 3, by: close, per: window_stat }",
+    ];
+    let (_, code, stderr) = validate_steps(&lines);
+    let at = |i: usize, what: &str| position(&lines, i, what);
+    assert_eq!(code, 2);
+    let want = [
+        format!(
+            "{}: steps.a.input: top_n ranks the rows of each window, and `trades` has no window's time column (rank the rows of a window step, or of a step over one)",
+            at(1, "trades")
+        ),
+        format!("{}: steps.b.n: must be 1 to 10000, got 0", at(2, "0,")),
+        format!(
+            "{}: steps.c.by: unknown column `opn`; did you mean `open`?",
+            at(3, "opn")
+        ),
+        format!(
+            "{}: steps.d.by: `close > open` is a boolean; rank by a number, a timestamp or a string",
+            at(4, "close > open")
+        ),
+        format!(
+            "{}: steps.e.per: `symbol` is not a window's time column of `bars`; use one of `window_start`, `window_end`",
+            at(5, "symbol")
+        ),
+        format!(
+            "{}: steps.f.per: unknown column `window_stat`; did you mean `window_start`?",
+            at(6, "window_stat")
+        ),
+    ];
+    for w in &want {
+        assert!(stderr.contains(w.as_str()), "missing\n  {w}\nin\n{stderr}");
+    }
+    assert!(stderr.ends_with("6 error(s) in spec.yaml\n"), "{stderr}");
+}

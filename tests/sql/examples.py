@@ -490,6 +490,50 @@ def revised_bars(con, out):
     print(f"{revised} revisions of 5-minute bars")
 
 
+def top_movers(con, out):
+    """Each minute's highest revision of a ranking equals the ranking (row_number over the
+    minute, ties by symbol) of the final 1-minute bars: those of the trades accepted within
+    90 s of lateness."""
+    con.execute(f"""
+        create table final_1m as
+        with {MARKED}
+        select symbol, ws, first(price order by t, line, idx) as open,
+               last(price order by t, line, idx) as close, sum(volume) as volume
+        from marked where ws + 60000 + 90000 > watermark group by symbol, ws
+    """)
+    again, nulls = 0, 0
+    for name, n, by in [("movers", 3, "abs(close / open - 1) desc nulls last"),
+                        ("gainers", 3, "case when close > open then close / open - 1 end desc nulls last"),
+                        ("quietest", 2, "nullif(volume, 0) asc nulls last")]:
+        expected = con.execute(f"""
+            select * from (
+                select ws, row_number() over (partition by ws order by {by}, symbol) as rk,
+                       symbol, open, close, volume
+                from final_1m)
+            where rk <= {n} order by ws, rk
+        """).fetchall()
+        got = con.execute(f"""
+            with r as (select *, max(revision) over (partition by window_start) as last
+                       from read_parquet('{out}/{name}/**/*.parquet'))
+            select epoch_ms(window_start), rank, symbol, open, close, volume
+            from r where revision = last order by window_start, rank
+        """).fetchall()
+        compare(got, expected, f"{name} (highest revisions)")
+        revised = con.execute(f"""
+            select count(distinct window_start) filter (where revision > 0)
+            from read_parquet('{out}/{name}/**/*.parquet')
+        """).fetchone()[0]
+        print(f"{name}: {revised} minutes ranked again")
+        again += revised
+    nulls = con.execute(f"""
+        select count(*) from read_parquet('{out}/gainers/**/*.parquet') where close <= open
+    """).fetchone()[0]
+    print(f"{nulls} rows ranked with a NULL value")
+    if again == 0 or nulls == 0:
+        print("the input exercises no revised ranking or no NULL value")
+        sys.exit(1)
+
+
 def main():
     name, trades_file, out = sys.argv[1], sys.argv[2], sys.argv[3]
     con = duckdb.connect()
@@ -504,6 +548,7 @@ def main():
         "gap-filled-bars": gap_filled,
         "volume-bars": volume_bars,
         "revised-bars": revised_bars,
+        "top-movers": top_movers,
     }[name](con, out)
 
 

@@ -38,6 +38,8 @@ kinds! {
     "select" in select => Select(select::SelectConfig),
     /// Features over each key's latest rows: moving averages, EMA, RSI, lags.
     "rolling" in rolling => Rolling(rolling::RollingConfig),
+    /// The first `n` rows of each window by an expression, across keys (top movers).
+    "top_n" in top_n => TopN(top_n::TopNConfig),
 }
 
 impl StepSpec {
