@@ -556,3 +556,32 @@ fn top_n_rankings_equal_duckdb_row_number_over_the_final_bars() {
         );
     }
 }
+
+/// Trades and bars joined with a CSV of sectors: bars per sector and bars with their sector
+/// equal DuckDB's left join with its own CSV reader (unlisted symbols, NULL fields), 1 and 2
+/// workers.
+#[test]
+fn lookups_in_a_csv_table_equal_a_duckdb_left_join() {
+    let Some(python) = crate::sql::python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let trades = dir.path().join("trades.jsonl");
+    write_frames(
+        &Frames {
+            seed: 14,
+            trades: 8000,
+            names: &[
+                "AAPL",
+                "MSFT",
+                "JPM",
+                "V",
+                "BINANCE:BTCUSDT",
+                "OANDA:EUR_USD",
+            ],
+            ..Frames::default()
+        },
+        &trades,
+    );
+    check_example(&python, "sector-bars", &trades, dir.path());
+}

@@ -839,3 +839,104 @@ fn top_n_names_what_it_cannot_rank() {
     }
     assert!(stderr.ends_with("6 error(s) in spec.yaml\n"), "{stderr}");
 }
+
+/// Writes `csv` as the table file of a spec with a lookup step, and validates it.
+fn validate_table(csv: &str, table: &str, step: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sectors.csv");
+    std::fs::write(&file, csv).unwrap();
+    let yaml = format!(
+        "name: bad\nsources:\n  trades: {{ type: replay, path: {} }}\ntables:\n  sectors: {{ path: {}, {table} }}\nsteps:\n  a: {{ type: lookup, input: trades, table: sectors, {step} }}\nsinks:\n  out: {{ type: parquet, input: a, path: out/a }}\n",
+        sample(),
+        file.display()
+    );
+    validate(&yaml, &[])
+}
+
+#[test]
+fn tables_and_lookups_name_the_line_and_column_that_is_wrong() {
+    let cols = "key: symbol, columns: { symbol: string, sector: string, weight: double }";
+    let good = "symbol,sector,weight\nAAPL,Tech,1.5\nJPM,Fin,\n";
+    // A value that is not of its type: the line and the column.
+    let (code, stderr) = validate_table(
+        "symbol,sector,weight\nAAPL,Tech,1.5\nJPM,Fin,heavy\n",
+        cols,
+        "columns: [sector]",
+    );
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("spec.yaml:5:20: tables.sectors.path: table `sectors`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("line 3, column `weight`: `heavy` is not a double"),
+        "{stderr}"
+    );
+    assert!(stderr.ends_with("1 error(s) in spec.yaml\n"), "{stderr}");
+    // A key twice, an empty key, a missing column.
+    let (_, stderr) = validate_table(
+        "symbol,sector,weight\nAAPL,Tech,1\nAAPL,Tech,2\n",
+        cols,
+        "columns: [sector]",
+    );
+    assert!(
+        stderr.contains("line 3: the key `symbol` = `AAPL` appears again (first at line 2)"),
+        "{stderr}"
+    );
+    let (_, stderr) = validate_table("symbol,sector,weight\n,Tech,1\n", cols, "columns: [sector]");
+    assert!(
+        stderr.contains("line 2: the key `symbol` is empty"),
+        "{stderr}"
+    );
+    let (_, stderr) = validate_table(
+        "symbol,industry,weight\nAAPL,Tech,1\n",
+        cols,
+        "columns: [sector]",
+    );
+    assert!(
+        stderr
+            .contains("the header has no column `sector` (it has `symbol`, `industry`, `weight`)"),
+        "{stderr}"
+    );
+    // What the lookup asks of the table and of its input.
+    let (code, stderr) = validate_table(
+        good,
+        cols,
+        "columns: [sectr, weight AS price], on: \"price\"",
+    );
+    assert_eq!(code, 2);
+    for want in [
+        "steps.a.columns.0: table `sectors` has no column `sectr`; did you mean `sector`?",
+        "steps.a.on: `price` is a double; the key `symbol` of table `sectors` is a string",
+        "steps.a.columns.1: `price` is already a column of `trades` (`price`): rename it with `columns: [price AS ...]`",
+    ] {
+        assert!(stderr.contains(want), "missing\n  {want}\nin\n{stderr}");
+    }
+    let (code, stderr) = validate_table(
+        good,
+        "key: sector, columns: { symbol: string, weight: double }",
+        "columns: [weight]",
+    );
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("tables.sectors.key: `sector` is not among the columns"),
+        "{stderr}"
+    );
+    // A file that is not there.
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "name: bad\nsources:\n  trades: {{ type: replay, path: {} }}\ntables:\n  sectors: {{ path: {}/nope.csv, {cols} }}\nsteps:\n  a: {{ type: lookup, input: trades, table: sector }}\nsinks:\n  out: {{ type: parquet, input: a, path: out/a }}\n",
+        sample(),
+        dir.path().display()
+    );
+    let (code, stderr) = validate(&yaml, &[]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("nope.csv): No such file or directory"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("steps.a.table: unknown table `sector`"),
+        "{stderr}"
+    );
+}

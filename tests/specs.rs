@@ -11,6 +11,12 @@ fn every_example_spec_validates_and_declares_the_schema() {
                 .display()
                 .to_string(),
         ),
+        "SECTORS_FILE" => Some(
+            repo()
+                .join("specs/sample/sectors.csv")
+                .display()
+                .to_string(),
+        ),
         "OUT_URL" => Some("/tmp/tickflow-spec-check".to_string()),
         "PLUGINS" => Some(plugins.clone()),
         _ => None,

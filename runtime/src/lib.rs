@@ -18,4 +18,5 @@ pub mod sinks;
 pub mod sources;
 pub mod spec;
 pub mod steps;
+pub mod tables;
 pub mod text;

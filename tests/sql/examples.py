@@ -534,6 +534,50 @@ def top_movers(con, out):
         sys.exit(1)
 
 
+def sector_bars(con, out, sectors):
+    """Trades left-joined with the sectors CSV (read by DuckDB's own CSV reader), 1-minute bars
+    per sector (unlisted symbols under `unknown`), and 1-minute bars per symbol with their
+    sector, exchange and shares."""
+    con.execute(f"create table sectors as select * from read_csv('{sectors}', header = true, all_varchar = true)")
+    expected = con.execute(f"""
+        with {MARKED}
+        select coalesce(s.sector, 'unknown') as sector, ws, sum(volume),
+               case when sum(volume) > 0 then sum(price * volume) / sum(volume) end, count(*)
+        from marked m left join sectors s on s.symbol = m.symbol
+        where ws + 60000 > watermark
+        group by all order by sector, ws
+    """).fetchall()
+    got = con.execute(f"""
+        select sector, epoch_ms(window_start), volume, vwap, trades
+        from read_parquet('{out}/sector_bars/**/*.parquet') order by sector, window_start
+    """).fetchall()
+    compare(got, expected, "sector bars")
+    expected = con.execute(f"""
+        with {MARKED},
+        bars as (
+            select symbol, ws, first(price order by t, line, idx) as open,
+                   last(price order by t, line, idx) as close, sum(volume) as volume
+            from marked where ws + 60000 > watermark group by symbol, ws)
+        select b.symbol, ws, open, close, volume, s.sector, s.exchange, cast(nullif(s.shares_out_m, '') as double)
+        from bars b left join sectors s on s.symbol = b.symbol order by b.symbol, ws
+    """).fetchall()
+    got = con.execute(f"""
+        select symbol, epoch_ms(window_start), open, close, volume, sector, venue, shares_out_m
+        from read_parquet('{out}/bars/**/*.parquet') order by symbol, window_start
+    """).fetchall()
+    compare(got, expected, "bars with their sector")
+    unlisted = con.execute(f"""
+        select count(*) from read_parquet('{out}/bars/**/*.parquet') where sector is null
+    """).fetchone()[0]
+    nulls = con.execute(f"""
+        select count(*) from read_parquet('{out}/bars/**/*.parquet') where sector is not null and shares_out_m is null
+    """).fetchone()[0]
+    print(f"{unlisted} bars of unlisted symbols, {nulls} with a NULL column of a listed one")
+    if unlisted == 0 or nulls == 0:
+        print("the input exercises no unmatched key or no NULL value")
+        sys.exit(1)
+
+
 def main():
     name, trades_file, out = sys.argv[1], sys.argv[2], sys.argv[3]
     con = duckdb.connect()
@@ -549,6 +593,7 @@ def main():
         "volume-bars": volume_bars,
         "revised-bars": revised_bars,
         "top-movers": top_movers,
+        "sector-bars": lambda con, out: sector_bars(con, out, "../../specs/sample/sectors.csv"),
     }[name](con, out)
 
 

@@ -11,6 +11,7 @@
 
 mod cast;
 mod check;
+pub use self::check::parse_timestamp;
 mod columns;
 mod eval;
 mod func;

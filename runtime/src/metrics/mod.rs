@@ -72,6 +72,8 @@ pub struct StepStats {
     pub records_skipped: AtomicU64,
     /// Rows of windows without records that gap filling emitted.
     pub rows_filled: AtomicU64,
+    /// Records a lookup step found no row of its table for (kept with NULLs, or dropped).
+    pub rows_unmatched: AtomicU64,
 }
 
 /// The health of one source.

@@ -219,6 +219,19 @@ pub fn render(m: &Metrics, started_ms: i64) -> String {
         );
     }
 
+    f.head(
+        "tickflow_step_rows_unmatched_total",
+        "counter",
+        "Records a lookup step found no row of its table for (`how: left` keeps them with NULLs, `inner` drops them).",
+    );
+    for (name, s) in steps.iter().filter(|(_, s)| s.kind == "lookup") {
+        f.sample(
+            "tickflow_step_rows_unmatched_total",
+            &[("step", name)],
+            get(&s.rows_unmatched),
+        );
+    }
+
     // Sources.
     let sources = snapshot(&m.sources);
     let watermark = |s: &SourceStats| {

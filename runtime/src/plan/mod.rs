@@ -255,6 +255,7 @@ fn plan(
     let mut seen = HashSet::new();
     for (section, names) in [
         ("sources", spec.sources.keys().collect::<Vec<_>>()),
+        ("tables", spec.tables.keys().collect()),
         ("steps", spec.steps.keys().collect()),
         ("sinks", spec.sinks.keys().collect()),
     ] {
@@ -263,7 +264,7 @@ fn plan(
                 err(
                     format!("{section}.{name}"),
                     format!(
-                        "the name `{name}` is used twice; sources, steps and sinks share one namespace"
+                        "the name `{name}` is used twice; sources, tables, steps and sinks share one namespace"
                     ),
                 );
             }
@@ -307,6 +308,14 @@ fn plan(
             time_quantum_ms: 1000,
         });
     }
+
+    // Tables: read now, so that a missing or malformed file is found before the run.
+    // A table that failed is still known by name (its lookups say nothing more).
+    let tables: Vec<(String, Option<std::sync::Arc<crate::tables::Table>>)> = spec
+        .tables
+        .iter()
+        .map(|(name, cfg)| (name.clone(), crate::tables::plan(name, cfg, &mut err)))
+        .collect();
 
     // Steps, in the order their inputs need; each kind checks itself against its input stream.
     let all_names: Vec<&str> = spec
@@ -363,6 +372,7 @@ fn plan(
             path: format!("steps.{name}"),
             input: &stream,
             input_known: input.is_some(),
+            tables: &tables,
             err: &mut err,
         };
         let planned_step = step.kind().plan(&mut cx);

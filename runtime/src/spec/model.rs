@@ -23,6 +23,9 @@ pub struct PipelineSpec {
     /// anywhere: steps run in the order their inputs need).
     #[serde(default)]
     pub steps: IndexMap<String, StepSpec>,
+    /// Reference data by name (symbol → sector, ...), joined to streams by `lookup` steps.
+    #[serde(default)]
+    pub tables: IndexMap<String, crate::tables::TableConfig>,
     /// Where results go, by name. Each sink reads one `input`: a source or a step.
     pub sinks: IndexMap<String, SinkSpec>,
     /// Where rejected and late records go. Without it they are only counted and logged.

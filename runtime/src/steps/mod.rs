@@ -40,6 +40,8 @@ kinds! {
     "rolling" in rolling => Rolling(rolling::RollingConfig),
     /// The first `n` rows of each window by an expression, across keys (top movers).
     "top_n" in top_n => TopN(top_n::TopNConfig),
+    /// Adds the columns of a table's row found by a key (symbol → sector).
+    "lookup" in lookup => Lookup(lookup::LookupConfig),
 }
 
 impl StepSpec {
@@ -120,6 +122,9 @@ pub struct PlanCx<'a> {
     /// Whether `input` is the step's real input. When its `input:` names nothing, `input` is a
     /// stand-in (trades): a kind checks only what does not depend on it, and the step is left out.
     pub input_known: bool,
+    /// The spec's tables (reference data a step may join), by name; `None` for a table whose
+    /// declaration or file has errors (reported already).
+    pub tables: &'a [(String, Option<Arc<crate::tables::Table>>)],
     pub err: &'a mut dyn FnMut(String, String),
 }
 
