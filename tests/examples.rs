@@ -585,3 +585,96 @@ fn lookups_in_a_csv_table_equal_a_duckdb_left_join() {
     );
     check_example(&python, "sector-bars", &trades, dir.path());
 }
+
+/// A table with `reload:` changes while a paced replay runs (2 workers): a malformed version is
+/// refused (logged, the last good table kept), the next good one applies from one point of the
+/// stream on — every minute's bars were joined with one version, and the versions follow each
+/// other in time.
+#[test]
+fn a_changed_table_applies_from_one_point_of_the_stream_for_every_worker() {
+    use crate::support::Cell;
+    let dir = tempfile::tempdir().unwrap();
+    let trades = dir.path().join("trades.jsonl");
+    write_frames(
+        &Frames {
+            seed: 15,
+            trades: 6000,
+            names: &["AAPL", "MSFT", "JPM", "V"],
+            gap_ms: 300,
+            ..Frames::default()
+        },
+        &trades,
+    );
+    let table = dir.path().join("sectors.csv");
+    let version = |v: &str| format!("symbol,sector\nAAPL,{v}\nMSFT,{v}\nJPM,{v}\nV,{v}\n");
+    let replace = |text: &str| {
+        let tmp = dir.path().join("sectors.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &table).unwrap();
+    };
+    replace(&version("v1"));
+    let spec = dir.path().join("reload.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            r#"name: reload
+sources:
+  trades: {{ type: replay, path: "{}", speed: 300, max_out_of_orderness: 2s }}
+tables:
+  sectors: {{ path: "{}", key: symbol, columns: {{ symbol: string, sector: string }}, reload: 1s }}
+steps:
+  bars: {{ type: window, input: trades, key: symbol, window: {{ type: tumbling, size: 1m }}, aggregates: {{ n: {{ fn: count }} }} }}
+  tagged: {{ type: lookup, input: bars, table: sectors }}
+sinks:
+  out: {{ type: parquet, input: tagged, path: "{}/out" }}
+"#,
+            trades.display(),
+            table.display(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(bin())
+        .args(["run"])
+        .arg(&spec)
+        .args(["--workers", "2"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    replace("symbol,sector\nAAPL,v2\nAAPL,v2\n");
+    std::thread::sleep(std::time::Duration::from_millis(2000));
+    replace(&version("v3"));
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("table reload failed: keeping the last good table")
+            && stderr.contains("the key `symbol` = `AAPL` appears again"),
+        "{stderr}"
+    );
+    let (names, rows) = crate::support::read_parquet_dir(&dir.path().join("out"));
+    let (ws, sector) = (
+        names.iter().position(|n| n == "window_start").unwrap(),
+        names.iter().position(|n| n == "sector").unwrap(),
+    );
+    let mut by_minute: std::collections::BTreeMap<i64, std::collections::BTreeSet<String>> =
+        Default::default();
+    for r in &rows {
+        let (Cell::I64(w), Cell::Str(s)) = (&r[ws], &r[sector]) else {
+            panic!("{r:?}")
+        };
+        by_minute.entry(*w).or_default().insert(s.clone());
+    }
+    let seen: Vec<String> = by_minute
+        .values()
+        .map(|s| {
+            assert_eq!(s.len(), 1, "one minute's bars joined with two versions: {by_minute:?}");
+            s.iter().next().unwrap().clone()
+        })
+        .collect();
+    let switch = seen.iter().position(|s| s == "v3").expect("the new version applied");
+    assert!(switch > 0, "{seen:?}");
+    assert!(seen[..switch].iter().all(|s| s == "v1"), "{seen:?}");
+    assert!(seen[switch..].iter().all(|s| s == "v3"), "{seen:?}");
+}

@@ -74,6 +74,10 @@ pub struct StepStats {
     pub rows_filled: AtomicU64,
     /// Records a lookup step found no row of its table for (kept with NULLs, or dropped).
     pub rows_unmatched: AtomicU64,
+    /// Table versions a lookup step took in after its file changed.
+    pub table_reloads: AtomicU64,
+    /// Reloads that failed (the last good table is kept).
+    pub table_reload_errors: AtomicU64,
 }
 
 /// The health of one source.

@@ -6,7 +6,8 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
-use super::{Metrics, SourceStats};
+use super::{Metrics, SourceStats, StepStats};
+use std::sync::atomic::AtomicU64;
 use crate::base::reject::RejectReason;
 use crate::base::storage::STORAGE_RETRIES;
 use crate::dataflow::time::now_ms;
@@ -230,6 +231,24 @@ pub fn render(m: &Metrics, started_ms: i64) -> String {
             &[("step", name)],
             get(&s.rows_unmatched),
         );
+    }
+
+    for (metric, help, get_of) in [
+        (
+            "tickflow_table_reloads_total",
+            "Versions of its table a lookup step took in after the file changed (`reload:`).",
+            (|s: &StepStats| &s.table_reloads) as fn(&StepStats) -> &AtomicU64,
+        ),
+        (
+            "tickflow_table_reload_errors_total",
+            "Reloads of a lookup step's table that failed (missing, malformed or too large file): the last good table is kept.",
+            |s: &StepStats| &s.table_reload_errors,
+        ),
+    ] {
+        f.head(metric, "counter", help);
+        for (name, s) in steps.iter().filter(|(_, s)| s.kind == "lookup") {
+            f.sample(metric, &[("step", name)], get(get_of(s)));
+        }
     }
 
     // Sources.

@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod load;
+pub mod reload;
 
 use std::sync::Arc;
 

@@ -386,6 +386,10 @@ pub(super) fn replay_stream<'scope>(
                     block.next = end;
                     if block.next < block.trades.len() {
                         let next = &block.trades[block.next];
+                        // Paced: the block's later trades are at or after the next one's
+                        // watermark, so the frontier moves on while the block is replayed
+                        // (windows fire as they would live, not at the block's end).
+                        capability.downgrade(&quantize(next.wm, quantum).max(*capability.time()));
                         let origin = shared.origin_ts.load(Ordering::Relaxed);
                         let due_ms = ((next.wm + ooo - origin) as f64 / speed) as u64;
                         let wait = Duration::from_millis(due_ms).saturating_sub(started.elapsed());

@@ -1,6 +1,7 @@
 //! The `lookup` step: columns of a table's row found by a key expression.
 
 pub mod config;
+mod versioned;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -13,7 +14,7 @@ use crate::base::record::{Field, Row, Schema, Trade, Value, trade_row};
 use crate::expr::Expr;
 use crate::expr::types::Type;
 use crate::spec::diagnostic::suggest;
-use crate::tables::Table;
+use crate::tables::{Table, TableData};
 
 impl StepConfig for LookupConfig {
     fn input(&self) -> &str {
@@ -158,30 +159,32 @@ impl StepOp for Lookup {
         let joiner = Joiner {
             inner: self.inner,
             picks: self.picks.clone(),
-            data: Arc::clone(&self.table.data),
             stats: cx.ctx.metrics.step(&self.name, "lookup"),
         };
+        if self.table.config.reload.is_some() {
+            return AnyStream::Rows(versioned::join(input, cx, &self.name, Arc::clone(&self.table), eval, joiner));
+        }
+        let data = Arc::clone(&self.table.data);
         match input {
             AnyStream::Trades(s) => AnyStream::Rows(super::stream::map_batches(s, cx, &self.name, "lookup", move |batch: Vec<Trade>, out| {
-                joiner.join(&mut eval, batch, |t| trade_row(&t), out)
+                joiner.join(&mut eval, &data, batch, |t| trade_row(&t), out)
             })),
             AnyStream::Rows(s) => AnyStream::Rows(super::stream::map_batches(s, cx, &self.name, "lookup", move |batch: Vec<Row>, out| {
-                joiner.join(&mut eval, batch, |r| r, out)
+                joiner.join(&mut eval, &data, batch, |r| r, out)
             })),
         }
     }
 }
 
-/// Joins batches with one version of the table.
+/// Joins batches with a version of the table.
 struct Joiner {
     inner: bool,
     picks: Vec<usize>,
-    data: Arc<crate::tables::TableData>,
     stats: Arc<crate::metrics::StepStats>,
 }
 
 impl Joiner {
-    fn join<R: BatchOf>(&self, eval: &mut Evaluated, batch: Vec<R>, into_row: impl Fn(R) -> Row, out: &mut Vec<Row>) {
+    fn join<R: BatchOf>(&self, eval: &mut Evaluated, data: &TableData, batch: Vec<R>, into_row: impl Fn(R) -> Row, out: &mut Vec<Row>) {
         let Some((values, failed)) = eval.run(&batch) else {
             return;
         };
@@ -192,7 +195,7 @@ impl Joiner {
                 continue;
             }
             let found = match &key {
-                Value::Str(k) => self.data.rows.get(k.as_str()),
+                Value::Str(k) => data.rows.get(k.as_str()),
                 _ => None,
             };
             if found.is_none() {
