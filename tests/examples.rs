@@ -669,11 +669,18 @@ sinks:
     let seen: Vec<String> = by_minute
         .values()
         .map(|s| {
-            assert_eq!(s.len(), 1, "one minute's bars joined with two versions: {by_minute:?}");
+            assert_eq!(
+                s.len(),
+                1,
+                "one minute's bars joined with two versions: {by_minute:?}"
+            );
             s.iter().next().unwrap().clone()
         })
         .collect();
-    let switch = seen.iter().position(|s| s == "v3").expect("the new version applied");
+    let switch = seen
+        .iter()
+        .position(|s| s == "v3")
+        .expect("the new version applied");
     assert!(switch > 0, "{seen:?}");
     assert!(seen[..switch].iter().all(|s| s == "v1"), "{seen:?}");
     assert!(seen[switch..].iter().all(|s| s == "v3"), "{seen:?}");

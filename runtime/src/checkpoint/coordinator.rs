@@ -414,7 +414,10 @@ impl Coordinator {
     /// One key group of a stateful step's restored state, whichever worker owns it (state that
     /// every worker needs, such as a table's versions).
     pub fn restored_group(&self, step: &str, group: u32) -> Option<&[u8]> {
-        self.restored_state.get(step)?.get(&group).map(Vec::as_slice)
+        self.restored_state
+            .get(step)?
+            .get(&group)
+            .map(Vec::as_slice)
     }
 
     /// The handle of one operator instance. `index` is the source, window, model or sink

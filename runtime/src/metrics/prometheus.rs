@@ -7,12 +7,12 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
 use super::{Metrics, SourceStats, StepStats};
-use std::sync::atomic::AtomicU64;
 use crate::base::reject::RejectReason;
 use crate::base::storage::STORAGE_RETRIES;
 use crate::dataflow::time::now_ms;
 use crate::plugins::ErrorKind;
 use crate::sources::finnhub::client::ClientStats;
+use std::sync::atomic::AtomicU64;
 
 /// Writes one metric family: HELP, TYPE and its samples.
 struct Family<'a> {

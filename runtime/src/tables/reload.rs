@@ -10,8 +10,8 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,8 +32,17 @@ struct Polled {
 /// Polls `table`'s file every `every`; a file whose bytes differ from the last version read
 /// (`known`) and parse is offered to the feed; a failure is logged (once per distinct error),
 /// counted, and the last good table kept.
-fn poll(table: Arc<Table>, every: Duration, known: u64, stats: Arc<StepStats>, step: String) -> Arc<Polled> {
-    let polled = Arc::new(Polled { latest: Mutex::new(None), done: AtomicBool::new(false) });
+fn poll(
+    table: Arc<Table>,
+    every: Duration,
+    known: u64,
+    stats: Arc<StepStats>,
+    step: String,
+) -> Arc<Polled> {
+    let polled = Arc::new(Polled {
+        latest: Mutex::new(None),
+        done: AtomicBool::new(false),
+    });
     let shared = Arc::clone(&polled);
     let spawned = std::thread::Builder::new().name(format!("table-{}", table.name)).spawn(move || {
         let mut last = known;
@@ -89,32 +98,52 @@ pub fn feed<'s>(
     stats: Arc<StepStats>,
     kick: Rc<RefCell<Option<Activator>>>,
 ) -> StreamVec<'s, u64, TableData> {
-    let every = table.config.reload.map_or(Duration::from_secs(30), |d| Duration::from_millis(d.as_millis().max(1000) as u64));
+    let every = table.config.reload.map_or(Duration::from_secs(30), |d| {
+        Duration::from_millis(d.as_millis().max(1000) as u64)
+    });
     let leader = scope.index() == 0;
     let step = step.to_string();
-    source(scope, &format!("TableFeed({step})"), move |capability: Capability<u64>, info| {
-        let activator = scope.activator_for(info.address);
-        *kick.borrow_mut() = Some(activator.clone());
-        let mut cap = leader.then_some(capability);
-        let polled = leader.then(|| poll(Arc::clone(&table), every, known, Arc::clone(&stats), step.clone()));
-        move |output| {
-            let Some(c) = cap.as_mut() else { return };
-            let Some(polled) = polled.as_ref() else { return };
-            let changed = polled.latest.lock().unwrap_or_else(|e| e.into_inner()).take();
-            if let Some(data) = changed {
-                stats.table_reloads.fetch_add(1, Relaxed);
-                output.session(&*c).give(data);
-            }
-            match input.get() {
-                None => {
-                    cap = None;
-                    polled.done.store(true, Relaxed);
+    source(
+        scope,
+        &format!("TableFeed({step})"),
+        move |capability: Capability<u64>, info| {
+            let activator = scope.activator_for(info.address);
+            *kick.borrow_mut() = Some(activator.clone());
+            let mut cap = leader.then_some(capability);
+            let polled = leader.then(|| {
+                poll(
+                    Arc::clone(&table),
+                    every,
+                    known,
+                    Arc::clone(&stats),
+                    step.clone(),
+                )
+            });
+            move |output| {
+                let Some(c) = cap.as_mut() else { return };
+                let Some(polled) = polled.as_ref() else {
                     return;
+                };
+                let changed = polled
+                    .latest
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
+                if let Some(data) = changed {
+                    stats.table_reloads.fetch_add(1, Relaxed);
+                    output.session(&*c).give(data);
                 }
-                Some(t) if t > *c.time() => c.downgrade(&t),
-                Some(_) => {}
+                match input.get() {
+                    None => {
+                        cap = None;
+                        polled.done.store(true, Relaxed);
+                        return;
+                    }
+                    Some(t) if t > *c.time() => c.downgrade(&t),
+                    Some(_) => {}
+                }
+                activator.activate_after(Duration::from_millis(200));
             }
-            activator.activate_after(Duration::from_millis(200));
-        }
-    })
+        },
+    )
 }
