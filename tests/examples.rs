@@ -685,3 +685,28 @@ sinks:
     assert!(seen[..switch].iter().all(|s| s == "v1"), "{seen:?}");
     assert!(seen[switch..].iter().all(|s| s == "v3"), "{seen:?}");
 }
+
+/// EUR crypto trades priced in USD with the latest EUR/USD trade at or before each (within a
+/// minute): DuckDB's ASOF LEFT JOIN on the same trades, with disorder and late trades on both
+/// sides, 1 and 2 workers.
+#[test]
+fn asof_join_equals_duckdb_asof_left_join() {
+    let Some(python) = crate::sql::python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let trades = dir.path().join("trades.jsonl");
+    write_frames(
+        &Frames {
+            seed: 16,
+            trades: 4000,
+            names: &["BINANCE:BTCEUR", "BINANCE:ETHEUR", "OANDA:EUR_USD", "AAPL"],
+            gap_ms: 12_000,
+            disorder_rate: 0.05,
+            disorder_ms: 8_000,
+            ..Frames::default()
+        },
+        &trades,
+    );
+    check_example(&python, "eur-usd", &trades, dir.path());
+}

@@ -578,6 +578,37 @@ def sector_bars(con, out, sectors):
         sys.exit(1)
 
 
+def eur_usd(con, out):
+    """Each EUR trade that is not late (its time at or after the watermark it was read at, in
+    the dataflow's 1-second steps) with the latest OANDA:EUR_USD price at or before it (the last
+    one read among equal times; late ones left out), if at most a minute old: DuckDB's ASOF LEFT
+    JOIN."""
+    expected = con.execute(f"""
+        with {MARKED},
+        stamped as (select *, (watermark // 1000) * 1000 as dt from marked),
+        lefts as (select * from stamped where ends_with(symbol, 'EUR') and t >= dt),
+        rights as (
+            select t, last(price order by line, idx) as price
+            from stamped where symbol = 'OANDA:EUR_USD' and t >= dt group by t)
+        select l.symbol, l.t, l.price, l.volume,
+               case when l.t - r.t <= 60000 then r.price end as rate,
+               case when l.t - r.t <= 60000 then r.t end as rate_time,
+               case when l.t - r.t <= 60000 then l.price * r.price end
+        from lefts l asof left join rights r on l.t >= r.t
+        order by l.symbol, l.t, l.price, l.volume
+    """).fetchall()
+    got = con.execute(f"""
+        select symbol, epoch_ms(timestamp), price, volume, rate, epoch_ms(rate_time), price_usd
+        from read_parquet('{out}/usd_trades/**/*.parquet') order by symbol, timestamp, price, volume
+    """).fetchall()
+    compare(got, expected, "EUR trades with their rate")
+    missing = sum(1 for r in got if r[4] is None)
+    print(f"{missing} trades without a rate within a minute")
+    if missing == 0 or missing == len(got):
+        print("the input exercises no tolerance (or no match)")
+        sys.exit(1)
+
+
 def main():
     name, trades_file, out = sys.argv[1], sys.argv[2], sys.argv[3]
     con = duckdb.connect()
@@ -593,6 +624,7 @@ def main():
         "volume-bars": volume_bars,
         "revised-bars": revised_bars,
         "top-movers": top_movers,
+        "eur-usd": eur_usd,
         "sector-bars": lambda con, out: sector_bars(con, out, "../../specs/sample/sectors.csv"),
     }[name](con, out)
 

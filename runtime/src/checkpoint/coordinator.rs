@@ -443,6 +443,7 @@ impl Coordinator {
             slot: t.range(role).start + index * t.workers + worker,
             emits,
             consumes: consumer.zip(input),
+            also: Vec::new(),
             acked: self.completed.load(Ordering::Acquire),
         }
     }
@@ -698,12 +699,21 @@ pub struct Participant {
     /// The node this instance emits for, and (consumer, input node) it receives as.
     emits: Option<usize>,
     consumes: Option<(usize, usize)>,
+    /// Other nodes it reads (a join's right side): their records count as received too.
+    also: Vec<usize>,
     acked: u64,
 }
 
 impl Participant {
     pub fn coordinator(&self) -> &Coordinator {
         &self.cp
+    }
+
+    /// A step that reads `nodes` besides its input: it is drained once it received what all of
+    /// them emitted.
+    pub fn also_consumes(mut self, nodes: &[usize]) -> Self {
+        self.also = nodes.to_vec();
+        self
     }
 
     /// Counts records this instance gave to its output.
@@ -743,7 +753,8 @@ impl Participant {
         };
         upstream_quiet
             && self.consumes.is_none_or(|(consumer, input)| {
-                self.cp.received_total(consumer) == self.cp.emitted_total(input)
+                let sent: u64 = self.also.iter().map(|n| self.cp.emitted_total(*n)).sum();
+                self.cp.received_total(consumer) == self.cp.emitted_total(input) + sent
             })
     }
 

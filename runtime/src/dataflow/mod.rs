@@ -456,13 +456,25 @@ fn build<'scope>(
     let mut streams: Vec<AnyStream<'scope>> = sources.into_iter().map(AnyStream::Trades).collect();
     for (i, step) in plan.steps.iter().enumerate() {
         let input_node = step.input.node_index(plan.sources.len());
+        let side_nodes: Vec<usize> = step
+            .sides
+            .iter()
+            .map(|s| s.node_index(plan.sources.len()))
+            .collect();
         let cx = BuildCx {
             ctx,
             index: i,
             input_node,
+            side_nodes: &side_nodes,
             dead,
         };
-        let mut out = step.op.build(streams[input_node].clone(), &cx);
+        let mut out = if side_nodes.is_empty() {
+            step.op.build(streams[input_node].clone(), &cx)
+        } else {
+            let sides = side_nodes.iter().map(|n| streams[*n].clone()).collect();
+            step.op
+                .build_joined(streams[input_node].clone(), sides, &cx)
+        };
         if step.op.paces_source() {
             let probe = &downstream[step.output.source];
             out = match out {

@@ -181,7 +181,7 @@ fn key_of(row: &Row, key: usize) -> &str {
     }
 }
 
-fn content_hash(row: &Row) -> u64 {
+pub(crate) fn content_hash(row: &Row) -> u64 {
     let bytes = bincode::serialize(row).expect("a row serializes");
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in bytes {

@@ -59,6 +59,13 @@ fn nodes_and_edges(plan: &Plan) -> (Vec<Node>, Vec<(String, String, String)>) {
             node_id(plan, NodeRef::Step(i)),
             what,
         ));
+        for side in &st.sides {
+            edges.push((
+                node_id(plan, *side),
+                node_id(plan, NodeRef::Step(i)),
+                "joined".to_string(),
+            ));
+        }
     }
     for s in &plan.sinks {
         let id = format!("sink_{}", sanitize(&s.name));

@@ -189,6 +189,8 @@ pub struct Plan {
 pub struct StepNode {
     pub name: String,
     pub input: NodeRef,
+    /// Its other inputs (a join's right side).
+    pub sides: Vec<NodeRef>,
     /// What it emits.
     pub output: StreamInfo,
     pub op: Arc<dyn StepOp>,
@@ -367,11 +369,42 @@ fn plan(
                 None => continue,
             },
         };
+        // The other streams it reads.
+        let mut side_refs = Vec::new();
+        let mut side_streams = Vec::new();
+        let mut sides_known = true;
+        for (field, side) in step.kind().also_reads() {
+            match planned.get(side) {
+                Some(n) => {
+                    side_refs.push(*n);
+                    side_streams.push(match n {
+                        NodeRef::Source(i) => sources[*i].stream.clone(),
+                        NodeRef::Step(i) => steps[*i].output.clone(),
+                    });
+                }
+                None => {
+                    sides_known = false;
+                    if !spec.steps.contains_key(side) {
+                        err(
+                            format!("steps.{name}.{field}"),
+                            format!(
+                                "unknown input `{side}`{}",
+                                suggest(side, all_names.iter().copied())
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        if !sides_known {
+            side_streams.clear();
+        }
         let mut cx = crate::steps::PlanCx {
             name,
             path: format!("steps.{name}"),
             input: &stream,
-            input_known: input.is_some(),
+            input_known: input.is_some() && sides_known,
+            sides: &side_streams,
             tables: &tables,
             err: &mut err,
         };
@@ -393,10 +426,11 @@ fn plan(
             }
             clash.is_none()
         });
-        if let (Some(p), Some(input)) = (planned_step, input) {
+        if let (Some(p), Some(input), true) = (planned_step, input, sides_known) {
             steps.push(StepNode {
                 name: name.clone(),
                 input,
+                sides: side_refs,
                 output: p.output,
                 op: p.op,
             });
@@ -404,7 +438,10 @@ fn plan(
         }
     }
     for (name, step) in &spec.steps {
-        let read = spec.steps.values().any(|s| s.input() == name)
+        let read = spec
+            .steps
+            .values()
+            .any(|s| s.inputs().contains(&name.as_str()))
             || spec.sinks.values().any(|s| s.input() == name);
         if !read && planned.contains_key(name.as_str()) {
             warnings.push(Diagnostic::new(
@@ -417,7 +454,10 @@ fn plan(
         }
     }
     for name in spec.sources.keys() {
-        let read = spec.steps.values().any(|s| s.input() == name)
+        let read = spec
+            .steps
+            .values()
+            .any(|s| s.inputs().contains(&name.as_str()))
             || spec.sinks.values().any(|s| s.input() == name);
         if !read {
             warnings.push(Diagnostic::new(
@@ -565,8 +605,14 @@ fn dependency_order(spec: &crate::spec::PipelineSpec) -> Vec<usize> {
         while !placed[start] && guard <= spec.steps.len() {
             let mut at = start;
             let mut hops = 0;
-            while let Some(up) = spec.steps.get_index_of(spec.steps[at].input()) {
-                if placed[up] || hops > spec.steps.len() {
+            // The first of its inputs that is a step not placed yet.
+            while let Some(up) = spec.steps[at]
+                .inputs()
+                .into_iter()
+                .filter_map(|n| spec.steps.get_index_of(n))
+                .find(|&up| !placed[up])
+            {
+                if hops > spec.steps.len() {
                     break;
                 }
                 at = up;
@@ -590,21 +636,35 @@ fn dependency_order(spec: &crate::spec::PipelineSpec) -> Vec<usize> {
 
 /// The chain of steps from `start` back to itself, if its inputs loop.
 fn find_cycle(spec: &crate::spec::PipelineSpec, start: &str) -> Option<Vec<String>> {
-    let mut chain = vec![start.to_string()];
-    let mut current = start;
-    loop {
-        let step = spec.steps.get(current)?;
-        let next = step.input();
-        if next == start {
-            chain.push(start.to_string());
-            return Some(chain);
+    // Depth first over every input; a path back to `start` is the cycle.
+    fn walk(
+        spec: &crate::spec::PipelineSpec,
+        start: &str,
+        at: &str,
+        chain: &mut Vec<String>,
+    ) -> bool {
+        let Some(step) = spec.steps.get(at) else {
+            return false;
+        };
+        for next in step.inputs() {
+            if next == start {
+                chain.push(start.to_string());
+                return true;
+            }
+            // A cycle that does not pass through `start` is reported by its own members.
+            if chain.iter().any(|c| c == next) || !spec.steps.contains_key(next) {
+                continue;
+            }
+            chain.push(next.to_string());
+            if walk(spec, start, next, chain) {
+                return true;
+            }
+            chain.pop();
         }
-        if chain.iter().any(|c| c == next) {
-            return None; // a cycle that does not pass through `start`: reported by its own members
-        }
-        chain.push(next.to_string());
-        current = next;
+        false
     }
+    let mut chain = vec![start.to_string()];
+    walk(spec, start, start, &mut chain).then_some(chain)
 }
 
 /// Every sink, the dead letters and the checkpoints write into a folder of their own: two

@@ -17,7 +17,18 @@ use crate::sinks::dead_letter::{DeadLetter, DeadLetters};
 /// Compiles the expression at `field` (a dotted path below the step) against the step's input.
 /// Errors are reported at the expression's own place: `field` plus the position inside it.
 pub fn compile_at(cx: &mut PlanCx<'_>, field: &str, text: &str) -> Option<Expr> {
-    match Expr::compile(text, &cx.input.schema) {
+    let schema = cx.input.schema.clone();
+    compile_against(cx, field, text, &schema)
+}
+
+/// [`compile_at`] against another stream's schema (a join's right side).
+pub fn compile_against(
+    cx: &mut PlanCx<'_>,
+    field: &str,
+    text: &str,
+    schema: &Schema,
+) -> Option<Expr> {
+    match Expr::compile(text, schema) {
         Ok(e) => Some(e),
         Err(errors) => {
             for e in errors {

@@ -42,11 +42,19 @@ kinds! {
     "top_n" in top_n => TopN(top_n::TopNConfig),
     /// Adds the columns of a table's row found by a key (symbol → sector).
     "lookup" in lookup => Lookup(lookup::LookupConfig),
+    /// Each left record with the latest right record of its key at or before its time.
+    "asof_join" in asof_join => AsofJoin(asof_join::AsofJoinConfig),
 }
 
 impl StepSpec {
     pub fn input(&self) -> &str {
         self.kind().input()
+    }
+    /// Every stream the step reads: its input, then the others ([`StepConfig::also_reads`]).
+    pub fn inputs(&self) -> Vec<&str> {
+        let mut all = vec![self.input()];
+        all.extend(self.kind().also_reads().into_iter().map(|(_, n)| n));
+        all
     }
 }
 
@@ -122,6 +130,8 @@ pub struct PlanCx<'a> {
     /// Whether `input` is the step's real input. When its `input:` names nothing, `input` is a
     /// stand-in (trades): a kind checks only what does not depend on it, and the step is left out.
     pub input_known: bool,
+    /// The streams of [`StepConfig::also_reads`], in order (empty when one of them is unknown).
+    pub sides: &'a [StreamInfo],
     /// The spec's tables (reference data a step may join), by name; `None` for a table whose
     /// declaration or file has errors (reported already).
     pub tables: &'a [(String, Option<Arc<crate::tables::Table>>)],
@@ -147,6 +157,11 @@ pub struct Planned {
 pub trait StepConfig {
     /// The name of the stream the step reads.
     fn input(&self) -> &str;
+    /// Other streams it reads (a join's right side): (field, name). Their records reach
+    /// [`StepOp::build_joined`].
+    fn also_reads(&self) -> Vec<(&'static str, &str)> {
+        Vec::new()
+    }
     /// Checks the step against its input stream (every problem through `cx`) and plans it.
     fn plan(&self, cx: &mut PlanCx<'_>) -> Option<Planned>;
 }
@@ -158,6 +173,8 @@ pub struct BuildCx<'a> {
     pub index: usize,
     /// The node the step reads ([`crate::plan::NodeRef::node_index`]).
     pub input_node: usize,
+    /// The nodes of its other inputs ([`StepConfig::also_reads`]).
+    pub side_nodes: &'a [usize],
     pub dead: &'a Rc<RefCell<DeadLetters>>,
 }
 
@@ -171,6 +188,16 @@ pub trait StepOp: Send + Sync + std::fmt::Debug {
     fn describe(&self) -> String;
     /// Builds the operator on `input` (of the kind its planning accepted).
     fn build<'s>(&self, input: AnyStream<'s>, cx: &BuildCx<'_>) -> AnyStream<'s>;
+    /// Builds a step that reads other streams too ([`StepConfig::also_reads`]), in order.
+    fn build_joined<'s>(
+        &self,
+        input: AnyStream<'s>,
+        sides: Vec<AnyStream<'s>>,
+        cx: &BuildCx<'_>,
+    ) -> AnyStream<'s> {
+        debug_assert!(sides.is_empty());
+        self.build(input, cx)
+    }
     /// The granularity (ms) of event-time boundaries this step fires on, if it fires on any:
     /// sources emit their dataflow timestamps in steps of the gcd of these.
     fn time_step_ms(&self) -> Option<u64> {

@@ -1,0 +1,60 @@
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::spec::units::Duration;
+
+/// Each record of `left` gets columns of the latest record of `right` with the same key at or
+/// before its event time (kdb+'s `aj`, DuckDB's `ASOF JOIN`), within `tolerance`. A left record
+/// waits until no right record at or before its time can still come (the right side's
+/// watermark has passed it), so the result does not depend on how the two streams interleave.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AsofJoinConfig {
+    /// The stream whose records are enriched (each gives one output row).
+    pub left: String,
+    /// The stream looked up: its latest record per key at or before each left record's time.
+    pub right: String,
+    /// The key: a column both streams have (`on: symbol`), or an expression per side
+    /// (`on: { left: "'OANDA:EUR_USD'", right: symbol }`). Default: each stream's key column.
+    #[serde(default)]
+    pub on: Option<JoinOn>,
+    /// The oldest right record that still matches: `left time − tolerance` (default: any age).
+    #[serde(default)]
+    pub tolerance: Option<Duration>,
+    /// `backward` (the default): the latest right record at or before the left record.
+    #[serde(default)]
+    pub direction: Direction,
+    /// `left` (the default): a left record without a match gets NULLs; `inner` drops it.
+    #[serde(default)]
+    pub how: How,
+    /// New column → the right column it copies, e.g. `{ rate: price, rate_time: timestamp }`.
+    pub columns: IndexMap<String, String>,
+}
+
+/// The join key of each side.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum JoinOn {
+    /// One column (or expression) both sides have.
+    Both(String),
+    /// An expression per side.
+    Sides { left: String, right: String },
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    #[default]
+    Backward,
+    /// The nearest right record before or after (not supported yet).
+    Nearest,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum How {
+    #[default]
+    Left,
+    Inner,
+}
