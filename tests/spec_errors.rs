@@ -940,3 +940,51 @@ fn tables_and_lookups_name_the_line_and_column_that_is_wrong() {
         "{stderr}"
     );
 }
+
+#[test]
+fn asof_joins_name_the_side_that_is_wrong() {
+    let lines = [
+        "  eur: { type: filter, input: trades, where: \"ends_with(symbol, 'EUR')\" }",
+        "  late_bars: { type: window, input: trades, key: symbol, window: { type: tumbling, size: 1m }, allowed_lateness: 10s, aggregates: { close: { fn: last, field: price } } }",
+        "  a: { type: asof_join, left: eur, right: rates, columns: { rate: price } }",
+        "  b: { type: asof_join, left: eur, right: trades, direction: nearest, tolerance: 0s, columns: { rate: prce } }",
+        "  c: { type: asof_join, left: eur, right: late_bars, on: { left: \"'X'\", right: close }, columns: { rate: close } }",
+        "  d: { type: asof_join, left: eur, right: eur, columns: { rate: price } }",
+    ];
+    let (_, code, stderr) = validate_steps(&lines);
+    let at = |i: usize, what: &str| position(&lines, i, what);
+    assert_eq!(code, 2);
+    let want = [
+        format!(
+            "{}: steps.a.right: unknown input `rates`; did you mean `trades`?",
+            at(2, "rates")
+        ),
+        format!(
+            "{}: steps.b.direction: `nearest` is not supported yet: use `backward` (the latest right record at or before)",
+            at(3, "nearest")
+        ),
+        format!(
+            "{}: steps.b.tolerance: must be positive, got 0s",
+            at(3, "0s")
+        ),
+        format!(
+            "{}: steps.b.columns.rate: `trades` has no column `prce`; did you mean `price`?",
+            at(3, "prce")
+        ),
+        format!(
+            "{}: steps.c.on.right: `close` is a double; keys are strings",
+            at(4, "close }")
+        ),
+        format!(
+            "{}: steps.c.right: `late_bars` revises rows it has emitted (`allowed_lateness`): a revision would join again; join rows without revisions",
+            at(4, "late_bars")
+        ),
+        format!(
+            "{}: steps.d.right: an asof_join of a stream with itself: use a rolling step's `lag` instead",
+            at(5, "eur, columns")
+        ),
+    ];
+    for w in &want {
+        assert!(stderr.contains(w.as_str()), "missing\n  {w}\nin\n{stderr}");
+    }
+}
