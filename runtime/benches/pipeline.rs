@@ -10,6 +10,8 @@
 //!     cargo bench --bench pipeline -- --steps           # also: a filter on trades, a derive on bars
 //!     cargo bench --bench pipeline -- --cascade         # 1m → 5m → 1h against 1m bars alone
 //!     cargo bench --bench pipeline -- --rolling --symbols 10000   # 4 rolling features of 1m bars
+//!     cargo bench --bench pipeline -- --topn --symbols 10000      # top 10 of each minute's bars
+//!     cargo bench --bench pipeline -- --asof            # as-of join with 100 k quotes, and DuckDB
 //!
 //! Each measurement runs in a child process so that its peak RSS is its own. Prints trades/s and
 //! peak RSS per variant and the ratios the targets in BENCHMARKS.md refer to.
@@ -212,6 +214,37 @@ sinks:
 "#
 );
 
+/// 1-minute bars → the 10 top movers of each minute (`--topn`).
+const TOPN_SPEC: &str = concat!(
+    "name: bench-topn",
+    bars_1m!(),
+    r#"  movers:
+    type: top_n
+    input: bars_1m
+    n: 10
+    by: "close / open - 1"
+sinks:
+  movers_out: { type: parquet, input: movers, path: "${OUT_URL}/movers" }
+"#
+);
+
+/// Every trade with the latest "quote" of its symbol at or before it: 5% of the trades (volume
+/// at least 475 of 0..499), about 100 k rows for 2 M trades (`--asof`).
+const ASOF_SPEC: &str = r#"name: bench-asof
+sources:
+  trades: { type: replay, path: "${TRADES_FILE}", max_out_of_orderness: 2s }
+steps:
+  quotes: { type: filter, input: trades, where: "volume >= 475" }
+  joined:
+    type: asof_join
+    left: trades
+    right: quotes
+    on: symbol
+    columns: { q_price: price, q_time: timestamp }
+sinks:
+  joined_out: { type: parquet, input: joined, path: "${OUT_URL}/joined" }
+"#;
+
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()
         .position(|a| a == name)
@@ -247,10 +280,13 @@ fn main() {
                 None,
                 None,
             ),
-            "one-1" | "one-2" | "cascade-1" | "cascade-2" | "rolling-1" | "rolling-2" => run_spec(
+            "one-1" | "one-2" | "cascade-1" | "cascade-2" | "rolling-1" | "rolling-2"
+            | "topn-2" | "asof-1" | "asof-2" => run_spec(
                 match &mode[..mode.len() - 2] {
                     "one" => ONE_SPEC,
                     "cascade" => CASCADE_SPEC,
+                    "topn" => TOPN_SPEC,
+                    "asof" => ASOF_SPEC,
                     _ => ROLLING_SPEC,
                 },
                 &file,
@@ -348,6 +384,14 @@ fn main() {
     if rolling {
         variants = vec![("one-2", None), ("rolling-2", None)];
     }
+    let topn = args.iter().any(|a| a == "--topn");
+    if topn {
+        variants = vec![("one-2", None), ("topn-2", None)];
+    }
+    let asof = args.iter().any(|a| a == "--asof");
+    if asof {
+        variants = vec![("asof-1", None), ("asof-2", None)];
+    }
     if args.iter().any(|a| a == "--windows") {
         // Many small windows: time and peak memory must grow linearly with the window count.
         for size in ["1m", "1s", "100ms", "10ms", "1ms"] {
@@ -439,6 +483,10 @@ fn main() {
                 format!("1m → 5m → 1h, {} worker(s)", &variant[8..])
             }
             ("rolling-2", _) => "1m bars → 4 rolling features, 2 workers".to_string(),
+            ("topn-2", _) => "1m bars → top 10 per minute, 2 workers".to_string(),
+            ("asof-1", _) | ("asof-2", _) => {
+                format!("asof join with 5% quotes, {} worker(s)", &variant[5..])
+            }
             (w, None) => format!("tickflow, {w} worker(s)"),
             (w, Some(e)) => format!("lateness 30s, {e}, {w} worker(s)"),
         };
@@ -462,6 +510,23 @@ fn main() {
             (results["one-1"] / results["cascade-1"] - 1.0) * 100.0,
             (results["one-2"] / results["cascade-2"] - 1.0) * 100.0
         );
+        return;
+    }
+    if topn {
+        let (one, ranked) = (
+            trades as f64 / results["one-2"],
+            trades as f64 / results["topn-2"],
+        );
+        println!(
+            "top_n: {bars} bars; ranking them adds {:.3} s: {:.0} bars/s ranked (2 workers)",
+            ranked - one,
+            bars_seen.max(1) as f64 / (ranked - one).max(1e-9),
+            bars = bars_seen
+        );
+        return;
+    }
+    if asof {
+        asof_peer(&file, trades, results["asof-2"], runs);
         return;
     }
     if rolling {
@@ -498,41 +563,7 @@ fn main() {
 /// The same job in DuckDB (PyPI, current version, in a venv of its own), both timed as whole
 /// processes from the outside, alternating, best of `runs`.
 fn peers(file: &Path, dir: &Path, trades: u64, runs: usize) {
-    let venv = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default()
-        .join(".cache/tickflow/peers-venv");
-    let python = venv.join("bin/python");
-    if !python.exists() {
-        assert!(
-            Command::new("python3")
-                .arg("-m")
-                .arg("venv")
-                .arg(&venv)
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
-    let has = Command::new(&python)
-        .args(["-c", "import duckdb"])
-        .status()
-        .unwrap()
-        .success();
-    if !has {
-        assert!(
-            Command::new(venv.join("bin/pip"))
-                .args([
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "duckdb"
-                ])
-                .status()
-                .unwrap()
-                .success()
-        );
-    }
+    let python = peers_python();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/duckdb_bars.py");
     let (mut ours, mut theirs, mut version) = (f64::MAX, f64::MAX, String::new());
     for run in 0..runs {
@@ -580,6 +611,72 @@ fn peers(file: &Path, dir: &Path, trades: u64, runs: usize) {
         "peers (whole processes, 2 threads each, best of {runs}): tickflow {a:>10.0} trades/s ({ours:.3} s); DuckDB {version} {b:>10.0} trades/s ({theirs:.3} s): tickflow / DuckDB = {:.2} (target ≥ 1.0, aim 1.3)",
         a / b
     );
+}
+
+/// The same as-of join in DuckDB (`benches/duckdb_asof.py`, 2 threads, engine time: from the
+/// query's start to the written Parquet file), against tickflow's whole process.
+fn asof_peer(file: &Path, trades: u64, ours: f64, runs: usize) {
+    let python = peers_python();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/duckdb_asof.py");
+    let duck = Command::new(&python)
+        .arg(&script)
+        .arg(file)
+        .arg(runs.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        duck.status.success(),
+        "{}",
+        String::from_utf8_lossy(&duck.stderr)
+    );
+    let line = String::from_utf8_lossy(&duck.stdout).to_string();
+    let parts: Vec<&str> = line.split_whitespace().collect();
+    let (version, secs, rows) = (parts[0], parts[1].parse::<f64>().unwrap(), parts[2]);
+    let theirs = trades as f64 / secs;
+    println!(
+        "asof peers: tickflow 2 workers {ours:>10.0} trades/s (whole process); DuckDB {version} 2 threads {theirs:>10.0} trades/s ({secs:.3} s engine time, {rows} rows): tickflow / DuckDB = {:.2} (target ≥ 1.0, aim 1.5)",
+        ours / theirs
+    );
+}
+
+/// The venv with DuckDB the peer comparisons use (made on first use).
+fn peers_python() -> PathBuf {
+    let venv = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default()
+        .join(".cache/tickflow/peers-venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        assert!(
+            Command::new("python3")
+                .arg("-m")
+                .arg("venv")
+                .arg(&venv)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    let has = Command::new(&python)
+        .args(["-c", "import duckdb"])
+        .status()
+        .unwrap()
+        .success();
+    if !has {
+        assert!(
+            Command::new(venv.join("bin/pip"))
+                .args([
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "duckdb"
+                ])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    python
 }
 
 fn walk_count(dir: &Path) -> usize {
