@@ -64,6 +64,25 @@ fn check_example(python: &str, name: &str, trades: &Path, dir: &Path) {
     }
 }
 
+/// Every row each of `sinks` wrote (revisions included) is the same for 1 and 2 workers
+/// (`dir/out1`, `dir/out2` of [`check_example`]).
+fn same_for_1_and_2_workers(dir: &Path, sinks: &[&str]) {
+    for sink in sinks {
+        let rows = |w: &str| {
+            let (_, rows) =
+                crate::support::read_parquet_dir(&dir.join(format!("out{w}")).join(sink));
+            let mut rows: Vec<String> = rows.iter().map(|r| format!("{r:?}")).collect();
+            rows.sort();
+            rows
+        };
+        assert_eq!(
+            rows("1"),
+            rows("2"),
+            "{sink}: the emissions differ between 1 and 2 workers"
+        );
+    }
+}
+
 fn mixed_trades(dir: &Path, seed: u64) -> std::path::PathBuf {
     let trades = dir.join("trades.jsonl");
     write_frames(
@@ -437,20 +456,7 @@ fn revisions_flow_from_1_minute_bars_into_the_5_minute_bars_made_from_them() {
     check_example(&python, "revised-bars", &trades, dir.path());
     // Which emission is a revision depends on the input only: every row, revisions included,
     // is the same for 1 and 2 workers.
-    for step in ["bars_1m", "bars_5m"] {
-        let rows = |w: &str| {
-            let (_, rows) =
-                crate::support::read_parquet_dir(&dir.path().join(format!("out{w}")).join(step));
-            let mut rows: Vec<String> = rows.iter().map(|r| format!("{r:?}")).collect();
-            rows.sort();
-            rows
-        };
-        assert_eq!(
-            rows("1"),
-            rows("2"),
-            "{step}: the emissions differ between 1 and 2 workers"
-        );
-    }
+    same_for_1_and_2_workers(dir.path(), &["bars_1m", "bars_5m"]);
 }
 
 /// Rows whose key is NULL are dead letters of a step that orders rows per key (count bars
@@ -541,20 +547,7 @@ fn top_n_rankings_equal_duckdb_row_number_over_the_final_bars() {
         &trades,
     );
     check_example(&python, "top-movers", &trades, dir.path());
-    for step in ["movers", "gainers", "quietest"] {
-        let rows = |w: &str| {
-            let (_, rows) =
-                crate::support::read_parquet_dir(&dir.path().join(format!("out{w}")).join(step));
-            let mut rows: Vec<String> = rows.iter().map(|r| format!("{r:?}")).collect();
-            rows.sort();
-            rows
-        };
-        assert_eq!(
-            rows("1"),
-            rows("2"),
-            "{step}: the emissions differ between 1 and 2 workers"
-        );
-    }
+    same_for_1_and_2_workers(dir.path(), &["movers", "gainers", "quietest"]);
 }
 
 /// Trades and bars joined with a CSV of sectors: bars per sector and bars with their sector

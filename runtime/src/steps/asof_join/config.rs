@@ -51,10 +51,4 @@ pub enum Direction {
     Nearest,
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum How {
-    #[default]
-    Left,
-    Inner,
-}
+pub use crate::steps::lookup::config::How;

@@ -24,9 +24,10 @@ use crate::sinks::dead_letter::DeadLetter;
 use crate::steps::expressions::{BatchOf, Evaluated};
 use crate::steps::{AnyStream, BuildCx};
 
-/// A record with its key (`None`: NULL, or its evaluation failed and it was dead-lettered),
-/// an order among records of one time (trades: their arrival; rows: a hash of the row).
-type Keyed = (Option<CompactString>, u64, Row);
+/// A record with its key (`None`: NULL), whether evaluating the key failed (the record is a
+/// dead letter already: counted as received, never joined), and an order among records of one
+/// time (trades: their arrival; rows: a hash of the row).
+type Keyed = (Option<CompactString>, bool, u64, Row);
 
 /// One key group of the operator's checkpoint.
 #[derive(Default, serde::Serialize, serde::Deserialize)]
@@ -37,14 +38,14 @@ struct GroupBlob {
 
 /// Evaluates `key` over each batch of `input`: every record goes on, keyed.
 fn keyed<'s>(input: AnyStream<'s>, mut eval: Evaluated, label: String) -> StreamVec<'s, u64, Keyed> {
-    fn keys<R: BatchOf>(eval: &mut Evaluated, batch: &[R]) -> Vec<Option<CompactString>> {
+    fn keys<R: BatchOf>(eval: &mut Evaluated, batch: &[R]) -> Vec<(Option<CompactString>, bool)> {
         match eval.run(batch) {
             Some((values, failed)) => crate::expr::values_of(&values[0], Type::Str)
                 .into_iter()
                 .zip(failed)
                 .map(|(v, failed)| match v {
-                    Value::Str(s) if !failed => Some(s),
-                    _ => None,
+                    Value::Str(s) => (Some(s), failed),
+                    _ => (None, failed),
                 })
                 .collect(),
             None => Vec::new(),
@@ -56,7 +57,7 @@ fn keyed<'s>(input: AnyStream<'s>, mut eval: Evaluated, label: String) -> Stream
                 input.for_each(|cap, data| {
                     let batch: Vec<Trade> = std::mem::take(data);
                     let k = keys(&mut eval, &batch);
-                    let out: Vec<Keyed> = batch.iter().zip(k).map(|(t, k)| (k, t.seq, trade_row(t))).collect();
+                    let out: Vec<Keyed> = batch.iter().zip(k).map(|(t, (k, failed))| (k, failed, t.seq, trade_row(t))).collect();
                     output.session(&cap).give_iterator(out.into_iter());
                 });
             }
@@ -69,7 +70,7 @@ fn keyed<'s>(input: AnyStream<'s>, mut eval: Evaluated, label: String) -> Stream
                     let out: Vec<Keyed> = batch
                         .into_iter()
                         .zip(k)
-                        .map(|(r, k)| (k, crate::dataflow::ordered::content_hash(&r), r))
+                        .map(|(r, (k, failed))| (k, failed, crate::dataflow::ordered::content_hash(&r), r))
                         .collect();
                     output.session(&cap).give_iterator(out.into_iter());
                 });
@@ -152,9 +153,9 @@ pub(super) fn join<'s>(
             right_in.for_each(|cap, data| {
                 let Some(&t) = cap.least() else { return };
                 let t = t as i64;
-                for (key, tie, row) in data.drain(..) {
+                for (key, failed, tie, row) in data.drain(..) {
                     received += 1;
-                    let Some(key) = key else { continue };
+                    let (Some(key), false) = (key, failed) else { continue };
                     let Value::Ts(ts) = row[step.right_time] else {
                         reject(&row, &step.right_schema, RejectReason::InvalidTimestamp, "the right record's time is NULL".into());
                         continue;
@@ -172,8 +173,11 @@ pub(super) fn join<'s>(
             // Left records wait for the right side to pass their time.
             left_in.for_each(|cap, data| {
                 let Some(&t) = cap.least() else { return };
-                for (key, _, row) in data.drain(..) {
+                for (key, failed, _, row) in data.drain(..) {
                     received += 1;
+                    if failed {
+                        continue;
+                    }
                     let Value::Ts(ts) = row[step.left_time] else {
                         reject(&row, &step.left_schema, RejectReason::InvalidTimestamp, "the left record's time is NULL".into());
                         continue;

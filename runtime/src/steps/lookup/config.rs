@@ -25,6 +25,7 @@ pub struct LookupConfig {
     pub columns: Option<Vec<String>>,
 }
 
+/// Whether a record without a match is kept (with NULLs) or dropped; lookups and as-of joins.
 #[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum How {

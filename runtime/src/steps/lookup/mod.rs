@@ -42,11 +42,9 @@ impl StepConfig for LookupConfig {
             Some(list) => {
                 for (k, item) in list.iter().enumerate() {
                     let field = format!("columns.{k}");
-                    let words: Vec<&str> = item.split_whitespace().collect();
-                    let (from, to) = match words.as_slice() {
-                        [one] => (*one, *one),
-                        [from, kw, to] if kw.eq_ignore_ascii_case("as") => (*from, *to),
-                        _ => {
+                    let (from, to) = match super::select::renamed(item) {
+                        Some(pick) => pick,
+                        None => {
                             cx.error(&field, format!("`{item}`: write a column of the table, or `name AS new_name`"));
                             ok = false;
                             continue;

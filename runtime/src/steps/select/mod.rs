@@ -27,11 +27,9 @@ impl StepConfig for SelectConfig {
         let mut ok = true;
         for (k, item) in self.columns.iter().enumerate() {
             let field = format!("columns.{k}");
-            let words: Vec<&str> = item.split_whitespace().collect();
-            let (from, to) = match words.as_slice() {
-                [one] => (*one, *one),
-                [from, kw, to] if kw.eq_ignore_ascii_case("as") => (*from, *to),
-                _ => {
+            let (from, to) = match renamed(item) {
+                Some(pick) => pick,
+                None => {
                     cx.error(&field, format!("`{item}`: write a column name, or `name AS new_name` (computed columns belong in a derive step)"));
                     ok = false;
                     continue;
@@ -115,5 +113,15 @@ impl StepOp for Select {
             }),
         };
         AnyStream::Rows(stream)
+    }
+}
+
+/// `name` or `name AS new_name`: (name, new_name); `None` for anything else.
+pub(crate) fn renamed(item: &str) -> Option<(&str, &str)> {
+    let words: Vec<&str> = item.split_whitespace().collect();
+    match words.as_slice() {
+        [one] => Some((*one, *one)),
+        [from, kw, to] if kw.eq_ignore_ascii_case("as") => Some((*from, *to)),
+        _ => None,
     }
 }
