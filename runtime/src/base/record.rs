@@ -124,18 +124,26 @@ pub type Row = Vec<Value>;
 
 /// A trade as a row of [`Schema::trades`].
 pub fn trade_row(t: &Trade) -> Row {
+    trade_row_with_room(t, 0)
+}
+
+/// [`trade_row`] with capacity for `extra` more columns (a join's added ones), so that adding
+/// them does not move the row.
+pub fn trade_row_with_room(t: &Trade, extra: usize) -> Row {
     let conditions = if t.conditions.is_empty() {
         Vec::new()
     } else {
         t.conditions.split(',').map(CompactString::from).collect()
     };
-    vec![
+    let mut row = Vec::with_capacity(5 + extra);
+    row.extend([
         Value::Str(t.symbol.clone()),
         Value::F64(t.price),
         Value::F64(t.volume),
         Value::Ts(t.ts),
         Value::StrList(conditions),
-    ]
+    ]);
+    row
 }
 
 /// Formats ms since the epoch as RFC 3339 UTC (`2026-11-27T10:00:00.123Z`).

@@ -144,9 +144,10 @@ pub fn plan_order(
                 }
             }
         };
+        // A time window's rows at `frontier - lag` have come too: below `frontier - lag + 1`.
         let lag = chosen
             .and_then(|c| input.complete.iter().find(|x| x.column == c))
-            .map_or(0, |c| c.lag);
+            .map_or(0, |c| c.lag - i64::from(c.inclusive));
         (chosen, lag, false)
     };
     (key, time, lag, stamped)

@@ -74,6 +74,9 @@ pub struct StepStats {
     pub rows_filled: AtomicU64,
     /// Records a lookup step found no row of its table for (kept with NULLs, or dropped).
     pub rows_unmatched: AtomicU64,
+    /// State an asof_join let go of past its `state_ttl`: left records joined before the right
+    /// side passed them, right records dropped before the left side passed them.
+    pub rows_expired: AtomicU64,
     /// Table versions a lookup step took in after its file changed.
     pub table_reloads: AtomicU64,
     /// Reloads that failed (the last good table is kept).

@@ -223,13 +223,28 @@ pub fn render(m: &Metrics, started_ms: i64) -> String {
     f.head(
         "tickflow_step_rows_unmatched_total",
         "counter",
-        "Records a lookup step found no row of its table for (`how: left` keeps them with NULLs, `inner` drops them).",
+        "Records a lookup or asof_join step found no match for (`how: left` keeps them with NULLs, `inner` drops them).",
     );
-    for (name, s) in steps.iter().filter(|(_, s)| s.kind == "lookup") {
+    for (name, s) in steps
+        .iter()
+        .filter(|(_, s)| matches!(s.kind, "lookup" | "asof_join"))
+    {
         f.sample(
             "tickflow_step_rows_unmatched_total",
             &[("step", name)],
             get(&s.rows_unmatched),
+        );
+    }
+    f.head(
+        "tickflow_step_rows_expired_total",
+        "counter",
+        "State an asof_join step let go of past its `state_ttl` (a side's watermark stopped): left records joined early, right records dropped.",
+    );
+    for (name, s) in steps.iter().filter(|(_, s)| s.kind == "asof_join") {
+        f.sample(
+            "tickflow_step_rows_expired_total",
+            &[("step", name)],
+            get(&s.rows_expired),
         );
     }
 

@@ -2,12 +2,12 @@
 //! (`date=2026-11-27/`); a file is published when it reaches `max_rows`/`max_bytes`, when it has
 //! been open for `max_age`, and at the end of a run. Each worker writes its own files.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
 use anyhow::Result;
+use foldhash::HashMap;
 
 use super::parquet::config::RollingSpec;
 use super::parquet::encode::ParquetEncoder;
@@ -55,7 +55,8 @@ impl Partition {
             .collect()
     }
 
-    fn render(&self, row: &Row, out: &mut String) {
+    /// Appends the folder name of `row` to `out`; `day` caches the last UTC date rendered.
+    fn render(&self, row: &Row, out: &mut String, day: &mut (i64, String)) {
         let ts = |i: usize| match row.get(i) {
             Some(Value::Ts(t)) => Some(*t),
             _ => None,
@@ -68,7 +69,13 @@ impl Partition {
                         use std::fmt::Write;
                         let _ = write!(out, "{}", m.date_of(t));
                     }
-                    (Some(t), None) => out.push_str(&format_date(t)),
+                    (Some(t), None) => {
+                        let d = t.div_euclid(86_400_000);
+                        if day.1.is_empty() || day.0 != d {
+                            *day = (d, format_date(t));
+                        }
+                        out.push_str(&day.1);
+                    }
                     (None, _) => out.push_str("unknown"),
                 }
             }
@@ -175,6 +182,10 @@ pub struct RollingWriter {
     /// Exactly-once mode: closed files stay pending until a checkpoint publishes them.
     two_phase: Option<String>,
     pending: Vec<PendingFile>,
+    /// The partition folder of the row being pushed (kept to reuse its buffer).
+    key: String,
+    /// The last UTC date a `date=` partition rendered.
+    day: (i64, String),
 }
 
 impl RollingWriter {
@@ -194,13 +205,15 @@ impl RollingWriter {
             format,
             rolling,
             partitions,
-            open: HashMap::new(),
+            open: HashMap::default(),
             file_prefix,
             seq: 0,
             metrics,
             count_rows,
             two_phase: None,
             pending: Vec::new(),
+            key: String::new(),
+            day: (0, String::new()),
         }
     }
 
@@ -217,12 +230,13 @@ impl RollingWriter {
     }
 
     pub fn push(&mut self, row: &Row) -> Result<()> {
-        let mut key = String::new();
+        let mut key = std::mem::take(&mut self.key);
+        key.clear();
         for (i, p) in self.partitions.iter().enumerate() {
             if i > 0 {
                 key.push('/');
             }
-            p.render(row, &mut key);
+            p.render(row, &mut key, &mut self.day);
         }
         if !self.open.contains_key(&key) {
             let encoder = match self.format {
@@ -243,20 +257,24 @@ impl RollingWriter {
             );
         }
         let file = self.open.get_mut(&key).expect("inserted above");
-        let (rows, bytes) = match &mut file.encoder {
+        let full = match &mut file.encoder {
             Encoder::Parquet(enc) => {
                 enc.push(row)?;
-                (enc.rows(), enc.approx_bytes() as u64)
+                // The size estimate walks every column writer: checked every 256 rows.
+                enc.rows() >= self.rolling.max_rows
+                    || (enc.rows() % 256 == 0
+                        && enc.approx_bytes() as u64 >= self.rolling.max_bytes.0)
             }
             Encoder::Jsonl { buf, rows } => {
                 write_json_row(&self.schema, row, buf);
                 *rows += 1;
-                (*rows, buf.len() as u64)
+                *rows >= self.rolling.max_rows || buf.len() as u64 >= self.rolling.max_bytes.0
             }
         };
-        if rows >= self.rolling.max_rows || bytes >= self.rolling.max_bytes.0 {
+        if full {
             self.close(&key)?;
         }
+        self.key = key;
         Ok(())
     }
 

@@ -102,13 +102,26 @@ pub struct MarketDates {
 }
 
 /// A time column of a window's rows: once the frontier reaches `T + lag`, every row whose
-/// `column` is below `T` has arrived; its values are multiples of `align` (ms since the epoch).
-/// A tumbling window's `window_start` lags by its size, its `window_end` by nothing.
+/// `column` is below `T` has arrived (at or below `T` when `inclusive`); its values are
+/// multiples of `align` (ms since the epoch). A tumbling window's `window_start` lags by its
+/// size, its `window_end` by nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Complete {
     pub column: usize,
     pub lag: i64,
+    /// Rows at `T` have come too: a time window's rows are emitted when the frontier reaches
+    /// their window's end. (Sampled bars are not: one ending at `T` goes out once the frontier
+    /// has passed `T`.)
+    pub inclusive: bool,
     pub align: i64,
+}
+
+impl Complete {
+    /// Below this time every row has arrived, at frontier `f`.
+    pub fn below(&self, f: i64) -> i64 {
+        f.saturating_sub(self.lag)
+            .saturating_add(i64::from(self.inclusive))
+    }
 }
 
 impl StreamInfo {

@@ -332,6 +332,7 @@ pub(super) fn plan(cfg: &WindowStepConfig, cx: &mut PlanCx<'_>) -> Option<Planne
             column: 2,
             lag,
             align: 1,
+            inclusive: false,
         }],
         unwindowable: None,
         dates: None,

@@ -31,7 +31,15 @@ impl StepConfig for WindowStepConfig {
         let node = plan_window(cx.name, self, &input, cx.err)?;
         // A window fires once the frontier passes its end: its rows are complete by their start
         // `size` behind the frontier, by their end at once; a session's start is unbounded.
-        let at = |column, lag, align| Complete { column, lag, align };
+        // A window over rows fires `delay` after its end (when the rows below its end are
+        // complete): its own rows are complete that much later.
+        let delay = node.rows.as_ref().and_then(|r| r.lag).unwrap_or(0);
+        let at = |column, lag: i64, align| Complete {
+            column,
+            lag: lag + delay,
+            align,
+            inclusive: true,
+        };
         let complete = match node.kind {
             // Market-time windows vary in length and start anywhere (a session's open).
             _ if node.align.is_some() => {
@@ -835,6 +843,20 @@ fn plan_row_input(
         (None, None) => {}
     }
     let key = schema.index_of(&cfg.key)?;
+    if stream.revised.is_some() && stream.key.is_some_and(|k| k != key) {
+        // A revision replaces the row it revises in its window; grouped by another column, a
+        // revised bar could land in another group than its first revision, which would stay.
+        err(
+            format!("{p}.key"),
+            format!(
+                "`{}` revises its rows (`allowed_lateness`) and is keyed by `{}`: a window over them groups by that key (a revision could move a row to another `{}`); group rows without revisions (`allowed_lateness: 0s` upstream)",
+                cfg.input,
+                stream.key_name().unwrap_or("?"),
+                cfg.key
+            ),
+        );
+        return None;
+    }
     let (time, lag) = if stream.complete.is_empty() {
         // Rows made from trades: stamped like trades, by their time column.
         let Some(t) = stream.time else {

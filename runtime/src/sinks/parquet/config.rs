@@ -38,7 +38,8 @@ pub struct RollingSpec {
     /// Maximum rows per file.
     #[serde(default = "default_max_rows")]
     pub max_rows: u64,
-    /// Maximum (encoded) bytes per file.
+    /// Maximum (encoded) bytes per file (Parquet: estimated every 256 rows, so a file can pass it
+    /// by up to 256 rows).
     #[serde(default = "default_max_bytes")]
     pub max_bytes: ByteSize,
     /// Maximum time a file stays open (wall clock) before it is published.

@@ -28,6 +28,15 @@ pub struct AsofJoinConfig {
     /// `left` (the default): a left record without a match gets NULLs; `inner` drops it.
     #[serde(default)]
     pub how: How,
+    /// A bound on the join's state when one side's watermark stops (a Kafka source under
+    /// `idle_watermark: hold` with no data, a stalled producer). Without it a left record waits
+    /// for the right side as long as it takes, and right records are kept until the left side
+    /// has passed them. With it, a left record the left side has passed by `state_ttl` is joined
+    /// with what has arrived, and right records the right side has passed by `state_ttl` are
+    /// dropped (the latest of each key kept); both counted in `tickflow_step_rows_expired_total`.
+    /// Such results can differ from a run where neither side stalled. Default: no bound.
+    #[serde(default)]
+    pub state_ttl: Option<Duration>,
     /// New column → the right column it copies, e.g. `{ rate: price, rate_time: timestamp }`.
     pub columns: IndexMap<String, String>,
 }

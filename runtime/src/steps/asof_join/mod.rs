@@ -34,6 +34,12 @@ impl StepConfig for AsofJoinConfig {
             cx.error("tolerance", format!("must be positive, got {t}"));
             ok = false;
         }
+        if let Some(t) = self.state_ttl
+            && t.as_millis() <= 0
+        {
+            cx.error("state_ttl", format!("must be positive, got {t}"));
+            ok = false;
+        }
         if self.columns.is_empty() {
             cx.error("columns", "an asof_join needs the right columns to add (new_name: right_column)");
             ok = false;
@@ -72,7 +78,7 @@ impl StepConfig for AsofJoinConfig {
             }
         }
         // The times: each side's event time, and how complete it is.
-        let time_of = |s: &StreamInfo, name: &str, cx: &mut PlanCx<'_>, field: &str| -> Option<(usize, Option<i64>)> {
+        let time_of = |s: &StreamInfo, name: &str, cx: &mut PlanCx<'_>, field: &str| -> Option<(usize, Option<super::Complete>)> {
             let Some(t) = s.time else {
                 cx.error(field, format!("`{name}` has no event-time column"));
                 return None;
@@ -85,7 +91,7 @@ impl StepConfig for AsofJoinConfig {
                 return Some((t, None));
             }
             match s.complete.iter().find(|c| c.column == t) {
-                Some(c) => Some((t, Some(c.lag))),
+                Some(c) => Some((t, Some(*c))),
                 None => {
                     cx.error(field, format!("`{name}`'s event time `{}` is not the time its rows are complete by", s.schema.fields[t].name));
                     None
@@ -138,6 +144,7 @@ impl StepConfig for AsofJoinConfig {
                 left_lag: llag,
                 right_lag: rlag,
                 tolerance: self.tolerance.map(|d| d.as_millis()),
+                state_ttl: self.state_ttl.map(|d| d.as_millis()),
                 inner: self.how == How::Inner,
                 picks,
                 left_schema: left.schema,
@@ -159,10 +166,12 @@ pub(crate) struct AsofJoin {
     left_time: usize,
     right_time: usize,
     /// `None`: records stamped with the watermark they were read at (late when behind it);
-    /// `Some(lag)`: a window's rows, complete `lag` behind the frontier.
-    left_lag: Option<i64>,
-    right_lag: Option<i64>,
+    /// `Some(c)`: a window's rows, complete behind the frontier as `c` says.
+    left_lag: Option<super::Complete>,
+    right_lag: Option<super::Complete>,
     tolerance: Option<i64>,
+    /// How far a side may pass its waiting state before it is expired (`None`: never).
+    state_ttl: Option<i64>,
     inner: bool,
     /// The right columns added, in order.
     picks: Vec<usize>,

@@ -5,7 +5,9 @@
 //! with. Histories keep only what a left record still to come can match. The output depends on
 //! the records and their times only: the same for any number of workers.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -16,7 +18,7 @@ use timely::dataflow::operators::{Capability, Operator};
 
 use super::AsofJoin;
 use crate::base::keys::key_group;
-use crate::base::record::{Row, Trade, Value, format_ts, trade_row};
+use crate::base::record::{Row, Trade, Value, format_ts, trade_row_with_room};
 use crate::base::reject::RejectReason;
 use crate::checkpoint::{GroupedState, Role};
 use crate::expr::types::Type;
@@ -37,7 +39,9 @@ struct GroupBlob {
 }
 
 /// Evaluates `key` over each batch of `input`: every record goes on, keyed.
-fn keyed<'s>(input: AnyStream<'s>, mut eval: Evaluated, label: String) -> StreamVec<'s, u64, Keyed> {
+/// `room`: columns the join adds to the side's rows (room made for them at once). A key that
+/// is one string column (`on: symbol`) is read from the row without evaluating it over the batch.
+fn keyed<'s>(input: AnyStream<'s>, mut eval: Evaluated, column: Option<usize>, label: String, room: usize) -> StreamVec<'s, u64, Keyed> {
     fn keys<R: BatchOf>(eval: &mut Evaluated, batch: &[R]) -> Vec<(Option<CompactString>, bool)> {
         match eval.run(batch) {
             Some((values, failed)) => crate::expr::values_of(&values[0], Type::Str)
@@ -51,13 +55,23 @@ fn keyed<'s>(input: AnyStream<'s>, mut eval: Evaluated, label: String) -> Stream
             None => Vec::new(),
         }
     }
+    let of_row = move |r: &Row, c: usize| match &r[c] {
+        Value::Str(s) => (Some(s.clone()), false),
+        _ => (None, false),
+    };
     match input {
         AnyStream::Trades(s) => s.unary(Pipeline, &label, move |_, _| {
             move |input, output| {
                 input.for_each(|cap, data| {
                     let batch: Vec<Trade> = std::mem::take(data);
-                    let k = keys(&mut eval, &batch);
-                    let out: Vec<Keyed> = batch.iter().zip(k).map(|(t, (k, failed))| (k, failed, t.seq, trade_row(t))).collect();
+                    let rows = batch.iter().map(|t| (t.seq, trade_row_with_room(t, room)));
+                    let out: Vec<Keyed> = match column {
+                        Some(c) => rows.map(|(seq, r)| {
+                            let (k, failed) = of_row(&r, c);
+                            (k, failed, seq, r)
+                        }).collect(),
+                        None => rows.zip(keys(&mut eval, &batch)).map(|((seq, r), (k, failed))| (k, failed, seq, r)).collect(),
+                    };
                     output.session(&cap).give_iterator(out.into_iter());
                 });
             }
@@ -66,11 +80,17 @@ fn keyed<'s>(input: AnyStream<'s>, mut eval: Evaluated, label: String) -> Stream
             move |input, output| {
                 input.for_each(|cap, data| {
                     let batch: Vec<Row> = std::mem::take(data);
-                    let k = keys(&mut eval, &batch);
+                    let k = match column {
+                        Some(c) => batch.iter().map(|r| of_row(r, c)).collect(),
+                        None => keys(&mut eval, &batch),
+                    };
                     let out: Vec<Keyed> = batch
                         .into_iter()
                         .zip(k)
-                        .map(|(r, (k, failed))| (k, failed, crate::dataflow::ordered::content_hash(&r), r))
+                        .map(|(mut r, (k, failed))| {
+                            r.reserve_exact(room);
+                            (k, failed, crate::dataflow::ordered::content_hash(&r), r)
+                        })
                         .collect();
                     output.session(&cap).give_iterator(out.into_iter());
                 });
@@ -79,11 +99,35 @@ fn keyed<'s>(input: AnyStream<'s>, mut eval: Evaluated, label: String) -> Stream
     }
 }
 
-/// How far a side's records are complete: below this time every one has arrived.
-fn bound(frontier: Option<u64>, lag: Option<i64>) -> i64 {
-    match frontier {
-        None => i64::MAX,
-        Some(f) => (f as i64).saturating_sub(lag.unwrap_or(0)),
+/// Drops from every key's history what a left record at or after `at` cannot match: records
+/// before the latest one at or before `at` (and that one too when `tolerance` rules it out).
+/// Returns how many records went.
+fn prune(history: &mut HashMap<CompactString, BTreeMap<(i64, u64), Vec<Value>>>, at: i64, tolerance: Option<i64>) -> u64 {
+    let mut removed = 0;
+    for h in history.values_mut() {
+        if let Some((&keep, _)) = h.range(..=(at, u64::MAX)).next_back() {
+            let stale = tolerance.is_some_and(|tol| at - keep.0 > tol);
+            let before = h.len();
+            let mut rest = h.split_off(&keep);
+            if stale {
+                rest.remove(&keep);
+            }
+            removed += (before - rest.len()) as u64;
+            *h = rest;
+        }
+    }
+    history.retain(|_, h| !h.is_empty());
+    removed
+}
+
+/// How far a side's records are complete: below this time every one has arrived. Records
+/// stamped with their read watermark: below the frontier (one at it may still come); a window's
+/// rows: as their [`Complete`](crate::steps::Complete) says.
+fn bound(frontier: Option<u64>, lag: Option<crate::steps::Complete>) -> i64 {
+    match (frontier, lag) {
+        (None, _) => i64::MAX,
+        (Some(f), None) => f as i64,
+        (Some(f), Some(c)) => c.below(f as i64),
     }
 }
 
@@ -99,8 +143,9 @@ pub(super) fn join<'s>(
     let name = step.name.clone();
     let left_eval = Evaluated::new(cx, &name, step.sources.0, step.left_schema.clone(), vec![step.left_key.clone()]);
     let right_eval = Evaluated::new(cx, &name, step.sources.1, step.right_schema.clone(), vec![step.right_key.clone()]);
-    let left = keyed(left, left_eval, format!("AsofKeys({name}, left)"));
-    let right = keyed(right, right_eval, format!("AsofKeys({name}, right)"));
+    let column = |e: &crate::expr::Expr| e.as_column().filter(|_| e.ty() == Type::Str);
+    let left = keyed(left, left_eval, column(&step.left_key), format!("AsofKeys({name}, left)"), step.picks.len());
+    let right = keyed(right, right_eval, column(&step.right_key), format!("AsofKeys({name}, right)"), 0);
     let key_groups = ctx.key_groups as u64;
     let route = move |r: &Keyed| r.0.as_deref().map_or(0, |k| key_group(k, key_groups));
     let scope = left.scope();
@@ -113,12 +158,13 @@ pub(super) fn join<'s>(
     left.binary_frontier(right, Exchange::new(route), Exchange::new(route), &format!("AsofJoin({name})"), move |initial, info| {
         let activator = scope.activator_for(info.address);
         // key → (time, order) → the right record's added columns.
-        let mut history: HashMap<CompactString, BTreeMap<(i64, u64), Vec<Value>>> = HashMap::new();
+        let mut history: HashMap<CompactString, BTreeMap<(i64, u64), Vec<Value>>> = HashMap::default();
         // Left records waiting for the right side: (time, n) → (arrival time, key, row).
         let mut waiting: BTreeMap<(i64, u64), (u64, Option<CompactString>, Row)> = BTreeMap::new();
         let mut caps: BTreeMap<u64, (Capability<u64>, usize)> = BTreeMap::new();
         let mut n: u64 = 0;
         let mut pruned_to = i64::MIN;
+        let mut warned = false;
         let stats = ctx.metrics.step(&name, "asof_join");
         if let Some(cp) = cp.as_ref() {
             for blob in cp.coordinator().restored_groups(&name, worker, peers) {
@@ -162,7 +208,7 @@ pub(super) fn join<'s>(
                     };
                     // A record read behind its watermark may come after left records it would
                     // have matched were joined: late, as windows make it.
-                    if ts < t.saturating_sub(step.right_lag.unwrap_or(0)) {
+                    if ts < t.saturating_sub(step.right_lag.map_or(0, |c| c.lag)) {
                         reject(&row, &step.right_schema, RejectReason::Late, format!("its time {} is behind {}, the right side's time when it came", format_ts(ts), format_ts(t)));
                         continue;
                     }
@@ -182,7 +228,7 @@ pub(super) fn join<'s>(
                         reject(&row, &step.left_schema, RejectReason::InvalidTimestamp, "the left record's time is NULL".into());
                         continue;
                     };
-                    if ts < (t as i64).saturating_sub(step.left_lag.unwrap_or(0)) {
+                    if ts < (t as i64).saturating_sub(step.left_lag.map_or(0, |c| c.lag)) {
                         reject(&row, &step.left_schema, RejectReason::Late, format!("its time {} is behind {}, the time it was read at", format_ts(ts), format_ts(t as i64)));
                         continue;
                     }
@@ -218,11 +264,19 @@ pub(super) fn join<'s>(
             }
             // Left records the right side has passed are joined.
             let right_done = bound(rf, step.right_lag);
+            // Past `state_ttl` of the left side's progress a left record stops waiting (a left
+            // side that ended grows no state: its records wait).
+            let expire_left = match (step.state_ttl, lf) {
+                (Some(ttl), Some(_)) => bound(lf, step.left_lag).saturating_sub(ttl),
+                _ => i64::MIN,
+            };
             let mut out: BTreeMap<u64, Vec<Row>> = BTreeMap::new();
+            let (mut expired, mut unmatched) = (0u64, 0u64);
             while let Some(entry) = waiting.first_entry() {
-                if entry.key().0 >= right_done {
+                if entry.key().0 >= right_done && entry.key().0 >= expire_left {
                     break;
                 }
+                expired += u64::from(entry.key().0 >= right_done);
                 let ((ts, _), (t, key, mut row)) = entry.remove_entry();
                 let found = key.as_ref().and_then(|k| history.get(k)).and_then(|h| h.range(..=(ts, u64::MAX)).next_back()).filter(|((rts, _), _)| step.tolerance.is_none_or(|tol| ts - rts <= tol));
                 if let Some(c) = caps.get_mut(&t) {
@@ -230,8 +284,14 @@ pub(super) fn join<'s>(
                 }
                 match found {
                     Some((_, values)) => row.extend(values.iter().cloned()),
-                    None if step.inner => continue,
-                    None => row.extend(step.picks.iter().map(|_| Value::Null)),
+                    None if step.inner => {
+                        unmatched += 1;
+                        continue;
+                    }
+                    None => {
+                        unmatched += 1;
+                        row.extend(step.picks.iter().map(|_| Value::Null));
+                    }
                 }
                 out.entry(t).or_default().push(row);
             }
@@ -249,17 +309,24 @@ pub(super) fn join<'s>(
             let earliest = waiting.first_key_value().map_or(i64::MAX, |((ts, _), _)| *ts).min(bound(lf, step.left_lag));
             if earliest > pruned_to && earliest != i64::MAX {
                 pruned_to = earliest;
-                for h in history.values_mut() {
-                    if let Some((&keep, _)) = h.range(..=(earliest, u64::MAX)).next_back() {
-                        let stale = step.tolerance.is_some_and(|tol| earliest - keep.0 > tol);
-                        let mut rest = h.split_off(&keep);
-                        if stale {
-                            rest.remove(&keep);
-                        }
-                        *h = rest;
-                    }
+                prune(&mut history, earliest, step.tolerance);
+            }
+            // Past `state_ttl` of the right side's progress, right records go too (the latest
+            // of each key stays).
+            if let (Some(ttl), Some(_)) = (step.state_ttl, rf) {
+                let at = right_done.saturating_sub(ttl);
+                if at > pruned_to {
+                    pruned_to = at;
+                    expired += prune(&mut history, at, step.tolerance);
                 }
-                history.retain(|_, h| !h.is_empty());
+            }
+            stats.rows_unmatched.fetch_add(unmatched, Relaxed);
+            if expired > 0 {
+                stats.rows_expired.fetch_add(expired, Relaxed);
+                if !warned {
+                    warned = true;
+                    tracing::warn!(step = %name, "a side's watermark is far behind the other's: state past `state_ttl` is let go (left records joined with what has arrived, old right records dropped); counted in tickflow_step_rows_expired_total");
+                }
             }
             if lf.is_none() && rf.is_none()
                 && let Some(cp) = cp.as_mut()

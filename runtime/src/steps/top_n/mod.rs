@@ -98,7 +98,7 @@ impl StepConfig for TopNConfig {
         if !ok {
             return None;
         }
-        let lag = input.complete.iter().find(|c| c.column == per).map_or(0, |c| c.lag);
+        let complete = input.complete.iter().find(|c| c.column == per).copied().expect("`per` is a complete column");
         let mut fields = schema.fields.clone();
         fields.push(Field::new("rank", FieldType::Int64, false));
         let output = StreamInfo {
@@ -117,7 +117,7 @@ impl StepConfig for TopNConfig {
                 desc: self.order == Order::Desc,
                 per,
                 key,
-                lag,
+                complete,
                 revised: input.revised,
                 source: input.source,
                 input_schema: input.schema,
@@ -141,8 +141,8 @@ pub(crate) struct TopN {
     per: usize,
     /// What is ranked: one row per value.
     key: usize,
-    /// Rows whose `per` is below `frontier - lag` are complete.
-    lag: i64,
+    /// How `per` is complete behind the frontier.
+    complete: crate::steps::Complete,
     /// The input's revisions: the output's `revision` is the ranking's.
     revised: Option<super::Revised>,
     source: usize,

@@ -1,6 +1,6 @@
 //! Rankings per window: rows are exchanged by their window (the `per` value, so one worker sees
 //! all rows of a window), stashed until their arrival time is complete, and kept per window and
-//! key. Once no row of a window can still come (`per < frontier - lag`) the window is ranked and
+//! key. Once no row of a window can still come (see [`Complete`](crate::steps::Complete)) the window is ranked and
 //! its first `n` rows go out at the time its last row arrived. With a revised input the window
 //! stays while revisions can come; a revision that changes the ranking emits it again at the
 //! revision's time with `revision` + 1. Everything depends on the rows and their times only, so
@@ -217,7 +217,7 @@ pub fn ranked<'scope>(
                     break;
                 }
                 let (_, (cap, rows)) = stash.pop_first().expect("checked non-empty");
-                step.rank_complete(&mut windows, &mut caps, (t as i64).saturating_sub(step.lag), &mut emit);
+                step.rank_complete(&mut windows, &mut caps, step.complete.below(t as i64), &mut emit);
                 let Some((values, failed)) = eval.run(&rows) else { continue };
                 let values = crate::expr::values_of(&values[0], by_type);
                 let mut revised: Vec<i64> = Vec::new();
@@ -237,7 +237,7 @@ pub fn ranked<'scope>(
                         }
                     };
                     // No row of a window comes after its revisions closed (upstream drops them).
-                    if t as i64 > v.saturating_add(step.lag).saturating_add(lateness) {
+                    if t as i64 > v.saturating_add(step.complete.lag).saturating_add(lateness) {
                         let detail = format!("it came at {}, after the revisions of its window {} closed", format_ts(t as i64), format_ts(v));
                         late(&row, detail, RejectReason::Late);
                         continue;
@@ -272,9 +272,9 @@ pub fn ranked<'scope>(
                     w.emitted = Some((revision + 1, rows));
                 }
             }
-            // Complete windows are ranked.
+            // Complete windows are ranked (a tumbling window's once the frontier reaches its end).
             let complete_below = match upper {
-                Some(u) => (u as i64).saturating_sub(step.lag),
+                Some(u) => step.complete.below(u as i64),
                 None => i64::MAX,
             };
             step.rank_complete(&mut windows, &mut caps, complete_below, &mut emit);
