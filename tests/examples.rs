@@ -550,6 +550,39 @@ fn top_n_rankings_equal_duckdb_row_number_over_the_final_bars() {
     same_for_1_and_2_workers(dir.path(), &["movers", "gainers", "quietest"]);
 }
 
+/// Market breadth: 1-minute bars grouped by minute, and by minute and an asset class made by a
+/// CASE expression (advancing, declining, up and down volume), equal DuckDB's GROUP BY over the
+/// bars of the accepted trades, 1 and 2 workers.
+#[test]
+fn market_breadth_equals_a_duckdb_group_by_over_the_bars() {
+    let Some(python) = crate::sql::python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let trades = dir.path().join("trades.jsonl");
+    write_frames(
+        &Frames {
+            seed: 21,
+            trades: 12_000,
+            names: &[
+                "AAPL",
+                "MSFT",
+                "NVDA",
+                "SPY",
+                "JPM",
+                "BINANCE:BTCUSDT",
+                "BINANCE:ETHUSDT",
+                "OANDA:EUR_USD",
+                "OANDA:GBP_USD",
+            ],
+            gap_ms: 100,
+            ..Frames::default()
+        },
+        &trades,
+    );
+    check_example(&python, "market-breadth", &trades, dir.path());
+}
+
 /// Trades and bars joined with a CSV of sectors: bars per sector and bars with their sector
 /// equal DuckDB's left join with its own CSV reader (unlisted symbols, NULL fields), 1 and 2
 /// workers.

@@ -1022,3 +1022,231 @@ sinks:
         "held: the bars wait for a later trade"
     );
 }
+
+/// An as-of join whose right side stops (a topic that goes quiet under `idle_watermark: hold`)
+/// holds its left records forever; with `state_ttl` a left record the left side has passed by
+/// that much is joined with the right records that have arrived: the as-of join of those.
+#[test]
+fn an_asof_join_with_a_stalled_side_joins_what_arrived_once_state_ttl_has_passed() {
+    let Some(brokers) = brokers() else { return };
+    let (left_topic, right_topic) = (create_topic(&brokers, 1), create_topic(&brokers, 1));
+    let t0: i64 = 1_764_000_000_000;
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    // Left: trades of A and B every 5 s for 3 minutes (out of order in pairs, within the
+    // source's 10 s of out-of-orderness), then one at
+    // +10 minutes that moves the left watermark on. Right: two quotes of A.
+    let mut left = Vec::new();
+    for i in 0..36i64 {
+        let j = if i % 2 == 0 { i + 1 } else { i - 1 };
+        left.push((
+            if j % 3 == 0 { "B" } else { "A" },
+            t0 + 1_000 + j * 5_000,
+            100.0 + j as f64,
+        ));
+    }
+    let last = ("A", t0 + 600_000, 1.0);
+    let right = [("A", t0, 1.25), ("A", t0 + 60_000, 1.5)];
+    for (topic, rows) in [
+        (
+            &left_topic,
+            left.iter().chain([&last]).copied().collect::<Vec<_>>(),
+        ),
+        (&right_topic, right.to_vec()),
+    ] {
+        for (s, t, p) in rows {
+            let value = format!(r#"{{"p":{p},"s":"{s}","t":{t},"v":1}}"#);
+            producer
+                .send(BaseRecord::to(topic).key(s).payload(&value))
+                .unwrap();
+        }
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let joined = |ttl: &str| {
+        let out = dir.path().join(format!("out{}", ttl.len()));
+        let spec = dir.path().join(format!("ttl{}.yaml", ttl.len()));
+        std::fs::write(
+            &spec,
+            format!(
+                "name: stalled
+sources:
+  trades: {{ type: kafka, brokers: \"{brokers}\", topic: {left_topic}, group_id: l{n}, idle_timeout: 1s, max_out_of_orderness: 10s }}
+  quotes: {{ type: kafka, brokers: \"{brokers}\", topic: {right_topic}, group_id: r{n}, idle_timeout: 1s, max_out_of_orderness: 2s }}
+steps:
+  priced: {{ type: asof_join, left: trades, right: quotes, columns: {{ quote: price }}{ttl} }}
+  picked: {{ type: select, input: priced, columns: [symbol, timestamp, price, quote] }}
+sinks:
+  out: {{ type: parquet, input: picked, path: {} }}
+",
+                out.display(),
+                n = ttl.len(),
+            ),
+        )
+        .unwrap();
+        let run = Command::new(bin())
+            .args(["run"])
+            .arg(&spec)
+            .args(["--for", "8s"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr).to_string();
+        assert!(run.status.success(), "{stderr}");
+        let (names, rows) = read_parquet_dir(&out);
+        assert!(
+            rows.is_empty() || names == ["symbol", "timestamp", "price", "quote"],
+            "{names:?}"
+        );
+        let mut rows: Vec<(String, i64, String)> = rows
+            .iter()
+            .map(|r| match (&r[0], &r[1], &r[3]) {
+                (Cell::Str(s), Cell::I64(t), q) => (s.clone(), *t, format!("{q:?}")),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        rows.sort();
+        (rows, stderr)
+    };
+    // The oracle: each left record before the last one with the latest quote of its symbol at
+    // or before it.
+    let mut expected: Vec<(String, i64, String)> = left
+        .iter()
+        .map(|&(s, t, _)| {
+            let q = right
+                .iter()
+                .filter(|(rs, rt, _)| *rs == s && *rt <= t)
+                .map(|r| r.2)
+                .last();
+            (
+                s.to_string(),
+                t,
+                format!("{:?}", q.map_or(Cell::Null, Cell::F64)),
+            )
+        })
+        .collect();
+    expected.sort();
+    // Without it, only what the right side's watermark (the last quote − 2 s) has passed.
+    let passed: Vec<_> = expected
+        .iter()
+        .filter(|r| r.1 < t0 + 58_000)
+        .cloned()
+        .collect();
+    assert!(!passed.is_empty() && passed.len() < expected.len());
+    let (held, _) = joined("");
+    assert_eq!(
+        held, passed,
+        "without state_ttl the later left records wait for the quiet right side"
+    );
+    let (expired, log) = joined(", state_ttl: 1m");
+    assert_eq!(
+        expired, expected,
+        "with state_ttl the passed left records join what arrived"
+    );
+    assert!(log.contains("state_ttl"), "the expiry is logged: {log}");
+}
+
+/// `start: { timestamp }` and `stop_at:` read a backfill window by the records' Kafka
+/// timestamps: each partition from its first record stamped at or after the start to its first
+/// record stamped at or after `stop_at` (not included), as Kafka's offsets-for-times defines it,
+/// also when the timestamps go backwards within a partition; the source then ends by itself.
+#[test]
+fn a_backfill_window_reads_each_partition_from_its_first_record_at_the_start_to_stop_at() {
+    let Some(brokers) = brokers() else { return };
+    let topic = create_topic(&brokers, 2);
+    let t0: i64 = 1_764_000_000_000;
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    // Per partition, in offset order: (Kafka timestamp, price); a record every second with up
+    // to 6 s of disorder, so neither boundary is a clean cut of time.
+    let mut written: Vec<Vec<(i64, f64)>> = vec![Vec::new(), Vec::new()];
+    for i in 0..600i64 {
+        let p = (i % 2) as i32;
+        let jitter = ((i as u64).wrapping_mul(2_654_435_761) >> 7) as i64 % 13 - 6;
+        let ts = t0 + i * 1000 + jitter * 1000;
+        let price = 100.0 + i as f64;
+        let value = format!(r#"{{"p":{price},"s":"S{p}","t":{ts},"v":1}}"#);
+        producer
+            .send(
+                BaseRecord::<str, str>::to(&topic)
+                    .partition(p)
+                    .timestamp(ts)
+                    .payload(&value),
+            )
+            .unwrap();
+        written[p as usize].push((ts, price));
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    let (from, to) = (t0 + 150_500, t0 + 420_000);
+    let mut expected: Vec<String> = Vec::new();
+    for records in &written {
+        let first = records.iter().position(|r| r.0 >= from).unwrap();
+        let stop = records.iter().position(|r| r.0 >= to).unwrap();
+        expected.extend(records[first..stop].iter().map(|r| format!("{}", r.1)));
+    }
+    expected.sort();
+    // Records inside the window stamped before its start, and records before its end stamped
+    // after it: the cut is by offset, not a filter by time.
+    let (mut early, mut after) = (0, 0);
+    for records in &written {
+        let first = records.iter().position(|r| r.0 >= from).unwrap();
+        let stop = records.iter().position(|r| r.0 >= to).unwrap();
+        early += records[first..stop].iter().filter(|r| r.0 < from).count();
+        after += records[..stop].iter().filter(|r| r.0 >= to).count()
+            + records[stop..].iter().filter(|r| r.0 < to).count();
+    }
+    assert!(
+        early > 0 && after > 0,
+        "the input has no disorder around the cuts"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let spec = dir.path().join("backfill.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "name: backfill
+sources:
+  trades: {{ type: kafka, brokers: \"{brokers}\", topic: {topic}, start: {{ timestamp: \"{}\" }}, stop_at: \"{}\", max_future: 0s }}
+sinks:
+  raw: {{ type: parquet, input: trades, path: {} }}
+",
+            jiff::Timestamp::from_millisecond(from).unwrap(),
+            jiff::Timestamp::from_millisecond(to).unwrap(),
+            out.display()
+        ),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let run = Command::new(bin())
+        .args(["run"])
+        .arg(&spec)
+        .args(["--workers", "2", "--for", "120s"])
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(90),
+        "the source did not end at stop_at"
+    );
+    let (names, rows) = read_parquet_dir(&out);
+    let price = names.iter().position(|n| n == "price").unwrap();
+    let mut got: Vec<String> = rows
+        .iter()
+        .map(|r| match &r[price] {
+            Cell::F64(p) => format!("{p}"),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got.len(), expected.len());
+    assert_eq!(got, expected);
+}

@@ -470,11 +470,14 @@ steps:
     engine: differential
     window: {{ type: tumbling, size: 5m }}
     aggregates: {{ close: {{ fn: last, field: close }} }}
+  tagged: {{ type: derive, input: late, columns: {{ side: \"CASE WHEN close > 100 THEN 'up' ELSE 'down' END\" }} }}
+  sides: {{ type: window, input: tagged, key: side, allowed_lateness: 30s, window: {{ type: tumbling, size: 5m }}, aggregates: {{ n: {{ fn: count }} }} }}
 sinks:
   a: {{ type: parquet, input: five, path: out/a }}
   b: {{ type: parquet, input: again, path: out/b }}
   c: {{ type: parquet, input: diff, path: out/c }}
   d: {{ type: parquet, input: odd, path: out/d }}
+  e: {{ type: parquet, input: sides, path: out/e }}
 ",
         sample()
     );
@@ -489,7 +492,8 @@ spec.yaml:22:62: steps.five.aggregates.w.fn: `vwap` over rows weighs a price col
 spec.yaml:22:91: steps.five.aggregates.k.field: `symbol` is a string; `max` needs a numeric field (a number column)
 spec.yaml:24:5: steps.again.allowed_lateness: `late` revises its rows up to 30s after they fire (`allowed_lateness: 30s`): a window over them needs `allowed_lateness` of at least 30s to take the revisions in
 spec.yaml:31:13: steps.diff.engine: the differential engine reads trades; a window over rows uses `timely` or `auto`
-7 error(s) in spec.yaml
+spec.yaml:35:46: steps.sides.key: `tagged` revises its rows (`allowed_lateness`) and is keyed by `symbol`: a window over them groups by that key (a revision could move a row to another `side`); group rows without revisions (`allowed_lateness: 0s` upstream)
+8 error(s) in spec.yaml
 "
     );
 }
@@ -987,4 +991,31 @@ fn asof_joins_name_the_side_that_is_wrong() {
     for w in &want {
         assert!(stderr.contains(w.as_str()), "missing\n  {w}\nin\n{stderr}");
     }
+}
+
+/// A Kafka backfill window: a point in time that is not RFC 3339, and a `stop_at` not after the
+/// start, are named at their positions.
+#[test]
+fn kafka_start_and_stop_points_are_checked() {
+    let yaml = "name: bad
+sources:
+  a: { type: kafka, brokers: 127.0.0.1:9092, topic: t, start: { timestamp: 2026-12-01 } }
+  b: { type: kafka, brokers: 127.0.0.1:9092, topic: t, start: { timestamp: 2026-12-01T14:30:00Z }, stop_at: 2026-12-01T09:30:00-05:00 }
+sinks:
+  out: { type: parquet, input: a, path: out/a }
+  out_b: { type: parquet, input: b, path: out/b }
+";
+    let (code, stderr) = validate(yaml, &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.starts_with("spec.yaml:3:76: sources.a.start.timestamp: invalid point in time `2026-12-01`: expected RFC 3339 with an offset, e.g. 2026-12-01T14:30:00Z"),
+        "{stderr}"
+    );
+    assert!(stderr.ends_with("\n1 error(s) in spec.yaml\n"), "{stderr}");
+    let (code, stderr) = validate(&yaml.replace("2026-12-01 }", "2026-12-01T00:00:00Z }"), &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert_eq!(
+        stderr,
+        "spec.yaml:4:109: sources.b.stop_at: 2026-12-01T14:30:00.000Z is not after the start (2026-12-01T14:30:00.000Z): the source would read nothing\n1 error(s) in spec.yaml\n"
+    );
 }

@@ -609,6 +609,43 @@ def eur_usd(con, out):
         sys.exit(1)
 
 
+def market_breadth(con, out):
+    """Breadth per minute: the 1-minute bars of the accepted trades grouped by minute (the whole
+    market) and by minute and asset class: advancing, declining, symbols, up and down volume."""
+    con.execute(f"""
+        create table bars as
+        with {MARKED}
+        select symbol, ws, first(price order by t, line, idx) as open,
+               last(price order by t, line, idx) as close, sum(volume) as volume
+        from marked where ws + 60000 > watermark group by symbol, ws
+    """)
+    sums = """count(*) filter (where close > open), count(*) filter (where close < open), count(*),
+              coalesce(sum(volume) filter (where close > open), 0),
+              coalesce(sum(volume) filter (where close < open), 0)"""
+    cols = "advancing, declining, symbols, up_volume, down_volume"
+    expected = con.execute(f"select 'all', ws, {sums} from bars group by ws order by ws").fetchall()
+    got = con.execute(f"""
+        select market, epoch_ms(window_start), {cols}
+        from read_parquet('{out}/breadth/**/*.parquet') order by window_start
+    """).fetchall()
+    compare(got, expected, "market breadth")
+    expected = con.execute(f"""
+        select case when starts_with(symbol, 'BINANCE:') then 'crypto'
+                    when starts_with(symbol, 'OANDA:') then 'forex' else 'equity' end as class,
+               ws, {sums}
+        from bars group by all order by class, ws
+    """).fetchall()
+    got = con.execute(f"""
+        select class, epoch_ms(window_start), {cols}
+        from read_parquet('{out}/class_breadth/**/*.parquet') order by class, window_start
+    """).fetchall()
+    compare(got, expected, "breadth per asset class")
+    mixed = con.execute("select count(*) from (select ws from bars group by ws having count(*) filter (where close > open) > 0 and count(*) filter (where close < open) > 0)").fetchone()[0]
+    if mixed == 0:
+        print("the input has no minute with both advancing and declining symbols")
+        sys.exit(1)
+
+
 def main():
     name, trades_file, out = sys.argv[1], sys.argv[2], sys.argv[3]
     con = duckdb.connect()
@@ -624,6 +661,7 @@ def main():
         "volume-bars": volume_bars,
         "revised-bars": revised_bars,
         "top-movers": top_movers,
+        "market-breadth": market_breadth,
         "eur-usd": eur_usd,
         "sector-bars": lambda con, out: sector_bars(con, out, "../../specs/sample/sectors.csv"),
     }[name](con, out)

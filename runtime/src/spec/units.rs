@@ -271,3 +271,57 @@ mod tests {
         assert!(ByteSize::parse("12 parsecs").is_err());
     }
 }
+
+/// A point in time as RFC 3339 (`2026-12-01T14:30:00Z`, `2026-12-01T09:30:00-05:00`), stored
+/// as milliseconds since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TimePoint(pub i64);
+
+impl TimePoint {
+    pub fn parse(text: &str) -> Result<TimePoint, String> {
+        text.trim()
+            .parse::<jiff::Timestamp>()
+            .map(|t| TimePoint(t.as_millisecond()))
+            .map_err(|e| {
+                format!("invalid point in time `{text}`: expected RFC 3339 with an offset, e.g. 2026-12-01T14:30:00Z ({e})")
+            })
+    }
+    pub fn as_millis(self) -> i64 {
+        self.0
+    }
+}
+
+impl fmt::Display for TimePoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&crate::base::record::format_ts(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for TimePoint {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = TimePoint;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a point in time such as 2026-12-01T14:30:00Z")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<TimePoint, E> {
+                TimePoint::parse(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl JsonSchema for TimePoint {
+    fn schema_name() -> Cow<'static, str> {
+        "TimePoint".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "format": "date-time",
+            "description": "A point in time, RFC 3339 with an offset, e.g. 2026-12-01T14:30:00Z."
+        })
+    }
+}

@@ -1,7 +1,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::spec::units::Duration;
+use crate::spec::units::{Duration, TimePoint};
 
 /// Reads trades from a Kafka topic: each record value is one Finnhub trade object (as the
 /// `kafka` sink writes them). Partitions are spread over the workers deterministically
@@ -19,9 +19,18 @@ pub struct KafkaSourceConfig {
     /// use them to decide where to read.
     #[serde(default = "default_group_id")]
     pub group_id: String,
-    /// Where to start reading.
+    /// Where to start reading: `earliest` (the default), `latest`, or `{ timestamp:
+    /// 2026-12-01T14:30:00Z }` — each partition from its first record whose Kafka timestamp (the
+    /// producer's create time, or the broker's append time) is at or after that point. A run
+    /// restored from a checkpoint starts where the checkpoint left off instead.
     #[serde(default)]
     pub start: StartPosition,
+    /// Stop reading a partition at its first record whose Kafka timestamp is at or after this
+    /// point (not read): with `start: { timestamp }` a bounded backfill window. The source ends
+    /// once every partition has reached such a record (or, under `--bounded`, its end offset
+    /// seen at start); a partition without one yet keeps waiting for it.
+    #[serde(default)]
+    pub stop_at: Option<TimePoint>,
     /// How far behind the newest event time of a partition its watermark trails.
     #[serde(default = "default_max_out_of_orderness")]
     pub max_out_of_orderness: Duration,
@@ -62,14 +71,17 @@ pub enum IdleWatermark {
 }
 
 /// Where a Kafka source starts.
-#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, Default, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum StartPosition {
     /// The oldest record still in the topic.
     #[default]
     Earliest,
     /// Only records written after the start.
     Latest,
+    /// The first record of each partition whose Kafka timestamp is at or after this point (the
+    /// partition's end when there is none yet), e.g. `{ timestamp: 2026-12-01T14:30:00Z }`.
+    Timestamp(TimePoint),
 }
 
 pub fn default_group_id() -> String {
@@ -83,4 +95,39 @@ pub const fn default_idle_timeout() -> Duration {
 }
 pub const fn default_max_drift() -> Duration {
     Duration::secs(30)
+}
+
+// By hand, so that a bad point in time is one error at its own position (serde's derived enum
+// adds a second one, "expected map with a single key", at the map).
+impl<'de> Deserialize<'de> for StartPosition {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{self, MapAccess, Visitor};
+        const CHOICES: &str = "valid choices: `earliest`, `latest`, `{ timestamp: 2026-12-01T14:30:00Z }`";
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = StartPosition;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("`earliest`, `latest` or `{ timestamp: ... }`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<StartPosition, E> {
+                match v {
+                    "earliest" => Ok(StartPosition::Earliest),
+                    "latest" => Ok(StartPosition::Latest),
+                    _ => Err(E::custom(format!("unknown start `{v}`; {CHOICES}"))),
+                }
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StartPosition, A::Error> {
+                let mut at = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "timestamp" if at.is_none() => at = Some(map.next_value::<TimePoint>()?),
+                        "timestamp" => return Err(de::Error::custom("`timestamp` given twice")),
+                        other => return Err(de::Error::custom(format!("unknown field `{other}`; {CHOICES}"))),
+                    }
+                }
+                at.map(StartPosition::Timestamp).ok_or_else(|| de::Error::custom(format!("missing field `timestamp`; {CHOICES}")))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }

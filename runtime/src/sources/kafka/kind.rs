@@ -28,12 +28,27 @@ impl SourceConfig for KafkaSourceConfig {
         if self.idle_timeout.as_millis() <= 0 {
             cx.error("idle_timeout", "must be positive");
         }
+        if let (super::config::StartPosition::Timestamp(from), Some(to)) = (self.start, self.stop_at)
+            && to <= from
+        {
+            cx.error(
+                "stop_at",
+                format!("{to} is not after the start ({from}): the source would read nothing"),
+            );
+        }
     }
     fn describe(&self) -> String {
-        format!(
+        let mut text = format!(
             "kafka {} / {}, out-of-orderness {}",
             self.brokers, self.topic, self.max_out_of_orderness
-        )
+        );
+        if let super::config::StartPosition::Timestamp(from) = self.start {
+            text.push_str(&format!(", from {from}"));
+        }
+        if let Some(to) = self.stop_at {
+            text.push_str(&format!(", until {to}"));
+        }
+        text
     }
     fn live(&self) -> bool {
         false

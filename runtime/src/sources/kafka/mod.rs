@@ -39,6 +39,8 @@ struct PartitionState {
     next: i64,
     /// End offset seen at start (bounded runs).
     end: Option<i64>,
+    /// The partition reached its first record at or after `stop_at` (`next` is that record).
+    stopped: bool,
     max_ts: i64,
     wm: i64,
     last_record: Instant,
@@ -54,6 +56,12 @@ const POLL_BUDGET: usize = 20_000;
 const PARTITION_BUDGET: usize = 5_000;
 
 impl PartitionState {
+    /// Nothing more is read from this partition: it reached `stop_at`, or its end offset under
+    /// `--bounded`.
+    fn done(&self) -> bool {
+        self.stopped || self.end.is_some_and(|end| self.next >= end)
+    }
+
     /// Takes one record of this partition: a trade (into `batch`, at its watermark's time) or a
     /// dead letter. Returns whether it was a trade.
     #[allow(clippy::too_many_arguments)]
@@ -67,8 +75,21 @@ impl PartitionState {
         dead: &RefCell<DeadLetters>,
         source: &str,
         future_limit: i64,
+        stop_at: Option<i64>,
     ) -> bool {
         let offset = msg.offset();
+        if self.stopped {
+            return false; // fetched before the stop was seen
+        }
+        if let Some(stop) = stop_at
+            && msg.timestamp().to_millis().is_some_and(|t| t >= stop)
+        {
+            // The first record at or after `stop_at`: not read, and the position stays on it,
+            // so that a restored run stops at the same record.
+            self.stopped = true;
+            self.next = offset;
+            return false;
+        }
         self.next = offset + 1;
         self.touched = true;
         if self.end.is_some_and(|end| offset >= end) {
@@ -138,6 +159,7 @@ pub(super) fn kafka_stream<'scope>(
             let max_future = cfg.max_future.as_millis();
             let idle = Duration::from_millis(cfg.idle_timeout.as_millis().max(1) as u64);
             let max_drift = cfg.max_drift.as_millis();
+            let stop_at = cfg.stop_at.map(|t| t.as_millis());
             let setup = || -> anyhow::Result<(Arc<BaseConsumer>, Vec<PartitionState>)> {
                 let consumer: BaseConsumer = ClientConfig::new()
                     .set("bootstrap.servers", &cfg.brokers)
@@ -151,8 +173,8 @@ pub(super) fn kafka_stream<'scope>(
                     .set(
                         "auto.offset.reset",
                         match cfg.start {
-                            StartPosition::Earliest => "earliest",
                             StartPosition::Latest => "latest",
+                            StartPosition::Earliest | StartPosition::Timestamp(_) => "earliest",
                         },
                     )
                     .create()?;
@@ -176,6 +198,17 @@ pub(super) fn kafka_stream<'scope>(
                     .as_ref()
                     .map(|cp| cp.restored_partitions(&name))
                     .unwrap_or_default();
+                // `start: { timestamp }`: each partition's first offset at or after it.
+                let by_time = match cfg.start {
+                    StartPosition::Timestamp(at) if !mine.is_empty() => {
+                        let mut query = TopicPartitionList::new();
+                        for &p in &mine {
+                            query.add_partition_offset(&cfg.topic, p, Offset::Offset(at.as_millis()))?;
+                        }
+                        Some(consumer.offsets_for_times(query, Duration::from_secs(10))?)
+                    }
+                    _ => None,
+                };
                 for p in mine {
                     let (low, high) =
                         consumer.fetch_watermarks(&cfg.topic, p, Duration::from_secs(10))?;
@@ -184,12 +217,23 @@ pub(super) fn kafka_stream<'scope>(
                         (Some(c), _) => c.next,
                         (None, StartPosition::Earliest) => low,
                         (None, StartPosition::Latest) => high,
+                        (None, StartPosition::Timestamp(at)) => {
+                            let found = by_time.as_ref().and_then(|l| l.find_partition(&cfg.topic, p));
+                            match found.as_ref().map(|e| (e.offset(), e.error())) {
+                                Some((Offset::Offset(o), Ok(()))) => o,
+                                // No record at or after it yet: from the partition's end.
+                                Some((Offset::End, Ok(()))) => high,
+                                Some((_, Err(e))) => anyhow::bail!("partition {p}: the offset for {at} could not be found: {e}"),
+                                other => anyhow::bail!("partition {p}: the broker gave no offset for {at} ({other:?})"),
+                            }
+                        }
                     };
                     tpl.add_partition_offset(&cfg.topic, p, Offset::Offset(start))?;
                     states.push(PartitionState {
                         partition: p,
                         next: start,
                         end: bounded.then_some(high),
+                        stopped: false,
                         max_ts: from_checkpoint.map(|c| c.max_ts).unwrap_or(i64::MIN),
                         wm: from_checkpoint.map(|c| c.wm).unwrap_or(i64::MIN),
                         last_record: Instant::now(),
@@ -307,6 +351,7 @@ pub(super) fn kafka_stream<'scope>(
                             {
                                 n += state.take(
                                     &msg, ooo, quantum, floor, &mut batch, &dead, &name, future,
+                                    stop_at,
                                 ) as u64;
                             }
                         }
@@ -327,6 +372,9 @@ pub(super) fn kafka_stream<'scope>(
                         state.touched = true; // held back, not idle
                         continue;
                     }
+                    if state.stopped {
+                        continue;
+                    }
                     let Some(queue) = state.queue.take() else {
                         continue;
                     };
@@ -341,6 +389,7 @@ pub(super) fn kafka_stream<'scope>(
                             Ok(msg) => {
                                 n += state.take(
                                     &msg, ooo, quantum, floor, &mut batch, &dead, &name, future,
+                                    stop_at,
                                 ) as u64;
                             }
                             Err(e) => {
@@ -369,12 +418,9 @@ pub(super) fn kafka_stream<'scope>(
                 // The worker's watermark: the slowest partition that is neither finished nor idle.
                 let live: Vec<&PartitionState> = parts
                     .iter()
-                    .filter(|s| {
-                        !s.end.is_some_and(|end| s.next >= end) && s.last_record.elapsed() < idle
-                    })
+                    .filter(|s| !s.done() && s.last_record.elapsed() < idle)
                     .collect();
-                let finished =
-                    bounded && parts.iter().all(|s| s.end.is_some_and(|end| s.next >= end));
+                let finished = (bounded || cfg.stop_at.is_some()) && parts.iter().all(|s| s.done());
                 // This worker's slowest live partition, for the alignment of every worker.
                 let slowest = live
                     .iter()
