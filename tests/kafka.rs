@@ -1250,3 +1250,243 @@ sinks:
     assert_eq!(got.len(), expected.len());
     assert_eq!(got, expected);
 }
+
+/// A compacted topic as a table (`path: kafka://BROKERS/TOPIC`): every trade is joined with the
+/// latest value of its symbol's key — an update replaces a row, a tombstone deletes it, a key
+/// never written stays unmatched (NULLs) — for 1 and 2 workers; a value of the wrong type is
+/// refused at validate naming its partition and offset.
+#[test]
+fn a_compacted_topic_is_a_table_of_the_latest_value_per_key() {
+    let Some(brokers) = brokers() else { return };
+    let topic = create_topic(&brokers, 2);
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let records: &[(&str, Option<&str>)] = &[
+        (
+            "AAPL",
+            Some(r#"{"symbol":"AAPL","sector":"tech","weight":0.5}"#),
+        ),
+        (
+            "JPM",
+            Some(r#"{"symbol":"JPM","sector":"finance","weight":0.2}"#),
+        ),
+        (
+            "V",
+            Some(r#"{"symbol":"V","sector":"payments","weight":0.1}"#),
+        ),
+        ("MSFT", Some(r#"{"symbol":"MSFT","sector":"tech"}"#)),
+        (
+            "JPM",
+            Some(r#"{"symbol":"JPM","sector":"banks","weight":0.3}"#),
+        ),
+        ("V", None),
+    ];
+    // Oracle: the last value written for each key (records of one key go to one partition).
+    let mut expected: BTreeMap<&str, Option<(&str, Option<f64>)>> = BTreeMap::new();
+    for (key, value) in records {
+        let row = value.map(|v| {
+            let j: serde_json::Value = serde_json::from_str(v).unwrap();
+            let sector = ["tech", "finance", "payments", "banks"]
+                .into_iter()
+                .find(|s| j["sector"] == *s)
+                .unwrap();
+            (sector, j["weight"].as_f64())
+        });
+        expected.insert(key, row);
+        let record = BaseRecord::<str, str>::to(&topic).key(key);
+        let record = match value {
+            Some(v) => record.payload(v),
+            None => record,
+        };
+        producer.send(record).unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let trades = dir.path().join("trades.jsonl");
+    crate::support::write_frames(
+        &crate::support::Frames {
+            seed: 5,
+            trades: 2000,
+            names: &["AAPL", "MSFT", "JPM", "V", "XOM"],
+            ..crate::support::Frames::default()
+        },
+        &trades,
+    );
+    let spec = dir.path().join("table.yaml");
+    let write_spec = |topic: &str| {
+        std::fs::write(
+            &spec,
+            format!(
+                "name: kafka-table
+sources:
+  trades: {{ type: replay, path: \"{}\" }}
+tables:
+  sectors:
+    path: kafka://{brokers}/{topic}
+    key: symbol
+    columns: {{ symbol: string, sector: string, weight: double }}
+steps:
+  tagged: {{ type: lookup, input: trades, table: sectors, columns: [sector, weight] }}
+sinks:
+  out: {{ type: parquet, input: tagged, path: \"${{OUT_URL}}\" }}
+",
+                trades.display()
+            ),
+        )
+        .unwrap();
+    };
+    write_spec(&topic);
+    for workers in ["1", "2"] {
+        let out = dir.path().join(format!("out{workers}"));
+        let run = Command::new(bin())
+            .args(["run"])
+            .arg(&spec)
+            .args(["--workers", workers])
+            .env("OUT_URL", &out)
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let (names, rows) = read_parquet_dir(&out);
+        let col = |n: &str| names.iter().position(|x| x == n).unwrap();
+        let (symbol, sector, weight) = (col("symbol"), col("sector"), col("weight"));
+        let mut seen = BTreeMap::new();
+        for r in &rows {
+            let Cell::Str(s) = &r[symbol] else {
+                panic!("{r:?}")
+            };
+            let want = expected.get(s.as_str()).copied().flatten();
+            let got = match (&r[sector], &r[weight]) {
+                (Cell::Str(sec), Cell::F64(w)) => Some((sec.clone(), Some(*w))),
+                (Cell::Str(sec), Cell::Null) => Some((sec.clone(), None)),
+                (Cell::Null, Cell::Null) => None,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(
+                got,
+                want.map(|(sec, w)| (sec.to_string(), w)),
+                "{s} with {workers} worker(s)"
+            );
+            *seen.entry(s.clone()).or_insert(0) += 1;
+        }
+        assert_eq!(seen.len(), 5, "every symbol traded: {seen:?}");
+    }
+
+    // With `reload:`, values written while the pipeline runs apply from then on: each symbol's
+    // bars carry v1, then v2, never back.
+    let live = create_topic(&brokers, 1);
+    let send_all = |v: &str| {
+        for s in ["AAPL", "MSFT", "JPM", "V", "XOM"] {
+            let value = format!(r#"{{"symbol":"{s}","sector":"{v}"}}"#);
+            producer
+                .send(BaseRecord::<str, str>::to(&live).key(s).payload(&value))
+                .unwrap();
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
+    };
+    send_all("v1");
+    // 30 minutes of trades replayed 300 times as fast: about 6 s.
+    let slow = dir.path().join("slow.jsonl");
+    crate::support::write_frames(
+        &crate::support::Frames {
+            seed: 6,
+            trades: 6000,
+            gap_ms: 300,
+            names: &["AAPL", "MSFT", "JPM", "V", "XOM"],
+            ..crate::support::Frames::default()
+        },
+        &slow,
+    );
+    let paced = dir.path().join("paced.yaml");
+    std::fs::write(
+        &paced,
+        format!(
+            "name: kafka-table-reload
+sources:
+  trades: {{ type: replay, path: \"{}\", speed: 300 }}
+tables:
+  sectors: {{ path: \"kafka://{brokers}/{live}\", key: symbol, columns: {{ symbol: string, sector: string }}, reload: 1s }}
+steps:
+  bars: {{ type: window, input: trades, key: symbol, window: {{ type: tumbling, size: 1m }}, aggregates: {{ n: {{ fn: count }} }} }}
+  tagged: {{ type: lookup, input: bars, table: sectors }}
+sinks:
+  out: {{ type: parquet, input: tagged, path: \"{}\" }}
+",
+            slow.display(),
+            dir.path().join("reloaded").display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(bin())
+        .args(["run"])
+        .arg(&paced)
+        .args(["--workers", "2"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    send_all("v2");
+    let run = child.wait_with_output().unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let (names, rows) = read_parquet_dir(&dir.path().join("reloaded"));
+    let col = |n: &str| names.iter().position(|x| x == n).unwrap();
+    let (symbol, ws, sector) = (col("symbol"), col("window_start"), col("sector"));
+    let mut by_symbol: BTreeMap<String, BTreeMap<i64, String>> = BTreeMap::new();
+    for r in &rows {
+        let (Cell::Str(s), Cell::I64(w), Cell::Str(v)) = (&r[symbol], &r[ws], &r[sector]) else {
+            panic!("{r:?}")
+        };
+        by_symbol
+            .entry(s.clone())
+            .or_default()
+            .insert(*w, v.clone());
+    }
+    for (s, versions) in &by_symbol {
+        let seen: Vec<&String> = versions.values().collect();
+        let switch = seen.iter().position(|v| *v == "v2").unwrap_or(seen.len());
+        assert!(
+            switch > 0 && switch < seen.len(),
+            "{s}: the new version did not apply mid-stream: {seen:?}"
+        );
+        assert!(
+            seen[..switch].iter().all(|v| *v == "v1") && seen[switch..].iter().all(|v| *v == "v2"),
+            "{s}: {seen:?}"
+        );
+    }
+
+    // A value of the wrong type: refused at validate, naming the record.
+    let bad = create_topic(&brokers, 1);
+    for v in [
+        r#"{"symbol":"AAPL","sector":"tech","weight":1}"#,
+        r#"{"symbol":"MSFT","sector":"tech","weight":"heavy"}"#,
+    ] {
+        let key = if v.contains("AAPL") { "AAPL" } else { "MSFT" };
+        producer
+            .send(BaseRecord::<str, str>::to(&bad).key(key).payload(v))
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+    write_spec(&bad);
+    let check = Command::new(bin())
+        .args(["validate"])
+        .arg(&spec)
+        .env("OUT_URL", dir.path().join("never"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("tables.sectors.path: table `sectors` (kafka://{brokers}/{bad}): partition 0, offset 1, column `weight`: \"heavy\" is not a double")),
+        "{stderr}"
+    );
+}

@@ -12,17 +12,20 @@ use crate::spec::units::Duration;
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TableConfig {
-    /// The file: a local path, `file:///abs/path` or `gs://bucket/path`.
+    /// The file: a local path, `file:///abs/path` or `gs://bucket/path`; or a compacted Kafka
+    /// topic, `kafka://HOST:PORT/TOPIC`: the latest value (one JSON object) of each record key,
+    /// a record without a value deleting its key.
     pub path: String,
     /// `csv` (a header line, then one row per line), `jsonl` (one object per line) or
-    /// `parquet`. Default: from the file's extension.
+    /// `parquet`. Default: from the file's extension (a Kafka topic: JSON values).
     #[serde(default)]
     pub format: Option<TableFormat>,
     /// The column whose value each row is found by (unique).
     pub key: String,
     /// Column → type, in the order the lookup adds them. Other columns of the file are ignored.
     pub columns: IndexMap<String, ColumnType>,
-    /// How often to check the file for changes (e.g. `30s`); without it the table is read once.
+    /// How often to check the file (or read the topic again) for changes (e.g. `30s`); without
+    /// it the table is read once.
     #[serde(default)]
     pub reload: Option<Duration>,
 }

@@ -23,6 +23,9 @@ pub struct TableData {
 
 /// The format of `cfg`'s file: given, or from its extension.
 pub fn format_of(cfg: &TableConfig) -> Option<TableFormat> {
+    if cfg.path.trim().starts_with("kafka://") {
+        return Some(TableFormat::Jsonl);
+    }
     cfg.format.or_else(|| {
         let lower = cfg.path.to_ascii_lowercase();
         let ext = lower.rsplit('.').next().unwrap_or_default();
@@ -88,8 +91,27 @@ pub fn fingerprint(bytes: &[u8]) -> u64 {
 
 /// Reads and checks the table of `cfg`.
 pub fn load(cfg: &TableConfig) -> Result<TableData, String> {
-    let bytes = read_bytes(&cfg.path)?;
-    parse(cfg, &bytes)
+    read_if_changed(cfg, None).map(|d| d.expect("no fingerprint to match"))
+}
+
+/// Reads the table of `cfg` (a file, or a compacted Kafka topic) and checks it, unless its
+/// content's fingerprint is `known` (`Ok(None)`: unchanged).
+pub fn read_if_changed(cfg: &TableConfig, known: Option<u64>) -> Result<Option<TableData>, String> {
+    let (bytes, origins) = match super::kafka::parse_url(&cfg.path) {
+        Some(url) => {
+            let (brokers, topic) = url?;
+            let (bytes, origins) = super::kafka::read(&brokers, &topic)?;
+            (bytes, Some(origins))
+        }
+        None => (read_bytes(&cfg.path)?, None),
+    };
+    if known == Some(fingerprint(&bytes)) {
+        return Ok(None);
+    }
+    parse(cfg, &bytes).map(Some).map_err(|e| match &origins {
+        Some(o) => super::kafka::locate(&e, o),
+        None => e,
+    })
 }
 
 /// The rows of `bytes`, by key. Errors name the line (or row) and the column.

@@ -4,6 +4,7 @@
 //! its file changes.
 
 pub mod config;
+pub mod kafka;
 pub mod load;
 pub mod reload;
 

@@ -55,12 +55,7 @@ fn poll(
                 continue;
             }
             next = now + every;
-            let read = super::load::read_bytes(&table.config.path).and_then(|bytes| {
-                if super::load::fingerprint(&bytes) == last {
-                    return Ok(None);
-                }
-                super::load::parse(&table.config, &bytes).map(Some)
-            });
+            let read = super::load::read_if_changed(&table.config, Some(last));
             match read {
                 Ok(None) => {}
                 Ok(Some(data)) => {
