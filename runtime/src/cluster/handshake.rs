@@ -110,7 +110,29 @@ impl Hello {
     }
 }
 
-fn read_hello(stream: &mut TcpStream) -> Result<Hello, String> {
+/// Fills `buf` from `stream` by `deadline`: one deadline for the whole read, so that a peer
+/// trickling a byte at a time cannot hold a connection (and a handshake slot) past it.
+fn read_exact_by(stream: &mut TcpStream, buf: &mut [u8], deadline: Instant) -> io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        stream.set_read_timeout(Some(left))?;
+        match stream.read(&mut buf[filled..]) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Reads a hello, all of it within `timeout`.
+fn read_hello(stream: &mut TcpStream, timeout: Duration) -> Result<Hello, String> {
+    let deadline = Instant::now() + timeout;
     let why = |e: io::Error| match e.kind() {
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
             "it sent no handshake in time".to_string()
@@ -120,24 +142,20 @@ fn read_hello(stream: &mut TcpStream) -> Result<Hello, String> {
     };
     let mut b = [0u8; HELLO_LEN];
     // The magic first: a stranger (an HTTP client, say) is told apart without waiting for more.
-    stream
-        .read_exact(&mut b[..MAGIC.len()])
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::UnexpectedEof => SILENT.to_string(),
-            _ => why(e),
-        })?;
+    read_exact_by(stream, &mut b[..MAGIC.len()], deadline).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => SILENT.to_string(),
+        _ => why(e),
+    })?;
     if b[..MAGIC.len()] != MAGIC {
         return Hello::decode(&b);
     }
     // Then the version: another protocol's hello may be shorter than ours.
-    stream
-        .read_exact(&mut b[MAGIC.len()..MAGIC.len() + 4])
-        .map_err(why)?;
+    read_exact_by(stream, &mut b[MAGIC.len()..MAGIC.len() + 4], deadline).map_err(why)?;
     let version = u32::from_le_bytes(b[8..12].try_into().expect("4 bytes"));
     if version != VERSION {
         return Hello::decode(&b);
     }
-    stream.read_exact(&mut b[MAGIC.len() + 4..]).map_err(why)?;
+    read_exact_by(stream, &mut b[MAGIC.len() + 4..], deadline).map_err(why)?;
     Hello::decode(&b)
 }
 
@@ -344,7 +362,7 @@ fn accept_one(mut stream: TcpStream, cfg: &ClusterConfig) -> Accepted {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(HELLO_TIMEOUT));
     let _ = stream.set_write_timeout(Some(HELLO_TIMEOUT));
-    let checked = read_hello(&mut stream).and_then(|h| {
+    let checked = read_hello(&mut stream, HELLO_TIMEOUT).and_then(|h| {
         h.check(cfg, me)?;
         let from = h.from as usize;
         if from <= me || from >= cfg.processes() {
@@ -443,7 +461,7 @@ fn attempt(addr: &str, hello: &Hello, cfg: &ClusterConfig, j: usize) -> Result<T
         .and_then(|_| s.set_write_timeout(Some(HELLO_TIMEOUT)))
         .and_then(|_| s.write_all(&hello.encode()))
         .map_err(|e| format!("sending the handshake: {e}"))?;
-    let reply = read_hello(&mut s)?;
+    let reply = read_hello(&mut s, HELLO_TIMEOUT * 2)?;
     reply.check(cfg, hello.from as usize)?;
     if reply.from as usize != j {
         return Err(Attempt::Retry(format!(
@@ -477,6 +495,29 @@ fn tune(s: &TcpStream, peer_timeout: Duration) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A peer that sends its hello a byte at a time is cut off at the deadline of the whole
+    /// hello (not per read: every byte would reset that).
+    #[test]
+    fn a_trickled_hello_is_cut_off_at_one_deadline() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let trickle = std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            for b in MAGIC {
+                if s.write_all(&[b]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let (mut conn, _) = listener.accept().unwrap();
+        // Per read, every 100 ms byte would be in time and the magic would come whole.
+        let err = read_hello(&mut conn, Duration::from_millis(350)).unwrap_err();
+        assert_eq!(err, "it sent no handshake in time");
+        drop(conn);
+        trickle.join().unwrap();
+    }
 
     #[test]
     fn hello_round_trips_and_refuses_strangers() {
