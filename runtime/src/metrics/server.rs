@@ -1,10 +1,12 @@
 //! `GET /metrics` over HTTP/1.1 for Prometheus (and `/healthz`): a small async server on its own
 //! thread and single-threaded tokio runtime. Connections are served concurrently, each must send
 //! its request head within [`HEAD_DEADLINE`] (a client trickling bytes is cut off), and at most
-//! [`MAX_CONNECTIONS`] are open at once (more are closed at once): a slow or idle client can
-//! never keep a scrape from being answered.
+//! [`MAX_CONNECTIONS`] are open at once: when they are all taken, the oldest connection still
+//! waiting for its request head is closed to make room (one that is being answered never is),
+//! so idle or slow clients can never keep a probe or a scrape from being answered.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -64,28 +66,83 @@ pub fn serve(addr: &str, metrics: Arc<Metrics>) -> Result<std::net::SocketAddr> 
                         return;
                     }
                 };
-                let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+                let open = Arc::new(Mutex::new(Open::default()));
+                let mut next_id: u64 = 0;
                 loop {
                     let Ok((stream, _)) = listener.accept().await else {
                         tokio::time::sleep(Duration::from_millis(10)).await;
                         continue;
                     };
-                    let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-                        drop(stream); // full: close at once rather than queue
+                    if !lock(&open).make_room() {
+                        drop(stream); // every connection is being answered: close at once
                         continue;
-                    };
+                    }
+                    next_id += 1;
+                    let id = next_id;
                     let metrics = Arc::clone(&metrics);
-                    tokio::spawn(async move {
-                        if let Err(e) = answer(stream, &metrics, started).await {
+                    let mine = Arc::clone(&open);
+                    // NB: registered before the task can run (single-threaded runtime), so a
+                    // finished task's removal always finds it.
+                    let task = tokio::spawn(async move {
+                        let _gone = Gone(Arc::clone(&mine), id);
+                        if let Err(e) =
+                            answer(stream, &metrics, started, || lock(&mine).answering(id)).await
+                        {
                             tracing::debug!(error = %e, "metrics request");
                         }
-                        drop(slot);
                     });
+                    lock(&open).waiting.insert(id, task.abort_handle());
                 }
             });
         })?;
     tracing::info!(url = %format!("http://{local}/metrics"), "serving Prometheus metrics");
     Ok(local)
+}
+
+/// The open connections: those still waiting for their request head (by age: ids grow) and
+/// those being answered.
+#[derive(Default)]
+struct Open {
+    waiting: BTreeMap<u64, tokio::task::AbortHandle>,
+    answering: std::collections::BTreeSet<u64>,
+}
+
+impl Open {
+    /// Makes room for one more connection: at the cap, closes the oldest one still waiting for
+    /// its request head. False when every connection is being answered.
+    fn make_room(&mut self) -> bool {
+        if self.waiting.len() + self.answering.len() < MAX_CONNECTIONS {
+            return true;
+        }
+        match self.waiting.pop_first() {
+            Some((_, oldest)) => {
+                oldest.abort();
+                true
+            }
+            None => false,
+        }
+    }
+    /// Connection `id` has sent its request head: it is not closed to make room any more.
+    fn answering(&mut self, id: u64) {
+        if self.waiting.remove(&id).is_some() {
+            self.answering.insert(id);
+        }
+    }
+}
+
+fn lock(open: &Mutex<Open>) -> std::sync::MutexGuard<'_, Open> {
+    open.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Takes a connection out of [`Open`] when its task ends (or is aborted).
+struct Gone(Arc<Mutex<Open>>, u64);
+
+impl Drop for Gone {
+    fn drop(&mut self) {
+        let mut open = lock(&self.0);
+        open.waiting.remove(&self.1);
+        open.answering.remove(&self.1);
+    }
 }
 
 /// Reads the request head (until an empty line), at most [`MAX_HEAD`] bytes.
@@ -107,10 +164,12 @@ async fn read_head(stream: &mut tokio::net::TcpStream) -> std::io::Result<Vec<u8
     }
 }
 
+/// Answers one connection; `headed` is called once its request head has come.
 async fn answer(
     mut stream: tokio::net::TcpStream,
     metrics: &Metrics,
     started: i64,
+    headed: impl FnOnce(),
 ) -> std::io::Result<()> {
     let head = match tokio::time::timeout(HEAD_DEADLINE, read_head(&mut stream)).await {
         Ok(head) => head?,
@@ -121,6 +180,7 @@ async fn answer(
             ));
         }
     };
+    headed();
     let request = head.split(|b| *b == b'\n').next().unwrap_or_default();
     let request = String::from_utf8_lossy(request);
     let mut parts = request.split_whitespace();
