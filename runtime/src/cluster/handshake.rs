@@ -290,12 +290,7 @@ pub fn form(cfg: &ClusterConfig) -> Result<(Vec<Option<PeerStream>>, Arc<PeerAct
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left.min(Duration::from_secs(10))) {
                 Ok(Err(why)) => bail!("{why}"),
-                Ok(Ok((j, stream))) => {
-                    if sockets[j].is_some() {
-                        tracing::info!(peer = j, "process reconnected during start-up");
-                    }
-                    sockets[j] = Some(stream);
-                }
+                Ok(Ok((j, stream))) => claim(&mut sockets[j], j, stream),
                 Err(_) if Instant::now() >= deadline => {
                     let missing: Vec<String> = (me + 1..n)
                         .filter(|j| sockets[*j].is_none())
@@ -350,6 +345,48 @@ enum Accepted {
     /// A member of this cluster that runs another pipeline: forming must stop.
     Mismatch(String),
     Refused,
+}
+
+/// Process `j`'s connection `stream` takes its slot, unless a live connection of another
+/// process claiming `j` holds it: then two processes say they are `j` (a copy started by hand,
+/// a pod that did not stop, a wrong `--process`), and the second is refused with a warning
+/// naming both, instead of silently replacing the first (whose peers would then lose it). A
+/// slot whose connection has closed is taken over: the process restarted.
+fn claim(slot: &mut Option<TcpStream>, j: usize, stream: TcpStream) {
+    let addr = |s: &TcpStream| {
+        s.peer_addr()
+            .map_or_else(|_| "?".to_string(), |a| a.to_string())
+    };
+    if let Some(held) = slot.as_ref() {
+        if alive(held) {
+            tracing::warn!(
+                peer = j,
+                kept = %addr(held),
+                refused = %addr(&stream),
+                "two processes claim to be process {j}: kept the first ({}), closed the second ({}); check each process's --process and peers list",
+                addr(held),
+                addr(&stream)
+            );
+            return;
+        }
+        tracing::info!(peer = j, from = %addr(&stream), "process reconnected during start-up");
+    }
+    *slot = Some(stream);
+}
+
+/// Whether the other side of `s` is still there (its end not closed or reset).
+fn alive(s: &TcpStream) -> bool {
+    if s.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let mut b = [0u8; 1];
+    let up = match s.peek(&mut b) {
+        Ok(0) => false,
+        Ok(_) => true,
+        Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+    };
+    let _ = s.set_nonblocking(false);
+    up
 }
 
 /// The handshake of one accepted connection.
@@ -495,6 +532,41 @@ fn tune(s: &TcpStream, peer_timeout: Duration) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A second live connection claiming a process's index is refused (the first is kept); once
+    /// the first has closed, a new one takes its place (a restart).
+    #[test]
+    fn a_second_live_claimant_of_an_index_is_refused() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (first_client, second_client) = (
+            TcpStream::connect(addr).unwrap(),
+            TcpStream::connect(addr).unwrap(),
+        );
+        let (first, _) = listener.accept().unwrap();
+        let (second, _) = listener.accept().unwrap();
+        let first_port = first_client.local_addr().unwrap();
+        let mut slot = None;
+        claim(&mut slot, 1, first);
+        claim(&mut slot, 1, second);
+        let held = slot.as_ref().unwrap().peer_addr().unwrap();
+        assert_eq!(held, first_port, "the first claimant is kept");
+        drop(second_client);
+        drop(first_client);
+        let third_client = TcpStream::connect(addr).unwrap();
+        let (third, _) = listener.accept().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while alive(slot.as_ref().unwrap()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5)); // until the first's close arrives
+        }
+        claim(&mut slot, 1, third);
+        let held = slot.as_ref().unwrap().peer_addr().unwrap();
+        assert_eq!(
+            held,
+            third_client.local_addr().unwrap(),
+            "a closed claimant is replaced"
+        );
+    }
 
     /// A peer that sends its hello a byte at a time is cut off at the deadline of the whole
     /// hello (not per read: every byte would reset that).
