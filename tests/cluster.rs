@@ -1189,3 +1189,60 @@ fn a_membership_change_without_checkpoints_stops_with_an_error_instead_of_duplic
         );
     }
 }
+
+/// SIGTERM (or Ctrl-C) while the cluster is still forming stops at once and cleanly, for the
+/// process waiting to accept a peer (process 0) and for the one retrying to connect (process
+/// 1), instead of waiting out `--join-timeout`.
+#[test]
+fn sigterm_while_the_cluster_forms_stops_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let trades = dir.path().join("trades.jsonl");
+    write_frames(&Frames::default(), &trades);
+    let spec = repo().join("specs/replay.yaml");
+    // Process 0 waits for 1 and 2; process 2 waits to connect to 1, which never comes.
+    let peers = free_ports(3);
+    let out = dir.path().join("out");
+    let mut procs: Vec<Proc> = [0, 2]
+        .iter()
+        .map(|&i| {
+            start(
+                &spec,
+                &peers,
+                i,
+                1,
+                &out,
+                &trades,
+                &["--join-timeout", "10m"],
+            )
+        })
+        .collect();
+    wait_until(
+        Duration::from_secs(30),
+        || {
+            procs
+                .iter()
+                .all(|p| p.stderr().contains("joining the cluster"))
+        },
+        &|| procs[0].stderr() + &procs[1].stderr(),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    for p in &procs {
+        let pid = p.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    for p in procs.iter_mut() {
+        let status = wait(p, Duration::from_secs(20));
+        let stderr = p.stderr();
+        assert!(status.success(), "{stderr}");
+        assert!(
+            stderr.contains("stopped before the cluster formed: nothing ran"),
+            "{stderr}"
+        );
+    }
+}

@@ -762,7 +762,7 @@ fn run_command(
             "starting"
         ),
     }
-    let result = run_until_done(plan, workers, cluster, stop, &metrics, bounded);
+    let result = run_until_done(plan, workers, cluster, Arc::clone(&stop), &metrics, bounded);
     done.store(true, Ordering::SeqCst);
     let _ = status.join();
     match result {
@@ -771,6 +771,14 @@ fn run_command(
                 "{}",
                 status::summary(&metrics, summary.elapsed, summary.stopped)
             );
+            ExitCode::SUCCESS
+        }
+        // Asked to stop while the cluster was forming: a clean stop, nothing to publish.
+        Err(e)
+            if stop.load(Ordering::SeqCst)
+                && format!("{e:#}").contains(crate::cluster::handshake::STOPPED_FORMING) =>
+        {
+            eprintln!("{}", crate::cluster::handshake::STOPPED_FORMING);
             ExitCode::SUCCESS
         }
         Err(e) => {

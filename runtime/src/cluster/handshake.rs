@@ -215,8 +215,15 @@ pub struct PeerActivity {
     pub formed_ms: i64,
 }
 
-/// Connects this process to every other one of `cfg`, within `cfg.join_timeout`.
-pub fn form(cfg: &ClusterConfig) -> Result<(Vec<Option<PeerStream>>, Arc<PeerActivity>)> {
+/// What forming the cluster ends with when `stop` is set first (Ctrl-C, SIGTERM).
+pub const STOPPED_FORMING: &str = "stopped before the cluster formed: nothing ran";
+
+/// Connects this process to every other one of `cfg`, within `cfg.join_timeout`, or until
+/// `stop` is set.
+pub fn form(
+    cfg: &ClusterConfig,
+    stop: &AtomicBool,
+) -> Result<(Vec<Option<PeerStream>>, Arc<PeerActivity>)> {
     let me = cfg.process;
     let n = cfg.processes();
     let deadline = Instant::now() + cfg.join_timeout;
@@ -284,11 +291,15 @@ pub fn form(cfg: &ClusterConfig) -> Result<(Vec<Option<PeerStream>>, Arc<PeerAct
     let mut sockets: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
     let result = (|| -> Result<()> {
         for (j, addr) in cfg.peers.iter().enumerate().take(me) {
-            sockets[j] = Some(connect_one(cfg, j, addr, deadline)?);
+            sockets[j] = Some(connect_one(cfg, j, addr, deadline, stop)?);
         }
+        let mut last_log = Instant::now();
         while sockets[me + 1..].iter().any(Option::is_none) {
+            if stop.load(Ordering::Acquire) {
+                bail!("{STOPPED_FORMING}");
+            }
             let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left.min(Duration::from_secs(10))) {
+            match rx.recv_timeout(left.min(Duration::from_millis(100))) {
                 Ok(Err(why)) => bail!("{why}"),
                 Ok(Ok((j, stream))) => claim(&mut sockets[j], j, stream),
                 Err(_) if Instant::now() >= deadline => {
@@ -302,11 +313,13 @@ pub fn form(cfg: &ClusterConfig) -> Result<(Vec<Option<PeerStream>>, Arc<PeerAct
                         cfg.join_timeout
                     );
                 }
-                Err(_) => {
+                Err(_) if last_log.elapsed() >= Duration::from_secs(10) => {
+                    last_log = Instant::now();
                     let missing: Vec<usize> =
                         (me + 1..n).filter(|j| sockets[*j].is_none()).collect();
                     tracing::info!(?missing, "waiting for processes to connect");
                 }
+                Err(_) => {}
             }
         }
         Ok(())
@@ -441,7 +454,13 @@ fn accept_one(mut stream: TcpStream, cfg: &ClusterConfig) -> Accepted {
 }
 
 /// Connects to process `j` (before this one), retrying until `deadline`.
-fn connect_one(cfg: &ClusterConfig, j: usize, addr: &str, deadline: Instant) -> Result<TcpStream> {
+fn connect_one(
+    cfg: &ClusterConfig,
+    j: usize,
+    addr: &str,
+    deadline: Instant,
+    stop: &AtomicBool,
+) -> Result<TcpStream> {
     let me = cfg.process;
     let hello = Hello {
         generation: cfg.generation,
@@ -454,6 +473,9 @@ fn connect_one(cfg: &ClusterConfig, j: usize, addr: &str, deadline: Instant) -> 
     // Peers usually start together: retry soon, then back off (to at most half a second).
     let mut pause = Duration::from_millis(10);
     loop {
+        if stop.load(Ordering::Acquire) {
+            bail!("{STOPPED_FORMING}");
+        }
         let why = match attempt(addr, &hello, cfg, j) {
             Ok(s) => return Ok(s),
             Err(Attempt::Fatal(why)) => bail!("{why}"),

@@ -111,7 +111,7 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
     let mut formed = match &opts.cluster {
         Some(cluster) if !leader => {
             opts.metrics.ready.store(false, Ordering::Release);
-            Some(connect_cluster(cluster)?)
+            Some(connect_cluster(cluster, &opts.stop)?)
         }
         _ => None,
     };
@@ -209,7 +209,7 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
                 Some(f) => f,
                 None => {
                     opts.metrics.ready.store(false, Ordering::Release);
-                    connect_cluster(cluster)?
+                    connect_cluster(cluster, &opts.stop)?
                 }
             };
             opts.metrics.ready.store(true, Ordering::Release);
@@ -405,6 +405,7 @@ fn watch_membership(
 /// Forms the cluster (our sockets, our handshake) and hands the connections to timely.
 fn connect_cluster(
     cluster: &ClusterConfig,
+    stop: &AtomicBool,
 ) -> Result<(
     Vec<timely::communication::allocator::AllocatorBuilder>,
     Box<dyn std::any::Any + Send>,
@@ -412,7 +413,7 @@ fn connect_cluster(
 )> {
     use timely::communication::allocator::{AllocatorBuilder, ProcessBuilder};
     crate::cluster::watchdog::install_panic_hook(cluster);
-    let (sockets, activity) = crate::cluster::handshake::form(cluster)?;
+    let (sockets, activity) = crate::cluster::handshake::form(cluster, stop)?;
     let hooks = timely::communication::initialize::Hooks::default();
     let local = ProcessBuilder::new_typed_vector(cluster.threads, hooks.refill.clone(), None);
     let (builders, guard) =
