@@ -1246,3 +1246,63 @@ fn sigterm_while_the_cluster_forms_stops_at_once() {
         );
     }
 }
+
+/// A peers file that names an address nobody serves, corrected while the cluster forms: the
+/// waiting process reads the file again, forms the cluster with the corrected list, and the
+/// run gives exactly the single-process bars (instead of failing after `--join-timeout`).
+#[test]
+fn a_peers_file_corrected_while_the_cluster_forms_is_read_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let trades = dir.path().join("trades.jsonl");
+    write_frames(&Frames::default(), &trades);
+    let single = dir.path().join("single");
+    replay_alone(&trades, &single, 2);
+    let ports = free_ports(3);
+    let (p0, bogus, p1) = (&ports[0], &ports[1], &ports[2]);
+    let peers_file = dir.path().join("peers");
+    std::fs::write(&peers_file, format!("{p0}\n{bogus}\n")).unwrap();
+    let out = dir.path().join("out");
+    let member = |index: usize| {
+        let log = out.with_extension(format!("member{index}.log"));
+        let child = Command::new(bin())
+            .args(["run", "specs/replay.yaml", "--workers", "1"])
+            .args(["--process", &index.to_string(), "--join-timeout", "10m"])
+            .arg("--peers-file")
+            .arg(&peers_file)
+            .current_dir(repo())
+            .env("TRADES_FILE", &trades)
+            .env("OUT_URL", &out)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn tickflow");
+        Proc { child, log }
+    };
+    let mut first = member(0);
+    wait_until(
+        Duration::from_secs(30),
+        || first.stderr().contains("joining the cluster"),
+        &|| first.stderr(),
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    // Corrected: process 1 is at another address, and starts there.
+    let tmp = dir.path().join("peers.tmp");
+    std::fs::write(&tmp, format!("{p0}\n{p1}\n")).unwrap();
+    std::fs::rename(&tmp, &peers_file).unwrap();
+    let mut second = member(1);
+    for p in [&mut first, &mut second] {
+        let status = wait(p, Duration::from_secs(60));
+        assert!(status.success(), "{}", p.stderr());
+    }
+    assert!(
+        first
+            .stderr()
+            .contains("the membership changed while the cluster formed"),
+        "{}",
+        first.stderr()
+    );
+    assert_eq!(
+        sorted_rows(&out.join("bars")),
+        sorted_rows(&single.join("bars"))
+    );
+}

@@ -625,6 +625,8 @@ const SCALE_DOWN_GRACE: Duration = Duration::from_secs(3);
 /// Runs the pipeline; in a cluster whose membership changes, again with each new membership
 /// (the state is restored from the final checkpoint of the previous one) until it ends, the
 /// user stops it, or this process is no longer a member.
+use crate::cluster::handshake::MembershipChanged;
+
 fn run_until_done(
     plan: Plan,
     workers: usize,
@@ -688,17 +690,39 @@ fn run_until_done(
         };
         let summary = run(plan.clone(), opts);
         forward.store(true, Ordering::Release);
-        let summary = summary?;
-        let Some((peers, seen)) = summary.rescale.clone() else {
-            return Ok(summary);
+        let (peers, seen) = match summary {
+            // The list changed before the cluster formed (a corrected peers file): form again.
+            Err(e) if e.downcast_ref::<MembershipChanged>().is_some() => {
+                let Some(MembershipChanged(peers)) = e.downcast_ref::<MembershipChanged>() else {
+                    unreachable!("checked above")
+                };
+                tracing::info!(
+                    processes = peers.len(),
+                    "the membership changed while the cluster formed: forming it again"
+                );
+                if !peers.contains(&me) {
+                    anyhow::bail!(
+                        "this process ({me}) is not in the cluster's new membership; nothing ran"
+                    );
+                }
+                (peers.clone(), rescale_started)
+            }
+            Err(e) => return Err(e),
+            Ok(summary) => {
+                let Some((peers, seen)) = summary.rescale.clone() else {
+                    return Ok(summary);
+                };
+                if user_stop.load(Ordering::Acquire) {
+                    return Ok(summary);
+                }
+                if !peers.contains(&me) {
+                    tracing::info!(address = %me, "this process is no longer in the cluster: its work is in the final checkpoint; exiting");
+                    return Ok(summary);
+                }
+                (peers, Some(seen))
+            }
         };
-        if user_stop.load(Ordering::Acquire) {
-            return Ok(summary);
-        }
-        let Some(index) = peers.iter().position(|p| *p == me) else {
-            tracing::info!(address = %me, "this process is no longer in the cluster: its work is in the final checkpoint; exiting");
-            return Ok(summary);
-        };
+        let index = peers.iter().position(|p| *p == me).expect("checked above");
         tracing::info!(
             from = config.processes(),
             to = peers.len(),
@@ -711,7 +735,7 @@ fn run_until_done(
         next.pipeline = config.pipeline;
         check_key_groups(&next, &plan).map_err(|e| anyhow::anyhow!(e))?;
         config = next;
-        rescale_started = Some(seen);
+        rescale_started = seen;
     }
 }
 

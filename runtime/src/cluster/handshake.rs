@@ -218,11 +218,68 @@ pub struct PeerActivity {
 /// What forming the cluster ends with when `stop` is set first (Ctrl-C, SIGTERM).
 pub const STOPPED_FORMING: &str = "stopped before the cluster formed: nothing ran";
 
+/// Forming was given up because the list of processes changed meanwhile (a corrected peers
+/// file, a StatefulSet scaled while its pods start): form again with this list.
+#[derive(Debug)]
+pub struct MembershipChanged(pub Vec<String>);
+
+impl std::fmt::Display for MembershipChanged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the cluster's membership changed while it formed ({} processes now)",
+            self.0.len()
+        )
+    }
+}
+
+impl std::error::Error for MembershipChanged {}
+
+/// What ends the wait for peers early: a stop, or a changed membership (read every
+/// [`POLL`](super::membership::POLL)).
+pub struct Interrupt<'a> {
+    stop: &'a AtomicBool,
+    membership: Option<&'a super::membership::Membership>,
+    last_read: std::cell::Cell<Instant>,
+}
+
+impl<'a> Interrupt<'a> {
+    pub fn new(
+        stop: &'a AtomicBool,
+        membership: Option<&'a super::membership::Membership>,
+    ) -> Self {
+        Interrupt {
+            stop,
+            membership,
+            last_read: std::cell::Cell::new(Instant::now()),
+        }
+    }
+
+    fn check(&self, peers: &[String]) -> Result<()> {
+        if self.stop.load(Ordering::Acquire) {
+            bail!("{STOPPED_FORMING}");
+        }
+        if let Some(m) = self.membership.filter(|m| m.watched())
+            && self.last_read.get().elapsed() >= super::membership::POLL
+        {
+            self.last_read.set(Instant::now());
+            // NB: a list that cannot be read now is not a change (the running cluster's watch
+            // says so in words).
+            if let Ok(now) = m.current()
+                && now != peers
+            {
+                return Err(MembershipChanged(now).into());
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Connects this process to every other one of `cfg`, within `cfg.join_timeout`, or until
-/// `stop` is set.
+/// `interrupt` says to stop or to form again.
 pub fn form(
     cfg: &ClusterConfig,
-    stop: &AtomicBool,
+    interrupt: &Interrupt<'_>,
 ) -> Result<(Vec<Option<PeerStream>>, Arc<PeerActivity>)> {
     let me = cfg.process;
     let n = cfg.processes();
@@ -291,13 +348,11 @@ pub fn form(
     let mut sockets: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
     let result = (|| -> Result<()> {
         for (j, addr) in cfg.peers.iter().enumerate().take(me) {
-            sockets[j] = Some(connect_one(cfg, j, addr, deadline, stop)?);
+            sockets[j] = Some(connect_one(cfg, j, addr, deadline, interrupt)?);
         }
         let mut last_log = Instant::now();
         while sockets[me + 1..].iter().any(Option::is_none) {
-            if stop.load(Ordering::Acquire) {
-                bail!("{STOPPED_FORMING}");
-            }
+            interrupt.check(&cfg.peers)?;
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left.min(Duration::from_millis(100))) {
                 Ok(Err(why)) => bail!("{why}"),
@@ -459,7 +514,7 @@ fn connect_one(
     j: usize,
     addr: &str,
     deadline: Instant,
-    stop: &AtomicBool,
+    interrupt: &Interrupt<'_>,
 ) -> Result<TcpStream> {
     let me = cfg.process;
     let hello = Hello {
@@ -473,9 +528,7 @@ fn connect_one(
     // Peers usually start together: retry soon, then back off (to at most half a second).
     let mut pause = Duration::from_millis(10);
     loop {
-        if stop.load(Ordering::Acquire) {
-            bail!("{STOPPED_FORMING}");
-        }
+        interrupt.check(&cfg.peers)?;
         let why = match attempt(addr, &hello, cfg, j) {
             Ok(s) => return Ok(s),
             Err(Attempt::Fatal(why)) => bail!("{why}"),

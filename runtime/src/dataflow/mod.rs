@@ -111,7 +111,11 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
     let mut formed = match &opts.cluster {
         Some(cluster) if !leader => {
             opts.metrics.ready.store(false, Ordering::Release);
-            Some(connect_cluster(cluster, &opts.stop)?)
+            Some(connect_cluster(
+                cluster,
+                &opts.stop,
+                opts.membership.as_deref(),
+            )?)
         }
         _ => None,
     };
@@ -209,7 +213,7 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
                 Some(f) => f,
                 None => {
                     opts.metrics.ready.store(false, Ordering::Release);
-                    connect_cluster(cluster, &opts.stop)?
+                    connect_cluster(cluster, &opts.stop, opts.membership.as_deref())?
                 }
             };
             opts.metrics.ready.store(true, Ordering::Release);
@@ -406,6 +410,7 @@ fn watch_membership(
 fn connect_cluster(
     cluster: &ClusterConfig,
     stop: &AtomicBool,
+    membership: Option<&crate::cluster::membership::Membership>,
 ) -> Result<(
     Vec<timely::communication::allocator::AllocatorBuilder>,
     Box<dyn std::any::Any + Send>,
@@ -413,7 +418,8 @@ fn connect_cluster(
 )> {
     use timely::communication::allocator::{AllocatorBuilder, ProcessBuilder};
     crate::cluster::watchdog::install_panic_hook(cluster);
-    let (sockets, activity) = crate::cluster::handshake::form(cluster, stop)?;
+    let interrupt = crate::cluster::handshake::Interrupt::new(stop, membership);
+    let (sockets, activity) = crate::cluster::handshake::form(cluster, &interrupt)?;
     let hooks = timely::communication::initialize::Hooks::default();
     let local = ProcessBuilder::new_typed_vector(cluster.threads, hooks.refill.clone(), None);
     let (builders, guard) =
