@@ -245,6 +245,94 @@ print(json.dumps(sorted(r[0] for r in rows)))
     assert_eq!(got, want);
 }
 
+/// A replay file or object rewritten with the same length while it is read (a careless copy
+/// over an archive) stops the run with an error naming it, instead of mixing two versions into
+/// the bars: a file by its modification time, an object in a bucket by its ETag (If-Match on
+/// every ranged read).
+#[test]
+fn a_replay_input_rewritten_mid_run_is_an_error_naming_it() {
+    use object_store::ObjectStoreExt;
+    let dir = tempfile::tempdir().unwrap();
+    let base = 1_764_000_000_000i64;
+    let mut text = String::new();
+    for i in 0..400_000i64 {
+        text.push_str(&frame(&[("AAPL", 1.0, base + i * 10, 1.0)]));
+    }
+    // The same length, other prices.
+    let rewritten = text.replace("\"p\":1,", "\"p\":2,");
+    assert_eq!(rewritten.len(), text.len());
+    let emulator = crate::gcs::Emulator::start();
+    emulator.bucket("archive");
+    let store = emulator.store("archive");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let object = object_store::path::Path::from("trades.jsonl");
+    rt.block_on(store.put(&object, text.clone().into()))
+        .unwrap();
+    let trades = dir.path().join("trades.jsonl");
+    std::fs::write(&trades, &text).unwrap();
+    for (input, rewrite, message) in [
+        (
+            trades.display().to_string(),
+            Box::new(|| {
+                // In place: the same inode, the same length.
+                use std::os::unix::fs::FileExt;
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&trades)
+                    .unwrap();
+                f.write_all_at(rewritten.as_bytes(), 0).unwrap();
+            }) as Box<dyn Fn()>,
+            "was modified while being read",
+        ),
+        (
+            "gs://archive/trades.jsonl".to_string(),
+            Box::new(|| {
+                rt.block_on(store.put(&object, rewritten.clone().into()))
+                    .unwrap();
+            }),
+            "was replaced while being read",
+        ),
+    ] {
+        let spec = std::fs::read_to_string(replay_spec(dir.path(), Path::new(&input), ""))
+            .unwrap()
+            .replace("type: replay,", "type: replay, speed: 1000.0,");
+        let path = dir.path().join("paced.yaml");
+        std::fs::write(&path, spec).unwrap();
+        let mut child = Command::new(bin())
+            .args(["run", "--no-status"])
+            .arg(&path)
+            .env("GCS_EMULATOR_URL", emulator.url())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        rewrite();
+        let started = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the run did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut stderr = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
+        assert_eq!(status.code(), Some(1), "{input}: {stderr}");
+        assert!(
+            stderr.contains(message) && stderr.contains(&input),
+            "{input}: {stderr}"
+        );
+    }
+}
+
 /// A replay file truncated while it is read gives a clear error (exit 1), never SIGBUS; the
 /// dead letters read before are kept.
 #[test]

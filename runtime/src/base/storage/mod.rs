@@ -380,6 +380,46 @@ impl Storage {
         })
     }
 
+    /// The size and ETag of one object (what [`Storage::get_range_of`] pins a reader to).
+    pub fn version(&self, rel: &str) -> Result<(u64, Option<String>)> {
+        let path = self.full(rel);
+        let what = format!("reading `{}/{rel}`", self.display);
+        self.resilient(&what, |store| {
+            let path = path.clone();
+            async move { store.head(&path).await.map(|m| (m.size, m.e_tag)) }
+        })
+        .map_err(|e| match e {
+            object_store::Error::NotFound { .. } => {
+                anyhow::anyhow!("{what}: no such object")
+            }
+            e => self.fatal(e, what),
+        })
+    }
+
+    /// Reads bytes `range` of one object if it is still the version `e_tag` (`Ok(None)` when it
+    /// has been replaced since).
+    pub fn get_range_of(
+        &self,
+        rel: &str,
+        range: std::ops::Range<u64>,
+        e_tag: &str,
+    ) -> Result<Option<bytes::Bytes>> {
+        let path = self.full(rel);
+        let what = format!("reading `{}/{rel}`", self.display);
+        let got = self.resilient(&what, |store| {
+            let (path, range) = (path.clone(), range.clone());
+            let opts = object_store::GetOptions::default()
+                .with_range(Some(range))
+                .with_if_match(Some(e_tag.to_string()));
+            async move { store.get_opts(&path, opts).await?.bytes().await }
+        });
+        match got {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(object_store::Error::Precondition { .. }) => Ok(None),
+            Err(e) => Err(self.fatal(e, what)),
+        }
+    }
+
     /// Reads bytes `range` of one object.
     pub fn get_range(&self, rel: &str, range: std::ops::Range<u64>) -> Result<bytes::Bytes> {
         let path = self.full(rel);

@@ -94,6 +94,6 @@ impl crate::dataflow::context::OnControl for Replay {
         let b: BlockParsed =
             bincode::deserialize(body).context("a replay block message from another process")?;
         self.shared
-            .set_block(b.block as usize, b.max_ts, b.lines, b.file_len)
+            .set_block(b.block as usize, b.max_ts, b.lines, b.file_len, &b.version)
     }
 }

@@ -49,13 +49,15 @@ const PARSE_AHEAD: usize = 8;
 pub const EMIT_AHEAD: usize = 2;
 
 /// A block was parsed on another process: its highest event time and line count (the carry of
-/// the blocks after it), and the file's length as that process sees it.
+/// the blocks after it), and the file's length and version as that process sees it.
 #[derive(serde::Serialize, serde::Deserialize)]
 struct BlockParsed {
     block: u32,
     max_ts: i64,
     lines: u64,
     file_len: u64,
+    /// The object's ETag (empty for a local file).
+    version: String,
 }
 
 /// Where the replayed bytes come from.
@@ -63,10 +65,12 @@ enum Input {
     /// A local file (a path or `file://`), read with positioned reads.
     File(std::fs::File),
     /// An object in a bucket (`gs://BUCKET/PATH`), read in ranged requests: every process of a
-    /// cluster reads the blocks its workers parse.
+    /// cluster reads the blocks its workers parse, each pinned to the version (ETag) seen at
+    /// the start.
     Object {
         storage: crate::base::storage::Storage,
         name: String,
+        e_tag: Option<String>,
     },
 }
 
@@ -76,6 +80,9 @@ pub struct ReplayShared {
     path: String,
     /// The file's length when the run started: what is replayed.
     len: u64,
+    /// The file's modification time when the run started (local files): a rewrite in place
+    /// during the run changes it.
+    modified: Option<std::time::SystemTime>,
     block_size: usize,
     n_blocks: usize,
     block_max: Vec<AtomicI64>,
@@ -97,23 +104,25 @@ impl ReplayShared {
         block_size: usize,
         rt: &tokio::runtime::Handle,
     ) -> anyhow::Result<ReplayShared> {
-        let (input, len) = if path.starts_with("gs://") {
+        let (input, len, modified) = if path.starts_with("gs://") {
             let (dir, name) = crate::base::storage::gcs::object_url(path)
                 .ok_or_else(|| anyhow::anyhow!("expected gs://BUCKET/PATH of an object"))?;
             let storage = crate::base::storage::gcs::open_reader(dir, rt.clone())?;
-            let len = storage.size(name)?;
+            let (len, e_tag) = storage.version(name)?;
             (
                 Input::Object {
                     storage,
                     name: name.to_string(),
+                    e_tag,
                 },
                 len,
+                None,
             )
         } else {
             let local = path.strip_prefix("file://").unwrap_or(path);
             let file = std::fs::File::open(local)?;
-            let len = file.metadata()?.len();
-            (Input::File(file), len)
+            let meta = file.metadata()?;
+            (Input::File(file), meta.len(), meta.modified().ok())
         };
         let block_size = block_size.max(1);
         let n_blocks = (len as usize).div_ceil(block_size);
@@ -121,6 +130,7 @@ impl ReplayShared {
             input,
             path: path.to_string(),
             len,
+            modified,
             block_size,
             n_blocks,
             block_max: (0..n_blocks).map(|_| AtomicI64::new(i64::MIN)).collect(),
@@ -130,21 +140,38 @@ impl ReplayShared {
         })
     }
 
+    /// The version of an object replayed (its ETag), as other processes of a cluster must see
+    /// it too; empty for a local file.
+    pub fn version(&self) -> &str {
+        match &self.input {
+            Input::Object { e_tag, .. } => e_tag.as_deref().unwrap_or(""),
+            Input::File(_) => "",
+        }
+    }
+
     /// Block `b` as parsed by a worker of another process (cluster mode): its highest event
-    /// time and line count, then ready. A process that sees another file (another length)
-    /// would compute other watermarks: that is an error, not a silent difference.
+    /// time and line count, then ready. A process that sees another file (another length, or
+    /// another version of the object) would compute other watermarks: that is an error, not a
+    /// silent difference.
     pub fn set_block(
         &self,
         b: usize,
         max_ts: i64,
         lines: u64,
         file_len: u64,
+        version: &str,
     ) -> anyhow::Result<()> {
         anyhow::ensure!(
             file_len == self.len,
             "replay file `{}` is {} bytes here but {file_len} bytes in another process of the cluster: every process must replay the same file (a shared path or gs://)",
             self.path,
             self.len
+        );
+        anyhow::ensure!(
+            version == self.version(),
+            "replay object `{}` is version {:?} here but {version:?} in another process of the cluster: it was replaced between the processes' starts (every process must replay the same version)",
+            self.path,
+            self.version()
         );
         if b < self.n_blocks {
             self.block_max[b].store(max_ts, Ordering::Release);
@@ -159,7 +186,29 @@ impl ReplayShared {
         use std::os::unix::fs::FileExt;
         let file = match &self.input {
             Input::File(f) => f,
-            Input::Object { storage, name } => {
+            Input::Object {
+                storage,
+                name,
+                e_tag: Some(e_tag),
+            } => {
+                let end = offset + buf.len() as u64;
+                let bytes = storage.get_range_of(name, offset..end, e_tag)?.ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "replay object `{}` was replaced while being read (it was version {e_tag:?} at the start; an archive must not be rewritten during a replay)",
+                        self.path
+                    )
+                })?;
+                anyhow::ensure!(
+                    bytes.len() == buf.len(),
+                    "replay object `{}` shrank while being read: a read of {} bytes at {offset} returned {}",
+                    self.path,
+                    buf.len(),
+                    bytes.len()
+                );
+                buf.copy_from_slice(&bytes);
+                return Ok(());
+            }
+            Input::Object { storage, name, .. } => {
                 let end = offset + buf.len() as u64;
                 let bytes = storage.get_range(name, offset..end).map_err(|e| {
                     let now = storage.size(name).unwrap_or(0);
@@ -185,7 +234,18 @@ impl ReplayShared {
             }
         };
         match file.read_exact_at(buf, offset) {
-            Ok(()) => Ok(()),
+            // NB: what was read is checked after the read: a rewrite during it shows too.
+            Ok(()) => {
+                let meta = file.metadata().map_err(|e| anyhow::anyhow!("reading replay file `{}`: {e}", self.path))?;
+                anyhow::ensure!(
+                    meta.len() == self.len && meta.modified().ok() == self.modified,
+                    "replay file `{}` was modified while being read ({} bytes at the start, {} now; its modification time changed): a file must not be rewritten during a replay",
+                    self.path,
+                    self.len,
+                    meta.len()
+                );
+                Ok(())
+            }
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                 let now = file.metadata().map(|m| m.len()).unwrap_or(0);
                 anyhow::bail!(
@@ -434,6 +494,7 @@ pub(super) fn replay_stream<'scope>(
                             max_ts: block.max_ts,
                             lines: shared.block_lines[b].load(Ordering::Acquire),
                             file_len: shared.len,
+                            version: shared.version().to_string(),
                         };
                         control.send(ControlMsg::Source {
                             source: source_index as u32,
