@@ -1019,3 +1019,41 @@ sinks:
         "spec.yaml:4:109: sources.b.stop_at: 2026-12-01T14:30:00.000Z is not after the start (2026-12-01T14:30:00.000Z): the source would read nothing\n1 error(s) in spec.yaml\n"
     );
 }
+
+/// A step named twice is an error at the second name's own line and column, in words (not the
+/// YAML parser's options), and a syntax error is not prefixed with its position twice.
+#[test]
+fn a_name_given_twice_is_named_at_its_second_key() {
+    let yaml = format!(
+        "name: dup
+sources:
+  trades: {{ type: replay, path: {} }}
+steps:
+  bars:
+    type: window
+    input: trades
+    window: {{ type: tumbling, size: 1m }}
+    aggregates: {{ n: {{ fn: count }} }}
+  bars:
+    type: window
+    input: trades
+    window: {{ type: tumbling, size: 1m }}
+    aggregates: {{ n: {{ fn: count }} }}
+sinks:
+  out: {{ type: parquet, input: bars, path: out/x }}
+",
+        sample()
+    );
+    let (code, stderr) = validate(&yaml, &[]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        stderr,
+        "spec.yaml:10:3: `bars` appears twice in this mapping: each name may be given once\n1 error(s) in spec.yaml\n"
+    );
+    let (code, stderr) = validate("name: x\nsources: [\n", &[]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        stderr,
+        "spec.yaml:2:10: unclosed bracket '['\n1 error(s) in spec.yaml\n"
+    );
+}

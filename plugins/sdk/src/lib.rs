@@ -92,7 +92,7 @@
 //!     type: model
 //!     input: bars_1m
 //!     plugin: plugins/dist/momentum.wasm
-//!     inputs: { key: key, close: close }   # plugin input ← field of the incoming rows
+//!     inputs: { key: symbol, close: close }   # plugin input ← column of the incoming rows
 //! ```
 //!
 //! ## State and checkpoints

@@ -137,6 +137,28 @@ impl Tree {
                     .unwrap_or("invalid YAML")
                     .trim()
                     .to_string();
+                // The position is given apart (FILE:LINE:COL): not again in the message.
+                let first = first
+                    .strip_prefix("error: ")
+                    .map(str::to_string)
+                    .unwrap_or(first);
+                let first = match first.strip_prefix("line ").and_then(|r| r.split_once(": ")) {
+                    Some((at, rest)) if at.contains(" column ") => rest.to_string(),
+                    _ => first,
+                };
+                // A name given twice: in the project's words, without the parser's options.
+                if let Some(rest) = first.strip_prefix("duplicate mapping key: ") {
+                    let key = rest
+                        .split(", set DuplicateKeyPolicy")
+                        .next()
+                        .unwrap_or(rest);
+                    return Err((
+                        pos,
+                        format!(
+                            "`{key}` appears twice in this mapping: each name may be given once"
+                        ),
+                    ));
+                }
                 // The parser's limits (nodes, depth, aliases) guard against alias bombs and
                 // absurd files: say so in words.
                 if first.contains("budget breached") {
