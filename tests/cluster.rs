@@ -1306,3 +1306,69 @@ fn a_peers_file_corrected_while_the_cluster_forms_is_read_again() {
         sorted_rows(&single.join("bars"))
     );
 }
+
+/// An emptied peers file while the cluster runs is taken as a mistake, said once in the log,
+/// and the run goes on to exactly the single-process bars.
+#[test]
+fn an_emptied_peers_file_is_a_warning_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let trades = dir.path().join("trades.jsonl");
+    write_frames(
+        &Frames {
+            trades: 6000,
+            gap_ms: 300,
+            ..Frames::default()
+        },
+        &trades,
+    );
+    let single = dir.path().join("single");
+    replay_alone(&trades, &single, 1);
+    let spec = dir.path().join("paced.yaml");
+    std::fs::write(
+        &spec,
+        std::fs::read_to_string(repo().join("specs/replay.yaml"))
+            .unwrap()
+            .replace("type: replay", "type: replay\n    speed: 600"),
+    )
+    .unwrap();
+    let peers_file = dir.path().join("peers");
+    std::fs::write(&peers_file, format!("{}\n", free_ports(1)[0])).unwrap();
+    let out = dir.path().join("out");
+    let log = dir.path().join("member.log");
+    let mut p = Proc {
+        child: Command::new(bin())
+            .arg("run")
+            .arg(&spec)
+            .args(["--workers", "1", "--process", "0", "--peers-file"])
+            .arg(&peers_file)
+            .current_dir(repo())
+            .env("TRADES_FILE", &trades)
+            .env("OUT_URL", &out)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+        log,
+    };
+    wait_until(
+        Duration::from_secs(30),
+        || p.stderr().contains("starting"),
+        &|| p.stderr(),
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    std::fs::write(&peers_file, "").unwrap();
+    let status = wait(&mut p, Duration::from_secs(60));
+    let stderr = p.stderr();
+    assert!(status.success(), "{stderr}");
+    assert_eq!(
+        stderr
+            .matches("lists no process (an emptied peers file?)")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(
+        sorted_rows(&out.join("bars")),
+        sorted_rows(&single.join("bars"))
+    );
+}

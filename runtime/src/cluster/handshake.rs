@@ -266,6 +266,7 @@ impl<'a> Interrupt<'a> {
             // NB: a list that cannot be read now is not a change (the running cluster's watch
             // says so in words).
             if let Ok(now) = m.current()
+                && !now.is_empty()
                 && now != peers
             {
                 return Err(MembershipChanged(now).into());

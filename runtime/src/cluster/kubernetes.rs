@@ -115,8 +115,12 @@ impl KubeMembership {
             .map_err(|e| format!("--kubernetes: starting the API client: {e}"))?;
         let (name, ns) = (pod.statefulset.clone(), pod.namespace.clone());
         let (client, replicas) = rt.block_on(async {
-            let client = kube::Client::try_default().await.map_err(|e| {
+            let config = kube::Config::infer().await.map_err(|e| {
                 format!("--kubernetes: no Kubernetes API credentials (in-cluster service account or KUBECONFIG): {e}")
+            })?;
+            let server = config.cluster_url.to_string();
+            let client = kube::Client::try_from(config).map_err(|e| {
+                format!("--kubernetes: cannot make a client for the Kubernetes API at {server}: {}", causes(&e))
             })?;
             let api: Api<StatefulSet> = Api::namespaced(client.clone(), &ns);
             // An API server that does not answer yet is waited for (a minute); a refusal is not.
@@ -130,6 +134,13 @@ impl KubeMembership {
                     {
                         tracing::warn!(error = %e, "the Kubernetes API does not answer (retrying)");
                         tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    Err(e) if !matches!(e, kube::Error::Api(_)) => {
+                        return Err(format!(
+                            "--kubernetes: the Kubernetes API at {server} did not answer for {} s: {}",
+                            started.elapsed().as_secs(),
+                            causes(&e)
+                        ));
                     }
                     Err(e) => return Err(explain(&e, &name, &ns)),
                 }
@@ -190,6 +201,22 @@ fn replicas_of(sts: &StatefulSet) -> usize {
 }
 
 /// An API error in words, naming what to grant.
+/// An error with every cause below it (`client error (Connect): tcp connect error: Connection
+/// refused (os error 111)`), each said once.
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 fn explain(e: &kube::Error, name: &str, ns: &str) -> String {
     if let kube::Error::Api(status) = e {
         match status.code {
@@ -234,6 +261,31 @@ async fn wait_listening(addrs: &[String], limit: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An API server that does not answer is reported with what failed underneath (the
+    /// connection refused), not only kube's `client error (Connect)`.
+    #[test]
+    fn an_unreachable_api_is_explained_down_to_its_cause() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let err = rt.block_on(async {
+            let config = kube::Config::new(format!("http://127.0.0.1:{port}").parse().unwrap());
+            let client = kube::Client::try_from(config).unwrap();
+            let api: Api<StatefulSet> = Api::namespaced(client, "default");
+            api.get("tickflow").await.unwrap_err()
+        });
+        let text = causes(&err);
+        assert!(text.starts_with(&err.to_string()), "{text}");
+        assert!(text.contains("Connection refused"), "{text}");
+    }
 
     #[test]
     fn peers_are_the_statefulset_pods_behind_the_headless_service() {

@@ -395,6 +395,12 @@ fn watch_membership(
                         ctx.request_rescale(list);
                         return;
                     }
+                    Ok(list) if list.is_empty() => {
+                        if !warned {
+                            tracing::warn!("the cluster's membership lists no process (an emptied peers file?): taken as a mistake, the cluster keeps its current membership");
+                            warned = true;
+                        }
+                    }
                     Ok(_) => warned = false,
                     Err(e) if !warned => {
                         tracing::warn!("{e} (the cluster keeps its current membership)");
