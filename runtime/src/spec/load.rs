@@ -22,6 +22,9 @@ pub struct LoadedSpec {
     pub pending: Vec<Diagnostic>,
     /// The spec's lines (as parsed), to place errors inside a value (an expression's column).
     lines: Vec<String>,
+    /// Components left out of `spec` because their own config is broken (reported in
+    /// `pending`): a reference to one of them is not "unknown".
+    broken: Vec<String>,
 }
 
 impl LoadedSpec {
@@ -29,6 +32,13 @@ impl LoadedSpec {
     pub fn locate(&self, mut diags: Vec<Diagnostic>) -> SpecErrors {
         // A field whose variable is unset has no value to check: its own errors are noise.
         diags.retain(|d| !self.pending.iter().any(|p| covers(&p.path, &d.path)));
+        // So is a reference to a component whose own config is broken.
+        diags.retain(|d| {
+            !self
+                .broken
+                .iter()
+                .any(|b| d.message.starts_with(&format!("unknown input `{b}`")))
+        });
         let mut located = self.locate_only(diags);
         located.diagnostics.extend(self.pending.iter().cloned());
         located.diagnostics.sort_by_key(|d| (d.line, d.column));
@@ -132,11 +142,16 @@ pub fn load_str(
     };
 
     let mut diags = Vec::new();
+    let mut broken: Vec<(&str, String)> = Vec::new();
     // Each component on its own, so every broken one is reported.
     for section in ["sources", "steps", "sinks"] {
         if let Some((_, _, _, Node::Map(entries))) = top.iter().find(|(_, k, _, _)| k == section) {
             for (_, name, _, node) in entries {
-                for (path, msg) in check_component(section, node) {
+                let errors = check_component(section, node);
+                if !errors.is_empty() {
+                    broken.push((section, name.clone()));
+                }
+                for (path, msg) in errors {
                     let d = component_diag(&tree, &format!("{section}.{name}"), path, msg);
                     if !pending.iter().any(|p| covers(&p.path, &d.path)) {
                         diags.push(d);
@@ -146,14 +161,41 @@ pub fn load_str(
         }
     }
     // Then the document as a whole (top-level keys, missing sections, dead_letters).
+    let mut whole = true;
     if let Err((path, msg)) = check::<PipelineSpec>(&tree.root) {
         let first = path.first().map(String::as_str);
         let inside_component =
             matches!(first, Some("sources" | "steps" | "sinks")) && path.len() >= 2;
         let d = component_diag(&tree, "", path, msg);
         let noise = pending.iter().any(|p| covers(&p.path, &d.path));
+        whole = inside_component;
         if !(inside_component && (!diags.is_empty() || !pending.is_empty())) && !noise {
             diags.push(d);
+        }
+    }
+    // Broken components do not hide the planning errors of the others (one round): the spec
+    // without them is planned, and their errors come with the planner's.
+    if !diags.is_empty() && whole && !broken.is_empty() {
+        let mut json = tree.root.to_json();
+        let mut emptied = false;
+        for (section, name) in &broken {
+            if let Some(serde_json::Value::Object(m)) = json.get_mut(*section) {
+                m.shift_remove(name.as_str());
+                // NB: "needs at least one source" would be noise: there are, broken.
+                emptied |= m.is_empty();
+            }
+        }
+        if !emptied && let Ok(spec) = serde_json::from_value::<PipelineSpec>(json) {
+            let mut pending = pending;
+            pending.extend(diags);
+            return Ok(LoadedSpec {
+                file: file.to_string(),
+                spec,
+                tree,
+                pending,
+                lines: text.lines().map(str::to_string).collect(),
+                broken: broken.into_iter().map(|(_, n)| n).collect(),
+            });
         }
     }
     if !diags.is_empty() {
@@ -170,6 +212,7 @@ pub fn load_str(
         tree,
         pending,
         lines: text.lines().map(str::to_string).collect(),
+        broken: Vec::new(),
     })
 }
 
