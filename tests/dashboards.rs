@@ -40,21 +40,126 @@ fn dashboard_queries(dashboard: &Value, field: &str) -> Vec<(String, String)> {
     out
 }
 
-/// Grafana's SQL macros and variables, as the DuckDB datasource expands them for a time range
+/// The dashboard checker built from `tests/grafana` (Grafana's own Go code: the Foundation
+/// SDK's decoder and validation, the plugin SDK's SQL macros): `scripts/test` builds it once
+/// (`TICKFLOW_GRAFANA_CHECK`); otherwise it is built here. None without Go (outside CI).
+fn grafana_check() -> Option<std::path::PathBuf> {
+    static BUILT: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            if let Some(p) = std::env::var_os("TICKFLOW_GRAFANA_CHECK") {
+                return Some(p.into());
+            }
+            let out =
+                std::env::temp_dir().join(format!("tickflow-grafana-check-{}", std::process::id()));
+            match Command::new("go")
+                .args(["build", "-o"])
+                .arg(&out)
+                .arg(".")
+                .current_dir(repo().join("tests/grafana"))
+                .output()
+            {
+                Ok(o) if o.status.success() => Some(out),
+                Ok(o) => panic!(
+                    "building tests/grafana: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                ),
+                Err(e) => {
+                    assert!(
+                        std::env::var_os("CI").is_none(),
+                        "Go is needed for the dashboard checks: {e}"
+                    );
+                    eprintln!("skipping: no Go to build tests/grafana ({e})");
+                    None
+                }
+            }
+        })
+        .clone()
+}
+
+/// Grafana's variables (as its frontend substitutes them), then the SQL macros of every query
+/// as the DuckDB datasource's backend expands them (`sqlutil.Interpolate`), for a time range
 /// covering the data.
-fn expand(sql: &str, symbol: &str) -> String {
-    let mut s = sql.replace("${symbol}", symbol).replace("$symbol", symbol);
-    while let Some(at) = s.find("$__timeFilter(") {
-        let open = at + "$__timeFilter(".len();
-        let close = open + s[open..].find(')').unwrap();
-        let col = s[open..close].to_string();
-        s.replace_range(
-            at..=close,
-            &format!("{col} BETWEEN TIMESTAMPTZ '2000-01-01 00:00:00+00' AND TIMESTAMPTZ '2100-01-01 00:00:00+00'"),
-        );
-    }
-    assert!(!s.contains("$__"), "a macro the test does not expand: {s}");
-    s
+fn expand_all(
+    check: &Path,
+    queries: Vec<(String, String)>,
+    symbol: &str,
+) -> serde_json::Map<String, Value> {
+    let queries: serde_json::Map<String, Value> = queries
+        .into_iter()
+        .map(|(name, sql)| {
+            (
+                name,
+                Value::from(sql.replace("${symbol}", symbol).replace("$symbol", symbol)),
+            )
+        })
+        .collect();
+    let job = serde_json::json!({ "from": "2000-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z", "queries": queries });
+    let mut child = Command::new(check)
+        .arg("expand")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(job.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let expanded: serde_json::Map<String, Value> = serde_json::from_slice(&out.stdout).unwrap();
+    expanded
+        .into_iter()
+        .map(|(name, r)| {
+            let sql = r["sql"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name}: {}", r["error"]))
+                .to_string();
+            assert!(
+                !sql.contains("$__"),
+                "{name}: a macro Grafana does not know: {sql}"
+            );
+            (name, Value::from(sql))
+        })
+        .collect()
+}
+
+/// Both dashboards decode strictly (no unknown or mistyped field) and validate with the
+/// Grafana Foundation SDK; a dashboard with a mistyped field is refused (the check can fail).
+#[test]
+fn dashboards_are_valid_for_grafanas_own_decoder() {
+    let Some(check) = grafana_check() else { return };
+    let out = Command::new(&check)
+        .arg("validate")
+        .args([
+            "deploy/grafana/dashboards/market.json",
+            "deploy/grafana/dashboards/pipeline-health.json",
+        ])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(report.matches(": valid (").count(), 2, "{report}");
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.json");
+    let mut d = read_json("deploy/grafana/dashboards/market.json");
+    d["refresh"] = Value::from(30);
+    std::fs::write(&broken, d.to_string()).unwrap();
+    let out = Command::new(&check)
+        .arg("validate")
+        .arg(&broken)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(report.contains("refresh"), "{report}");
 }
 
 /// Trades for `symbols` over 40 minutes, one per 2 s each, steady volumes, and one minute of
@@ -87,18 +192,26 @@ fn write_trades(path: &Path) -> i64 {
     spike_minute
 }
 
+/// The market dashboard as Grafana runs it: the pipeline writes to a bucket (the GCS
+/// emulator), the datasource's own init SQL (its GCS secret, pointed at the emulator, and its
+/// views) runs in DuckDB with the httpfs extension reading `gs://`, and every panel's query,
+/// expanded by Grafana's own macro code, returns the rows the test put into the data.
 #[test]
 fn every_market_dashboard_query_returns_rows_from_real_sink_output() {
     let Some(python) = python() else { return };
+    let Some(check) = grafana_check() else { return };
     let dir = tempfile::tempdir().unwrap();
     let trades = dir.path().join("trades.jsonl");
     let spike_minute = write_trades(&trades);
-    let out = dir.path().join("out");
+    let emulator = crate::gcs::Emulator::start();
+    emulator.bucket("market");
+    let out = "gs://market/tickflow";
     let run = Command::new(bin())
         .args(["run", "specs/forecast.yaml", "--workers", "2"])
         .current_dir(repo())
         .env("TRADES_FILE", &trades)
-        .env("OUT_URL", &out)
+        .env("OUT_URL", out)
+        .env("GCS_EMULATOR_URL", emulator.url())
         .env("PLUGINS", plugins())
         .output()
         .unwrap();
@@ -108,7 +221,8 @@ fn every_market_dashboard_query_returns_rows_from_real_sink_output() {
         String::from_utf8_lossy(&run.stderr)
     );
 
-    // The datasource's own view definitions (provisioning), pointed at the local output.
+    // The datasource's own init SQL (provisioning): its GCS secret with the emulator's endpoint
+    // added, then its view definitions, pointed at the bucket.
     let provisioning: Value = serde_saphyr::from_str(
         &std::fs::read_to_string(
             repo().join("deploy/grafana/provisioning/datasources/tickflow.yaml"),
@@ -123,25 +237,37 @@ fn every_market_dashboard_query_returns_rows_from_real_sink_output() {
         .find(|d| d["type"] == "motherduck-duckdb-datasource")
         .expect("a DuckDB datasource");
     let init_sql = duckdb["jsonData"]["initSql"].as_str().unwrap();
-    let views = init_sql
-        .split("-- tickflow:views")
-        .nth(1)
-        .expect("a views section");
-    let init: Vec<String> = views
+    let init: Vec<String> = init_sql
         .split(';')
         .map(|s| {
-            s.trim()
-                .replace("${TICKFLOW_OUT_URL}", out.to_str().unwrap())
+            let s = s
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            let s = s
+                .trim()
+                .replace("${TICKFLOW_OUT_URL}", out)
+                .replace("${GCS_HMAC_KEY_ID}", "test-key")
+                .replace("${GCS_HMAC_SECRET}", "test-secret");
+            match s.strip_suffix(')') {
+                Some(secret) if s.starts_with("CREATE SECRET") => format!(
+                    "{secret}, ENDPOINT '127.0.0.1:{}', URL_STYLE 'path', USE_SSL false)",
+                    emulator.port
+                ),
+                _ => s,
+            }
         })
         .filter(|s| !s.is_empty())
         .collect();
-    assert!(!init.is_empty());
+    assert!(
+        init.iter().any(|s| s.starts_with("CREATE SECRET")),
+        "{init:?}"
+    );
+    assert!(init.iter().any(|s| s.contains("VIEW scored")), "{init:?}");
 
     let dashboard = read_json("deploy/grafana/dashboards/market.json");
-    let queries: serde_json::Map<String, Value> = dashboard_queries(&dashboard, "rawSql")
-        .into_iter()
-        .map(|(name, sql)| (name, Value::from(expand(&sql, "SPIKE"))))
-        .collect();
+    let queries = expand_all(&check, dashboard_queries(&dashboard, "rawSql"), "SPIKE");
     let mut child = Command::new(&python)
         .arg(repo().join("tests/sql/run_queries.py"))
         .stdin(Stdio::piped())
@@ -149,7 +275,7 @@ fn every_market_dashboard_query_returns_rows_from_real_sink_output() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let job = serde_json::json!({ "init": init, "queries": queries });
+    let job = serde_json::json!({ "httpfs": true, "init": init, "queries": queries });
     child
         .stdin
         .take()

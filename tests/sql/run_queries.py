@@ -1,6 +1,6 @@
 """Runs SQL with DuckDB (an engine independent of tickflow) and reports what each query returned.
 
-stdin:  {"init": ["SQL", ...], "queries": {"NAME": "SQL", ...}}
+stdin:  {"init": ["SQL", ...], "queries": {"NAME": "SQL", ...}, "httpfs": true|false}
 stdout: {"NAME": {"rows": N, "columns": [...], "first": [...], "error": "..."}, ...}
 """
 import json
@@ -10,6 +10,18 @@ import duckdb
 
 job = json.load(sys.stdin)
 con = duckdb.connect()
+if job.get("httpfs"):
+    # httpfs (gs://, s3://) from its PyPI package (duckdb-extension-httpfs, the same version as
+    # duckdb): no download from DuckDB's extension repository.
+    import glob
+    import os
+
+    import duckdb_extension_httpfs
+
+    found = glob.glob(os.path.join(os.path.dirname(duckdb_extension_httpfs.__file__), "extensions", "v" + duckdb.__version__, "httpfs.duckdb_extension"))
+    if not found:
+        sys.exit(f"no httpfs extension for duckdb {duckdb.__version__} in duckdb-extension-httpfs")
+    con.execute(f"LOAD '{found[0]}'")
 for sql in job["init"]:
     con.execute(sql)
 out = {}
