@@ -46,7 +46,7 @@ if QUERY_ONCE:
     print(duckdb.__version__, rows)
     sys.exit(0)
 n = duckdb.sql(f"""select sum(len(data)) from read_json('{path}', format = 'newline_delimited',
-    columns = {{'data': 'STRUCT(p DOUBLE, s VARCHAR, t BIGINT, v DOUBLE)[]', 'type': 'VARCHAR'}}) where type = 'trade'""").fetchone()[0]
+    columns = {{'data': 'STRUCT(p DOUBLE, s VARCHAR, t BIGINT, v DOUBLE)[]', 'type': 'VARCHAR'}}) where type = 'trade'""").fetchall()[0][0]
 for th in threads:
     best = None
     for _ in range(3):
