@@ -101,24 +101,36 @@ fn keyed<'s>(input: AnyStream<'s>, mut eval: Evaluated, column: Option<usize>, l
 
 /// Drops from every key's history what a left record at or after `at` cannot match: records
 /// before the latest one at or before `at` (and that one too when `tolerance` rules it out).
-/// Returns how many records went.
+/// Returns how many records went. Records go from the front of each history, one by one: no
+/// key whose history has nothing to drop costs more than a look at its first two records.
 fn prune(history: &mut HashMap<CompactString, BTreeMap<(i64, u64), Vec<Value>>>, at: i64, tolerance: Option<i64>) -> u64 {
     let mut removed = 0;
     for h in history.values_mut() {
-        if let Some((&keep, _)) = h.range(..=(at, u64::MAX)).next_back() {
-            let stale = tolerance.is_some_and(|tol| at - keep.0 > tol);
-            let before = h.len();
-            let mut rest = h.split_off(&keep);
-            if stale {
-                rest.remove(&keep);
+        // While the second record is at or before `at`, the first can match nothing to come.
+        loop {
+            let mut it = h.keys();
+            match (it.next(), it.next()) {
+                (Some(_), Some(second)) if second.0 <= at => {
+                    h.pop_first();
+                    removed += 1;
+                }
+                _ => break,
             }
-            removed += (before - rest.len()) as u64;
-            *h = rest;
+        }
+        if let Some((first, _)) = h.first_key_value()
+            && first.0 <= at
+            && tolerance.is_some_and(|tol| at - first.0 > tol)
+        {
+            h.pop_first();
+            removed += 1;
         }
     }
     history.retain(|_, h| !h.is_empty());
     removed
 }
+
+/// How much event time passes between two prunings of the right histories.
+const PRUNE_EVERY_MS: i64 = 1_000;
 
 /// How far a side's records are complete: below this time every one has arrived. Records
 /// stamped with their read watermark: below the frontier (one at it may still come); a window's
@@ -306,8 +318,10 @@ pub(super) fn join<'s>(
             caps.retain(|_, (_, c)| *c > 0);
             // What no left record still to come can match goes: in each history, everything
             // before the latest record at or before the earliest such left record.
+            // NB: pruning only bounds memory (a lookup takes the latest record at or before its
+            // time, however many older ones are kept), so it runs once a second of event time.
             let earliest = waiting.first_key_value().map_or(i64::MAX, |((ts, _), _)| *ts).min(bound(lf, step.left_lag));
-            if earliest > pruned_to && earliest != i64::MAX {
+            if earliest > pruned_to.saturating_add(PRUNE_EVERY_MS) && earliest != i64::MAX {
                 pruned_to = earliest;
                 prune(&mut history, earliest, step.tolerance);
             }
