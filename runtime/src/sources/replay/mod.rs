@@ -189,39 +189,31 @@ impl ReplayShared {
             Input::Object {
                 storage,
                 name,
-                e_tag: Some(e_tag),
+                e_tag,
             } => {
                 let end = offset + buf.len() as u64;
-                let bytes = storage.get_range_of(name, offset..end, e_tag)?.ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "replay object `{}` was replaced while being read (it was version {e_tag:?} at the start; an archive must not be rewritten during a replay)",
-                        self.path
-                    )
-                })?;
-                anyhow::ensure!(
-                    bytes.len() == buf.len(),
-                    "replay object `{}` shrank while being read: a read of {} bytes at {offset} returned {}",
-                    self.path,
-                    buf.len(),
-                    bytes.len()
-                );
-                buf.copy_from_slice(&bytes);
-                return Ok(());
-            }
-            Input::Object { storage, name, .. } => {
-                let end = offset + buf.len() as u64;
-                let bytes = storage.get_range(name, offset..end).map_err(|e| {
-                    let now = storage.size(name).unwrap_or(0);
-                    if now < end {
+                let bytes = match e_tag {
+                    // Pinned to the version read at the start.
+                    Some(e_tag) => storage.get_range_of(name, offset..end, e_tag)?.ok_or_else(|| {
                         anyhow::anyhow!(
-                            "replay object `{}` shrank while being read: it had {} bytes at the start, now {now} (an archive must not be rewritten during a replay)",
-                            self.path,
-                            self.len
+                            "replay object `{}` was replaced while being read (it was version {e_tag:?} at the start; an archive must not be rewritten during a replay)",
+                            self.path
                         )
-                    } else {
-                        e
-                    }
-                })?;
+                    })?,
+                    // A store that gives no ETag: only a shorter object is noticed.
+                    None => storage.get_range(name, offset..end).map_err(|e| {
+                        let now = storage.size(name).unwrap_or(0);
+                        if now < end {
+                            anyhow::anyhow!(
+                                "replay object `{}` shrank while being read: it had {} bytes at the start, now {now} (an archive must not be rewritten during a replay)",
+                                self.path,
+                                self.len
+                            )
+                        } else {
+                            e
+                        }
+                    })?,
+                };
                 anyhow::ensure!(
                     bytes.len() == buf.len(),
                     "replay object `{}` shrank while being read: a read of {} bytes at {offset} returned {}",
