@@ -122,6 +122,17 @@ pub enum Value {
 /// A row, laid out as its schema.
 pub type Row = Vec<Value>;
 
+/// Column `c` of a trade as a row of [`Schema::trades`] (`trade_row(t)[c]` without the row).
+pub fn trade_field(t: &Trade, c: usize) -> Value {
+    match c {
+        0 => Value::Str(t.symbol.clone()),
+        1 => Value::F64(t.price),
+        2 => Value::F64(t.volume),
+        3 => Value::Ts(t.ts),
+        _ => trade_row(t).swap_remove(c),
+    }
+}
+
 /// A trade as a row of [`Schema::trades`].
 pub fn trade_row(t: &Trade) -> Row {
     trade_row_with_room(t, 0)
@@ -245,5 +256,23 @@ mod tests {
         assert_eq!(format_ts(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
         assert_eq!(format_date(951_782_400_000), "2000-02-29");
         assert_eq!(format_date(-1), "1969-12-31");
+    }
+
+    #[test]
+    fn a_trade_field_is_the_column_of_its_row() {
+        let t = Trade {
+            symbol: "AAPL".into(),
+            price: 189.5,
+            volume: 100.0,
+            ts: 1_700_000_000_123,
+            seq: 7,
+            wm: 0,
+            conditions: "1,12".into(),
+        };
+        let row = trade_row(&t);
+        assert_eq!(row.len(), Schema::trades().fields.len());
+        for (c, v) in row.iter().enumerate() {
+            assert_eq!(&trade_field(&t, c), v, "column {c}");
+        }
     }
 }

@@ -18,7 +18,7 @@ use timely::dataflow::operators::{Capability, Operator};
 
 use super::AsofJoin;
 use crate::base::keys::key_group;
-use crate::base::record::{Row, Trade, Value, format_ts, trade_row_with_room};
+use crate::base::record::{Row, Trade, Value, format_ts, trade_field, trade_row, trade_row_with_room};
 use crate::base::reject::RejectReason;
 use crate::checkpoint::{GroupedState, Role};
 use crate::expr::types::Type;
@@ -29,7 +29,52 @@ use crate::steps::{AnyStream, BuildCx};
 /// A record with its key (`None`: NULL), whether evaluating the key failed (the record is a
 /// dead letter already: counted as received, never joined), and an order among records of one
 /// time (trades: their arrival; rows: a hash of the row).
-type Keyed = (Option<CompactString>, bool, u64, Row);
+type Keyed = (Option<CompactString>, bool, u64, Rec);
+
+/// A record of either side as it travels to its key's worker: a trade stays the fixed struct
+/// (no allocation) until it goes out as a row, made on the worker that frees it downstream —
+/// a row made on one worker and freed on another costs glibc's malloc an arena lock.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+enum Rec {
+    Trade(Trade),
+    Row(Row),
+}
+
+impl Rec {
+    /// Column `c` of the record as a row.
+    fn field(&self, c: usize) -> Value {
+        match self {
+            Rec::Trade(t) => trade_field(t, c),
+            Rec::Row(r) => r[c].clone(),
+        }
+    }
+    /// The event time in column `c` (`None`: NULL).
+    fn time(&self, c: usize) -> Option<i64> {
+        match self {
+            Rec::Trade(t) => Some(t.ts),
+            Rec::Row(r) => match r[c] {
+                Value::Ts(ts) => Some(ts),
+                _ => None,
+            },
+        }
+    }
+    /// The record as a row with room for `room` more columns.
+    fn into_row(self, room: usize) -> Row {
+        match self {
+            Rec::Trade(t) => trade_row_with_room(&t, room),
+            Rec::Row(mut r) => {
+                r.reserve_exact(room);
+                r
+            }
+        }
+    }
+    fn to_row(&self) -> Row {
+        match self {
+            Rec::Trade(t) => trade_row(t),
+            Rec::Row(r) => r.clone(),
+        }
+    }
+}
 
 /// One key group of the operator's checkpoint.
 #[derive(Default, serde::Serialize, serde::Deserialize)]
@@ -64,13 +109,18 @@ fn keyed<'s>(input: AnyStream<'s>, mut eval: Evaluated, column: Option<usize>, l
             move |input, output| {
                 input.for_each(|cap, data| {
                     let batch: Vec<Trade> = std::mem::take(data);
-                    let rows = batch.iter().map(|t| (t.seq, trade_row_with_room(t, room)));
                     let out: Vec<Keyed> = match column {
-                        Some(c) => rows.map(|(seq, r)| {
-                            let (k, failed) = of_row(&r, c);
-                            (k, failed, seq, r)
-                        }).collect(),
-                        None => rows.zip(keys(&mut eval, &batch)).map(|((seq, r), (k, failed))| (k, failed, seq, r)).collect(),
+                        Some(c) => batch
+                            .into_iter()
+                            .map(|t| match trade_field(&t, c) {
+                                Value::Str(k) => (Some(k), false, t.seq, Rec::Trade(t)),
+                                _ => (None, false, t.seq, Rec::Trade(t)),
+                            })
+                            .collect(),
+                        None => {
+                            let k = keys(&mut eval, &batch);
+                            batch.into_iter().zip(k).map(|(t, (k, failed))| (k, failed, t.seq, Rec::Trade(t))).collect()
+                        }
                     };
                     output.session(&cap).give_iterator(out.into_iter());
                 });
@@ -89,7 +139,7 @@ fn keyed<'s>(input: AnyStream<'s>, mut eval: Evaluated, column: Option<usize>, l
                         .zip(k)
                         .map(|(mut r, (k, failed))| {
                             r.reserve_exact(room);
-                            (k, failed, crate::dataflow::ordered::content_hash(&r), r)
+                            (k, failed, crate::dataflow::ordered::content_hash(&r), Rec::Row(r))
                         })
                         .collect();
                     output.session(&cap).give_iterator(out.into_iter());
@@ -171,8 +221,8 @@ pub(super) fn join<'s>(
         let activator = scope.activator_for(info.address);
         // key → (time, order) → the right record's added columns.
         let mut history: HashMap<CompactString, BTreeMap<(i64, u64), Vec<Value>>> = HashMap::default();
-        // Left records waiting for the right side: (time, n) → (arrival time, key, row).
-        let mut waiting: BTreeMap<(i64, u64), (u64, Option<CompactString>, Row)> = BTreeMap::new();
+        // Left records waiting for the right side: (time, n) → (arrival time, key, record).
+        let mut waiting: BTreeMap<(i64, u64), (u64, Option<CompactString>, Rec)> = BTreeMap::new();
         let mut caps: BTreeMap<u64, (Capability<u64>, usize)> = BTreeMap::new();
         let mut n: u64 = 0;
         let mut pruned_to = i64::MIN;
@@ -187,7 +237,7 @@ pub(super) fn join<'s>(
                         }
                         for (ts, t, k, row) in g.waiting {
                             caps.entry(t).or_insert_with(|| (initial.delayed(&t), 0)).1 += 1;
-                            waiting.insert((ts, n), (t, k, row));
+                            waiting.insert((ts, n), (t, k, Rec::Row(row)));
                             n += 1;
                         }
                     }
@@ -211,41 +261,41 @@ pub(super) fn join<'s>(
             right_in.for_each(|cap, data| {
                 let Some(&t) = cap.least() else { return };
                 let t = t as i64;
-                for (key, failed, tie, row) in data.drain(..) {
+                for (key, failed, tie, rec) in data.drain(..) {
                     received += 1;
                     let (Some(key), false) = (key, failed) else { continue };
-                    let Value::Ts(ts) = row[step.right_time] else {
-                        reject(&row, &step.right_schema, RejectReason::InvalidTimestamp, "the right record's time is NULL".into());
+                    let Some(ts) = rec.time(step.right_time) else {
+                        reject(&rec.to_row(), &step.right_schema, RejectReason::InvalidTimestamp, "the right record's time is NULL".into());
                         continue;
                     };
                     // A record read behind its watermark may come after left records it would
                     // have matched were joined: late, as windows make it.
                     if ts < t.saturating_sub(step.right_lag.map_or(0, |c| c.lag)) {
-                        reject(&row, &step.right_schema, RejectReason::Late, format!("its time {} is behind {}, the right side's time when it came", format_ts(ts), format_ts(t)));
+                        reject(&rec.to_row(), &step.right_schema, RejectReason::Late, format!("its time {} is behind {}, the right side's time when it came", format_ts(ts), format_ts(t)));
                         continue;
                     }
-                    let values = step.picks.iter().map(|&c| row[c].clone()).collect();
+                    let values = step.picks.iter().map(|&c| rec.field(c)).collect();
                     history.entry(key).or_default().insert((ts, tie), values);
                 }
             });
             // Left records wait for the right side to pass their time.
             left_in.for_each(|cap, data| {
                 let Some(&t) = cap.least() else { return };
-                for (key, failed, _, row) in data.drain(..) {
+                for (key, failed, _, rec) in data.drain(..) {
                     received += 1;
                     if failed {
                         continue;
                     }
-                    let Value::Ts(ts) = row[step.left_time] else {
-                        reject(&row, &step.left_schema, RejectReason::InvalidTimestamp, "the left record's time is NULL".into());
+                    let Some(ts) = rec.time(step.left_time) else {
+                        reject(&rec.to_row(), &step.left_schema, RejectReason::InvalidTimestamp, "the left record's time is NULL".into());
                         continue;
                     };
                     if ts < (t as i64).saturating_sub(step.left_lag.map_or(0, |c| c.lag)) {
-                        reject(&row, &step.left_schema, RejectReason::Late, format!("its time {} is behind {}, the time it was read at", format_ts(ts), format_ts(t as i64)));
+                        reject(&rec.to_row(), &step.left_schema, RejectReason::Late, format!("its time {} is behind {}, the time it was read at", format_ts(ts), format_ts(t as i64)));
                         continue;
                     }
                     caps.entry(t).or_insert_with(|| (cap.retain_least(0).expect("a stamp has a least time"), 0)).1 += 1;
-                    waiting.insert((ts, n), (t, key, row));
+                    waiting.insert((ts, n), (t, key, rec));
                     n += 1;
                 }
             });
@@ -255,8 +305,8 @@ pub(super) fn join<'s>(
                 for (k, h) in &history {
                     groups.entry(group_of(Some(k))).or_default().right.push((k.clone(), h.iter().map(|(a, b)| (*a, b.clone())).collect()));
                 }
-                for ((ts, _), (t, k, row)) in &waiting {
-                    groups.entry(group_of(k.as_deref())).or_default().waiting.push((*ts, *t, k.clone(), row.clone()));
+                for ((ts, _), (t, k, rec)) in &waiting {
+                    groups.entry(group_of(k.as_deref())).or_default().waiting.push((*ts, *t, k.clone(), rec.to_row()));
                 }
                 Some(groups.into_iter().map(|(g, b)| (g, bincode::serialize(&b).expect("the join's state serializes"))).collect())
             };
@@ -289,17 +339,18 @@ pub(super) fn join<'s>(
                     break;
                 }
                 expired += u64::from(entry.key().0 >= right_done);
-                let ((ts, _), (t, key, mut row)) = entry.remove_entry();
+                let ((ts, _), (t, key, rec)) = entry.remove_entry();
                 let found = key.as_ref().and_then(|k| history.get(k)).and_then(|h| h.range(..=(ts, u64::MAX)).next_back()).filter(|((rts, _), _)| step.tolerance.is_none_or(|tol| ts - rts <= tol));
                 if let Some(c) = caps.get_mut(&t) {
                     c.1 -= 1;
                 }
+                if found.is_none() && step.inner {
+                    unmatched += 1;
+                    continue;
+                }
+                let mut row = rec.into_row(step.picks.len());
                 match found {
                     Some((_, values)) => row.extend(values.iter().cloned()),
-                    None if step.inner => {
-                        unmatched += 1;
-                        continue;
-                    }
                     None => {
                         unmatched += 1;
                         row.extend(step.picks.iter().map(|_| Value::Null));
