@@ -238,25 +238,24 @@ impl RollingWriter {
             }
             p.render(row, &mut key, &mut self.day);
         }
-        if !self.open.contains_key(&key) {
-            let encoder = match self.format {
-                Format::Parquet { zstd_level } => {
-                    Encoder::Parquet(ParquetEncoder::new(&self.schema, zstd_level)?)
-                }
-                Format::Jsonl => Encoder::Jsonl {
-                    buf: Vec::new(),
-                    rows: 0,
-                },
-            };
-            self.open.insert(
-                key.clone(),
-                OpenFile {
+        let file = match self.open.get_mut(&key) {
+            Some(file) => file,
+            None => {
+                let encoder = match self.format {
+                    Format::Parquet { zstd_level } => {
+                        Encoder::Parquet(ParquetEncoder::new(&self.schema, zstd_level)?)
+                    }
+                    Format::Jsonl => Encoder::Jsonl {
+                        buf: Vec::new(),
+                        rows: 0,
+                    },
+                };
+                self.open.entry(key.clone()).or_insert(OpenFile {
                     encoder,
                     opened: Instant::now(),
-                },
-            );
-        }
-        let file = self.open.get_mut(&key).expect("inserted above");
+                })
+            }
+        };
         let full = match &mut file.encoder {
             Encoder::Parquet(enc) => {
                 enc.push(row)?;

@@ -3,6 +3,7 @@
 
 pub mod config;
 mod operator;
+mod waiting;
 
 use std::sync::Arc;
 

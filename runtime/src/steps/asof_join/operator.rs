@@ -35,7 +35,7 @@ type Keyed = (Option<CompactString>, bool, u64, Rec);
 /// (no allocation) until it goes out as a row, made on the worker that frees it downstream —
 /// a row made on one worker and freed on another costs glibc's malloc an arena lock.
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
-enum Rec {
+pub(super) enum Rec {
     Trade(Trade),
     Row(Row),
 }
@@ -221,11 +221,8 @@ pub(super) fn join<'s>(
         let activator = scope.activator_for(info.address);
         // key → (time, order) → the right record's added columns.
         let mut history: HashMap<CompactString, BTreeMap<(i64, u64), Vec<Value>>> = HashMap::default();
-        // Left records waiting for the right side, as they came (a tree ordered by time cost a
-        // fifth of the join in moves): (time, n, arrival time, key, record), and the earliest
-        // time among them.
-        let mut waiting: Vec<(i64, u64, u64, Option<CompactString>, Rec)> = Vec::new();
-        let mut waiting_from = i64::MAX;
+        // Left records waiting for the right side.
+        let mut waiting = super::waiting::Waiting::new();
         let mut caps: BTreeMap<u64, (Capability<u64>, usize)> = BTreeMap::new();
         let mut n: u64 = 0;
         let mut pruned_to = i64::MIN;
@@ -240,8 +237,7 @@ pub(super) fn join<'s>(
                         }
                         for (ts, t, k, row) in g.waiting {
                             caps.entry(t).or_insert_with(|| (initial.delayed(&t), 0)).1 += 1;
-                            waiting.push((ts, n, t, k, Rec::Row(row)));
-                            waiting_from = waiting_from.min(ts);
+                            waiting.push(ts, n, (t, k, Rec::Row(row)));
                             n += 1;
                         }
                     }
@@ -299,8 +295,7 @@ pub(super) fn join<'s>(
                         continue;
                     }
                     caps.entry(t).or_insert_with(|| (cap.retain_least(0).expect("a stamp has a least time"), 0)).1 += 1;
-                    waiting.push((ts, n, t, key, rec));
-                    waiting_from = waiting_from.min(ts);
+                    waiting.push(ts, n, (t, key, rec));
                     n += 1;
                 }
             });
@@ -310,8 +305,8 @@ pub(super) fn join<'s>(
                 for (k, h) in &history {
                     groups.entry(group_of(Some(k))).or_default().right.push((k.clone(), h.iter().map(|(a, b)| (*a, b.clone())).collect()));
                 }
-                for (ts, _, t, k, rec) in &waiting {
-                    groups.entry(group_of(k.as_deref())).or_default().waiting.push((*ts, *t, k.clone(), rec.to_row()));
+                for (ts, (t, k, rec)) in waiting.iter() {
+                    groups.entry(group_of(k.as_deref())).or_default().waiting.push((ts, *t, k.clone(), rec.to_row()));
                 }
                 Some(groups.into_iter().map(|(g, b)| (g, bincode::serialize(&b).expect("the join's state serializes"))).collect())
             };
@@ -327,7 +322,6 @@ pub(super) fn join<'s>(
                 // Incomplete: the right side stopped before their time (as windows discard theirs).
                 tracing::info!(step = %name, records = waiting.len(), "stopped: left records still waiting for the right side are not joined");
                 waiting.clear();
-                waiting_from = i64::MAX;
                 caps.clear();
             }
             // Left records the right side has passed are joined.
@@ -340,14 +334,8 @@ pub(super) fn join<'s>(
             };
             let mut out: BTreeMap<u64, Vec<Row>> = BTreeMap::new();
             let (mut expired, mut unmatched) = (0u64, 0u64);
-            let mut ready = Vec::new();
-            if waiting_from < right_done.max(expire_left) {
-                ready = waiting.extract_if(.., |w| w.0 < right_done || w.0 < expire_left).collect();
-                waiting_from = waiting.iter().map(|w| w.0).min().unwrap_or(i64::MAX);
-                // In time order, as a tree kept them: the output does not depend on arrival.
-                ready.sort_unstable_by_key(|w| (w.0, w.1));
-            }
-            for (ts, _, t, key, rec) in ready {
+            // In time order: the output does not depend on how records arrived.
+            for (ts, (t, key, rec)) in waiting.take_below(right_done.max(expire_left)) {
                 expired += u64::from(ts >= right_done);
                 let found = key.as_ref().and_then(|k| history.get(k)).and_then(|h| h.range(..=(ts, u64::MAX)).next_back()).filter(|((rts, _), _)| step.tolerance.is_none_or(|tol| ts - rts <= tol));
                 if let Some(c) = caps.get_mut(&t) {
@@ -380,7 +368,7 @@ pub(super) fn join<'s>(
             // before the latest record at or before the earliest such left record.
             // NB: pruning only bounds memory (a lookup takes the latest record at or before its
             // time, however many older ones are kept), so it runs once a second of event time.
-            let earliest = waiting_from.min(bound(lf, step.left_lag));
+            let earliest = waiting.from().min(bound(lf, step.left_lag));
             if earliest > pruned_to.saturating_add(PRUNE_EVERY_MS) && earliest != i64::MAX {
                 pruned_to = earliest;
                 prune(&mut history, earliest, step.tolerance);
