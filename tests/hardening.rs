@@ -245,6 +245,29 @@ print(json.dumps(sorted(r[0] for r in rows)))
     assert_eq!(got, want);
 }
 
+/// The exit status and stderr (piped) of a run that must stop by itself within a minute.
+fn stopped(child: &mut std::process::Child) -> (std::process::ExitStatus, String) {
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the run did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    (status, stderr)
+}
+
 /// A replay file or object rewritten with the same length while it is read (a careless copy
 /// over an archive) stops the run with an error naming it, instead of mixing two versions into
 /// the bars: a file by its modification time, an object in a bucket by its ETag (If-Match on
@@ -307,24 +330,7 @@ fn a_replay_input_rewritten_mid_run_is_an_error_naming_it() {
             .unwrap();
         std::thread::sleep(Duration::from_millis(1500));
         rewrite();
-        let started = Instant::now();
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "the run did not stop"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let mut stderr = String::new();
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut stderr)
-            .unwrap();
+        let (status, stderr) = stopped(&mut child);
         assert_eq!(status.code(), Some(1), "{input}: {stderr}");
         assert!(
             stderr.contains(message) && stderr.contains(&input),
@@ -368,24 +374,7 @@ fn a_replay_file_truncated_mid_run_is_an_error_not_a_signal() {
         .unwrap()
         .set_len(1000)
         .unwrap();
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the run did not stop"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let (status, stderr) = stopped(&mut child);
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("shrank while being read"), "{stderr}");
     let (counts, _) = read_dead_letters(&dir.path().join("dead"));
