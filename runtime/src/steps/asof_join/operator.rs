@@ -35,7 +35,7 @@ type Keyed = (Option<CompactString>, bool, u64, Rec);
 /// (no allocation) until it goes out as a row, made on the worker that frees it downstream —
 /// a row made on one worker and freed on another costs glibc's malloc an arena lock.
 #[derive(Clone, serde::Serialize, serde::Deserialize)]
-pub(super) enum Rec {
+enum Rec {
     Trade(Trade),
     Row(Row),
 }

@@ -3,17 +3,10 @@
 //! slots where they came, and only a small index entry per record is scanned and sorted when
 //! the right side moves on (a tree ordered by time moved every record several times).
 
-use compact_str::CompactString;
-
-use super::operator::Rec;
-
-/// A held record's payload: the time it arrived at (its capability), its key, the record.
-pub(super) type Held = (u64, Option<CompactString>, Rec);
-
-#[derive(Default)]
-pub(super) struct Waiting {
+/// Held records of type `H` (the join holds its arrival time, key and record).
+pub(super) struct Waiting<H> {
     /// Payloads; `None`: a free slot.
-    slots: Vec<Option<Held>>,
+    slots: Vec<Option<H>>,
     free: Vec<u32>,
     /// (event time, arrival order, slot) of every held record.
     index: Vec<(i64, u64, u32)>,
@@ -21,15 +14,17 @@ pub(super) struct Waiting {
     from: i64,
 }
 
-impl Waiting {
+impl<H> Waiting<H> {
     pub fn new() -> Self {
         Waiting {
+            slots: Vec::new(),
+            free: Vec::new(),
+            index: Vec::new(),
             from: i64::MAX,
-            ..Waiting::default()
         }
     }
 
-    pub fn push(&mut self, ts: i64, n: u64, held: Held) {
+    pub fn push(&mut self, ts: i64, n: u64, held: H) {
         let slot = match self.free.pop() {
             Some(s) => {
                 self.slots[s as usize] = Some(held);
@@ -62,14 +57,14 @@ impl Waiting {
     }
 
     /// Every held record: (event time, payload).
-    pub fn iter(&self) -> impl Iterator<Item = (i64, &Held)> {
+    pub fn iter(&self) -> impl Iterator<Item = (i64, &H)> {
         self.index
             .iter()
             .map(|&(ts, _, s)| (ts, self.slots[s as usize].as_ref().expect("an indexed slot is full")))
     }
 
     /// Takes the records whose time is below `bound`, in time (then arrival) order.
-    pub fn take_below(&mut self, bound: i64) -> Vec<(i64, Held)> {
+    pub fn take_below(&mut self, bound: i64) -> Vec<(i64, H)> {
         if self.from >= bound {
             return Vec::new();
         }
@@ -89,42 +84,23 @@ impl Waiting {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::base::record::Value;
-
-    fn rec(x: i64) -> Held {
-        (0, None, Rec::Row(vec![Value::I64(x)]))
-    }
-
-    fn values(taken: Vec<(i64, Held)>) -> Vec<(i64, Value)> {
-        taken
-            .into_iter()
-            .map(|(ts, (_, _, r))| match r {
-                Rec::Row(mut v) => (ts, v.remove(0)),
-                Rec::Trade(_) => unreachable!(),
-            })
-            .collect()
-    }
 
     #[test]
     fn records_come_out_in_time_then_arrival_order_and_slots_are_reused() {
         let mut w = Waiting::new();
         for (n, ts) in [30, 10, 20, 10, 40].into_iter().enumerate() {
-            w.push(ts, n as u64, rec(n as i64));
+            w.push(ts, n as u64, format!("r{n}"));
         }
         assert_eq!(w.from(), 10);
         assert!(w.take_below(10).is_empty());
-        assert_eq!(
-            values(w.take_below(25)),
-            [(10, Value::I64(1)), (10, Value::I64(3)), (20, Value::I64(2))]
-        );
+        let got = |v: Vec<(i64, String)>| v.into_iter().map(|(t, s)| format!("{t}:{s}")).collect::<Vec<_>>();
+        assert_eq!(got(w.take_below(25)), ["10:r1", "10:r3", "20:r2"]);
         assert_eq!((w.len(), w.from()), (2, 30));
-        w.push(5, 9, rec(9));
+        w.push(5, 9, "r9".to_string());
         assert_eq!(w.slots.len(), 5, "a free slot is reused");
         assert_eq!(w.from(), 5);
-        assert_eq!(
-            values(w.take_below(i64::MAX)),
-            [(5, Value::I64(9)), (30, Value::I64(0)), (40, Value::I64(4))]
-        );
+        assert_eq!(w.iter().count(), 3);
+        assert_eq!(got(w.take_below(i64::MAX)), ["5:r9", "30:r0", "40:r4"]);
         assert!(w.is_empty() && w.from() == i64::MAX);
     }
 }
