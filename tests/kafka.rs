@@ -1464,6 +1464,40 @@ sinks:
         );
     }
 
+    // A topic written in transactions ends with a commit marker that is never delivered: the
+    // table is still read to its end (at once, not after the read's patience runs out).
+    let txn = create_topic(&brokers, 1);
+    let transactional: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("transactional.id", format!("table-test-{txn}"))
+        .create()
+        .unwrap();
+    transactional
+        .init_transactions(Duration::from_secs(30))
+        .unwrap();
+    transactional.begin_transaction().unwrap();
+    for s in ["AAPL", "MSFT"] {
+        let value = format!(r#"{{"symbol":"{s}","sector":"tech","weight":1}}"#);
+        transactional
+            .send(BaseRecord::<str, str>::to(&txn).key(s).payload(&value))
+            .unwrap();
+    }
+    transactional
+        .commit_transaction(Duration::from_secs(30))
+        .unwrap();
+    write_spec(&txn);
+    let check = Command::new(bin())
+        .args(["validate"])
+        .arg(&spec)
+        .env("OUT_URL", dir.path().join("never"))
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
     // A value of the wrong type: refused at validate, naming the record.
     let bad = create_topic(&brokers, 1);
     for v in [

@@ -86,6 +86,17 @@ pub fn read(brokers: &str, topic: &str) -> Result<(Vec<u8>, Vec<Origin>), String
             ));
         }
         let Some(msg) = consumer.poll(Duration::from_millis(100)) else {
+            // A partition written by a transactional producer ends with control records that
+            // are never delivered: its position, not a record, says it has reached the end.
+            if let Ok(at) = consumer.position() {
+                for e in at.elements() {
+                    if let Offset::Offset(o) = e.offset()
+                        && ends.get(&e.partition()).is_some_and(|&end| o >= end)
+                    {
+                        ends.remove(&e.partition());
+                    }
+                }
+            }
             continue;
         };
         let msg = msg.map_err(fail)?;

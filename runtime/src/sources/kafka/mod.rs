@@ -41,6 +41,8 @@ struct PartitionState {
     end: Option<i64>,
     /// The partition reached its first record at or after `stop_at` (`next` is that record).
     stopped: bool,
+    /// Fetching of the stopped partition is paused.
+    paused: bool,
     max_ts: i64,
     wm: i64,
     last_record: Instant,
@@ -234,6 +236,7 @@ pub(super) fn kafka_stream<'scope>(
                         next: start,
                         end: bounded.then_some(high),
                         stopped: false,
+                        paused: false,
                         max_ts: from_checkpoint.map(|c| c.max_ts).unwrap_or(i64::MIN),
                         wm: from_checkpoint.map(|c| c.wm).unwrap_or(i64::MIN),
                         last_record: Instant::now(),
@@ -399,6 +402,17 @@ pub(super) fn kafka_stream<'scope>(
                         }
                     }
                     state.queue = Some(queue);
+                }
+                // A partition that reached `stop_at` is paused: librdkafka stops fetching it.
+                for s in parts.iter_mut().filter(|s| s.stopped && !s.paused) {
+                    let mut tpl = TopicPartitionList::new();
+                    if tpl
+                        .add_partition_offset(&cfg.topic, s.partition, Offset::Offset(s.next))
+                        .is_ok()
+                        && consumer.pause(&tpl).is_ok()
+                    {
+                        s.paused = true;
+                    }
                 }
                 ctx.metrics.trades.fetch_add(n, Ordering::Relaxed);
                 step_stats.records_out.fetch_add(n, Ordering::Relaxed);
