@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::cluster::handshake::{MembershipChanged, StoppedForming};
 use crate::cluster::{ClusterConfig, Membership};
 use crate::dataflow::{RunOptions, run};
 use crate::metrics::Metrics;
@@ -625,8 +626,6 @@ const SCALE_DOWN_GRACE: Duration = Duration::from_secs(3);
 /// Runs the pipeline; in a cluster whose membership changes, again with each new membership
 /// (the state is restored from the final checkpoint of the previous one) until it ends, the
 /// user stops it, or this process is no longer a member.
-use crate::cluster::handshake::MembershipChanged;
-
 fn run_until_done(
     plan: Plan,
     workers: usize,
@@ -692,10 +691,8 @@ fn run_until_done(
         forward.store(true, Ordering::Release);
         let (peers, seen) = match summary {
             // The list changed before the cluster formed (a corrected peers file): form again.
-            Err(e) if e.downcast_ref::<MembershipChanged>().is_some() => {
-                let Some(MembershipChanged(peers)) = e.downcast_ref::<MembershipChanged>() else {
-                    unreachable!("checked above")
-                };
+            Err(e) => {
+                let MembershipChanged(peers) = e.downcast::<MembershipChanged>()?;
                 tracing::info!(
                     processes = peers.len(),
                     "the membership changed while the cluster formed: forming it again"
@@ -705,9 +702,8 @@ fn run_until_done(
                         "this process ({me}) is not in the cluster's new membership; nothing ran"
                     );
                 }
-                (peers.clone(), rescale_started)
+                (peers, rescale_started)
             }
-            Err(e) => return Err(e),
             Ok(summary) => {
                 let Some((peers, seen)) = summary.rescale.clone() else {
                     return Ok(summary);
@@ -786,7 +782,7 @@ fn run_command(
             "starting"
         ),
     }
-    let result = run_until_done(plan, workers, cluster, Arc::clone(&stop), &metrics, bounded);
+    let result = run_until_done(plan, workers, cluster, stop, &metrics, bounded);
     done.store(true, Ordering::SeqCst);
     let _ = status.join();
     match result {
@@ -798,11 +794,8 @@ fn run_command(
             ExitCode::SUCCESS
         }
         // Asked to stop while the cluster was forming: a clean stop, nothing to publish.
-        Err(e)
-            if stop.load(Ordering::SeqCst)
-                && format!("{e:#}").contains(crate::cluster::handshake::STOPPED_FORMING) =>
-        {
-            eprintln!("{}", crate::cluster::handshake::STOPPED_FORMING);
+        Err(e) if e.downcast_ref::<StoppedForming>().is_some() => {
+            eprintln!("{e}");
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -216,7 +216,16 @@ pub struct PeerActivity {
 }
 
 /// What forming the cluster ends with when `stop` is set first (Ctrl-C, SIGTERM).
-pub const STOPPED_FORMING: &str = "stopped before the cluster formed: nothing ran";
+#[derive(Debug)]
+pub struct StoppedForming;
+
+impl std::fmt::Display for StoppedForming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stopped before the cluster formed: nothing ran")
+    }
+}
+
+impl std::error::Error for StoppedForming {}
 
 /// Forming was given up because the list of processes changed meanwhile (a corrected peers
 /// file, a StatefulSet scaled while its pods start): form again with this list.
@@ -257,7 +266,7 @@ impl<'a> Interrupt<'a> {
 
     fn check(&self, peers: &[String]) -> Result<()> {
         if self.stop.load(Ordering::Acquire) {
-            bail!("{STOPPED_FORMING}");
+            return Err(StoppedForming.into());
         }
         if let Some(m) = self.membership.filter(|m| m.watched())
             && self.last_read.get().elapsed() >= super::membership::POLL

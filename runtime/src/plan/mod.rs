@@ -218,7 +218,7 @@ impl Plan {
 pub fn build(loaded: &LoadedSpec) -> Result<Plan, SpecErrors> {
     let mut diags = Vec::new();
     let mut warnings = Vec::new();
-    let mut plan = plan(&loaded.spec, &mut diags, &mut warnings);
+    let mut plan = plan(&loaded.spec, &loaded.broken, &mut diags, &mut warnings);
     if diags.is_empty() && loaded.pending.is_empty() {
         plan.fingerprint =
             crate::cluster::fingerprint::Fingerprint::of_spec(&loaded.tree.root.to_json());
@@ -239,11 +239,16 @@ pub fn build(loaded: &LoadedSpec) -> Result<Plan, SpecErrors> {
     }
 }
 
+/// `broken`: components left out of `spec` because their own config has errors (already
+/// reported): a reference to one is neither unknown nor planned.
 fn plan(
     spec: &crate::spec::PipelineSpec,
+    broken: &[String],
     diags: &mut Vec<Diagnostic>,
     warnings: &mut Vec<Diagnostic>,
 ) -> Plan {
+    // A name of a step that is not planned (its own errors are reported) or of a broken component.
+    let unplanned = |n: &str| spec.steps.contains_key(n) || broken.iter().any(|b| b == n);
     let mut err = |path: String, msg: String| diags.push(Diagnostic::new(path, msg));
     if spec.sources.is_empty() {
         err(
@@ -347,7 +352,7 @@ fn plan(
         let input = match planned.get(input_name) {
             Some(n) => Some(*n),
             // An input step that failed to plan (or a cycle) has its own error already.
-            None if spec.steps.contains_key(input_name) => continue,
+            None if unplanned(input_name) => continue,
             None => {
                 err(
                     format!("steps.{name}.input"),
@@ -384,7 +389,7 @@ fn plan(
                 }
                 None => {
                     sides_known = false;
-                    if !spec.steps.contains_key(side) {
+                    if !unplanned(side) {
                         err(
                             format!("steps.{name}.{field}"),
                             format!(
@@ -486,7 +491,7 @@ fn plan(
         let input = match planned.get(input_name) {
             Some(n) => Some(*n),
             None => {
-                if !spec.steps.contains_key(input_name) {
+                if !unplanned(input_name) {
                     err(
                         format!("{p}.input"),
                         format!(

@@ -23,8 +23,8 @@ pub struct LoadedSpec {
     /// The spec's lines (as parsed), to place errors inside a value (an expression's column).
     lines: Vec<String>,
     /// Components left out of `spec` because their own config is broken (reported in
-    /// `pending`): a reference to one of them is not "unknown".
-    broken: Vec<String>,
+    /// `pending`): the planner does not call a reference to one of them unknown.
+    pub broken: Vec<String>,
 }
 
 impl LoadedSpec {
@@ -32,13 +32,6 @@ impl LoadedSpec {
     pub fn locate(&self, mut diags: Vec<Diagnostic>) -> SpecErrors {
         // A field whose variable is unset has no value to check: its own errors are noise.
         diags.retain(|d| !self.pending.iter().any(|p| covers(&p.path, &d.path)));
-        // So is a reference to a component whose own config is broken.
-        diags.retain(|d| {
-            !self
-                .broken
-                .iter()
-                .any(|b| d.message.starts_with(&format!("unknown input `{b}`")))
-        });
         let mut located = self.locate_only(diags);
         located.diagnostics.extend(self.pending.iter().cloned());
         located.diagnostics.sort_by_key(|d| (d.line, d.column));
