@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::kafka::{brokers, create_topic, produce_trades};
 use crate::sql::python;
-use crate::support::{bin, plugins, repo};
+use crate::support::{bin, plugins, repo, run_with_input};
 
 fn read_json(rel: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(repo().join(rel)).unwrap()).unwrap()
@@ -95,20 +95,15 @@ fn expand_all(
         })
         .collect();
     let job = serde_json::json!({ "from": "2000-01-01T00:00:00Z", "to": "2100-01-01T00:00:00Z", "queries": queries });
-    let mut child = Command::new(check)
-        .arg("expand")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(job.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
+    let out = run_with_input(
+        Command::new(check).arg("expand"),
+        job.to_string().as_bytes(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let expanded: serde_json::Map<String, Value> = serde_json::from_slice(&out.stdout).unwrap();
     expanded
         .into_iter()
@@ -268,21 +263,11 @@ fn every_market_dashboard_query_returns_rows_from_real_sink_output() {
 
     let dashboard = read_json("deploy/grafana/dashboards/market.json");
     let queries = expand_all(&check, dashboard_queries(&dashboard, "rawSql"), "SPIKE");
-    let mut child = Command::new(&python)
-        .arg(repo().join("tests/sql/run_queries.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let job = serde_json::json!({ "httpfs": true, "init": init, "queries": queries });
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(job.to_string().as_bytes())
-        .unwrap();
-    let result = child.wait_with_output().unwrap();
+    let result = run_with_input(
+        Command::new(&python).arg(repo().join("tests/sql/run_queries.py")),
+        job.to_string().as_bytes(),
+    );
     assert!(
         result.status.success(),
         "{}",

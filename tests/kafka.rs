@@ -33,6 +33,14 @@ pub fn brokers() -> Option<String> {
     None
 }
 
+/// A plain producer for the test's own records.
+fn producer(brokers: &str) -> BaseProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap()
+}
+
 pub fn create_topic(brokers: &str, partitions: i32) -> String {
     let topic = format!("test-{}-{}", std::process::id(), rand::random::<u32>());
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
@@ -173,10 +181,7 @@ fn market_bars_from_a_partitioned_topic_equal_the_oracle_for_any_worker_count() 
     let Some(brokers) = brokers() else { return };
     let topic = create_topic(&brokers, 4);
     // An independent producer writes trades (out of order within each partition) and garbage.
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .unwrap();
+    let producer = producer(&brokers);
     let mut rng_state = 12345u64;
     let mut rnd = |n: u64| {
         rng_state = rng_state
@@ -957,10 +962,7 @@ fn an_idle_topic_lets_the_last_bar_fire_only_when_the_watermark_follows_the_cloc
         .unwrap()
         .as_millis() as i64;
     let minute = (now / 60_000 - 3) * 60_000;
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .unwrap();
+    let producer = producer(&brokers);
     for i in 0..20i64 {
         let value = format!(
             r#"{{"p":{}.5,"s":"S{}","t":{},"v":1}}"#,
@@ -1031,10 +1033,7 @@ fn an_asof_join_with_a_stalled_side_joins_what_arrived_once_state_ttl_has_passed
     let Some(brokers) = brokers() else { return };
     let (left_topic, right_topic) = (create_topic(&brokers, 1), create_topic(&brokers, 1));
     let t0: i64 = 1_764_000_000_000;
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .unwrap();
+    let producer = producer(&brokers);
     // Left: trades of A and B every 5 s for 3 minutes (out of order in pairs, within the
     // source's 10 s of out-of-orderness), then one at
     // +10 minutes that moves the left watermark on. Right: two quotes of A.
@@ -1156,10 +1155,7 @@ fn a_backfill_window_reads_each_partition_from_its_first_record_at_the_start_to_
     let Some(brokers) = brokers() else { return };
     let topic = create_topic(&brokers, 2);
     let t0: i64 = 1_764_000_000_000;
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .unwrap();
+    let producer = producer(&brokers);
     // Per partition, in offset order: (Kafka timestamp, price); a record every second with up
     // to 6 s of disorder, so neither boundary is a clean cut of time.
     let mut written: Vec<Vec<(i64, f64)>> = vec![Vec::new(), Vec::new()];
@@ -1259,10 +1255,7 @@ sinks:
 fn a_compacted_topic_is_a_table_of_the_latest_value_per_key() {
     let Some(brokers) = brokers() else { return };
     let topic = create_topic(&brokers, 2);
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .unwrap();
+    let producer = producer(&brokers);
     let records: &[(&str, Option<&str>)] = &[
         (
             "AAPL",

@@ -4,7 +4,6 @@
 //! Service's names in its hosts file, the pod's service-account token as its credentials).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -156,21 +155,10 @@ impl World {
 
 /// kubectl with `input` on its standard input.
 fn kubectl_with_input(kc: &Path, args: &[&str], input: &str) -> Output {
-    let mut child = Command::new(kubectl_bin())
-        .args(args)
-        .env("KUBECONFIG", kc)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    crate::support::run_with_input(
+        Command::new(kubectl_bin()).args(args).env("KUBECONFIG", kc),
+        input.as_bytes(),
+    )
 }
 
 impl Drop for World {
