@@ -389,7 +389,7 @@ async fn client_keeps_streaming_past_invalid_symbols_and_the_symbol_limit() {
 fn quickstart_streams_from_the_builtin_simulator_and_writes_parquet() {
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let started_ms = tickflow::dataflow::time::now_ms();
+    let started_ms = tickflow::base::time::now_ms();
     // 24 s: the first complete 10 s window may start 10 s after the run and fires 2 s (the
     // out-of-orderness) after its end.
     let out = std::process::Command::new(bin())

@@ -1,7 +1,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::spec::units::Duration;
+use crate::base::units::Duration;
 
 /// Periodic checkpoints for exactly-once output: source offsets and window state (in key
 /// groups) are written to the object store with the manifest last, and Parquet files are

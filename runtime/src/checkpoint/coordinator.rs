@@ -344,7 +344,18 @@ impl Coordinator {
                 if p == c.process || !self.topo.leader() {
                     return;
                 }
-                self.merge(collected);
+                match bincode::deserialize::<Collected>(&collected) {
+                    Ok(collected) => self.merge(collected),
+                    Err(e) => {
+                        // Its epoch is not counted as contributed: that checkpoint never
+                        // completes (the next one carries the same parts again), rather than
+                        // completing without them.
+                        tracing::error!(
+                            "checkpoint: process {p}'s part of epoch {epoch} does not decode: {e}"
+                        );
+                        return;
+                    }
+                }
                 if let Some(a) = c.contributed.get(p) {
                     a.fetch_max(epoch, Ordering::AcqRel);
                 }
@@ -380,8 +391,9 @@ impl Coordinator {
         if self.topo.leader() {
             return None;
         }
-        let collected =
-            std::mem::take(&mut *self.collected.lock().unwrap_or_else(|e| e.into_inner()));
+        let collected = encode(&std::mem::take(
+            &mut *self.collected.lock().unwrap_or_else(|e| e.into_inner()),
+        ));
         Some(ControlMsg::CpCollected {
             process: c.process as u32,
             epoch: 0,
@@ -512,8 +524,9 @@ impl Coordinator {
                     .all(|s| self.acks[*s].load(Ordering::Acquire) >= epoch)
                 && let Some(c) = self.cluster.get()
             {
-                let collected =
-                    std::mem::take(&mut *self.collected.lock().unwrap_or_else(|e| e.into_inner()));
+                let collected = encode(&std::mem::take(
+                    &mut *self.collected.lock().unwrap_or_else(|e| e.into_inner()),
+                ));
                 c.control.send(ControlMsg::CpCollected {
                     process: c.process as u32,
                     epoch,
@@ -673,7 +686,7 @@ impl Coordinator {
         self.metrics.checkpoints.fetch_add(1, Ordering::Relaxed);
         self.metrics
             .checkpoint_completed_ms
-            .store(crate::dataflow::time::now_ms(), Ordering::Relaxed);
+            .store(crate::base::time::now_ms(), Ordering::Relaxed);
         if last {
             self.final_epoch.store(epoch, Ordering::Release);
         }
@@ -831,4 +844,9 @@ impl Participant {
             .pending
             .extend(files);
     }
+}
+
+/// A follower's part as it travels to the leader ([`ControlMsg::CpCollected`]).
+fn encode(collected: &Collected) -> Vec<u8> {
+    bincode::serialize(collected).expect("a checkpoint part serializes")
 }

@@ -334,7 +334,7 @@ struct SimArgs {
 
 fn run_sim(args: SimArgs) -> ExitCode {
     use crate::sim::server::{Faults, SimConfig, Simulator};
-    crate::secrets::register(&args.token);
+    crate::base::secrets::register(&args.token);
     let mut cfg = SimConfig::new(args.listen, &args.token);
     cfg.seed = args.seed;
     cfg.rate = args.rate;
@@ -390,7 +390,7 @@ fn parse_workers(s: &str) -> Result<usize, String> {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    spec::units::Duration::parse(s).map(|d| d.to_std())
+    crate::base::units::Duration::parse(s).map(|d| d.to_std())
 }
 
 fn init_logging(format: LogFormat) {
@@ -401,7 +401,7 @@ fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(crate::secrets::RedactingStderr);
+        .with_writer(crate::base::secrets::RedactingStderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.with_target(false).try_init(),
@@ -825,7 +825,7 @@ fn print_calendar(
             ));
         }
     };
-    let today = Calendar::local_date(&cal.tz, crate::dataflow::time::now_ms());
+    let today = Calendar::local_date(&cal.tz, crate::base::time::now_ms());
     let date = |flag: &str, s: Option<&str>, default: jiff::civil::Date| match s {
         None => Ok(default),
         Some(s) => s

@@ -17,7 +17,7 @@ use anyhow::{Context, Result, bail};
 
 use super::ClusterConfig;
 use super::fingerprint::Fingerprint;
-use crate::dataflow::time::now_ms;
+use crate::base::time::now_ms;
 
 const MAGIC: [u8; 8] = *b"TICKFLOW";
 /// 2: the hello carries the pipeline's [`Fingerprint`].

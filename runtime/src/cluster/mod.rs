@@ -5,10 +5,9 @@
 //! process count, index) and hand them to timely, because timely has no handshake of its own and
 //! panics on a stray or stale connection. State that a single process shares through memory
 //! (replay block carries, Kafka watermark alignment, stop requests) travels between processes
-//! on a small control dataflow ([`control`]). A lost or frozen peer ends the process with a
+//! on a small control dataflow ([`crate::dataflow::control`]). A lost or frozen peer ends the process with a
 //! message naming it ([`watchdog`]): a half-dead cluster never lingers.
 
-pub mod control;
 pub mod fingerprint;
 pub mod handshake;
 pub mod kubernetes;

@@ -1,5 +1,5 @@
 //! What the processes of a cluster tell each other besides records ([`ControlMsg`]), and this
-//! process's outbox of them ([`Control`]); the control dataflow ([`super::control`]) carries
+//! process's outbox of them ([`Control`]); the control dataflow ([`crate::dataflow::control`]) carries
 //! them. Below the run context: it depends on nothing of the run.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -36,11 +36,12 @@ pub enum ControlMsg {
         emitted: Vec<u64>,
         received: Vec<u64>,
     },
-    /// ... each follower sends what its instances handed over (epoch 0: at the end of input) ...
+    /// ... each follower sends what its instances handed over (epoch 0: at the end of input;
+    /// the checkpoint coordinator's own encoding) ...
     CpCollected {
         process: u32,
         epoch: u64,
-        collected: crate::checkpoint::Collected,
+        collected: Vec<u8>,
     },
     /// ... and the leader, having written the manifest, says the epoch is complete.
     CpCompleted { epoch: u64, last: bool },
@@ -50,13 +51,13 @@ pub enum ControlMsg {
 pub struct Control {
     pub process: usize,
     pub threads: usize,
-    pub(super) outbox: Mutex<Vec<ControlMsg>>,
+    pub(crate) outbox: Mutex<Vec<ControlMsg>>,
     /// The draining operator (on this process's first worker), once built.
-    pub(super) activator: Mutex<Option<SyncActivator>>,
+    pub(crate) activator: Mutex<Option<SyncActivator>>,
     /// This process told the others to stop (or heard it from them): once is enough.
     stop_sent: AtomicBool,
     /// Local workers whose main dataflow (and everything after it) is done.
-    pub(super) tails_done: AtomicUsize,
+    pub(crate) tails_done: AtomicUsize,
     /// The connections' activity, watched by the stall watchdog.
     activity: std::sync::OnceLock<Arc<super::handshake::PeerActivity>>,
 }
@@ -123,12 +124,12 @@ impl Control {
         }
     }
 
-    pub(super) fn take(&self) -> Vec<ControlMsg> {
+    pub(crate) fn take(&self) -> Vec<ControlMsg> {
         std::mem::take(&mut *self.outbox.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Whether global worker `w` is this process's first (the one that drains and applies).
-    pub(super) fn is_first(&self, w: usize) -> bool {
+    pub(crate) fn is_first(&self, w: usize) -> bool {
         w == self.process * self.threads
     }
 }

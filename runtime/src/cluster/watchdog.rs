@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use super::ClusterConfig;
 use super::handshake::PeerActivity;
-use crate::dataflow::time::now_ms;
+use crate::base::time::now_ms;
 
 /// The exit code of a process whose cluster broke (a peer lost or frozen).
 pub const EXIT_PEER_LOST: i32 = 3;

@@ -87,7 +87,7 @@ impl RunContext {
             bounded: false,
             source_watermarks: Vec::new(),
             checkpoint: None,
-            started_ms: crate::dataflow::time::now_ms(),
+            started_ms: crate::base::time::now_ms(),
             control: None,
             sent_watermarks: Vec::new(),
             rescale: Mutex::new(None),

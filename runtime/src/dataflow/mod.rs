@@ -2,9 +2,9 @@
 //! sinks, one copy per worker thread.
 
 pub mod context;
+pub mod control;
 pub mod ordered;
 pub mod stash;
-pub mod time;
 pub mod window;
 
 use std::cell::RefCell;
@@ -285,7 +285,7 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
             let main = worker.next_dataflow_index();
             worker.dataflow::<u64, _, _>(|scope| build(scope, &plan, &opened, &ctx, &dead, index));
             let main_done = Rc::new(std::cell::Cell::new(false));
-            crate::cluster::control::build(worker, &ctx, Rc::clone(&main_done));
+            control::build(worker, &ctx, Rc::clone(&main_done));
             let mut last_roll = Instant::now();
             let mut last_look = last_roll;
             let mut park = Duration::from_millis(50);

@@ -67,8 +67,8 @@ pub fn plan_order(
     key_name: Option<&str>,
     time_name: Option<&str>,
 ) -> (Option<usize>, Option<usize>, i64, bool) {
+    use crate::base::diagnostic::suggest;
     use crate::base::record::FieldType;
-    use crate::spec::diagnostic::suggest;
     let schema = &input.schema;
     let key = match key_name {
         Some(k) => match schema.field(k) {

@@ -10,8 +10,8 @@ use sqlparser::ast::{
 use super::func::{DatePart, Func, TruncUnit};
 use super::types::{Type, common};
 use super::{ExprError, MAX_DEPTH};
+use crate::base::diagnostic::suggest;
 use crate::base::record::Schema;
-use crate::spec::diagnostic::suggest;
 
 /// A literal value.
 #[derive(Debug, Clone, PartialEq)]

@@ -8,7 +8,15 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
+use std::any::Any;
+
 use crate::base::reject::RejectReason;
+
+/// Metric families a component owns (see [`Metrics::part`]).
+pub trait Part: Any + Send + Sync + std::fmt::Debug {
+    /// Writes its families: each one's head, then its samples.
+    fn expose(&self, out: &mut prometheus::Exposition<'_>, now_ms: i64);
+}
 
 #[derive(Debug)]
 pub struct Metrics {
@@ -31,9 +39,8 @@ pub struct Metrics {
     pub files_published: AtomicU64,
     pub bytes_published: AtomicU64,
     /// Per model step (plugin): calls, rows, errors, time, memory.
-    pub plugins: std::sync::Mutex<
-        std::collections::BTreeMap<String, std::sync::Arc<crate::plugins::stats::PluginStats>>,
-    >,
+    /// Families that components own and register ([`Metrics::part`]), by type name.
+    parts: Mutex<BTreeMap<&'static str, (Arc<dyn Any + Send + Sync>, Arc<dyn Part>)>>,
     /// Checkpoints completed, and how long the last one took (announce → published).
     pub checkpoints: AtomicU64,
     pub checkpoint_millis: AtomicU64,
@@ -88,24 +95,12 @@ pub struct StepStats {
 pub struct SourceStats {
     /// The source's watermark (ms since epoch), `i64::MIN` before the first trade.
     pub watermark: AtomicI64,
-    /// Kafka: records behind the partition's end, by partition.
-    pub kafka_lag: Mutex<BTreeMap<i32, i64>>,
-    /// Finnhub: the websocket client's counters.
-    pub websocket: Mutex<Option<Arc<crate::sources::finnhub::client::ClientStats>>>,
-    /// Finnhub: when the last frame arrived (ms since epoch), 0 before the first.
-    pub last_frame_ms: AtomicI64,
-    /// Finnhub: subscribed symbols without a trade for `stale_after`.
-    pub stale_symbols: AtomicU64,
 }
 
 impl Default for SourceStats {
     fn default() -> Self {
         SourceStats {
             watermark: AtomicI64::new(i64::MIN),
-            kafka_lag: Default::default(),
-            websocket: Default::default(),
-            last_frame_ms: AtomicI64::new(0),
-            stale_symbols: AtomicU64::new(0),
         }
     }
 }
@@ -139,14 +134,27 @@ impl Metrics {
     }
 
     /// The statistics of model step `step` (created on first use).
-    pub fn plugin(&self, step: &str) -> std::sync::Arc<crate::plugins::stats::PluginStats> {
-        std::sync::Arc::clone(
-            self.plugins
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .entry(step.to_string())
-                .or_default(),
-        )
+    /// The component-owned families of type `T`, registered on first use: a kind keeps its
+    /// own counters (a model step's calls, a websocket's reconnects) and writes their
+    /// exposition ([`Part::expose`]); the metrics layer never names a kind.
+    pub fn part<T: Part + Default>(&self) -> Arc<T> {
+        let mut parts = self.parts.lock().unwrap_or_else(|e| e.into_inner());
+        let (any, _) = parts.entry(std::any::type_name::<T>()).or_insert_with(|| {
+            let part = Arc::new(T::default());
+            (
+                Arc::clone(&part) as Arc<dyn Any + Send + Sync>,
+                part as Arc<dyn Part>,
+            )
+        });
+        Arc::clone(any)
+            .downcast::<T>()
+            .expect("one part per type name")
+    }
+
+    /// The registered parts, in type-name order (no lock held while they render).
+    pub fn parts(&self) -> Vec<Arc<dyn Part>> {
+        let parts = self.parts.lock().unwrap_or_else(|e| e.into_inner());
+        parts.values().map(|(_, p)| Arc::clone(p)).collect()
     }
 }
 
@@ -166,7 +174,7 @@ impl Default for Metrics {
             rows_written: AtomicU64::new(0),
             files_published: AtomicU64::new(0),
             bytes_published: AtomicU64::new(0),
-            plugins: Default::default(),
+            parts: Default::default(),
             checkpoints: AtomicU64::new(0),
             checkpoint_millis: AtomicU64::new(0),
             checkpoint_completed_ms: AtomicI64::new(0),

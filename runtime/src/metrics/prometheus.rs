@@ -9,23 +9,21 @@ use std::sync::{Arc, Mutex};
 use super::{Metrics, SourceStats, StepStats};
 use crate::base::reject::RejectReason;
 use crate::base::storage::STORAGE_RETRIES;
-use crate::dataflow::time::now_ms;
-use crate::plugins::ErrorKind;
-use crate::sources::finnhub::client::ClientStats;
+use crate::base::time::now_ms;
 use std::sync::atomic::AtomicU64;
 
-/// Writes one metric family: HELP, TYPE and its samples.
-struct Family<'a> {
+/// The exposition being written: families, each a HELP and TYPE head and its samples.
+pub struct Exposition<'a> {
     out: &'a mut String,
 }
 
-impl Family<'_> {
-    fn head(&mut self, name: &str, kind: &str, help: &str) {
+impl Exposition<'_> {
+    pub fn head(&mut self, name: &str, kind: &str, help: &str) {
         let _ = writeln!(self.out, "# HELP {name} {help}");
         let _ = writeln!(self.out, "# TYPE {name} {kind}");
     }
 
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
         self.out.push_str(name);
         if !labels.is_empty() {
             self.out.push('{');
@@ -41,7 +39,7 @@ impl Family<'_> {
     }
 
     /// A family with one sample per named item (label `label`); `None` leaves an item out.
-    fn each<T>(
+    pub fn each<T>(
         &mut self,
         name: &str,
         kind: &str,
@@ -58,7 +56,7 @@ impl Family<'_> {
         }
     }
 
-    fn single(&mut self, name: &str, kind: &str, help: &str, value: f64) {
+    pub fn single(&mut self, name: &str, kind: &str, help: &str, value: f64) {
         self.head(name, kind, help);
         self.sample(name, &[], value);
     }
@@ -83,7 +81,7 @@ fn number(v: f64) -> String {
 }
 
 /// A registry's entries, copied out so that no lock is held while rendering.
-fn snapshot<T>(registry: &Mutex<BTreeMap<String, Arc<T>>>) -> Vec<(String, Arc<T>)> {
+pub fn snapshot<T>(registry: &Mutex<BTreeMap<String, Arc<T>>>) -> Vec<(String, Arc<T>)> {
     registry
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -92,14 +90,14 @@ fn snapshot<T>(registry: &Mutex<BTreeMap<String, Arc<T>>>) -> Vec<(String, Arc<T
         .collect()
 }
 
-fn get(c: &std::sync::atomic::AtomicU64) -> f64 {
+pub fn get(c: &std::sync::atomic::AtomicU64) -> f64 {
     c.load(Relaxed) as f64
 }
 
 /// Renders every metric.
 pub fn render(m: &Metrics, started_ms: i64) -> String {
     let mut out = String::with_capacity(8 * 1024);
-    let mut f = Family { out: &mut out };
+    let mut f = Exposition { out: &mut out };
     let now = now_ms();
     let pipeline = m.pipeline.lock().unwrap_or_else(|e| e.into_inner()).clone();
 
@@ -288,83 +286,6 @@ pub fn render(m: &Metrics, started_ms: i64) -> String {
         &sources,
         |s| watermark(s).map(|wm| (now - wm) as f64 / 1e3),
     );
-    f.head(
-        "tickflow_kafka_consumer_lag",
-        "gauge",
-        "Records between a partition's read position and its end.",
-    );
-    for (name, s) in &sources {
-        for (p, lag) in s.kafka_lag.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            f.sample(
-                "tickflow_kafka_consumer_lag",
-                &[("source", name), ("partition", &p.to_string())],
-                *lag as f64,
-            );
-        }
-    }
-    let websockets: Vec<(String, (Arc<SourceStats>, Arc<ClientStats>))> = sources
-        .iter()
-        .filter_map(|(n, s)| {
-            let ws = s
-                .websocket
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone()?;
-            Some((n.clone(), (Arc::clone(s), ws)))
-        })
-        .collect();
-    let ws = &websockets;
-    f.each(
-        "tickflow_websocket_connects_total",
-        "counter",
-        "Websocket connections opened.",
-        "source",
-        ws,
-        |(_, w)| Some(get(&w.connects)),
-    );
-    f.each(
-        "tickflow_websocket_reconnects_total",
-        "counter",
-        "Websocket reconnections (drops, errors, silences).",
-        "source",
-        ws,
-        |(_, w)| Some(get(&w.reconnects)),
-    );
-    f.each(
-        "tickflow_websocket_silences_total",
-        "counter",
-        "Connections dropped by the silence watchdog.",
-        "source",
-        ws,
-        |(_, w)| Some(get(&w.silences)),
-    );
-    f.each(
-        "tickflow_websocket_rate_limited_total",
-        "counter",
-        "Connections refused with HTTP 429.",
-        "source",
-        ws,
-        |(_, w)| Some(get(&w.rate_limited)),
-    );
-    f.each(
-        "tickflow_websocket_silence_seconds",
-        "gauge",
-        "Seconds since the last websocket frame.",
-        "source",
-        ws,
-        |(s, _)| {
-            let last = s.last_frame_ms.load(Relaxed);
-            (last > 0).then(|| (now - last).max(0) as f64 / 1e3)
-        },
-    );
-    f.each(
-        "tickflow_stale_symbols",
-        "gauge",
-        "Subscribed symbols without a trade for `stale_after`.",
-        "source",
-        ws,
-        |(s, _)| Some(s.stale_symbols.load(Relaxed) as f64),
-    );
 
     // Windows and output.
     f.single(
@@ -467,63 +388,10 @@ pub fn render(m: &Metrics, started_ms: i64) -> String {
         );
     }
 
-    // Plugins.
-    let plugins = snapshot(&m.plugins);
-    let p = &plugins;
-    f.each(
-        "tickflow_plugin_calls_total",
-        "counter",
-        "Calls into a model plugin (one per batch).",
-        "step",
-        p,
-        |s| Some(get(&s.calls)),
-    );
-    f.each(
-        "tickflow_plugin_rows_total",
-        "counter",
-        "Rows given to a model plugin.",
-        "step",
-        p,
-        |s| Some(get(&s.rows)),
-    );
-    f.each(
-        "tickflow_plugin_rows_skipped_total",
-        "counter",
-        "Rows dropped by `on_error: skip`.",
-        "step",
-        p,
-        |s| Some(get(&s.rows_skipped)),
-    );
-    f.head(
-        "tickflow_plugin_errors_total",
-        "counter",
-        "Failed plugin calls, by kind.",
-    );
-    for (n, s) in p {
-        for k in ErrorKind::ALL {
-            f.sample(
-                "tickflow_plugin_errors_total",
-                &[("step", n), ("kind", k.code())],
-                get(&s.errors[k as usize]),
-            );
-        }
+    // What components registered (a model step's calls, a websocket's reconnects, ...).
+    for part in m.parts() {
+        part.expose(&mut f, now);
     }
-    f.each(
-        "tickflow_plugin_call_seconds_total",
-        "counter",
-        "Time spent in plugin calls.",
-        "step",
-        p,
-        |s| Some(get(&s.call_nanos) / 1e9),
-    );
-    f.each(
-        "tickflow_plugin_memory_bytes",
-        "gauge",
-        "The largest linear memory of a plugin instance.",
-        "step",
-        p,
-        |s| Some(get(&s.memory_peak)),
-    );
     out
 }
 

@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::Metrics;
-use crate::dataflow::time::now_ms;
+use crate::base::time::now_ms;
 
 /// How long a client has to send its whole request line and headers.
 pub const HEAD_DEADLINE: Duration = Duration::from_secs(5);

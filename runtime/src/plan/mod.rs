@@ -7,12 +7,12 @@ pub mod graph;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use crate::base::diagnostic::suggest;
+use crate::base::kinds::Checks;
 use crate::base::record::Schema;
 use crate::dataflow::window::config::AggregateFn;
 use crate::sinks::dead_letter::config::DeadLetterSpec;
 use crate::sources::SourceSpec;
-use crate::spec::diagnostic::suggest;
-use crate::spec::kinds::Checks;
 use crate::spec::{Diagnostic, LoadedSpec, SpecErrors};
 pub use crate::steps::{StepOp, StreamInfo, StreamKind};
 

@@ -2,7 +2,7 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::spec::units::{ByteSize, Duration};
+use crate::base::units::{ByteSize, Duration};
 
 /// Scores rows with a WebAssembly model plugin (`tickflow:model@0.2.0`): each row goes out with
 /// its fields plus the plugin's output columns. Rows are routed by key, and each key's rows

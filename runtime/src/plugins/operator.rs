@@ -312,7 +312,10 @@ pub fn model_stream<'scope>(
     let key_groups = ctx.key_groups as u64;
     let group_of = move |k: &str| key_group(k, key_groups) as u32;
     let ctx = Arc::clone(ctx);
-    let stats = ctx.metrics.plugin(&node.name);
+    let stats = ctx
+        .metrics
+        .part::<crate::plugins::stats::PluginMetrics>()
+        .step(&node.name);
     let step_stats = ctx.metrics.step(&node.name, "model");
     let exchange = Exchange::new(move |r: &Row| key_group(key_of(r, key), key_groups));
     let scope = stream.scope();

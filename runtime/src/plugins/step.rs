@@ -59,7 +59,7 @@ impl StepOp for ModelNode {
     fn describe(&self) -> String {
         // What a plugin says about itself is untrusted: one line, no quotes, bounded.
         let clean = |s: &str| -> String {
-            crate::text::quote(s, crate::text::QUOTE_CHARS)
+            crate::base::text::quote(s, crate::base::text::QUOTE_CHARS)
                 .chars()
                 .map(|c| match c {
                     '"' => '\'',

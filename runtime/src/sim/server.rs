@@ -12,7 +12,7 @@
 //! `t` (the wall clock, as on the real feed) depend on timing.
 
 use crate::base::record::days_from_civil;
-use crate::dataflow::time::now_ms;
+use crate::base::time::now_ms;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

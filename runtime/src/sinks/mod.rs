@@ -12,8 +12,8 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use crate::base::kinds::{Checks, kinds};
 use crate::dataflow::context::RunContext;
-use crate::spec::kinds::{Checks, kinds};
 use crate::steps::{AnyStream, StreamInfo};
 
 pub use self::kafka::config::KafkaSinkConfig;

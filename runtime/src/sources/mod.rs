@@ -12,10 +12,10 @@ use std::sync::Arc;
 
 use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 
+use crate::base::kinds::{Checks, kinds};
 use crate::base::record::Trade;
 use crate::dataflow::context::RunContext;
 use crate::sinks::dead_letter::DeadLetters;
-use crate::spec::kinds::{Checks, kinds};
 
 pub use self::finnhub::config::FinnhubConfig;
 pub use self::kafka::config::KafkaSourceConfig;
@@ -33,8 +33,8 @@ kinds! {
 }
 
 /// Default `max_future` of every source: an hour ahead of the wall clock.
-pub const fn default_max_future() -> crate::spec::units::Duration {
-    crate::spec::units::Duration::secs(3600)
+pub const fn default_max_future() -> crate::base::units::Duration {
+    crate::base::units::Duration::secs(3600)
 }
 
 /// What a kind's config does before a run: check itself, say what it is, open for a run.

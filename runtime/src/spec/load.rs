@@ -4,10 +4,10 @@
 
 use serde::de::DeserializeOwned;
 
-use super::diagnostic::{Diagnostic, SpecErrors, suggest};
 use super::env::{interpolate_tree, protect};
 use super::model::PipelineSpec;
 use super::tree::{Node, Tree};
+use crate::base::diagnostic::{Diagnostic, SpecErrors, suggest};
 use crate::sinks::SinkSpec;
 use crate::sources::SourceSpec;
 use crate::steps::StepSpec;
@@ -209,7 +209,7 @@ pub fn load_str(
     })
 }
 
-use super::kinds::{PathError, check_value};
+use crate::base::kinds::{PathError, check_value};
 
 /// The connector types of each section, with the check of their config. This list is the one
 /// place a new connector is registered for validation (the serde enums mirror it).

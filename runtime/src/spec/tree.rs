@@ -97,7 +97,7 @@ impl<'de> Deserialize<'de> for Node {
                     if !seen.insert(key.value.clone()) {
                         return Err(de::Error::custom(format!(
                             "duplicate key `{}` at line {}",
-                            crate::text::quote(&key.value, crate::text::QUOTE_CHARS),
+                            crate::base::text::quote(&key.value, crate::base::text::QUOTE_CHARS),
                             kp.line
                         )));
                     }

@@ -13,12 +13,12 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 pub use self::stream::{AnyStream, StreamKind};
+use crate::base::kinds::kinds;
 use crate::base::record::Schema;
 use crate::dataflow::context::RunContext;
 use crate::dataflow::window::config::WindowStepConfig;
 use crate::plugins::config::ModelStepConfig;
 use crate::sinks::dead_letter::DeadLetters;
-use crate::spec::kinds::kinds;
 
 // The one list of step kinds: `type:` name, its folder below `steps/` (`in NAME`; window and
 // model live in `dataflow/window/` and `plugins/`), variant and config type. Adding a kind is
@@ -154,7 +154,7 @@ pub struct PlanCx<'a> {
 impl PlanCx<'_> {
     pub fn error(&mut self, field: &str, message: impl Into<String>) {
         (self.err)(
-            crate::spec::kinds::field_path(&self.path, field),
+            crate::base::kinds::field_path(&self.path, field),
             message.into(),
         );
     }

@@ -3,7 +3,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::base::record::FieldType;
-use crate::spec::units::Duration;
+use crate::base::units::Duration;
 
 /// Reference data joined to streams by key (`lookup` steps): a CSV, JSONL or Parquet file with
 /// one row per key, e.g. symbol → sector. Loaded before the run starts (a missing, malformed or

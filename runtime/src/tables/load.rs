@@ -305,7 +305,7 @@ fn from_text(text: &str, ty: ColumnType) -> Result<Value, String> {
     let bad = || {
         format!(
             "`{}` is not a {}",
-            crate::spec::diagnostic::visible(t),
+            crate::base::diagnostic::visible(t),
             ty_name(ty)
         )
     };

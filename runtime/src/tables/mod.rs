@@ -74,7 +74,7 @@ pub fn plan(
                 format!(
                     "`{}` is not among the columns{}",
                     cfg.key,
-                    crate::spec::diagnostic::suggest(
+                    crate::base::diagnostic::suggest(
                         &cfg.key,
                         cfg.columns.keys().map(String::as_str)
                     )

@@ -15,7 +15,7 @@ use super::{Calendar, SessionKind};
 pub const DAY_MS: i64 = 86_400_000;
 pub const WEEK_MS: i64 = 7 * DAY_MS;
 /// `1mo`: a window of a calendar month.
-pub const MONTH_MS: i64 = crate::spec::units::MONTH_MS;
+pub const MONTH_MS: i64 = crate::base::units::MONTH_MS;
 const HOUR_MS: i64 = 3_600_000;
 
 #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 pub use crate::base::calendar::SessionKind;
-use crate::spec::units::Duration;
+use crate::base::units::Duration;
 
 /// Event-time windows per key: records are grouped by `key`, assigned to windows by their event
 /// time, and each window emits one row of aggregates once the watermark passes its end. The

@@ -26,8 +26,8 @@ use super::aggregate::Acc;
 use crate::base::record::trade_json;
 use crate::base::record::{Row, Trade, Value, format_ts};
 use crate::base::reject::RejectReason;
+use crate::base::time::quantize;
 use crate::dataflow::context::RunContext;
-use crate::dataflow::time::quantize;
 use crate::plan::{WindowKind, WindowNode};
 use crate::sinks::dead_letter::{DeadLetter, DeadLetters};
 

@@ -13,10 +13,10 @@ use super::aggregate::Acc;
 use super::config::{WindowEngine, WindowSpec, WindowStepConfig};
 use super::input::WindowRow;
 use super::step::plan_aggregates;
+use crate::base::diagnostic::suggest;
 use crate::base::record::{Field, FieldType, Row, Schema, Value, trade_row};
 use crate::dataflow::ordered::{InOrder, Ordering, in_event_time_order, plan_order};
 use crate::plan::{AggregatePlan, TradeField};
-use crate::spec::diagnostic::suggest;
 use crate::steps::{AnyStream, BuildCx, Complete, PlanCx, Planned, StepOp, StreamInfo, StreamKind};
 
 /// What fills a bar.

@@ -9,11 +9,11 @@ use super::config::{
 };
 use crate::base::calendar::align::{DAY_MS, MONTH_MS, WEEK_MS};
 use crate::base::calendar::{Align, Calendar, time_zone};
+use crate::base::diagnostic::suggest;
 use crate::base::record::{Field, FieldType, Schema};
 use crate::plan::{
     AggregatePlan, FillPlan, MAX_WINDOWS_PER_RECORD, RowInput, TradeField, WindowKind, WindowNode,
 };
-use crate::spec::diagnostic::suggest;
 use crate::steps::{
     AnyStream, BuildCx, Complete, PlanCx, Planned, StepConfig, StepOp, StreamInfo, StreamKind,
 };
@@ -97,7 +97,7 @@ impl StepOp for WindowNode {
         "window"
     }
     fn describe(&self) -> String {
-        let d = |ms: i64| crate::spec::units::Duration(ms).to_string();
+        let d = |ms: i64| crate::base::units::Duration(ms).to_string();
         let shape = match self.kind {
             WindowKind::Tumbling { size } => format!("tumbling {}", d(size)),
             WindowKind::Hopping { size, slide } => {
@@ -250,7 +250,7 @@ pub(crate) fn plan_window(
         }
     }
     let positive =
-        |d: crate::spec::units::Duration, field: &str, err: &mut dyn FnMut(String, String)| {
+        |d: crate::base::units::Duration, field: &str, err: &mut dyn FnMut(String, String)| {
             if d.as_millis() <= 0 {
                 err(
                     format!("{p}.window.{field}"),
@@ -658,7 +658,7 @@ fn plan_fill(
             format!("{p}.fill_for"),
             format!(
                 "must be positive, got {}",
-                crate::spec::units::Duration(for_ms)
+                crate::base::units::Duration(for_ms)
             ),
         );
         return Err(());
@@ -775,7 +775,7 @@ fn plan_align(
         );
         return None;
     }
-    let d = |ms: i64| crate::spec::units::Duration(ms).to_string();
+    let d = |ms: i64| crate::base::units::Duration(ms).to_string();
     let fits = size <= DAY_MS || (calendar.is_none() && (size == WEEK_MS || size == MONTH_MS));
     if !fits {
         err(
@@ -825,7 +825,7 @@ fn plan_row_input(
         // A revised row replaces its earlier revision; the window keeps its windows as long as
         // revisions can come.
         (Some(r), _) if cfg.allowed_lateness.as_millis() < r.lateness => {
-            let d = crate::spec::units::Duration(r.lateness);
+            let d = crate::base::units::Duration(r.lateness);
             err(
                 format!("{p}.allowed_lateness"),
                 format!(

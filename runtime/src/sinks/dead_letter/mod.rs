@@ -109,7 +109,7 @@ impl DeadLetters {
         self.metrics.reject(dl.reason, 1);
         match &mut self.writer {
             Some(w) => {
-                let now = crate::dataflow::time::now_ms();
+                let now = crate::base::time::now_ms();
                 w.push(&vec![
                     Value::Str(CompactString::from(dl.source)),
                     Value::Str(CompactString::from(dl.reason.code())),
@@ -136,7 +136,7 @@ impl DeadLetters {
     pub fn log_server_error(&mut self, source: &str, msg: &str) {
         self.server_errors_logged += 1;
         if self.server_errors_logged <= LOG_LIMIT {
-            let message = crate::text::quote(msg, 200);
+            let message = crate::base::text::quote(msg, 200);
             tracing::warn!(source, message = %message, "error frame from the server");
         }
     }

@@ -1,7 +1,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::spec::units::Duration;
+use crate::base::units::Duration;
 
 /// Writes records to a Kafka topic with the idempotent producer. Trades: key = symbol, value =
 /// one Finnhub trade object as compact JSON (`{"c":[..],"p":..,"s":"..","t":..,"v":..}`). Rows

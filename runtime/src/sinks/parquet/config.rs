@@ -1,7 +1,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::spec::units::{ByteSize, Duration};
+use crate::base::units::{ByteSize, Duration};
 
 /// Writes records as Parquet files (zstd, UTC timestamps) into Hive-style partition folders
 /// (`date=2026-11-27/`). Files are written under a pending name and published by a rename, so a

@@ -7,7 +7,7 @@ use super::parquet_sink;
 use crate::base::calendar::Align;
 use crate::base::record::{FieldType, Schema};
 use crate::sinks::{SinkBuildCx, SinkConfig, SinkOp, SinkPlanCx};
-use crate::spec::diagnostic::suggest;
+use crate::base::diagnostic::suggest;
 use crate::steps::AnyStream;
 
 impl SinkConfig for ParquetSinkConfig {

@@ -38,9 +38,9 @@ pub struct ClientSettings {
 pub struct Secret(String);
 
 impl Secret {
-    /// Wraps a token; from now on log lines show it as `***` (see [`crate::secrets`]).
+    /// Wraps a token; from now on log lines show it as `***` (see [`crate::base::secrets`]).
     pub fn new(s: String) -> Secret {
-        crate::secrets::register(&s);
+        crate::base::secrets::register(&s);
         Secret(s)
     }
     pub fn expose(&self) -> &str {
@@ -251,7 +251,7 @@ fn inspect_error(text: &str, settings: &ClientSettings, stats: &ClientStats) {
     let msg = v.get("msg").and_then(|m| m.as_str()).unwrap_or_default();
     if let Some(symbol) = msg.strip_prefix("Invalid symbol ") {
         stats.invalid_symbols.fetch_add(1, Ordering::Relaxed);
-        let symbol = crate::text::quote(symbol, crate::text::QUOTE_CHARS);
+        let symbol = crate::base::text::quote(symbol, crate::base::text::QUOTE_CHARS);
         tracing::warn!(
             %symbol,
             "Finnhub: invalid symbol (check the spelling; the other symbols keep streaming)"
@@ -262,7 +262,7 @@ fn inspect_error(text: &str, settings: &ClientSettings, stats: &ClientStats) {
             "Finnhub: subscribing to too many symbols — a connection allows at most 50 (`max_symbols`)"
         );
     } else {
-        let message = crate::text::quote(msg, 200);
+        let message = crate::base::text::quote(msg, 200);
         tracing::warn!(%message, "Finnhub error frame");
     }
 }

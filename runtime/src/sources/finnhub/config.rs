@@ -1,7 +1,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::spec::units::Duration;
+use crate::base::units::Duration;
 
 /// The live Finnhub websocket trade feed. One connection (on one worker); trades are exchanged by
 /// symbol to all workers. The token is read from the environment variable named by `token_env`
@@ -66,7 +66,7 @@ pub struct ArchiveConfig {
     pub path: String,
     /// Start a new file after this many bytes.
     #[serde(default = "default_archive_bytes")]
-    pub max_bytes: crate::spec::units::ByteSize,
+    pub max_bytes: crate::base::units::ByteSize,
     /// Start a new file after this long.
     #[serde(default = "default_archive_age")]
     pub max_age: Duration,
@@ -137,8 +137,8 @@ pub const fn default_backoff_max() -> Duration {
 pub const fn default_rate_limited_backoff() -> Duration {
     Duration::secs(60)
 }
-pub const fn default_archive_bytes() -> crate::spec::units::ByteSize {
-    crate::spec::units::ByteSize(64 << 20)
+pub const fn default_archive_bytes() -> crate::base::units::ByteSize {
+    crate::base::units::ByteSize(64 << 20)
 }
 pub const fn default_archive_age() -> Duration {
     Duration::secs(3600)

@@ -8,7 +8,7 @@ use super::config::FinnhubConfig;
 use super::source::{FinnhubShared, finnhub_stream};
 use crate::base::record::Trade;
 use crate::sources::{OpenCx, SourceBuildCx, SourceConfig, SourceOp};
-use crate::spec::kinds::Checks;
+use crate::base::kinds::Checks;
 
 impl SourceConfig for FinnhubConfig {
     fn check(&self, cx: &mut Checks<'_>) {

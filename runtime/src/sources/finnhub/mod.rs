@@ -6,6 +6,7 @@
 pub mod client;
 pub mod config;
 pub mod fast;
+mod metrics;
 mod kind;
 pub mod protocol;
 pub mod source;

@@ -68,7 +68,7 @@ pub fn future_limit(max_future_ms: i64) -> i64 {
     if max_future_ms <= 0 {
         i64::MAX
     } else {
-        crate::dataflow::time::now_ms().saturating_add(max_future_ms)
+        crate::base::time::now_ms().saturating_add(max_future_ms)
     }
 }
 
@@ -492,7 +492,7 @@ impl RawTrade<'_> {
                     InvalidSymbol,
                     format!(
                         "`s` (symbol) must be at most {MAX_SYMBOL_BYTES} bytes without control characters, got `{}`",
-                        crate::text::quote(&s, 32)
+                        crate::base::text::quote(&s, 32)
                     ),
                 ));
             }

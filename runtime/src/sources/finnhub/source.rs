@@ -2,7 +2,7 @@
 //! I/O runtime); its frames are parsed and validated with the same code as the replay source,
 //! stamped with the watermark at the moment they are read, and exchanged by symbol downstream.
 
-use crate::dataflow::time::now_ms;
+use crate::base::time::now_ms;
 use std::io::Write;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use super::client::{self, ClientEvent, ClientSettings, ClientStats, Secret};
 use super::config::{ArchiveConfig, FinnhubConfig, SimulateWhen};
 use super::{fast, protocol};
 use crate::sources::SourceBuildCx;
-use crate::dataflow::time::quantize;
+use crate::base::time::quantize;
 use crate::base::record::Trade;
 use crate::sim::server::{SimConfig, Simulator};
 use crate::sinks::dead_letter::DeadLetter;
@@ -51,7 +51,7 @@ impl FinnhubShared {
             .ok()
             .filter(|t| !t.trim().is_empty());
         if let Some(t) = &token {
-            crate::secrets::register(t);
+            crate::base::secrets::register(t);
         }
         let simulate = match (cfg.simulator.when, &token) {
             _ if !connects => false,
@@ -208,10 +208,10 @@ pub(super) fn finnhub_stream<'scope>(
             let mut batch: Vec<Trade> = Vec::new();
             let step_stats = ctx.metrics.step(&name, "source");
             let source_stats = ctx.metrics.source(&name);
-            *source_stats
-                .websocket
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()) = Some(Arc::clone(&shared.stats));
+            let websocket = ctx
+                .metrics
+                .part::<super::metrics::WebsocketMetrics>()
+                .add(&name, Arc::clone(&shared.stats));
             // When each subscribed symbol last traded (stale symbols), counted once a second.
             let mut last_seen: foldhash::HashMap<compact_str::CompactString, Instant> = shared
                 .settings
@@ -344,9 +344,7 @@ pub(super) fn finnhub_stream<'scope>(
                     .records_out
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 if frames > 0 {
-                    source_stats
-                        .last_frame_ms
-                        .store(now_ms(), Ordering::Relaxed);
+                    websocket.last_frame_ms.store(now_ms(), Ordering::Relaxed);
                 }
                 if !batch.is_empty() {
                     let now = Instant::now();
@@ -366,7 +364,7 @@ pub(super) fn finnhub_stream<'scope>(
                         .values()
                         .filter(|t| t.elapsed() >= stale_after)
                         .count();
-                    source_stats
+                    websocket
                         .stale_symbols
                         .store(stale as u64, Ordering::Relaxed);
                 }

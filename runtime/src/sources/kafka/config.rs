@@ -1,7 +1,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::spec::units::{Duration, TimePoint};
+use crate::base::units::{Duration, TimePoint};
 
 /// Reads trades from a Kafka topic: each record value is one Finnhub trade object (as the
 /// `kafka` sink writes them). Partitions are spread over the workers deterministically

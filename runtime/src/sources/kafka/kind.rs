@@ -9,7 +9,7 @@ use super::{OFFSET_BITS, kafka_stream};
 use crate::base::kafka::{check_brokers, check_topic};
 use crate::base::record::Trade;
 use crate::sources::{OpenCx, SourceBuildCx, SourceConfig, SourceOp};
-use crate::spec::kinds::Checks;
+use crate::base::kinds::Checks;
 
 impl SourceConfig for KafkaSourceConfig {
     fn check(&self, cx: &mut Checks<'_>) {

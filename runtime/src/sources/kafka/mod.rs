@@ -24,7 +24,7 @@ use timely::dataflow::{Scope, StreamVec};
 
 use self::config::{IdleWatermark, KafkaSourceConfig, StartPosition};
 use crate::checkpoint::{PartitionCheckpoint, Role};
-use crate::dataflow::time::quantize;
+use crate::base::time::quantize;
 use crate::base::record::Trade;
 use crate::sinks::dead_letter::{DeadLetter, DeadLetters};
 use crate::sources::SourceBuildCx;
@@ -277,10 +277,11 @@ pub(super) fn kafka_stream<'scope>(
             };
             let mut cap = consumer.as_ref().map(|_| capability);
             let source_stats = ctx.metrics.source(&name);
+            let lag = ctx.metrics.part::<LagMetrics>().of(&name);
             let step_stats = ctx.metrics.step(&name, "source");
             // Consumer lag from the start, then with every commit.
             if let Some(consumer) = consumer.as_ref() {
-                report_lag(consumer, &cfg.topic, &parts, &source_stats);
+                report_lag(consumer, &cfg.topic, &parts, &lag);
             }
             let mut cp = ctx
                 .checkpoint
@@ -463,7 +464,7 @@ pub(super) fn kafka_stream<'scope>(
                     let wm = match cfg.idle_watermark {
                         IdleWatermark::Hold => wm,
                         IdleWatermark::Clock => wm.max(
-                            crate::dataflow::time::now_ms() - cfg.idle_timeout.as_millis() - ooo,
+                            crate::base::time::now_ms() - cfg.idle_timeout.as_millis() - ooo,
                         ),
                     };
                     let t = quantize(wm, quantum);
@@ -473,7 +474,7 @@ pub(super) fn kafka_stream<'scope>(
                 }
                 if last_commit.elapsed() > Duration::from_secs(5) || finished {
                     commit(consumer, &cfg.topic, &parts);
-                    report_lag(consumer, &cfg.topic, &parts, &source_stats);
+                    report_lag(consumer, &cfg.topic, &parts, &lag);
                     last_commit = Instant::now();
                 }
                 if finished {
@@ -503,13 +504,53 @@ fn report_lag(
     consumer: &BaseConsumer,
     topic: &str,
     parts: &[PartitionState],
-    stats: &crate::metrics::SourceStats,
+    lag: &std::sync::Mutex<BTreeMap<i32, i64>>,
 ) {
-    let mut lag = stats.kafka_lag.lock().unwrap_or_else(|e| e.into_inner());
     for s in parts {
         if let Ok((_, high)) = consumer.fetch_watermarks(topic, s.partition, Duration::from_secs(1))
         {
-            lag.insert(s.partition, (high - s.next).max(0));
+            lag.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(s.partition, (high - s.next).max(0));
+        }
+    }
+}
+
+/// Kafka sources' own metric family: each partition's lag behind its end, by source.
+#[derive(Debug, Default)]
+pub struct LagMetrics {
+    sources: std::sync::Mutex<BTreeMap<String, Arc<std::sync::Mutex<BTreeMap<i32, i64>>>>>,
+}
+
+impl LagMetrics {
+    /// Source `name`'s lag by partition (every worker of the process shares it).
+    fn of(&self, name: &str) -> Arc<std::sync::Mutex<BTreeMap<i32, i64>>> {
+        Arc::clone(
+            self.sources
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(name.to_string())
+                .or_default(),
+        )
+    }
+}
+
+impl crate::metrics::Part for LagMetrics {
+    fn expose(&self, f: &mut crate::metrics::prometheus::Exposition<'_>, _now_ms: i64) {
+        let sources = crate::metrics::prometheus::snapshot(&self.sources);
+        f.head(
+            "tickflow_kafka_consumer_lag",
+            "gauge",
+            "Records between a partition's read position and its end.",
+        );
+        for (name, lag) in &sources {
+            for (p, lag) in lag.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                f.sample(
+                    "tickflow_kafka_consumer_lag",
+                    &[("source", name), ("partition", &p.to_string())],
+                    *lag as f64,
+                );
+            }
         }
     }
 }

@@ -1,7 +1,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::spec::units::Duration;
+use crate::base::units::Duration;
 
 /// Replays a file of recorded Finnhub websocket frames: one text frame per line (JSONL), exactly
 /// as the live feed sends them (trade frames, pings, error frames). Bounded: when the file ends,

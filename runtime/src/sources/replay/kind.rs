@@ -9,7 +9,7 @@ use super::config::ReplayConfig;
 use super::{BlockParsed, ReplayShared, replay_stream};
 use crate::base::record::Trade;
 use crate::sources::{OpenCx, SourceBuildCx, SourceConfig, SourceOp};
-use crate::spec::kinds::Checks;
+use crate::base::kinds::Checks;
 
 impl SourceConfig for ReplayConfig {
     fn check(&self, cx: &mut Checks<'_>) {

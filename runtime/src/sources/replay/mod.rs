@@ -29,7 +29,7 @@ use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::{Scope, StreamVec};
 
 use crate::cluster::ControlMsg;
-use crate::dataflow::time::quantize;
+use crate::base::time::quantize;
 use crate::metrics::Metrics;
 use crate::base::record::Trade;
 use crate::sources::SourceBuildCx;

@@ -2,7 +2,7 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::spec::units::Duration;
+use crate::base::units::Duration;
 
 /// Each record of `left` gets columns of the latest record of `right` with the same key at or
 /// before its event time (kdb+'s `aj`, DuckDB's `ASOF JOIN`), within `tolerance`. A left record

@@ -14,7 +14,7 @@ use super::{AnyStream, BuildCx, PlanCx, Planned, StepConfig, StepOp, StreamInfo,
 use crate::base::record::{Field, Schema};
 use crate::expr::Expr;
 use crate::expr::types::Type;
-use crate::spec::diagnostic::suggest;
+use crate::base::diagnostic::suggest;
 
 impl StepConfig for AsofJoinConfig {
     fn input(&self) -> &str {
@@ -191,7 +191,7 @@ impl StepOp for AsofJoin {
         "asof_join"
     }
     fn describe(&self) -> String {
-        let within = self.tolerance.map_or(String::new(), |t| format!(" within {}", crate::spec::units::Duration(t)));
+        let within = self.tolerance.map_or(String::new(), |t| format!(" within {}", crate::base::units::Duration(t)));
         format!(
             "{}asof join {} on {} = {}{within}\\nadds {}",
             if self.inner { "inner " } else { "" },

@@ -13,7 +13,7 @@ use super::{AnyStream, BuildCx, PlanCx, Planned, StepConfig, StepOp, StreamInfo,
 use crate::base::record::{Field, Row, Schema, Trade, Value, trade_row};
 use crate::expr::Expr;
 use crate::expr::types::Type;
-use crate::spec::diagnostic::suggest;
+use crate::base::diagnostic::suggest;
 use crate::tables::{Table, TableData};
 
 impl StepConfig for LookupConfig {

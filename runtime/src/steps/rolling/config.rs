@@ -2,7 +2,7 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::spec::units::Duration;
+use crate::base::units::Duration;
 
 /// Features over each key's latest records, one output row per input row, in event-time order:
 /// SQL's `OVER (PARTITION BY key ORDER BY time ROWS n-1 PRECEDING)` (`rows: n`) or

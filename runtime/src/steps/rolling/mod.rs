@@ -11,7 +11,7 @@ use self::config::{RollingFn, Warmup};
 use self::state::{Feature, Features, Frame};
 use super::{AnyStream, BuildCx, PlanCx, Planned, StepConfig, StepOp, StreamInfo, StreamKind};
 use crate::base::record::{Field, FieldType, Schema};
-use crate::spec::diagnostic::suggest;
+use crate::base::diagnostic::suggest;
 
 impl StepConfig for RollingConfig {
     fn input(&self) -> &str {
@@ -257,7 +257,7 @@ impl StepOp for Rolling {
     fn describe(&self) -> String {
         let frame = match self.features.frame {
             Frame::Rows(n) => format!("{n} rows"),
-            Frame::Range(d) => crate::spec::units::Duration(d).to_string(),
+            Frame::Range(d) => crate::base::units::Duration(d).to_string(),
             Frame::None => "no frame".into(),
         };
         let feats: Vec<String> = self

@@ -7,7 +7,7 @@ use std::sync::Arc;
 pub use self::config::SelectConfig;
 use super::{AnyStream, BuildCx, PlanCx, Planned, StepConfig, StepOp, StreamInfo, StreamKind};
 use crate::base::record::{Row, Schema, trade_row};
-use crate::spec::diagnostic::suggest;
+use crate::base::diagnostic::suggest;
 
 impl StepConfig for SelectConfig {
     fn input(&self) -> &str {

@@ -12,7 +12,7 @@ use super::{AnyStream, BuildCx, PlanCx, Planned, StepConfig, StepOp, StreamInfo,
 use crate::base::record::{Field, FieldType, Schema};
 use crate::expr::Expr;
 use crate::expr::types::Type;
-use crate::spec::diagnostic::suggest;
+use crate::base::diagnostic::suggest;
 
 /// The most rows a window's ranking keeps.
 const MAX_N: u32 = 10_000;

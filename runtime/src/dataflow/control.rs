@@ -2,7 +2,7 @@
 //!
 //! Within one process, workers share replay block carries, Kafka watermarks and the stop flag
 //! through memory. Across processes the same facts travel as [`ControlMsg`]s: each process's
-//! first worker drains an outbox every activation (and at least each [`super::HEARTBEAT`]) and
+//! first worker drains an outbox every activation (and at least each [`crate::cluster::HEARTBEAT`]) and
 //! broadcasts it; every process's first worker applies what arrives to its own copy of the shared
 //! state. Every message is idempotent (a value set, a maximum raised), so order between
 //! processes does not matter.
@@ -17,7 +17,7 @@ use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::generic::operator::{Operator, source};
 use timely::dataflow::operators::vec::Broadcast;
 
-use super::outbox::ControlMsg;
+use crate::cluster::ControlMsg;
 use crate::dataflow::context::RunContext;
 
 /// Builds the control dataflow on one worker. It ends once `main_done` is set (this worker's
@@ -69,7 +69,7 @@ pub fn build(
                         control.send(m);
                     }
                     let mut msgs = control.take();
-                    if last_beat.is_none_or(|t| t.elapsed() >= super::HEARTBEAT) {
+                    if last_beat.is_none_or(|t| t.elapsed() >= crate::cluster::HEARTBEAT) {
                         msgs.extend(ctx.unsent_watermarks());
                         msgs.push(ControlMsg::Heartbeat {
                             process: control.process as u32,

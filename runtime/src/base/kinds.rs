@@ -41,9 +41,9 @@ macro_rules! kinds {
             pub fn check_fields(
                 ty: &str,
                 value: serde_json::Value,
-            ) -> Option<Result<(), crate::spec::kinds::PathError>> {
+            ) -> Option<Result<(), crate::base::kinds::PathError>> {
                 match ty {
-                    $($name => Some(crate::spec::kinds::check_value::<$config>(value).map(drop)),)*
+                    $($name => Some(crate::base::kinds::check_value::<$config>(value).map(drop)),)*
                     _ => None,
                 }
             }
