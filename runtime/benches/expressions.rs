@@ -173,7 +173,7 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let parquet = dir.join("bars.parquet");
     {
-        let arrow_schema = tickflow::sinks::parquet::encode::arrow_schema(&schema);
+        let arrow_schema = tickflow::output::encode::arrow_schema(&schema);
         let file = std::fs::File::create(&parquet).unwrap();
         let mut w = parquet::arrow::ArrowWriter::try_new(file, arrow_schema.clone(), None).unwrap();
         for cols in &data {

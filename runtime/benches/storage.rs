@@ -12,8 +12,8 @@ use compact_str::CompactString;
 use tickflow::base::record::{Field, FieldType, Row, Schema, Value};
 use tickflow::base::storage::Storage;
 use tickflow::metrics::Metrics;
-use tickflow::sinks::parquet::config::RollingSpec;
-use tickflow::sinks::rolling::{Format, RollingWriter};
+use tickflow::output::rolling::RollingSpec;
+use tickflow::output::rolling::{Format, RollingWriter};
 
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()

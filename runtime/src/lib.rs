@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod dataflow;
 pub mod expr;
 pub mod metrics;
+pub mod output;
 pub mod plan;
 pub mod plugins;
 pub mod sim;

@@ -23,8 +23,8 @@ use crate::checkpoint::Role;
 use crate::checkpoint::output::OutputProtocol;
 use crate::cluster::{ClusterConfig, Control, Membership};
 use crate::metrics::Metrics;
+use crate::output::dead_letter::DeadLetters;
 use crate::plan::Plan;
-use crate::sinks::dead_letter::DeadLetters;
 use crate::sources::replay::BLOCK_SIZE;
 use crate::steps::{AnyStream, BuildCx};
 

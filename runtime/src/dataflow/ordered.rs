@@ -19,7 +19,7 @@ use crate::base::record::{Row, Schema, Value, format_ts};
 use crate::base::reject::RejectReason;
 use crate::checkpoint::{GroupedState, Role};
 use crate::dataflow::stash::{Stash, stash_stamp};
-use crate::sinks::dead_letter::DeadLetter;
+use crate::output::dead_letter::DeadLetter;
 use crate::steps::BuildCx;
 
 /// A step that reads each key's rows in event-time order.
@@ -319,7 +319,7 @@ pub fn in_event_time_order<'scope, O: InOrder>(
                             source: &name,
                             reason,
                             detail: detail.into(),
-                            raw: crate::plugins::operator::row_json(&how.input_schema, &row),
+                            raw: crate::output::dead_letter::row_json(&how.input_schema, &row),
                             line: 0,
                         });
                         continue;
@@ -341,7 +341,7 @@ pub fn in_event_time_order<'scope, O: InOrder>(
                                 format_ts(ts),
                                 format_ts(if how.stamped { t as i64 } else { applied_upto })
                             ),
-                            raw: crate::plugins::operator::row_json(&how.input_schema, &row),
+                            raw: crate::output::dead_letter::row_json(&how.input_schema, &row),
                             line: 0,
                         });
                         continue;

@@ -11,7 +11,7 @@ use crate::base::diagnostic::suggest;
 use crate::base::kinds::Checks;
 use crate::base::record::Schema;
 use crate::dataflow::window::config::AggregateFn;
-use crate::sinks::dead_letter::config::DeadLetterSpec;
+use crate::output::dead_letter::config::DeadLetterSpec;
 use crate::sources::SourceSpec;
 use crate::spec::{Diagnostic, LoadedSpec, SpecErrors};
 pub use crate::steps::{StepOp, StreamInfo, StreamKind};

@@ -27,8 +27,8 @@ use crate::base::reject::RejectReason;
 use crate::checkpoint::{GroupedState, Role};
 use crate::dataflow::context::RunContext;
 use crate::dataflow::stash::{Stash, stash_stamp};
+use crate::output::dead_letter::{DeadLetter, DeadLetters};
 use crate::plan::ModelNode;
-use crate::sinks::dead_letter::{DeadLetter, DeadLetters};
 
 fn field_type(ty: ColumnType) -> FieldType {
     match ty {
@@ -241,22 +241,6 @@ fn append(
     Ok(())
 }
 
-pub(crate) fn row_json(schema: &Schema, row: &[Value]) -> String {
-    let mut m = serde_json::Map::new();
-    for (f, v) in schema.fields.iter().zip(row) {
-        let v = match v {
-            Value::Null => serde_json::Value::Null,
-            Value::Str(s) => serde_json::Value::from(s.as_str()),
-            Value::F64(x) => serde_json::Value::from(*x),
-            Value::I64(x) | Value::Ts(x) => serde_json::Value::from(*x),
-            Value::StrList(l) => l.iter().map(|s| s.as_str()).collect::<Vec<_>>().into(),
-            Value::Bool(b) => serde_json::Value::Bool(*b),
-        };
-        m.insert(f.name.clone(), v);
-    }
-    serde_json::Value::Object(m).to_string()
-}
-
 /// A key group's share of a model step's state in a checkpoint: the plugin's keyed state and the
 /// rows received but not scored yet (their timestamp is not complete).
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -440,7 +424,7 @@ pub fn model_stream<'scope>(
                                             source: &node.name,
                                             reason: RejectReason::PluginError,
                                             detail: what.clone(),
-                                            raw: row_json(&incoming, &r[..incoming.fields.len()]),
+                                            raw: crate::output::dead_letter::row_json(&incoming, &r[..incoming.fields.len()]),
                                             line: 0,
                                         });
                                     }

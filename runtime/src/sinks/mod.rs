@@ -5,9 +5,6 @@
 //! which builds the operator on every worker), and its runtime. [`SinkSpec`] is the one list of
 //! kinds: the planner, the dataflow and checkpoints know only the contract.
 
-pub mod dead_letter;
-pub mod rolling;
-
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -70,7 +67,7 @@ pub struct SinkBuildCx<'a> {
     pub worker: usize,
     /// The node the sink reads ([`crate::plan::NodeRef::node_index`]).
     pub input_node: usize,
-    pub dead: &'a Rc<RefCell<dead_letter::DeadLetters>>,
+    pub dead: &'a Rc<RefCell<crate::output::dead_letter::DeadLetters>>,
 }
 
 /// A planned sink, ready to build on every worker.

@@ -15,7 +15,7 @@ use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 use crate::base::kinds::{Checks, kinds};
 use crate::base::record::Trade;
 use crate::dataflow::context::RunContext;
-use crate::sinks::dead_letter::DeadLetters;
+use crate::output::dead_letter::DeadLetters;
 
 pub use self::finnhub::config::FinnhubConfig;
 pub use self::kafka::config::KafkaSourceConfig;

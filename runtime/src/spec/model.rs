@@ -5,8 +5,8 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
+use crate::output::dead_letter::config::DeadLetterSpec;
 use crate::sinks::SinkSpec;
-use crate::sinks::dead_letter::config::DeadLetterSpec;
 use crate::sources::SourceSpec;
 use crate::steps::StepSpec;
 

@@ -12,7 +12,7 @@ use crate::base::record::{Row, Schema, Trade};
 use crate::base::reject::RejectReason;
 use crate::dataflow::context::SourceFacts;
 use crate::expr::{Batch, Expr};
-use crate::sinks::dead_letter::{DeadLetter, DeadLetters};
+use crate::output::dead_letter::{DeadLetter, DeadLetters};
 
 /// Compiles the expression at `field` (a dotted path below the step) against the step's input.
 /// Errors are reported at the expression's own place: `field` plus the position inside it.
@@ -67,7 +67,7 @@ impl BatchOf for Row {
     }
     fn raw(&self, schema: &Schema) -> String {
         let mut buf = Vec::new();
-        crate::sinks::rolling::write_json_row(schema, self, &mut buf);
+        crate::output::rolling::write_json_row(schema, self, &mut buf);
         if buf.last() == Some(&b'\n') {
             buf.pop();
         }

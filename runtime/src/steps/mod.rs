@@ -17,8 +17,8 @@ use crate::base::kinds::kinds;
 use crate::base::record::Schema;
 use crate::dataflow::context::RunContext;
 use crate::dataflow::window::config::WindowStepConfig;
+use crate::output::dead_letter::DeadLetters;
 use crate::plugins::config::ModelStepConfig;
-use crate::sinks::dead_letter::DeadLetters;
 
 // The one list of step kinds: `type:` name, its folder below `steps/` (`in NAME`; window and
 // model live in `dataflow/window/` and `plugins/`), variant and config type. Adding a kind is

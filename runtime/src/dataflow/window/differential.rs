@@ -28,8 +28,8 @@ use crate::base::record::{Row, Trade, Value, format_ts};
 use crate::base::reject::RejectReason;
 use crate::base::time::quantize;
 use crate::dataflow::context::RunContext;
+use crate::output::dead_letter::{DeadLetter, DeadLetters};
 use crate::plan::{WindowKind, WindowNode};
-use crate::sinks::dead_letter::{DeadLetter, DeadLetters};
 
 /// (key, window start)
 type WinKey = (CompactString, i64);

@@ -22,8 +22,8 @@ use crate::base::reject::RejectReason;
 use crate::checkpoint::{GroupedState, Role};
 use crate::dataflow::context::RunContext;
 use crate::dataflow::stash::{Stash, stash_stamp};
+use crate::output::dead_letter::{DeadLetter, DeadLetters};
 use crate::plan::{RowInput, WindowNode};
-use crate::sinks::dead_letter::{DeadLetter, DeadLetters};
 
 /// One key group of a window operator's checkpoint: its keys' windows and stashed records.
 #[derive(serde::Serialize, serde::Deserialize)]

@@ -25,7 +25,7 @@ use crate::checkpoint::{PendingFile, Role};
 use crate::base::record::write_trade_json;
 use crate::base::record::{Row, Schema, Trade, Value};
 use crate::sinks::SinkBuildCx;
-use crate::sinks::dead_letter::DeadLetter;
+use crate::output::dead_letter::DeadLetter;
 use crate::base::reject::RejectReason;
 use crate::steps::AnyStream;
 
@@ -90,7 +90,7 @@ struct RowJson {
 impl Encode for RowJson {
     type R = Row;
     fn encode<'a>(&self, r: &'a Row, buf: &mut Vec<u8>) -> Option<&'a str> {
-        crate::sinks::rolling::write_json_row(&self.schema, r, buf);
+        crate::output::rolling::write_json_row(&self.schema, r, buf);
         if buf.last() == Some(&b'\n') {
             buf.pop();
         }

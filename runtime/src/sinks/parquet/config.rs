@@ -1,7 +1,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::base::units::{ByteSize, Duration};
+pub use crate::output::rolling::RollingSpec;
 
 /// Writes records as Parquet files (zstd, UTC timestamps) into Hive-style partition folders
 /// (`date=2026-11-27/`). Files are written under a pending name and published by a rename, so a
@@ -31,44 +31,9 @@ pub struct ParquetSinkConfig {
     pub zstd_level: i32,
 }
 
-/// A file is closed and published when any limit is reached, and always at the end of a run.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RollingSpec {
-    /// Maximum rows per file.
-    #[serde(default = "default_max_rows")]
-    pub max_rows: u64,
-    /// Maximum (encoded) bytes per file (Parquet: estimated every 256 rows, so a file can pass it
-    /// by up to 256 rows).
-    #[serde(default = "default_max_bytes")]
-    pub max_bytes: ByteSize,
-    /// Maximum time a file stays open (wall clock) before it is published.
-    #[serde(default = "default_max_age")]
-    pub max_age: Duration,
-}
-
-impl Default for RollingSpec {
-    fn default() -> Self {
-        RollingSpec {
-            max_rows: default_max_rows(),
-            max_bytes: default_max_bytes(),
-            max_age: default_max_age(),
-        }
-    }
-}
-
 pub fn default_partition_by() -> Vec<String> {
     vec!["date".to_string()]
 }
 pub const fn default_zstd_level() -> i32 {
     3
-}
-pub const fn default_max_rows() -> u64 {
-    1_000_000
-}
-pub const fn default_max_bytes() -> ByteSize {
-    ByteSize(128 << 20)
-}
-pub const fn default_max_age() -> Duration {
-    Duration::secs(60)
 }

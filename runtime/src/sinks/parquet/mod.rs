@@ -2,7 +2,6 @@
 //! files and publishes them atomically; at the end of the input everything is published.
 
 pub mod config;
-pub mod encode;
 mod kind;
 
 use std::sync::Arc;
@@ -14,7 +13,7 @@ use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::Operator;
 
-use super::rolling::{Format, Partition, RollingWriter};
+use crate::output::rolling::{Format, Partition, RollingWriter};
 use crate::base::storage::Storage;
 use crate::checkpoint::Role;
 use crate::checkpoint::output::OutputProtocol;

@@ -22,7 +22,7 @@ use crate::sources::SourceBuildCx;
 use crate::base::time::quantize;
 use crate::base::record::Trade;
 use crate::sim::server::{SimConfig, Simulator};
-use crate::sinks::dead_letter::DeadLetter;
+use crate::output::dead_letter::DeadLetter;
 use crate::base::reject::RejectReason;
 use crate::sources::finnhub::protocol::{FrameKind, InvalidTrade};
 

@@ -26,7 +26,7 @@ use self::config::{IdleWatermark, KafkaSourceConfig, StartPosition};
 use crate::checkpoint::{PartitionCheckpoint, Role};
 use crate::base::time::quantize;
 use crate::base::record::Trade;
-use crate::sinks::dead_letter::{DeadLetter, DeadLetters};
+use crate::output::dead_letter::{DeadLetter, DeadLetters};
 use crate::sources::SourceBuildCx;
 use crate::sources::finnhub::protocol;
 

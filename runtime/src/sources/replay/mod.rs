@@ -34,7 +34,7 @@ use crate::metrics::Metrics;
 use crate::base::record::Trade;
 use crate::sources::SourceBuildCx;
 use crate::sources::replay::config::ReplayConfig;
-use crate::sinks::dead_letter::{DeadLetter, DeadLetters};
+use crate::output::dead_letter::{DeadLetter, DeadLetters};
 use crate::sources::finnhub::fast;
 use crate::base::reject::RejectReason;
 use crate::sources::finnhub::protocol::{self, FrameKind, InvalidTrade, ValidTrade};

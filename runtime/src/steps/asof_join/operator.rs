@@ -22,7 +22,7 @@ use crate::base::record::{Row, Trade, Value, format_ts, trade_field, trade_row, 
 use crate::base::reject::RejectReason;
 use crate::checkpoint::{GroupedState, Role};
 use crate::expr::types::Type;
-use crate::sinks::dead_letter::DeadLetter;
+use crate::output::dead_letter::DeadLetter;
 use crate::steps::expressions::{BatchOf, Evaluated};
 use crate::steps::{AnyStream, BuildCx};
 
@@ -251,7 +251,7 @@ pub(super) fn join<'s>(
                 source: &step.name,
                 reason,
                 detail,
-                raw: crate::plugins::operator::row_json(schema, row),
+                raw: crate::output::dead_letter::row_json(schema, row),
                 line: 0,
             });
         };

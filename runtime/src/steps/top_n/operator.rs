@@ -22,7 +22,7 @@ use crate::base::record::{Row, Value, format_ts};
 use crate::base::reject::RejectReason;
 use crate::checkpoint::{GroupedState, Role};
 use crate::dataflow::stash::{Stash, stash_stamp};
-use crate::sinks::dead_letter::DeadLetter;
+use crate::output::dead_letter::DeadLetter;
 use crate::steps::BuildCx;
 use crate::steps::expressions::Evaluated;
 
@@ -199,7 +199,7 @@ pub fn ranked<'scope>(
                     source: &name,
                     reason,
                     detail,
-                    raw: crate::plugins::operator::row_json(&step.input_schema, row),
+                    raw: crate::output::dead_letter::row_json(&step.input_schema, row),
                     line: 0,
                 });
             };

@@ -9,14 +9,53 @@ use std::time::Instant;
 use anyhow::Result;
 use foldhash::HashMap;
 
-use super::parquet::config::RollingSpec;
-use super::parquet::encode::ParquetEncoder;
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::encode::ParquetEncoder;
 use crate::base::calendar::Align;
 use crate::base::record::{FieldType, Row, Schema, Value, format_date, format_ts};
 use crate::base::storage::Storage;
 use crate::base::storage::spill::Encoded;
+use crate::base::units::{ByteSize, Duration};
 use crate::checkpoint::PendingFile;
 use crate::metrics::Metrics;
+
+/// A file is closed and published when any limit is reached, and always at the end of a run.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollingSpec {
+    /// Maximum rows per file.
+    #[serde(default = "default_max_rows")]
+    pub max_rows: u64,
+    /// Maximum (encoded) bytes per file (Parquet: estimated every 256 rows, so a file can pass it
+    /// by up to 256 rows).
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: ByteSize,
+    /// Maximum time a file stays open (wall clock) before it is published.
+    #[serde(default = "default_max_age")]
+    pub max_age: Duration,
+}
+
+impl Default for RollingSpec {
+    fn default() -> Self {
+        RollingSpec {
+            max_rows: default_max_rows(),
+            max_bytes: default_max_bytes(),
+            max_age: default_max_age(),
+        }
+    }
+}
+
+pub const fn default_max_rows() -> u64 {
+    1_000_000
+}
+pub const fn default_max_bytes() -> ByteSize {
+    ByteSize(128 << 20)
+}
+pub const fn default_max_age() -> Duration {
+    Duration::secs(60)
+}
 
 /// Output file format.
 #[derive(Debug, Clone, Copy)]

@@ -134,8 +134,15 @@ impl ParquetEncoder {
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
         // Timestamps are nearly all distinct: a dictionary costs time (about 6% of a join's
         // run) and, given up at its size limit, saves nothing. zstd compresses them instead.
-        for f in schema.fields.iter().filter(|f| f.ty == FieldType::Timestamp) {
-            props = props.set_column_dictionary_enabled(parquet::schema::types::ColumnPath::from(f.name.as_str()), false);
+        for f in schema
+            .fields
+            .iter()
+            .filter(|f| f.ty == FieldType::Timestamp)
+        {
+            props = props.set_column_dictionary_enabled(
+                parquet::schema::types::ColumnPath::from(f.name.as_str()),
+                false,
+            );
         }
         let props = props.build();
         let writer = ArrowWriter::try_new(SpillBuffer::default(), Arc::clone(&arrow), Some(props))?;

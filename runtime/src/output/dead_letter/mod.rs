@@ -184,3 +184,20 @@ impl crate::checkpoint::output::TwoPhase for DeadLetters {
         self.flush()
     }
 }
+
+/// A row as the `raw` of its dead letter: a JSON object, timestamps as ms since the epoch.
+pub fn row_json(schema: &Schema, row: &[Value]) -> String {
+    let mut m = serde_json::Map::new();
+    for (f, v) in schema.fields.iter().zip(row) {
+        let v = match v {
+            Value::Null => serde_json::Value::Null,
+            Value::Str(s) => serde_json::Value::from(s.as_str()),
+            Value::F64(x) => serde_json::Value::from(*x),
+            Value::I64(x) | Value::Ts(x) => serde_json::Value::from(*x),
+            Value::StrList(l) => l.iter().map(|s| s.as_str()).collect::<Vec<_>>().into(),
+            Value::Bool(b) => serde_json::Value::Bool(*b),
+        };
+        m.insert(f.name.clone(), v);
+    }
+    serde_json::Value::Object(m).to_string()
+}

@@ -1,7 +1,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::sinks::parquet::config::RollingSpec;
+use crate::output::rolling::RollingSpec;
 
 /// Where rejected input goes: malformed frames, invalid trades and late trades, each with the
 /// reason, the raw input and where it came from.
