@@ -69,3 +69,21 @@ fn the_committed_json_schema_matches_the_code() {
         "schemas/pipeline.schema.json is out of date: run `cargo run -q -- schema > schemas/pipeline.schema.json`"
     );
 }
+
+/// The layers of the crate (base, expr, metrics, ..., plan, dataflow, cli) import each other in
+/// one direction only: `scripts/imports` finds the strongly connected components of the module
+/// graph, and fails on any between top-level modules.
+#[test]
+fn the_layers_have_no_import_circle() {
+    let out = std::process::Command::new("python3")
+        .arg(repo().join("scripts/imports"))
+        .args(["--layers", "--check"])
+        .output()
+        .expect("python3 runs scripts/imports");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.trim_end().ends_with("0 circle(s)"),
+        "import circles between layers:\n{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -251,7 +251,7 @@ pub fn run_spec(
         .unwrap_or_else(|e| panic!("{e}"));
     let plan = tickflow::plan::build(&loaded).unwrap_or_else(|e| panic!("{e}"));
     let mut opts = tickflow::dataflow::RunOptions::new(workers);
-    opts.block_size = block_size;
+    opts.block_size = Some(block_size);
     let metrics = std::sync::Arc::clone(&opts.metrics);
     tickflow::dataflow::run(plan, opts).expect("run");
     std::sync::Arc::try_unwrap(metrics).expect("the run is over")

@@ -19,3 +19,4 @@ pub mod sources;
 pub mod spec;
 pub mod steps;
 pub mod tables;
+pub mod worker;

@@ -245,6 +245,15 @@ mod erased {
     }
 }
 
+/// Whether `name` can name a column a spec writes (a derived column, a table's column): ASCII
+/// letters, digits and `_`, not starting with a digit, 1 to 128 characters.
+pub fn valid_column_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

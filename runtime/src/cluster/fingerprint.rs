@@ -29,33 +29,29 @@ fn fnv(h: u64, bytes: &[u8]) -> u64 {
 const FNV_START: u64 = 0xcbf2_9ce4_8422_2325;
 
 impl Fingerprint {
-    /// The pipeline's part, from the interpolated spec (as JSON, keys in written order). A
-    /// replay's `path` is left out (the same file may be mounted at different paths; the replay
-    /// itself checks that every process reads the same bytes), and so is `metrics`.
-    pub fn of_spec(spec: &serde_json::Value) -> Fingerprint {
+    /// The pipeline's part, from the interpolated spec (as JSON, keys in written order) and
+    /// the files its components read (`files`: their bytes count, not their paths). The
+    /// `local` fields (section, component, field) are left out: each may differ between
+    /// processes (a replay's `path`: the same file may be mounted at different paths, and the
+    /// source checks that every process reads the same bytes itself), and so is `metrics`.
+    pub fn of_spec(
+        spec: &serde_json::Value,
+        local: &[(&str, &str, &str)],
+        files: &[&str],
+    ) -> Fingerprint {
         let section = |name: &str| -> u64 {
             let mut v = spec.get(name).cloned().unwrap_or(serde_json::Value::Null);
-            if name == "sources"
-                && let Some(sources) = v.as_object_mut()
-            {
-                for s in sources.values_mut() {
-                    if s.get("type").and_then(|t| t.as_str()) == Some("replay")
-                        && let Some(o) = s.as_object_mut()
-                    {
-                        o.remove("path");
-                    }
+            for (_, component, field) in local.iter().filter(|(s, _, _)| *s == name) {
+                if let Some(o) = v.get_mut(*component).and_then(|c| c.as_object_mut()) {
+                    o.remove(*field);
                 }
             }
             fnv(FNV_START, v.to_string().as_bytes())
         };
         let mut plugins = FNV_START;
-        if let Some(steps) = spec.get("steps").and_then(|s| s.as_object()) {
-            for step in steps.values() {
-                if let Some(path) = step.get("plugin").and_then(|p| p.as_str()) {
-                    // Unreadable plugins are a planning error already.
-                    plugins = fnv(plugins, &std::fs::read(path).unwrap_or_default());
-                }
-            }
+        for path in files {
+            // Unreadable files are a planning error already.
+            plugins = fnv(plugins, &std::fs::read(path).unwrap_or_default());
         }
         Fingerprint {
             sources: section("sources"),

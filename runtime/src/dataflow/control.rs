@@ -18,7 +18,7 @@ use timely::dataflow::operators::generic::operator::{Operator, source};
 use timely::dataflow::operators::vec::Broadcast;
 
 use crate::cluster::ControlMsg;
-use crate::dataflow::context::RunContext;
+use crate::worker::context::RunContext;
 
 /// Builds the control dataflow on one worker. It ends once `main_done` is set (this worker's
 /// main dataflow has finished) on every worker of the cluster.

@@ -1,11 +1,7 @@
 //! Building and running the timely dataflow for a plan: sources → (exchange by key) → windows →
 //! sinks, one copy per worker thread.
 
-pub mod context;
 pub mod control;
-pub mod ordered;
-pub mod stash;
-pub mod window;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -17,7 +13,6 @@ use anyhow::{Context, Result, bail};
 use timely::dataflow::operators::Probe;
 use timely::dataflow::{ProbeHandle, StreamVec};
 
-use self::context::RunContext;
 use crate::base::record::Trade;
 use crate::checkpoint::Role;
 use crate::checkpoint::output::OutputProtocol;
@@ -25,16 +20,17 @@ use crate::cluster::{ClusterConfig, Control, Membership};
 use crate::metrics::Metrics;
 use crate::output::dead_letter::DeadLetters;
 use crate::plan::Plan;
-use crate::sources::replay::BLOCK_SIZE;
 use crate::steps::{AnyStream, BuildCx};
+use crate::worker::context::RunContext;
 
 /// How to run a plan.
 pub struct RunOptions {
     pub workers: usize,
     pub stop: Arc<AtomicBool>,
     pub metrics: Arc<Metrics>,
-    /// Replay block size in bytes (tests use small blocks to exercise the parallel reader).
-    pub block_size: usize,
+    /// Bytes a file source reads per block (tests use small blocks to exercise the parallel
+    /// reader); `None`: the source's own default.
+    pub block_size: Option<usize>,
     /// Make every source that can end do so (Kafka: the end offsets seen at start).
     pub bounded: bool,
     /// Run as one process of a cluster (`workers` threads here, as many in every other process).
@@ -53,7 +49,7 @@ impl RunOptions {
             workers,
             stop: Arc::new(AtomicBool::new(false)),
             metrics: Arc::new(Metrics::default()),
-            block_size: BLOCK_SIZE,
+            block_size: None,
             bounded: false,
             cluster: None,
             membership: None,
@@ -160,7 +156,7 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
         .iter()
         .map(|s| {
             let config = s.config.clone();
-            crate::dataflow::context::SourceFacts {
+            crate::worker::context::SourceFacts {
                 name: s.name.clone(),
                 time_quantum_ms: s.time_quantum_ms,
                 max_out_of_orderness_ms: s.config.max_out_of_orderness_ms(),
@@ -179,7 +175,7 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
         run_id,
         opened
             .iter()
-            .map(|s| Arc::clone(s) as Arc<dyn crate::dataflow::context::OnControl>)
+            .map(|s| Arc::clone(s) as Arc<dyn crate::worker::context::OnControl>)
             .collect(),
     );
     let mut context = context.with_workers(workers);

@@ -39,20 +39,17 @@ fn nodes_and_edges(plan: &Plan) -> (Vec<Node>, Vec<(String, String, String)>) {
         nodes.push(Node {
             id: node_id(plan, NodeRef::Step(i)),
             label: format!("{}\\n{}", st.name, st.op.describe()),
-            shape: match st.op.kind() {
-                "model" => "hexagon",
-                "window" => "ellipse",
-                _ => "box",
-            },
+            shape: st.op.graph_shape(),
         });
         let input = plan.stream_of(st.input);
-        let what = match (input.kind, input.key_name()) {
-            (crate::steps::StreamKind::Trades, _) if st.op.kind() == "window" => {
-                "trades by key".to_string()
-            }
-            (_, Some(_)) if st.op.kind() == "model" => "rows by key".to_string(),
-            (crate::steps::StreamKind::Trades, _) => "trades".to_string(),
-            (crate::steps::StreamKind::Rows, _) => "rows".to_string(),
+        let records = match input.kind {
+            crate::steps::StreamKind::Trades => "trades",
+            crate::steps::StreamKind::Rows => "rows",
+        };
+        let what = if st.op.reads_by_key(input) {
+            format!("{records} by key")
+        } else {
+            records.to_string()
         };
         edges.push((
             node_id(plan, st.input),

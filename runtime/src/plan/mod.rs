@@ -10,15 +10,10 @@ use std::sync::Arc;
 use crate::base::diagnostic::suggest;
 use crate::base::kinds::Checks;
 use crate::base::record::Schema;
-use crate::dataflow::window::config::AggregateFn;
 use crate::output::dead_letter::config::DeadLetterSpec;
 use crate::sources::SourceSpec;
 use crate::spec::{Diagnostic, LoadedSpec, SpecErrors};
 pub use crate::steps::{StepOp, StreamInfo, StreamKind};
-
-/// The most hopping windows one record may belong to (`size / slide`): each costs state and a
-/// row per window, so `size: 1d, slide: 1ms` (86 million) is refused at validation.
-pub const MAX_WINDOWS_PER_RECORD: i64 = 10_000;
 
 /// Where a stream comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,84 +52,6 @@ impl SourceNode {
     }
 }
 
-/// The number an aggregate reads: a trade's field, or a value slot of a row window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TradeField {
-    Price,
-    Volume,
-    /// The slot of [`RowInput::slots`].
-    Column(usize),
-}
-
-/// How a window reads rows (of another step) instead of trades.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RowInput {
-    /// The input columns of the key and the event time.
-    pub key: usize,
-    pub time: usize,
-    /// The input column of each value slot ([`TradeField::Column`]).
-    pub slots: Vec<usize>,
-    /// `Some(lag)`: the rows were fired by a window, and every row whose time is below `T` has
-    /// arrived once the frontier reaches `T + lag` (windows fire then; no row is late). `None`:
-    /// rows are stamped like trades, each judged late by the watermark it was read at.
-    pub lag: Option<i64>,
-    /// The rows' `revision` column: a row replaces the earlier revision of the same input row.
-    pub revision: Option<usize>,
-}
-
-#[derive(Debug, Clone)]
-pub struct AggregatePlan {
-    pub name: String,
-    pub func: AggregateFn,
-    pub field: TradeField,
-    /// `vwap` over rows: the volume `field` (the price) is weighed by.
-    pub weight: Option<TradeField>,
-}
-
-/// Window shape in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WindowKind {
-    Tumbling { size: i64 },
-    Hopping { size: i64, slide: i64 },
-    Session { gap: i64 },
-}
-
-#[derive(Debug, Clone)]
-pub struct WindowNode {
-    pub name: String,
-    /// The source at the root of its input (its trades' positions, its time quantum).
-    pub input: usize,
-    pub kind: WindowKind,
-    pub allowed_lateness_ms: i64,
-    pub aggregates: Vec<AggregatePlan>,
-    /// `key`, `window_start`, `window_end`, the aggregates, then `revision` when late records
-    /// can revise a window.
-    pub schema: Schema,
-    /// Whether differential dataflow maintains the windows (else the timely operator).
-    pub differential: bool,
-    /// Windows that started before the run are not emitted (a live input, `partial_windows:
-    /// skip`).
-    pub skip_partial: bool,
-    /// Rows instead of trades.
-    pub rows: Option<RowInput>,
-    /// Tumbling windows in market time (a time zone, a calendar's sessions).
-    pub align: Option<std::sync::Arc<crate::base::calendar::Align>>,
-    /// Gap filling: a row for every window of every key seen within `fill_for`.
-    pub fill: Option<FillPlan>,
-}
-
-/// How a window step fills windows without records.
-#[derive(Debug, Clone)]
-pub struct FillPlan {
-    pub mode: crate::dataflow::window::config::FillMode,
-    /// Windows starting this long after a key's last window with records are not filled.
-    pub for_ms: i64,
-    /// `last` aggregates kept beside the visible ones (one per field that `previous` carries).
-    pub carried: Vec<AggregatePlan>,
-    /// For each visible aggregate, the carried value it takes in a filled row.
-    pub carry_of: Vec<Option<usize>>,
-}
-
 #[derive(Debug, Clone)]
 pub struct SinkNode {
     pub name: String,
@@ -144,24 +61,6 @@ pub struct SinkNode {
     /// Trades or rows.
     pub kind: StreamKind,
     pub op: Arc<dyn crate::sinks::SinkOp>,
-}
-
-/// A model step: rows scored by a plugin, out with the plugin's columns appended.
-#[derive(Debug, Clone)]
-pub struct ModelNode {
-    pub name: String,
-    /// The schema of the rows it scores.
-    pub incoming: Schema,
-    pub plugin: std::sync::Arc<crate::plugins::Plugin>,
-    /// For each plugin input, the index of the incoming field it reads (the first is the key).
-    pub input_fields: Vec<usize>,
-    /// The incoming fields, then the plugin's outputs.
-    pub schema: Schema,
-    pub config: String,
-    pub limits: crate::plugins::Limits,
-    pub on_error: crate::plugins::config::OnError,
-    pub on_nan: crate::plugins::config::OnNan,
-    pub batch_rows: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -220,8 +119,21 @@ pub fn build(loaded: &LoadedSpec) -> Result<Plan, SpecErrors> {
     let mut warnings = Vec::new();
     let mut plan = plan(&loaded.spec, &loaded.broken, &mut diags, &mut warnings);
     if diags.is_empty() && loaded.pending.is_empty() {
-        plan.fingerprint =
-            crate::cluster::fingerprint::Fingerprint::of_spec(&loaded.tree.root.to_json());
+        let spec = &loaded.spec;
+        let local: Vec<(&str, &str, &str)> = spec
+            .sources
+            .iter()
+            .flat_map(|(name, s)| {
+                let fields = s.kind().local_fields();
+                fields.iter().map(move |f| ("sources", name.as_str(), *f))
+            })
+            .collect();
+        let files: Vec<&str> = spec.steps.values().flat_map(|s| s.kind().files()).collect();
+        plan.fingerprint = crate::cluster::fingerprint::Fingerprint::of_spec(
+            &loaded.tree.root.to_json(),
+            &local,
+            &files,
+        );
         let located = loaded.locate_only(warnings);
         plan.warnings = located
             .diagnostics

@@ -8,17 +8,15 @@
 //! with a [`ErrorKind`]; the step's `on_error` decides what happens, and the instance is
 //! rebuilt after a trap (a trapped instance cannot be re-entered).
 
-pub mod config;
 mod host;
-pub mod operator;
 pub mod stats;
-mod step;
 
 pub use host::{CallError, ErrorKind, Instance, Limits, Plugin, WIT_PACKAGE, load};
 
 /// The contract's types, as the host sees them.
 pub mod host_types {
     pub use super::host::{
-        Column, ColumnType, Field, KeyedState, ModelInfo, TextColumn, text_column, text_values,
+        Column, ColumnType, Field, KeyedState, ModelInfo, TextColumn, column_len, text_column,
+        text_values,
     };
 }

@@ -16,7 +16,7 @@ pub struct PluginStats {
 }
 
 impl PluginStats {
-    pub(super) fn record(&self, took: std::time::Duration, rows: usize, memory: usize) {
+    pub fn record(&self, took: std::time::Duration, rows: usize, memory: usize) {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.rows.fetch_add(rows as u64, Ordering::Relaxed);
         self.call_nanos

@@ -10,8 +10,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::base::kinds::{Checks, kinds};
-use crate::dataflow::context::RunContext;
 use crate::steps::{AnyStream, StreamInfo};
+use crate::worker::context::RunContext;
 
 pub use self::kafka::config::KafkaSinkConfig;
 pub use self::parquet::config::ParquetSinkConfig;

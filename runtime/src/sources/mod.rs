@@ -14,8 +14,8 @@ use timely::dataflow::{ProbeHandle, Scope, StreamVec};
 
 use crate::base::kinds::{Checks, kinds};
 use crate::base::record::Trade;
-use crate::dataflow::context::RunContext;
 use crate::output::dead_letter::DeadLetters;
+use crate::worker::context::RunContext;
 
 pub use self::finnhub::config::FinnhubConfig;
 pub use self::kafka::config::KafkaSourceConfig;
@@ -62,13 +62,18 @@ pub trait SourceConfig {
     /// Opens the source for a run: what all workers of this process share (an open file, a
     /// connection's settings, a simulator).
     fn open(&self, name: &str, cx: &OpenCx<'_>) -> anyhow::Result<Arc<dyn SourceOp>>;
+    /// Fields that may differ between the processes of a cluster (left out of the pipeline's
+    /// fingerprint): a path the same file is mounted at, when the source checks its bytes.
+    fn local_fields(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// What opening a source for a run sees.
 pub struct OpenCx<'a> {
     pub rt: &'a tokio::runtime::Handle,
-    /// Bytes a file source reads per block (tests use small blocks).
-    pub block_size: usize,
+    /// Bytes a file source reads per block (tests use small blocks); `None`: its own default.
+    pub block_size: Option<usize>,
     /// This process hosts global worker 0 (alone, or process 0 of a cluster).
     pub leader: bool,
 }
@@ -84,7 +89,7 @@ pub struct SourceBuildCx<'a> {
 }
 
 /// A source opened for a run.
-pub trait SourceOp: crate::dataflow::context::OnControl {
+pub trait SourceOp: crate::worker::context::OnControl {
     /// The source's operator on one worker: trades stamped with their quantized watermark.
     fn build<'s>(&self, scope: Scope<'s, u64>, cx: &SourceBuildCx<'_>)
     -> StreamVec<'s, u64, Trade>;

@@ -10,9 +10,9 @@ use super::{BuildCx, PlanCx};
 use crate::base::record::trade_json;
 use crate::base::record::{Row, Schema, Trade};
 use crate::base::reject::RejectReason;
-use crate::dataflow::context::SourceFacts;
 use crate::expr::{Batch, Expr};
 use crate::output::dead_letter::{DeadLetter, DeadLetters};
+use crate::worker::context::SourceFacts;
 
 /// Compiles the expression at `field` (a dotted path below the step) against the step's input.
 /// Errors are reported at the expression's own place: `field` plus the position inside it.

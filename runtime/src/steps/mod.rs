@@ -6,6 +6,7 @@
 //! the planner, the dataflow, the graph and checkpoints only know the contract.
 
 mod expressions;
+pub mod ordered;
 pub mod stream;
 
 use std::cell::RefCell;
@@ -15,21 +16,18 @@ use std::sync::Arc;
 pub use self::stream::{AnyStream, StreamKind};
 use crate::base::kinds::kinds;
 use crate::base::record::Schema;
-use crate::dataflow::context::RunContext;
-use crate::dataflow::window::config::WindowStepConfig;
 use crate::output::dead_letter::DeadLetters;
-use crate::plugins::config::ModelStepConfig;
+use crate::worker::context::RunContext;
 
-// The one list of step kinds: `type:` name, its folder below `steps/` (`in NAME`; window and
-// model live in `dataflow/window/` and `plugins/`), variant and config type. Adding a kind is
-// its folder plus one line here.
+// The one list of step kinds: `type:` name, its folder below `steps/` (`in NAME`), variant and
+// config type. Adding a kind is its folder plus one line here.
 kinds! {
     /// A transformation, chosen by `type`.
     enum StepSpec: dyn StepConfig;
     /// Event-time windows with aggregates (OHLCV bars, VWAP, ...).
-    "window" => Window(WindowStepConfig),
+    "window" in window => Window(window::config::WindowStepConfig),
     /// Scores rows with a WebAssembly model plugin.
-    "model" => Model(ModelStepConfig),
+    "model" in model => Model(model::config::ModelStepConfig),
     /// Keeps the records for which a SQL condition is true.
     "filter" in filter => Filter(filter::FilterConfig),
     /// Adds (or replaces) columns computed by SQL expressions.
@@ -177,6 +175,11 @@ pub trait StepConfig {
     }
     /// Checks the step against its input stream (every problem through `cx`) and plans it.
     fn plan(&self, cx: &mut PlanCx<'_>) -> Option<Planned>;
+    /// Files it reads whose bytes every process of a cluster must share (a model's plugin):
+    /// part of the pipeline's fingerprint.
+    fn files(&self) -> Vec<&str> {
+        Vec::new()
+    }
 }
 
 /// What a step's operator is built from.
@@ -219,6 +222,14 @@ pub trait StepOp: Send + Sync + std::fmt::Debug {
     /// Whether the replay source paces itself by this step's progress (a step that stashes
     /// records until the frontier passes).
     fn paces_source(&self) -> bool {
+        false
+    }
+    /// Its node's shape in `graph` (DOT names: `box`, `ellipse`, `hexagon`).
+    fn graph_shape(&self) -> &'static str {
+        "box"
+    }
+    /// Whether it reads `input` exchanged by key (the graph's edge says so).
+    fn reads_by_key(&self, _input: &StreamInfo) -> bool {
         false
     }
     /// The reason this step dead-letters records, for the graph's edges.

@@ -44,7 +44,7 @@ pub fn plan(
         return None;
     }
     for col in cfg.columns.keys() {
-        if !crate::steps::derive::valid_column_name(col) {
+        if !crate::base::record::valid_column_name(col) {
             err(
                 format!("{p}.columns.{col}"),
                 format!("invalid column name `{col}`: use letters, digits and `_`"),

@@ -134,4 +134,4 @@ impl SourceOp for Finnhub {
     }
 }
 
-impl crate::dataflow::context::OnControl for Finnhub {}
+impl crate::worker::context::OnControl for Finnhub {}

@@ -83,4 +83,4 @@ impl SourceOp for Kafka {
     }
 }
 
-impl crate::dataflow::context::OnControl for Kafka {}
+impl crate::worker::context::OnControl for Kafka {}

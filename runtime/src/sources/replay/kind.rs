@@ -67,8 +67,16 @@ impl SourceConfig for ReplayConfig {
     fn rewinds(&self) -> Option<String> {
         None
     }
+    fn local_fields(&self) -> &'static [&'static str] {
+        // Every process checks that it reads the same bytes (block carries name them).
+        &["path"]
+    }
     fn open(&self, name: &str, cx: &OpenCx<'_>) -> anyhow::Result<Arc<dyn SourceOp>> {
-        let shared = ReplayShared::open(&self.path, cx.block_size, cx.rt)
+        let shared = ReplayShared::open(
+            &self.path,
+            cx.block_size.unwrap_or(super::BLOCK_SIZE),
+            cx.rt,
+        )
             .with_context(|| format!("source `{name}`: cannot open `{}`", self.path))?;
         Ok(Arc::new(Replay {
             shared: Arc::new(shared),
@@ -89,7 +97,7 @@ impl SourceOp for Replay {
     }
 }
 
-impl crate::dataflow::context::OnControl for Replay {
+impl crate::worker::context::OnControl for Replay {
     fn on_control(&self, body: &[u8]) -> anyhow::Result<()> {
         let b: BlockParsed =
             bincode::deserialize(body).context("a replay block message from another process")?;

@@ -106,7 +106,7 @@ impl StepConfig for AsofJoinConfig {
         let mut picks = Vec::new();
         for (name, col) in &self.columns {
             let p = format!("columns.{name}");
-            if !super::derive::valid_column_name(name) {
+            if !crate::base::record::valid_column_name(name) {
                 cx.error(&p, format!("invalid column name `{name}`: use letters, digits and `_`"));
                 ok = false;
                 continue;

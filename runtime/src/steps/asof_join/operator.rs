@@ -139,7 +139,7 @@ fn keyed<'s>(input: AnyStream<'s>, mut eval: Evaluated, column: Option<usize>, l
                         .zip(k)
                         .map(|(mut r, (k, failed))| {
                             r.reserve_exact(room);
-                            (k, failed, crate::dataflow::ordered::content_hash(&r), Rec::Row(r))
+                            (k, failed, crate::steps::ordered::content_hash(&r), Rec::Row(r))
                         })
                         .collect();
                     output.session(&cap).give_iterator(out.into_iter());

@@ -30,7 +30,7 @@ impl StepConfig for DeriveConfig {
         let mut ok = true;
         for (name, text) in &self.columns {
             let field = format!("columns.{name}");
-            if !valid_column_name(name) {
+            if !crate::base::record::valid_column_name(name) {
                 cx.error(&field, format!("invalid column name `{name}`: use letters, digits and `_`"));
                 ok = false;
                 continue;
@@ -94,13 +94,6 @@ impl StepConfig for DeriveConfig {
             }),
         })
     }
-}
-
-pub fn valid_column_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 128
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !name.starts_with(|c: char| c.is_ascii_digit())
 }
 
 #[derive(Debug)]

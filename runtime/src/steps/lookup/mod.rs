@@ -51,7 +51,7 @@ impl StepConfig for LookupConfig {
                         }
                     };
                     match table.schema.index_of(from) {
-                        Some(i) if super::derive::valid_column_name(to) => picks.push((i, to.to_string())),
+                        Some(i) if crate::base::record::valid_column_name(to) => picks.push((i, to.to_string())),
                         Some(_) => {
                             cx.error(&field, format!("invalid column name `{to}`: use letters, digits and `_`"));
                             ok = false;

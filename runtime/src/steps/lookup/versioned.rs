@@ -17,7 +17,7 @@ use timely::dataflow::operators::Operator;
 use super::Joiner;
 use crate::base::record::Row;
 use crate::checkpoint::{GroupedState, Role};
-use crate::dataflow::stash::{Stash, stash_stamp};
+use crate::worker::stash::{Stash, stash_stamp};
 use crate::steps::expressions::Evaluated;
 use crate::steps::{AnyStream, BuildCx};
 use crate::tables::{Table, TableData};

@@ -57,7 +57,7 @@ impl StepConfig for RollingConfig {
             return None;
         }
         // The key and the time.
-        let (key, time, lag, stamped) = crate::dataflow::ordered::plan_order(
+        let (key, time, lag, stamped) = crate::steps::ordered::plan_order(
             cx,
             &input,
             &self.input,
@@ -70,7 +70,7 @@ impl StepConfig for RollingConfig {
         let mut features = Vec::new();
         for (name, f) in &self.features {
             let p = format!("features.{name}");
-            if !super::derive::valid_column_name(name) {
+            if !crate::base::record::valid_column_name(name) {
                 cx.error(&p, format!("invalid column name `{name}`: use letters, digits and `_`"));
                 ok = false;
                 continue;
@@ -273,7 +273,7 @@ impl StepOp for Rolling {
         )
     }
     fn build<'s>(&self, input: AnyStream<'s>, cx: &BuildCx<'_>) -> AnyStream<'s> {
-        let how = crate::dataflow::ordered::Ordering {
+        let how = crate::steps::ordered::Ordering {
             name: self.name.clone(),
             kind: "rolling",
             key: self.key,
@@ -283,7 +283,7 @@ impl StepOp for Rolling {
             input_schema: self.input_schema.clone(),
             tie: None,
         };
-        AnyStream::Rows(crate::dataflow::ordered::in_event_time_order(input.rows(), cx, &how, self.clone()))
+        AnyStream::Rows(crate::steps::ordered::in_event_time_order(input.rows(), cx, &how, self.clone()))
     }
     fn paces_source(&self) -> bool {
         true

@@ -1,10 +1,10 @@
-//! The rolling step reads each key's rows in event-time order ([`crate::dataflow::ordered`]):
+//! The rolling step reads each key's rows in event-time order ([`crate::steps::ordered`]):
 //! every row comes out with its features appended.
 
 use super::Rolling;
 use super::state::KeyState;
 use crate::base::record::{Row, Value};
-use crate::dataflow::ordered::InOrder;
+use crate::steps::ordered::InOrder;
 
 impl InOrder for Rolling {
     type State = KeyState;

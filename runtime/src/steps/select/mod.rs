@@ -40,7 +40,7 @@ impl StepConfig for SelectConfig {
                 ok = false;
                 continue;
             };
-            if !super::derive::valid_column_name(to) {
+            if !crate::base::record::valid_column_name(to) {
                 cx.error(&field, format!("invalid column name `{to}`: use letters, digits and `_`"));
                 ok = false;
                 continue;

@@ -21,7 +21,7 @@ use crate::base::keys::key_group;
 use crate::base::record::{Row, Value, format_ts};
 use crate::base::reject::RejectReason;
 use crate::checkpoint::{GroupedState, Role};
-use crate::dataflow::stash::{Stash, stash_stamp};
+use crate::worker::stash::{Stash, stash_stamp};
 use crate::output::dead_letter::DeadLetter;
 use crate::steps::BuildCx;
 use crate::steps::expressions::Evaluated;

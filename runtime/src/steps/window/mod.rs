@@ -6,6 +6,7 @@ pub mod aggregate;
 pub mod config;
 pub mod differential;
 pub mod input;
+pub mod node;
 pub mod operator;
 mod sampled;
 pub mod state;

@@ -1,9 +1,13 @@
-//! The model step behind the step contract.
+//! The model step: rows scored by a WebAssembly plugin ([`crate::plugins`]), behind the step
+//! contract. Config in [`config`], the operator in [`operator`].
+
+pub mod config;
+pub mod operator;
 
 use std::sync::Arc;
 
-use super::config::ModelStepConfig;
-use crate::plan::ModelNode;
+use self::config::ModelStepConfig;
+use crate::base::record::Schema;
 use crate::steps::{
     AnyStream, BuildCx, PlanCx, Planned, StepConfig, StepOp, StreamInfo, StreamKind,
 };
@@ -12,11 +16,14 @@ impl StepConfig for ModelStepConfig {
     fn input(&self) -> &str {
         &self.input
     }
+    fn files(&self) -> Vec<&str> {
+        vec![&self.plugin]
+    }
     fn plan(&self, cx: &mut PlanCx<'_>) -> Option<Planned> {
         let input = cx.input.clone();
         if !cx.input_known {
             // The plugin and the limits are still checked; the inputs need the real stream.
-            super::operator::plan_model(
+            operator::plan_model(
                 cx.name,
                 self,
                 &crate::base::record::Schema::default(),
@@ -29,7 +36,7 @@ impl StepConfig for ModelStepConfig {
             );
             return None;
         }
-        let node = super::operator::plan_model(
+        let node = operator::plan_model(
             cx.name,
             self,
             &input.schema,
@@ -55,6 +62,12 @@ impl StepOp for ModelNode {
     }
     fn kind(&self) -> &'static str {
         "model"
+    }
+    fn graph_shape(&self) -> &'static str {
+        "hexagon"
+    }
+    fn reads_by_key(&self, input: &StreamInfo) -> bool {
+        input.key.is_some()
     }
     fn describe(&self) -> String {
         // What a plugin says about itself is untrusted: one line, no quotes, bounded.
@@ -90,7 +103,7 @@ impl StepOp for ModelNode {
         )
     }
     fn build<'s>(&self, input: AnyStream<'s>, cx: &BuildCx<'_>) -> AnyStream<'s> {
-        AnyStream::Rows(super::operator::model_stream(
+        AnyStream::Rows(operator::model_stream(
             input.rows(),
             cx.ctx,
             self,
@@ -100,3 +113,22 @@ impl StepOp for ModelNode {
         ))
     }
 }
+
+/// A model step: rows scored by a plugin, out with the plugin's columns appended.
+#[derive(Debug, Clone)]
+pub struct ModelNode {
+    pub name: String,
+    /// The schema of the rows it scores.
+    pub incoming: Schema,
+    pub plugin: std::sync::Arc<crate::plugins::Plugin>,
+    /// For each plugin input, the index of the incoming field it reads (the first is the key).
+    pub input_fields: Vec<usize>,
+    /// The incoming fields, then the plugin's outputs.
+    pub schema: Schema,
+    pub config: String,
+    pub limits: crate::plugins::Limits,
+    pub on_error: config::OnError,
+    pub on_nan: config::OnNan,
+    pub batch_rows: usize,
+}
+

@@ -3,7 +3,7 @@
 use super::config::AggregateFn;
 use super::state::WindowState;
 use crate::base::record::{Row, Schema, Trade, Value};
-use crate::plan::{AggregatePlan, TradeField, WindowKind, WindowNode};
+use crate::steps::window::node::{AggregatePlan, TradeField, WindowKind, WindowNode};
 
 fn node(kind: WindowKind, allowed: i64, aggs: &[(AggregateFn, TradeField)]) -> WindowNode {
     WindowNode {
@@ -269,7 +269,7 @@ fn filling(kind: WindowKind, allowed: i64, for_ms: i64) -> WindowNode {
             (Count, TradeField::Price),
         ],
     );
-    n.fill = Some(crate::plan::FillPlan {
+    n.fill = Some(crate::steps::window::node::FillPlan {
         mode: super::config::FillMode::Previous,
         for_ms,
         carried: vec![AggregatePlan {

@@ -17,18 +17,18 @@ use timely::dataflow::operators::Operator;
 use super::config::{ModelStepConfig, OnError, OnNan};
 use serde::{Deserialize, Serialize};
 
-use super::host::{
-    CallError, Column, ColumnType, ErrorKind, Instance, KeyedState, Limits, column_len,
-    text_column, text_values,
+use crate::plugins::host_types::{
+    Column, ColumnType, KeyedState, column_len, text_column, text_values,
 };
+use crate::plugins::{CallError, ErrorKind, Instance, Limits};
 use crate::base::keys::key_group;
 use crate::base::record::{Field, FieldType, Row, Schema, Value};
 use crate::base::reject::RejectReason;
 use crate::checkpoint::{GroupedState, Role};
-use crate::dataflow::context::RunContext;
-use crate::dataflow::stash::{Stash, stash_stamp};
+use crate::worker::context::RunContext;
+use crate::worker::stash::{Stash, stash_stamp};
 use crate::output::dead_letter::{DeadLetter, DeadLetters};
-use crate::plan::ModelNode;
+use super::ModelNode;
 
 fn field_type(ty: ColumnType) -> FieldType {
     match ty {
@@ -57,7 +57,7 @@ pub fn plan_model(
     if cfg.batch_rows == 0 {
         err(format!("{p}.batch_rows"), "must be at least 1".into());
     }
-    let plugin = match super::load(Path::new(&cfg.plugin)) {
+    let plugin = match crate::plugins::load(Path::new(&cfg.plugin)) {
         Ok(plugin) => plugin,
         Err(message) => {
             err(format!("{p}.plugin"), message);

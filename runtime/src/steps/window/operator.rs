@@ -20,10 +20,10 @@ use crate::base::keys::key_group;
 use crate::base::record::{Row, Value, format_ts};
 use crate::base::reject::RejectReason;
 use crate::checkpoint::{GroupedState, Role};
-use crate::dataflow::context::RunContext;
-use crate::dataflow::stash::{Stash, stash_stamp};
+use crate::worker::context::RunContext;
+use crate::worker::stash::{Stash, stash_stamp};
 use crate::output::dead_letter::{DeadLetter, DeadLetters};
-use crate::plan::{RowInput, WindowNode};
+use crate::steps::window::node::{RowInput, WindowNode};
 
 /// One key group of a window operator's checkpoint: its keys' windows and stashed records.
 #[derive(serde::Serialize, serde::Deserialize)]

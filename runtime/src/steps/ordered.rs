@@ -18,9 +18,9 @@ use crate::base::keys::key_group;
 use crate::base::record::{Row, Schema, Value, format_ts};
 use crate::base::reject::RejectReason;
 use crate::checkpoint::{GroupedState, Role};
-use crate::dataflow::stash::{Stash, stash_stamp};
 use crate::output::dead_letter::DeadLetter;
 use crate::steps::BuildCx;
+use crate::worker::stash::{Stash, stash_stamp};
 
 /// A step that reads each key's rows in event-time order.
 pub trait InOrder: Clone + 'static {

@@ -4,8 +4,8 @@
 
 use super::input::WindowRecord;
 use crate::base::record::Value;
-use crate::dataflow::window::config::AggregateFn;
-use crate::plan::AggregatePlan;
+use crate::steps::window::config::AggregateFn;
+use crate::steps::window::node::AggregatePlan;
 
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 enum State {

@@ -11,7 +11,7 @@ use crate::base::calendar::align::{DAY_MS, MONTH_MS, WEEK_MS};
 use crate::base::calendar::{Align, Calendar, time_zone};
 use crate::base::diagnostic::suggest;
 use crate::base::record::{Field, FieldType, Schema};
-use crate::plan::{
+use crate::steps::window::node::{
     AggregatePlan, FillPlan, MAX_WINDOWS_PER_RECORD, RowInput, TradeField, WindowKind, WindowNode,
 };
 use crate::steps::{
@@ -95,6 +95,12 @@ impl StepOp for WindowNode {
     }
     fn kind(&self) -> &'static str {
         "window"
+    }
+    fn graph_shape(&self) -> &'static str {
+        "ellipse"
+    }
+    fn reads_by_key(&self, input: &StreamInfo) -> bool {
+        input.kind == StreamKind::Trades
     }
     fn describe(&self) -> String {
         let d = |ms: i64| crate::base::units::Duration(ms).to_string();

@@ -1,6 +1,6 @@
 //! Bars that close on what they hold instead of on time: tick bars (`count`), volume bars and
 //! dollar bars (`notional`). Each key's records are read in event-time order (trades: ties by
-//! arrival; rows: by a hash of their content) by [`crate::dataflow::ordered`]; a bar takes
+//! arrival; rows: by a hash of their content) by [`crate::steps::ordered`]; a bar takes
 //! records until its measure reaches `size`, and the record that reaches it closes the bar — a
 //! record is never split between two bars (so a volume bar holds at least `size`, as in López
 //! de Prado's "information-driven bars"). A bar's row is `key, window_start` (its first record's
@@ -15,8 +15,8 @@ use super::input::WindowRow;
 use super::step::plan_aggregates;
 use crate::base::diagnostic::suggest;
 use crate::base::record::{Field, FieldType, Row, Schema, Value, trade_row};
-use crate::dataflow::ordered::{InOrder, Ordering, in_event_time_order, plan_order};
-use crate::plan::{AggregatePlan, TradeField};
+use crate::steps::ordered::{InOrder, Ordering, in_event_time_order, plan_order};
+use crate::steps::window::node::{AggregatePlan, TradeField};
 use crate::steps::{AnyStream, BuildCx, Complete, PlanCx, Planned, StepOp, StreamInfo, StreamKind};
 
 /// What fills a bar.
@@ -127,6 +127,12 @@ impl StepOp for SampledBars {
     }
     fn kind(&self) -> &'static str {
         "window"
+    }
+    fn graph_shape(&self) -> &'static str {
+        "ellipse"
+    }
+    fn reads_by_key(&self, input: &StreamInfo) -> bool {
+        input.kind == StreamKind::Trades
     }
     fn describe(&self) -> String {
         let aggs: Vec<&str> = self.aggregates.iter().map(|a| a.name.as_str()).collect();

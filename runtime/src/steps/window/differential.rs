@@ -27,9 +27,9 @@ use crate::base::record::trade_json;
 use crate::base::record::{Row, Trade, Value, format_ts};
 use crate::base::reject::RejectReason;
 use crate::base::time::quantize;
-use crate::dataflow::context::RunContext;
+use crate::worker::context::RunContext;
 use crate::output::dead_letter::{DeadLetter, DeadLetters};
-use crate::plan::{WindowKind, WindowNode};
+use crate::steps::window::node::{WindowKind, WindowNode};
 
 /// (key, window start)
 type WinKey = (CompactString, i64);
@@ -62,7 +62,7 @@ fn decode(node: &WindowNode, encoded: &[Option<u64>], out: &mut Row) {
 pub fn window_stream<'scope>(
     stream: StreamVec<'scope, u64, Trade>,
     ctx: &Arc<RunContext>,
-    node: &crate::plan::WindowNode,
+    node: &crate::steps::window::node::WindowNode,
     index: usize,
     dead: Rc<RefCell<DeadLetters>>,
 ) -> StreamVec<'scope, u64, Row> {

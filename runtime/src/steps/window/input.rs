@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::base::record::{Row, Trade, Value, trade_json};
 use crate::base::reject::RejectReason;
-use crate::plan::TradeField;
+use crate::steps::window::node::TradeField;
 
 /// A record a window can aggregate.
 pub trait WindowRecord:

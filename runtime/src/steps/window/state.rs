@@ -10,8 +10,8 @@ use super::aggregate::Acc;
 use super::input::{WindowRecord, WindowRow};
 use crate::base::calendar::{Align, AlignCache};
 use crate::base::record::{Row, Value};
-use crate::dataflow::window::config::{AggregateFn, FillMode};
-use crate::plan::{AggregatePlan, FillPlan, WindowKind, WindowNode};
+use crate::steps::window::config::{AggregateFn, FillMode};
+use crate::steps::window::node::{AggregatePlan, FillPlan, WindowKind, WindowNode};
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Win {

@@ -1,0 +1,6 @@
+//! What the operators of every kind build with, below the kinds: the run context every worker
+//! of a run shares ([`context`]: sources' facts, metrics, the stop flag, checkpoints, the
+//! cluster's control outbox) and the stash of records waiting for their time ([`stash`]).
+
+pub mod context;
+pub mod stash;
