@@ -15,6 +15,7 @@ pub use self::check::parse_timestamp;
 mod columns;
 mod eval;
 mod func;
+pub mod trades;
 pub mod types;
 
 #[cfg(test)]
@@ -160,6 +161,12 @@ impl Expr {
     }
 
     /// The input columns the expression reads (sorted).
+    /// This condition compiled against a trade's fields, when it can be (an expression over
+    /// [`Schema::trades`]; see [`trades`]).
+    pub fn trade_condition(&self) -> Option<trades::TradeCondition> {
+        trades::TradeCondition::compile(&self.root)
+    }
+
     pub fn columns(&self) -> &[usize] {
         &self.columns
     }

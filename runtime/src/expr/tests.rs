@@ -238,3 +238,102 @@ fn absurd_expressions_are_refused_in_words() {
     assert!(error(&long).contains("at most 65536 are allowed"));
     assert!(error("").contains("empty"));
 }
+
+/// Conditions compiled against a trade's fields keep exactly the trades the column evaluator
+/// keeps: random conditions (comparisons both ways round, ±0, NaN, ±∞, prefixes, AND/OR/NOT,
+/// IN, BETWEEN) over random trades.
+#[test]
+fn trade_conditions_agree_with_the_column_evaluator() {
+    use crate::base::record::Trade;
+    use arrow_array::cast::AsArray;
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let floats = [
+        "0",
+        "-0.0",
+        "1.5",
+        "100",
+        "'NaN'::double",
+        "'inf'::double",
+        "-1e300",
+        "2.5e-308",
+    ];
+    let symbols = [
+        "''",
+        "'AAPL'",
+        "'BINANCE:BTCUSDT'",
+        "'é'",
+        "'AAP'",
+        "'BINANCE:'",
+    ];
+    let leaf = |rng: &mut rand::rngs::StdRng| -> String {
+        let ops = ["=", "<>", "<", "<=", ">", ">="];
+        let op = ops[rng.random_range(0..ops.len())];
+        match rng.random_range(0..8) {
+            0 => format!("price {op} {}", floats[rng.random_range(0..floats.len())]),
+            1 => format!("{} {op} volume", floats[rng.random_range(0..floats.len())]),
+            2 => format!(
+                "symbol {op} {}",
+                symbols[rng.random_range(0..symbols.len())]
+            ),
+            3 => format!("timestamp {op} TIMESTAMP '2023-11-14 22:13:20.500'"),
+            4 => format!(
+                "starts_with(symbol, {})",
+                symbols[rng.random_range(0..symbols.len())]
+            ),
+            5 => format!(
+                "contains(symbol, {})",
+                symbols[rng.random_range(0..symbols.len())]
+            ),
+            6 => "price BETWEEN 1 AND 100".to_string(),
+            _ => "symbol IN ('AAPL', 'MSFT') OR symbol IS NULL".to_string(),
+        }
+    };
+    let values = [
+        0.0,
+        -0.0,
+        1.5,
+        100.0,
+        f64::NAN,
+        f64::INFINITY,
+        -1e300,
+        2.5e-308,
+        99.9,
+    ];
+    let names = ["AAPL", "BINANCE:BTCUSDT", "", "é", "AAP", "MSFT"];
+    let trades: Vec<Trade> = (0..400)
+        .map(|i| Trade {
+            symbol: CompactString::from(names[rng.random_range(0..names.len())]),
+            price: values[rng.random_range(0..values.len())],
+            volume: values[rng.random_range(0..values.len())],
+            ts: 1_700_000_000_000 + rng.random_range(-1_000..1_000),
+            seq: i,
+            wm: 0,
+            conditions: CompactString::default(),
+        })
+        .collect();
+    let schema = Schema::trades();
+    let mut compiled = 0;
+    for _ in 0..300 {
+        let mut text = leaf(&mut rng);
+        for _ in 0..rng.random_range(0..3) {
+            let joint = ["AND", "OR"][rng.random_range(0..2)];
+            text = format!(
+                "({text}) {joint} {}{}",
+                ["", "NOT "][rng.random_range(0..2)],
+                leaf(&mut rng)
+            );
+        }
+        let e = Expr::compile(&text, &schema).unwrap_or_else(|e| panic!("{text}: {e:?}"));
+        let Some(cond) = e.trade_condition() else {
+            continue;
+        };
+        compiled += 1;
+        let batch = from_trades(&trades, e.columns());
+        let mask = truthy(e.eval(&batch).unwrap().as_boolean());
+        for (i, t) in trades.iter().enumerate() {
+            assert_eq!(cond.test(t), mask.value(i), "{text} on {t:?}");
+        }
+    }
+    assert!(compiled > 200, "only {compiled} of 300 conditions compiled");
+}

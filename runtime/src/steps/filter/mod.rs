@@ -71,6 +71,13 @@ impl StepOp for Filter {
     fn build<'s>(&self, input: AnyStream<'s>, cx: &BuildCx<'_>) -> AnyStream<'s> {
         let mut eval = Evaluated::new(cx, &self.name, self.source, self.schema.clone(), vec![self.expr.clone()]);
         match (self.kind, input) {
+            (StreamKind::Trades, AnyStream::Trades(s)) if let Some(cond) = self.expr.trade_condition() => {
+                // Compiled against the trade's fields: nothing to build, nothing can fail.
+                AnyStream::Trades(super::stream::map_batches(s, cx, &self.name, "filter", move |mut batch, out| {
+                    batch.retain(|t| cond.test(t));
+                    *out = batch;
+                }))
+            }
             (StreamKind::Trades, AnyStream::Trades(s)) => {
                 AnyStream::Trades(super::stream::map_batches(s, cx, &self.name, "filter", move |batch, out| {
                     keep(&mut eval, batch, out)
