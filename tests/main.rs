@@ -24,6 +24,9 @@ mod kafka;
 /// Kubernetes for real: the deploy/k8s manifests checked by a real API server, `kubectl scale`
 /// and `kubectl delete pod` on a running pipeline, RBAC; the test plays the kubelet.
 mod kubernetes;
+/// Models trained in Python (scikit-learn → ONNX) scored by the stock onnx plugin, checked
+/// against onnxruntime.
+mod models;
 /// A naive, independent implementation of validation, watermarks and windows: the oracle.
 mod oracle;
 /// WebAssembly model plugins: `plugin check`, the forecast spec, hostile plugins contained.

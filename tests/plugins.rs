@@ -43,7 +43,7 @@ fn plugin_check_describes_plugins_and_refuses_what_is_not_one() {
     assert!(
         stdout.contains("inputs:  key: text, close: float64, vwap: float64\n")
             && stdout.contains("outputs: forecast_return: float64, forecast_close: float64\n")
-            && stdout.contains("imports: tickflow:model/types@0.2.0 (types only)"),
+            && stdout.contains("imports: tickflow:model/types@0.3.0 (types only)"),
         "{stdout}"
     );
     for p in ["anomaly", "updown", "hostile"] {
@@ -79,10 +79,10 @@ fn plugin_check_describes_plugins_and_refuses_what_is_not_one() {
         "future.wasm",
         &patched(
             &forecast,
-            "tickflow:model/types@0.2.0",
             "tickflow:model/types@0.3.0",
+            "tickflow:model/types@0.9.0",
         ),
-        "was built for tickflow:model@0.3.0; this tickflow speaks tickflow:model@0.2.0",
+        "was built for tickflow:model@0.9.0; this tickflow runs tickflow:model@0.3.0 and tickflow:model@0.2.0",
     );
     refused(
         "no-process.wasm",

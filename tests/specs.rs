@@ -19,6 +19,12 @@ fn every_example_spec_validates_and_declares_the_schema() {
         ),
         "OUT_URL" => Some("/tmp/tickflow-spec-check".to_string()),
         "PLUGINS" => Some(plugins.clone()),
+        "MODEL" => Some(
+            repo()
+                .join("specs/sample/updown-logit.onnx")
+                .display()
+                .to_string(),
+        ),
         _ => None,
     };
     let mut checked = 0;

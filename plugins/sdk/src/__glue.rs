@@ -43,7 +43,10 @@ fn field(f: crate::Field) -> types::Field {
 }
 
 pub fn describe<M: Model>() -> types::ModelInfo {
-    let info = M::info();
+    wit_info(M::info())
+}
+
+fn wit_info(info: crate::Info) -> types::ModelInfo {
     types::ModelInfo {
         name: info.name,
         version: info.version,
@@ -52,11 +55,12 @@ pub fn describe<M: Model>() -> types::ModelInfo {
     }
 }
 
-pub fn init<M: Model>(config: String) -> Result<(), String> {
-    let model = M::init(&config)?;
-    let names = M::info().inputs.into_iter().map(|f| f.name).collect();
+pub fn init<M: Model>(config: String, artifact: Vec<u8>) -> Result<types::ModelInfo, String> {
+    let model = M::init_with_artifact(&config, &artifact)?;
+    let info = model.instance_info();
+    let names = info.inputs.iter().map(|f| f.name.clone()).collect();
     MODEL.with(|m| *m.borrow_mut() = Some((Box::new(model), names)));
-    Ok(())
+    Ok(wit_info(info))
 }
 
 fn with_model<M: Model, R>(f: impl FnOnce(&mut M, &[String]) -> R) -> Result<R, String> {

@@ -2,7 +2,7 @@
 //!
 //! Write a model plugin for [tickflow](../../README.md): implement [`Model`] on a struct, call
 //! [`export!`], build to WebAssembly. The SDK hides the WIT glue (`plugins/wit/model.wit`,
-//! package `tickflow:model@0.2.0`): your code sees plain Rust types.
+//! package `tickflow:model@0.3.0`): your code sees plain Rust types.
 //!
 //! The host calls `process` with a batch of rows in columns — never row by row. The first input
 //! is always the key (e.g. the symbol): rows are routed by key, and each key's rows arrive in
@@ -125,6 +125,25 @@ pub trait Model: Sized + 'static {
     fn info() -> Info;
     /// Builds the model from the step's `config:` (JSON; `{}` when the spec has none).
     fn init(config: &str) -> Result<Self, String>;
+    /// Builds the model from its config and the bytes of the step's `model:` file (an
+    /// artifact: an ONNX graph, weights). By default a plugin takes no artifact and this is
+    /// [`Model::init`].
+    fn init_with_artifact(config: &str, artifact: &[u8]) -> Result<Self, String> {
+        if !artifact.is_empty() {
+            return Err("this plugin takes no `model:` file".into());
+        }
+        Self::init(config)
+    }
+    /// This instance's inputs (the first is the key) and outputs, once built: a generic runner's
+    /// depend on its config and artifact. By default [`Model::info`]'s.
+    fn instance_info(&self) -> Info {
+        Self::info()
+    }
+    /// The JSON Schema (draft 2020-12) of the config, which `tickflow validate` applies to the
+    /// step's `config:`; `None` accepts any JSON.
+    fn config_schema() -> Option<String> {
+        None
+    }
     /// Scores a batch: one value per row in every output column, in the order of
     /// [`Info::outputs`]. An `Err` fails the whole batch (the step's `on_error` applies).
     fn process(&mut self, batch: &Batch) -> Result<Vec<Column>, String>;
@@ -152,8 +171,11 @@ macro_rules! export {
                 fn describe() -> __types::ModelInfo {
                     $crate::__glue::describe::<$model>()
                 }
-                fn init(config: String) -> Result<(), String> {
-                    $crate::__glue::init::<$model>(config)
+                fn config_schema() -> Option<String> {
+                    <$model as $crate::Model>::config_schema()
+                }
+                fn init(config: String, artifact: Vec<u8>) -> Result<__types::ModelInfo, String> {
+                    $crate::__glue::init::<$model>(config, artifact)
                 }
                 fn process(input: __types::Batch) -> Result<Vec<__types::Column>, String> {
                     $crate::__glue::process::<$model>(input)

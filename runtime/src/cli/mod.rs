@@ -409,7 +409,7 @@ fn init_logging(format: LogFormat) {
 }
 
 fn plugin_check(file: &str) -> ExitCode {
-    use crate::plugins::{Plugin, WIT_PACKAGE};
+    use crate::plugins::{Contract, Plugin};
     match crate::plugins::load(std::path::Path::new(file)) {
         Ok(p) => {
             let fields = |fs: &[crate::plugins::host_types::Field]| {
@@ -418,11 +418,31 @@ fn plugin_check(file: &str) -> ExitCode {
                     .collect::<Vec<_>>()
                     .join(", ")
             };
-            println!("{file}: ok — {WIT_PACKAGE} component");
+            let package = match p.contract {
+                Contract::V3 => "tickflow:model@0.3.0",
+                Contract::V2 => "tickflow:model@0.2.0",
+            };
+            println!("{file}: ok — {package} component");
             println!("name:    {}", p.info.name);
             println!("version: {}", p.info.version);
-            println!("inputs:  {}", fields(&p.info.inputs));
-            println!("outputs: {}", fields(&p.info.outputs));
+            let set_at_init = "(set at init, from the step's config and model)";
+            let shown = |fs: &[crate::plugins::host_types::Field]| {
+                if fs.is_empty() && p.contract == Contract::V3 {
+                    set_at_init.to_string()
+                } else {
+                    fields(fs)
+                }
+            };
+            println!("inputs:  {}", shown(&p.info.inputs));
+            println!("outputs: {}", shown(&p.info.outputs));
+            println!(
+                "config:  {}",
+                if p.config_schema.is_some() {
+                    "checked against the plugin's JSON Schema"
+                } else {
+                    "any JSON"
+                }
+            );
             println!(
                 "imports: {}",
                 if p.imports.is_empty() {

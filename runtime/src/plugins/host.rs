@@ -8,9 +8,18 @@ use std::time::Duration;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, ResourceLimiter, Store};
 
-mod wit {
+pub(super) mod wit {
     wasmtime::component::bindgen!({
         path: "../plugins/wit",
+        world: "model",
+    });
+}
+
+/// The previous contract, still run: its types are converted to the current ones
+/// ([`super::legacy`]).
+pub(super) mod wit02 {
+    wasmtime::component::bindgen!({
+        path: "../plugins/wit/v0.2",
         world: "model",
     });
 }
@@ -20,10 +29,46 @@ pub use wit::tickflow::model::types::{
 };
 
 /// The WIT package plugins are built against.
-pub const WIT_PACKAGE: &str = "tickflow:model@0.2.0";
-/// The one import a plugin may have: the contract's own type definitions.
-const TYPES_IMPORT: &str = "tickflow:model/types@0.2.0";
-const EXPORTS: [&str; 5] = ["describe", "init", "process", "snapshot", "restore"];
+pub const WIT_PACKAGE: &str = "tickflow:model@0.3.0";
+/// The packages this host runs, newest first, with the one import a plugin may have (the
+/// contract's own type definitions) and the functions it must export.
+const CONTRACTS: [(Contract, &str, &str, &[&str]); 2] = [
+    (
+        Contract::V3,
+        "tickflow:model@0.3.0",
+        "tickflow:model/types@0.3.0",
+        &[
+            "describe",
+            "config-schema",
+            "init",
+            "process",
+            "snapshot",
+            "restore",
+        ],
+    ),
+    (
+        Contract::V2,
+        "tickflow:model@0.2.0",
+        "tickflow:model/types@0.2.0",
+        &["describe", "init", "process", "snapshot", "restore"],
+    ),
+];
+
+/// Which package a plugin was built against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Contract {
+    /// `tickflow:model@0.2.0`: `init(config)`, inputs and outputs fixed by `describe`.
+    V2,
+    /// `tickflow:model@0.3.0`: `init(config, artifact)` answers with the instance's inputs and
+    /// outputs; `config-schema`.
+    V3,
+}
+
+/// A live instance's exports, of either contract.
+enum Bindings {
+    V3(wit::Model),
+    V2(wit02::Model),
+}
 /// Epoch tick of the call deadlines.
 const TICK: Duration = Duration::from_millis(2);
 
@@ -95,6 +140,19 @@ impl Default for Limits {
 static ENGINE: LazyLock<Engine> = LazyLock::new(|| {
     let mut config = Config::new();
     config.wasm_component_model(true).epoch_interruption(true);
+    // Compiled plugins are kept on disk (wasmtime's cache: `$TICKFLOW_PLUGIN_CACHE`, else the
+    // user's cache folder), so a large plugin (the stock onnx one) is compiled once, not at
+    // every `validate` and every start. Without a cache folder, plugins are compiled each time.
+    let mut cache = wasmtime::CacheConfig::new();
+    if let Some(dir) = std::env::var_os("TICKFLOW_PLUGIN_CACHE") {
+        cache.with_directory(dir);
+    }
+    match wasmtime::Cache::new(cache) {
+        Ok(cache) => {
+            config.cache(Some(cache));
+        }
+        Err(e) => tracing::debug!("no plugin cache: {e:#}"),
+    }
     // `perf record` can name plugin functions when this is set (writes /tmp/perf-PID.map).
     if std::env::var_os("TICKFLOW_PLUGIN_PERFMAP").is_some() {
         config.profiler(wasmtime::ProfilingStrategy::PerfMap);
@@ -119,7 +177,11 @@ static LOADED: LazyLock<Mutex<HashMap<PathBuf, Arc<Plugin>>>> = LazyLock::new(De
 /// A compiled, checked plugin.
 pub struct Plugin {
     pub path: PathBuf,
+    /// What `describe` says (a 0.3 plugin may leave its inputs and outputs to `init`).
     pub info: ModelInfo,
+    pub contract: Contract,
+    /// The JSON Schema of its config, if it declares one.
+    pub config_schema: Option<String>,
     /// The component's imports (only the contract's types are accepted).
     pub imports: Vec<String>,
     component: Component,
@@ -208,7 +270,24 @@ impl Plugin {
             .imports(engine)
             .map(|(name, _)| name.to_string())
             .collect();
-        let refused: Vec<&String> = imports.iter().filter(|n| *n != TYPES_IMPORT).collect();
+        // The contract is the package of the types it imports (a plugin that uses none of them
+        // imports nothing: it is told by its exports).
+        let exports: Vec<String> = ty
+            .exports(engine)
+            .map(|(name, _)| name.to_string())
+            .collect();
+        let (contract, package, types_import, wanted) = CONTRACTS
+            .iter()
+            .copied()
+            .find(|(_, _, types, _)| imports.iter().any(|i| i == types))
+            .or_else(|| {
+                CONTRACTS
+                    .iter()
+                    .copied()
+                    .find(|(_, _, _, wanted)| wanted.iter().all(|w| exports.iter().any(|e| e == w)))
+            })
+            .unwrap_or(CONTRACTS[0]);
+        let refused: Vec<&String> = imports.iter().filter(|n| *n != types_import).collect();
         if let Some(name) = refused.first() {
             let list = refused
                 .iter()
@@ -217,9 +296,11 @@ impl Plugin {
                 .join(", ");
             if let Some(rest) = name.strip_prefix("tickflow:model/") {
                 let version = rest.split('@').nth(1).unwrap_or("?");
+                let known: Vec<&str> = CONTRACTS.iter().map(|c| c.1).collect();
                 return Err(format!(
-                    "`{shown}` was built for tickflow:model@{version}; this tickflow speaks \
-                     {WIT_PACKAGE}: rebuild it with the matching tickflow-plugin"
+                    "`{shown}` was built for tickflow:model@{version}; this tickflow runs {}: \
+                     rebuild it with the matching tickflow-plugin",
+                    known.join(" and ")
                 ));
             }
             if refused.iter().any(|n| n.starts_with("wasi:")) {
@@ -233,14 +314,10 @@ impl Plugin {
                  nothing)"
             ));
         }
-        let exports: Vec<String> = ty
-            .exports(engine)
-            .map(|(name, _)| name.to_string())
-            .collect();
-        for want in EXPORTS {
+        for want in wanted {
             if !exports.iter().any(|e| e == want) {
                 return Err(format!(
-                    "`{shown}` does not export `{want}`: not a {WIT_PACKAGE} model (exports: {})",
+                    "`{shown}` does not export `{want}`: not a {package} model (exports: {})",
                     if exports.is_empty() {
                         "none".to_string()
                     } else {
@@ -250,10 +327,10 @@ impl Plugin {
             }
         }
         let mut linker = Linker::new(engine);
-        if imports.iter().any(|i| i == TYPES_IMPORT) {
+        if imports.iter().any(|i| i == types_import) {
             // Type definitions only: an empty instance satisfies the import.
             linker
-                .instance(TYPES_IMPORT)
+                .instance(types_import)
                 .map_err(|e| format!("preparing `{shown}`: {e:#}"))?;
         }
         let mut plugin = Plugin {
@@ -264,6 +341,8 @@ impl Plugin {
                 inputs: Vec::new(),
                 outputs: Vec::new(),
             },
+            contract,
+            config_schema: None,
             imports,
             component,
             linker,
@@ -271,24 +350,20 @@ impl Plugin {
         let (mut store, bindings) = plugin
             .instantiate(Limits::default())
             .map_err(|e| format!("`{shown}`: {e}"))?;
-        let info = call(&mut store, Limits::default().timeout, |s| {
-            bindings.call_describe(s)
-        })
-        .map_err(|e| format!("`{shown}`: describe: {e}"))?;
-        if info.inputs.first().is_none_or(|f| f.ty != ColumnType::Text) {
-            return Err(format!(
-                "`{shown}`: the first input must be the key (text), got {:?}",
-                info.inputs.first()
-            ));
-        }
-        if info.outputs.is_empty() {
-            return Err(format!("`{shown}` declares no outputs"));
+        let timeout = Limits::default().timeout;
+        let info = call(&mut store, timeout, |s| bindings.describe(s))
+            .map_err(|e| format!("`{shown}`: describe: {e}"))?;
+        plugin.config_schema = call(&mut store, timeout, |s| bindings.config_schema(s))
+            .map_err(|e| format!("`{shown}`: config-schema: {e}"))?;
+        // A 0.3 plugin may leave its fields to `init`; what it declares is checked here.
+        if contract == Contract::V2 || !info.inputs.is_empty() || !info.outputs.is_empty() {
+            check_fields(&info).map_err(|e| format!("`{shown}` {e}"))?;
         }
         plugin.info = info;
         Ok(plugin)
     }
 
-    fn instantiate(&self, limits: Limits) -> Result<(Store<HostState>, wit::Model), CallError> {
+    fn instantiate(&self, limits: Limits) -> Result<(Store<HostState>, Bindings), CallError> {
         let mut store = Store::new(
             &ENGINE,
             HostState {
@@ -302,8 +377,14 @@ impl Plugin {
         store.limiter(|s| s);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(deadline_ticks(limits.timeout));
-        let bindings = wit::Model::instantiate(&mut store, &self.component, &self.linker)
-            .map_err(|e| classify(e, &store))?;
+        let bindings = match self.contract {
+            Contract::V3 => {
+                wit::Model::instantiate(&mut store, &self.component, &self.linker).map(Bindings::V3)
+            }
+            Contract::V2 => wit02::Model::instantiate(&mut store, &self.component, &self.linker)
+                .map(Bindings::V2),
+        }
+        .map_err(|e| classify(e, &store))?;
         Ok((store, bindings))
     }
 
@@ -398,19 +479,31 @@ fn call<T>(
 pub struct Instance {
     pub plugin: Arc<Plugin>,
     config: String,
+    /// The bytes of the step's `model:` file (empty without one).
+    artifact: Arc<[u8]>,
     limits: Limits,
-    live: Option<(Store<HostState>, wit::Model)>,
+    /// Its inputs and outputs, as `init` answered.
+    info: ModelInfo,
+    live: Option<(Store<HostState>, Bindings)>,
     /// Instances rebuilt after a trap.
     pub rebuilt: u64,
 }
 
 impl Instance {
-    /// Instantiates the plugin and calls `init(config)`.
-    pub fn new(plugin: Arc<Plugin>, config: String, limits: Limits) -> Result<Instance, CallError> {
+    /// Instantiates the plugin and calls `init(config, artifact)`.
+    pub fn new(
+        plugin: Arc<Plugin>,
+        config: String,
+        artifact: Arc<[u8]>,
+        limits: Limits,
+    ) -> Result<Instance, CallError> {
+        let info = plugin.info.clone();
         let mut instance = Instance {
             plugin,
             config,
+            artifact,
             limits,
+            info,
             live: None,
             rebuilt: 0,
         };
@@ -418,19 +511,30 @@ impl Instance {
         Ok(instance)
     }
 
+    /// Its inputs (the first is the key) and outputs.
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
     fn ensure_live(&mut self) -> Result<(), CallError> {
         if self.live.is_some() {
             return Ok(());
         }
         let (mut store, bindings) = self.plugin.instantiate(self.limits)?;
-        let config = self.config.clone();
-        call(&mut store, self.limits.timeout, |s| {
-            bindings.call_init(s, &config)
+        let (config, artifact) = (self.config.clone(), Arc::clone(&self.artifact));
+        let described = &self.plugin.info;
+        let info = call(&mut store, self.limits.timeout, |s| {
+            bindings.init(s, &config, &artifact, described)
         })?
         .map_err(|message| CallError {
             kind: ErrorKind::PluginError,
             message: format!("init: {message}"),
         })?;
+        check_fields(&info).map_err(|message| CallError {
+            kind: ErrorKind::BadOutput,
+            message: format!("init: {message}"),
+        })?;
+        self.info = info;
         self.live = Some((store, bindings));
         Ok(())
     }
@@ -445,9 +549,7 @@ impl Instance {
         self.ensure_live()?;
         let (store, bindings) = self.live.as_mut().expect("made live above");
         let batch = wit::tickflow::model::types::Batch { columns };
-        let result = call(store, self.limits.timeout, |s| {
-            bindings.call_process(s, &batch)
-        });
+        let result = call(store, self.limits.timeout, |s| bindings.process(s, batch));
         let out = match result {
             Ok(Ok(out)) => out,
             Ok(Err(message)) => {
@@ -463,7 +565,7 @@ impl Instance {
                 return Err(e);
             }
         };
-        check_output(&self.plugin.info.outputs, &out, rows)?;
+        check_output(&self.info.outputs, &out, rows)?;
         Ok(out)
     }
 
@@ -471,20 +573,125 @@ impl Instance {
     pub fn snapshot(&mut self) -> Result<Vec<KeyedState>, CallError> {
         self.ensure_live()?;
         let (store, bindings) = self.live.as_mut().expect("made live above");
-        call(store, self.limits.timeout, |s| bindings.call_snapshot(s))
+        call(store, self.limits.timeout, |s| bindings.snapshot(s))
     }
 
     /// Loads keys' state.
     pub fn restore(&mut self, states: Vec<KeyedState>) -> Result<(), CallError> {
         self.ensure_live()?;
         let (store, bindings) = self.live.as_mut().expect("made live above");
-        call(store, self.limits.timeout, |s| {
-            bindings.call_restore(s, &states)
-        })?
-        .map_err(|message| CallError {
-            kind: ErrorKind::PluginError,
-            message: format!("restore: {message}"),
+        call(store, self.limits.timeout, |s| bindings.restore(s, states))?.map_err(|message| {
+            CallError {
+                kind: ErrorKind::PluginError,
+                message: format!("restore: {message}"),
+            }
         })
+    }
+}
+
+/// Inputs and outputs a model step can use: the key (text) first, at least one output, no
+/// name twice.
+fn check_fields(info: &ModelInfo) -> Result<(), String> {
+    if info.inputs.first().is_none_or(|f| f.ty != ColumnType::Text) {
+        return Err(format!(
+            "declares {}: the first input must be the key (text)",
+            match info.inputs.first() {
+                Some(f) => format!("`{}` ({}) first", f.name, Plugin::describe_type(f.ty)),
+                None => "no inputs".into(),
+            }
+        ));
+    }
+    if info.outputs.is_empty() {
+        return Err("declares no outputs".into());
+    }
+    for fields in [&info.inputs, &info.outputs] {
+        for (i, f) in fields.iter().enumerate() {
+            if fields[..i].iter().any(|g| g.name == f.name) {
+                return Err(format!("declares `{}` twice", f.name));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Bindings {
+    fn describe(&self, s: &mut Store<HostState>) -> wasmtime::Result<ModelInfo> {
+        match self {
+            Bindings::V3(b) => b.call_describe(s),
+            Bindings::V2(b) => b.call_describe(s).map(super::legacy::info),
+        }
+    }
+
+    fn config_schema(&self, s: &mut Store<HostState>) -> wasmtime::Result<Option<String>> {
+        match self {
+            Bindings::V3(b) => b.call_config_schema(s),
+            Bindings::V2(_) => Ok(None),
+        }
+    }
+
+    /// A 0.2 plugin's fields are what it described; it takes no artifact.
+    fn init(
+        &self,
+        s: &mut Store<HostState>,
+        config: &str,
+        artifact: &[u8],
+        described: &ModelInfo,
+    ) -> wasmtime::Result<Result<ModelInfo, String>> {
+        match self {
+            Bindings::V3(b) => b.call_init(s, config, artifact),
+            Bindings::V2(_) if !artifact.is_empty() => Ok(Err(
+                "the plugin was built for tickflow:model@0.2.0, which takes no `model:` file"
+                    .into(),
+            )),
+            Bindings::V2(b) => Ok(b.call_init(s, config)?.map(|()| described.clone())),
+        }
+    }
+
+    fn process(
+        &self,
+        s: &mut Store<HostState>,
+        batch: wit::tickflow::model::types::Batch,
+    ) -> wasmtime::Result<Result<Vec<Column>, String>> {
+        match self {
+            Bindings::V3(b) => b.call_process(s, &batch),
+            Bindings::V2(b) => Ok(b
+                .call_process(s, &super::legacy::batch(batch))?
+                .map(|cols| cols.into_iter().map(super::legacy::column).collect())),
+        }
+    }
+
+    fn snapshot(&self, s: &mut Store<HostState>) -> wasmtime::Result<Vec<KeyedState>> {
+        match self {
+            Bindings::V3(b) => b.call_snapshot(s),
+            Bindings::V2(b) => Ok(b
+                .call_snapshot(s)?
+                .into_iter()
+                .map(|k| KeyedState {
+                    key: k.key,
+                    state: k.state,
+                })
+                .collect()),
+        }
+    }
+
+    fn restore(
+        &self,
+        s: &mut Store<HostState>,
+        states: Vec<KeyedState>,
+    ) -> wasmtime::Result<Result<(), String>> {
+        match self {
+            Bindings::V3(b) => b.call_restore(s, &states),
+            Bindings::V2(b) => {
+                let states: Vec<_> = states
+                    .into_iter()
+                    .map(|k| wit02::tickflow::model::types::KeyedState {
+                        key: k.key,
+                        state: k.state,
+                    })
+                    .collect();
+                b.call_restore(s, &states)
+            }
+        }
     }
 }
 

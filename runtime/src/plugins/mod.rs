@@ -9,9 +9,10 @@
 //! rebuilt after a trap (a trapped instance cannot be re-entered).
 
 mod host;
+mod legacy;
 pub mod stats;
 
-pub use host::{CallError, ErrorKind, Instance, Limits, Plugin, WIT_PACKAGE, load};
+pub use host::{CallError, Contract, ErrorKind, Instance, Limits, Plugin, WIT_PACKAGE, load};
 
 /// The contract's types, as the host sees them.
 pub mod host_types {

@@ -40,44 +40,7 @@ pub fn format_of(cfg: &TableConfig) -> Option<TableFormat> {
 
 /// The bytes of `url` (a local path, `file://` or `gs://`), at most [`MAX_BYTES`].
 pub fn read_bytes(url: &str) -> Result<Vec<u8>, String> {
-    let url = url.trim();
-    if url.starts_with("gs://") || url.starts_with("memory://") {
-        let (folder, file) = url
-            .rsplit_once('/')
-            .ok_or_else(|| format!("`{url}` names no file"))?;
-        // NB: a thread of its own, so reading works from inside a runtime or outside one.
-        let (folder, file) = (folder.to_string(), file.to_string());
-        return std::thread::spawn(move || -> Result<Vec<u8>, String> {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            let store = crate::base::storage::Storage::open(&folder, rt.handle().clone())
-                .map_err(|e| format!("{e:#}"))?;
-            let size = store.size(&file).map_err(|e| format!("{e:#}"))?;
-            if size as usize > MAX_BYTES {
-                return Err(too_large(size as usize));
-            }
-            Ok(store.get(&file).map_err(|e| format!("{e:#}"))?.to_vec())
-        })
-        .join()
-        .map_err(|_| "reading the table panicked".to_string())?;
-    }
-    let path = url.strip_prefix("file://").unwrap_or(url);
-    // NB: the caller names the file.
-    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
-    if meta.len() as usize > MAX_BYTES {
-        return Err(too_large(meta.len() as usize));
-    }
-    std::fs::read(path).map_err(|e| e.to_string())
-}
-
-fn too_large(size: usize) -> String {
-    format!(
-        "the file has {:.1} MiB; a table holds at most {} MiB (reference data: split it, or join a stream)",
-        size as f64 / (1 << 20) as f64,
-        MAX_BYTES >> 20
-    )
+    crate::base::storage::read_file(url, MAX_BYTES, "a table")
 }
 
 pub fn fingerprint(bytes: &[u8]) -> u64 {

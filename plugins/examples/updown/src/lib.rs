@@ -37,6 +37,22 @@ impl Model for UpDown {
         }
     }
 
+    fn config_schema() -> Option<String> {
+        // `tickflow validate` applies it: `weights: [1, 2, 3]` is an error before any run.
+        Some(
+            r#"{
+              "type": "object",
+              "required": ["weights"],
+              "properties": {
+                "weights": { "type": "array", "items": { "type": "number" },
+                             "minItems": 4, "maxItems": 4 }
+              },
+              "additionalProperties": false
+            }"#
+            .into(),
+        )
+    }
+
     fn init(cfg: &str) -> Result<Self, String> {
         let w = config::numbers(cfg, "weights")?.ok_or(
             "config `weights` is required: a list of 4 numbers (bias, r_t, r_t-1, vwap gap)",

@@ -442,3 +442,50 @@ impl Storage {
         .map_err(|e| self.fatal(e, what))
     }
 }
+
+/// The bytes of the file at `url` (a local path, `file://`, `gs://` or `memory://`), refused
+/// in words when larger than `max` bytes (`what`: "a table", "a model file").
+pub fn read_file(url: &str, max: usize, what: &str) -> Result<Vec<u8>, String> {
+    let url = url.trim();
+    let too_large = move |size: u64| {
+        format!(
+            "the file has {:.1} MiB; {what} may have at most {} MiB",
+            size as f64 / (1 << 20) as f64,
+            max >> 20
+        )
+    };
+    if url.starts_with("gs://") || url.starts_with("memory://") {
+        let (folder, file) = url
+            .rsplit_once('/')
+            .ok_or_else(|| format!("`{url}` names no file"))?;
+        // NB: a thread of its own, so reading works from inside a runtime or outside one.
+        let (folder, file) = (folder.to_string(), file.to_string());
+        return std::thread::scope(|s| {
+            s.spawn(move || -> Result<Vec<u8>, String> {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                let store =
+                    Storage::open(&folder, rt.handle().clone()).map_err(|e| format!("{e:#}"))?;
+                let size = store.size(&file).map_err(|e| format!("{e:#}"))?;
+                if size as usize > max {
+                    return Err(too_large(size));
+                }
+                Ok(store.get(&file).map_err(|e| format!("{e:#}"))?.to_vec())
+            })
+            .join()
+        })
+        .map_err(|_| "reading the file panicked".to_string())?;
+    }
+    let path = url.strip_prefix("file://").unwrap_or(url);
+    // NB: the caller names the file.
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.len() as usize > max {
+        return Err(too_large(meta.len()));
+    }
+    std::fs::read(path).map_err(|e| e.to_string())
+}

@@ -4,23 +4,34 @@ use serde::Deserialize;
 
 use crate::base::units::{ByteSize, Duration};
 
-/// Scores rows with a WebAssembly model plugin (`tickflow:model@0.2.0`): each row goes out with
-/// its fields plus the plugin's output columns. Rows are routed by key, and each key's rows
-/// reach the plugin in event-time order, in batches.
+/// Scores rows with a WebAssembly model plugin (`tickflow:model@0.3.0`, or `@0.2.0`): each row
+/// goes out with its fields plus the plugin's output columns. Rows are routed by key, and each
+/// key's rows reach the plugin in event-time order, in batches.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelStepConfig {
     /// The step (or source) whose rows are scored.
     pub input: String,
-    /// The plugin: a `.wasm` component, relative to the working directory.
+    /// The plugin: a `.wasm` component (relative to the working directory), or a plugin shipped
+    /// with tickflow by name: `onnx` runs the ONNX model of `model:`.
     pub plugin: String,
-    /// Given to the plugin's `init` as JSON.
+    /// A file the plugin runs (`plugin: onnx`: an `.onnx` model, e.g. exported by skl2onnx): a
+    /// local path, `file://` or `gs://`. Its bytes reach the plugin's `init`.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Given to the plugin's `init` as JSON (checked against the plugin's config schema, if it
+    /// declares one).
     #[serde(default)]
     pub config: serde_json::Value,
-    /// Plugin input name → field of the incoming rows. Inputs not listed are taken from the field
-    /// of the same name.
+    /// Plugin input name → field of the incoming rows (inputs not listed are taken from the
+    /// field of the same name); or, for a plugin that takes its inputs from the spec (`onnx`),
+    /// the columns it reads, in order (`[ret, range, volume_z]`: a float tensor `[batch, 3]`).
     #[serde(default)]
-    pub inputs: IndexMap<String, String>,
+    pub inputs: ModelInputs,
+    /// For a plugin that takes its outputs from the spec (`onnx`): by output tensor, one column
+    /// (`{variable: score}`) or a column per index (`{probabilities: {p_down: 0, p_up: 1}}`).
+    #[serde(default)]
+    pub outputs: Option<serde_json::Value>,
     /// What a trap, timeout, memory-cap hit, plugin error or bad output does to the batch.
     #[serde(default)]
     pub on_error: OnError,
@@ -37,6 +48,25 @@ pub struct ModelStepConfig {
     #[serde(default = "default_batch_rows")]
     pub batch_rows: usize,
 }
+
+/// A model step's `inputs:`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum ModelInputs {
+    /// Plugin input name → field of the incoming rows.
+    Map(IndexMap<String, String>),
+    /// The columns a plugin that takes its inputs from the spec reads, in order.
+    List(Vec<String>),
+}
+
+impl Default for ModelInputs {
+    fn default() -> Self {
+        ModelInputs::Map(IndexMap::new())
+    }
+}
+
+/// Plugins shipped with tickflow, named in `plugin:` without a path.
+pub const STOCK_PLUGINS: &[&str] = &["onnx"];
 
 /// What happens to a batch the plugin could not score.
 #[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod operator;
+mod setup;
 
 use std::sync::Arc;
 
@@ -82,7 +83,6 @@ impl StepOp for ModelNode {
                 .collect()
         };
         let outputs: Vec<String> = self
-            .plugin
             .info
             .outputs
             .iter()
@@ -96,8 +96,8 @@ impl StepOp for ModelNode {
             .unwrap_or_default();
         format!(
             "model {} {} ({})\\n+ {}",
-            clean(&self.plugin.info.name),
-            clean(&self.plugin.info.version),
+            clean(&self.info.name),
+            clean(&self.info.version),
             clean(&file),
             outputs.join(", ")
         )
@@ -125,7 +125,12 @@ pub struct ModelNode {
     pub input_fields: Vec<usize>,
     /// The incoming fields, then the plugin's outputs.
     pub schema: Schema,
+    /// What `init` gets: the config (with list-form inputs and the outputs in it) and the
+    /// bytes of the `model:` file.
     pub config: String,
+    pub artifact: std::sync::Arc<[u8]>,
+    /// The instance's inputs and outputs, as `init` answered at planning.
+    pub info: crate::plugins::host_types::ModelInfo,
     pub limits: crate::plugins::Limits,
     pub on_error: config::OnError,
     pub on_nan: config::OnNan,

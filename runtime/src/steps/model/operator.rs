@@ -3,7 +3,7 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::path::Path;
+
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -57,21 +57,79 @@ pub fn plan_model(
     if cfg.batch_rows == 0 {
         err(format!("{p}.batch_rows"), "must be at least 1".into());
     }
-    let plugin = match crate::plugins::load(Path::new(&cfg.plugin)) {
+    let plugin = match super::setup::plugin_path(&cfg.plugin)
+        .and_then(|path| crate::plugins::load(&path))
+    {
         Ok(plugin) => plugin,
         Err(message) => {
             err(format!("{p}.plugin"), message);
             return None;
         }
     };
-    for k in cfg.inputs.keys() {
-        if !plugin.info.inputs.iter().any(|f| &f.name == k) {
-            let names: Vec<&str> = plugin.info.inputs.iter().map(|f| f.name.as_str()).collect();
+    let artifact: Arc<[u8]> = match super::setup::artifact(cfg) {
+        Ok(bytes) => bytes.into(),
+        Err(message) => {
+            let url = cfg.model.as_deref().unwrap_or_default();
+            err(format!("{p}.model"), format!("cannot read `{url}`: {message}"));
+            return None;
+        }
+    };
+    let config = match super::setup::init_config(cfg) {
+        Ok(config) => config,
+        Err((field, message)) => {
+            err(format!("{p}.{field}"), message);
+            return None;
+        }
+    };
+    if let Some(schema) = &plugin.config_schema {
+        let problems = super::setup::schema_problems(cfg, schema, &config);
+        let found = !problems.is_empty();
+        for (field, message) in problems {
+            err(format!("{p}.{field}"), format!("{message} (the plugin's config schema)"));
+        }
+        if found {
+            return None;
+        }
+    }
+    let limits = Limits {
+        timeout: cfg.timeout.to_std(),
+        max_memory: cfg.max_memory.0 as usize,
+    };
+    // The plugin's `init` sees the config and the model now, so `validate` reports what it
+    // refuses; its answer says the instance's inputs and outputs. Planning is not timed like a
+    // call: a large model may take longer to load than a batch to score.
+    let plan_limits = Limits {
+        timeout: limits.timeout.max(std::time::Duration::from_secs(60)),
+        max_memory: limits.max_memory,
+    };
+    let info = match Instance::new(
+        Arc::clone(&plugin),
+        config.to_string(),
+        Arc::clone(&artifact),
+        plan_limits,
+    ) {
+        Ok(instance) => instance.info().clone(),
+        Err(e) => {
+            let field = if cfg.model.is_some() { "model" } else { "config" };
+            err(
+                format!("{p}.{field}"),
+                format!("plugin `{}` refused it: {}", plugin.info.name, e.message),
+            );
+            return None;
+        }
+    };
+    let map = match &cfg.inputs {
+        super::config::ModelInputs::Map(map) => map.clone(),
+        super::config::ModelInputs::List(_) => Default::default(),
+    };
+    for k in map.keys() {
+        if !info.inputs.iter().any(|f| &f.name == k) {
+            let names: Vec<&str> = info.inputs.iter().map(|f| f.name.as_str()).collect();
             err(
                 format!("{p}.inputs.{k}"),
                 format!(
                     "plugin `{}` has no input `{k}` (its inputs: {})",
-                    plugin.info.name,
+                    info.name,
                     names.join(", ")
                 ),
             );
@@ -79,12 +137,12 @@ pub fn plan_model(
     }
     let mut input_fields = Vec::new();
     let mut ok = true;
-    for (n, f) in plugin.info.inputs.iter().enumerate() {
-        let source = cfg.inputs.get(&f.name).unwrap_or(&f.name);
+    for (n, f) in info.inputs.iter().enumerate() {
+        let source = map.get(&f.name).unwrap_or(&f.name);
         let want = field_type(f.ty);
         // The key (first input) defaults to the incoming rows' key (their first field).
         let found = match incoming.index_of(source) {
-            None if n == 0 && !cfg.inputs.contains_key(&f.name) => Some(default_key),
+            None if n == 0 && !map.contains_key(&f.name) => Some(default_key),
             found => found,
         };
         match found {
@@ -117,7 +175,7 @@ pub fn plan_model(
         }
     }
     let mut schema = incoming.clone();
-    for f in &plugin.info.outputs {
+    for f in &info.outputs {
         if schema.index_of(&f.name).is_some() {
             ok = false;
             err(
@@ -138,11 +196,10 @@ pub fn plan_model(
         plugin,
         input_fields,
         schema,
-        config: cfg.config.to_string(),
-        limits: Limits {
-            timeout: cfg.timeout.to_std(),
-            max_memory: cfg.max_memory.0 as usize,
-        },
+        config: config.to_string(),
+        artifact,
+        info,
+        limits,
         on_error: cfg.on_error,
         on_nan: cfg.on_nan,
         batch_rows: cfg.batch_rows.max(1),
@@ -158,8 +215,7 @@ fn key_of(row: &Row, key: usize) -> &str {
 
 /// The plugin's input columns for `rows`.
 fn columns(node: &ModelNode, rows: &[Row]) -> Vec<Column> {
-    node.plugin
-        .info
+    node.info
         .inputs
         .iter()
         .zip(&node.input_fields)
@@ -311,7 +367,12 @@ pub fn model_stream<'scope>(
         }
     };
     let mut instance =
-        match Instance::new(Arc::clone(&node.plugin), node.config.clone(), node.limits) {
+        match Instance::new(
+            Arc::clone(&node.plugin),
+            node.config.clone(),
+            Arc::clone(&node.artifact),
+            node.limits,
+        ) {
             Ok(i) => Some(i),
             Err(e) => {
                 fail(&ctx, e.to_string());
@@ -319,7 +380,6 @@ pub fn model_stream<'scope>(
             }
         };
     let outputs: Vec<String> = node
-        .plugin
         .info
         .outputs
         .iter()
@@ -402,7 +462,7 @@ pub fn model_stream<'scope>(
                         Ok(()) => scored.append(&mut chunk),
                         Err(e) => {
                             stats.errors[e.kind as usize].fetch_add(1, Relaxed);
-                            let what = format!("plugin `{}`: {e}", node.plugin.info.name);
+                            let what = format!("plugin `{}`: {e}", node.info.name);
                             match node.on_error {
                                 OnError::Fail => {
                                     ctx.fail(format!("step `{}`: {what}", node.name));
