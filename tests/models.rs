@@ -59,50 +59,54 @@ fn run(spec: &str, trades: &Path, out: &Path, workers: &str, model: Option<&Path
     );
 }
 
-/// onnxruntime scores the feature columns of every row tickflow scored; both must agree.
+/// onnxruntime scores the feature columns of every row tickflow scored, with the model of the
+/// row's `model_version` (the FNV-1a hash of the model file's bytes, computed here on its own);
+/// both must agree. Arguments: the scored folder, then the model files. Prints the rows per
+/// version.
 const ORACLE: &str = r#"
 import glob, sys
 import numpy as np, pyarrow.parquet as pq, onnxruntime as ort
-model, folder = sys.argv[1], sys.argv[2]
+folder, models = sys.argv[1], sys.argv[2:]
+def fnv(b):
+    h = 0xcbf29ce484222325
+    for x in b:
+        h = ((h ^ x) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"
+by_version = {fnv(open(m, "rb").read()): m for m in models}
 rows = []
 for f in sorted(glob.glob(folder + "/**/*.parquet", recursive=True)):
     rows.extend(pq.read_table(f).to_pylist())
-x = np.array([[np.nan if r[c] is None else r[c] for c in ("ret", "range", "vwap_gap", "log_volume")]
-              for r in rows], dtype=np.float32)
-sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
-label, prob = sess.run(["label", "probabilities"], {"features": x})
-worst, bad, nulls = 0.0, 0, 0
-for r, l, p in zip(rows, label, prob):
-    for got, want in ((r["p_down"], p[0]), (r["p_flat"], p[1]), (r["p_up"], p[2])):
-        if got is None or np.isnan(want):  # a NaN score is written as NULL (on_nan: null)
-            nulls += 1
-            bad += not (got is None and np.isnan(want))
-            continue
-        rel = abs(got - float(want)) / max(abs(float(want)), 1e-30)
-        worst = max(worst, rel)
-        bad += rel > 1e-6
-    bad += int(r["signal"]) != int(l)
+worst, bad, nulls, per_version = 0.0, 0, 0, {}
+for version in sorted(set(r["model_version"] for r in rows)):
+    if version not in by_version:
+        print(f"rows scored by a model that is none of the files: {version}")
+        sys.exit(1)
+    mine = [r for r in rows if r["model_version"] == version]
+    per_version[by_version[version].rsplit("/", 1)[-1]] = len(mine)
+    x = np.array([[np.nan if r[c] is None else r[c] for c in ("ret", "range", "vwap_gap", "log_volume")]
+                  for r in mine], dtype=np.float32)
+    sess = ort.InferenceSession(by_version[version], providers=["CPUExecutionProvider"])
+    label, prob = sess.run(["label", "probabilities"], {"features": x})
+    for r, l, p in zip(mine, label, prob):
+        for got, want in ((r["p_down"], p[0]), (r["p_flat"], p[1]), (r["p_up"], p[2])):
+            if got is None or np.isnan(want):  # a NaN score is written as NULL (on_nan: null)
+                nulls += 1
+                bad += not (got is None and np.isnan(want))
+                continue
+            rel = abs(got - float(want)) / max(abs(float(want)), 1e-30)
+            worst = max(worst, rel)
+            bad += rel > 1e-6
+        bad += int(r["signal"]) != int(l)
 classes = sorted(set(int(r["signal"]) for r in rows))
-print(f"{len(rows)} rows, classes {classes}, {nulls} NULL scores, worst relative difference {worst:.2e}, {bad} disagreements")
+print(f"{len(rows)} rows {per_version}, classes {classes}, {nulls} NULL scores, worst relative difference {worst:.2e}, {bad} disagreements")
 sys.exit(1 if bad or len(rows) < 200 or len(classes) < 2 else 0)
 "#;
 
-#[test]
-fn models_trained_in_python_score_in_the_stream_as_onnxruntime_scores_them() {
-    let Some(python) = python() else {
-        assert!(
-            std::env::var("CI").is_err(),
-            "CI runs this test: set TICKFLOW_TEST_PYTHON (scripts/test does)"
-        );
-        eprintln!("skipped: TICKFLOW_TEST_PYTHON is not set (scripts/test sets it)");
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let trades = dir.path().join("trades.jsonl");
+/// Trades, their features written by the pipeline, and both models trained on them.
+fn train(dir: &Path, python: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let trades = dir.join("trades.jsonl");
     generate_trades(&trades);
-
-    // 1. The pipeline writes the features; 2. Python trains and exports the models.
-    let lake = dir.path().join("lake");
+    let lake = dir.join("lake");
     run(
         "specs/examples/updown-features.yaml",
         &trades,
@@ -110,8 +114,8 @@ fn models_trained_in_python_score_in_the_stream_as_onnxruntime_scores_them() {
         "2",
         None,
     );
-    let models = dir.path().join("models");
-    let out = Command::new(&python)
+    let models = dir.join("models");
+    let out = Command::new(python)
         .arg(repo().join("examples/train/train.py"))
         .arg("--features")
         .arg(lake.join("features"))
@@ -124,6 +128,38 @@ fn models_trained_in_python_score_in_the_stream_as_onnxruntime_scores_them() {
         "train.py: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    (trades, models)
+}
+
+fn oracle(python: &str, scored: &Path, models: &[&Path]) -> String {
+    let check = Command::new(python)
+        .args(["-c", ORACLE])
+        .arg(scored)
+        .args(models)
+        .output()
+        .unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(check.status.success(), "{report}");
+    report
+}
+
+#[test]
+fn models_trained_in_python_score_in_the_stream_as_onnxruntime_scores_them() {
+    let Some(python) = python() else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI runs this test: set TICKFLOW_TEST_PYTHON (scripts/test does)"
+        );
+        eprintln!("skipped: TICKFLOW_TEST_PYTHON is not set (scripts/test sets it)");
+        return;
+    };
+    // 1. The pipeline writes the features; 2. Python trains and exports the models.
+    let dir = tempfile::tempdir().unwrap();
+    let (trades, models) = train(dir.path(), &python);
 
     // 3. tickflow scores with each model, on 1 and 2 workers; onnxruntime checks every row.
     for model in ["updown-gbt", "updown-logit"] {
@@ -137,20 +173,90 @@ fn models_trained_in_python_score_in_the_stream_as_onnxruntime_scores_them() {
                 workers,
                 Some(&file),
             );
-            let check = Command::new(&python)
-                .args(["-c", ORACLE])
-                .arg(&file)
-                .arg(scored.join("scored"))
-                .output()
-                .unwrap();
-            assert!(
-                check.status.success(),
-                "{model}, {workers} worker(s): {}{}",
-                String::from_utf8_lossy(&check.stdout),
-                String::from_utf8_lossy(&check.stderr)
-            );
+            oracle(&python, &scored.join("scored"), &[&file]);
         }
     }
+}
+
+/// A model file replaced while the pipeline runs: a file that is not a model is refused (the
+/// old model keeps scoring), the next good one is swapped in; every row says which model scored
+/// it, and onnxruntime with that model agrees.
+#[test]
+fn a_model_replaced_while_running_is_swapped_in_and_every_row_says_which_scored_it() {
+    let Some(python) = python() else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "CI runs this test: set TICKFLOW_TEST_PYTHON"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (trades, models) = train(dir.path(), &python);
+    let (a, b) = (
+        models.join("updown-gbt.onnx"),
+        models.join("updown-logit.onnx"),
+    );
+    let current = dir.path().join("current.onnx");
+    std::fs::copy(&a, &current).unwrap();
+    // The example spec, paced (6000 s of trades at 600×: about 10 s) and checking its model
+    // every 200 ms.
+    let text = std::fs::read_to_string(repo().join("specs/examples/updown-score.yaml"))
+        .unwrap()
+        .replace(
+            "max_out_of_orderness: 2s",
+            "max_out_of_orderness: 2s\n    speed: 600",
+        )
+        .replace(
+            "    model: ${MODEL:-specs/sample/updown-logit.onnx}",
+            "    model: ${MODEL}\n    reload: 200ms",
+        );
+    let spec = dir.path().join("score.yaml");
+    std::fs::write(&spec, text).unwrap();
+    let out = dir.path().join("out");
+    let mut child = Command::new(bin())
+        .args(["run", "--no-status", "--workers", "2"])
+        .arg(&spec)
+        .env("TRADES_FILE", &trades)
+        .env("OUT_URL", &out)
+        .env("MODEL", &current)
+        .env("TICKFLOW_PLUGINS", plugins())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let replace = |from: &[u8]| {
+        let tmp = dir.path().join("next.onnx");
+        std::fs::write(&tmp, from).unwrap();
+        std::fs::rename(&tmp, &current).unwrap();
+    };
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    replace(b"not a model at all");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    replace(&std::fs::read(&b).unwrap());
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(120) {
+            child.kill().unwrap();
+            panic!("the run did not end within 2 minutes");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    assert!(status.success(), "{log}");
+    assert!(
+        log.contains("the new model is refused; the current model keeps scoring"),
+        "{log}"
+    );
+    assert!(log.contains("model swapped"), "{log}");
+    let report = oracle(&python, &out.join("scored"), &[&a, &b]);
+    // Both models scored rows: the swap happened mid-run.
+    assert!(
+        report.contains("'updown-gbt.onnx'") && report.contains("'updown-logit.onnx'"),
+        "{report}"
+    );
 }
 
 /// `tickflow validate` on a spec of bars → features → `model` (the step's lines given), with the

@@ -72,7 +72,8 @@ fn main() {
     let native_secs = started.elapsed().as_secs_f64();
 
     // Through the host: columns built, call, output checked.
-    let mut instance = Instance::new(plugin, "{}".into(), Limits::default()).unwrap();
+    let mut instance =
+        Instance::new(plugin, "{}".into(), Vec::new().into(), Limits::default()).unwrap();
     let started = Instant::now();
     let mut checksum_wasm = 0.0;
     for start in (0..rows).step_by(batch) {

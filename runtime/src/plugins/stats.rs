@@ -13,6 +13,9 @@ pub struct PluginStats {
     pub errors: [std::sync::atomic::AtomicU64; 5],
     pub call_nanos: std::sync::atomic::AtomicU64,
     pub memory_peak: std::sync::atomic::AtomicU64,
+    /// New `model:` files swapped in while running (`reload`), and ones refused.
+    pub model_swaps: std::sync::atomic::AtomicU64,
+    pub model_swap_errors: std::sync::atomic::AtomicU64,
 }
 
 impl PluginStats {
@@ -93,6 +96,22 @@ impl crate::metrics::Part for PluginMetrics {
             "step",
             p,
             |s| Some(get(&s.call_nanos) / 1e9),
+        );
+        f.each(
+            "tickflow_model_swaps_total",
+            "counter",
+            "New model files swapped in while running (per worker).",
+            "step",
+            p,
+            |s| Some(get(&s.model_swaps)),
+        );
+        f.each(
+            "tickflow_model_swap_errors_total",
+            "counter",
+            "New model files refused (not loading, other inputs or outputs), per worker.",
+            "step",
+            p,
+            |s| Some(get(&s.model_swap_errors)),
         );
         f.each(
             "tickflow_plugin_memory_bytes",

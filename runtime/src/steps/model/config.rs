@@ -28,6 +28,12 @@ pub struct ModelStepConfig {
     /// the columns it reads, in order (`[ret, range, volume_z]`: a float tensor `[batch, 3]`).
     #[serde(default)]
     pub inputs: ModelInputs,
+    /// Checks the `model:` file this often and swaps a changed one in without a restart: the new
+    /// model is loaded and checked first (a file that does not load, or whose inputs and
+    /// outputs differ, is logged and counted, and the old model keeps scoring). Each worker
+    /// swaps at its next batch after it saw the change. Not with `checkpoints` yet.
+    #[serde(default)]
+    pub reload: Option<Duration>,
     /// For a plugin that takes its outputs from the spec (`onnx`): by output tensor, one column
     /// (`{variable: score}`) or a column per index (`{probabilities: {p_down: 0, p_up: 1}}`).
     #[serde(default)]

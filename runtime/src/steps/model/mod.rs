@@ -18,7 +18,9 @@ impl StepConfig for ModelStepConfig {
         &self.input
     }
     fn files(&self) -> Vec<&str> {
-        vec![&self.plugin]
+        let mut files = vec![self.plugin.as_str()];
+        files.extend(self.model.as_deref());
+        files
     }
     fn plan(&self, cx: &mut PlanCx<'_>) -> Option<Planned> {
         let input = cx.input.clone();
@@ -66,6 +68,13 @@ impl StepOp for ModelNode {
     }
     fn graph_shape(&self) -> &'static str {
         "hexagon"
+    }
+    fn checkpoint_problem(&self) -> Option<(&'static str, String)> {
+        self.model.as_ref()?.reload?;
+        Some((
+            "reload",
+            "swapping a model at a checkpoint boundary is not built yet: with `checkpoints`, restart the run to change models (remove `reload`)".into(),
+        ))
     }
     fn reads_by_key(&self, input: &StreamInfo) -> bool {
         input.key.is_some()
@@ -129,6 +138,9 @@ pub struct ModelNode {
     /// bytes of the `model:` file.
     pub config: String,
     pub artifact: std::sync::Arc<[u8]>,
+    /// With a `model:` file: its URL, the version of the bytes planned (their content hash,
+    /// written to each row's `model_version`) and how often it is checked for a new one.
+    pub model: Option<ModelFile>,
     /// The instance's inputs and outputs, as `init` answered at planning.
     pub info: crate::plugins::host_types::ModelInfo,
     pub limits: crate::plugins::Limits,
@@ -137,3 +149,17 @@ pub struct ModelNode {
     pub batch_rows: usize,
 }
 
+
+/// The `model:` file of a model step.
+#[derive(Debug, Clone)]
+pub struct ModelFile {
+    pub url: String,
+    /// The content hash of the bytes planned (16 hex digits).
+    pub version: String,
+    pub reload: Option<std::time::Duration>,
+}
+
+/// The version of a model's bytes: their content hash (FNV-1a, 16 hex digits).
+pub fn model_version(bytes: &[u8]) -> String {
+    format!("{:016x}", crate::tables::load::fingerprint(bytes))
+}

@@ -174,6 +174,21 @@ pub fn plan_model(
             }
         }
     }
+    let model = cfg.model.as_ref().map(|url| super::ModelFile {
+        url: url.clone(),
+        version: super::model_version(&artifact),
+        reload: cfg.reload.map(|d| d.to_std()),
+    });
+    if cfg.reload.is_some() && model.is_none() {
+        ok = false;
+        err(format!("{p}.reload"), "needs a `model:` file to check".into());
+    }
+    if let Some(r) = cfg.reload
+        && r.as_millis() < 100
+    {
+        ok = false;
+        err(format!("{p}.reload"), "must be at least 100ms".into());
+    }
     let mut schema = incoming.clone();
     for f in &info.outputs {
         if schema.index_of(&f.name).is_some() {
@@ -190,6 +205,19 @@ pub fn plan_model(
             .fields
             .push(Field::new(&f.name, field_type(f.ty), true));
     }
+    if model.is_some() {
+        // Which model scored the row: the content hash of its `model:` bytes.
+        if schema.index_of(MODEL_VERSION).is_some() {
+            ok = false;
+            err(
+                format!("{p}.model"),
+                format!("the rows get a `{MODEL_VERSION}` column, but the input has one"),
+            );
+        }
+        schema
+            .fields
+            .push(Field::new(MODEL_VERSION, FieldType::Utf8, false));
+    }
     ok.then(|| ModelNode {
         name: name.to_string(),
         incoming: incoming.clone(),
@@ -198,6 +226,7 @@ pub fn plan_model(
         schema,
         config: config.to_string(),
         artifact,
+        model,
         info,
         limits,
         on_error: cfg.on_error,
@@ -205,6 +234,9 @@ pub fn plan_model(
         batch_rows: cfg.batch_rows.max(1),
     })
 }
+
+/// The column that says which model (the content hash of its bytes) scored a row.
+pub const MODEL_VERSION: &str = "model_version";
 
 fn key_of(row: &Row, key: usize) -> &str {
     match &row[key] {
@@ -295,6 +327,71 @@ fn append(
         }
     }
     Ok(())
+}
+
+/// A worker's view of its model file: the version scoring, the last version refused, and when
+/// the file was last looked at.
+struct Swap {
+    version: String,
+    refused: Option<String>,
+    checked: Instant,
+}
+
+impl Swap {
+    /// A new instance with the file's new model, when the file changed and the new model loads
+    /// with the same inputs and outputs (its keys' state carried over); `None` otherwise (a
+    /// model that does not is logged and counted once, and the old one keeps scoring).
+    fn check(
+        &mut self,
+        node: &ModelNode,
+        file: &super::ModelFile,
+        current: Option<&mut Instance>,
+        stats: &crate::plugins::stats::PluginStats,
+    ) -> Option<Instance> {
+        let bytes = match crate::base::storage::read_file(&file.url, super::setup::MAX_MODEL_BYTES, "a model file") {
+            Ok(b) => b,
+            Err(e) => {
+                if self.refused.as_deref() != Some("unreadable") {
+                    self.refused = Some("unreadable".into());
+                    stats.model_swap_errors.fetch_add(1, Relaxed);
+                    tracing::warn!(step = %node.name, model = %file.url, error = %e, "cannot read the model file; the current model keeps scoring");
+                }
+                return None;
+            }
+        };
+        let version = super::model_version(&bytes);
+        if version == self.version || self.refused.as_deref() == Some(version.as_str()) {
+            return None;
+        }
+        let refuse = |this: &mut Swap, why: String| {
+            this.refused = Some(version.clone());
+            stats.model_swap_errors.fetch_add(1, Relaxed);
+            tracing::warn!(step = %node.name, model = %file.url, version = %version, error = %why, "the new model is refused; the current model keeps scoring");
+            None
+        };
+        let mut next = match Instance::new(Arc::clone(&node.plugin), node.config.clone(), bytes.into(), node.limits) {
+            Ok(i) => i,
+            Err(e) => return refuse(self, e.to_string()),
+        };
+        let same = |a: &[crate::plugins::host_types::Field], b: &[crate::plugins::host_types::Field]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.name == y.name && x.ty == y.ty)
+        };
+        if !same(&next.info().inputs, &node.info.inputs) || !same(&next.info().outputs, &node.info.outputs) {
+            return refuse(self, "its inputs or outputs differ from the model the run started with (restart the run to change them)".into());
+        }
+        // A stateful plugin keeps its keys' state across the swap.
+        if let Some(current) = current {
+            let carried = current.snapshot().and_then(|states| next.restore(states));
+            if let Err(e) = carried {
+                return refuse(self, format!("carrying the keys' state over: {e}"));
+            }
+        }
+        stats.model_swaps.fetch_add(1, Relaxed);
+        tracing::info!(step = %node.name, model = %file.url, from = %self.version, to = %version, "model swapped");
+        self.version = version;
+        self.refused = None;
+        Some(next)
+    }
 }
 
 /// A key group's share of a model step's state in a checkpoint: the plugin's keyed state and the
@@ -389,6 +486,11 @@ pub fn model_stream<'scope>(
         .checkpoint
         .as_ref()
         .map(|c| c.participant(Role::Step, index, worker, Some(input_node)));
+    let mut swap = node.model.as_ref().map(|m| Swap {
+        version: m.version.clone(),
+        refused: None,
+        checked: Instant::now(),
+    });
     stream.unary_frontier(exchange, &format!("Model({})", node.name), move |initial, info| {
         let activator = scope.activator_for(info.address);
         let mut stash: Stash<Row> = Stash::new();
@@ -440,6 +542,16 @@ pub fn model_stream<'scope>(
                 }
                 return;
             }
+            if let (Some(swap), Some(file)) = (swap.as_mut(), node.model.as_ref())
+                && let Some(every) = file.reload
+                && swap.checked.elapsed() >= every
+                && !stash.is_empty()
+            {
+                swap.checked = Instant::now();
+                if let Some(next) = swap.check(&node, file, instance.as_mut(), &stats) {
+                    instance = Some(next);
+                }
+            }
             while let Some((&t, _)) = stash.first_key_value() {
                 if frontier.frontier().iter().any(|u| *u <= t) {
                     break;
@@ -457,6 +569,10 @@ pub fn model_stream<'scope>(
                     let result = inst
                         .process(columns(&node, &chunk), chunk.len())
                         .and_then(|out| append(&mut chunk, out, node.on_nan, &outputs));
+                    if let (Ok(()), Some(swap)) = (&result, swap.as_ref()) {
+                        let version = Value::Str(CompactString::from(swap.version.as_str()));
+                        chunk.iter_mut().for_each(|r| r.push(version.clone()));
+                    }
                     stats.record(started.elapsed(), chunk.len(), inst.memory_peak());
                     match result {
                         Ok(()) => scored.append(&mut chunk),
