@@ -88,6 +88,35 @@ pub struct StepStats {
     pub table_reloads: AtomicU64,
     /// Reloads that failed (the last good table is kept).
     pub table_reload_errors: AtomicU64,
+    /// The optional counters above that the step's kind keeps ([`StepStats::declare`]): the
+    /// exposition writes only those.
+    uses: std::sync::atomic::AtomicU8,
+}
+
+/// A step's optional counters, which its kind declares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counter {
+    /// `records_skipped`: records left out by design.
+    Skipped = 1,
+    /// `rows_filled`: rows made for windows without records.
+    Filled = 2,
+    /// `rows_unmatched`: records a join found no match for.
+    Unmatched = 4,
+    /// `rows_expired`: state let go past its time to live.
+    Expired = 8,
+    /// `table_reloads` and `table_reload_errors`.
+    TableReloads = 16,
+}
+
+impl StepStats {
+    /// Says which optional counters this step keeps.
+    pub fn declare(&self, counters: &[Counter]) {
+        let bits = counters.iter().fold(0u8, |b, c| b | *c as u8);
+        self.uses.fetch_or(bits, Relaxed);
+    }
+    pub fn uses(&self, c: Counter) -> bool {
+        self.uses.load(Relaxed) & c as u8 != 0
+    }
 }
 
 /// The health of one source.

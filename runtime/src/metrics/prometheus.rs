@@ -6,7 +6,7 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
-use super::{Metrics, SourceStats, StepStats};
+use super::{Counter, Metrics, SourceStats, StepStats};
 use crate::base::reject::RejectReason;
 use crate::base::storage::STORAGE_RETRIES;
 use crate::base::time::now_ms;
@@ -198,7 +198,7 @@ pub fn render(m: &Metrics, started_ms: i64) -> String {
         "counter",
         "Records a step left out by design (a window in sessions: records outside every session).",
     );
-    for (name, s) in steps.iter().filter(|(_, s)| s.kind == "window") {
+    for (name, s) in steps.iter().filter(|(_, s)| s.uses(Counter::Skipped)) {
         f.sample(
             "tickflow_step_records_skipped_total",
             &[("step", name)],
@@ -210,7 +210,7 @@ pub fn render(m: &Metrics, started_ms: i64) -> String {
         "counter",
         "Rows a window step emitted for windows without records (`fill:`), also counted as records out.",
     );
-    for (name, s) in steps.iter().filter(|(_, s)| s.kind == "window") {
+    for (name, s) in steps.iter().filter(|(_, s)| s.uses(Counter::Filled)) {
         f.sample(
             "tickflow_step_rows_filled_total",
             &[("step", name)],
@@ -223,10 +223,7 @@ pub fn render(m: &Metrics, started_ms: i64) -> String {
         "counter",
         "Records a lookup or asof_join step found no match for (`how: left` keeps them with NULLs, `inner` drops them).",
     );
-    for (name, s) in steps
-        .iter()
-        .filter(|(_, s)| matches!(s.kind, "lookup" | "asof_join"))
-    {
+    for (name, s) in steps.iter().filter(|(_, s)| s.uses(Counter::Unmatched)) {
         f.sample(
             "tickflow_step_rows_unmatched_total",
             &[("step", name)],
@@ -238,7 +235,7 @@ pub fn render(m: &Metrics, started_ms: i64) -> String {
         "counter",
         "State an asof_join step let go of past its `state_ttl` (a side's watermark stopped): left records joined early, right records dropped.",
     );
-    for (name, s) in steps.iter().filter(|(_, s)| s.kind == "asof_join") {
+    for (name, s) in steps.iter().filter(|(_, s)| s.uses(Counter::Expired)) {
         f.sample(
             "tickflow_step_rows_expired_total",
             &[("step", name)],
@@ -259,7 +256,7 @@ pub fn render(m: &Metrics, started_ms: i64) -> String {
         ),
     ] {
         f.head(metric, "counter", help);
-        for (name, s) in steps.iter().filter(|(_, s)| s.kind == "lookup") {
+        for (name, s) in steps.iter().filter(|(_, s)| s.uses(Counter::TableReloads)) {
             f.sample(metric, &[("step", name)], get(get_of(s)));
         }
     }

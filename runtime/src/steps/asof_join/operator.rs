@@ -228,6 +228,7 @@ pub(super) fn join<'s>(
         let mut pruned_to = i64::MIN;
         let mut warned = false;
         let stats = ctx.metrics.step(&name, "asof_join");
+        stats.declare(&[crate::metrics::Counter::Unmatched, crate::metrics::Counter::Expired]);
         if let Some(cp) = cp.as_ref() {
             for blob in cp.coordinator().restored_groups(&name, worker, peers) {
                 match bincode::deserialize::<GroupBlob>(blob) {

@@ -157,7 +157,11 @@ impl StepOp for Lookup {
         let joiner = Joiner {
             inner: self.inner,
             picks: self.picks.clone(),
-            stats: cx.ctx.metrics.step(&self.name, "lookup"),
+            stats: {
+                let stats = cx.ctx.metrics.step(&self.name, "lookup");
+                stats.declare(&[crate::metrics::Counter::Unmatched, crate::metrics::Counter::TableReloads]);
+                stats
+            },
         };
         if self.table.config.reload.is_some() {
             return AnyStream::Rows(versioned::join(input, cx, &self.name, Arc::clone(&self.table), eval, joiner));

@@ -66,6 +66,7 @@ pub(super) fn join<'s>(
     let known = versions.values().next_back().map_or(0, |d| d.fingerprint);
     let kick = Rc::new(RefCell::new(None));
     let stats = ctx.metrics.step(name, "lookup");
+    stats.declare(&[crate::metrics::Counter::Unmatched, crate::metrics::Counter::TableReloads]);
     let feed = crate::tables::reload::feed(scope, name, table, known, Rc::clone(&progress), Arc::clone(&stats), Rc::clone(&kick)).broadcast();
     let mut cp = ctx.checkpoint.as_ref().map(|c| c.participant(Role::Step, cx.index, worker, Some(cx.input_node)));
     let step = name.to_string();

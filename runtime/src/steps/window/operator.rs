@@ -135,6 +135,7 @@ pub fn window_stream<'scope, R: WindowRecord>(
         let mut revised: Vec<Row> = Vec::new();
         let name = node.name.clone();
         let step_stats = ctx.metrics.step(&name, "window");
+        step_stats.declare(&[crate::metrics::Counter::Skipped, crate::metrics::Counter::Filled]);
         let mut cp = ctx
             .checkpoint
             .as_ref()
