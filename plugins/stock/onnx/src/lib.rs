@@ -341,10 +341,6 @@ const TRACT_VERSION: &str = "0.23";
 
 /// Output `o` of a run, as a column of `rows` values.
 fn column(t: &TValue, o: &Output, rows: usize) -> Result<Column, String> {
-    let at = |r: usize| match o.index {
-        Some(i) => [r, i],
-        None => [r, usize::MAX],
-    };
     macro_rules! read {
         ($ty:ty, $wrap:expr) => {{
             let view = t
@@ -357,13 +353,9 @@ fn column(t: &TValue, o: &Output, rows: usize) -> Result<Column, String> {
                 ));
             }
             (0..rows)
-                .map(|r| {
-                    let [r, i] = at(r);
-                    if i == usize::MAX {
-                        view[[r]]
-                    } else {
-                        view[[r, i]]
-                    }
+                .map(|r| match o.index {
+                    Some(i) => view[[r, i]],
+                    None => view[[r]],
                 })
                 .map($wrap)
                 .collect::<Vec<_>>()

@@ -335,6 +335,9 @@ struct Swap {
     version: String,
     refused: Option<String>,
     checked: Instant,
+    /// A local file's modification time and length when last read: unchanged, it is not read
+    /// and hashed again (a bucket's object is, each `reload`).
+    seen: Option<(std::time::SystemTime, u64)>,
 }
 
 impl Swap {
@@ -348,6 +351,16 @@ impl Swap {
         current: Option<&mut Instance>,
         stats: &crate::plugins::stats::PluginStats,
     ) -> Option<Instance> {
+        if !file.url.contains("://") || file.url.starts_with("file://") {
+            let path = file.url.strip_prefix("file://").unwrap_or(&file.url);
+            let stamp = std::fs::metadata(path)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())));
+            if stamp.is_some() && stamp == self.seen {
+                return None;
+            }
+            self.seen = stamp;
+        }
         let bytes = match crate::base::storage::read_file(&file.url, super::setup::MAX_MODEL_BYTES, "a model file") {
             Ok(b) => b,
             Err(e) => {
@@ -490,6 +503,7 @@ pub fn model_stream<'scope>(
         version: m.version.clone(),
         refused: None,
         checked: Instant::now(),
+        seen: None,
     });
     stream.unary_frontier(exchange, &format!("Model({})", node.name), move |initial, info| {
         let activator = scope.activator_for(info.address);
