@@ -98,6 +98,15 @@ pub fn read_topic(brokers: &str, topic: &str, partitions: i32) -> Vec<(i32, i64,
 
 /// The oracle over Kafka records: each partition has its own watermark, records in offset order.
 pub fn kafka_oracle(records: &[(i32, i64, Vec<u8>)], ooo: i64) -> (Vec<oracle::Bar>, usize, usize) {
+    kafka_oracle_windows(records, ooo, 60_000)
+}
+
+/// [`kafka_oracle`] with tumbling windows of `size` ms.
+pub fn kafka_oracle_windows(
+    records: &[(i32, i64, Vec<u8>)],
+    ooo: i64,
+    size: i64,
+) -> (Vec<oracle::Bar>, usize, usize) {
     let mut trades = Vec::new();
     let mut max: BTreeMap<i32, i64> = BTreeMap::new();
     let mut rejected = 0;
@@ -128,7 +137,7 @@ pub fn kafka_oracle(records: &[(i32, i64, Vec<u8>)], ooo: i64) -> (Vec<oracle::B
         trades,
         rejected: Default::default(),
     };
-    let (bars, late) = oracle::fixed_windows(&input, 60_000, 60_000, 0);
+    let (bars, late) = oracle::fixed_windows(&input, size, size, 0);
     (bars, late, rejected)
 }
 

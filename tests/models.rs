@@ -5,7 +5,16 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::support::{bin, plugins, repo};
+use std::time::Duration;
+
+use crate::support::{Cell, LoggedChild, bin, plugins, read_parquet_dir, read_parquet_file, repo};
+
+/// Replaces `file` at once (written beside it, then renamed over it), as a deployment would.
+fn replace_file(file: &Path, bytes: &[u8]) {
+    let tmp = file.with_extension("next");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, file).unwrap();
+}
 
 /// The Python with scikit-learn, skl2onnx and onnxruntime (`scripts/test` sets it); `None`
 /// skips the test outside CI, and fails it under CI.
@@ -214,65 +223,23 @@ fn a_model_replaced_while_running_is_swapped_in_and_every_row_says_which_scored_
     let spec = dir.path().join("score.yaml");
     std::fs::write(&spec, text).unwrap();
     let out = dir.path().join("out");
-    let mut child = Command::new(bin())
-        .args(["run", "--no-status", "--workers", "2"])
-        .arg(&spec)
-        .env("TRADES_FILE", &trades)
-        .env("OUT_URL", &out)
-        .env("MODEL", &current)
-        .env("TICKFLOW_PLUGINS", plugins())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The log, read as it comes: the swaps start once the pipeline runs (planning compiles the
-    // plugin, which takes seconds when it is not cached yet).
-    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let reader = {
-        let (log, mut stderr) = (std::sync::Arc::clone(&log), child.stderr.take().unwrap());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = std::io::Read::read(&mut stderr, &mut buf) {
-                if n == 0 {
-                    break;
-                }
-                log.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        })
-    };
-    let started = std::time::Instant::now();
-    while !log.lock().unwrap().contains("starting pipeline") {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(120)
-                && child.try_wait().unwrap().is_none(),
-            "the run did not start: {}",
-            log.lock().unwrap()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    let replace = |from: &[u8]| {
-        let tmp = dir.path().join("next.onnx");
-        std::fs::write(&tmp, from).unwrap();
-        std::fs::rename(&tmp, &current).unwrap();
-    };
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    replace(b"not a model at all");
-    std::thread::sleep(std::time::Duration::from_secs(2));
-    replace(&std::fs::read(&b).unwrap());
-    let started = std::time::Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if started.elapsed() > std::time::Duration::from_secs(120) {
-            child.kill().unwrap();
-            panic!("the run did not end within 2 minutes");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
-    reader.join().unwrap();
-    let log = log.lock().unwrap().clone();
+    let mut run = LoggedChild::spawn(
+        Command::new(bin())
+            .args(["run", "--no-status", "--workers", "2"])
+            .arg(&spec)
+            .env("TRADES_FILE", &trades)
+            .env("OUT_URL", &out)
+            .env("MODEL", &current)
+            .env("TICKFLOW_PLUGINS", plugins()),
+    );
+    // The swaps start once the pipeline runs (planning compiles the plugin, which takes seconds
+    // when it is not cached yet).
+    run.wait_for_log("starting pipeline", 1, Duration::from_secs(120));
+    std::thread::sleep(Duration::from_secs(2));
+    replace_file(&current, b"not a model at all");
+    std::thread::sleep(Duration::from_secs(2));
+    replace_file(&current, &std::fs::read(&b).unwrap());
+    let (status, log) = run.wait(Duration::from_secs(120));
     assert!(status.success(), "{log}");
     assert!(
         log.contains("the new model is refused; the current model keeps scoring"),
@@ -281,6 +248,302 @@ fn a_model_replaced_while_running_is_swapped_in_and_every_row_says_which_scored_
     assert!(log.contains("model swapped"), "{log}");
     let report = oracle(&python, &out.join("scored"), &[&a, &b]);
     // Both models scored rows: the swap happened mid-run.
+    assert!(
+        report.contains("'updown-gbt.onnx'") && report.contains("'updown-logit.onnx'"),
+        "{report}"
+    );
+}
+
+const PACED_START: i64 = 1_764_000_000_000;
+
+/// Where [`produce_paced`]'s `n` trades end (a minute after the last).
+fn paced_stop_at(n: u64) -> i64 {
+    PACED_START + 40 * n as i64 + 60_000
+}
+
+/// A model's version as rows carry it: the FNV-1a hash of its bytes, 16 hex digits.
+fn version_of(model: &Path) -> String {
+    let h = std::fs::read(model)
+        .unwrap()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3)
+        });
+    format!("{h:016x}")
+}
+
+/// Trades as a feed writes them to `topic`, paced at `per_sec`: keyed by symbol (20), each
+/// record's Kafka timestamp its trade time, out of order (5% up to 4 s back: some later than the
+/// 2 s allowed), a malformed record now and then; then one record per partition at the returned
+/// `stop_at` (after every trade), where a source with that `stop_at:` ends.
+fn produce_paced(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    n: u64,
+    per_sec: u64,
+) -> (i64, std::thread::JoinHandle<()>) {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let start = PACED_START;
+    let stop_at = paced_stop_at(n);
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    let topic = topic.to_string();
+    let handle = std::thread::spawn(move || {
+        let mut state = 7u64;
+        let mut rnd = |m: u64| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) % m
+        };
+        let send = |record: BaseRecord<'_, str, str>| {
+            let mut record = record;
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((_, r)) => {
+                        producer.poll(Duration::from_millis(10));
+                        record = r;
+                    }
+                }
+            }
+        };
+        let began = std::time::Instant::now();
+        let mut clock = start;
+        for i in 0..n {
+            clock += rnd(40) as i64;
+            let sym = format!("S{:02}", rnd(20));
+            let mut t = clock;
+            if rnd(20) == 0 {
+                t -= rnd(4_000) as i64;
+            }
+            let value = if i % 997 == 500 {
+                format!("garbage {i}")
+            } else {
+                format!(
+                    "{{\"p\":{}.{},\"s\":\"{sym}\",\"t\":{t},\"v\":{}}}",
+                    50 + rnd(20),
+                    rnd(100),
+                    1 + rnd(9)
+                )
+            };
+            send(BaseRecord::to(&topic).key(sym.as_str()).payload(value.as_str()).timestamp(t));
+            // Paced: `per_sec` on average.
+            if i % 100 == 0 {
+                producer.poll(Duration::ZERO);
+                let due = Duration::from_secs_f64(i as f64 / per_sec as f64);
+                if let Some(wait) = due.checked_sub(began.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
+        }
+        for p in 0..partitions {
+            send(
+                BaseRecord::to(&topic)
+                    .partition(p)
+                    .payload("end")
+                    .timestamp(stop_at),
+            );
+        }
+        producer.flush(Duration::from_secs(30)).unwrap();
+    });
+    (stop_at, handle)
+}
+
+/// A model replaced while a checkpointed pipeline reads a live topic: every worker swaps when
+/// the next checkpoint completes, so no output file (one per worker and checkpoint) mixes two
+/// models; killed (-9) after the swap and restarted on another worker count, the run writes
+/// every bar exactly once, each symbol's bars by the old model and then by the new one, and
+/// onnxruntime agrees with every score.
+#[test]
+fn a_model_swapped_at_a_checkpoint_survives_kill_9_with_every_row_once() {
+    swap_at_a_checkpoint_then_kill_9(1, 2);
+}
+
+/// The same on a cluster of 2 processes: the process that reads the model file tells the other
+/// when to swap, and sends it the model.
+#[test]
+fn a_model_swapped_at_a_checkpoint_on_a_cluster_survives_kill_9() {
+    swap_at_a_checkpoint_then_kill_9(2, 1);
+}
+
+/// Run 1 on `processes` × `threads` workers, killed after the swap; run 2 on 1 worker.
+fn swap_at_a_checkpoint_then_kill_9(processes: usize, threads: usize) {
+    let Some(python) = python() else {
+        return;
+    };
+    let Some(brokers) = crate::kafka::brokers() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (_, models) = train(dir.path(), &python);
+    let (a, b) = (
+        models.join("updown-gbt.onnx"),
+        models.join("updown-logit.onnx"),
+    );
+    let current = dir.path().join("current.onnx");
+    std::fs::copy(&a, &current).unwrap();
+    let topic = crate::kafka::create_topic(&brokers, 4);
+    // 60,000 trades (20 minutes of trades: about 4,800 bars), produced over about 10 s once run
+    // 1 runs: some 24 bars per symbol between two checkpoints.
+    let trades = 60_000;
+    let stop_at = jiff::Timestamp::from_millisecond(paced_stop_at(trades)).unwrap();
+    let text = std::fs::read_to_string(repo().join("specs/examples/updown-score.yaml"))
+        .unwrap()
+        .replace(
+            "    type: replay\n    path: ${TRADES_FILE:-specs/sample/trades.jsonl}\n",
+            &format!("    type: kafka\n    brokers: ${{KAFKA_BROKERS}}\n    topic: ${{TRADES_TOPIC}}\n    stop_at: {stop_at}\n"),
+        )
+        .replace(
+            "      vwap:   { fn: vwap }\n",
+            "      vwap:   { fn: vwap }\n      trades: { fn: count }\n",
+        )
+        // 5-second bars: several batches per worker between two checkpoints, so a model
+        // swapped anywhere but at a checkpoint would show in a file.
+        .replace("window: { type: tumbling, size: 1m }", "window: { type: tumbling, size: 5s }")
+        .replace(
+            "    model: ${MODEL:-specs/sample/updown-logit.onnx}",
+            "    model: ${MODEL}\n    reload: 100ms",
+        )
+        + "checkpoints:\n  path: ${OUT_URL}/checkpoints\n  interval: 1s\n";
+    assert!(
+        text.contains("type: kafka")
+            && text.contains("trades: { fn: count }")
+            && text.contains("size: 5s")
+    );
+    let spec = dir.path().join("swap.yaml");
+    std::fs::write(&spec, text).unwrap();
+    let out = dir.path().join("out");
+    let peers: Vec<String> = (0..processes)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect::<Vec<_>>()
+        .iter()
+        .map(|l| l.local_addr().unwrap().to_string())
+        .collect();
+    let run = |workers: usize, process: Option<usize>| {
+        let mut cmd = Command::new(bin());
+        cmd.args(["run", "--no-status", "--workers", &workers.to_string()])
+            .arg(&spec)
+            .env("KAFKA_BROKERS", &brokers)
+            .env("TRADES_TOPIC", &topic)
+            .env("OUT_URL", &out)
+            .env("MODEL", &current)
+            .env("TICKFLOW_PLUGINS", plugins());
+        if let Some(p) = process {
+            cmd.args(["--process", &p.to_string(), "--peers", &peers.join(",")]);
+        }
+        LoggedChild::spawn(&mut cmd)
+    };
+    let checkpoints = out.join("checkpoints");
+    let wait_checkpoint = |runs: &mut [LoggedChild], after: u64| {
+        let started = std::time::Instant::now();
+        while crate::kafka::latest_checkpoint(&checkpoints) <= after {
+            for run in runs.iter_mut() {
+                assert!(
+                    started.elapsed() < Duration::from_secs(60)
+                        && run.child.try_wait().unwrap().is_none(),
+                    "no checkpoint after {after}: {}",
+                    run.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+
+    // Run 1: model A; B replaces it once a checkpoint is in; every worker swaps; killed a random
+    // moment after a checkpoint completed with B scoring.
+    let mut first: Vec<LoggedChild> = if processes == 1 {
+        vec![run(threads, None)]
+    } else {
+        (0..processes).map(|p| run(threads, Some(p))).collect()
+    };
+    for r in first.iter_mut() {
+        r.wait_for_log("starting pipeline", 1, Duration::from_secs(120));
+    }
+    let (_, producer) = produce_paced(&brokers, &topic, 4, trades, 6_000);
+    wait_checkpoint(&mut first, 1);
+    replace_file(&current, &std::fs::read(&b).unwrap());
+    for r in first.iter_mut() {
+        r.wait_for_log("model swapped", threads, Duration::from_secs(30));
+    }
+    let swapped_at = crate::kafka::latest_checkpoint(&checkpoints);
+    wait_checkpoint(&mut first, swapped_at);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos() as u64;
+    std::thread::sleep(Duration::from_millis(seed % 1000));
+    for r in first.iter_mut() {
+        assert!(
+            r.child.try_wait().unwrap().is_none(),
+            "run 1 ended before it was killed: {}",
+            r.log()
+        );
+    }
+    let logs: Vec<String> = first.into_iter().map(LoggedChild::kill).collect();
+    // Only the first worker reads the file.
+    assert!(
+        logs[0].contains("every worker swaps to it when the next checkpoint completes"),
+        "{}",
+        logs[0]
+    );
+    assert!(
+        logs[1..]
+            .iter()
+            .all(|l| !l.contains("every worker swaps to it")),
+        "{logs:?}"
+    );
+
+    // Run 2, on 1 worker: restored, reads on to `stop_at`.
+    producer.join().unwrap();
+    let (status, log) = run(1, None).wait(Duration::from_secs(120));
+    assert!(status.success(), "{log}");
+    assert!(log.contains("restored from checkpoint"), "{log}");
+
+    // Every bar exactly once, as computed from the topic's records independently.
+    let records = crate::kafka::read_topic(&brokers, &topic, 4);
+    let records: Vec<_> = records.into_iter().filter(|(_, _, v)| v != b"end").collect();
+    let (expected, late, _) = crate::kafka::kafka_oracle_windows(&records, 2_000, 5_000);
+    assert!(late > 0, "some trades are late");
+    let scored = out.join("scored");
+    let (names, rows) = read_parquet_dir(&scored);
+    crate::kafka::assert_bars_equal(&rows, &expected, &format!("seed {seed}"));
+
+    // No file mixes the two models; each symbol is scored by A, then by B.
+    let version = names.iter().position(|n| n == "model_version").unwrap();
+    let mut files = Vec::new();
+    crate::support::collect_files(&scored, "parquet", &mut files);
+    for f in &files {
+        let (_, rows) = read_parquet_file(f);
+        let versions: std::collections::BTreeSet<String> =
+            rows.iter().map(|r| format!("{:?}", r[version])).collect();
+        assert_eq!(versions.len(), 1, "{}: {versions:?}", f.display());
+    }
+    let mut by_symbol: std::collections::BTreeMap<String, Vec<(i64, String)>> = Default::default();
+    for r in &rows {
+        if let (Cell::Str(s), Cell::I64(t), Cell::Str(v)) = (&r[0], &r[1], &r[version]) {
+            by_symbol.entry(s.clone()).or_default().push((*t, v.clone()));
+        }
+    }
+    let (va, vb) = (version_of(&a), version_of(&b));
+    let mut seen = std::collections::BTreeSet::new();
+    for (symbol, mut bars) in by_symbol {
+        bars.sort();
+        let b_from = bars.iter().position(|(_, v)| *v == vb).unwrap_or(bars.len());
+        assert!(
+            bars[..b_from].iter().all(|(_, v)| *v == va)
+                && bars[b_from..].iter().all(|(_, v)| *v == vb),
+            "seed {seed}: {symbol} is not scored by A ({va}) then B ({vb}): {bars:?}"
+        );
+        seen.extend(bars.into_iter().map(|(_, v)| v));
+    }
+    assert_eq!(seen.len(), 2, "both models scored: {seen:?}");
+    // And onnxruntime agrees with every score, by the model each row names.
+    let report = oracle(&python, &scored, &[&a, &b]);
     assert!(
         report.contains("'updown-gbt.onnx'") && report.contains("'updown-logit.onnx'"),
         "{report}"

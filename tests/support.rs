@@ -153,27 +153,39 @@ pub fn read_parquet_dir(dir: &Path) -> (Vec<String>, Vec<Vec<Cell>>) {
     let mut names = Vec::new();
     let mut rows = Vec::new();
     for file in files {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&file).unwrap())
-            .unwrap()
-            .build()
-            .unwrap();
-        for batch in reader {
-            let batch: RecordBatch = batch.unwrap();
-            names = batch
-                .schema()
-                .fields()
-                .iter()
-                .map(|f| f.name().clone())
-                .collect();
-            for r in 0..batch.num_rows() {
-                rows.push(
-                    batch
-                        .columns()
-                        .iter()
-                        .map(|c| cell(c.as_ref(), r))
-                        .collect(),
-                );
-            }
+        let (n, mut r) = read_parquet_file(&file);
+        if !n.is_empty() {
+            names = n;
+        }
+        rows.append(&mut r);
+    }
+    (names, rows)
+}
+
+/// One Parquet file: column names and rows.
+pub fn read_parquet_file(file: &Path) -> (Vec<String>, Vec<Vec<Cell>>) {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(file).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut names = Vec::new();
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch: RecordBatch = batch.unwrap();
+        names = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        for r in 0..batch.num_rows() {
+            rows.push(
+                batch
+                    .columns()
+                    .iter()
+                    .map(|c| cell(c.as_ref(), r))
+                    .collect(),
+            );
         }
     }
     (names, rows)
@@ -289,4 +301,86 @@ pub fn run_with_input(cmd: &mut std::process::Command, input: &[u8]) -> std::pro
         .unwrap();
     child.stdin.take().unwrap().write_all(input).unwrap();
     child.wait_with_output().unwrap()
+}
+
+/// A spawned run whose stderr is collected as it comes (a reader thread), so a test can wait
+/// for a log line while it runs.
+pub struct LoggedChild {
+    pub child: std::process::Child,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LoggedChild {
+    pub fn spawn(cmd: &mut std::process::Command) -> LoggedChild {
+        let mut child = cmd.stderr(std::process::Stdio::piped()).spawn().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let reader = {
+            let (log, mut stderr) = (std::sync::Arc::clone(&log), child.stderr.take().unwrap());
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = std::io::Read::read(&mut stderr, &mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    log.lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            })
+        };
+        LoggedChild {
+            child,
+            log,
+            reader: Some(reader),
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits (at most `limit`) until the log holds `what` `times` times; panics if the run ends
+    /// first or the time runs out.
+    pub fn wait_for_log(&mut self, what: &str, times: usize, limit: std::time::Duration) {
+        let started = std::time::Instant::now();
+        while self.log.lock().unwrap().matches(what).count() < times {
+            assert!(
+                started.elapsed() < limit && self.child.try_wait().unwrap().is_none(),
+                "waiting for `{what}` in the log: {}",
+                self.log()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Waits (at most `limit`, else kills it and panics) for the run to end: its status and log.
+    pub fn wait(mut self, limit: std::time::Duration) -> (std::process::ExitStatus, String) {
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if started.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("the run did not end within {limit:?}: {}", self.log());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        (status, self.log())
+    }
+
+    /// kill -9, then the log.
+    pub fn kill(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+        self.log()
+    }
 }

@@ -134,6 +134,11 @@ pub struct Coordinator {
     metrics: Arc<Metrics>,
     /// In a cluster: the link to the other processes (set once the control dataflow exists).
     cluster: std::sync::OnceLock<ClusterLink>,
+    /// The values decided at checkpoints, by name: the epoch that decided each, and its bytes.
+    /// Stored before `completed` (so whoever sees an epoch complete sees its decisions).
+    decided: Mutex<BTreeMap<String, (u64, Arc<[u8]>)>>,
+    /// The newest epoch that decided anything (0: none): a cheap test before the lock.
+    decided_epoch: AtomicU64,
 }
 
 impl Coordinator {
@@ -222,6 +227,8 @@ impl Coordinator {
             topo,
             metrics,
             cluster: std::sync::OnceLock::new(),
+            decided: Mutex::new(BTreeMap::new()),
+            decided_epoch: AtomicU64::new(0),
         })
     }
 
@@ -360,9 +367,27 @@ impl Coordinator {
                     a.fetch_max(epoch, Ordering::AcqRel);
                 }
             }
-            ControlMsg::CpCompleted { epoch, last } => {
+            ControlMsg::CpCompleted {
+                epoch,
+                last,
+                decisions,
+            } => {
                 if self.topo.leader() {
                     return;
+                }
+                if !decisions.is_empty() {
+                    match bincode::deserialize::<BTreeMap<String, Vec<u8>>>(&decisions) {
+                        Ok(d) => self.adopt_decisions(epoch, d),
+                        // Workers of this process would go on with other values than the
+                        // leader's: the run stops rather than compute with them.
+                        Err(e) => {
+                            tracing::error!(
+                                "checkpoint: the decisions of epoch {epoch} do not decode: {e}"
+                            );
+                            self.failed.store(true, Ordering::Release);
+                            return;
+                        }
+                    }
                 }
                 if last {
                     self.final_epoch.store(epoch, Ordering::Release);
@@ -382,6 +407,37 @@ impl Coordinator {
             c.state.entry(step).or_default().extend(groups);
         }
         c.pending.extend(other.pending);
+        c.decisions.extend(other.decisions);
+    }
+
+    /// Makes `decisions` (of `epoch`) visible to the workers; before `epoch` counts as complete.
+    fn adopt_decisions(&self, epoch: u64, decisions: BTreeMap<String, Vec<u8>>) {
+        if decisions.is_empty() {
+            return;
+        }
+        let mut decided = self.decided.lock().unwrap_or_else(|e| e.into_inner());
+        for (name, bytes) in decisions {
+            decided.insert(name, (epoch, bytes.into()));
+        }
+        self.decided_epoch.fetch_max(epoch, Ordering::AcqRel);
+    }
+
+    /// The value last decided under `name` at a checkpoint, with the epoch that decided it, when
+    /// that epoch is newer than `after` (a worker passes the epoch it adopted last).
+    pub fn decision(&self, name: &str, after: u64) -> Option<(u64, Arc<[u8]>)> {
+        if self.decided_epoch.load(Ordering::Acquire) <= after {
+            return None;
+        }
+        let decided = self.decided.lock().unwrap_or_else(|e| e.into_inner());
+        decided
+            .get(name)
+            .filter(|(epoch, _)| *epoch > after)
+            .cloned()
+    }
+
+    /// The last completed epoch (what the run was restored from, before the first checkpoint).
+    pub fn completed_epoch(&self) -> u64 {
+        self.completed.load(Ordering::Acquire)
     }
 
     /// A follower's part once its dataflow ended: everything its instances handed over since
@@ -690,9 +746,19 @@ impl Coordinator {
         if last {
             self.final_epoch.store(epoch, Ordering::Release);
         }
+        let decisions = if collected.decisions.is_empty() {
+            Vec::new()
+        } else {
+            bincode::serialize(&collected.decisions)?
+        };
+        self.adopt_decisions(epoch, collected.decisions);
         self.completed.store(epoch, Ordering::Release);
         if let Some(c) = self.cluster.get() {
-            c.control.send(ControlMsg::CpCompleted { epoch, last });
+            c.control.send(ControlMsg::CpCompleted {
+                epoch,
+                last,
+                decisions,
+            });
         }
         if let Err(e) = manifest::delete_older(&self.storage, epoch.saturating_sub(1)) {
             tracing::warn!(error = %format!("{e:#}"), "deleting old checkpoints");
@@ -836,6 +902,13 @@ impl Participant {
         c.state.entry(step.to_string()).or_default().extend(groups);
     }
 
+    /// A handle to decide values at this instance's checkpoints ([`Decider`]).
+    pub fn decider(&self) -> Decider {
+        Decider {
+            cp: Arc::clone(&self.cp),
+        }
+    }
+
     pub fn record_pending(&self, files: Vec<PendingFile>) {
         self.cp
             .collected
@@ -843,6 +916,25 @@ impl Participant {
             .unwrap_or_else(|e| e.into_inner())
             .pending
             .extend(files);
+    }
+}
+
+/// Decides a value during a checkpoint (while taking its snapshot) that every worker of the
+/// cluster adopts once that checkpoint completes, and not before: all of them switch at the same
+/// boundary, so the output of no epoch mixes the old value and the new one (a model step's new
+/// model, say). A run restored later starts from its own view again (the model file on disk).
+pub struct Decider {
+    cp: Arc<Coordinator>,
+}
+
+impl Decider {
+    pub fn decide(&self, name: &str, value: Vec<u8>) {
+        self.cp
+            .collected
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .decisions
+            .insert(name.to_string(), value);
     }
 }
 

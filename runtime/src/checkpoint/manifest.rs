@@ -215,4 +215,7 @@ pub struct Collected {
     /// Stateful steps (windows, models) by name.
     pub(super) state: BTreeMap<String, GroupedState>,
     pub(super) pending: Vec<PendingFile>,
+    /// Values decided during the checkpoint, by name, that every worker adopts once it
+    /// completes ([`super::coordinator::Decider`]). Not in the manifest.
+    pub(super) decisions: BTreeMap<String, Vec<u8>>,
 }

@@ -43,8 +43,14 @@ pub enum ControlMsg {
         epoch: u64,
         collected: Vec<u8>,
     },
-    /// ... and the leader, having written the manifest, says the epoch is complete.
-    CpCompleted { epoch: u64, last: bool },
+    /// ... and the leader, having written the manifest, says the epoch is complete, with the
+    /// values decided during it that every worker adopts from then on (the checkpoint
+    /// coordinator's own encoding; empty: none).
+    CpCompleted {
+        epoch: u64,
+        last: bool,
+        decisions: Vec<u8>,
+    },
 }
 
 /// This process's end of the control dataflow.

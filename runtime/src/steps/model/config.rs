@@ -30,8 +30,10 @@ pub struct ModelStepConfig {
     pub inputs: ModelInputs,
     /// Checks the `model:` file this often and swaps a changed one in without a restart: the new
     /// model is loaded and checked first (a file that does not load, or whose inputs and
-    /// outputs differ, is logged and counted, and the old model keeps scoring). Each worker
-    /// swaps at its next batch after it saw the change. Not with `checkpoints` yet.
+    /// outputs differ, is logged and counted, and the old model keeps scoring). Without
+    /// `checkpoints` each worker swaps at its next batch after it saw the change; with them the
+    /// first worker reads the file and every worker swaps when the next checkpoint completes, so
+    /// no checkpoint's output mixes two models and a restore never does.
     #[serde(default)]
     pub reload: Option<Duration>,
     /// For a plugin that takes its outputs from the spec (`onnx`): by output tensor, one column

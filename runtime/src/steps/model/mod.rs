@@ -19,7 +19,11 @@ impl StepConfig for ModelStepConfig {
     }
     fn files(&self) -> Vec<&str> {
         let mut files = vec![self.plugin.as_str()];
-        files.extend(self.model.as_deref());
+        // A model file that is reloaded may change while processes start; with checkpoints the
+        // first one makes every process score with the same model.
+        if self.reload.is_none() {
+            files.extend(self.model.as_deref());
+        }
         files
     }
     fn plan(&self, cx: &mut PlanCx<'_>) -> Option<Planned> {
@@ -68,13 +72,6 @@ impl StepOp for ModelNode {
     }
     fn graph_shape(&self) -> &'static str {
         "hexagon"
-    }
-    fn checkpoint_problem(&self) -> Option<(&'static str, String)> {
-        self.model.as_ref()?.reload?;
-        Some((
-            "reload",
-            "swapping a model at a checkpoint boundary is not built yet: with `checkpoints`, restart the run to change models (remove `reload`)".into(),
-        ))
     }
     fn reads_by_key(&self, input: &StreamInfo) -> bool {
         input.key.is_some()

@@ -329,28 +329,58 @@ fn append(
     Ok(())
 }
 
+/// A model read from the step's file and checked, not scoring yet.
+struct Loaded {
+    version: String,
+    bytes: Arc<[u8]>,
+    instance: Instance,
+}
+
 /// A worker's view of its model file: the version scoring, the last version refused, and when
 /// the file was last looked at.
 struct Swap {
     version: String,
+    /// The bytes of `version`.
+    bytes: Arc<[u8]>,
     refused: Option<String>,
     checked: Instant,
     /// A local file's modification time and length when last read: unchanged, it is not read
     /// and hashed again (a bucket's object is, each `reload`).
     seen: Option<(std::time::SystemTime, u64)>,
+    /// With checkpoints, on the first worker: a new model, waiting for the next checkpoint to
+    /// decide it for every worker.
+    staged: Option<Loaded>,
+    /// With checkpoints: the epoch whose decision this worker adopted last.
+    adopted: u64,
+    /// With checkpoints, on the first worker: whether a checkpoint decided the model scoring
+    /// yet (the first one does, so that the processes of a cluster agree even when they read
+    /// the file at different moments).
+    announced: bool,
 }
 
 impl Swap {
-    /// A new instance with the file's new model, when the file changed and the new model loads
-    /// with the same inputs and outputs (its keys' state carried over); `None` otherwise (a
-    /// model that does not is logged and counted once, and the old one keeps scoring).
-    fn check(
+    fn new(file: &super::ModelFile, bytes: Arc<[u8]>, completed: u64) -> Swap {
+        Swap {
+            version: file.version.clone(),
+            bytes,
+            refused: None,
+            checked: Instant::now(),
+            seen: None,
+            staged: None,
+            adopted: completed,
+            announced: false,
+        }
+    }
+
+    /// The file's model when it changed and the new model loads with the same inputs and outputs
+    /// as the one planned; `None` otherwise (a model that does not is logged and counted once,
+    /// and the old one keeps scoring).
+    fn load(
         &mut self,
         node: &ModelNode,
         file: &super::ModelFile,
-        current: Option<&mut Instance>,
         stats: &crate::plugins::stats::PluginStats,
-    ) -> Option<Instance> {
+    ) -> Option<Loaded> {
         if !file.url.contains("://") || file.url.starts_with("file://") {
             let path = file.url.strip_prefix("file://").unwrap_or(&file.url);
             let stamp = std::fs::metadata(path)
@@ -373,38 +403,93 @@ impl Swap {
             }
         };
         let version = super::model_version(&bytes);
-        if version == self.version || self.refused.as_deref() == Some(version.as_str()) {
+        let staged = self.staged.as_ref().map(|s| s.version.as_str());
+        if version == self.version
+            || self.refused.as_deref() == Some(version.as_str())
+            || staged == Some(version.as_str())
+        {
             return None;
         }
-        let refuse = |this: &mut Swap, why: String| {
-            this.refused = Some(version.clone());
-            stats.model_swap_errors.fetch_add(1, Relaxed);
-            tracing::warn!(step = %node.name, model = %file.url, version = %version, error = %why, "the new model is refused; the current model keeps scoring");
-            None
-        };
-        let mut next = match Instance::new(Arc::clone(&node.plugin), node.config.clone(), bytes.into(), node.limits) {
-            Ok(i) => i,
-            Err(e) => return refuse(self, e.to_string()),
-        };
-        let same = |a: &[crate::plugins::host_types::Field], b: &[crate::plugins::host_types::Field]| {
-            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.name == y.name && x.ty == y.ty)
-        };
-        if !same(&next.info().inputs, &node.info.inputs) || !same(&next.info().outputs, &node.info.outputs) {
-            return refuse(self, "its inputs or outputs differ from the model the run started with (restart the run to change them)".into());
+        match instantiate(node, bytes.into()) {
+            Ok(next) => Some(next),
+            Err(why) => {
+                self.refused = Some(version.clone());
+                stats.model_swap_errors.fetch_add(1, Relaxed);
+                tracing::warn!(step = %node.name, model = %file.url, version = %version, error = %why, "the new model is refused; the current model keeps scoring");
+                None
+            }
         }
-        // A stateful plugin keeps its keys' state across the swap.
+    }
+
+    /// Makes `next` the model scoring: a stateful plugin's keys' state is carried over from
+    /// `current`. On an error the current model stays.
+    fn adopt(
+        &mut self,
+        node: &ModelNode,
+        mut next: Loaded,
+        current: Option<&mut Instance>,
+        stats: &crate::plugins::stats::PluginStats,
+        epoch: Option<u64>,
+    ) -> Result<Instance, String> {
         if let Some(current) = current {
-            let carried = current.snapshot().and_then(|states| next.restore(states));
+            let carried = current.snapshot().and_then(|states| next.instance.restore(states));
             if let Err(e) = carried {
-                return refuse(self, format!("carrying the keys' state over: {e}"));
+                self.refused = Some(next.version.clone());
+                stats.model_swap_errors.fetch_add(1, Relaxed);
+                return Err(format!("carrying the keys' state over to model {}: {e}", next.version));
             }
         }
         stats.model_swaps.fetch_add(1, Relaxed);
-        tracing::info!(step = %node.name, model = %file.url, from = %self.version, to = %version, "model swapped");
-        self.version = version;
+        match epoch {
+            Some(epoch) => tracing::info!(step = %node.name, from = %self.version, to = %next.version, checkpoint = epoch, "model swapped"),
+            None => tracing::info!(step = %node.name, from = %self.version, to = %next.version, "model swapped"),
+        }
+        self.version = next.version;
+        self.bytes = next.bytes;
         self.refused = None;
-        Some(next)
+        Ok(next.instance)
     }
+
+    /// The model a checkpoint decided (`epoch`, the model file's `bytes`), on this worker: the
+    /// staged one when it is that model, else loaded from the bytes. `Ok(None)`: it scores
+    /// already.
+    fn adopt_decided(
+        &mut self,
+        node: &ModelNode,
+        bytes: Arc<[u8]>,
+        epoch: u64,
+        current: Option<&mut Instance>,
+        stats: &crate::plugins::stats::PluginStats,
+    ) -> Result<Option<Instance>, String> {
+        self.adopted = epoch;
+        let version = super::model_version(&bytes);
+        let staged = self.staged.take();
+        if version == self.version {
+            return Ok(None);
+        }
+        let next = match staged {
+            Some(s) if s.version == version => s,
+            _ => instantiate(node, bytes).map_err(|e| {
+                format!("the model checkpoint {epoch} decided ({version}) does not load here: {e}")
+            })?,
+        };
+        self.adopt(node, next, current, stats, Some(epoch)).map(Some)
+    }
+}
+
+/// A model step's plugin instance on the model `bytes`, checked to have the inputs and outputs
+/// the step was planned with.
+fn instantiate(node: &ModelNode, bytes: Arc<[u8]>) -> Result<Loaded, String> {
+    let version = super::model_version(&bytes);
+    let instance = Instance::new(Arc::clone(&node.plugin), node.config.clone(), Arc::clone(&bytes), node.limits)
+        .map_err(|e| e.to_string())?;
+    let same = |a: &[crate::plugins::host_types::Field], b: &[crate::plugins::host_types::Field]| {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.name == y.name && x.ty == y.ty)
+    };
+    if !same(&instance.info().inputs, &node.info.inputs) || !same(&instance.info().outputs, &node.info.outputs) {
+        return Err("its inputs or outputs differ from the model the run started with (restart the run to change them)".into());
+    }
+    Ok(Loaded { version, bytes, instance })
 }
 
 /// A key group's share of a model step's state in a checkpoint: the plugin's keyed state and the
@@ -499,12 +584,15 @@ pub fn model_stream<'scope>(
         .checkpoint
         .as_ref()
         .map(|c| c.participant(Role::Step, index, worker, Some(input_node)));
-    let mut swap = node.model.as_ref().map(|m| Swap {
-        version: m.version.clone(),
-        refused: None,
-        checked: Instant::now(),
-        seen: None,
-    });
+    // With checkpoints the first worker reads the model file; every worker swaps models when
+    // the checkpoint that decided one completes.
+    let first = worker == 0;
+    let decider = cp.as_ref().map(|c| c.decider());
+    let completed = cp.as_ref().map_or(0, |c| c.coordinator().completed_epoch());
+    let mut swap = node
+        .model
+        .as_ref()
+        .map(|m| Swap::new(m, Arc::clone(&node.artifact), completed));
     stream.unary_frontier(exchange, &format!("Model({})", node.name), move |initial, info| {
         let activator = scope.activator_for(info.address);
         let mut stash: Stash<Row> = Stash::new();
@@ -536,10 +624,21 @@ pub fn model_stream<'scope>(
             // Frozen while a checkpoint is in progress: nothing is scored.
             let take_snapshot = || {
                 let inst = instance.as_mut()?;
-                snapshot(inst, &stash, key, group_of)
+                let groups = snapshot(inst, &stash, key, group_of)
                     // Without the plugin's state no checkpoint can be complete.
                     .map_err(|e| fail(&ctx, format!("snapshot for a checkpoint: {e}")))
-                    .ok()
+                    .ok()?;
+                // The first worker decides the model every worker scores with after this
+                // checkpoint: a new one it loaded, or (at the first) the one scoring.
+                if let (true, Some(swap), Some(decider)) = (first, swap.as_mut(), decider.as_ref()) {
+                    if let Some(staged) = &swap.staged {
+                        decider.decide(&node.name, staged.bytes.to_vec());
+                    } else if !swap.announced {
+                        decider.decide(&node.name, swap.bytes.to_vec());
+                    }
+                    swap.announced = true;
+                }
+                Some(groups)
             };
             if let Some(cp) = cp.as_mut()
                 && cp.stateful_turn(&node.name, received, &activator, take_snapshot)
@@ -556,14 +655,42 @@ pub fn model_stream<'scope>(
                 }
                 return;
             }
+            // A model decided at a checkpoint that completed since the last turn.
+            if let (Some(c), Some(swap)) = (cp.as_ref(), swap.as_mut())
+                && let Some((epoch, bytes)) = c.coordinator().decision(&node.name, swap.adopted)
+            {
+                match swap.adopt_decided(&node, bytes, epoch, instance.as_mut(), &stats) {
+                    Ok(Some(next)) => instance = Some(next),
+                    Ok(None) => {}
+                    // Scoring on with the old model would mix versions in one epoch.
+                    Err(e) => {
+                        fail(&ctx, e);
+                        instance = None;
+                        stash.clear();
+                        if let Some(cp) = cp.as_mut() {
+                            cp.finish();
+                        }
+                        return;
+                    }
+                }
+            }
             if let (Some(swap), Some(file)) = (swap.as_mut(), node.model.as_ref())
                 && let Some(every) = file.reload
                 && swap.checked.elapsed() >= every
-                && !stash.is_empty()
+                && (cp.is_none() || first)
+                && (cp.is_some() || !stash.is_empty())
             {
                 swap.checked = Instant::now();
-                if let Some(next) = swap.check(&node, file, instance.as_mut(), &stats) {
-                    instance = Some(next);
+                if let Some(next) = swap.load(&node, file, &stats) {
+                    if cp.is_some() {
+                        tracing::info!(step = %node.name, version = %next.version, "new model loaded; every worker swaps to it when the next checkpoint completes");
+                        swap.staged = Some(next);
+                    } else {
+                        match swap.adopt(&node, next, instance.as_mut(), &stats, None) {
+                            Ok(next) => instance = Some(next),
+                            Err(why) => tracing::warn!(step = %node.name, model = %file.url, error = %why, "the new model is refused; the current model keeps scoring"),
+                        }
+                    }
                 }
             }
             while let Some((&t, _)) = stash.first_key_value() {
