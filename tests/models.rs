@@ -331,7 +331,12 @@ fn produce_paced(
                     1 + rnd(9)
                 )
             };
-            send(BaseRecord::to(&topic).key(sym.as_str()).payload(value.as_str()).timestamp(t));
+            send(
+                BaseRecord::to(&topic)
+                    .key(sym.as_str())
+                    .payload(value.as_str())
+                    .timestamp(t),
+            );
             // Paced: `per_sec` on average.
             if i % 100 == 0 {
                 producer.poll(Duration::ZERO);
@@ -506,7 +511,10 @@ fn swap_at_a_checkpoint_then_kill_9(processes: usize, threads: usize) {
 
     // Every bar exactly once, as computed from the topic's records independently.
     let records = crate::kafka::read_topic(&brokers, &topic, 4);
-    let records: Vec<_> = records.into_iter().filter(|(_, _, v)| v != b"end").collect();
+    let records: Vec<_> = records
+        .into_iter()
+        .filter(|(_, _, v)| v != b"end")
+        .collect();
     let (expected, late, _) = crate::kafka::kafka_oracle_windows(&records, 2_000, 5_000);
     assert!(late > 0, "some trades are late");
     let scored = out.join("scored");
@@ -526,14 +534,20 @@ fn swap_at_a_checkpoint_then_kill_9(processes: usize, threads: usize) {
     let mut by_symbol: std::collections::BTreeMap<String, Vec<(i64, String)>> = Default::default();
     for r in &rows {
         if let (Cell::Str(s), Cell::I64(t), Cell::Str(v)) = (&r[0], &r[1], &r[version]) {
-            by_symbol.entry(s.clone()).or_default().push((*t, v.clone()));
+            by_symbol
+                .entry(s.clone())
+                .or_default()
+                .push((*t, v.clone()));
         }
     }
     let (va, vb) = (version_of(&a), version_of(&b));
     let mut seen = std::collections::BTreeSet::new();
     for (symbol, mut bars) in by_symbol {
         bars.sort();
-        let b_from = bars.iter().position(|(_, v)| *v == vb).unwrap_or(bars.len());
+        let b_from = bars
+            .iter()
+            .position(|(_, v)| *v == vb)
+            .unwrap_or(bars.len());
         assert!(
             bars[..b_from].iter().all(|(_, v)| *v == va)
                 && bars[b_from..].iter().all(|(_, v)| *v == vb),
