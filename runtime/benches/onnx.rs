@@ -5,7 +5,7 @@
 //! one call. The models are trained here by Python (scikit-learn, skl2onnx) on random features.
 //!
 //!     plugins/build onnx
-//!     TICKFLOW_BENCH_PYTHON=.venv-test/bin/python cargo bench --bench onnx [-- --rows 1000000 --batch 4096]
+//!     TICKFLOW_BENCH_PYTHON=.venv-test/bin/python cargo bench --bench onnx [-- --rows 1000000 --batch 4096 --model gbt|logit]
 
 use std::process::Command;
 use std::time::Instant;
@@ -117,7 +117,11 @@ fn main() {
 
     let names = ["key", "f0", "f1", "f2", "f3"];
     let config = r#"{"inputs": ["f0", "f1", "f2", "f3"], "outputs": {"probabilities": {"p_down": 0, "p_flat": 1, "p_up": 2}}}"#;
+    let only = arg(&args, "--model");
     for model in ["gbt", "logit"] {
+        if only.as_deref().is_some_and(|m| m != model) {
+            continue;
+        }
         let artifact = std::fs::read(dir.path().join(format!("{model}.onnx"))).unwrap();
 
         // Natively: the plugin's crate called directly (tract outside WebAssembly).
