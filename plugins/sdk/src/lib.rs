@@ -144,6 +144,12 @@ pub trait Model: Sized + 'static {
     fn config_schema() -> Option<String> {
         None
     }
+    /// Whether [`Model::process`] reads the key column's values. A model that does not (one
+    /// without per-key state) may say so: inside WebAssembly the keys then arrive as empty
+    /// strings, which saves an allocation per row (the rows are still routed by key).
+    fn reads_keys() -> bool {
+        true
+    }
     /// Scores a batch: one value per row in every output column, in the order of
     /// [`Info::outputs`]. An `Err` fails the whole batch (the step's `on_error` applies).
     fn process(&mut self, batch: &Batch) -> Result<Vec<Column>, String>;

@@ -78,6 +78,11 @@ impl Model for Onnx {
         Some(CONFIG_SCHEMA.into())
     }
 
+    /// Stateless: the keys only route rows.
+    fn reads_keys() -> bool {
+        false
+    }
+
     fn init(_config: &str) -> Result<Self, String> {
         Err("the onnx plugin runs a model: give the step a `model:` file (an .onnx file)".into())
     }
