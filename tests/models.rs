@@ -121,6 +121,25 @@ print(f"{len(rows)} rows {per_version}, classes {classes}, {nulls} NULL scores, 
 sys.exit(1 if bad or len(rows) < 200 or len(classes) < 2 else 0)
 "#;
 
+/// A random forest on 4 random features, 3 classes, exported as train.py exports its models;
+/// argument: the folder.
+const MORE_MODELS: &str = r#"
+import sys, numpy as np
+from sklearn.ensemble import RandomForestClassifier
+from skl2onnx import to_onnx
+from skl2onnx.common.data_types import FloatTensorType
+rng = np.random.default_rng(5)
+x = rng.normal(scale=[0.002, 0.003, 0.001, 1.0], size=(3000, 4)).astype(np.float32) + [0, 0.003, 0, 5]
+y = np.digitize(x[:, 0] * 300 + x[:, 2] * 500 + rng.normal(scale=0.5, size=len(x)), [-0.5, 0.5])
+for name, m in (("updown-forest", RandomForestClassifier(n_estimators=20, max_depth=6, random_state=1)),):
+    m.fit(x, y)
+    onx = to_onnx(m, initial_types=[("features", FloatTensorType([None, 4]))],
+                  options={id(m): {"zipmap": False}}, target_opset={"": 17, "ai.onnx.ml": 3})
+    kinds = [n.op_type for n in onx.graph.node]
+    print(name, kinds, [a.s for n in onx.graph.node for a in n.attribute if a.name == "post_transform"])
+    open(f"{sys.argv[1]}/{name}.onnx", "wb").write(onx.SerializeToString())
+"#;
+
 /// Trades, their features written by the pipeline, and both models trained on them.
 fn train(dir: &Path, python: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     let trades = dir.join("trades.jsonl");
@@ -175,8 +194,22 @@ fn models_trained_in_python_score_in_the_stream_as_onnxruntime_scores_them() {
     let dir = tempfile::tempdir().unwrap();
     let (trades, models) = train(dir.path(), &python);
 
+    // One more kind of scikit-learn graph the onnx plugin evaluates itself: a random forest (no
+    // post transform, no base values); trained on random features, which is all the oracle
+    // needs.
+    let out = Command::new(&python)
+        .args(["-c", MORE_MODELS])
+        .arg(&models)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // 3. tickflow scores with each model, on 1 and 2 workers; onnxruntime checks every row.
-    for model in ["updown-gbt", "updown-logit"] {
+    for model in ["updown-gbt", "updown-logit", "updown-forest"] {
         let file = models.join(format!("{model}.onnx"));
         for workers in ["1", "2"] {
             let scored = dir.path().join(format!("{model}-{workers}"));
