@@ -1,7 +1,8 @@
-//! A fast path for canonical Finnhub trade frames (compact JSON, no escapes, only the known keys)
-//! with every trade valid. Anything else — whitespace, escapes, unknown or duplicate keys, an
-//! invalid trade, a number outside what serde_json accepts — makes it give up, and the caller
-//! parses the frame with the general parser instead. So the fast path never decides anything the
+//! A fast path for Finnhub trade frames with only the known keys, in any order, compact or with
+//! JSON whitespace between tokens (as Python's `json.dumps` writes them), no escapes, and every
+//! trade valid. Anything else — escapes, unknown or duplicate keys, an invalid trade, a number
+//! outside what serde_json accepts — makes it give up, and the caller parses the frame with the
+//! general parser instead. So the fast path never decides anything the
 //! general parser would decide differently; it only decides faster.
 
 use compact_str::CompactString;
@@ -27,6 +28,21 @@ impl<'a> Cursor<'a> {
     #[inline]
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
+    }
+
+    /// Skips JSON whitespace (space, tab, line feed, carriage return: nothing else).
+    #[inline]
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.b.get(self.i) {
+            self.i += 1;
+        }
+    }
+
+    /// `lit` after optional whitespace.
+    #[inline]
+    fn token(&mut self, lit: &[u8]) -> Option<()> {
+        self.ws();
+        self.eat(lit)
     }
 
     /// A JSON string without escapes or control characters; returns its contents.
@@ -105,22 +121,55 @@ impl<'a> Cursor<'a> {
 /// frame is not canonical or any trade is invalid.
 pub fn parse_trade_frame(text: &[u8], out: &mut impl FnMut(usize, ValidTrade)) -> Option<usize> {
     let mut c = Cursor { b: text, i: 0 };
-    c.eat(b"{\"data\":[")?;
-    let mut trades: smallvec::SmallVec<[ValidTrade; 8]> = smallvec::SmallVec::new();
-    if c.peek()? != b']' {
-        loop {
-            trades.push(trade(&mut c)?);
-            match c.peek()? {
-                b',' => c.i += 1,
-                b']' => break,
-                _ => return None,
+    c.token(b"{")?;
+    let mut trades: Option<smallvec::SmallVec<[ValidTrade; 8]>> = None;
+    let mut typed = false;
+    // `data` and `type`, in either order, once each.
+    loop {
+        c.ws();
+        if trades.is_none() && c.eat(b"\"data\"").is_some() {
+            c.token(b":")?;
+            c.token(b"[")?;
+            let mut list = smallvec::SmallVec::new();
+            c.ws();
+            if c.peek()? != b']' {
+                loop {
+                    list.push(trade(&mut c)?);
+                    c.ws();
+                    match c.peek()? {
+                        b',' => {
+                            c.i += 1;
+                            c.ws();
+                        }
+                        b']' => break,
+                        _ => return None,
+                    }
+                }
             }
+            c.eat(b"]")?;
+            trades = Some(list);
+        } else if !typed && c.eat(b"\"type\"").is_some() {
+            c.token(b":")?;
+            c.token(b"\"trade\"")?;
+            typed = true;
+        } else {
+            return None;
+        }
+        c.ws();
+        match c.peek()? {
+            b',' => c.i += 1,
+            b'}' => {
+                c.i += 1;
+                break;
+            }
+            _ => return None,
         }
     }
-    c.eat(b"],\"type\":\"trade\"}")?;
-    if c.i != text.len() {
+    c.ws();
+    if !typed || c.i != text.len() {
         return None;
     }
+    let trades = trades?;
     let n = trades.len();
     for (i, t) in trades.into_iter().enumerate() {
         out(i, t);
@@ -132,7 +181,9 @@ pub fn parse_trade_frame(text: &[u8], out: &mut impl FnMut(usize, ValidTrade)) -
 /// general parser".
 pub fn parse_trade_object(bytes: &[u8]) -> Option<ValidTrade> {
     let mut c = Cursor { b: bytes, i: 0 };
+    c.ws();
     let t = trade(&mut c)?;
+    c.ws();
     (c.i == bytes.len()).then_some(t)
 }
 
@@ -147,10 +198,12 @@ fn trade(c: &mut Cursor) -> Option<ValidTrade> {
         Option<CompactString>,
     ) = (None, None, None, None, None);
     loop {
-        c.eat(b"\"")?;
+        c.token(b"\"")?;
         let key = c.peek()?;
         c.i += 1;
-        c.eat(b"\":")?;
+        c.eat(b"\"")?;
+        c.token(b":")?;
+        c.ws();
         match key {
             b'p' if p.is_none() => p = Some(c.float()?),
             b'v' if v.is_none() => v = Some(c.float()?),
@@ -170,14 +223,19 @@ fn trade(c: &mut Cursor) -> Option<ValidTrade> {
                 let mut codes = CompactString::default();
                 if c.eat(b"null").is_none() {
                     c.eat(b"[")?;
+                    c.ws();
                     if c.peek()? != b']' {
                         loop {
                             if !codes.is_empty() {
                                 codes.push(',');
                             }
                             codes.push_str(c.string()?);
+                            c.ws();
                             match c.peek()? {
-                                b',' => c.i += 1,
+                                b',' => {
+                                    c.i += 1;
+                                    c.ws();
+                                }
                                 b']' => break,
                                 _ => return None,
                             }
@@ -189,6 +247,7 @@ fn trade(c: &mut Cursor) -> Option<ValidTrade> {
             }
             _ => return None,
         }
+        c.ws();
         match c.peek()? {
             b',' => c.i += 1,
             b'}' => {
@@ -264,8 +323,22 @@ mod tests {
             r#"{"data":[{"p":0.1,"s":"BINANCE:BTCUSDT","t":1,"v":0.000123},{"c":null,"p":1e2,"s":"X","t":0,"v":0}],"type":"trade"}"#,
             r#"{"data":[{"c":[],"p":1.5E-3,"s":"Ünï","t":5,"v":2}],"type":"trade"}"#,
             r#"{"data":[],"type":"trade"}"#,
+            // As Python's json.dumps writes them, the other key order, pretty-printed.
+            r#"{"data": [{"c": ["1", "12"], "p": 189.52, "s": "AAPL", "t": 1700000000123, "v": 100}, {"c": [], "p": 1.5, "s": "X", "t": 5, "v": 2}], "type": "trade"}"#,
+            r#"{"type":"trade","data":[{"s":"AAPL","v":1,"t":2,"p":3}]}"#,
+            "{\n  \"type\": \"trade\",\n  \"data\": [\n    {\n      \"p\": 3,\r\n\t\"s\": \"AAPL\", \"t\": 2, \"v\": 1\n    }\n  ]\n}\n",
         ] {
             assert_eq!(fast(f).unwrap(), general(f), "{f}");
+        }
+        // Not JSON whitespace, an unknown or a repeated envelope key: the general parser decides.
+        for f in [
+            "{\"data\":[{\"p\":3,\u{a0}\"s\":\"A\",\"t\":2,\"v\":1}],\"type\":\"trade\"}",
+            "{\"data\":[],\u{b}\"type\":\"trade\"}",
+            r#"{"data":[],"type":"trade","x":1}"#,
+            r#"{"data":[],"type":"trade","data":[]}"#,
+            r#"{"data":[]}"#,
+        ] {
+            assert!(fast(f).is_none(), "{f}");
         }
     }
 
@@ -345,6 +418,7 @@ mod tests {
             Some("null"),
             Some("[]"),
             Some("[\"1\",\"12\"]"),
+            Some("[\"\",\"1\"]"),
             Some("[1]"),
             Some("[\"a\"]"),
             Some("\"1\""),
@@ -396,7 +470,45 @@ mod tests {
             } else {
                 "news"
             };
-            let mut frame = format!("{{\"data\":[{}],\"type\":\"{kind}\"}}", trades.join(","));
+            let mut frame = match rng.random_range(0..20) {
+                // The envelope's keys in the other order, twice, or with another key.
+                0 | 1 => format!("{{\"type\":\"{kind}\",\"data\":[{}]}}", trades.join(",")),
+                2 => format!(
+                    "{{\"data\":[{}],\"type\":\"{kind}\",\"data\":[]}}",
+                    trades.join(",")
+                ),
+                3 => format!(
+                    "{{\"data\":[{}],\"x\":1,\"type\":\"{kind}\"}}",
+                    trades.join(",")
+                ),
+                _ => format!("{{\"data\":[{}],\"type\":\"{kind}\"}}", trades.join(",")),
+            };
+            // Whitespace between tokens as `json.dumps` and pretty printers write it, and now
+            // and then characters that look like whitespace but are not JSON's.
+            if rng.random_bool(0.3) {
+                let spaces = [" ", " ", "  ", "\t", "\n", "\r\n", " \n  ", "\u{a0}", "\u{b}", "\u{c}"];
+                let weird = rng.random_bool(0.1);
+                let mut spaced = String::with_capacity(frame.len() * 2);
+                for ch in frame.chars() {
+                    let mut space = |rng: &mut SmallRng, out: &mut String| {
+                        if rng.random_bool(0.4) {
+                            let n = if weird { spaces.len() } else { spaces.len() - 3 };
+                            out.push_str(spaces[rng.random_range(0..n)]);
+                        }
+                    };
+                    if matches!(ch, '}' | ']') {
+                        space(&mut rng, &mut spaced);
+                    }
+                    spaced.push(ch);
+                    if matches!(ch, '{' | '[' | ',' | ':') {
+                        space(&mut rng, &mut spaced);
+                    }
+                }
+                if rng.random_bool(0.3) {
+                    spaced = format!(" {spaced}\n");
+                }
+                frame = spaced;
+            }
             match rng.random_range(0..30) {
                 0 => {
                     let mut at = rng.random_range(0..frame.len());
@@ -429,14 +541,12 @@ mod tests {
             r#"{"data":[{"p":-1,"s":"A","t":1,"v":1}],"type":"trade"}"#,
             r#"{"data":[{"p":1,"s":"A","t":1}],"type":"trade"}"#,
             r#"{"data":[{"p":1,"s":"A\"B","t":1,"v":1}],"type":"trade"}"#,
-            r#"{"data":[{"p":1, "s":"A","t":1,"v":1}],"type":"trade"}"#,
             r#"{"data":[{"p":01,"s":"A","t":1,"v":1}],"type":"trade"}"#,
             r#"{"data":[{"p":1e400,"s":"A","t":1,"v":1}],"type":"trade"}"#,
             r#"{"data":[{"p":1,"s":"A","t":1.5,"v":1}],"type":"trade"}"#,
             r#"{"data":[{"p":1,"p":2,"s":"A","t":1,"v":1}],"type":"trade"}"#,
             r#"{"data":[{"p":1,"s":"A","t":1,"v":1,"x":1}],"type":"trade"}"#,
             r#"{"data":[{"c":[1],"p":1,"s":"A","t":1,"v":1}],"type":"trade"}"#,
-            r#"{"data":[{"p":1,"s":"A","t":1,"v":1}],"type":"trade"} "#,
             r#"{"data":[{"p":1,"s":"A","t":1,"v":1}],"type":"news"}"#,
         ] {
             assert!(fast(f).is_none(), "{f}");
