@@ -361,20 +361,20 @@ fn a_replay_file_truncated_mid_run_is_an_error_not_a_signal() {
         .replace("type: replay,", "type: replay, speed: 1000.0,");
     let path = dir.path().join("paced.yaml");
     std::fs::write(&path, spec).unwrap();
-    let mut child = Command::new(bin())
-        .args(["run", "--no-status"])
-        .arg(&path)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    let mut run = crate::support::LoggedChild::spawn(
+        Command::new(bin()).args(["run", "--no-status"]).arg(&path),
+    );
+    // Truncated once the run reads (it takes about 4 s, paced): a loaded machine may take
+    // longer than any fixed delay to start it.
+    run.wait_for_log("starting pipeline", 1, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(700));
     std::fs::OpenOptions::new()
         .write(true)
         .open(&trades)
         .unwrap()
         .set_len(1000)
         .unwrap();
-    let (status, stderr) = stopped(&mut child);
+    let (status, stderr) = run.wait(Duration::from_secs(60));
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("shrank while being read"), "{stderr}");
     let (counts, _) = read_dead_letters(&dir.path().join("dead"));
