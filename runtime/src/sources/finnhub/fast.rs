@@ -9,12 +9,14 @@ use compact_str::CompactString;
 
 use super::protocol::{MAX_TS, MAX_VALUE, ValidTrade, valid_symbol};
 
-struct Cursor<'a> {
+/// `LENIENT`: JSON whitespace between tokens is skipped; without it (the canonical frames of the
+/// live feed, tried first) whitespace makes the parse give up, at no cost per token.
+struct Cursor<'a, const LENIENT: bool> {
     b: &'a [u8],
     i: usize,
 }
 
-impl<'a> Cursor<'a> {
+impl<'a, const LENIENT: bool> Cursor<'a, LENIENT> {
     #[inline]
     fn eat(&mut self, lit: &[u8]) -> Option<()> {
         if self.b.get(self.i..self.i + lit.len())? == lit {
@@ -33,6 +35,9 @@ impl<'a> Cursor<'a> {
     /// Skips JSON whitespace (space, tab, line feed, carriage return: nothing else).
     #[inline]
     fn ws(&mut self) {
+        if !LENIENT {
+            return;
+        }
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.b.get(self.i) {
             self.i += 1;
         }
@@ -120,7 +125,15 @@ impl<'a> Cursor<'a> {
 /// Parses a canonical trade frame into `out`. Returns `None` (with `out` unchanged) when the
 /// frame is not canonical or any trade is invalid.
 pub fn parse_trade_frame(text: &[u8], out: &mut impl FnMut(usize, ValidTrade)) -> Option<usize> {
-    let mut c = Cursor { b: text, i: 0 };
+    frame::<false>(text, out).or_else(|| frame::<true>(text, out))
+}
+
+/// [`parse_trade_frame`], compact or lenient.
+fn frame<const LENIENT: bool>(
+    text: &[u8],
+    out: &mut impl FnMut(usize, ValidTrade),
+) -> Option<usize> {
+    let mut c = Cursor::<LENIENT> { b: text, i: 0 };
     c.token(b"{")?;
     let mut trades: Option<smallvec::SmallVec<[ValidTrade; 8]>> = None;
     let mut typed = false;
@@ -180,7 +193,11 @@ pub fn parse_trade_frame(text: &[u8], out: &mut impl FnMut(usize, ValidTrade)) -
 /// Parses one canonical, valid trade object (a Kafka record value); `None` means "use the
 /// general parser".
 pub fn parse_trade_object(bytes: &[u8]) -> Option<ValidTrade> {
-    let mut c = Cursor { b: bytes, i: 0 };
+    object::<false>(bytes).or_else(|| object::<true>(bytes))
+}
+
+fn object<const LENIENT: bool>(bytes: &[u8]) -> Option<ValidTrade> {
+    let mut c = Cursor::<LENIENT> { b: bytes, i: 0 };
     c.ws();
     let t = trade(&mut c)?;
     c.ws();
@@ -188,7 +205,7 @@ pub fn parse_trade_object(bytes: &[u8]) -> Option<ValidTrade> {
 }
 
 #[inline]
-fn trade(c: &mut Cursor) -> Option<ValidTrade> {
+fn trade<const LENIENT: bool>(c: &mut Cursor<LENIENT>) -> Option<ValidTrade> {
     c.eat(b"{")?;
     let (mut p, mut s, mut t, mut v, mut cond): (
         Option<f64>,
