@@ -169,6 +169,26 @@ fn train(dir: &Path, python: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     (trades, models)
 }
 
+/// For the swap tests: the trades and both trained models (A, the trees; B, the logistic
+/// regression), and the file the spec reads, holding A.
+fn swappable_models(
+    dir: &Path,
+    python: &str,
+) -> (
+    std::path::PathBuf,
+    [std::path::PathBuf; 2],
+    std::path::PathBuf,
+) {
+    let (trades, models) = train(dir, python);
+    let (a, b) = (
+        models.join("updown-gbt.onnx"),
+        models.join("updown-logit.onnx"),
+    );
+    let current = dir.join("current.onnx");
+    std::fs::copy(&a, &current).unwrap();
+    (trades, [a, b], current)
+}
+
 fn oracle(python: &str, scored: &Path, models: &[&Path]) -> String {
     let check = Command::new(python)
         .args(["-c", ORACLE])
@@ -234,13 +254,7 @@ fn a_model_replaced_while_running_is_swapped_in_and_every_row_says_which_scored_
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let (trades, models) = train(dir.path(), &python);
-    let (a, b) = (
-        models.join("updown-gbt.onnx"),
-        models.join("updown-logit.onnx"),
-    );
-    let current = dir.path().join("current.onnx");
-    std::fs::copy(&a, &current).unwrap();
+    let (trades, [a, b], current) = swappable_models(dir.path(), &python);
     // The example spec, paced (6000 s of trades at 600×: about 10 s) and checking its model
     // every 200 ms.
     let text = std::fs::read_to_string(repo().join("specs/examples/updown-score.yaml"))
@@ -418,13 +432,7 @@ fn swap_at_a_checkpoint_then_kill_9(processes: usize, threads: usize) {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let (_, models) = train(dir.path(), &python);
-    let (a, b) = (
-        models.join("updown-gbt.onnx"),
-        models.join("updown-logit.onnx"),
-    );
-    let current = dir.path().join("current.onnx");
-    std::fs::copy(&a, &current).unwrap();
+    let (_, [a, b], current) = swappable_models(dir.path(), &python);
     let topic = crate::kafka::create_topic(&brokers, 4);
     // 60,000 trades (20 minutes of trades: about 4,800 bars), produced over about 10 s once run
     // 1 runs: some 24 bars per symbol between two checkpoints.

@@ -746,10 +746,10 @@ impl Coordinator {
         if last {
             self.final_epoch.store(epoch, Ordering::Release);
         }
-        let decisions = if collected.decisions.is_empty() {
-            Vec::new()
-        } else {
-            bincode::serialize(&collected.decisions)?
+        // For the other processes (encoded before this one takes them).
+        let decisions = match self.cluster.get() {
+            Some(_) if !collected.decisions.is_empty() => bincode::serialize(&collected.decisions)?,
+            _ => Vec::new(),
         };
         self.adopt_decisions(epoch, collected.decisions);
         self.completed.store(epoch, Ordering::Release);

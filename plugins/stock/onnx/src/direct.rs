@@ -87,9 +87,9 @@ enum Mode {
 pub struct Direct {
     op: Op,
     post: Post,
-    /// Class labels (classifiers); empty for regressors.
+    /// Class labels.
     labels: Vec<i64>,
-    /// Scores per row (classes, or a regressor's targets).
+    /// Scores per row: one per class.
     width: usize,
     /// Input features the operator reads.
     features: usize,
@@ -138,22 +138,18 @@ impl Direct {
         if first.domain != "ai.onnx.ml" || first.input.len() != 1 || first.input[0] != input {
             return None;
         }
-        // Regressors are read too, but until a test holds them against onnxruntime, tract
-        // runs them (and the two-class and `LOGISTIC` forms: see `linear` and `trees`).
+        // Regressors, two classes and `LOGISTIC` are left to tract until a test holds them
+        // against onnxruntime.
         let mut direct = match first.op_type.as_str() {
-            "LinearClassifier" => linear(first, true, k)?,
-            "TreeEnsembleClassifier" => trees(first, true, k)?,
+            "LinearClassifier" => linear(first, k)?,
+            "TreeEnsembleClassifier" => trees(first, k)?,
             _ => return None,
         };
         // What each tensor is: the operator's outputs, then what the nodes after it make.
         let mut tensors: HashMap<String, Source> = HashMap::new();
-        if direct.labels.is_empty() {
-            tensors.insert(first.output.first()?.clone(), Source::Scores(Vec::new()));
-        } else {
-            tensors.insert(first.output.first()?.clone(), Source::Label);
-            if let Some(scores) = first.output.get(1) {
-                tensors.insert(scores.clone(), Source::Scores(Vec::new()));
-            }
+        tensors.insert(first.output.first()?.clone(), Source::Label);
+        if let Some(scores) = first.output.get(1) {
+            tensors.insert(scores.clone(), Source::Scores(Vec::new()));
         }
         for node in rest {
             let [from] = &node.input[..] else { return None };
@@ -214,33 +210,40 @@ impl Direct {
                 }
             }
         }
-        let labels: Vec<i64> = if self.labels.is_empty() {
-            Vec::new()
-        } else {
-            scores
-                .chunks_exact(w)
-                .map(|s| {
-                    // The first highest score (a NaN never replaces it), as onnxruntime picks.
-                    let mut best = 0;
-                    for c in 1..w {
-                        if s[best] < s[c] {
-                            best = c;
-                        }
+        let labels: Vec<i64> = scores
+            .chunks_exact(w)
+            .map(|s| {
+                // The first highest score (a NaN never replaces it), as onnxruntime picks.
+                let mut best = 0;
+                for c in 1..w {
+                    if s[best] < s[c] {
+                        best = c;
                     }
-                    self.labels[best]
-                })
-                .collect()
-        };
+                }
+                self.labels[best]
+            })
+            .collect();
         match self.post {
             Post::None => {}
             Post::Softmax => scores.chunks_exact_mut(w).for_each(softmax),
         }
+        // Usually one output of each: the last use of each takes it instead of a copy.
+        let last_scores = self
+            .outputs
+            .iter()
+            .rposition(|o| matches!(o, Source::Scores(_)));
+        let last_label = self
+            .outputs
+            .iter()
+            .rposition(|o| matches!(o, Source::Label));
+        let (mut scores, mut labels) = (Some(scores), Some(labels));
         self.outputs
             .iter()
-            .map(|o| match o {
-                Source::Label => Out::I64(labels.clone()),
+            .enumerate()
+            .map(|(i, o)| match o {
+                Source::Label => Out::I64(take_or_copy(&mut labels, i == last_label.unwrap_or(0))),
                 Source::Scores(norms) => {
-                    let mut data = scores.clone();
+                    let mut data = take_or_copy(&mut scores, Some(i) == last_scores);
                     for n in norms {
                         data.chunks_exact_mut(w).for_each(|row| normalize(row, *n));
                     }
@@ -248,6 +251,15 @@ impl Direct {
                 }
             })
             .collect()
+    }
+}
+
+/// The value itself at its last use, a copy before.
+fn take_or_copy<T: Clone>(v: &mut Option<Vec<T>>, last: bool) -> Vec<T> {
+    if last {
+        v.take().unwrap_or_default()
+    } else {
+        v.clone().unwrap_or_default()
     }
 }
 
@@ -313,24 +325,16 @@ fn class_labels(node: &NodeProto, attr_name: &str) -> Option<Vec<i64>> {
     (!labels.is_empty()).then_some(labels)
 }
 
-fn linear(node: &NodeProto, classifier: bool, k: usize) -> Option<Direct> {
+fn linear(node: &NodeProto, k: usize) -> Option<Direct> {
     let coefficients = floats(node, "coefficients");
-    let labels = if classifier {
-        class_labels(node, "classlabels_ints")?
-    } else {
-        Vec::new()
-    };
+    let labels = class_labels(node, "classlabels_ints")?;
     // onnxruntime treats two classes apart (one row of coefficients, or two): left to tract.
-    if classifier && labels.len() < 3 {
+    if labels.len() < 3 {
         return None;
     }
-    let targets = if classifier {
-        // One row of coefficients per class.
-        labels.len()
-    } else {
-        attr(node, "targets").map_or(1, |a| a.i as usize)
-    };
-    if targets == 0 || coefficients.len() != targets * k {
+    // One row of coefficients per class.
+    let targets = labels.len();
+    if coefficients.len() != targets * k {
         return None;
     }
     let mut intercepts = floats(node, "intercepts");
@@ -354,22 +358,13 @@ fn linear(node: &NodeProto, classifier: bool, k: usize) -> Option<Direct> {
     })
 }
 
-fn trees(node: &NodeProto, classifier: bool, k: usize) -> Option<Direct> {
-    let (labels, width, prefix) = if classifier {
-        let labels = class_labels(node, "classlabels_int64s")?;
-        let n = labels.len();
-        // onnxruntime treats two classes apart (the binary case): left to tract.
-        if n < 3 {
-            return None;
-        }
-        (labels, n, "class")
-    } else {
-        if string(node, "aggregate_function").is_some_and(|a| a != "SUM") {
-            return None;
-        }
-        let n = attr(node, "n_targets").map_or(1, |a| a.i as usize);
-        (Vec::new(), n, "target")
-    };
+fn trees(node: &NodeProto, k: usize) -> Option<Direct> {
+    let labels = class_labels(node, "classlabels_int64s")?;
+    let width = labels.len();
+    // onnxruntime treats two classes apart (the binary case): left to tract.
+    if width < 3 {
+        return None;
+    }
     // Values as tensors (opset 3's `*_as_tensor`, doubles) are left to tract.
     if node
         .attribute
@@ -407,10 +402,10 @@ fn trees(node: &NodeProto, classifier: bool, k: usize) -> Option<Direct> {
     if nan_true.len() != n {
         return None;
     }
-    let leaf_trees = ints(node, &format!("{prefix}_treeids"));
-    let leaf_nodes = ints(node, &format!("{prefix}_nodeids"));
-    let leaf_ids = ints(node, &format!("{prefix}_ids"));
-    let leaf_weights = floats(node, &format!("{prefix}_weights"));
+    let leaf_trees = ints(node, "class_treeids");
+    let leaf_nodes = ints(node, "class_nodeids");
+    let leaf_ids = ints(node, "class_ids");
+    let leaf_weights = floats(node, "class_weights");
     let l = leaf_trees.len();
     if l == 0
         || [leaf_nodes.len(), leaf_ids.len(), leaf_weights.len()]
@@ -422,7 +417,7 @@ fn trees(node: &NodeProto, classifier: bool, k: usize) -> Option<Direct> {
     // Every class must get weights: onnxruntime lays out a classifier whose leaves name one
     // class of two differently (the binary case); tract reads that one.
     if leaf_ids.iter().any(|c| *c < 0 || *c as usize >= width)
-        || (classifier && (0..width as i64).any(|c| !leaf_ids.contains(&c)))
+        || (0..width as i64).any(|c| !leaf_ids.contains(&c))
     {
         return None;
     }
@@ -430,14 +425,12 @@ fn trees(node: &NodeProto, classifier: bool, k: usize) -> Option<Direct> {
     if base.is_empty() {
         // onnxruntime picks a class's label only among classes a leaf gave a weight in that row
         // (or a base value): with every leaf weighing every class that is all of them.
-        if classifier {
-            let mut per_leaf: HashMap<(i64, i64), usize> = HashMap::new();
-            for i in 0..l {
-                *per_leaf.entry((leaf_trees[i], leaf_nodes[i])).or_default() += 1;
-            }
-            if per_leaf.values().any(|c| *c != width) {
-                return None;
-            }
+        let mut per_leaf: HashMap<(i64, i64), usize> = HashMap::new();
+        for i in 0..l {
+            *per_leaf.entry((leaf_trees[i], leaf_nodes[i])).or_default() += 1;
+        }
+        if per_leaf.values().any(|c| *c != width) {
+            return None;
         }
         base = vec![0.0; width];
     }
@@ -487,6 +480,11 @@ fn trees(node: &NodeProto, classifier: bool, k: usize) -> Option<Direct> {
             }
             y = *index.get(&(tree_ids[i], yes[i]))?;
             f = *index.get(&(tree_ids[i], no[i]))?;
+            // Every node has at most one parent: from a root every walk ends at a leaf (a
+            // cycle, or a node reached twice, would need a second parent).
+            if y == f || referenced[y as usize] || referenced[f as usize] {
+                return None;
+            }
             referenced[y as usize] = true;
             referenced[f as usize] = true;
         }
@@ -518,25 +516,6 @@ fn trees(node: &NodeProto, classifier: bool, k: usize) -> Option<Direct> {
     roots.sort();
     let trees: std::collections::BTreeSet<i64> = tree_ids.iter().copied().collect();
     if roots.len() != trees.len() {
-        return None;
-    }
-    // A cycle would never reach a leaf.
-    let mut depth_ok = true;
-    for &(_, r) in &roots {
-        let mut stack = vec![(r, 0usize)];
-        while let Some((i, d)) = stack.pop() {
-            if d > n {
-                depth_ok = false;
-                break;
-            }
-            let node = nodes[i as usize];
-            if node.mode != Mode::Leaf {
-                stack.push((node.yes, d + 1));
-                stack.push((node.no, d + 1));
-            }
-        }
-    }
-    if !depth_ok {
         return None;
     }
     let post = post_transform(node)?;

@@ -120,20 +120,55 @@ impl<'a, const LENIENT: bool> Cursor<'a, LENIENT> {
         let x: f64 = self.number()?.parse().ok()?;
         x.is_finite().then_some(x)
     }
+
+    /// A JSON array, `item` parsing each element.
+    #[inline]
+    fn list(&mut self, mut item: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.eat(b"[")?;
+        self.ws();
+        if self.peek()? != b']' {
+            loop {
+                item(self)?;
+                self.ws();
+                match self.peek()? {
+                    b',' => {
+                        self.i += 1;
+                        self.ws();
+                    }
+                    b']' => break,
+                    _ => return None,
+                }
+            }
+        }
+        self.eat(b"]")
+    }
+
+    /// Whether a compact parse that gave up here would get further skipping whitespace.
+    fn at_whitespace(&self) -> bool {
+        matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r'))
+    }
 }
 
-/// Parses a canonical trade frame into `out`. Returns `None` (with `out` unchanged) when the
-/// frame is not canonical or any trade is invalid.
+/// Parses a trade frame the fast path takes into `out`. Returns `None` (with `out` unchanged)
+/// when the frame is not one (see the module's comment) or any trade is invalid. The compact
+/// form is tried first; only a frame where it stopped at whitespace is parsed again.
 pub fn parse_trade_frame(text: &[u8], out: &mut impl FnMut(usize, ValidTrade)) -> Option<usize> {
-    frame::<false>(text, out).or_else(|| frame::<true>(text, out))
+    let mut compact = Cursor::<false> { b: text, i: 0 };
+    if let Some(n) = frame(&mut compact, out) {
+        return Some(n);
+    }
+    if !compact.at_whitespace() {
+        return None;
+    }
+    frame(&mut Cursor::<true> { b: text, i: 0 }, out)
 }
 
 /// [`parse_trade_frame`], compact or lenient.
 fn frame<const LENIENT: bool>(
-    text: &[u8],
+    c: &mut Cursor<'_, LENIENT>,
     out: &mut impl FnMut(usize, ValidTrade),
 ) -> Option<usize> {
-    let mut c = Cursor::<LENIENT> { b: text, i: 0 };
+    let text = c.b;
     c.token(b"{")?;
     let mut trades: Option<smallvec::SmallVec<[ValidTrade; 8]>> = None;
     let mut typed = false;
@@ -142,24 +177,12 @@ fn frame<const LENIENT: bool>(
         c.ws();
         if trades.is_none() && c.eat(b"\"data\"").is_some() {
             c.token(b":")?;
-            c.token(b"[")?;
-            let mut list = smallvec::SmallVec::new();
             c.ws();
-            if c.peek()? != b']' {
-                loop {
-                    list.push(trade(&mut c)?);
-                    c.ws();
-                    match c.peek()? {
-                        b',' => {
-                            c.i += 1;
-                            c.ws();
-                        }
-                        b']' => break,
-                        _ => return None,
-                    }
-                }
-            }
-            c.eat(b"]")?;
+            let mut list = smallvec::SmallVec::new();
+            c.list(|c| {
+                list.push(trade(c)?);
+                Some(())
+            })?;
             trades = Some(list);
         } else if !typed && c.eat(b"\"type\"").is_some() {
             c.token(b":")?;
@@ -193,15 +216,21 @@ fn frame<const LENIENT: bool>(
 /// Parses one canonical, valid trade object (a Kafka record value); `None` means "use the
 /// general parser".
 pub fn parse_trade_object(bytes: &[u8]) -> Option<ValidTrade> {
-    object::<false>(bytes).or_else(|| object::<true>(bytes))
+    let mut compact = Cursor::<false> { b: bytes, i: 0 };
+    if let Some(t) = object(&mut compact) {
+        return Some(t);
+    }
+    if !compact.at_whitespace() {
+        return None;
+    }
+    object(&mut Cursor::<true> { b: bytes, i: 0 })
 }
 
-fn object<const LENIENT: bool>(bytes: &[u8]) -> Option<ValidTrade> {
-    let mut c = Cursor::<LENIENT> { b: bytes, i: 0 };
+fn object<const LENIENT: bool>(c: &mut Cursor<'_, LENIENT>) -> Option<ValidTrade> {
     c.ws();
-    let t = trade(&mut c)?;
+    let t = trade(c)?;
     c.ws();
-    (c.i == bytes.len()).then_some(t)
+    (c.i == c.b.len()).then_some(t)
 }
 
 #[inline]
@@ -239,26 +268,13 @@ fn trade<const LENIENT: bool>(c: &mut Cursor<LENIENT>) -> Option<ValidTrade> {
             b'c' if cond.is_none() => {
                 let mut codes = CompactString::default();
                 if c.eat(b"null").is_none() {
-                    c.eat(b"[")?;
-                    c.ws();
-                    if c.peek()? != b']' {
-                        loop {
-                            if !codes.is_empty() {
-                                codes.push(',');
-                            }
-                            codes.push_str(c.string()?);
-                            c.ws();
-                            match c.peek()? {
-                                b',' => {
-                                    c.i += 1;
-                                    c.ws();
-                                }
-                                b']' => break,
-                                _ => return None,
-                            }
+                    c.list(|c| {
+                        if !codes.is_empty() {
+                            codes.push(',');
                         }
-                    }
-                    c.eat(b"]")?;
+                        codes.push_str(c.string()?);
+                        Some(())
+                    })?;
                 }
                 cond = Some(codes);
             }
@@ -507,7 +523,7 @@ mod tests {
                 let weird = rng.random_bool(0.1);
                 let mut spaced = String::with_capacity(frame.len() * 2);
                 for ch in frame.chars() {
-                    let mut space = |rng: &mut SmallRng, out: &mut String| {
+                    let space = |rng: &mut SmallRng, out: &mut String| {
                         if rng.random_bool(0.4) {
                             let n = if weird { spaces.len() } else { spaces.len() - 3 };
                             out.push_str(spaces[rng.random_range(0..n)]);
