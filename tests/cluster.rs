@@ -425,11 +425,15 @@ fn cluster_flags_are_checked_by_validate_and_run() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--peers"));
 }
 
-/// Environment of `specs/market-bars.yaml` on `topic`, checkpoints every 300 ms under `out`.
-fn kafka_env(brokers: &str, topic: &str, out: &Path) -> Vec<(&'static str, String)> {
+/// Market bars from Kafka to Parquet and, exactly once, to Kafka.
+const KAFKA_SPEC: &str = "specs/examples/market-bars-to-kafka.yaml";
+
+/// Environment of [`KAFKA_SPEC`] from `topic` to `bars`, checkpoints every 300 ms under `out`.
+fn kafka_env(brokers: &str, topic: &str, bars: &str, out: &Path) -> Vec<(&'static str, String)> {
     vec![
         ("KAFKA_BROKERS", brokers.to_string()),
         ("TRADES_TOPIC", topic.to_string()),
+        ("BARS_TOPIC", bars.to_string()),
         (
             "CHECKPOINT_URL",
             out.join("checkpoints").display().to_string(),
@@ -441,14 +445,14 @@ fn kafka_env(brokers: &str, topic: &str, out: &Path) -> Vec<(&'static str, Strin
 /// Starts a whole `--bounded` market-bars cluster.
 fn kafka_cluster(
     brokers: &str,
-    topic: &str,
+    (topic, bars): (&str, &str),
     out: &Path,
     processes: usize,
     threads: usize,
 ) -> (Vec<String>, Vec<Proc>) {
-    let spec = repo().join("specs/market-bars.yaml");
+    let spec = repo().join(KAFKA_SPEC);
     let peers = free_ports(processes);
-    let env = kafka_env(brokers, topic, out);
+    let env = kafka_env(brokers, topic, bars, out);
     let procs = (0..processes)
         .map(|i| start_with(&spec, &peers, i, threads, out, &env, &["--bounded"]))
         .collect();
@@ -471,10 +475,12 @@ fn kafka_with_checkpoints_across_processes_equals_the_oracle_and_survives_kill_9
     let (expected, _, _) = kafka::kafka_oracle(&records, 2_000);
 
     // 2 and 4 processes x 1 thread, checkpointing every 300 ms: the same bars, equal to the
-    // oracle. One manifest per epoch, written by the leader: followers' files are in it too.
+    // oracle. One manifest per epoch, written by the leader: followers' files are in it too,
+    // and the transactions of their Kafka sinks (each bar in the topic once).
     for processes in [2, 4] {
         let out = dir.path().join(format!("{processes}x1"));
-        let (_, mut procs) = kafka_cluster(&brokers, &topic, &out, processes, 1);
+        let bars = kafka::create_topic(&brokers, 3);
+        let (_, mut procs) = kafka_cluster(&brokers, (&topic, &bars), &out, processes, 1);
         for (i, p) in procs.iter_mut().enumerate() {
             let status = wait(p, Duration::from_secs(180));
             assert!(status.success(), "process {i}: {}", p.stderr());
@@ -494,6 +500,11 @@ fn kafka_with_checkpoints_across_processes_equals_the_oracle_and_survives_kill_9
             kafka::sorted_dead_letters(&out.join("dead_letters")),
             reference_dead
         );
+        crate::kafka_exactly_once::assert_topic_bars_exactly_once(
+            &crate::kafka_exactly_once::read_with_isolation(&brokers, &bars, "read_committed"),
+            &expected,
+            &format!("{processes} processes x 1 thread: the bars topic"),
+        );
     }
 
     // 3 processes; kill -9 one of them a random moment after a checkpoint: the others stop
@@ -504,7 +515,8 @@ fn kafka_with_checkpoints_across_processes_equals_the_oracle_and_survives_kill_9
         .unwrap()
         .subsec_nanos() as u64;
     let victim = (seed % 3) as usize;
-    let (peers, mut procs) = kafka_cluster(&brokers, &topic, &crash, 3, 1);
+    let bars = kafka::create_topic(&brokers, 3);
+    let (peers, mut procs) = kafka_cluster(&brokers, (&topic, &bars), &crash, 3, 1);
     let deadline = Instant::now() + Duration::from_secs(120);
     while kafka::latest_checkpoint(&crash.join("checkpoints")) < 1
         && procs[victim].child.try_wait().unwrap().is_none()
@@ -543,7 +555,7 @@ fn kafka_with_checkpoints_across_processes_equals_the_oracle_and_survives_kill_9
         named += names(victim) as usize;
     }
     assert!(named >= 1, "seed {seed}: no process named the killed one");
-    let (_, mut procs) = kafka_cluster(&brokers, &topic, &crash, 2, 1);
+    let (_, mut procs) = kafka_cluster(&brokers, (&topic, &bars), &crash, 2, 1);
     for (i, p) in procs.iter_mut().enumerate() {
         let status = wait(p, Duration::from_secs(180));
         assert!(status.success(), "seed {seed}, process {i}: {}", p.stderr());
@@ -563,12 +575,17 @@ fn kafka_with_checkpoints_across_processes_equals_the_oracle_and_survives_kill_9
         kafka::sorted_dead_letters(&crash.join("dead_letters")) == reference_dead,
         "seed {seed}: dead letters differ"
     );
+    crate::kafka_exactly_once::assert_topic_bars_exactly_once(
+        &crate::kafka_exactly_once::read_with_isolation(&brokers, &bars, "read_committed"),
+        &expected,
+        &format!("seed {seed}: the bars topic after kill -9 of process {victim}"),
+    );
 }
 
 /// Starts process `index` of a market-bars cluster whose membership is the file `peers_file`.
 fn start_member(
     brokers: &str,
-    topic: &str,
+    (topic, bars): (&str, &str),
     out: &Path,
     peers_file: &Path,
     index: usize,
@@ -576,19 +593,13 @@ fn start_member(
 ) -> Proc {
     let log = out.with_extension(format!("member{index}.log"));
     let child = Command::new(bin())
-        .args([
-            "run",
-            "specs/market-bars.yaml",
-            "--bounded",
-            "--workers",
-            "1",
-        ])
+        .args(["run", KAFKA_SPEC, "--bounded", "--workers", "1"])
         .args(["--process", &index.to_string()])
         .arg("--peers-file")
         .arg(peers_file)
         .args(extra)
         .current_dir(repo())
-        .envs(kafka_env(brokers, topic, out))
+        .envs(kafka_env(brokers, topic, bars, out))
         .env("OUT_URL", out)
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
@@ -625,6 +636,7 @@ fn rescaling_2_3_1_through_a_peers_file_mid_stream_gives_exactly_the_uninterrupt
     };
     let topic = kafka::create_topic(&brokers, 4);
     kafka::produce_trades(&brokers, &topic, 600_000);
+    let bars = kafka::create_topic(&brokers, 3);
     let dir = tempfile::tempdir().unwrap();
 
     let (reference, reference_dead) = crate::kafka::reference_run(&brokers, &topic, dir.path());
@@ -641,13 +653,13 @@ fn rescaling_2_3_1_through_a_peers_file_mid_stream_gives_exactly_the_uninterrupt
     let metrics = free_ports(1).remove(0);
     let mut p0 = start_member(
         &brokers,
-        &topic,
+        (&topic, &bars),
         &out,
         &peers_file,
         0,
         &["--metrics-addr", &metrics],
     );
-    let mut p1 = start_member(&brokers, &topic, &out, &peers_file, 1, &[]);
+    let mut p1 = start_member(&brokers, (&topic, &bars), &out, &peers_file, 1, &[]);
     let logs = |procs: &[&Proc]| {
         procs
             .iter()
@@ -662,7 +674,7 @@ fn rescaling_2_3_1_through_a_peers_file_mid_stream_gives_exactly_the_uninterrupt
         || kafka::latest_checkpoint(&chk) >= 1,
         &|| logs(&[&p0, &p1]),
     );
-    let mut p2 = start_member(&brokers, &topic, &out, &peers_file, 2, &[]);
+    let mut p2 = start_member(&brokers, (&topic, &bars), &out, &peers_file, 2, &[]);
     std::fs::write(
         &peers_file,
         format!("{}\n{}\n{}\n", ports[0], ports[1], ports[2]),
@@ -730,6 +742,15 @@ fn rescaling_2_3_1_through_a_peers_file_mid_stream_gives_exactly_the_uninterrupt
     assert!(
         kafka::sorted_dead_letters(&out.join("dead_letters")) == reference_dead,
         "dead letters differ"
+    );
+    // The Kafka sink's transactions through both rescales (3 → 1 fences the ids of the workers
+    // that left): a read_committed consumer reads every bar once.
+    let records = kafka::read_topic(&brokers, &topic, 4);
+    let (expected, _, _) = kafka::kafka_oracle(&records, 2_000);
+    crate::kafka_exactly_once::assert_topic_bars_exactly_once(
+        &crate::kafka_exactly_once::read_with_isolation(&brokers, &bars, "read_committed"),
+        &expected,
+        "rescaled 2 → 3 → 1: the bars topic",
     );
 }
 
@@ -1002,9 +1023,10 @@ fn sigterm_to_any_process_stops_the_cluster_with_a_final_checkpoint() {
 
     // Not bounded: it would run forever. SIGTERM to the follower after a checkpoint.
     let out = dir.path().join("stopped");
-    let spec = repo().join("specs/market-bars.yaml");
+    let spec = repo().join(KAFKA_SPEC);
+    let bars = kafka::create_topic(&brokers, 3);
     let peers = free_ports(2);
-    let env = kafka_env(&brokers, &topic, &out);
+    let env = kafka_env(&brokers, &topic, &bars, &out);
     let mut procs: Vec<Proc> = (0..2)
         .map(|i| start_with(&spec, &peers, i, 1, &out, &env, &[]))
         .collect();
@@ -1027,7 +1049,7 @@ fn sigterm_to_any_process_stops_the_cluster_with_a_final_checkpoint() {
     }
     let stopped_at = kafka::latest_checkpoint(&out.join("checkpoints"));
     // Resumed (bounded) from that final checkpoint: exactly the uninterrupted output.
-    let (_, mut procs) = kafka_cluster(&brokers, &topic, &out, 2, 1);
+    let (_, mut procs) = kafka_cluster(&brokers, (&topic, &bars), &out, 2, 1);
     for (i, p) in procs.iter_mut().enumerate() {
         let status = wait(p, Duration::from_secs(180));
         assert!(status.success(), "process {i}: {}", p.stderr());
@@ -1042,6 +1064,14 @@ fn sigterm_to_any_process_stops_the_cluster_with_a_final_checkpoint() {
     assert!(
         recovered == reference,
         "bars differ from the uninterrupted run"
+    );
+    // The final checkpoint's transactions were committed before the processes exited.
+    let records = kafka::read_topic(&brokers, &topic, 4);
+    let (expected, _, _) = kafka::kafka_oracle(&records, 2_000);
+    crate::kafka_exactly_once::assert_topic_bars_exactly_once(
+        &crate::kafka_exactly_once::read_with_isolation(&brokers, &bars, "read_committed"),
+        &expected,
+        "stopped by SIGTERM, then resumed: the bars topic",
     );
 }
 

@@ -337,9 +337,9 @@ dead_letters: {{ path: {} }}
 
 /// A second broker of our own (another port and data folder), so restarting it does not disturb
 /// the other tests.
-struct OwnBroker {
-    port: u16,
-    data: tempfile::TempDir,
+pub struct OwnBroker {
+    pub port: u16,
+    pub data: tempfile::TempDir,
 }
 
 impl OwnBroker {
@@ -352,7 +352,7 @@ impl OwnBroker {
             .output()
             .unwrap()
     }
-    fn start(&self) {
+    pub fn start(&self) {
         let out = self.cmd("start");
         assert!(
             out.status.success(),
@@ -361,7 +361,7 @@ impl OwnBroker {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    fn stop(&self) {
+    pub fn stop(&self) {
         self.cmd("stop");
     }
 }

@@ -21,6 +21,10 @@ mod gcs;
 mod hardening;
 /// Kafka for real (the broker scripts/test starts): market bars against the oracle, ingest, delivery failures.
 mod kafka;
+/// The exactly-once Kafka sink: transactions committed with checkpoints, read back by an
+/// independent `read_committed` consumer through kill -9, a crash between manifest and commit,
+/// worker-count changes and a broker restart.
+mod kafka_exactly_once;
 /// Kubernetes for real: the deploy/k8s manifests checked by a real API server, `kubectl scale`
 /// and `kubectl delete pod` on a running pipeline, RBAC; the test plays the kubelet.
 mod kubernetes;

@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use super::config::CheckpointSpec;
-use super::manifest::{self, Collected, GroupedState, Manifest, PartitionCheckpoint, PendingFile};
+use super::manifest::{
+    self, Collected, GroupedState, Manifest, PartitionCheckpoint, PendingTransaction,
+};
+use super::output::Precommit;
 use crate::base::storage::Storage;
 use crate::cluster::{Control, ControlMsg};
 use crate::metrics::Metrics;
@@ -120,6 +123,12 @@ pub struct Coordinator {
     emitted: Vec<AtomicU64>,
     received: Vec<AtomicU64>,
     collected: Mutex<Collected>,
+    /// The epoch whose part `collected` was last taken for (set under its lock): what is
+    /// collected now belongs to the next one.
+    taken: AtomicU64,
+    /// Transactions listed by the last manifest whose commit no checkpoint has heard of yet
+    /// (leader).
+    open_transactions: Mutex<Vec<PendingTransaction>>,
     /// What the run was restored from.
     restored: Option<Manifest>,
     restored_state: BTreeMap<String, GroupedState>,
@@ -212,6 +221,8 @@ impl Coordinator {
                 .map(|_| AtomicU64::new(0))
                 .collect(),
             collected: Mutex::new(Collected::default()),
+            taken: AtomicU64::new(epoch),
+            open_transactions: Mutex::new(Vec::new()),
             last_sources: Mutex::new(
                 restored
                     .as_ref()
@@ -407,7 +418,16 @@ impl Coordinator {
             c.state.entry(step).or_default().extend(groups);
         }
         c.pending.extend(other.pending);
+        c.transactions.extend(other.transactions);
+        c.committed.extend(other.committed);
         c.decisions.extend(other.decisions);
+    }
+
+    /// Takes what the instances handed over, as `epoch`'s part.
+    fn take_collected(&self, epoch: u64) -> Collected {
+        let mut c = self.collected.lock().unwrap_or_else(|e| e.into_inner());
+        self.taken.store(epoch, Ordering::Release);
+        std::mem::take(&mut *c)
     }
 
     /// Makes `decisions` (of `epoch`) visible to the workers; before `epoch` counts as complete.
@@ -447,14 +467,32 @@ impl Coordinator {
         if self.topo.leader() {
             return None;
         }
-        let collected = encode(&std::mem::take(
-            &mut *self.collected.lock().unwrap_or_else(|e| e.into_inner()),
-        ));
+        let collected = encode(&self.take_collected(u64::MAX));
         Some(ControlMsg::CpCollected {
             process: c.process as u32,
             epoch: 0,
             collected,
         })
+    }
+
+    /// The transactions of `sink` the restored checkpoint lists as not known to be committed.
+    pub fn restored_transactions(&self, sink: &str) -> Vec<PendingTransaction> {
+        self.restored
+            .iter()
+            .flat_map(|m| &m.transactions)
+            .filter(|t| t.sink == sink)
+            .cloned()
+            .collect()
+    }
+
+    /// The checkpoint folder (outputs keep small records of their own there).
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// Whether checkpoints failed (the run is stopping): no further one completes.
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
     }
 
     /// A source's restored partition positions.
@@ -580,9 +618,7 @@ impl Coordinator {
                     .all(|s| self.acks[*s].load(Ordering::Acquire) >= epoch)
                 && let Some(c) = self.cluster.get()
             {
-                let collected = encode(&std::mem::take(
-                    &mut *self.collected.lock().unwrap_or_else(|e| e.into_inner()),
-                ));
+                let collected = encode(&self.take_collected(epoch));
                 c.control.send(ControlMsg::CpCollected {
                     process: c.process as u32,
                     epoch,
@@ -615,9 +651,17 @@ impl Coordinator {
         let interval = self.spec.interval.to_std();
         loop {
             let deadline = Instant::now() + interval;
+            // Once every source, step and sink has finished (a bounded run), what they handed
+            // over is committed at once, while the dataflow is still there: an output that
+            // commits its own transaction (the Kafka sink) waits for that to end.
+            let mut finished = false;
             while Instant::now() < deadline && !stop.load(Ordering::Acquire) {
                 if self.ended.load(Ordering::Acquire) {
                     return Ok(());
+                }
+                if self.all_finished() {
+                    finished = true;
+                    break;
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -660,10 +704,18 @@ impl Coordinator {
             self.metrics
                 .checkpoint_millis
                 .store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
-            if last {
+            if last || finished {
                 return Ok(());
             }
         }
+    }
+
+    /// Whether every source, step and sink instance of the cluster has finished.
+    fn all_finished(&self) -> bool {
+        let end = self.topo.range(Role::Sink).end;
+        self.acks[..end]
+            .iter()
+            .all(|a| a.load(Ordering::Acquire) == FINISHED)
     }
 
     /// The run failed: no further checkpoint may commit (its state could be incomplete), and
@@ -697,8 +749,7 @@ impl Coordinator {
     /// Writes state and manifest (last), publishes the pending files, then lets the operators
     /// resume. Returns the size of the state written.
     fn commit(&self, epoch: u64, last: bool, rt: &tokio::runtime::Handle) -> Result<usize> {
-        let collected =
-            std::mem::take(&mut *self.collected.lock().unwrap_or_else(|e| e.into_inner()));
+        let collected = self.take_collected(epoch);
         let dir = manifest::folder(epoch);
         let mut m = Manifest {
             epoch,
@@ -722,6 +773,15 @@ impl Coordinator {
             m.state.insert(step, file);
         }
         m.pending = collected.pending;
+        {
+            let mut open = self
+                .open_transactions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            open.extend(collected.transactions);
+            open.retain(|t| !collected.committed.contains(&t.tag));
+            m.transactions = open.clone();
+        }
         // The commit point, fenced: a manifest for this epoch that someone else wrote (a stale
         // process of an earlier cluster generation, say) is never overwritten.
         let manifest_name = format!("{dir}/{}", manifest::MANIFEST);
@@ -733,6 +793,13 @@ impl Coordinator {
                 "checkpoint {epoch} in `{}` was committed by another process: two leaders write to the same checkpoint folder (is an old process of this pipeline still running?)",
                 self.storage.display
             );
+        }
+        if !m.transactions.is_empty() && failpoint("crash-after-manifest") {
+            tracing::error!(
+                epoch,
+                "failpoint crash-after-manifest: the process aborts after the manifest, before any transaction of it commits"
+            );
+            std::process::abort();
         }
         // Committed. Publishing is idempotent, so a crash from here on is repaired at restart.
         manifest::publish(&m.pending, rt)?;
@@ -909,13 +976,22 @@ impl Participant {
         }
     }
 
-    pub fn record_pending(&self, files: Vec<PendingFile>) {
+    /// Hands over what an output precommitted; returns the checkpoint it belongs to.
+    pub fn record_pending(&self, part: Precommit) -> u64 {
+        let mut c = self.cp.collected.lock().unwrap_or_else(|e| e.into_inner());
+        c.pending.extend(part.files);
+        c.transactions.extend(part.transactions);
+        self.cp.taken.load(Ordering::Acquire).saturating_add(1)
+    }
+
+    /// Reports a transaction committed (its tag): later manifests no longer list it.
+    pub fn record_committed(&self, tag: String) {
         self.cp
             .collected
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .pending
-            .extend(files);
+            .committed
+            .push(tag);
     }
 }
 
@@ -936,6 +1012,12 @@ impl Decider {
             .decisions
             .insert(name.to_string(), value);
     }
+}
+
+/// Whether the failure test named `name` is on (`TICKFLOW_FAILPOINT=name`): the tests crash
+/// the process at points no signal can be timed to hit.
+fn failpoint(name: &str) -> bool {
+    std::env::var("TICKFLOW_FAILPOINT").is_ok_and(|v| v == name)
 }
 
 /// A follower's part as it travels to the leader ([`ControlMsg::CpCollected`]).

@@ -30,6 +30,22 @@ pub struct PendingFile {
     pub file: String,
 }
 
+/// A transaction an output (the Kafka sink) flushed under a checkpoint: its writer commits it
+/// once the checkpoint completes. Until a later checkpoint learns that it did, every manifest
+/// lists it, and a restart makes sure it is committed (or writes its records again).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PendingTransaction {
+    /// The sink's name.
+    pub sink: String,
+    /// The writer's `transactional.id`.
+    pub id: String,
+    /// What every record of the transaction carries (a header): unique per transaction.
+    pub tag: String,
+    pub topic: String,
+    /// Partition → the first and last offset the transaction wrote there.
+    pub partitions: BTreeMap<i32, (i64, i64)>,
+}
+
 /// A step's state by key group: group → serialized entries.
 pub type GroupedState = BTreeMap<u32, Vec<u8>>;
 
@@ -48,6 +64,9 @@ pub struct Manifest {
     pub state: BTreeMap<String, String>,
     /// Files to publish.
     pub pending: Vec<PendingFile>,
+    /// Transactions not known to be committed yet.
+    #[serde(default)]
+    pub transactions: Vec<PendingTransaction>,
 }
 
 pub fn folder(epoch: u64) -> String {
@@ -215,6 +234,10 @@ pub struct Collected {
     /// Stateful steps (windows, models) by name.
     pub(super) state: BTreeMap<String, GroupedState>,
     pub(super) pending: Vec<PendingFile>,
+    /// Transactions flushed under the checkpoint, committed once it completes.
+    pub(super) transactions: Vec<PendingTransaction>,
+    /// The tags of transactions committed since the last checkpoint.
+    pub(super) committed: Vec<String>,
     /// Values decided during the checkpoint, by name, that every worker adopts once it
     /// completes ([`super::coordinator::Decider`]). Not in the manifest.
     pub(super) decisions: BTreeMap<String, Vec<u8>>,

@@ -10,7 +10,8 @@
 //!    then each model (plugin) step, in declaration order, once its input is drained: the
 //!    plugin's keyed state (`snapshot`) and the rows it has not scored yet, by key group;
 //! 3. once every row the windows and models emitted has reached the sinks, each Parquet sink closes its open
-//!    files into `_pending/` (a Kafka sink flushes its producer);
+//!    files into `_pending/`; a Kafka sink flushes its producer (exactly-once: its open
+//!    transaction, listed in the manifest and committed by the sink once the checkpoint is);
 //! 4. the coordinator writes the state files and then the manifest — the manifest is the
 //!    commit point — publishes the pending files (renames; idempotent on retry) and lets
 //!    everything resume.
@@ -28,7 +29,9 @@ pub mod output;
 
 pub use config::CheckpointSpec;
 pub use coordinator::{Coordinator, Participant, Role};
-pub use manifest::{Collected, GroupedState, Manifest, PartitionCheckpoint, PendingFile};
+pub use manifest::{
+    Collected, GroupedState, Manifest, PartitionCheckpoint, PendingFile, PendingTransaction,
+};
 
 /// How often a paused or frozen operator looks whether the checkpoint completed.
 pub const FROZEN_POLL: std::time::Duration = std::time::Duration::from_millis(1);

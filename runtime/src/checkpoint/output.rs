@@ -10,13 +10,34 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::{Participant, PendingFile};
+use super::{Participant, PendingFile, PendingTransaction};
+
+/// What an output made durable and not yet visible at a checkpoint's cut.
+#[derive(Debug, Default)]
+pub struct Precommit {
+    /// Files the checkpoint publishes once it completes.
+    pub files: Vec<PendingFile>,
+    /// Transactions the output commits once the checkpoint completes.
+    pub transactions: Vec<PendingTransaction>,
+}
+
+impl From<Vec<PendingFile>> for Precommit {
+    fn from(files: Vec<PendingFile>) -> Self {
+        Precommit {
+            files,
+            transactions: Vec::new(),
+        }
+    }
+}
 
 /// An output with two phases.
 pub trait TwoPhase {
-    /// Makes everything written so far durable and not yet visible; returns the files the
-    /// checkpoint publishes (none for an output that only needs its records delivered).
-    fn precommit(&mut self) -> Result<Vec<PendingFile>>;
+    /// Makes everything written so far durable and not yet visible; returns what the checkpoint
+    /// publishes (nothing for an output that only needs its records delivered).
+    fn precommit(&mut self) -> Result<Precommit>;
+    /// The precommitted part belongs to checkpoint `epoch` (it becomes visible once that one
+    /// completes).
+    fn precommitted(&mut self, _epoch: u64) {}
     /// Without checkpoints: makes everything written so far visible.
     fn publish(&mut self) -> Result<()>;
 }
@@ -34,6 +55,11 @@ impl OutputProtocol {
 
     pub fn checkpointed(&self) -> bool {
         self.cp.is_some()
+    }
+
+    /// The instance's participant, when the run has checkpoints.
+    pub fn participant(&self) -> Option<&Participant> {
+        self.cp.as_ref()
     }
 
     /// A checkpoint is in progress (everything upstream is stopping): look again soon.
@@ -63,7 +89,8 @@ impl OutputProtocol {
             return Ok(Some(super::IDLE_POLL));
         };
         if cp.due(epoch) {
-            cp.record_pending(out.precommit()?);
+            let part = cp.record_pending(out.precommit()?);
+            out.precommitted(part);
             cp.ack(epoch);
         }
         Ok(Some(super::FROZEN_POLL))
@@ -74,13 +101,11 @@ impl OutputProtocol {
     pub fn end(&mut self, out: &mut impl TwoPhase) -> Result<()> {
         match self.cp.as_mut() {
             Some(cp) => {
-                let files = out.precommit();
-                if let Ok(files) = files {
-                    cp.record_pending(files);
-                    cp.finish();
-                    return Ok(());
-                }
-                files.map(drop)
+                let pre = out.precommit()?;
+                let part = cp.record_pending(pre);
+                out.precommitted(part);
+                cp.finish();
+                Ok(())
             }
             None => out.publish(),
         }

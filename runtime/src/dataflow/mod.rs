@@ -147,6 +147,20 @@ pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
                 Arc::clone(&opts.metrics),
             )
             .with_context(|| format!("checkpoints in `{}`", spec.path))?;
+            // What the last run left to sinks (transactions to finish, writers to fence): the
+            // leader, before any worker of this run writes.
+            if leader {
+                for sink in &plan.sinks {
+                    let cx = crate::sinks::RecoverCx {
+                        transactions: cp.restored_transactions(&sink.name),
+                        storage: cp.storage(),
+                        workers,
+                    };
+                    sink.op.recover(&cx).with_context(|| {
+                        format!("sink `{}`: recovering from the last run", sink.name)
+                    })?;
+                }
+            }
             Some(Arc::new(cp))
         }
         None => None,

@@ -424,8 +424,8 @@ pub fn write_json_row(schema: &Schema, row: &Row, buf: &mut Vec<u8>) {
 }
 
 impl crate::checkpoint::output::TwoPhase for RollingWriter {
-    fn precommit(&mut self) -> Result<Vec<PendingFile>> {
-        RollingWriter::precommit(self)
+    fn precommit(&mut self) -> Result<crate::checkpoint::output::Precommit> {
+        RollingWriter::precommit(self).map(Into::into)
     }
     fn publish(&mut self) -> Result<()> {
         self.flush_all()

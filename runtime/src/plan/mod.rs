@@ -421,6 +421,8 @@ fn plan(
         });
         let mut cx = crate::sinks::SinkPlanCx {
             name,
+            pipeline: &spec.name,
+            checkpoints: spec.checkpoints.as_ref(),
             input: stream.as_ref(),
             checks: Checks {
                 path: p,

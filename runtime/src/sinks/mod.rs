@@ -21,7 +21,7 @@ kinds! {
     enum SinkSpec: dyn SinkConfig;
     /// Parquet files in a local folder or an object store.
     "parquet" in parquet => Parquet(ParquetSinkConfig),
-    /// Trades or rows to a Kafka topic (idempotent producer).
+    /// Trades or rows to a Kafka topic (transactions with checkpoints: exactly once).
     "kafka" in kafka => Kafka(KafkaSinkConfig),
 }
 
@@ -45,6 +45,10 @@ pub trait SinkConfig {
 /// What a sink's planning sees.
 pub struct SinkPlanCx<'a> {
     pub name: &'a str,
+    /// The pipeline's name.
+    pub pipeline: &'a str,
+    /// The run's checkpoints, if it has any.
+    pub checkpoints: Option<&'a crate::checkpoint::CheckpointSpec>,
     /// The stream it writes; `None` when its `input:` names nothing (the sink checks its own
     /// fields only, and is left out).
     pub input: Option<&'a StreamInfo>,
@@ -79,4 +83,20 @@ pub trait SinkOp: Send + Sync + std::fmt::Debug {
     fn staged_folder(&self) -> Option<&str>;
     /// Builds the operator on `input` (of the kind its planning accepted).
     fn build<'s>(&self, input: AnyStream<'s>, cx: &SinkBuildCx<'_>);
+    /// With checkpoints, before any worker starts (once, in the leader process): finishes what
+    /// the last run left to this sink (the restored checkpoint's transactions of it, writers
+    /// of an earlier generation).
+    fn recover(&self, _cx: &RecoverCx<'_>) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// What a sink's recovery sees.
+pub struct RecoverCx<'a> {
+    /// The restored checkpoint's transactions of this sink not known to be committed.
+    pub transactions: Vec<crate::checkpoint::PendingTransaction>,
+    /// The checkpoint folder: a sink may keep a small record of its own there.
+    pub storage: &'a crate::base::storage::Storage,
+    /// Workers of the whole run.
+    pub workers: usize,
 }

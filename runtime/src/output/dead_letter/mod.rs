@@ -177,8 +177,8 @@ impl DeadLetters {
 }
 
 impl crate::checkpoint::output::TwoPhase for DeadLetters {
-    fn precommit(&mut self) -> Result<Vec<PendingFile>> {
-        DeadLetters::precommit(self)
+    fn precommit(&mut self) -> Result<crate::checkpoint::output::Precommit> {
+        DeadLetters::precommit(self).map(Into::into)
     }
     fn publish(&mut self) -> Result<()> {
         self.flush()

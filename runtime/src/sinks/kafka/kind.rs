@@ -2,11 +2,12 @@
 
 use std::sync::Arc;
 
-use super::config::KafkaSinkConfig;
+use super::config::{Delivery, KafkaSinkConfig};
 use super::kafka_sink;
+use super::transactions::{self, Exactly};
 use crate::base::kafka::{check_brokers, check_topic};
 use crate::base::record::{FieldType, Schema};
-use crate::sinks::{SinkBuildCx, SinkConfig, SinkOp, SinkPlanCx};
+use crate::sinks::{RecoverCx, SinkBuildCx, SinkConfig, SinkOp, SinkPlanCx};
 use crate::base::diagnostic::suggest;
 use crate::steps::AnyStream;
 
@@ -27,6 +28,7 @@ impl SinkConfig for KafkaSinkConfig {
         if self.delivery_timeout.as_millis() <= 0 {
             cx.error("delivery_timeout", "must be positive");
         }
+        let exactly = self.plan_delivery(cx);
         let stream = cx.input?;
         let key = match &self.key {
             None => stream.key,
@@ -59,7 +61,79 @@ impl SinkConfig for KafkaSinkConfig {
             config: self.clone(),
             schema: stream.schema.clone(),
             key,
+            exactly,
         }))
+    }
+}
+
+impl KafkaSinkConfig {
+    /// The delivery guarantee: exactly once (with its transactions' settings) or not.
+    fn plan_delivery(&self, cx: &mut SinkPlanCx<'_>) -> Option<Exactly> {
+        let delivery = self.delivery.unwrap_or(match cx.checkpoints {
+            Some(_) => Delivery::ExactlyOnce,
+            None => Delivery::AtLeastOnce,
+        });
+        if delivery == Delivery::AtLeastOnce {
+            for (field, set) in [
+                ("transaction_timeout", self.transaction_timeout.is_some()),
+                ("transactional_id", self.transactional_id.is_some()),
+            ] {
+                if set {
+                    cx.error(
+                        field,
+                        "only an exactly-once sink has transactions (`delivery: exactly_once`, with `checkpoints:`)",
+                    );
+                }
+            }
+            return None;
+        }
+        let Some(checkpoints) = cx.checkpoints else {
+            cx.error(
+                "delivery",
+                "exactly_once needs `checkpoints:`: each checkpoint commits the records written since \
+                 the last one as one Kafka transaction (or use `delivery: at_least_once`)",
+            );
+            return None;
+        };
+        let interval = checkpoints.interval.as_millis().max(1);
+        let timeout = self.transaction_timeout.map_or_else(
+            || (3 * interval).clamp(60_000, transactions::BROKER_DEFAULT_MAX_MS),
+            |t| t.as_millis(),
+        );
+        if timeout < 2 * interval {
+            cx.error(
+                "transaction_timeout",
+                format!(
+                    "{} is shorter than two checkpoint intervals ({} each): a transaction stays open \
+                     for a whole interval and its checkpoint, and the broker would abort it",
+                    crate::base::units::Duration::millis(timeout),
+                    checkpoints.interval
+                ),
+            );
+        }
+        if self.delivery_timeout.as_millis() > timeout {
+            cx.error(
+                "delivery_timeout",
+                format!(
+                    "{} is longer than the transaction timeout ({}): a record must be delivered \
+                     while its transaction is open",
+                    self.delivery_timeout,
+                    crate::base::units::Duration::millis(timeout)
+                ),
+            );
+        }
+        let prefix = match &self.transactional_id {
+            Some(p) if p.trim().is_empty() => {
+                cx.error("transactional_id", "is empty");
+                return None;
+            }
+            Some(p) => p.clone(),
+            None => transactions::default_prefix(cx.pipeline, cx.name, &checkpoints.path),
+        };
+        Some(Exactly {
+            prefix,
+            timeout_ms: timeout,
+        })
     }
 }
 
@@ -72,16 +146,31 @@ pub(super) struct KafkaSink {
     pub schema: Schema,
     /// The column whose value is the record key.
     pub key: Option<usize>,
+    /// Exactly once: the transactions' settings.
+    pub exactly: Option<Exactly>,
 }
 
 impl SinkOp for KafkaSink {
     fn describe(&self) -> String {
-        format!("kafka {} / {}", self.config.brokers, self.config.topic)
+        let delivery = match self.exactly {
+            Some(_) => "exactly once",
+            None => "at least once",
+        };
+        format!(
+            "kafka {} / {} ({delivery})",
+            self.config.brokers, self.config.topic
+        )
     }
     fn staged_folder(&self) -> Option<&str> {
         None
     }
     fn build<'s>(&self, input: AnyStream<'s>, cx: &SinkBuildCx<'_>) {
         kafka_sink(input, cx, self);
+    }
+    fn recover(&self, cx: &RecoverCx<'_>) -> anyhow::Result<()> {
+        match &self.exactly {
+            Some(exactly) => transactions::recover(self, exactly, cx),
+            None => Ok(()),
+        }
     }
 }

@@ -1,11 +1,14 @@
 //! The Kafka sink operator: each worker produces the records it holds (trades, or rows as JSON
-//! objects) with an idempotent
-//! producer; failed deliveries (after librdkafka's retries) become dead letters; at the end of
-//! the input everything is flushed.
+//! objects). At least once: an idempotent producer; failed deliveries (after librdkafka's
+//! retries) become dead letters; at the end of the input everything is flushed. Exactly once
+//! (with checkpoints): a transactional producer, one transaction per checkpoint
+//! ([`transactions`]).
 
 pub mod config;
 mod kind;
+mod transactions;
 
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,8 +23,8 @@ use timely::dataflow::StreamVec;
 use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::Operator;
 
-use crate::checkpoint::output::{OutputProtocol, TwoPhase};
-use crate::checkpoint::{PendingFile, Role};
+use crate::checkpoint::Role;
+use crate::checkpoint::output::{OutputProtocol, Precommit, TwoPhase};
 use crate::base::record::write_trade_json;
 use crate::base::record::{Row, Schema, Trade, Value};
 use crate::sinks::SinkBuildCx;
@@ -34,6 +37,10 @@ use crate::steps::AnyStream;
 struct Reports {
     delivered: AtomicU64,
     failed: Mutex<Vec<(String, String)>>, // (payload, error)
+    /// Exactly once: failed deliveries (the transaction cannot commit), and the offsets
+    /// delivered since the last checkpoint, by partition (first, last).
+    failures: AtomicU64,
+    ranges: Option<Mutex<BTreeMap<i32, (i64, i64)>>>,
 }
 
 struct SinkContext(Arc<Reports>);
@@ -44,10 +51,23 @@ impl ProducerContext for SinkContext {
     type DeliveryOpaque = ();
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         match result {
-            Ok(_) => {
+            Ok(msg) => {
                 self.0.delivered.fetch_add(1, Ordering::Relaxed);
+                if let Some(ranges) = &self.0.ranges {
+                    let (p, o) = (msg.partition(), msg.offset());
+                    ranges
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .entry(p)
+                        .and_modify(|(first, last)| {
+                            *first = (*first).min(o);
+                            *last = (*last).max(o);
+                        })
+                        .or_insert((o, o));
+                }
             }
             Err((e, msg)) => {
+                self.0.failures.fetch_add(1, Ordering::Relaxed);
                 let payload = msg
                     .payload()
                     .map(|p| String::from_utf8_lossy(p).into_owned())
@@ -110,14 +130,50 @@ struct Delivered<'a> {
 }
 
 impl TwoPhase for Delivered<'_> {
-    fn precommit(&mut self) -> anyhow::Result<Vec<PendingFile>> {
+    fn precommit(&mut self) -> anyhow::Result<Precommit> {
         self.publish()?;
-        Ok(Vec::new())
+        Ok(Precommit::default())
     }
     fn publish(&mut self) -> anyhow::Result<()> {
         self.producer
             .flush(self.limit)
             .map_err(|e| anyhow::anyhow!("flushing to Kafka: {e}"))
+    }
+}
+
+/// The exactly-once producer in the protocol: at a checkpoint's cut the open transaction's
+/// records are delivered (not visible yet); it is committed once the checkpoint completes.
+struct Transactional<'a> {
+    txns: &'a mut transactions::Transactions,
+    producer: &'a BaseProducer<SinkContext>,
+    reports: &'a Reports,
+    limit: Duration,
+}
+
+impl TwoPhase for Transactional<'_> {
+    fn precommit(&mut self) -> anyhow::Result<Precommit> {
+        self.producer
+            .flush(self.limit)
+            .map_err(|e| anyhow::anyhow!("flushing a Kafka transaction: {e}"))?;
+        let failures = self.reports.failures.load(Ordering::Acquire);
+        if failures > 0 {
+            anyhow::bail!(
+                "{failures} record(s) could not be delivered within their transaction; the restarted run writes the last checkpoint's records again"
+            );
+        }
+        let ranges = self
+            .reports
+            .ranges
+            .as_ref()
+            .map(|r| std::mem::take(&mut *r.lock().unwrap_or_else(|e| e.into_inner())))
+            .unwrap_or_default();
+        self.txns.precommit(ranges)
+    }
+    fn precommitted(&mut self, epoch: u64) {
+        self.txns.precommitted(epoch);
+    }
+    fn publish(&mut self) -> anyhow::Result<()> {
+        unreachable!("an exactly-once sink runs with checkpoints")
     }
 }
 
@@ -146,18 +202,29 @@ fn kafka_sink_with<'scope, E: Encode>(
     let cfg = cfg.clone();
     let ctx = Arc::clone(cx.ctx);
     let scope = stream.scope();
-    let reports = Arc::new(Reports::default());
-    let producer: Option<BaseProducer<SinkContext>> = ClientConfig::new()
-        .set("bootstrap.servers", &cfg.brokers)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("compression.type", cfg.compression.librdkafka_name())
-        .set("linger.ms", cfg.linger.as_millis().to_string())
-        .set(
-            "message.timeout.ms",
-            cfg.delivery_timeout.as_millis().to_string(),
-        )
-        .set("queue.buffering.max.messages", "200000")
+    let reports = Arc::new(Reports {
+        ranges: node.exactly.as_ref().map(|_| Mutex::default()),
+        ..Reports::default()
+    });
+    let exactly = node.exactly.clone().filter(|_| ctx.checkpoint.is_some());
+    let config = match &exactly {
+        Some(x) => transactions::producer_config(&cfg, x, &x.id(worker)),
+        None => {
+            let mut c = ClientConfig::new();
+            c.set("bootstrap.servers", &cfg.brokers)
+                .set("enable.idempotence", "true")
+                .set("acks", "all")
+                .set("compression.type", cfg.compression.librdkafka_name())
+                .set("linger.ms", cfg.linger.as_millis().to_string())
+                .set(
+                    "message.timeout.ms",
+                    cfg.delivery_timeout.as_millis().to_string(),
+                )
+                .set("queue.buffering.max.messages", "200000");
+            c
+        }
+    };
+    let producer: Option<BaseProducer<SinkContext>> = config
         .create_with_context(SinkContext(Arc::clone(&reports)))
         .map_err(|e| {
             ctx.fail(format!(
@@ -165,7 +232,20 @@ fn kafka_sink_with<'scope, E: Encode>(
                 node.name, cfg.brokers
             ))
         })
-        .ok();
+        .ok()
+        .filter(|p: &BaseProducer<SinkContext>| {
+            let Some(x) = &exactly else { return true };
+            // Fences every earlier producer of this worker's id (aborting its open transaction).
+            let id = x.id(worker);
+            p.init_transactions(Duration::from_secs(60))
+                .map_err(|e| {
+                    ctx.fail(format!(
+                        "sink `{}`: initializing Kafka transactions (transactional id `{id}`): {e}",
+                        node.name
+                    ))
+                })
+                .is_ok()
+        });
     let name = node.name.clone();
     let step_stats = ctx.metrics.step(&name, "sink");
     let mut cp = OutputProtocol::new(
@@ -176,12 +256,18 @@ fn kafka_sink_with<'scope, E: Encode>(
     // Everything sent is delivered within this (after which librdkafka reports the remaining
     // records as failed).
     let limit = Duration::from_millis(cfg.delivery_timeout.as_millis().max(0) as u64 + 5_000);
+    let mut txns = exactly
+        .as_ref()
+        .map(|x| transactions::Transactions::new(&name, &cfg.topic, x.id(worker), limit));
     let _: StreamVec<'scope, u64, ()> = stream
         .unary_frontier::<CapacityContainerBuilder<Vec<()>>, _, _, _>(
             Pipeline,
             &format!("Kafka({name})"),
-            move |_cap, info| {
+            move |cap, info| {
                 let activator = scope.activator_for(info.address);
+                // Held while a transaction waits for its checkpoint after the input ended: the
+                // dataflow (and the checkpoint that commits it) goes on until it is committed.
+                let mut hold = Some(cap);
                 let mut done = false;
                 let mut sent = 0u64;
                 let mut last_delivered = 0u64;
@@ -190,8 +276,33 @@ fn kafka_sink_with<'scope, E: Encode>(
                     let Some(producer) = producer.as_ref() else {
                         input.for_each(|_, _| {});
                         cp.abandon();
+                        drop(hold.take());
                         return;
                     };
+                    // Exactly once: the transaction of a completed checkpoint is committed
+                    // before anything else is written; until then nothing is.
+                    if let (Some(t), Some(part)) = (txns.as_mut(), cp.participant()) {
+                        match t.settle(producer, part) {
+                            Ok(transactions::Settled::Ready) => {}
+                            Ok(transactions::Settled::Waiting) => {
+                                activator.activate_after(crate::checkpoint::FROZEN_POLL);
+                                return;
+                            }
+                            Err(e) => {
+                                ctx.fail(format!("sink `{name}`: {e:#}"));
+                                cp.abandon();
+                                txns = None;
+                                drop(hold.take());
+                                input.for_each(|_, _| {});
+                                return;
+                            }
+                        }
+                    }
+                    if done {
+                        drop(hold.take());
+                        return;
+                    }
+                    let mut broken = None;
                     input.for_each(|_cap, data| {
                         cp.received(data.len());
                         for t in data.iter() {
@@ -203,6 +314,15 @@ fn kafka_sink_with<'scope, E: Encode>(
                                 BaseRecord::<str, [u8]>::to(&cfg.topic).payload(payload);
                             if let Some(key) = key {
                                 record = record.key(key);
+                            }
+                            if let Some(t) = txns.as_mut() {
+                                match t.headers(producer) {
+                                    Ok(h) => record = record.headers(h.clone()),
+                                    Err(e) => {
+                                        broken.get_or_insert(e);
+                                        continue;
+                                    }
+                                }
                             }
                             loop {
                                 match producer.send(record) {
@@ -232,28 +352,62 @@ fn kafka_sink_with<'scope, E: Encode>(
                             sent += 1;
                         }
                     });
+                    if let Some(e) = broken {
+                        ctx.fail(format!("sink `{name}`: {e:#}"));
+                        cp.abandon();
+                        txns = None;
+                        drop(hold.take());
+                        return;
+                    }
                     producer.poll(Duration::ZERO);
-                    let mut delivered = Delivered { producer, limit };
-                    if frontier.is_empty() && !done {
-                        done = true;
-                        if let Err(e) = cp.end(&mut delivered) {
+                    let result = match txns.as_mut() {
+                        Some(txns) => {
+                            let mut out = Transactional {
+                                txns,
+                                producer,
+                                reports: &reports,
+                                limit,
+                            };
+                            step(&mut cp, &mut out, frontier.is_empty())
+                        }
+                        None => step(
+                            &mut cp,
+                            &mut Delivered { producer, limit },
+                            frontier.is_empty(),
+                        ),
+                    };
+                    match result {
+                        Ok(Some(poll)) => activator.activate_after(poll),
+                        Ok(None) => {}
+                        Err(e) => {
                             ctx.fail(format!("sink `{name}`: {e:#}"));
                             cp.abandon();
                         }
+                    }
+                    if frontier.is_empty() {
+                        done = true;
                         producer.poll(Duration::ZERO);
-                    } else if !done {
-                        match cp.turn(&mut delivered) {
-                            Ok(Some(poll)) => activator.activate_after(poll),
-                            Ok(None) => {}
-                            Err(e) => {
-                                ctx.fail(format!("sink `{name}`: {e:#}"));
-                                cp.abandon();
-                            }
+                        if txns.as_ref().is_some_and(|t| t.waiting()) {
+                            activator.activate_after(crate::checkpoint::FROZEN_POLL);
+                        } else {
+                            drop(hold.take());
                         }
                     }
                     let failed: Vec<(String, String)> = std::mem::take(
                         &mut *reports.failed.lock().unwrap_or_else(|e| e.into_inner()),
                     );
+                    if let (true, Some((_, error))) = (txns.is_some(), failed.first()) {
+                        // A transaction with a lost record must not commit: the run stops, and
+                        // the restart writes the last checkpoint's records again.
+                        ctx.fail(format!(
+                            "sink `{name}`: {} record(s) could not be delivered within their transaction ({error})",
+                            failed.len()
+                        ));
+                        cp.abandon();
+                        txns = None;
+                        drop(hold.take());
+                        return;
+                    }
                     for (payload, error) in failed {
                         dead.borrow_mut().push(DeadLetter {
                             source: &name,
@@ -278,4 +432,18 @@ fn kafka_sink_with<'scope, E: Encode>(
                 }
             },
         );
+}
+
+/// One turn of the output protocol: the checkpoint's part while input may come, the last part
+/// at its end.
+fn step(
+    cp: &mut OutputProtocol,
+    out: &mut impl TwoPhase,
+    ended: bool,
+) -> anyhow::Result<Option<Duration>> {
+    if ended {
+        cp.end(out).map(|()| None)
+    } else {
+        cp.turn(out)
+    }
 }
