@@ -204,6 +204,16 @@ impl Transactions {
             if coordinator.failed() {
                 bail!("checkpoint {epoch} failed: its transaction stays uncommitted");
             }
+            if coordinator.stop_checkpointed() {
+                // The run stopped at the checkpoint before: no later one completes, and the
+                // run restored from it computes these records again.
+                retrying(self.limit, || {
+                    producer.abort_transaction(Duration::from_secs(10))
+                })
+                .context("aborting a transaction after the final checkpoint")?;
+                self.precommitted = None;
+                return Ok(Settled::Ready);
+            }
             return Ok(Settled::Waiting);
         }
         retrying(self.limit, || {
