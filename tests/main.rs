@@ -21,6 +21,9 @@ mod gcs;
 mod hardening;
 /// Kafka for real (the broker scripts/test starts): market bars against the oracle, ingest, delivery failures.
 mod kafka;
+/// Avro on Kafka with a real schema registry (Apicurio): Confluent's serializer writes what
+/// tickflow reads, its deserializer reads what tickflow writes.
+mod kafka_avro;
 /// The exactly-once Kafka sink: transactions committed with checkpoints, read back by an
 /// independent `read_committed` consumer through kill -9, a crash between manifest and commit,
 /// worker-count changes and a broker restart.

@@ -11,8 +11,15 @@
 //! Each measurement is repeated (`--repeat`, default 3), alternating tickflow and the tool so that
 //! both see the same machine noise; medians are printed.
 //!
+//! `--exactly-once` measures the Kafka sink's transactions instead, against the at-least-once
+//! sink in the same invocation (alternating): Kafka → 1-minute bars → Kafka and Kafka → Kafka
+//! (every trade copied), checkpoints every 1 s and 10 s; then the end-to-end latency of a live
+//! copy (a producer writes trades stamped with the time they are sent; a `read_committed`
+//! consumer measures when each arrives), p50/p99.
+//!
 //!     deploy/local/kafka start
 //!     cargo bench --bench kafka [-- --trades 2000000 --repeat 3]
+//!     cargo bench --bench kafka -- --exactly-once [--trades 2000000 --repeat 3 --rate 20000]
 
 use std::process::Command;
 use std::sync::Arc;
@@ -48,11 +55,28 @@ fn tool(args: &[&str]) -> String {
 }
 
 fn run(spec: &str, env: &[(&str, String)], bounded: bool) -> (f64, u64, u64) {
+    run_for(spec, env, bounded, None)
+}
+
+/// Runs `spec` on 2 workers (`for_secs`: stopped after that long).
+fn run_for(
+    spec: &str,
+    env: &[(&str, String)],
+    bounded: bool,
+    for_secs: Option<f64>,
+) -> (f64, u64, u64) {
     let lookup = |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
     let loaded = tickflow::spec::load_str("bench.yaml", spec, &lookup).unwrap();
     let plan = tickflow::plan::build(&loaded).unwrap();
     let mut opts = tickflow::dataflow::RunOptions::new(2);
     opts.bounded = bounded;
+    if let Some(secs) = for_secs {
+        let stop = Arc::clone(&opts.stop);
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs_f64(secs));
+            stop.store(true, std::sync::atomic::Ordering::Release);
+        });
+    }
     let metrics = Arc::clone(&opts.metrics);
     let started = Instant::now();
     tickflow::dataflow::run(plan, opts).unwrap();
@@ -107,6 +131,13 @@ fn main() {
         std::io::Write::flush(&mut w).unwrap();
     }
     let stamp = std::process::id();
+    if args.iter().any(|a| a == "--exactly-once") {
+        let rate: u64 = arg(&args, "--rate")
+            .map(|s| s.parse().unwrap())
+            .unwrap_or(20_000);
+        exactly_once(&brokers, &file, trades, repeat, rate, &dir);
+        return;
+    }
     // One topic per ingest run (the first is what the bars runs read) and one for the tool.
     let topics: Vec<String> = (0..repeat)
         .map(|i| format!("bench-trades-{stamp}-{i}"))
@@ -260,4 +291,213 @@ sinks:
             t,
         ]);
     }
+}
+
+fn create(brokers: &str, topic: &str, partitions: u32) {
+    tool(&[
+        "org.apache.kafka.tools.TopicCommand",
+        "--bootstrap-server",
+        brokers,
+        "--create",
+        "--topic",
+        topic,
+        "--partitions",
+        &partitions.to_string(),
+        "--replication-factor",
+        "1",
+    ]);
+}
+
+/// Transactions against the at-least-once sink: throughput, then live latency.
+fn exactly_once(
+    brokers: &str,
+    file: &std::path::Path,
+    trades: u64,
+    repeat: usize,
+    rate: u64,
+    dir: &std::path::Path,
+) {
+    let stamp = std::process::id();
+    let input = format!("bench-eos-in-{stamp}");
+    create(brokers, &input, 4);
+    let ingest = format!(
+        "name: ingest
+sources:
+  trades: {{ type: replay, path: {} }}
+sinks:
+  k: {{ type: kafka, input: trades, brokers: \"{brokers}\", topic: {input} }}
+",
+        file.display()
+    );
+    run(&ingest, &[], false);
+    println!(
+        "{trades} trades, 500 symbols, on a topic with 4 partitions on {brokers}; 2 workers; `--bounded` runs"
+    );
+    let bars = "steps:
+  bars_1m:
+    type: window
+    input: trades
+    window: { type: tumbling, size: 1m }
+    aggregates:
+      open: { fn: first, field: price }
+      close: { fn: last, field: price }
+      volume: { fn: sum, field: volume }
+      vwap: { fn: vwap }
+      trades: { fn: count }
+";
+    let mut n = 0;
+    for (job, steps, sink_input) in [("bars", bars, "bars_1m"), ("copy", "", "trades")] {
+        for interval in ["1s", "10s"] {
+            let (mut alo, mut eos) = (Vec::new(), Vec::new());
+            for _ in 0..repeat {
+                for (delivery, out) in [("at_least_once", &mut alo), ("exactly_once", &mut eos)] {
+                    n += 1;
+                    let topic = format!("bench-eos-out-{stamp}-{n}");
+                    create(brokers, &topic, 4);
+                    let spec = format!(
+                        "name: eos
+sources:
+  trades: {{ type: kafka, brokers: \"{brokers}\", topic: {input}, group_id: bench-{stamp}-{n} }}
+{steps}sinks:
+  k: {{ type: kafka, input: {sink_input}, brokers: \"{brokers}\", topic: {topic}, delivery: {delivery} }}
+checkpoints: {{ path: {}, interval: {interval} }}
+",
+                        dir.join(format!("eos-chk-{stamp}-{n}")).display()
+                    );
+                    let (secs, read, _) = run(&spec, &[], true);
+                    assert_eq!(read, trades, "every trade read");
+                    out.push(read as f64 / secs);
+                }
+            }
+            let (a, e) = (median(alo.clone()), median(eos.clone()));
+            println!(
+                "{job:<5} checkpoints {interval:>3}   at_least_once {a:>10.0} trades/s [{}]   exactly_once {e:>10.0} trades/s [{}]   ({:.0}%)",
+                fmt_all(&alo),
+                fmt_all(&eos),
+                100.0 * e / a
+            );
+        }
+    }
+    // Latency: a live copy, trades stamped when sent, read by a read_committed consumer.
+    println!(
+        "live copy at {rate} trades/s for 20 s; latency from send to a read_committed consumer"
+    );
+    for (delivery, interval) in [
+        ("at_least_once", "1s"),
+        ("exactly_once", "1s"),
+        ("exactly_once", "10s"),
+    ] {
+        n += 1;
+        let (src, dst) = (
+            format!("bench-eos-live-{stamp}-{n}"),
+            format!("bench-eos-live-out-{stamp}-{n}"),
+        );
+        create(brokers, &src, 4);
+        create(brokers, &dst, 4);
+        let spec = format!(
+            "name: live
+sources:
+  trades: {{ type: kafka, brokers: \"{brokers}\", topic: {src}, group_id: bench-{stamp}-{n} }}
+sinks:
+  k: {{ type: kafka, input: trades, brokers: \"{brokers}\", topic: {dst}, delivery: {delivery} }}
+checkpoints: {{ path: {}, interval: {interval} }}
+",
+            dir.join(format!("eos-chk-{stamp}-{n}")).display()
+        );
+        let secs = 20.0;
+        let consumer = latency_consumer(brokers, &dst, secs + 15.0);
+        let producer = paced_producer(brokers, &src, rate, secs);
+        run_for(&spec, &[], false, Some(secs + 12.0));
+        producer.join().unwrap();
+        let mut lat = consumer.join().unwrap();
+        lat.sort_unstable();
+        let q = |f: f64| {
+            lat.get(((lat.len() as f64 - 1.0) * f) as usize)
+                .copied()
+                .unwrap_or(-1)
+        };
+        println!(
+            "{delivery:<13} checkpoints {interval:>3}   {} records   p50 {} ms   p99 {} ms   max {} ms",
+            lat.len(),
+            q(0.5),
+            q(0.99),
+            lat.last().copied().unwrap_or(-1)
+        );
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Writes `rate` trades a second for `secs`, each stamped (`t`) with the time it is sent.
+fn paced_producer(brokers: &str, topic: &str, rate: u64, secs: f64) -> std::thread::JoinHandle<()> {
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "1")
+        .create()
+        .unwrap();
+    let topic = topic.to_string();
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        let mut sent = 0u64;
+        while started.elapsed().as_secs_f64() < secs {
+            let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
+            while sent < due {
+                let sym = format!("S{}", sent % 500);
+                let value = format!(
+                    "{{\"p\":{}.5,\"s\":\"{sym}\",\"t\":{},\"v\":1}}",
+                    100 + sent % 7,
+                    now_ms()
+                );
+                let mut record = BaseRecord::to(&topic).key(&sym).payload(&value);
+                while let Err((_, r)) = producer.send(record) {
+                    producer.poll(std::time::Duration::from_millis(1));
+                    record = r;
+                }
+                sent += 1;
+            }
+            producer.poll(std::time::Duration::ZERO);
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        producer.flush(std::time::Duration::from_secs(30)).unwrap();
+    })
+}
+
+/// Reads `topic` with read_committed for `secs`: each record's arrival minus its `t`, in ms.
+fn latency_consumer(brokers: &str, topic: &str, secs: f64) -> std::thread::JoinHandle<Vec<i64>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("bench-latency-{}", std::process::id()))
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        let mut out = Vec::new();
+        while started.elapsed().as_secs_f64() < secs {
+            if let Some(Ok(m)) = consumer.poll(std::time::Duration::from_millis(50)) {
+                let now = now_ms();
+                let payload = m.payload().unwrap_or_default();
+                let t = std::str::from_utf8(payload)
+                    .ok()
+                    .and_then(|s| s.split("\"t\":").nth(1))
+                    .and_then(|s| s.split([',', '}']).next())
+                    .and_then(|s| s.parse::<i64>().ok());
+                if let Some(t) = t {
+                    out.push(now - t);
+                }
+            }
+        }
+        out
+    })
 }

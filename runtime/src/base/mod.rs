@@ -6,6 +6,7 @@
 //! registry macro every list of kinds is written with ([`kinds`]), secrets ([`secrets`]), wall
 //! and dataflow time ([`time`]) and text helpers ([`text`]).
 
+pub mod avro;
 pub mod calendar;
 pub mod diagnostic;
 pub mod kafka;

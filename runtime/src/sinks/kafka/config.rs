@@ -52,6 +52,14 @@ pub struct KafkaSinkConfig {
     /// stable for the life of the pipeline.
     #[serde(default)]
     pub transactional_id: Option<String>,
+    /// How record values are written: `json` (the default) or `avro` (the Confluent wire
+    /// format; the schema, derived from the stream's columns, is registered under `TOPIC-value`
+    /// in `registry`).
+    #[serde(default)]
+    pub format: crate::base::avro::Format,
+    /// The schema registry of `format: avro`.
+    #[serde(default)]
+    pub registry: Option<crate::base::avro::RegistryConfig>,
 }
 
 /// The delivery guarantee of a Kafka sink.

@@ -29,7 +29,32 @@ impl SinkConfig for KafkaSinkConfig {
             cx.error("delivery_timeout", "must be positive");
         }
         let exactly = self.plan_delivery(cx);
+        if let Err((field, e)) = crate::base::avro::check_format(self.format, self.registry.as_ref()) {
+            cx.error(field, e);
+        }
         let stream = cx.input?;
+        let avro = match self.format {
+            crate::base::avro::Format::Json => None,
+            crate::base::avro::Format::Avro => {
+                let json = match stream.kind {
+                    crate::steps::StreamKind::Trades => Ok(crate::base::avro::TRADE_SCHEMA.to_string()),
+                    crate::steps::StreamKind::Rows => {
+                        crate::base::avro::row_schema(cx.name, &stream.schema)
+                    }
+                };
+                match json.and_then(|j| {
+                    apache_avro::Schema::parse_str(&j)
+                        .map(|s| (j, Arc::new(s)))
+                        .map_err(|e| format!("the derived Avro schema does not parse: {e}"))
+                }) {
+                    Ok(a) => Some(a),
+                    Err(e) => {
+                        cx.error("format", e);
+                        None
+                    }
+                }
+            }
+        };
         let key = match &self.key {
             None => stream.key,
             Some(key) => match stream.schema.field(key) {
@@ -62,6 +87,7 @@ impl SinkConfig for KafkaSinkConfig {
             schema: stream.schema.clone(),
             key,
             exactly,
+            avro,
         }))
     }
 }
@@ -148,6 +174,8 @@ pub(super) struct KafkaSink {
     pub key: Option<usize>,
     /// Exactly once: the transactions' settings.
     pub exactly: Option<Exactly>,
+    /// Avro: the schema (as registered, and parsed).
+    pub avro: Option<(String, Arc<apache_avro::Schema>)>,
 }
 
 impl SinkOp for KafkaSink {
@@ -156,8 +184,12 @@ impl SinkOp for KafkaSink {
             Some(_) => "exactly once",
             None => "at least once",
         };
+        let format = match self.avro {
+            Some(_) => "avro",
+            None => "json",
+        };
         format!(
-            "kafka {} / {} ({delivery})",
+            "kafka {} / {} ({format}, {delivery})",
             self.config.brokers, self.config.topic
         )
     }

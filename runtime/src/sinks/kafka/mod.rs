@@ -25,6 +25,7 @@ use timely::dataflow::operators::Operator;
 
 use crate::checkpoint::Role;
 use crate::checkpoint::output::{OutputProtocol, Precommit, TwoPhase};
+use crate::base::avro;
 use crate::base::record::write_trade_json;
 use crate::base::record::{Row, Schema, Trade, Value};
 use crate::sinks::SinkBuildCx;
@@ -86,7 +87,7 @@ impl ProducerContext for SinkContext {
 trait Encode: 'static {
     type R: Clone + 'static;
     /// Writes the value into `buf`; returns the record key.
-    fn encode<'a>(&self, r: &'a Self::R, buf: &mut Vec<u8>) -> Option<&'a str>;
+    fn encode<'a>(&self, r: &'a Self::R, buf: &mut Vec<u8>) -> Result<Option<&'a str>, String>;
 }
 
 /// Trades as the compact, key-sorted Finnhub trade object; key = symbol.
@@ -94,9 +95,9 @@ struct TradeJson;
 
 impl Encode for TradeJson {
     type R = Trade;
-    fn encode<'a>(&self, t: &'a Trade, buf: &mut Vec<u8>) -> Option<&'a str> {
+    fn encode<'a>(&self, t: &'a Trade, buf: &mut Vec<u8>) -> Result<Option<&'a str>, String> {
         write_trade_json(t, buf);
-        Some(t.symbol.as_str())
+        Ok(Some(t.symbol.as_str()))
     }
 }
 
@@ -109,15 +110,59 @@ struct RowJson {
 
 impl Encode for RowJson {
     type R = Row;
-    fn encode<'a>(&self, r: &'a Row, buf: &mut Vec<u8>) -> Option<&'a str> {
+    fn encode<'a>(&self, r: &'a Row, buf: &mut Vec<u8>) -> Result<Option<&'a str>, String> {
         crate::output::rolling::write_json_row(&self.schema, r, buf);
         if buf.last() == Some(&b'\n') {
             buf.pop();
         }
-        match self.key.map(|k| &r[k]) {
-            Some(Value::Str(s)) => Some(s.as_str()),
-            _ => None,
-        }
+        Ok(row_key(self.key, r))
+    }
+}
+
+fn row_key(key: Option<usize>, r: &Row) -> Option<&str> {
+    match key.map(|k| &r[k]) {
+        Some(Value::Str(s)) => Some(s.as_str()),
+        _ => None,
+    }
+}
+
+/// Avro in the Confluent wire format, with the schema registered for the topic (`None`: its
+/// registration failed, and the run is stopping).
+struct AvroOut {
+    schema: Arc<apache_avro::Schema>,
+    id: Option<u32>,
+}
+
+impl AvroOut {
+    fn write(&self, value: &apache_avro::types::Value, buf: &mut Vec<u8>) -> Result<(), String> {
+        let id = self.id.ok_or("the schema is not registered")?;
+        avro::encode(&self.schema, id, value, buf).map_err(|e| format!("encoding as Avro: {e:#}"))
+    }
+}
+
+/// Trades as Avro records of [`avro::TRADE_SCHEMA`]; key = symbol.
+struct TradeAvro(AvroOut);
+
+impl Encode for TradeAvro {
+    type R = Trade;
+    fn encode<'a>(&self, t: &'a Trade, buf: &mut Vec<u8>) -> Result<Option<&'a str>, String> {
+        self.0.write(&avro::trade_value(t), buf)?;
+        Ok(Some(t.symbol.as_str()))
+    }
+}
+
+/// Rows as Avro records of the stream's schema ([`avro::row_schema`]); key = the key column.
+struct RowAvro {
+    out: AvroOut,
+    schema: Schema,
+    key: Option<usize>,
+}
+
+impl Encode for RowAvro {
+    type R = Row;
+    fn encode<'a>(&self, r: &'a Row, buf: &mut Vec<u8>) -> Result<Option<&'a str>, String> {
+        self.out.write(&avro::row_value(&self.schema, r), buf)?;
+        Ok(row_key(self.key, r))
     }
 }
 
@@ -179,10 +224,36 @@ impl TwoPhase for Transactional<'_> {
 
 /// The Kafka sink for a stream of either shape.
 fn kafka_sink(stream: AnyStream<'_>, cx: &SinkBuildCx<'_>, node: &kind::KafkaSink) {
-    match stream {
-        AnyStream::Trades(s) => kafka_sink_with(s, TradeJson, cx, node),
-        AnyStream::Rows(s) => {
+    // Avro: the schema is registered for the topic (idempotent: the same schema keeps its id).
+    let avro = node.avro.as_ref().map(|(json, schema)| {
+        let subject = avro::value_subject(&node.config.topic);
+        let id = node
+            .config
+            .registry
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("no registry"))
+            .and_then(|r| avro::Registry::new(r, cx.ctx.rt.clone()))
+            .and_then(|r| r.register(&subject, json))
+            .map_err(|e| cx.ctx.fail(format!("sink `{}`: {e:#}", node.name)))
+            .ok();
+        AvroOut {
+            schema: Arc::clone(schema),
+            id,
+        }
+    });
+    match (stream, avro) {
+        (AnyStream::Trades(s), None) => kafka_sink_with(s, TradeJson, cx, node),
+        (AnyStream::Trades(s), Some(out)) => kafka_sink_with(s, TradeAvro(out), cx, node),
+        (AnyStream::Rows(s), None) => {
             let enc = RowJson {
+                schema: node.schema.clone(),
+                key: node.key,
+            };
+            kafka_sink_with(s, enc, cx, node)
+        }
+        (AnyStream::Rows(s), Some(out)) => {
+            let enc = RowAvro {
+                out,
                 schema: node.schema.clone(),
                 key: node.key,
             };
@@ -308,7 +379,19 @@ fn kafka_sink_with<'scope, E: Encode>(
                         for t in data.iter() {
                             // One reused buffer; librdkafka copies the payload on send.
                             payload.clear();
-                            let key = enc.encode(t, &mut payload);
+                            let key = match enc.encode(t, &mut payload) {
+                                Ok(key) => key,
+                                Err(e) => {
+                                    dead.borrow_mut().push(DeadLetter {
+                                        source: &name,
+                                        reason: RejectReason::DeliveryFailed,
+                                        detail: e,
+                                        raw: String::new(),
+                                        line: 0,
+                                    });
+                                    continue;
+                                }
+                            };
                             let payload = payload.as_slice();
                             let mut record =
                                 BaseRecord::<str, [u8]>::to(&cfg.topic).payload(payload);

@@ -4,7 +4,7 @@ use serde::Deserialize;
 use crate::base::units::{Duration, TimePoint};
 
 /// Reads trades from a Kafka topic: each record value is one Finnhub trade object (as the
-/// `kafka` sink writes them). Partitions are spread over the workers deterministically
+/// `kafka` sink writes them), as JSON or Avro. Partitions are spread over the workers deterministically
 /// (partition `p` → worker `p mod workers`); offsets are owned by the run and committed to
 /// `group_id` only so that lag tools work. Each partition has its own watermark; with
 /// `tickflow run --bounded` the run reads up to the end offsets seen at start and finishes.
@@ -57,6 +57,14 @@ pub struct KafkaSourceConfig {
     /// data dated in the future).
     #[serde(default = "crate::sources::default_max_future")]
     pub max_future: Duration,
+    /// How record values are written: `json` (the default; one trade object each) or `avro`
+    /// (the Confluent wire format; each record decoded with its writer's schema from
+    /// `registry`: a record with `s`, `p`, `t`, `v` and optionally `c`).
+    #[serde(default)]
+    pub format: crate::base::avro::Format,
+    /// The schema registry of `format: avro`.
+    #[serde(default)]
+    pub registry: Option<crate::base::avro::RegistryConfig>,
 }
 
 /// What the watermark does when every partition is idle.

@@ -2,10 +2,13 @@
 
 use std::sync::Arc;
 
+use anyhow::Context;
+
 use timely::dataflow::{Scope, StreamVec};
 
 use super::config::KafkaSourceConfig;
 use super::{OFFSET_BITS, kafka_stream};
+use crate::base::avro::{Registry, check_trade_schema, value_subject};
 use crate::base::kafka::{check_brokers, check_topic};
 use crate::base::record::Trade;
 use crate::sources::{OpenCx, SourceBuildCx, SourceConfig, SourceOp};
@@ -27,6 +30,9 @@ impl SourceConfig for KafkaSourceConfig {
         }
         if self.idle_timeout.as_millis() <= 0 {
             cx.error("idle_timeout", "must be positive");
+        }
+        if let Err((field, e)) = crate::base::avro::check_format(self.format, self.registry.as_ref()) {
+            cx.error(field, e);
         }
         if let (super::config::StartPosition::Timestamp(from), Some(to)) = (self.start, self.stop_at)
             && to <= from
@@ -65,9 +71,30 @@ impl SourceConfig for KafkaSourceConfig {
     fn rewinds(&self) -> Option<String> {
         Some(format!("topic {}", self.topic))
     }
-    fn open(&self, _name: &str, _cx: &OpenCx<'_>) -> anyhow::Result<Arc<dyn SourceOp>> {
+    fn open(&self, name: &str, cx: &OpenCx<'_>) -> anyhow::Result<Arc<dyn SourceOp>> {
+        let registry = match (&self.registry, self.format) {
+            (Some(r), crate::base::avro::Format::Avro) => {
+                let registry = Registry::new(r, cx.rt.clone())?;
+                // The writer's schema as it is now must give a trade: checked before reading
+                // (a later incompatible one dead-letters its records).
+                let subject = value_subject(&self.topic);
+                if let Some((id, schema)) = registry
+                    .latest(&subject)
+                    .with_context(|| format!("source `{name}`"))?
+                {
+                    check_trade_schema(&schema).map_err(|e| {
+                        anyhow::anyhow!(
+                            "source `{name}`: schema {id} of subject `{subject}` (the topic's latest) cannot be read as trades: {e}"
+                        )
+                    })?;
+                }
+                Some(registry)
+            }
+            _ => None,
+        };
         Ok(Arc::new(Kafka {
             config: self.clone(),
+            registry,
         }))
     }
 }
@@ -75,11 +102,13 @@ impl SourceConfig for KafkaSourceConfig {
 /// A Kafka source: each worker opens its own consumer when its operator is built.
 struct Kafka {
     config: KafkaSourceConfig,
+    /// `format: avro`: where writers' schemas come from.
+    registry: Option<Registry>,
 }
 
 impl SourceOp for Kafka {
     fn build<'s>(&self, scope: Scope<'s, u64>, cx: &SourceBuildCx<'_>) -> StreamVec<'s, u64, Trade> {
-        kafka_stream(scope, cx, &self.config)
+        kafka_stream(scope, cx, &self.config, self.registry.clone())
     }
 }
 

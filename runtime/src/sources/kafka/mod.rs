@@ -78,6 +78,7 @@ impl PartitionState {
         source: &str,
         future_limit: i64,
         stop_at: Option<i64>,
+        registry: Option<&crate::base::avro::Registry>,
     ) -> bool {
         let offset = msg.offset();
         if self.stopped {
@@ -98,7 +99,12 @@ impl PartitionState {
             return false; // past the bounded end
         }
         let seq = ((self.partition as u64) << OFFSET_BITS) | offset as u64;
-        let parsed = protocol::parse_trade(msg.payload().unwrap_or_default()).and_then(|t| {
+        let payload = msg.payload().unwrap_or_default();
+        let parsed = match registry {
+            None => protocol::parse_trade(payload),
+            Some(r) => crate::base::avro::decode_trade(r, payload),
+        }
+        .and_then(|t| {
             if t.ts > future_limit {
                 let detail = protocol::future_detail(t.ts, future_limit);
                 Err((crate::base::reject::RejectReason::FutureTimestamp, detail))
@@ -123,7 +129,11 @@ impl PartitionState {
                 true
             }
             Err((reason, detail)) => {
-                let raw = String::from_utf8_lossy(msg.payload().unwrap_or_default()).into_owned();
+                let raw = match registry {
+                    None => String::from_utf8_lossy(payload).into_owned(),
+                    // Binary: hex, so that the dead letter shows every byte.
+                    Some(_) => payload.iter().map(|b| format!("{b:02x}")).collect(),
+                };
                 dead.borrow_mut().push(DeadLetter {
                     source,
                     reason,
@@ -141,6 +151,7 @@ pub(super) fn kafka_stream<'scope>(
     scope: Scope<'scope, u64>,
     cx: &SourceBuildCx<'_>,
     cfg: &KafkaSourceConfig,
+    registry: Option<crate::base::avro::Registry>,
 ) -> StreamVec<'scope, u64, Trade> {
     let (ctx, source_index) = (cx.ctx, cx.index);
     let dead = Rc::clone(cx.dead);
@@ -355,7 +366,7 @@ pub(super) fn kafka_stream<'scope>(
                             {
                                 n += state.take(
                                     &msg, ooo, quantum, floor, &mut batch, &dead, &name, future,
-                                    stop_at,
+                                    stop_at, registry.as_ref(),
                                 ) as u64;
                             }
                         }
@@ -393,7 +404,7 @@ pub(super) fn kafka_stream<'scope>(
                             Ok(msg) => {
                                 n += state.take(
                                     &msg, ooo, quantum, floor, &mut batch, &dead, &name, future,
-                                    stop_at,
+                                    stop_at, registry.as_ref(),
                                 ) as u64;
                             }
                             Err(e) => {
