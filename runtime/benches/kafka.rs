@@ -20,7 +20,15 @@
 //!     deploy/local/kafka start
 //!     cargo bench --bench kafka [-- --trades 2000000 --repeat 3]
 //!     cargo bench --bench kafka -- --exactly-once [--trades 2000000 --repeat 3 --rate 20000]
+//!
+//! `--formats` measures Avro against JSON (a schema registry at `REGISTRY_URL`, default
+//! `http://127.0.0.1:8081/apis/ccompat/v7`: `deploy/local/apicurio start`): writing the trades
+//! (a replay → the `kafka` sink) and reading them into bars (the `kafka` source → bars), each
+//! format alternating with the other.
+//!
+//!     cargo bench --bench kafka -- --formats [--trades 2000000 --repeat 3]
 
+use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
@@ -136,6 +144,10 @@ fn main() {
             .map(|s| s.parse().unwrap())
             .unwrap_or(20_000);
         exactly_once(&brokers, &file, trades, repeat, rate, &dir);
+        return;
+    }
+    if args.iter().any(|a| a == "--formats") {
+        formats(&brokers, &file, trades, repeat, &dir);
         return;
     }
     // One topic per ingest run (the first is what the bars runs read) and one for the tool.
@@ -500,4 +512,83 @@ fn latency_consumer(brokers: &str, topic: &str, secs: f64) -> std::thread::JoinH
         }
         out
     })
+}
+
+/// Avro against JSON: writing trades to Kafka, and reading them into bars.
+fn formats(
+    brokers: &str,
+    file: &std::path::Path,
+    trades: u64,
+    repeat: usize,
+    dir: &std::path::Path,
+) {
+    let registry = std::env::var("REGISTRY_URL")
+        .unwrap_or_else(|_| "http://127.0.0.1:8081/apis/ccompat/v7".into());
+    let stamp = std::process::id();
+    println!(
+        "{trades} trades, 500 symbols, topics with 4 partitions on {brokers}; 2 workers; registry {registry}"
+    );
+    let format_of = |f: &str| match f {
+        "avro" => format!("format: avro, registry: {{ url: \"{registry}\" }}"),
+        _ => "format: json".to_string(),
+    };
+    let (mut write, mut read): (BTreeMap<&str, Vec<f64>>, BTreeMap<&str, Vec<f64>>) =
+        (BTreeMap::new(), BTreeMap::new());
+    let mut n = 0;
+    for _ in 0..repeat {
+        for f in ["json", "avro"] {
+            n += 1;
+            let topic = format!("bench-format-{stamp}-{n}");
+            create(brokers, &topic, 4);
+            let ingest = format!(
+                "name: ingest
+sources:
+  trades: {{ type: replay, path: {} }}
+sinks:
+  k: {{ type: kafka, input: trades, brokers: \"{brokers}\", topic: {topic}, {} }}
+",
+                file.display(),
+                format_of(f)
+            );
+            let (secs, sent, delivered) = run(&ingest, &[], false);
+            assert_eq!(delivered, sent, "every trade delivered");
+            write.entry(f).or_default().push(sent as f64 / secs);
+            let bars = format!(
+                "name: bars
+sources:
+  trades: {{ type: kafka, brokers: \"{brokers}\", topic: {topic}, group_id: bench-{stamp}-{n}, {} }}
+steps:
+  bars_1m:
+    type: window
+    input: trades
+    window: {{ type: tumbling, size: 1m }}
+    aggregates:
+      open: {{ fn: first, field: price }}
+      close: {{ fn: last, field: price }}
+      volume: {{ fn: sum, field: volume }}
+      vwap: {{ fn: vwap }}
+      trades: {{ fn: count }}
+sinks:
+  out: {{ type: parquet, input: bars_1m, path: {} }}
+",
+                format_of(f),
+                dir.join(format!("format-bars-{stamp}-{n}")).display()
+            );
+            let (secs, got, _) = run(&bars, &[], true);
+            assert_eq!(got, trades, "every trade read");
+            read.entry(f).or_default().push(got as f64 / secs);
+        }
+    }
+    for (label, all) in [
+        ("write (replay → kafka sink)", &write),
+        ("read (kafka source → bars)", &read),
+    ] {
+        let (j, a) = (median(all["json"].clone()), median(all["avro"].clone()));
+        println!(
+            "{label:<28} json {j:>10.0} trades/s [{}]   avro {a:>10.0} trades/s [{}]   (avro/json {:.0}%)",
+            fmt_all(&all["json"]),
+            fmt_all(&all["avro"]),
+            100.0 * a / j
+        );
+    }
 }
