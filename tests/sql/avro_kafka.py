@@ -17,10 +17,12 @@ import struct
 import sys
 import time
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Producer
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
+
+from read_kafka import read_all
 
 TRADE = {
     "type": "record",
@@ -82,45 +84,14 @@ def plain(v):
 
 def dump(brokers, registry, topic, isolation):
     de = AvroDeserializer(SchemaRegistryClient({"url": registry}))
-    c = Consumer({
-        "bootstrap.servers": brokers,
-        "group.id": f"tickflow-avro-dump-{time.time_ns()}",
-        "enable.auto.commit": False,
-        "enable.partition.eof": True,
-        "isolation.level": isolation,
-    })
-    meta = c.list_topics(topic, timeout=30)
-    parts = sorted(meta.topics[topic].partitions)
-    ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in parts}
-    c.assign([TopicPartition(topic, p, 0) for p in parts])
-    done = {p for p in parts if ends[p] == 0}
-    deadline = time.time() + 120
-    out = []
-    while len(done) < len(parts):
-        if time.time() > deadline:
-            sys.exit(f"avro_kafka: partitions {sorted(set(parts) - done)} did not reach their end")
-        m = c.poll(0.2)
-        if m is None:
-            continue
-        if m.error():
-            if m.error().code() == KafkaError._PARTITION_EOF:
-                if c.position([TopicPartition(topic, m.partition())])[0].offset >= ends[m.partition()]:
-                    done.add(m.partition())
-                continue
-            sys.exit(f"avro_kafka: {m.error()}")
+
+    def decode(m):
         try:
-            value = de(m.value(), SerializationContext(topic, MessageField.VALUE))
-            value = json.dumps(plain(value))
+            return json.dumps(plain(de(m.value(), SerializationContext(topic, MessageField.VALUE))))
         except Exception:
-            value = None
-        tag = dict(m.headers() or []).get("tickflow-txn")
-        out.append({"partition": m.partition(), "offset": m.offset(),
-                    "key": m.key().decode() if m.key() is not None else None,
-                    "txn": tag.decode() if tag is not None else None, "value": value})
-        if m.offset() + 1 >= ends[m.partition()]:
-            done.add(m.partition())
-    c.close()
-    for r in out:
+            return None
+
+    for r in read_all(brokers, topic, isolation, decode):
         print(json.dumps(r))
 
 

@@ -13,47 +13,51 @@ import time
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-brokers, topic, isolation = sys.argv[1:4]
-c = Consumer({
-    "bootstrap.servers": brokers,
-    "group.id": f"tickflow-test-reader-{time.time_ns()}",
-    "enable.auto.commit": False,
-    "enable.partition.eof": True,
-    "isolation.level": isolation,
-})
-meta = c.list_topics(topic, timeout=30)
-partitions = sorted(meta.topics[topic].partitions)
-ends = {}
-for p in partitions:
-    _, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
-    ends[p] = high
-c.assign([TopicPartition(topic, p, 0) for p in partitions])
-done = {p for p in partitions if ends[p] == 0}
-deadline = time.time() + 120
-out = []
-while len(done) < len(partitions):
-    if time.time() > deadline:
-        sys.exit(f"read_kafka: partitions {sorted(set(partitions) - done)} did not reach their end")
-    m = c.poll(0.2)
-    if m is None:
-        continue
-    if m.error():
-        if m.error().code() == KafkaError._PARTITION_EOF:
-            pos = c.position([TopicPartition(topic, m.partition())])[0].offset
-            if pos >= ends[m.partition()]:
-                done.add(m.partition())
-            continue
-        sys.exit(f"read_kafka: {m.error()}")
-    tag = dict(m.headers() or []).get("tickflow-txn")
-    out.append({
-        "partition": m.partition(),
-        "offset": m.offset(),
-        "key": m.key().decode() if m.key() is not None else None,
-        "value": m.value().decode(),
-        "txn": tag.decode() if tag is not None else None,
+
+def read_all(brokers, topic, isolation, decode):
+    """Every record of `topic` as a dict, its value as `decode(message)` gives it."""
+    c = Consumer({
+        "bootstrap.servers": brokers,
+        "group.id": f"tickflow-test-reader-{time.time_ns()}",
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+        "isolation.level": isolation,
     })
-    if m.offset() + 1 >= ends[m.partition()]:
-        done.add(m.partition())
-c.close()
-for r in out:
-    print(json.dumps(r))
+    meta = c.list_topics(topic, timeout=30)
+    partitions = sorted(meta.topics[topic].partitions)
+    ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in partitions}
+    c.assign([TopicPartition(topic, p, 0) for p in partitions])
+    done = {p for p in partitions if ends[p] == 0}
+    deadline = time.time() + 120
+    out = []
+    while len(done) < len(partitions):
+        if time.time() > deadline:
+            sys.exit(f"read_kafka: partitions {sorted(set(partitions) - done)} did not reach their end")
+        m = c.poll(0.2)
+        if m is None:
+            continue
+        if m.error():
+            if m.error().code() == KafkaError._PARTITION_EOF:
+                pos = c.position([TopicPartition(topic, m.partition())])[0].offset
+                if pos >= ends[m.partition()]:
+                    done.add(m.partition())
+                continue
+            sys.exit(f"read_kafka: {m.error()}")
+        tag = dict(m.headers() or []).get("tickflow-txn")
+        out.append({
+            "partition": m.partition(),
+            "offset": m.offset(),
+            "key": m.key().decode() if m.key() is not None else None,
+            "value": decode(m),
+            "txn": tag.decode() if tag is not None else None,
+        })
+        if m.offset() + 1 >= ends[m.partition()]:
+            done.add(m.partition())
+    c.close()
+    return out
+
+
+if __name__ == "__main__":
+    brokers, topic, isolation = sys.argv[1:4]
+    for r in read_all(brokers, topic, isolation, lambda m: m.value().decode()):
+        print(json.dumps(r))

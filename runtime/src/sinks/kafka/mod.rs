@@ -222,6 +222,22 @@ impl TwoPhase for Transactional<'_> {
     }
 }
 
+/// The idempotent producer's settings (the transactional one adds its own).
+fn producer_config(cfg: &config::KafkaSinkConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &cfg.brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", cfg.compression.librdkafka_name())
+        .set("linger.ms", cfg.linger.as_millis().to_string())
+        .set(
+            "message.timeout.ms",
+            cfg.delivery_timeout.as_millis().to_string(),
+        )
+        .set("queue.buffering.max.messages", "200000");
+    c
+}
+
 /// The Kafka sink for a stream of either shape.
 fn kafka_sink(stream: AnyStream<'_>, cx: &SinkBuildCx<'_>, node: &kind::KafkaSink) {
     // Avro: the schema is registered for the topic (idempotent: the same schema keeps its id).
@@ -280,20 +296,7 @@ fn kafka_sink_with<'scope, E: Encode>(
     let exactly = node.exactly.clone().filter(|_| ctx.checkpoint.is_some());
     let config = match &exactly {
         Some(x) => transactions::producer_config(&cfg, x, &x.id(worker)),
-        None => {
-            let mut c = ClientConfig::new();
-            c.set("bootstrap.servers", &cfg.brokers)
-                .set("enable.idempotence", "true")
-                .set("acks", "all")
-                .set("compression.type", cfg.compression.librdkafka_name())
-                .set("linger.ms", cfg.linger.as_millis().to_string())
-                .set(
-                    "message.timeout.ms",
-                    cfg.delivery_timeout.as_millis().to_string(),
-                )
-                .set("queue.buffering.max.messages", "200000");
-            c
-        }
+        None => producer_config(&cfg),
     };
     let producer: Option<BaseProducer<SinkContext>> = config
         .create_with_context(SinkContext(Arc::clone(&reports)))

@@ -74,19 +74,9 @@ pub fn default_prefix(pipeline: &str, sink: &str, checkpoints: &str) -> String {
 
 /// A transactional producer's settings.
 pub(super) fn producer_config(cfg: &KafkaSinkConfig, exactly: &Exactly, id: &str) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &cfg.brokers)
-        .set("transactional.id", id)
-        .set("transaction.timeout.ms", exactly.timeout_ms.to_string())
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("compression.type", cfg.compression.librdkafka_name())
-        .set("linger.ms", cfg.linger.as_millis().to_string())
-        .set(
-            "message.timeout.ms",
-            cfg.delivery_timeout.as_millis().to_string(),
-        )
-        .set("queue.buffering.max.messages", "200000");
+    let mut c = super::producer_config(cfg);
+    c.set("transactional.id", id)
+        .set("transaction.timeout.ms", exactly.timeout_ms.to_string());
     c
 }
 
