@@ -83,9 +83,56 @@ pub fn decode_trade(
         .build()
         .and_then(|r| r.read_value(&mut datum))
         .map_err(|e| malformed(format!("does not decode with schema {id}: {e}")))?;
-    let json = to_json(value).map_err(|e| malformed(format!("schema {id}: {e}")))?;
-    let text = serde_json::to_vec(&json).map_err(|e| malformed(e.to_string()))?;
-    crate::sources::finnhub::protocol::parse_trade(&text)
+    if !datum.is_empty() {
+        return Err(malformed(format!(
+            "{} bytes after the record that schema {id} describes",
+            datum.len()
+        )));
+    }
+    let Avro::Record(fields) = value else {
+        return Err(malformed(format!("schema {id} does not describe a record")));
+    };
+    use crate::sources::finnhub::protocol::{TypedField, validate_typed};
+    fn typed(v: &Avro) -> TypedField<'_> {
+        match v {
+            Avro::Union(_, inner) => typed(inner),
+            Avro::Null => TypedField::Null,
+            Avro::String(s) => TypedField::Str(s),
+            Avro::Double(x) => TypedField::Float(*x),
+            Avro::Float(x) => TypedField::Float(*x as f64),
+            Avro::Long(i) | Avro::TimestampMillis(i) => TypedField::Int(*i),
+            Avro::Int(i) => TypedField::Int(*i as i64),
+            Avro::Array(_) => TypedField::Other("a list"),
+            Avro::Record(_) | Avro::Map(_) => TypedField::Other("an object"),
+            Avro::Boolean(_) => TypedField::Other("a boolean"),
+            _ => TypedField::Other("another Avro type"),
+        }
+    }
+    let field = |name: &str| {
+        fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(TypedField::Absent, |(_, v)| typed(v))
+    };
+    let codes: Option<Vec<TypedField<'_>>> =
+        fields
+            .iter()
+            .find(|(n, _)| n == "c")
+            .and_then(|(_, v)| match v {
+                Avro::Union(_, inner) => match inner.as_ref() {
+                    Avro::Array(items) => Some(items.iter().map(typed).collect()),
+                    _ => None,
+                },
+                Avro::Array(items) => Some(items.iter().map(typed).collect()),
+                _ => None,
+            });
+    validate_typed(
+        field("s"),
+        field("p"),
+        field("t"),
+        field("v"),
+        codes.as_deref(),
+    )
 }
 
 /// The subject of a topic's value schema.

@@ -467,6 +467,76 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawTrade<'a> {
     }
 }
 
+/// A trade's field as a typed record (an Avro record) holds it: validated exactly like the
+/// same value in a JSON trade object.
+#[derive(Debug, Clone, Copy)]
+pub enum TypedField<'a> {
+    Absent,
+    Null,
+    Int(i64),
+    Float(f64),
+    Str(&'a str),
+    /// Another type, by name (`a list`, `a record`, ...).
+    Other(&'static str),
+}
+
+impl<'a> From<TypedField<'a>> for Loose<'a> {
+    fn from(f: TypedField<'a>) -> Self {
+        match f {
+            TypedField::Absent => Loose::Absent,
+            TypedField::Null => Loose::Null,
+            TypedField::Int(i) => Loose::Int(i),
+            TypedField::Float(x) => Loose::Float(x),
+            TypedField::Str(s) => Loose::Str(Cow::Borrowed(s)),
+            TypedField::Other(t) => Loose::Other(t),
+        }
+    }
+}
+
+/// Validates a trade given as typed fields (`s`, `p`, `t`, `v`, and `c`: the condition codes,
+/// `None` when absent or NULL), with the rules of a JSON trade object.
+pub fn validate_typed(
+    s: TypedField<'_>,
+    p: TypedField<'_>,
+    t: TypedField<'_>,
+    v: TypedField<'_>,
+    c: Option<&[TypedField<'_>]>,
+) -> Result<ValidTrade, (RejectReason, String)> {
+    let c = match c {
+        None => Conditions::None,
+        Some(codes) => {
+            let mut joined = CompactString::default();
+            let mut bad = None;
+            for code in codes {
+                let piece: Cow<str> = match code {
+                    TypedField::Str(s) => Cow::Borrowed(*s),
+                    TypedField::Int(i) => Cow::Owned(i.to_string()),
+                    other => {
+                        bad.get_or_insert(Loose::from(*other).type_name());
+                        continue;
+                    }
+                };
+                if !joined.is_empty() {
+                    joined.push(',');
+                }
+                joined.push_str(&piece);
+            }
+            match bad {
+                Some(t) => Conditions::Invalid(t),
+                None => Conditions::Codes(joined),
+            }
+        }
+    };
+    RawTrade::Object {
+        c,
+        p: p.into(),
+        s: s.into(),
+        t: t.into(),
+        v: v.into(),
+    }
+    .validate()
+}
+
 impl RawTrade<'_> {
     fn validate(self) -> Result<ValidTrade, (RejectReason, String)> {
         use RejectReason::*;
