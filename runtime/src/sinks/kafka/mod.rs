@@ -423,14 +423,6 @@ fn kafka_sink_with<'scope, E: Encode>(
                                         producer.poll(Duration::from_millis(50));
                                         record = r;
                                     }
-                                    // Exactly once: the transaction must not commit
-                                    // without it; the run stops instead.
-                                    Err((e, _)) if txns.is_some() => {
-                                        broken.get_or_insert(anyhow::anyhow!(
-                                            "a record could not be sent within its transaction: {e}"
-                                        ));
-                                        break;
-                                    }
                                     Err((e, _)) => {
                                         dead.borrow_mut().push(DeadLetter {
                                             source: &name,
