@@ -69,16 +69,7 @@ pub fn decode_trade(
 ) -> std::result::Result<crate::sources::finnhub::protocol::ValidTrade, (RejectReason, String)> {
     let malformed = |d: String| (RejectReason::MalformedRecord, d);
     let (id, mut datum) = split(bytes).map_err(malformed)?;
-    let schema = match registry.schema(id) {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            return Err(malformed(format!(
-                "schema id {id} is unknown to the registry"
-            )));
-        }
-        Err(e) => return Err(malformed(format!("schema id {id}: {e:#}"))),
-    };
-    check_trade_schema(&schema).map_err(|e| malformed(format!("schema {id}: {e}")))?;
+    let schema = registry.trade_schema(id).map_err(malformed)?;
     let value = apache_avro::reader::datum::GenericDatumReader::builder(&schema)
         .build()
         .and_then(|r| r.read_value(&mut datum))
@@ -390,6 +381,8 @@ pub struct Registry {
     client: reqwest::Client,
     rt: tokio::runtime::Handle,
     schemas: Arc<Mutex<HashMap<u32, Arc<AvroSchema>>>>,
+    /// Trade sources: each id's schema as checked (or why it cannot give trades).
+    checked: Arc<Mutex<HashMap<u32, std::result::Result<Arc<AvroSchema>, String>>>>,
 }
 
 const ACCEPT: &str = "application/vnd.schemaregistry.v1+json";
@@ -407,6 +400,7 @@ impl Registry {
             client,
             rt,
             schemas: Arc::default(),
+            checked: Arc::default(),
         })
     }
 
@@ -495,6 +489,32 @@ impl Registry {
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, Arc::clone(&schema));
         Ok(Some(schema))
+    }
+
+    /// The writer's schema `id` of trade records, checked against a trade's fields once per
+    /// id (not per record); an unknown or unfit schema is the reason, in words.
+    pub fn trade_schema(&self, id: u32) -> std::result::Result<Arc<AvroSchema>, String> {
+        if let Some(checked) = self
+            .checked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+        {
+            return checked.clone();
+        }
+        let checked = match self.schema(id) {
+            Ok(Some(s)) => check_trade_schema(&s)
+                .map(|()| s)
+                .map_err(|e| format!("schema {id}: {e}")),
+            Ok(None) => Err(format!("schema id {id} is unknown to the registry")),
+            // Not kept: the registry may answer next time.
+            Err(e) => return Err(format!("schema id {id}: {e:#}")),
+        };
+        self.checked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, checked.clone());
+        checked
     }
 
     /// The latest schema registered under `subject` and its id (`None`: no version yet).
