@@ -262,6 +262,53 @@ fn market_bars_from_a_partitioned_topic_equal_the_oracle_for_any_worker_count() 
     }
 }
 
+/// Trade objects as Python producers write them (confluent-kafka; `json.dumps` defaults,
+/// pretty-printed, keys reversed, extra keys of every JSON kind, escaped and non-ASCII symbols, a
+/// key given twice) become the same bars as the oracle computes, with 1 and 2 workers.
+#[test]
+fn trades_in_any_json_layout_from_a_python_producer_become_the_oracles_bars() {
+    let Some(brokers) = brokers() else { return };
+    let Some(python) = crate::sql::python() else {
+        return;
+    };
+    let topic = create_topic(&brokers, 3);
+    let out = Command::new(python)
+        .arg(repo().join("tests/sql/json_layouts.py"))
+        .args(["produce", &brokers, &topic, "20000", "11"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = read_topic(&brokers, &topic, 3);
+    assert_eq!(records.len(), 20_000);
+    assert!(
+        records.iter().any(|(_, _, v)| v.contains(&b'\n')),
+        "pretty-printed records"
+    );
+    let (expected, late, rejected) = kafka_oracle(&records, 2_000);
+    assert!(late > 0 && rejected > 0, "{late} late, {rejected} rejected");
+    assert!(
+        expected.iter().any(|b| b.sym == "S1\u{e9}") && expected.iter().any(|b| b.sym == "S2/")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for workers in ["1", "2"] {
+        let out = dir.path().join(format!("out{workers}"));
+        run_market_bars(&brokers, &topic, &out, workers);
+        let (_, rows) = read_parquet_dir(&out.join("bars"));
+        assert_bars_equal(&rows, &expected, &format!("{workers} worker(s)"));
+        let (dead, _) = read_dead_letters(&out.join("dead_letters"));
+        assert_eq!(dead.get("late").copied().unwrap_or(0), late, "late trades");
+        assert_eq!(
+            dead.get("invalid_price").copied().unwrap_or(0),
+            rejected,
+            "{dead:?}"
+        );
+    }
+}
+
 #[test]
 fn ingest_from_the_feed_into_kafka_then_bars() {
     let Some(brokers) = brokers() else { return };

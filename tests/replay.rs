@@ -89,3 +89,68 @@ fn replay_spec_end_to_end_with_the_binary() {
         assert!(dates.iter().all(|d| d.starts_with("date=20")), "{dates:?}");
     }
 }
+
+/// The same frames as Python writes them (`json.dumps` defaults, keys reversed, extra keys of
+/// every JSON kind, escaped `/` and non-ASCII symbols; `tests/sql/json_layouts.py`) give the
+/// bars the oracle computes from them, with 1 and 2 workers, invalid trades and malformed lines
+/// included.
+#[test]
+fn frames_as_python_writes_them_give_the_oracles_bars() {
+    let Some(python) = crate::sql::python() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let canonical = dir.path().join("canonical.jsonl");
+    write_frames(
+        &Frames {
+            seed: 8,
+            trades: 6000,
+            malformed_rate: 0.01,
+            ..Frames::default()
+        },
+        &canonical,
+    );
+    let trades = dir.path().join("trades.jsonl");
+    let out = Command::new(python)
+        .arg(repo().join("tests/sql/json_layouts.py"))
+        .arg("rewrite")
+        .args([&canonical, &trades])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&trades).unwrap();
+    for layout in [
+        r#"{"data": ["#,
+        r#"{"type":"trade","data":[{"v":"#,
+        r#""meta": {"src": "#,
+        "\\u00e9",
+        "\\/",
+    ] {
+        assert!(text.contains(layout), "no frame with {layout}");
+    }
+    let expected = oracle::fixed_windows(&oracle::read(&text, 2_000), 60_000, 60_000, 0).0;
+    assert!(
+        expected.iter().any(|b| b.sym == "S1\u{e9}") && expected.iter().any(|b| b.sym == "S2/")
+    );
+    for workers in ["1", "2"] {
+        let out = dir.path().join(format!("out{workers}"));
+        let result = Command::new(bin())
+            .args(["run", "specs/replay.yaml", "--workers", workers])
+            .current_dir(repo())
+            .env("TRADES_FILE", &trades)
+            .env("OUT_URL", &out)
+            .output()
+            .unwrap();
+        assert!(
+            result.status.success(),
+            "{}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+        let (_, rows) = read_parquet_dir(&out.join("bars"));
+        crate::kafka::assert_bars_equal(&rows, &expected, &format!("{workers} worker(s)"));
+    }
+}

@@ -1,13 +1,20 @@
-//! A fast path for Finnhub trade frames with only the known keys, in any order, compact or with
-//! JSON whitespace between tokens (as Python's `json.dumps` writes them), no escapes, and every
-//! trade valid. Anything else — escapes, unknown or duplicate keys, an invalid trade, a number
-//! outside what serde_json accepts — makes it give up, and the caller parses the frame with the
-//! general parser instead. So the fast path never decides anything the
-//! general parser would decide differently; it only decides faster.
+//! A fast path for Finnhub trade frames and trade objects: any key order, compact or with JSON
+//! whitespace between tokens (as Python's `json.dumps` and pretty printers write them), extra keys
+//! of any JSON value (skipped, as the general parser ignores them), escapes in strings (decoded),
+//! and every trade valid. Anything else — a repeated known key, an escape inside a key, a `msg`
+//! in a trade frame, an invalid trade, a number outside what serde_json accepts, nesting deeper
+//! than [`MAX_SKIP_DEPTH`] — makes it give up, and the caller parses the frame with the general
+//! parser instead. So the fast path never decides anything the general parser would decide
+//! differently; it only decides faster.
+
+use std::borrow::Cow;
 
 use compact_str::CompactString;
 
 use super::protocol::{MAX_TS, MAX_VALUE, ValidTrade, valid_symbol};
+
+/// Deepest nesting of an extra key's value the fast path skips (serde_json allows 128).
+const MAX_SKIP_DEPTH: usize = 32;
 
 /// `LENIENT`: JSON whitespace between tokens is skipped; without it (the canonical frames of the
 /// live feed, tried first) whitespace makes the parse give up, at no cost per token.
@@ -50,22 +57,148 @@ impl<'a, const LENIENT: bool> Cursor<'a, LENIENT> {
         self.eat(lit)
     }
 
-    /// A JSON string without escapes or control characters; returns its contents.
+    /// A JSON string; returns its contents, borrowed unless it holds escapes (decoded). Gives up
+    /// on control characters, invalid UTF-8 and lone surrogates, as serde_json refuses them.
     #[inline]
-    fn string(&mut self) -> Option<&'a str> {
+    fn string(&mut self) -> Option<Cow<'a, str>> {
         self.eat(b"\"")?;
         let start = self.i;
-        let len = memchr::memchr(b'"', &self.b[start..])?;
-        let s = &self.b[start..start + len];
-        if s.iter().any(|&c| c == b'\\' || c < 0x20) {
+        let len = memchr::memchr2(b'"', b'\\', &self.b[start..])?;
+        if self.b[start + len] == b'"' {
+            self.i = start + len + 1;
+            return utf8(&self.b[start..start + len]).map(Cow::Borrowed);
+        }
+        self.escaped(start).map(Cow::Owned)
+    }
+
+    /// The rest of a string from `start` (its first byte after the quote), which holds escapes.
+    #[cold]
+    fn escaped(&mut self, start: usize) -> Option<String> {
+        let mut out = String::new();
+        let mut i = start;
+        loop {
+            let len = memchr::memchr2(b'"', b'\\', &self.b[i..])?;
+            out.push_str(utf8(&self.b[i..i + len])?);
+            i += len;
+            if self.b[i] == b'"' {
+                self.i = i + 1;
+                return Some(out);
+            }
+            let esc = *self.b.get(i + 1)?;
+            i += 2;
+            out.push(match esc {
+                b'"' => '"',
+                b'\\' => '\\',
+                b'/' => '/',
+                b'b' => '\u{8}',
+                b'f' => '\u{c}',
+                b'n' => '\n',
+                b'r' => '\r',
+                b't' => '\t',
+                b'u' => {
+                    let hi = hex4(self.b.get(i..i + 4)?)?;
+                    i += 4;
+                    match hi {
+                        0xD800..=0xDBFF => {
+                            if self.b.get(i..i + 2)? != b"\\u" {
+                                return None;
+                            }
+                            let lo = hex4(self.b.get(i + 2..i + 6)?)?;
+                            if !(0xDC00..=0xDFFF).contains(&lo) {
+                                return None;
+                            }
+                            i += 6;
+                            char::from_u32(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))?
+                        }
+                        _ => char::from_u32(hi)?,
+                    }
+                }
+                _ => return None,
+            });
+        }
+    }
+
+    /// A key without escapes (a key with one could spell a known key: the general parser
+    /// decides), as bytes.
+    #[inline]
+    fn key(&mut self) -> Option<&'a [u8]> {
+        self.eat(b"\"")?;
+        let start = self.i;
+        // One-letter keys (a trade's own) without a search.
+        if self.b.get(start + 1) == Some(&b'"') && !matches!(self.b[start], b'\\' | b'"') {
+            self.i = start + 2;
+            let k = &self.b[start..start + 1];
+            return (k[0] >= 0x20 && k[0] < 0x80).then_some(k);
+        }
+        let len = memchr::memchr2(b'"', b'\\', &self.b[start..])?;
+        if self.b[start + len] != b'"' {
             return None;
         }
         self.i = start + len + 1;
-        if s.is_ascii() {
-            // SAFETY: ASCII bytes are valid UTF-8.
-            Some(unsafe { std::str::from_utf8_unchecked(s) })
-        } else {
-            std::str::from_utf8(s).ok()
+        let k = &self.b[start..start + len];
+        utf8(k).map(str::as_bytes)
+    }
+
+    /// Skips any JSON value serde_json would accept where it ignores one (an extra key's value),
+    /// giving up on what it might refuse.
+    fn skip_value(&mut self, depth: usize) -> Option<()> {
+        if depth > MAX_SKIP_DEPTH {
+            return None;
+        }
+        match self.peek()? {
+            b'"' => self.skip_string(),
+            b'{' => {
+                self.i += 1;
+                self.ws();
+                if self.peek()? == b'}' {
+                    self.i += 1;
+                    return Some(());
+                }
+                loop {
+                    self.ws();
+                    self.skip_string()?;
+                    self.token(b":")?;
+                    self.ws();
+                    self.skip_value(depth + 1)?;
+                    self.ws();
+                    match self.peek()? {
+                        b',' => self.i += 1,
+                        b'}' => {
+                            self.i += 1;
+                            return Some(());
+                        }
+                        _ => return None,
+                    }
+                }
+            }
+            b'[' => self.list(|c| c.skip_value(depth + 1)),
+            b't' => self.eat(b"true"),
+            b'f' => self.eat(b"false"),
+            b'n' => self.eat(b"null"),
+            _ => self.number().map(drop),
+        }
+    }
+
+    /// Skips a string, checking what serde_json checks where it ignores one: no control
+    /// characters, escapes of the right form (a `\u` escape's code point is not checked), and,
+    /// stricter than it, valid UTF-8.
+    fn skip_string(&mut self) -> Option<()> {
+        self.eat(b"\"")?;
+        loop {
+            let len = memchr::memchr2(b'"', b'\\', &self.b[self.i..])?;
+            utf8(&self.b[self.i..self.i + len])?;
+            self.i += len + 1;
+            if self.b[self.i - 1] == b'"' {
+                return Some(());
+            }
+            match *self.b.get(self.i)? {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.i += 1,
+                b'u' => {
+                    hex4(self.b.get(self.i + 1..self.i + 5)?)?;
+                    self.i += 5;
+                }
+                _ => return None,
+            }
         }
     }
 
@@ -149,6 +282,27 @@ impl<'a, const LENIENT: bool> Cursor<'a, LENIENT> {
     }
 }
 
+/// `s` as text when it is UTF-8 without control characters.
+#[inline]
+fn utf8(s: &[u8]) -> Option<&str> {
+    if s.iter().any(|&c| c < 0x20) {
+        return None;
+    }
+    if s.is_ascii() {
+        // SAFETY: ASCII bytes are valid UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(s) })
+    } else {
+        std::str::from_utf8(s).ok()
+    }
+}
+
+/// Four hex digits of a `\u` escape.
+fn hex4(h: &[u8]) -> Option<u32> {
+    h.iter().try_fold(0u32, |acc, &d| {
+        Some(acc * 16 + (d as char).to_digit(16)?)
+    })
+}
+
 /// Parses a trade frame the fast path takes into `out`. Returns `None` (with `out` unchanged)
 /// when the frame is not one (see the module's comment) or any trade is invalid. The compact
 /// form is tried first; only a frame where it stopped at whitespace is parsed again.
@@ -172,7 +326,8 @@ fn frame<const LENIENT: bool>(
     c.token(b"{")?;
     let mut trades: Option<smallvec::SmallVec<[ValidTrade; 8]>> = None;
     let mut typed = false;
-    // `data` and `type`, in either order, once each.
+    // `data` and `type`, in either order, once each; other keys' values are skipped (`msg`, a
+    // field of the general parser's frame, is left to it).
     loop {
         c.ws();
         if trades.is_none() && c.eat(b"\"data\"").is_some() {
@@ -189,7 +344,12 @@ fn frame<const LENIENT: bool>(
             c.token(b"\"trade\"")?;
             typed = true;
         } else {
-            return None;
+            if matches!(c.key()?, b"data" | b"type" | b"msg") {
+                return None;
+            }
+            c.token(b":")?;
+            c.ws();
+            c.skip_value(0)?;
         }
         c.ws();
         match c.peek()? {
@@ -238,23 +398,21 @@ fn trade<const LENIENT: bool>(c: &mut Cursor<LENIENT>) -> Option<ValidTrade> {
     c.eat(b"{")?;
     let (mut p, mut s, mut t, mut v, mut cond): (
         Option<f64>,
-        Option<&str>,
+        Option<Cow<str>>,
         Option<i64>,
         Option<f64>,
         Option<CompactString>,
     ) = (None, None, None, None, None);
     loop {
-        c.token(b"\"")?;
-        let key = c.peek()?;
-        c.i += 1;
-        c.eat(b"\"")?;
+        c.ws();
+        let key = c.key()?;
         c.token(b":")?;
         c.ws();
         match key {
-            b'p' if p.is_none() => p = Some(c.float()?),
-            b'v' if v.is_none() => v = Some(c.float()?),
-            b's' if s.is_none() => s = Some(c.string()?),
-            b't' if t.is_none() => {
+            [b'p'] if p.is_none() => p = Some(c.float()?),
+            [b'v'] if v.is_none() => v = Some(c.float()?),
+            [b's'] if s.is_none() => s = Some(c.string()?),
+            [b't'] if t.is_none() => {
                 let digits = c.number()?;
                 if digits.len() > 15 || !digits.bytes().all(|d| d.is_ascii_digit()) {
                     return None;
@@ -265,20 +423,22 @@ fn trade<const LENIENT: bool>(c: &mut Cursor<LENIENT>) -> Option<ValidTrade> {
                         .fold(0i64, |acc, d| acc * 10 + (d - b'0') as i64),
                 );
             }
-            b'c' if cond.is_none() => {
+            [b'c'] if cond.is_none() => {
                 let mut codes = CompactString::default();
                 if c.eat(b"null").is_none() {
                     c.list(|c| {
                         if !codes.is_empty() {
                             codes.push(',');
                         }
-                        codes.push_str(c.string()?);
+                        codes.push_str(&c.string()?);
                         Some(())
                     })?;
                 }
                 cond = Some(codes);
             }
-            _ => return None,
+            // A repeated one: the general parser keeps the last, which the fast path leaves to it.
+            [b'p' | b'v' | b's' | b't' | b'c'] => return None,
+            _ => c.skip_value(0)?,
         }
         c.ws();
         match c.peek()? {
@@ -294,13 +454,13 @@ fn trade<const LENIENT: bool>(c: &mut Cursor<LENIENT>) -> Option<ValidTrade> {
     if !(price > 0.0
         && price <= MAX_VALUE
         && (0.0..=MAX_VALUE).contains(&volume)
-        && valid_symbol(symbol)
+        && valid_symbol(&symbol)
         && (0..=MAX_TS).contains(&ts))
     {
         return None;
     }
     Some(ValidTrade {
-        symbol: CompactString::from(symbol),
+        symbol: CompactString::from(symbol.as_ref()),
         price,
         volume,
         ts,
@@ -360,14 +520,23 @@ mod tests {
             r#"{"data": [{"c": ["1", "12"], "p": 189.52, "s": "AAPL", "t": 1700000000123, "v": 100}, {"c": [], "p": 1.5, "s": "X", "t": 5, "v": 2}], "type": "trade"}"#,
             r#"{"type":"trade","data":[{"s":"AAPL","v":1,"t":2,"p":3}]}"#,
             "{\n  \"type\": \"trade\",\n  \"data\": [\n    {\n      \"p\": 3,\r\n\t\"s\": \"AAPL\", \"t\": 2, \"v\": 1\n    }\n  ]\n}\n",
+            // Extra keys of any value, escapes in strings.
+            r#"{"data":[{"p":1,"s":"A","t":1,"v":1,"x":"XNAS","i":[1,{"a":null,"b":[true,false]}],"q":-1.5e3}],"seq":7,"type":"trade","meta":{"src":"py"}}"#,
+            r#"{"data":[{"c":["\u0031","a\"b"],"p":1,"s":"A\"B","t":1,"v":1},{"c":["\u0031","a\"b"],"p":1,"s":"BINANCE:BTC\/USDT","t":1,"v":1},{"p":2,"s":"\u00dcn\u00efcode \ud83d\ude00","t":2,"v":0}],"type":"trade"}"#,
+            r#"{"data":[{"p":1,"s":"A","t":1,"v":1,"x":"\ud800 is ignored","y":1e400}],"type":"trade"}"#,
         ] {
-            assert_eq!(fast(f).unwrap(), general(f), "{f}");
+            assert_eq!(
+                fast(f).unwrap_or_else(|| panic!("the fast path gave up on {f}")),
+                general(f),
+                "{f}"
+            );
         }
-        // Not JSON whitespace, an unknown or a repeated envelope key: the general parser decides.
+        // Not JSON whitespace, a repeated envelope key, `msg`: the general parser decides.
         for f in [
             "{\"data\":[{\"p\":3,\u{a0}\"s\":\"A\",\"t\":2,\"v\":1}],\"type\":\"trade\"}",
             "{\"data\":[],\u{b}\"type\":\"trade\"}",
-            r#"{"data":[],"type":"trade","x":1}"#,
+            r#"{"data":[],"type":"trade","msg":1}"#,
+            r#"{"data":[],"type":"trade","x":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"#,
             r#"{"data":[],"type":"trade","data":[]}"#,
             r#"{"data":[]}"#,
         ] {
@@ -457,6 +626,32 @@ mod tests {
             Some("\"1\""),
             Some("[null]"),
             Some("{}"),
+            Some("[\"\\u0031\",\"a\\\"b\"]"),
+        ];
+        // Extra keys (one spelled with an escape is a known key to the general parser) and
+        // their values: anything JSON, and things serde_json refuses or only skips.
+        let extra_keys = ["x", "xyz", "i", "\\u0070", "\\u0078", "\u{e9}", "", "msg", "data"];
+        let extra_values = [
+            "1",
+            "-1.5e3",
+            "1e400",
+            "01",
+            "-",
+            "\"XNAS\"",
+            "\"a\\u00e9\\ud83d\\ude00\"",
+            "\"\\ud800\"",
+            "\"\\x\"",
+            "\"\u{1}\"",
+            "true",
+            "nul",
+            "null",
+            "[]",
+            "[1,]",
+            "[true,false,null,[{}]]",
+            "{\"a\":[1,{\"b\":null}],\"c\":\"d\"}",
+            "{\"a\"}",
+            "{\"a\":1,}",
+            "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]",
         ];
         let pick = |rng: &mut SmallRng, xs: &[&'static str]| xs[rng.random_range(0..xs.len())];
         let mut accepted = 0;
@@ -486,7 +681,10 @@ mod tests {
                 }
                 match rng.random_range(0..20) {
                     0 => fields.swap(0, 1),
-                    1 => fields.push(("x".into(), "1".into())),
+                    1 | 4 | 5 => fields.insert(
+                        rng.random_range(0..=fields.len()),
+                        (pick(&mut rng, &extra_keys).into(), pick(&mut rng, &extra_values).into()),
+                    ),
                     2 => {
                         fields.remove(rng.random_range(0..fields.len()));
                     }
@@ -510,9 +708,11 @@ mod tests {
                     "{{\"data\":[{}],\"type\":\"{kind}\",\"data\":[]}}",
                     trades.join(",")
                 ),
-                3 => format!(
-                    "{{\"data\":[{}],\"x\":1,\"type\":\"{kind}\"}}",
-                    trades.join(",")
+                3 | 4 => format!(
+                    "{{\"data\":[{}],\"{}\":{},\"type\":\"{kind}\"}}",
+                    trades.join(","),
+                    pick(&mut rng, &extra_keys),
+                    pick(&mut rng, &extra_values)
                 ),
                 _ => format!("{{\"data\":[{}],\"type\":\"{kind}\"}}", trades.join(",")),
             };
@@ -573,12 +773,14 @@ mod tests {
             r#"{"type":"ping"}"#,
             r#"{"data":[{"p":-1,"s":"A","t":1,"v":1}],"type":"trade"}"#,
             r#"{"data":[{"p":1,"s":"A","t":1}],"type":"trade"}"#,
-            r#"{"data":[{"p":1,"s":"A\"B","t":1,"v":1}],"type":"trade"}"#,
             r#"{"data":[{"p":01,"s":"A","t":1,"v":1}],"type":"trade"}"#,
             r#"{"data":[{"p":1e400,"s":"A","t":1,"v":1}],"type":"trade"}"#,
             r#"{"data":[{"p":1,"s":"A","t":1.5,"v":1}],"type":"trade"}"#,
             r#"{"data":[{"p":1,"p":2,"s":"A","t":1,"v":1}],"type":"trade"}"#,
-            r#"{"data":[{"p":1,"s":"A","t":1,"v":1,"x":1}],"type":"trade"}"#,
+            r#"{"data":[{"p":1,"s":"A","t":1,"v":1,"\u0070":2}],"type":"trade"}"#,
+            r#"{"data":[{"p":1,"s":"\ud800","t":1,"v":1}],"type":"trade"}"#,
+            r#"{"data":[{"p":1,"s":"\n","t":1,"v":1}],"type":"trade"}"#,
+            r#"{"data":[{"p":1,"s":"A","t":1,"v":1,"x":01}],"type":"trade"}"#,
             r#"{"data":[{"c":[1],"p":1,"s":"A","t":1,"v":1}],"type":"trade"}"#,
             r#"{"data":[{"p":1,"s":"A","t":1,"v":1}],"type":"news"}"#,
         ] {
