@@ -11,11 +11,13 @@ import sys
 import tempfile
 import time
 
-import duckdb
+# `--once N`: one run with N threads and nothing else (`cargo bench --bench pipeline -- --peers`),
+# printing the engine time: from `import duckdb` to the written Parquet file, i.e. without the
+# Python interpreter's own start and exit, as DuckDB's CLI would run.
+started = time.perf_counter()
+import duckdb  # noqa: E402
 
 path = sys.argv[1]
-# `--once N`: one run with N threads and nothing else, for a caller that times the whole process
-# (`cargo bench --bench pipeline -- --peers`).
 if len(sys.argv) > 2 and sys.argv[2] == "--once":
     con = duckdb.connect()
     con.execute(f"set threads = {int(sys.argv[3])}")
@@ -41,9 +43,10 @@ copy (
 """
 if QUERY_ONCE:
     con.execute(query.replace("{out}", out))
+    elapsed = time.perf_counter() - started
     rows = con.execute(f"select count(*) from read_parquet('{out}')").fetchone()[0]
     assert rows > 0, "no bars"
-    print(duckdb.__version__, rows)
+    print(duckdb.__version__, rows, f"{elapsed:.4f}")
     sys.exit(0)
 n = duckdb.sql(f"""select sum(len(data)) from read_json('{path}', format = 'newline_delimited',
     columns = {{'data': 'STRUCT(p DOUBLE, s VARCHAR, t BIGINT, v DOUBLE)[]', 'type': 'VARCHAR'}}) where type = 'trade'""").fetchall()[0][0]

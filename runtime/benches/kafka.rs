@@ -27,6 +27,14 @@
 //! format alternating with the other.
 //!
 //!     cargo bench --bench kafka -- --formats [--trades 2000000 --repeat 3]
+//!
+//! `--layouts` measures reading JSON trade objects as Python producers write them: confluent-kafka
+//! (`tests/sql/json_layouts.py produce-file`, Python from `TICKFLOW_TEST_PYTHON`, default
+//! `python3`) writes the same trades to one topic per layout (canonical, `json.dumps` defaults,
+//! keys reversed, extra keys, pretty-printed); then the `kafka` source → bars reads each topic,
+//! alternating, and the medians are compared with the canonical topic's.
+//!
+//!     cargo bench --bench kafka -- --layouts [--trades 1000000 --repeat 3]
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -148,6 +156,10 @@ fn main() {
     }
     if args.iter().any(|a| a == "--formats") {
         formats(&brokers, &file, trades, repeat, &dir);
+        return;
+    }
+    if args.iter().any(|a| a == "--layouts") {
+        layouts(&brokers, &file, trades, repeat, &dir);
         return;
     }
     // One topic per ingest run (the first is what the bars runs read) and one for the tool.
@@ -589,6 +601,80 @@ sinks:
             fmt_all(&all["json"]),
             fmt_all(&all["avro"]),
             100.0 * a / j
+        );
+    }
+}
+
+/// JSON layouts as Python producers write them, read into bars (see the module's comment).
+fn layouts(
+    brokers: &str,
+    file: &std::path::Path,
+    trades: u64,
+    repeat: usize,
+    dir: &std::path::Path,
+) {
+    let python = std::env::var("TICKFLOW_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let stamp = std::process::id();
+    let names = ["canonical", "dumps", "reversed", "extra", "pretty"];
+    let mut topics = BTreeMap::new();
+    for layout in names {
+        let topic = format!("bench-layout-{stamp}-{layout}");
+        create(brokers, &topic, 4);
+        let out = Command::new(&python)
+            .arg(repo().join("tests/sql/json_layouts.py"))
+            .args(["produce-file", brokers, &topic])
+            .arg(file)
+            .arg(layout)
+            .output()
+            .expect("python with confluent-kafka (TICKFLOW_TEST_PYTHON)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        topics.insert(layout, topic);
+    }
+    println!(
+        "{trades} trades, 500 symbols, one topic of 4 partitions per layout on {brokers} (written by confluent-kafka); 2 workers"
+    );
+    let mut read: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut n = 0;
+    for _ in 0..repeat {
+        for layout in names {
+            n += 1;
+            let bars = format!(
+                "name: bars
+sources:
+  trades: {{ type: kafka, brokers: \"{brokers}\", topic: {}, group_id: bench-{stamp}-{n} }}
+steps:
+  bars_1m:
+    type: window
+    input: trades
+    window: {{ type: tumbling, size: 1m }}
+    aggregates:
+      open: {{ fn: first, field: price }}
+      close: {{ fn: last, field: price }}
+      volume: {{ fn: sum, field: volume }}
+      vwap: {{ fn: vwap }}
+      trades: {{ fn: count }}
+sinks:
+  out: {{ type: parquet, input: bars_1m, path: {} }}
+",
+                topics[layout],
+                dir.join(format!("layout-bars-{stamp}-{n}")).display()
+            );
+            let (secs, got, _) = run(&bars, &[], true);
+            assert_eq!(got, trades, "{layout}: every trade read");
+            read.entry(layout).or_default().push(got as f64 / secs);
+        }
+    }
+    let canonical = median(read["canonical"].clone());
+    for layout in names {
+        let m = median(read[layout].clone());
+        println!(
+            "{layout:<10} {m:>10.0} trades/s [{}]   ({:.0}% of canonical)",
+            fmt_all(&read[layout]),
+            100.0 * m / canonical
         );
     }
 }

@@ -560,57 +560,96 @@ fn main() {
     }
 }
 
-/// The same job in DuckDB (PyPI, current version, in a venv of its own), both timed as whole
-/// processes from the outside, alternating, best of `runs`.
+/// The same job in DuckDB (PyPI, current version, in a venv of its own), alternating, on three
+/// files: this one, the same frames as Python's `json.dumps` writes them, and 2 M trades over
+/// 10,000 symbols. tickflow is timed as a whole process (2 workers), DuckDB (2 threads) from
+/// `import duckdb` to the written Parquet file (its engine time, without the interpreter's own
+/// start and exit). The ratio is DuckDB's time over tickflow's, the median of the pairs.
 fn peers(file: &Path, dir: &Path, trades: u64, runs: usize) {
     let python = peers_python();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/duckdb_bars.py");
-    let (mut ours, mut theirs, mut version) = (f64::MAX, f64::MAX, String::new());
-    for run in 0..runs {
-        let out = dir.join(format!("out-peers-{run}"));
-        let started = Instant::now();
-        let child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--child",
-                "2",
-                "--file",
-                file.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-            ])
-            .output()
-            .unwrap();
+    let dumps = dir.join("trades-dumps.jsonl");
+    if !dumps.exists() {
+        let rewrite = "import json, sys\nwith open(sys.argv[1]) as f, open(sys.argv[2], 'w') as out:\n    for line in f:\n        out.write(json.dumps(json.loads(line)) + '\\n')\n";
         assert!(
-            child.status.success(),
-            "{}",
-            String::from_utf8_lossy(&child.stderr)
+            Command::new(&python)
+                .args(["-c", rewrite])
+                .args([file, &dumps])
+                .status()
+                .unwrap()
+                .success()
         );
-        ours = ours.min(started.elapsed().as_secs_f64());
-        let _ = std::fs::remove_dir_all(&out);
-        let started = Instant::now();
-        let duck = Command::new(&python)
-            .arg(&script)
-            .arg(file)
-            .args(["--once", "2"])
-            .output()
-            .unwrap();
-        assert!(
-            duck.status.success(),
-            "{}",
-            String::from_utf8_lossy(&duck.stderr)
-        );
-        theirs = theirs.min(started.elapsed().as_secs_f64());
-        version = String::from_utf8_lossy(&duck.stdout)
-            .split_whitespace()
-            .next()
-            .unwrap_or("?")
-            .to_string();
     }
-    let (a, b) = (trades as f64 / ours, trades as f64 / theirs);
+    let many_dir = std::env::temp_dir().join("tickflow-bench-peers-2000000-10000");
+    std::fs::create_dir_all(&many_dir).unwrap();
+    let many = many_dir.join("trades.jsonl");
+    if !many.exists() {
+        // `tickflow generate --trades 2000000 --symbols 10000 --seed 3`
+        let opts = GenOptions {
+            trades: 2_000_000,
+            symbols: 10_000,
+            seed: 3,
+            ..GenOptions::default()
+        };
+        let mut w = std::io::BufWriter::new(std::fs::File::create(&many).unwrap());
+        generate(&opts, &mut w).unwrap();
+        std::io::Write::flush(&mut w).unwrap();
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/duckdb_bars.py");
     println!(
-        "peers (whole processes, 2 threads each, best of {runs}): tickflow {a:>10.0} trades/s ({ours:.3} s); DuckDB {version} {b:>10.0} trades/s ({theirs:.3} s): tickflow / DuckDB = {:.2} (target ≥ 1.0, aim 1.3)",
-        a / b
+        "peers: tickflow 2 workers (whole process) against DuckDB 2 threads (engine time), alternating, {runs} pairs, medians"
     );
+    for (label, path, n, target) in [
+        ("canonical frames, 500 symbols", file, trades, 2.0),
+        ("json.dumps frames, 500 symbols", &dumps, trades, 1.5),
+        ("canonical frames, 10,000 symbols", &many, 2_000_000, 1.5),
+    ] {
+        let (mut ours, mut theirs, mut ratios, mut version) =
+            (Vec::new(), Vec::new(), Vec::new(), String::new());
+        for run in 0..runs {
+            let out = dir.join(format!("out-peers-{run}"));
+            let started = Instant::now();
+            let child = Command::new(std::env::current_exe().unwrap())
+                .args(["--child", "2", "--file", path.to_str().unwrap()])
+                .args(["--out", out.to_str().unwrap()])
+                .output()
+                .unwrap();
+            assert!(
+                child.status.success(),
+                "{}",
+                String::from_utf8_lossy(&child.stderr)
+            );
+            let t = started.elapsed().as_secs_f64();
+            let _ = std::fs::remove_dir_all(&out);
+            let duck = Command::new(&python)
+                .arg(&script)
+                .arg(path)
+                .args(["--once", "2"])
+                .output()
+                .unwrap();
+            assert!(
+                duck.status.success(),
+                "{}",
+                String::from_utf8_lossy(&duck.stderr)
+            );
+            let line = String::from_utf8_lossy(&duck.stdout).to_string();
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            version = parts[0].to_string();
+            let d: f64 = parts[2].parse().unwrap();
+            ours.push(t);
+            theirs.push(d);
+            ratios.push(d / t);
+        }
+        let median = |xs: &mut Vec<f64>| {
+            xs.sort_by(f64::total_cmp);
+            xs[xs.len() / 2]
+        };
+        let (t, d, r) = (median(&mut ours), median(&mut theirs), median(&mut ratios));
+        println!(
+            "  {label:<34} tickflow {t:.3} s ({:>5.2} M trades/s)  DuckDB {version} {d:.3} s ({:>5.2} M trades/s)  tickflow / DuckDB = {r:.2} (target ≥ {target})",
+            n as f64 / t / 1e6,
+            n as f64 / d / 1e6,
+        );
+    }
 }
 
 /// The same as-of join in DuckDB (`benches/duckdb_asof.py`, 2 threads, engine time: from the

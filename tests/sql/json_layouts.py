@@ -10,6 +10,9 @@ keys in another order, and extra keys of any value. An independent writer of wha
         symbol, some out of order, each in the next layout in turn (pretty-printed among them);
         every 397th record has a negative price, and every 397th another a `p` given twice
         (the last counts, as in serde_json and Python's json).
+    json_layouts.py produce-file BROKERS TOPIC FILE LAYOUT
+        every trade of a JSONL file of Finnhub frames to TOPIC, keyed by symbol, in one layout:
+        canonical (compact, sorted keys), dumps, reversed, extra or pretty (the benchmark's input).
 """
 import json
 import random
@@ -89,8 +92,41 @@ def produce(brokers, topic, n, seed):
     p.flush(60)
 
 
+LAYOUTS = {
+    "canonical": lambda t: json.dumps(t, separators=(",", ":"), sort_keys=True),
+    "dumps": json.dumps,
+    "reversed": lambda t: json.dumps(reverse(t), separators=(",", ":")),
+    "extra": lambda t: json.dumps(extra(t, 0)),
+    "pretty": lambda t: json.dumps(t, indent=2),
+}
+
+
+def produce_file(brokers, topic, path, layout):
+    write = LAYOUTS[layout]
+    p = Producer({"bootstrap.servers": brokers, "linger.ms": 50, "batch.size": 1 << 20,
+                  "compression.type": "lz4", "queue.buffering.max.messages": 1_000_000})
+    n = 0
+    with open(path) as f:
+        for line in f:
+            frame = json.loads(line)
+            for t in frame.get("data") or []:
+                while True:
+                    try:
+                        p.produce(topic, key=t["s"].encode(), value=write(t).encode())
+                        break
+                    except BufferError:
+                        p.poll(0.05)
+                n += 1
+                if n % 10_000 == 0:
+                    p.poll(0)
+    assert p.flush(120) == 0, "undelivered records"
+    print(n)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "rewrite":
         rewrite(sys.argv[2], sys.argv[3])
+    elif sys.argv[1] == "produce-file":
+        produce_file(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5])
     else:
         produce(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))

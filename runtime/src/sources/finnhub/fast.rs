@@ -63,12 +63,18 @@ impl<'a, const LENIENT: bool> Cursor<'a, LENIENT> {
     fn string(&mut self) -> Option<Cow<'a, str>> {
         self.eat(b"\"")?;
         let start = self.i;
-        let len = memchr::memchr2(b'"', b'\\', &self.b[start..])?;
-        if self.b[start + len] == b'"' {
-            self.i = start + len + 1;
-            return utf8(&self.b[start..start + len]).map(Cow::Borrowed);
+        let len = memchr::memchr(b'"', &self.b[start..])?;
+        let s = &self.b[start..start + len];
+        if s.iter().any(|&c| c == b'\\' || c < 0x20) {
+            return self.escaped(start).map(Cow::Owned);
         }
-        self.escaped(start).map(Cow::Owned)
+        self.i = start + len + 1;
+        if s.is_ascii() {
+            // SAFETY: ASCII bytes are valid UTF-8.
+            Some(Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(s) }))
+        } else {
+            std::str::from_utf8(s).ok().map(Cow::Borrowed)
+        }
     }
 
     /// The rest of a string from `start` (its first byte after the quote), which holds escapes.
@@ -118,29 +124,40 @@ impl<'a, const LENIENT: bool> Cursor<'a, LENIENT> {
         }
     }
 
-    /// A key without escapes (a key with one could spell a known key: the general parser
-    /// decides), as bytes.
-    #[inline]
-    fn key(&mut self) -> Option<&'a [u8]> {
+    /// A trade's key: its letter when it has one letter, 0 for any other key without escapes (a
+    /// key with one could spell a known key: the general parser decides).
+    #[inline(always)]
+    fn letter_key(&mut self) -> Option<u8> {
         self.eat(b"\"")?;
         let start = self.i;
-        // One-letter keys (a trade's own) without a search.
-        if self.b.get(start + 1) == Some(&b'"') && !matches!(self.b[start], b'\\' | b'"') {
-            self.i = start + 2;
-            let k = &self.b[start..start + 1];
-            return (k[0] >= 0x20 && k[0] < 0x80).then_some(k);
+        match self.b.get(start..start + 2) {
+            Some(&[k @ 0x20..=0x7f, b'"']) if k != b'\\' && k != b'"' => {
+                self.i = start + 2;
+                Some(k)
+            }
+            _ => self.long_key(start).map(|_| 0),
         }
+    }
+
+    /// A key without escapes, as bytes.
+    fn key(&mut self) -> Option<&'a [u8]> {
+        self.eat(b"\"")?;
+        self.long_key(self.i)
+    }
+
+    #[inline(never)]
+    fn long_key(&mut self, start: usize) -> Option<&'a [u8]> {
         let len = memchr::memchr2(b'"', b'\\', &self.b[start..])?;
         if self.b[start + len] != b'"' {
             return None;
         }
         self.i = start + len + 1;
-        let k = &self.b[start..start + len];
-        utf8(k).map(str::as_bytes)
+        utf8(&self.b[start..start + len]).map(str::as_bytes)
     }
 
     /// Skips any JSON value serde_json would accept where it ignores one (an extra key's value),
-    /// giving up on what it might refuse.
+    /// giving up on what it might refuse. (Out of line: the canonical frames never need it.)
+    #[inline(never)]
     fn skip_value(&mut self, depth: usize) -> Option<()> {
         if depth > MAX_SKIP_DEPTH {
             return None;
@@ -405,14 +422,14 @@ fn trade<const LENIENT: bool>(c: &mut Cursor<LENIENT>) -> Option<ValidTrade> {
     ) = (None, None, None, None, None);
     loop {
         c.ws();
-        let key = c.key()?;
+        let key = c.letter_key()?;
         c.token(b":")?;
         c.ws();
         match key {
-            [b'p'] if p.is_none() => p = Some(c.float()?),
-            [b'v'] if v.is_none() => v = Some(c.float()?),
-            [b's'] if s.is_none() => s = Some(c.string()?),
-            [b't'] if t.is_none() => {
+            b'p' if p.is_none() => p = Some(c.float()?),
+            b'v' if v.is_none() => v = Some(c.float()?),
+            b's' if s.is_none() => s = Some(c.string()?),
+            b't' if t.is_none() => {
                 let digits = c.number()?;
                 if digits.len() > 15 || !digits.bytes().all(|d| d.is_ascii_digit()) {
                     return None;
@@ -423,7 +440,7 @@ fn trade<const LENIENT: bool>(c: &mut Cursor<LENIENT>) -> Option<ValidTrade> {
                         .fold(0i64, |acc, d| acc * 10 + (d - b'0') as i64),
                 );
             }
-            [b'c'] if cond.is_none() => {
+            b'c' if cond.is_none() => {
                 let mut codes = CompactString::default();
                 if c.eat(b"null").is_none() {
                     c.list(|c| {
@@ -437,7 +454,7 @@ fn trade<const LENIENT: bool>(c: &mut Cursor<LENIENT>) -> Option<ValidTrade> {
                 cond = Some(codes);
             }
             // A repeated one: the general parser keeps the last, which the fast path leaves to it.
-            [b'p' | b'v' | b's' | b't' | b'c'] => return None,
+            b'p' | b'v' | b's' | b't' | b'c' => return None,
             _ => c.skip_value(0)?,
         }
         c.ws();

@@ -149,7 +149,7 @@ pub fn parse_frame(
     }
 }
 
-fn frame_kind(
+pub(crate) fn frame_kind(
     frame: RawFrame,
     mut on_trade: impl FnMut(usize, ValidTrade),
     invalid: &mut Vec<InvalidTrade>,
@@ -224,7 +224,7 @@ pub fn raw_trade(text: &str, index: usize) -> Option<String> {
 }
 
 #[derive(serde::Deserialize)]
-struct RawFrame<'a> {
+pub(crate) struct RawFrame<'a> {
     #[serde(default)]
     data: Option<RawData<'a>>,
     #[serde(rename = "type", borrow, default)]
