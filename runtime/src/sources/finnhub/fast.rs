@@ -14,7 +14,7 @@ use compact_str::CompactString;
 use super::protocol::{MAX_TS, MAX_VALUE, ValidTrade, valid_symbol};
 
 /// Powers of ten a double holds exactly (10^0 ..= 10^15 are all the fast path of
-/// [`Cursor::float`] needs: at most 16 characters, so at most 15 decimals).
+/// [`Cursor::float`] needs: at most 16 characters, so at most 14 decimals).
 const POW10: [f64; 16] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
 ];
@@ -271,10 +271,11 @@ impl<'a, const LENIENT: bool> Cursor<'a, LENIENT> {
         Some(unsafe { std::str::from_utf8_unchecked(&b[start..i]) })
     }
 
-    /// A JSON number as the nearest double. Prices and volumes (at most 15 significant digits,
-    /// no exponent) take Clinger's fast path — the digits as an integer, exactly representable,
-    /// divided by an exact power of ten, one correctly rounded operation, so exactly what `parse`
-    /// gives — without scanning the text twice; anything else is parsed by the standard library.
+    /// A JSON number as the nearest double. Prices and volumes (no exponent, at most 16
+    /// characters, digits below 2^53 once the point is dropped) take Clinger's fast path — the
+    /// digits as an integer, exactly representable, divided by an exact power of ten, one
+    /// correctly rounded operation, so exactly what `parse` gives — without scanning the text
+    /// twice; anything else is parsed by the standard library.
     #[inline]
     fn float(&mut self) -> Option<f64> {
         let text = self.number()?;
