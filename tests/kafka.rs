@@ -272,15 +272,10 @@ fn trades_in_any_json_layout_from_a_python_producer_become_the_oracles_bars() {
         return;
     };
     let topic = create_topic(&brokers, 3);
-    let out = Command::new(python)
-        .arg(repo().join("tests/sql/json_layouts.py"))
-        .args(["produce", &brokers, &topic, "20000", "11"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    crate::sql::run_script(
+        &python,
+        "json_layouts.py",
+        &["produce", &brokers, &topic, "20000", "11"],
     );
     let records = read_topic(&brokers, &topic, 3);
     assert_eq!(records.len(), 20_000);

@@ -26,17 +26,7 @@ pub fn registry() -> Option<String> {
 /// Runs tests/sql/avro_kafka.py (confluent-kafka's Avro serializer and deserializer).
 fn avro_kafka(args: &[&str]) -> String {
     let python = crate::sql::python().expect("Python with confluent-kafka (scripts/test)");
-    let out = Command::new(python)
-        .arg(repo().join("tests/sql/avro_kafka.py"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    crate::sql::run_script(&python, "avro_kafka.py", args)
 }
 
 fn dump(brokers: &str, registry: &str, topic: &str) -> Vec<serde_json::Value> {

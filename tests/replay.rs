@@ -3,6 +3,20 @@ use std::process::Command;
 use crate::oracle;
 use crate::support::{Cell, Frames, bin, read_parquet_dir, repo, write_frames};
 
+/// Runs `specs/replay.yaml` over `trades` into `out` (it must succeed); its stderr.
+fn run_replay(trades: &std::path::Path, out: &std::path::Path, workers: &str) -> String {
+    let result = Command::new(bin())
+        .args(["run", "specs/replay.yaml", "--workers", workers])
+        .current_dir(repo())
+        .env("TRADES_FILE", trades)
+        .env("OUT_URL", out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr).into_owned();
+    assert!(result.status.success(), "{stderr}");
+    stderr
+}
+
 #[test]
 fn replay_spec_end_to_end_with_the_binary() {
     let dir = tempfile::tempdir().unwrap();
@@ -21,15 +35,7 @@ fn replay_spec_end_to_end_with_the_binary() {
     };
     for workers in ["1", "2"] {
         let out = dir.path().join(format!("out{workers}"));
-        let result = Command::new(bin())
-            .args(["run", "specs/replay.yaml", "--workers", workers])
-            .current_dir(repo())
-            .env("TRADES_FILE", &trades)
-            .env("OUT_URL", &out)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&result.stderr);
-        assert!(result.status.success(), "{stderr}");
+        let stderr = run_replay(&trades, &out, workers);
         assert!(stderr.contains("done: "), "{stderr}");
         // Nothing but complete, published files: no leftovers in _pending.
         let mut pending = Vec::new();
@@ -111,16 +117,14 @@ fn frames_as_python_writes_them_give_the_oracles_bars() {
         &canonical,
     );
     let trades = dir.path().join("trades.jsonl");
-    let out = Command::new(python)
-        .arg(repo().join("tests/sql/json_layouts.py"))
-        .arg("rewrite")
-        .args([&canonical, &trades])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    crate::sql::run_script(
+        &python,
+        "json_layouts.py",
+        &[
+            "rewrite".as_ref(),
+            canonical.as_os_str(),
+            trades.as_os_str(),
+        ],
     );
     let text = std::fs::read_to_string(&trades).unwrap();
     for layout in [
@@ -138,18 +142,7 @@ fn frames_as_python_writes_them_give_the_oracles_bars() {
     );
     for workers in ["1", "2"] {
         let out = dir.path().join(format!("out{workers}"));
-        let result = Command::new(bin())
-            .args(["run", "specs/replay.yaml", "--workers", workers])
-            .current_dir(repo())
-            .env("TRADES_FILE", &trades)
-            .env("OUT_URL", &out)
-            .output()
-            .unwrap();
-        assert!(
-            result.status.success(),
-            "{}",
-            String::from_utf8_lossy(&result.stderr)
-        );
+        run_replay(&trades, &out, workers);
         let (_, rows) = read_parquet_dir(&out.join("bars"));
         crate::kafka::assert_bars_equal(&rows, &expected, &format!("{workers} worker(s)"));
     }

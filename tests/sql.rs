@@ -2,6 +2,21 @@ use std::process::Command;
 
 use crate::support::{Frames, bin, repo, write_frames};
 
+/// Runs `tests/sql/SCRIPT` with the test Python and `args`; its stdout (it must succeed).
+pub fn run_script<S: AsRef<std::ffi::OsStr>>(python: &str, script: &str, args: &[S]) -> String {
+    let out = Command::new(python)
+        .arg(repo().join("tests/sql").join(script))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// The Python with DuckDB that `scripts/test` prepares, or None (then the test is skipped
 /// outside CI and fails under `CI=true`).
 pub fn python() -> Option<String> {

@@ -565,26 +565,12 @@ sinks:
             let (secs, sent, delivered) = run(&ingest, &[], false);
             assert_eq!(delivered, sent, "every trade delivered");
             write.entry(f).or_default().push(sent as f64 / secs);
-            let bars = format!(
-                "name: bars
-sources:
-  trades: {{ type: kafka, brokers: \"{brokers}\", topic: {topic}, group_id: bench-{stamp}-{n}, {} }}
-steps:
-  bars_1m:
-    type: window
-    input: trades
-    window: {{ type: tumbling, size: 1m }}
-    aggregates:
-      open: {{ fn: first, field: price }}
-      close: {{ fn: last, field: price }}
-      volume: {{ fn: sum, field: volume }}
-      vwap: {{ fn: vwap }}
-      trades: {{ fn: count }}
-sinks:
-  out: {{ type: parquet, input: bars_1m, path: {} }}
-",
-                format_of(f),
-                dir.join(format!("format-bars-{stamp}-{n}")).display()
+            let bars = bars_spec(
+                &format!(
+                    "type: kafka, brokers: \"{brokers}\", topic: {topic}, group_id: bench-{stamp}-{n}, {}",
+                    format_of(f)
+                ),
+                &dir.join(format!("format-bars-{stamp}-{n}")),
             );
             let (secs, got, _) = run(&bars, &[], true);
             assert_eq!(got, trades, "every trade read");
@@ -642,26 +628,12 @@ fn layouts(
     for _ in 0..repeat {
         for layout in names {
             n += 1;
-            let bars = format!(
-                "name: bars
-sources:
-  trades: {{ type: kafka, brokers: \"{brokers}\", topic: {}, group_id: bench-{stamp}-{n} }}
-steps:
-  bars_1m:
-    type: window
-    input: trades
-    window: {{ type: tumbling, size: 1m }}
-    aggregates:
-      open: {{ fn: first, field: price }}
-      close: {{ fn: last, field: price }}
-      volume: {{ fn: sum, field: volume }}
-      vwap: {{ fn: vwap }}
-      trades: {{ fn: count }}
-sinks:
-  out: {{ type: parquet, input: bars_1m, path: {} }}
-",
-                topics[layout],
-                dir.join(format!("layout-bars-{stamp}-{n}")).display()
+            let bars = bars_spec(
+                &format!(
+                    "type: kafka, brokers: \"{brokers}\", topic: {}, group_id: bench-{stamp}-{n}",
+                    topics[layout]
+                ),
+                &dir.join(format!("layout-bars-{stamp}-{n}")),
             );
             let (secs, got, _) = run(&bars, &[], true);
             assert_eq!(got, trades, "{layout}: every trade read");
@@ -677,4 +649,28 @@ sinks:
             100.0 * m / canonical
         );
     }
+}
+
+/// A Kafka source (`source`: its settings) → 1-minute bars → Parquet under `out`.
+fn bars_spec(source: &str, out: &std::path::Path) -> String {
+    format!(
+        "name: bars
+sources:
+  trades: {{ {source} }}
+steps:
+  bars_1m:
+    type: window
+    input: trades
+    window: {{ type: tumbling, size: 1m }}
+    aggregates:
+      open: {{ fn: first, field: price }}
+      close: {{ fn: last, field: price }}
+      volume: {{ fn: sum, field: volume }}
+      vwap: {{ fn: vwap }}
+      trades: {{ fn: count }}
+sinks:
+  out: {{ type: parquet, input: bars_1m, path: {} }}
+",
+        out.display()
+    )
 }

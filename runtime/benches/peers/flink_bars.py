@@ -28,14 +28,11 @@ started = time.perf_counter()
 import pyarrow as pa  # noqa: E402
 import pyarrow.csv as pcsv  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
-from pyflink.common import Configuration  # noqa: E402
 from pyflink.datastream import RuntimeExecutionMode, StreamExecutionEnvironment  # noqa: E402
 from pyflink.table import DataTypes, Schema, StreamTableEnvironment  # noqa: E402
 
 path, out = sys.argv[1], sys.argv[2]
-config = Configuration()
-config.set_string("table.local-time-zone", "UTC")
-env = StreamExecutionEnvironment.get_execution_environment(config)
+env = StreamExecutionEnvironment.get_execution_environment()
 env.set_parallelism(2)
 env.set_runtime_mode(RuntimeExecutionMode.STREAMING)
 env.enable_checkpointing(60_000)  # the final checkpoint commits the sink's files
