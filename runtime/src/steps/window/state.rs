@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use compact_str::CompactString;
 
-use super::aggregate::Acc;
+use super::aggregate::{Acc, AccPool};
 use super::input::{WindowRecord, WindowRow};
 use crate::base::calendar::{Align, AlignCache};
 use crate::base::record::{Row, Value};
@@ -199,7 +199,15 @@ pub struct WindowState {
     kind: WindowKind,
     allowed: i64,
     aggs: Vec<AggregatePlan>,
+    /// Each key's windows, sorted by start (except sessions). A key whose windows have all gone
+    /// keeps its entry, empty, until the next firing round: most keys trade again by then, and
+    /// dropping and re-making the entry (and its vector) each window was a visible cost at many
+    /// keys with few records each.
     keys: HashMap<CompactString, Vec<Win>, foldhash::fast::RandomState>,
+    /// Keys with at least one window.
+    open_keys: usize,
+    /// Accumulator vectors of expired windows, reused by new ones.
+    pool: AccPool,
     dirty: Vec<(CompactString, i64)>,
     stats: WindowStats,
     /// No window fires or expires before this time (a lower bound): `fire_until` returns at
@@ -245,6 +253,8 @@ impl WindowState {
             allowed: node.allowed_lateness_ms,
             aggs,
             keys: HashMap::default(),
+            open_keys: 0,
+            pool: AccPool::default(),
             dirty: Vec::new(),
             stats: WindowStats::default(),
             next_due: i64::MAX,
@@ -294,6 +304,7 @@ impl WindowState {
             Some(w) => w,
             None => self.keys.entry(t.key_owned()).or_default(),
         };
+        let was_open = !wins.is_empty();
         for &(start, end) in windows {
             if start < self.min_start {
                 break; // and every earlier window too
@@ -338,7 +349,7 @@ impl WindowState {
                         Win {
                             start,
                             end,
-                            acc: Acc::new(&self.aggs, t),
+                            acc: self.pool.acc(&self.aggs, t),
                             fired: false,
                             revision: i64::from(refilled),
                             dirty: false,
@@ -356,6 +367,9 @@ impl WindowState {
                 }
             }
         }
+        if !was_open && !wins.is_empty() {
+            self.open_keys += 1;
+        }
         if kept { None } else { late_end }
     }
 
@@ -368,6 +382,9 @@ impl WindowState {
             Some(w) => w,
             None => self.keys.entry(t.key_owned()).or_default(),
         };
+        if wins.is_empty() {
+            self.open_keys += 1;
+        }
         // Open sessions (not fired, not yet closed by the watermark) that touch [start, end].
         let mut touching: Vec<usize> = (0..wins.len())
             .filter(|&i| {
@@ -382,7 +399,7 @@ impl WindowState {
             0 => wins.push(Win {
                 start,
                 end,
-                acc: Acc::new(&self.aggs, t),
+                acc: self.pool.acc(&self.aggs, t),
                 fired: false,
                 revision: 0,
                 dirty: false,
@@ -405,7 +422,7 @@ impl WindowState {
                 let mut rest: Vec<usize> = touching[1..].to_vec();
                 rest.sort_unstable_by(|a, b| b.cmp(a));
                 for i in rest {
-                    wins.swap_remove(i);
+                    self.pool.recycle(wins.swap_remove(i).acc);
                 }
             }
         }
@@ -424,7 +441,11 @@ impl WindowState {
         let (mut filled, mut real) = (0, 0);
         let aggs = &self.aggs[..layout.n_aggs];
         let mut fill = self.fill.as_mut();
+        let (pool, open_keys) = (&mut self.pool, &mut self.open_keys);
         self.keys.retain(|key, wins| {
+            if wins.is_empty() {
+                return false; // idle for a whole round
+            }
             for w in wins.iter_mut() {
                 if !w.fired && w.end <= upto {
                     w.fired = true;
@@ -464,8 +485,13 @@ impl WindowState {
                 }
                 continue_due(w, allowed, upto, &mut next_due);
             }
-            wins.retain(|w| !(w.fired && w.end.saturating_add(allowed) <= upto));
-            !wins.is_empty()
+            for gone in wins.extract_if(.., |w| w.fired && w.end.saturating_add(allowed) <= upto) {
+                pool.recycle(gone.acc);
+            }
+            if wins.is_empty() {
+                *open_keys -= 1;
+            }
+            true
         });
         if let Some(fl) = fill {
             // Every key filled up to the watermark; a key is forgotten once `fill_for` has passed.
@@ -494,13 +520,7 @@ impl WindowState {
         self.next_due = next_due;
         self.stats.fired += real;
         self.stats.filled += filled;
-        // Rows start with the key: (start, key) order.
-        let key_of = |r: &Row| match r.first() {
-            Some(Value::Str(s)) => s.as_str().to_owned(),
-            _ => String::new(),
-        };
-        fired.sort_by_cached_key(|(start, row)| (*start, key_of(row)));
-        out.extend(fired.into_iter().map(|(_, r)| r));
+        in_start_and_key_order(fired, out);
     }
 
     /// Rows for fired windows that late records changed since the last call (revision + 1).
@@ -541,6 +561,7 @@ impl WindowState {
             .filter(|w| !w.fired)
             .count() as u64;
         self.keys.clear();
+        self.open_keys = 0;
         self.dirty.clear();
         if let Some(f) = self.fill.as_mut() {
             f.keys.clear();
@@ -550,7 +571,7 @@ impl WindowState {
 
     /// No window open and no key being filled.
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty() && self.fill.as_ref().is_none_or(|f| f.keys.is_empty())
+        self.open_keys == 0 && self.fill.as_ref().is_none_or(|f| f.keys.is_empty())
     }
 
     /// Each key's gap filling, grouped by key group (for checkpoints).
@@ -581,7 +602,7 @@ impl WindowState {
     ) -> std::collections::BTreeMap<u32, Vec<(CompactString, &Vec<Win>)>> {
         let mut out: std::collections::BTreeMap<u32, Vec<(CompactString, &Vec<Win>)>> =
             Default::default();
-        for (k, wins) in &self.keys {
+        for (k, wins) in self.keys.iter().filter(|(_, w)| !w.is_empty()) {
             out.entry(group_of(k)).or_default().push((k.clone(), wins));
         }
         out
@@ -595,12 +616,48 @@ impl WindowState {
             if !session {
                 wins.sort_by_key(|w| w.start);
             }
-            self.keys.insert(k, wins);
+            let now_open = !wins.is_empty();
+            let was_open = self.keys.insert(k, wins).is_some_and(|w| !w.is_empty());
+            self.open_keys = self.open_keys + usize::from(now_open) - usize::from(was_open);
         }
     }
 
     pub fn take_stats(&mut self) -> WindowStats {
         std::mem::take(&mut self.stats)
+    }
+}
+
+/// Appends `fired`'s rows ordered by (window start, key), as they were for equal ones.
+///
+/// NB: sorted by the key's first 16 bytes as a number, and by the whole key only where those
+/// tie: comparing the strings themselves was a visible share of the run at many keys.
+fn in_start_and_key_order(mut fired: Vec<(i64, Row)>, out: &mut Vec<Row>) {
+    let prefix = |key: &str| {
+        let mut b = [0u8; 16];
+        let n = key.len().min(16);
+        b[..n].copy_from_slice(&key.as_bytes()[..n]);
+        u128::from_be_bytes(b)
+    };
+    let mut order: Vec<(i64, u128, usize)> = fired
+        .iter()
+        .enumerate()
+        .map(|(i, (start, row))| (*start, prefix(key_of(row)), i))
+        .collect();
+    order.sort_unstable_by(|a, b| {
+        (a.0, a.1)
+            .cmp(&(b.0, b.1))
+            .then_with(|| key_of(&fired[a.2].1).cmp(key_of(&fired[b.2].1)))
+            .then(a.2.cmp(&b.2))
+    });
+    out.reserve(order.len());
+    out.extend(order.iter().map(|&(_, _, i)| std::mem::take(&mut fired[i].1)));
+}
+
+/// The key a window's row starts with.
+fn key_of(r: &Row) -> &str {
+    match r.first() {
+        Some(Value::Str(s)) => s.as_str(),
+        _ => "",
     }
 }
 

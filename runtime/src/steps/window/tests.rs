@@ -401,3 +401,110 @@ fn market_time_gaps_are_filled_within_sessions_only() {
         ]
     );
 }
+
+#[test]
+fn keys_that_go_quiet_and_trade_again_start_every_window_afresh() {
+    use AggregateFn::*;
+    // Keys trade in some minutes and not in others, so their entries go idle, are kept for a
+    // round or forgotten, and their accumulator vectors are reused by other windows.
+    let mut s = WindowState::new(&node(
+        WindowKind::Tumbling { size: 60_000 },
+        0,
+        &[
+            (Count, TradeField::Price),
+            (Sum, TradeField::Volume),
+            (First, TradeField::Price),
+        ],
+    ));
+    // The oracle: (window start, key) → (count, volume, first price), summed by hand.
+    let mut expected: std::collections::BTreeMap<(i64, String), (i64, f64, f64)> =
+        Default::default();
+    let (mut rows, mut seq) = (Vec::new(), 0u64);
+    for m in 0..30i64 {
+        let start = m * 60_000;
+        rows.extend(fire(&mut s, start));
+        if m % 10 == 9 {
+            assert!(s.is_empty(), "minute {m}: nothing open after a quiet minute");
+            continue; // every key quiet
+        }
+        for k in 0..8i64 {
+            if (k * 7 + m * 3) % 5 < 2 {
+                continue;
+            }
+            for j in 0..=((k + m) % 3) {
+                seq += 1;
+                let (price, volume) = ((k * 100 + m) as f64 + j as f64 / 4.0, (j + 1) as f64);
+                let key = format!("K{k}");
+                s.add(&trade(&key, price, volume, start + j * 1_000 + k, seq, start));
+                let e = expected.entry((start, key)).or_insert((0, 0.0, price));
+                e.0 += 1;
+                e.1 += volume;
+            }
+        }
+    }
+    rows.extend(fire(&mut s, i64::MAX));
+    assert!(s.is_empty());
+    assert!(s.snapshot(|_| 0).is_empty(), "idle keys are not checkpointed");
+    let got: Vec<(i64, String, i64, f64, f64)> = rows
+        .iter()
+        .map(|r| match &r[..] {
+            [
+                Value::Str(k),
+                Value::Ts(start),
+                Value::Ts(_),
+                Value::I64(n),
+                Value::F64(v),
+                Value::F64(p),
+            ] => (*start, k.to_string(), *n, *v, *p),
+            other => panic!("unexpected row {other:?}"),
+        })
+        .collect();
+    let want: Vec<(i64, String, i64, f64, f64)> = expected
+        .into_iter()
+        .map(|((start, k), (n, v, p))| (start, k, n, v, p))
+        .collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn fired_rows_come_in_start_then_key_order_for_any_keys() {
+    use AggregateFn::*;
+    let mut s = WindowState::new(&node(
+        WindowKind::Tumbling { size: 60_000 },
+        0,
+        &[(Count, TradeField::Price)],
+    ));
+    // Keys that tie on their first 16 bytes, keys that are prefixes of others, multi-byte UTF-8.
+    let keys = [
+        "BINANCE:BTCUSDT_PERP",
+        "BINANCE:BTCUSDT_",
+        "BINANCE:BTCUSDT",
+        "BINANCE:BTCUSDT_A",
+        "BINANCE:BTCUSDT_PERPETUAL",
+        "AAPL",
+        "A",
+        "Ä",
+        "Z",
+        "OANDA:EUR_USD",
+    ];
+    let mut seq = 0;
+    for m in [2i64, 0, 1] {
+        for (i, k) in keys.iter().enumerate() {
+            seq += 1;
+            s.add(&trade(k, 1.0, 1.0, m * 60_000 + i as i64, seq, 0));
+        }
+    }
+    let got: Vec<(i64, String)> = fire(&mut s, i64::MAX)
+        .iter()
+        .map(|r| match (&r[0], &r[1]) {
+            (Value::Str(k), Value::Ts(start)) => (*start, k.to_string()),
+            other => panic!("unexpected row {other:?}"),
+        })
+        .collect();
+    let mut want: Vec<(i64, String)> = [0i64, 1, 2]
+        .iter()
+        .flat_map(|m| keys.iter().map(move |k| (m * 60_000, k.to_string())))
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+}
