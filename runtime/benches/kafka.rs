@@ -32,9 +32,11 @@
 //! (`tests/sql/json_layouts.py produce-file`, Python from `TICKFLOW_TEST_PYTHON`, default
 //! `python3`) writes the same trades to one topic per layout (canonical, `json.dumps` defaults,
 //! keys reversed, extra keys, pretty-printed); then the `kafka` source → bars reads each topic,
-//! alternating, and the medians are compared with the canonical topic's.
+//! alternating, and the medians are compared with the canonical topic's. Use 10 M trades for a
+//! backfill's steady rate: at 2 M a run is one or two fetches per partition, and when those land
+//! decides more than the layout (writing 10 M records takes Python about 3 minutes per layout).
 //!
-//!     cargo bench --bench kafka -- --layouts [--trades 1000000 --repeat 3]
+//!     cargo bench --bench kafka -- --layouts [--trades 10000000 --repeat 3]
 
 use std::collections::BTreeMap;
 use std::process::Command;
