@@ -241,29 +241,10 @@ sinks:
     );
 
     // Bars: tickflow vs the consumer perf tool, on the topic tickflow wrote.
-    let bars = format!(
-        "name: bars
-sources:
-  trades: {{ type: kafka, brokers: \"{brokers}\", topic: {topic}, group_id: bench-{stamp} }}
-steps:
-  bars_1m:
-    type: window
-    input: trades
-    window: {{ type: tumbling, size: 1m }}
-    aggregates:
-      open: {{ fn: first, field: price }}
-      high: {{ fn: max, field: price }}
-      low: {{ fn: min, field: price }}
-      close: {{ fn: last, field: price }}
-      volume: {{ fn: sum, field: volume }}
-      vwap: {{ fn: vwap }}
-      trades: {{ fn: count }}
-sinks:
-  out: {{ type: parquet, input: bars_1m, path: {} }}
-",
-        dir.join(format!("bars-{stamp}")).display()
+    let bars = bars_spec(
+        &format!("type: kafka, brokers: \"{brokers}\", topic: {topic}, group_id: bench-{stamp}"),
+        &dir.join(format!("bars-{stamp}-{{OUT}}")),
     );
-    let bars = bars.replace(&format!("bars-{stamp}"), &format!("bars-{stamp}-{{OUT}}"));
     let (mut ours_all, mut checkpointed_all, mut tool_all) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..repeat {
         let (secs, n, _) = run(&bars.replace("{OUT}", &format!("plain-{i}")), &[], true);
@@ -666,6 +647,8 @@ steps:
     window: {{ type: tumbling, size: 1m }}
     aggregates:
       open: {{ fn: first, field: price }}
+      high: {{ fn: max, field: price }}
+      low: {{ fn: min, field: price }}
       close: {{ fn: last, field: price }}
       volume: {{ fn: sum, field: volume }}
       vwap: {{ fn: vwap }}

@@ -620,20 +620,12 @@ fn peers(file: &Path, dir: &Path, trades: u64, runs: usize) {
             );
             let t = started.elapsed().as_secs_f64();
             let _ = std::fs::remove_dir_all(&out);
-            let duck = Command::new(&python)
-                .arg(&script)
-                .arg(path)
-                .args(["--once", "2"])
-                .output()
-                .unwrap();
-            assert!(
-                duck.status.success(),
-                "{}",
-                String::from_utf8_lossy(&duck.stderr)
+            let parts = run_python(
+                &python,
+                &script,
+                [path.as_os_str(), "--once".as_ref(), "2".as_ref()],
             );
-            let line = String::from_utf8_lossy(&duck.stdout).to_string();
-            let parts: Vec<&str> = line.split_whitespace().collect();
-            version = parts[0].to_string();
+            version = parts[0].clone();
             let d: f64 = parts[2].parse().unwrap();
             ours.push(t);
             theirs.push(d);
@@ -652,25 +644,37 @@ fn peers(file: &Path, dir: &Path, trades: u64, runs: usize) {
     }
 }
 
+/// Runs a peer's Python `script` with `args`; the words it printed (the bench fails with the
+/// script's stderr if it fails).
+fn run_python<'a>(
+    python: &Path,
+    script: &Path,
+    args: impl IntoIterator<Item = &'a std::ffi::OsStr>,
+) -> Vec<String> {
+    let out = Command::new(python)
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
 /// The same as-of join in DuckDB (`benches/duckdb_asof.py`, 2 threads, engine time: from the
 /// query's start to the written Parquet file), against tickflow's whole process.
 fn asof_peer(file: &Path, trades: u64, ours: f64, runs: usize) {
     let python = peers_python();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/duckdb_asof.py");
-    let duck = Command::new(&python)
-        .arg(&script)
-        .arg(file)
-        .arg(runs.to_string())
-        .output()
-        .unwrap();
-    assert!(
-        duck.status.success(),
-        "{}",
-        String::from_utf8_lossy(&duck.stderr)
-    );
-    let line = String::from_utf8_lossy(&duck.stdout).to_string();
-    let parts: Vec<&str> = line.split_whitespace().collect();
-    let (version, secs, rows) = (parts[0], parts[1].parse::<f64>().unwrap(), parts[2]);
+    let runs = runs.to_string();
+    let parts = run_python(&python, &script, [file.as_os_str(), runs.as_ref()]);
+    let (version, secs, rows) = (&parts[0], parts[1].parse::<f64>().unwrap(), &parts[2]);
     let theirs = trades as f64 / secs;
     println!(
         "asof peers: tickflow 2 workers {ours:>10.0} trades/s (whole process); DuckDB {version} 2 threads {theirs:>10.0} trades/s ({secs:.3} s engine time, {rows} rows): tickflow / DuckDB = {:.2} (target ≥ 1.0, aim 1.5)",
