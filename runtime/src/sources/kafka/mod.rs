@@ -295,8 +295,14 @@ pub(super) fn kafka_stream<'scope>(
                 let consumer = Arc::new(consumer);
                 for s in states.iter_mut() {
                     s.queue = consumer.split_partition_queue(&cfg.topic, s.partition);
+                    // A split queue is only read through its batch handle: without one, its
+                    // records would never be read.
                     if s.queue.is_some() {
-                        s.batch = batch::BatchQueue::of(&consumer, &cfg.topic, s.partition);
+                        s.batch = Some(
+                            batch::BatchQueue::of(&consumer, &cfg.topic, s.partition).ok_or_else(
+                                || anyhow::anyhow!("partition {} of `{}`: librdkafka gave no queue to read", s.partition, cfg.topic),
+                            )?,
+                        );
                     }
                 }
                 Ok((consumer, states))
