@@ -69,6 +69,7 @@ pub struct RunSummary {
 
 /// Runs `plan` to completion (bounded sources) or until `opts.stop` is set.
 pub fn run(plan: Plan, opts: RunOptions) -> Result<RunSummary> {
+    crate::worker::malloc::tune();
     // Worker threads of this process, and of the whole computation.
     let threads = opts.workers.max(1);
     let workers = opts
