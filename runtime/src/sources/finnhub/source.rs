@@ -206,6 +206,8 @@ pub(super) fn finnhub_stream<'scope>(
             let mut last_trade = Instant::now();
             let mut invalid: Vec<InvalidTrade> = Vec::new();
             let mut batch: Vec<Trade> = Vec::new();
+            // One frame's trades from the fast path (which adds them only when it takes the frame).
+            let mut fast_trades: Vec<protocol::ValidTrade> = Vec::new();
             let step_stats = ctx.metrics.step(&name, "source");
             let source_stats = ctx.metrics.source(&name);
             let websocket = ctx
@@ -289,7 +291,11 @@ pub(super) fn finnhub_stream<'scope>(
                             conditions: t.conditions,
                         });
                     };
-                    if fast::parse_trade_frame(text.as_bytes(), &mut push).is_none() {
+                    if fast::parse_trade_frame(text.as_bytes(), &mut fast_trades).is_some() {
+                        for (index, t) in fast_trades.drain(..).enumerate() {
+                            push(index, t);
+                        }
+                    } else {
                         invalid.clear();
                         match protocol::parse_frame(text.as_str(), &mut push, &mut invalid) {
                             Ok(FrameKind::Trades(_)) => {}

@@ -564,6 +564,8 @@ fn parse_block(
     let mut rejects = Vec::new();
     let mut invalid: Vec<InvalidTrade> = Vec::new();
     let mut max_ts = i64::MIN;
+    // One frame's trades from the fast path (which adds them only when it takes the frame).
+    let mut fast_trades: Vec<ValidTrade> = Vec::new();
     let (mut lines, mut pings, mut errors, mut others) = (0u32, 0u64, 0u64, 0u64);
     let mut push = |line_no: u32,
                     index: usize,
@@ -600,11 +602,10 @@ fn parse_block(
         if line.is_empty() {
             continue;
         }
-        if fast::parse_trade_frame(line, &mut |i, t| {
-            push(line_no, i, t, &mut max_ts, &mut future)
-        })
-        .is_some()
-        {
+        if fast::parse_trade_frame(line, &mut fast_trades).is_some() {
+            for (i, t) in fast_trades.drain(..).enumerate() {
+                push(line_no, i, t, &mut max_ts, &mut future);
+            }
             if !future.is_empty() {
                 let text = String::from_utf8_lossy(line);
                 for (index, ts) in future.drain(..) {
