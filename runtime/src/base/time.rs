@@ -14,6 +14,18 @@ pub fn quantize(wm: i64, quantum: u64) -> u64 {
     }
 }
 
+/// The watermarks that [`quantize`] maps to `t` (a quantized time): `lo..hi`. Time 0 also
+/// holds every watermark at or below 0.
+#[inline]
+pub fn quantum_bounds(t: u64, quantum: u64) -> (i64, i64) {
+    let hi = t.saturating_add(quantum).min(i64::MAX as u64) as i64;
+    if t == 0 {
+        (i64::MIN, hi)
+    } else {
+        (t as i64, hi)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -24,6 +36,32 @@ mod tests {
         assert_eq!(quantize(59_999, 60_000), 0);
         assert_eq!(quantize(60_000, 60_000), 60_000);
         assert_eq!(quantize(1_700_000_012_345, 1000), 1_700_000_012_000);
+    }
+
+    #[test]
+    fn bounds_hold_exactly_the_watermarks_that_round_to_a_time() {
+        for quantum in [1u64, 7, 1000, 60_000] {
+            for wm in [i64::MIN, -5, 0, 1, 6, 7, 59_999, 60_000, 1_700_000_012_345] {
+                let t = quantize(wm, quantum);
+                let (lo, hi) = quantum_bounds(t, quantum);
+                assert!(
+                    (lo..hi).contains(&wm),
+                    "{wm} in bounds of {t} (quantum {quantum})"
+                );
+                for other in [
+                    wm.saturating_sub(quantum as i64),
+                    wm.saturating_add(quantum as i64),
+                    lo.saturating_sub(1),
+                    hi,
+                ] {
+                    assert_eq!(
+                        (lo..hi).contains(&other),
+                        quantize(other, quantum) == t,
+                        "{other} against time {t} (quantum {quantum})"
+                    );
+                }
+            }
+        }
     }
 }
 

@@ -29,7 +29,7 @@ use timely::dataflow::operators::generic::operator::source;
 use timely::dataflow::{Scope, StreamVec};
 
 use crate::cluster::ControlMsg;
-use crate::base::time::quantize;
+use crate::base::time::{quantize, quantum_bounds};
 use crate::metrics::Metrics;
 use crate::base::record::Trade;
 use crate::sources::SourceBuildCx;
@@ -405,11 +405,17 @@ pub(super) fn replay_stream<'scope>(
                         // frontier passes — 4 GB for 100 ms windows on a 20k-trade file.)
                         let all = std::mem::take(&mut block.trades);
                         let mut runs: Vec<(u64, usize)> = Vec::new();
+                        // A run's trades are those whose watermark rounds to its time: compared
+                        // against the run's bounds, not divided trade by trade.
+                        let mut bounds = (i64::MAX, i64::MIN);
                         for x in &all {
-                            let t = quantize(x.wm, quantum);
                             match runs.last_mut() {
-                                Some((rt, n)) if *rt == t => *n += 1,
-                                _ => runs.push((t, 1)),
+                                Some((_, n)) if (bounds.0..bounds.1).contains(&x.wm) => *n += 1,
+                                _ => {
+                                    let t = quantize(x.wm, quantum);
+                                    bounds = quantum_bounds(t, quantum);
+                                    runs.push((t, 1));
+                                }
                             }
                         }
                         let mut trades = all.into_iter();
