@@ -389,6 +389,22 @@ impl<'a, const LENIENT: bool> Cursor<'a, LENIENT> {
         valid_symbol(&s).then(|| CompactString::from(s.as_ref()))
     }
 
+    /// Trade conditions: `null` or a list of strings, joined with commas.
+    #[inline]
+    fn conditions(&mut self) -> Option<CompactString> {
+        let mut codes = CompactString::default();
+        if self.eat(b"null").is_none() {
+            self.list(|c| {
+                if !codes.is_empty() {
+                    codes.push(',');
+                }
+                codes.push_str(&c.short_string()?);
+                Some(())
+            })?;
+        }
+        Some(codes)
+    }
+
     /// A short string of printable ASCII without escapes (symbols, condition codes), scanned
     /// inline; anything else through [`Self::string`].
     #[inline]
@@ -517,7 +533,7 @@ fn frame<const LENIENT: bool>(c: &mut Cursor<'_, LENIENT>, out: &mut Vec<ValidTr
             c.token(b":")?;
             c.ws();
             c.list(|c| {
-                out.push(trade(c)?);
+                out.push(any_trade(c)?);
                 Some(())
             })?;
             listed = true;
@@ -565,9 +581,73 @@ pub fn parse_trade_object(bytes: &[u8]) -> Option<ValidTrade> {
 
 fn object<const LENIENT: bool>(c: &mut Cursor<'_, LENIENT>) -> Option<ValidTrade> {
     c.ws();
-    let t = trade(c)?;
+    let t = any_trade(c)?;
     c.ws();
     (c.i == c.b.len()).then_some(t)
+}
+
+/// A trade object: in the usual layout through [`trade_in_order`], otherwise (or when that
+/// stops) parsed again from its start by [`trade`].
+#[inline]
+fn any_trade<const LENIENT: bool>(c: &mut Cursor<LENIENT>) -> Option<ValidTrade> {
+    let start = c.i;
+    if let Some(t) = trade_in_order(c) {
+        return Some(t);
+    }
+    c.i = start;
+    trade(c)
+}
+
+/// A trade in the layout the feed and most producers write: keys `c` (optional), `p`, `s`, `t`,
+/// `v` in this order, separated as compact JSON does (`,` and `:`) or, when `LENIENT`, as
+/// Python's `json.dumps` does (`, ` and `: `). Each key with its separators is one literal
+/// compared at once, instead of a key read, matched and checked against repeats. `None` when the
+/// trade is laid out otherwise, or is one [`trade`] gives up on too: the caller parses it again
+/// with [`trade`], which decides.
+#[inline]
+fn trade_in_order<const LENIENT: bool>(c: &mut Cursor<LENIENT>) -> Option<ValidTrade> {
+    let conditions = if c
+        .eat(if LENIENT { b"{\"c\": " } else { b"{\"c\":" })
+        .is_some()
+    {
+        let codes = c.conditions()?;
+        c.eat(if LENIENT { b", \"p\": " } else { b",\"p\":" })?;
+        codes
+    } else {
+        c.eat(if LENIENT { b"{\"p\": " } else { b"{\"p\":" })?;
+        CompactString::default()
+    };
+    let price = c.float()?;
+    c.eat(if LENIENT { b", \"s\": " } else { b",\"s\":" })?;
+    let symbol = c.symbol()?;
+    c.eat(if LENIENT { b", \"t\": " } else { b",\"t\":" })?;
+    let ts = c.millis()?;
+    c.eat(if LENIENT { b", \"v\": " } else { b",\"v\":" })?;
+    let volume = c.float()?;
+    c.eat(b"}")?;
+    valid(price, symbol, ts, volume, conditions)
+}
+
+/// The trade, if its values are valid (the symbol is checked by [`Cursor::symbol`]).
+#[inline]
+fn valid(
+    price: f64,
+    symbol: CompactString,
+    ts: i64,
+    volume: f64,
+    conditions: CompactString,
+) -> Option<ValidTrade> {
+    (price > 0.0
+        && price <= MAX_VALUE
+        && (0.0..=MAX_VALUE).contains(&volume)
+        && (0..=MAX_TS).contains(&ts))
+    .then_some(ValidTrade {
+        symbol,
+        price,
+        volume,
+        ts,
+        conditions,
+    })
 }
 
 #[inline]
@@ -590,19 +670,7 @@ fn trade<const LENIENT: bool>(c: &mut Cursor<LENIENT>) -> Option<ValidTrade> {
             b'v' if v.is_none() => v = Some(c.float()?),
             b's' if s.is_none() => s = Some(c.symbol()?),
             b't' if t.is_none() => t = Some(c.millis()?),
-            b'c' if cond.is_none() => {
-                let mut codes = CompactString::default();
-                if c.eat(b"null").is_none() {
-                    c.list(|c| {
-                        if !codes.is_empty() {
-                            codes.push(',');
-                        }
-                        codes.push_str(&c.short_string()?);
-                        Some(())
-                    })?;
-                }
-                cond = Some(codes);
-            }
+            b'c' if cond.is_none() => cond = Some(c.conditions()?),
             // A repeated one: the general parser keeps the last, which the fast path leaves to it.
             b'p' | b'v' | b's' | b't' | b'c' => return None,
             _ => c.skip_value(0)?,
@@ -617,21 +685,7 @@ fn trade<const LENIENT: bool>(c: &mut Cursor<LENIENT>) -> Option<ValidTrade> {
             _ => return None,
         }
     }
-    let (price, symbol, ts, volume) = (p?, s?, t?, v?);
-    if !(price > 0.0
-        && price <= MAX_VALUE
-        && (0.0..=MAX_VALUE).contains(&volume)
-        && (0..=MAX_TS).contains(&ts))
-    {
-        return None;
-    }
-    Some(ValidTrade {
-        symbol,
-        price,
-        volume,
-        ts,
-        conditions: cond.unwrap_or_default(),
-    })
+    valid(p?, s?, t?, v?, cond.unwrap_or_default())
 }
 
 /// The fast path's contract, checkable on any bytes: when it accepts `frame`, the general
@@ -857,9 +911,17 @@ mod tests {
                     3 => fields.push(("p".into(), "2".into())),
                     _ => {}
                 }
-                let sep = if rng.random_bool(0.05) { ", " } else { "," };
-                let body: Vec<String> =
-                    fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+                // Now and then a space after every comma, and also after every colon as
+                // `json.dumps` writes them (the in-order layouts the fast path tries first).
+                let (sep, colon) = match rng.random_range(0..20) {
+                    0 => (", ", ":"),
+                    1 | 2 => (", ", ": "),
+                    _ => (",", ":"),
+                };
+                let body: Vec<String> = fields
+                    .iter()
+                    .map(|(k, v)| format!("\"{k}\"{colon}{v}"))
+                    .collect();
                 trades.push(format!("{{{}}}", body.join(sep)));
             }
             let kind = if rng.random_bool(0.95) {
@@ -935,6 +997,45 @@ mod tests {
 
     /// The fast float parse gives the bits the standard library's parse gives, on random
     /// decimals of every length and scale (and the edges of the exact range).
+    #[test]
+    fn trades_in_the_usual_order_and_their_near_misses_agree_with_the_general_parser() {
+        let trades = [
+            r#"{"c":["1","12"],"p":189.52,"s":"AAPL","t":1700000000123,"v":100}"#,
+            r#"{"c":null,"p":1,"s":"A","t":0,"v":0}"#,
+            r#"{"p":1.5,"s":"BINANCE:BTCUSDT","t":1700000000123,"v":0.25}"#,
+            r#"{"c": ["1", "12"], "p": 189.52, "s": "AAPL", "t": 1700000000123, "v": 100}"#,
+            r#"{"p": 1.5, "s": "A", "t": 1, "v": 2}"#,
+            // Near misses: each must end as the general parser decides.
+            r#"{"p":1,"s":"A","t":1,"v":1,"x":2}"#,
+            r#"{"p":1,"s":"A","t":1,"v":1,"p":2}"#,
+            r#"{"c":[],"c":null,"p":1,"s":"A","t":1,"v":1}"#,
+            r#"{"p":-1,"s":"A","t":1,"v":1}"#,
+            r#"{"p":1,"s":"","t":1,"v":1}"#,
+            r#"{"p":1,"s":"AB","t":1,"v":1}"#,
+            r#"{"p":1,"s":"A","t":1.5,"v":1}"#,
+            r#"{"p":1,"s":"A","t":01,"v":1}"#,
+            r#"{"p":1e2,"s":"A","t":1,"v":1e400}"#,
+            r#"{"p":1,"s":"A","t":1,"v":1 }"#,
+            r#"{"p": 1,"s":"A","t":1,"v":1}"#,
+            r#"{"p":1, "s":"A","t":1,"v":1}"#,
+            r#"{"p":1,"s":"A","t":1}"#,
+            r#"{"s":"A","p":1,"t":1,"v":1}"#,
+        ];
+        for t in trades {
+            for frame in [
+                format!(r#"{{"data":[{t}],"type":"trade"}}"#),
+                format!(r#"{{"data": [{t}, {t}], "type": "trade"}}"#),
+            ] {
+                assert_eq!(differs_from_general(frame.as_bytes()), None, "{frame}");
+            }
+        }
+        // The usual layouts are taken, compact and as json.dumps writes them.
+        for t in &trades[..5] {
+            let frame = format!(r#"{{"data":[{t}],"type":"trade"}}"#);
+            assert!(fast(&frame).is_some_and(|v| v.len() == 1), "{frame}");
+        }
+    }
+
     #[test]
     fn eight_digits_at_once_agree_with_parsing_them_one_by_one() {
         use rand::{Rng, SeedableRng};
