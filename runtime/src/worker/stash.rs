@@ -27,7 +27,13 @@ pub fn stash_stamp<D>(
     let mut n = 0;
     for batch in data {
         n += batch.len();
-        entry.1.append(batch);
+        if entry.1.is_empty() {
+            // The first records of a time: their vector is taken over, not copied (a source's
+            // whole run arrives in one when nothing is exchanged).
+            std::mem::swap(&mut entry.1, batch);
+        } else {
+            entry.1.append(batch);
+        }
     }
     n
 }

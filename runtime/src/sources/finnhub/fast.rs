@@ -30,7 +30,9 @@ struct Cursor<'a, const LENIENT: bool> {
 }
 
 impl<'a, const LENIENT: bool> Cursor<'a, LENIENT> {
-    #[inline]
+    // NB: always inlined, so that comparing with a literal is a few word compares, not a call of
+    // `memcmp` with a length unknown at compile time.
+    #[inline(always)]
     fn eat(&mut self, lit: &[u8]) -> Option<()> {
         if self.b.get(self.i..self.i + lit.len())? == lit {
             self.i += lit.len();
@@ -369,6 +371,17 @@ impl<'a, const LENIENT: bool> Cursor<'a, LENIENT> {
         }
         let start = self.i + 1;
         let mut j = start;
+        // Eight bytes at a time up to the first one that is not printable ASCII or is a quote
+        // or a backslash; the byte loop below decides what that byte is.
+        while let Some(w) = b.get(j..j + 8).and_then(|w| w.try_into().ok()) {
+            match special_byte(u64::from_le_bytes(w)) {
+                Some(k) => {
+                    j += k;
+                    break;
+                }
+                None => j += 8,
+            }
+        }
         while let Some(&c) = b.get(j) {
             match c {
                 b'"' => {
@@ -457,6 +470,25 @@ impl<'a, const LENIENT: bool> Cursor<'a, LENIENT> {
     fn at_whitespace(&self) -> bool {
         matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r'))
     }
+}
+
+/// The index of the first of eight bytes (little-endian in `w`) that is a quote, a backslash, a
+/// control character, DEL or not ASCII; `None` when all eight are other printable ASCII.
+#[inline]
+fn special_byte(w: u64) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // The high bit of each byte that is zero: exact for the lowest such byte (a borrow only
+    // reaches bytes above it), which is all that is used.
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let found = zero(w ^ (ONES * b'"' as u64))
+        | zero(w ^ (ONES * b'\\' as u64))
+        | zero(w ^ (ONES * 0x7f))
+        // Below 0x20: subtracting 0x20 borrows out of the byte (exact for the lowest, as above).
+        | (w.wrapping_sub(ONES * 0x20) & !w & HIGH)
+        // 0x80 and above.
+        | (w & HIGH);
+    (found != 0).then(|| found.trailing_zeros() as usize / 8)
 }
 
 /// The value of eight ASCII digits (`None` if any byte is not one), in a few word operations.
@@ -1033,6 +1065,23 @@ mod tests {
         for t in &trades[..5] {
             let frame = format!(r#"{{"data":[{t}],"type":"trade"}}"#);
             assert!(fast(&frame).is_some_and(|v| v.len() == 1), "{frame}");
+        }
+    }
+
+    #[test]
+    fn special_bytes_are_found_as_a_byte_loop_finds_them() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(16);
+        let special = |c: u8| c == b'"' || c == b'\\' || c < 0x20 || c >= 0x7f;
+        let edges = [0u8, 0x1f, 0x20, 0x21, b'"', b'#', b'[', b'\\', b']', 0x7e, 0x7f, 0x80, 0xff];
+        for _ in 0..300_000 {
+            let bytes: [u8; 8] = std::array::from_fn(|_| match rng.random_range(0..4) {
+                0 => edges[rng.random_range(0..edges.len())],
+                1 => rng.random(),
+                _ => rng.random_range(b'A'..=b'Z'),
+            });
+            let expected = bytes.iter().position(|&c| special(c));
+            assert_eq!(special_byte(u64::from_le_bytes(bytes)), expected, "{bytes:?}");
         }
     }
 
