@@ -11,7 +11,6 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use compact_str::CompactString;
 use timely::dataflow::StreamVec;
-use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::{Capability, Operator};
 
 use crate::base::keys::key_group;
@@ -204,7 +203,8 @@ pub fn in_event_time_order<'scope, O: InOrder>(
     let (key, time) = (how.key, how.time);
     let key_groups = ctx.key_groups as u64;
     let group_of = move |k: &str| key_group(k, key_groups) as u32;
-    let exchange = Exchange::new(move |r: &Row| key_group(key_of(r, key), key_groups));
+    let exchange =
+        crate::worker::batches::exchange(move |r: &Row| key_group(key_of(r, key), key_groups));
     let scope = stream.scope();
     let (worker, peers) = (scope.index(), scope.peers());
     let mut cp = ctx

@@ -13,7 +13,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use compact_str::CompactString;
 use timely::dataflow::StreamVec;
-use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::{Capability, Operator};
 
 use super::AsofJoin;
@@ -217,7 +217,7 @@ pub(super) fn join<'s>(
         .as_ref()
         .map(|c| c.participant(Role::Step, cx.index, worker, Some(cx.input_node)).also_consumes(cx.side_nodes));
     let group_of = move |k: Option<&str>| k.map_or(0, |k| key_group(k, key_groups)) as u32;
-    left.binary_frontier(right, Exchange::new(route), Exchange::new(route), &format!("AsofJoin({name})"), move |initial, info| {
+    left.binary_frontier(right, crate::worker::batches::exchange(route), crate::worker::batches::exchange(route), &format!("AsofJoin({name})"), move |initial, info| {
         let activator = scope.activator_for(info.address);
         // key → (time, order) → the right record's added columns.
         let mut history: HashMap<CompactString, BTreeMap<(i64, u64), Vec<Value>>> = HashMap::default();

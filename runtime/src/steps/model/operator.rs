@@ -11,7 +11,6 @@ use std::time::Instant;
 
 use compact_str::CompactString;
 use timely::dataflow::StreamVec;
-use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::Operator;
 
 use super::config::{ModelStepConfig, OnError, OnNan};
@@ -552,7 +551,7 @@ pub fn model_stream<'scope>(
         .part::<crate::plugins::stats::PluginMetrics>()
         .step(&node.name);
     let step_stats = ctx.metrics.step(&node.name, "model");
-    let exchange = Exchange::new(move |r: &Row| key_group(key_of(r, key), key_groups));
+    let exchange = crate::worker::batches::exchange(move |r: &Row| key_group(key_of(r, key), key_groups));
     let scope = stream.scope();
     let (worker, peers) = (scope.index(), scope.peers());
     let fail = {

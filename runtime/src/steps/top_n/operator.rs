@@ -13,7 +13,6 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use compact_str::CompactString;
 use timely::dataflow::StreamVec;
-use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::{Capability, Operator};
 
 use super::TopN;
@@ -127,7 +126,7 @@ pub fn ranked<'scope>(
     let by_type = step.by.ty();
     let key_groups = ctx.key_groups as u64;
     let per = step.per;
-    let exchange = Exchange::new(move |r: &Row| match r[per] {
+    let exchange = crate::worker::batches::exchange(move |r: &Row| match r[per] {
         Value::Ts(v) => window_group(v, key_groups) as u64,
         _ => 0,
     });

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use timely::dataflow::StreamVec;
-use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::{Capability, Operator};
 
 use super::input::{WindowRecord, WindowRow};
@@ -115,7 +114,7 @@ pub fn window_stream<'scope, R: WindowRecord>(
     let key_groups = ctx.key_groups as u64;
     let group_of = move |key: &str| key_group(key, key_groups) as u32;
     // Keys are routed by key group, so a checkpoint's groups map onto any number of workers.
-    let exchange = Exchange::new(move |t: &R| key_group(t.key(), key_groups));
+    let exchange = crate::worker::batches::exchange(move |t: &R| key_group(t.key(), key_groups));
     // Rows fired by a window are complete `lag` behind the frontier (see `RowInput::lag`).
     let lag = node.rows.as_ref().and_then(|r| r.lag);
     let rows_in = node.rows.is_some();
