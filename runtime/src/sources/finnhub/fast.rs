@@ -430,79 +430,61 @@ impl<'a, const LENIENT: bool> Cursor<'a, LENIENT> {
     #[inline]
     fn short_conditions(&mut self) -> Option<CompactString> {
         const CAP: usize = 24;
-        let b = self.b;
         if self.eat(b"null").is_some() {
             return Some(CompactString::default());
         }
-        self.eat(b"[")?;
-        self.ws();
         let (mut buf, mut n) = ([0u8; CAP], 0);
-        if self.peek()? != b']' {
-            loop {
-                if b.get(self.i) != Some(&b'"') {
-                    return None;
-                }
-                let mut j = self.i + 1;
-                let text = loop {
-                    match *b.get(j)? {
-                        b'"' => break self.i + 1..j,
-                        b'\\' | 0..0x20 | 0x7f.. => return None,
-                        _ => j += 1,
-                    }
-                };
-                let comma = usize::from(n > 0);
-                if n + comma + text.len() > CAP {
-                    return None;
-                }
-                if comma == 1 {
-                    buf[n] = b',';
-                }
-                n += comma;
-                buf[n..n + text.len()].copy_from_slice(&b[text.clone()]);
-                n += text.len();
-                self.i = j + 1;
-                self.ws();
-                match self.peek()? {
-                    b',' => {
-                        self.i += 1;
-                        self.ws();
-                    }
-                    b']' => break,
-                    _ => return None,
-                }
+        self.list(|c| {
+            let text = c.printable()?;
+            let comma = usize::from(n > 0);
+            if n + comma + text.len() > CAP {
+                return None;
             }
-        }
-        self.i += 1;
+            if comma == 1 {
+                buf[n] = b',';
+            }
+            n += comma;
+            buf[n..n + text.len()].copy_from_slice(text);
+            n += text.len();
+            Some(())
+        })?;
         // SAFETY: the buffer holds printable ASCII and commas.
         Some(CompactString::from(unsafe {
             std::str::from_utf8_unchecked(&buf[..n])
         }))
     }
 
-    /// A short string of printable ASCII without escapes (symbols, condition codes), scanned
-    /// inline; anything else through [`Self::string`].
+    /// A string of printable ASCII without escapes, scanned inline: its bytes. `None` for
+    /// anything else.
     #[inline]
-    fn short_string(&mut self) -> Option<Cow<'a, str>> {
+    fn printable(&mut self) -> Option<&'a [u8]> {
         let b = self.b;
         if b.get(self.i) != Some(&b'"') {
             return None;
         }
         let start = self.i + 1;
         let mut j = start;
-        while let Some(&c) = b.get(j) {
-            match c {
+        loop {
+            match *b.get(j)? {
                 b'"' => {
                     self.i = j + 1;
-                    // SAFETY: the bytes before the quote are printable ASCII.
-                    return Some(Cow::Borrowed(unsafe {
-                        std::str::from_utf8_unchecked(&b[start..j])
-                    }));
+                    return Some(&b[start..j]);
                 }
-                b'\\' | 0..0x20 | 0x7f.. => break,
+                b'\\' | 0..0x20 | 0x7f.. => return None,
                 _ => j += 1,
             }
         }
-        self.string()
+    }
+
+    /// A short string: printable ASCII without escapes (symbols, condition codes) scanned
+    /// inline, anything else through [`Self::string`].
+    #[inline]
+    fn short_string(&mut self) -> Option<Cow<'a, str>> {
+        match self.printable() {
+            // SAFETY: printable ASCII is valid UTF-8.
+            Some(s) => Some(Cow::Borrowed(unsafe { std::str::from_utf8_unchecked(s) })),
+            None => self.string(),
+        }
     }
 
     /// A JSON array, `item` parsing each element.
