@@ -94,6 +94,29 @@ impl Column {
         }
     }
 
+    /// [`Self::push`] of each value, the column's type matched once.
+    fn push_all<'v>(&mut self, values: impl Iterator<Item = &'v Value>) {
+        match self {
+            Column::F64(b) => values.for_each(|v| match v {
+                Value::F64(x) => b.append_value(*x),
+                _ => b.append_null(),
+            }),
+            Column::I64(b) => values.for_each(|v| match v {
+                Value::I64(x) => b.append_value(*x),
+                _ => b.append_null(),
+            }),
+            Column::Ts(b) => values.for_each(|v| match v {
+                Value::Ts(x) => b.append_value(*x),
+                _ => b.append_null(),
+            }),
+            Column::Utf8(b) => values.for_each(|v| match v {
+                Value::Str(s) => b.append_value(s),
+                _ => b.append_null(),
+            }),
+            col => values.for_each(|v| col.push(v)),
+        }
+    }
+
     fn finish(&mut self) -> ArrayRef {
         match self {
             Column::Utf8(b) => Arc::new(b.finish()),
@@ -160,6 +183,18 @@ impl ParquetEncoder {
         }
         self.rows += 1;
         if self.columns.first().map(Column::len).unwrap_or(0) >= BATCH_ROWS {
+            self.write_batch()?;
+        }
+        Ok(())
+    }
+
+    /// Pushes `rows` column by column (one type dispatch per column, not per value).
+    pub fn push_rows(&mut self, rows: &[Row]) -> Result<()> {
+        for (c, col) in self.columns.iter_mut().enumerate() {
+            col.push_all(rows.iter().map(|r| r.get(c).unwrap_or(&Value::Null)));
+        }
+        self.rows += rows.len() as u64;
+        if self.rows_buffered() >= BATCH_ROWS {
             self.write_batch()?;
         }
         Ok(())

@@ -268,33 +268,87 @@ impl RollingWriter {
         Ok(std::mem::take(&mut self.pending))
     }
 
-    pub fn push(&mut self, row: &Row) -> Result<()> {
-        let mut key = std::mem::take(&mut self.key);
-        key.clear();
+    /// Pushes `rows` in order, as [`Self::push`] one by one would: runs of rows of one partition
+    /// go to its file together, column by column, in pieces that stop where a file may roll.
+    pub fn push_all(&mut self, rows: &[Row]) -> Result<()> {
+        if !matches!(self.format, Format::Parquet { .. }) {
+            return rows.iter().try_for_each(|r| self.push(r));
+        }
+        let (max_rows, max_bytes) = (self.rolling.max_rows, self.rolling.max_bytes.0);
+        let (mut i, mut next) = (0, String::new());
+        while i < rows.len() {
+            let mut key = std::mem::take(&mut self.key);
+            self.render(&rows[i], &mut key);
+            let mut end = i + 1;
+            while end < rows.len() {
+                self.render(&rows[end], &mut next);
+                if next != key {
+                    break;
+                }
+                end += 1;
+            }
+            while i < end {
+                let file = Self::file(&mut self.open, self.format, &self.schema, &key)?;
+                let Encoder::Parquet(enc) = &mut file.encoder else {
+                    unreachable!("a Parquet writer's files are Parquet")
+                };
+                // Up to the next row count where `push` checks whether the file is full.
+                let rows_now = enc.rows();
+                let piece = (end - i)
+                    .min(max_rows.saturating_sub(rows_now) as usize)
+                    .min(256 - (rows_now % 256) as usize)
+                    .max(1);
+                enc.push_rows(&rows[i..i + piece])?;
+                i += piece;
+                let full = enc.rows() >= max_rows
+                    || (enc.rows() % 256 == 0 && enc.approx_bytes() as u64 >= max_bytes);
+                if full {
+                    self.close(&key)?;
+                }
+            }
+            self.key = key;
+        }
+        Ok(())
+    }
+
+    /// The partition folder of `row`, into `out` (cleared first).
+    fn render(&mut self, row: &Row, out: &mut String) {
+        out.clear();
         for (i, p) in self.partitions.iter().enumerate() {
             if i > 0 {
-                key.push('/');
+                out.push('/');
             }
-            p.render(row, &mut key, &mut self.day);
+            p.render(row, out, &mut self.day);
         }
-        let file = match self.open.get_mut(&key) {
-            Some(file) => file,
-            None => {
-                let encoder = match self.format {
-                    Format::Parquet { zstd_level } => {
-                        Encoder::Parquet(ParquetEncoder::new(&self.schema, zstd_level)?)
-                    }
-                    Format::Jsonl => Encoder::Jsonl {
-                        buf: Vec::new(),
-                        rows: 0,
-                    },
-                };
-                self.open.entry(key.clone()).or_insert(OpenFile {
-                    encoder,
-                    opened: Instant::now(),
-                })
-            }
-        };
+    }
+
+    /// The open file of partition `key` in `open`, opened if it is not.
+    fn file<'o>(
+        open: &'o mut HashMap<String, OpenFile>,
+        format: Format,
+        schema: &Schema,
+        key: &str,
+    ) -> Result<&'o mut OpenFile> {
+        if !open.contains_key(key) {
+            let encoder = match format {
+                Format::Parquet { zstd_level } => {
+                    Encoder::Parquet(ParquetEncoder::new(schema, zstd_level)?)
+                }
+                Format::Jsonl => Encoder::Jsonl {
+                    buf: Vec::new(),
+                    rows: 0,
+                },
+            };
+            let opened = Instant::now();
+            open.insert(key.to_string(), OpenFile { encoder, opened });
+        }
+        Ok(open.get_mut(key).expect("opened above"))
+    }
+
+    pub fn push(&mut self, row: &Row) -> Result<()> {
+        let mut key = std::mem::take(&mut self.key);
+        self.render(row, &mut key);
+        let file = Self::file(&mut self.open, self.format, &self.schema, &key)?;
         let full = match &mut file.encoder {
             Encoder::Parquet(enc) => {
                 enc.push(row)?;
@@ -429,5 +483,179 @@ impl crate::checkpoint::output::TwoPhase for RollingWriter {
     }
     fn publish(&mut self) -> Result<()> {
         self.flush_all()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::base::record::Field;
+    use arrow_array::RecordBatch;
+    use compact_str::CompactString;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    fn schema() -> Schema {
+        Schema {
+            fields: vec![
+                Field::new("symbol", FieldType::Utf8, true),
+                Field::new("ts", FieldType::Timestamp, false),
+                Field::new("price", FieldType::Float64, true),
+                Field::new("n", FieldType::Int64, true),
+                Field::new("codes", FieldType::Utf8List, true),
+                Field::new("flag", FieldType::Boolean, true),
+            ],
+        }
+    }
+
+    /// Runs of rows over three days (each run one partition), with NULLs of every type.
+    fn rows() -> Vec<Row> {
+        let runs = [
+            (0, 300),
+            (1, 5),
+            (0, 700),
+            (2, 1),
+            (1, 513),
+            (0, 256),
+            (2, 1000),
+        ];
+        let mut rows = Vec::new();
+        for (day, len) in runs {
+            for _ in 0..len {
+                let i = rows.len() as i64;
+                let some = i % 7 != 3;
+                rows.push(vec![
+                    if some {
+                        Value::Str(CompactString::from(format!("S{}", i % 13)))
+                    } else {
+                        Value::Null
+                    },
+                    Value::Ts(day * 86_400_000 + i),
+                    if some {
+                        Value::F64(i as f64 * 0.25)
+                    } else {
+                        Value::Null
+                    },
+                    if some { Value::I64(i) } else { Value::Null },
+                    if some {
+                        Value::StrList(vec![CompactString::from("I")])
+                    } else {
+                        Value::Null
+                    },
+                    if some {
+                        Value::Bool(i % 2 == 0)
+                    } else {
+                        Value::Null
+                    },
+                ]);
+            }
+        }
+        rows
+    }
+
+    /// Every file under `dir` (relative name → its rows as one batch).
+    fn read(dir: &std::path::Path) -> std::collections::BTreeMap<String, RecordBatch> {
+        let mut files = std::collections::BTreeMap::new();
+        for day in std::fs::read_dir(dir).unwrap() {
+            let day = day.unwrap().path();
+            for f in std::fs::read_dir(&day).unwrap() {
+                let f = f.unwrap().path();
+                let reader =
+                    ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f).unwrap())
+                        .unwrap()
+                        .build()
+                        .unwrap();
+                let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+                let batch =
+                    arrow_select::concat::concat_batches(&batches[0].schema(), &batches).unwrap();
+                let name = f.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                files.insert(name, batch);
+            }
+        }
+        files
+    }
+
+    fn write(
+        dir: &std::path::Path,
+        rt: &tokio::runtime::Runtime,
+        push: impl Fn(&mut RollingWriter),
+    ) {
+        let storage = Storage::open(dir.to_str().unwrap(), rt.handle().clone()).unwrap();
+        let schema = schema();
+        let partitions = Partition::resolve(&["date".to_string()], &schema, Some(1), None);
+        let rolling = RollingSpec {
+            max_rows: 300,
+            max_bytes: default_max_bytes(),
+            max_age: default_max_age(),
+        };
+        let mut w = RollingWriter::new(
+            storage,
+            schema,
+            Format::Parquet { zstd_level: 3 },
+            rolling,
+            partitions,
+            "part".into(),
+            Arc::new(Metrics::default()),
+            true,
+        );
+        push(&mut w);
+        w.flush_all().unwrap();
+    }
+
+    /// Pushing a batch writes the same files, row for row, as pushing its rows one by one, and
+    /// those hold the rows of each day in order, at most `max_rows` per file.
+    #[test]
+    fn push_all_writes_what_push_writes() {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let rows = rows();
+        let (one, all) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        write(one.path(), &rt, |w| {
+            rows.iter().for_each(|r| w.push(r).unwrap())
+        });
+        write(all.path(), &rt, |w| {
+            // Batches of uneven sizes, as exchanges deliver them.
+            let mut at = 0;
+            for size in [1, 1000, 37, 255, 1024].iter().cycle() {
+                if at >= rows.len() {
+                    break;
+                }
+                let end = (at + size).min(rows.len());
+                w.push_all(&rows[at..end]).unwrap();
+                at = end;
+            }
+        });
+        let (one, all) = (read(one.path()), read(all.path()));
+        assert_eq!(
+            one.keys().collect::<Vec<_>>(),
+            all.keys().collect::<Vec<_>>()
+        );
+        for (name, batch) in &one {
+            assert_eq!(batch, &all[name], "{name}");
+            assert!(batch.num_rows() <= 300, "{name}: {} rows", batch.num_rows());
+        }
+        // The oracle: each day's rows, in order, are the files' rows in the order written.
+        for day in 0..3i64 {
+            let want: Vec<i64> = rows
+                .iter()
+                .filter_map(|r| match r[1] {
+                    Value::Ts(t) if t.div_euclid(86_400_000) == day => Some(t),
+                    _ => None,
+                })
+                .collect();
+            let mut got = Vec::new();
+            let mut files: Vec<_> = all
+                .iter()
+                .filter(|(n, _)| n.starts_with(&format!("date=1970-01-0{}", day + 1)))
+                .collect();
+            files.sort_by_key(|(n, _)| n.rsplit('-').next().unwrap().to_string());
+            for (_, b) in files {
+                let ts = b
+                    .column(1)
+                    .as_any()
+                    .downcast_ref::<arrow_array::TimestampMillisecondArray>()
+                    .unwrap();
+                got.extend(ts.values().iter().copied());
+            }
+            assert_eq!(got, want, "day {day}");
+        }
     }
 }

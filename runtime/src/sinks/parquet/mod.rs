@@ -79,12 +79,10 @@ fn parquet_sink<'scope>(
                     input.for_each(|_cap, data| {
                         cp.received(data.len());
                         stats.records_in.fetch_add(data.len() as u64, Relaxed);
-                        if let Some(w) = writer.as_mut() {
-                            for row in data.iter() {
-                                if result.is_ok() {
-                                    result = w.push(row);
-                                }
-                            }
+                        if let Some(w) = writer.as_mut()
+                            && result.is_ok()
+                        {
+                            result = w.push_all(data);
                         }
                     });
                     if done {
