@@ -429,8 +429,20 @@ fn ingest_survives_a_broker_restart_without_loss_or_duplicates() {
     let brokers = "127.0.0.1:19192".to_string();
     let topic = create_topic(&brokers, 4);
     let dir = tempfile::tempdir().unwrap();
+    // The ingest spec, and the same trades to Parquet: the oracle of what the topic must hold
+    // (the feed itself can send two identical trades, so values need not be distinct).
+    let spec = dir.path().join("ingest.yaml");
+    let ingest_spec = std::fs::read_to_string(repo().join("specs/ingest-finnhub.yaml")).unwrap();
+    let (head, tail) = ingest_spec.split_once("\ndead_letters:").unwrap();
+    std::fs::write(
+        &spec,
+        format!(
+            "{head}\n  read:\n    type: parquet\n    input: trades\n    path: ${{OUT_URL}}/read\n\ndead_letters:{tail}"
+        ),
+    )
+    .unwrap();
     let ingest = Command::new(bin())
-        .args(["run", "specs/ingest-finnhub.yaml", "--for", "16s"])
+        .args(["run", spec.to_str().unwrap(), "--for", "16s"])
         .current_dir(repo())
         .env_remove("FINNHUB_TOKEN")
         .env("KAFKA_BROKERS", &brokers)
@@ -458,13 +470,58 @@ fn ingest_survives_a_broker_restart_without_loss_or_duplicates() {
     assert!(dead.is_empty(), "{dead:?}");
     assert!(read > 1000, "{read}");
     assert_eq!(records.len(), read, "records in the topic vs trades read");
-    let mut values: Vec<&Vec<u8>> = records.iter().map(|(_, _, v)| v).collect();
-    values.sort();
-    values.dedup();
+    // No loss and no duplicates (idempotent producer): the topic's trades are, as a multiset,
+    // the trades the pipeline read.
+    // A trade as (symbol, price, volume, time, conditions), from the topic's Finnhub objects and
+    // from the Parquet rows.
+    let mut in_topic: Vec<String> = records
+        .iter()
+        .map(|(_, _, v)| {
+            let t: serde_json::Value = serde_json::from_slice(v).unwrap();
+            let c: Vec<String> = t["c"]
+                .as_array()
+                .map(|c| c.iter().map(|x| x.as_str().unwrap().to_string()).collect())
+                .unwrap_or_default();
+            let f = |k: &str| t[k].as_f64().unwrap();
+            format!(
+                "{} {} {} {} {c:?}",
+                t["s"].as_str().unwrap(),
+                f("p"),
+                f("v"),
+                t["t"].as_i64().unwrap()
+            )
+        })
+        .collect();
+    let (names, rows) = read_parquet_dir(&dir.path().join("read"));
+    let col = |n: &str| names.iter().position(|x| x == n).unwrap();
+    let (s, p, v, t, c) = (
+        col("symbol"),
+        col("price"),
+        col("volume"),
+        col("timestamp"),
+        col("conditions"),
+    );
+    let mut read_back: Vec<String> = rows
+        .iter()
+        .map(|r| match (&r[s], &r[p], &r[v], &r[t], &r[c]) {
+            (Cell::Str(s), Cell::F64(p), Cell::F64(v), Cell::I64(t), Cell::List(c)) => {
+                format!("{s} {p} {v} {t} {c:?}")
+            }
+            other => panic!("unexpected trade row {other:?}"),
+        })
+        .collect();
+    in_topic.sort();
+    read_back.sort();
     assert_eq!(
-        values.len(),
-        records.len(),
-        "no duplicates (idempotent producer)"
+        read_back.len(),
+        read,
+        "trades in the Parquet oracle vs trades read"
+    );
+    assert!(
+        in_topic == read_back,
+        "the topic's trades differ from those read: first {:?} vs {:?}",
+        in_topic.iter().zip(&read_back).find(|(a, b)| a != b),
+        ()
     );
 }
 
