@@ -94,6 +94,35 @@ impl Partition {
             .collect()
     }
 
+    /// Whether `a` and `b` go to the same folder, without rendering either: if this says so,
+    /// [`Self::render`] writes the same name for both (the converse may fail only for a value
+    /// written like the NULL folder, which costs a second run into the same file, nothing else).
+    fn same(&self, a: &Row, b: &Row) -> bool {
+        const DAY: i64 = 86_400_000;
+        let ts = |r: &Row, i: usize| match r.get(i) {
+            Some(Value::Ts(t)) => Some(*t),
+            _ => None,
+        };
+        match self {
+            Partition::Date(i, None) => {
+                ts(a, *i).map(|t| t.div_euclid(DAY)) == ts(b, *i).map(|t| t.div_euclid(DAY))
+            }
+            Partition::Date(i, Some(m)) => match (ts(a, *i), ts(b, *i)) {
+                (Some(x), Some(y)) => x == y || m.date_of(x) == m.date_of(y),
+                (x, y) => x.is_none() && y.is_none(),
+            },
+            Partition::Hour(i) => {
+                let hour = |r| ts(r, *i).map(|t| t.rem_euclid(DAY) / 3_600_000);
+                hour(a) == hour(b)
+            }
+            Partition::Field(_, i) => match (a.get(*i), b.get(*i)) {
+                (Some(Value::Str(x)), Some(Value::Str(y))) => x == y,
+                (Some(Value::Str(_)), _) | (_, Some(Value::Str(_))) => false,
+                _ => true,
+            },
+        }
+    }
+
     /// Appends the folder name of `row` to `out`; `day` caches the last UTC date rendered.
     fn render(&self, row: &Row, out: &mut String, day: &mut (i64, String)) {
         let ts = |i: usize| match row.get(i) {
@@ -275,16 +304,12 @@ impl RollingWriter {
             return rows.iter().try_for_each(|r| self.push(r));
         }
         let (max_rows, max_bytes) = (self.rolling.max_rows, self.rolling.max_bytes.0);
-        let (mut i, mut next) = (0, String::new());
+        let mut i = 0;
         while i < rows.len() {
             let mut key = std::mem::take(&mut self.key);
             self.render(&rows[i], &mut key);
             let mut end = i + 1;
-            while end < rows.len() {
-                self.render(&rows[end], &mut next);
-                if next != key {
-                    break;
-                }
+            while end < rows.len() && self.partitions.iter().all(|p| p.same(&rows[i], &rows[end])) {
                 end += 1;
             }
             while i < end {
@@ -599,6 +624,56 @@ mod tests {
         );
         push(&mut w);
         w.flush_all().unwrap();
+    }
+
+    /// `same` never puts two rows together that `render` would part, and parts none it would
+    /// put together but for a value written like the NULL folder.
+    #[test]
+    fn same_partition_agrees_with_the_rendered_folder() {
+        let schema = schema();
+        let names = ["date", "hour", "symbol"].map(String::from);
+        let partitions = Partition::resolve(&names, &schema, Some(1), None);
+        assert_eq!(partitions.len(), 3);
+        let mut rows = Vec::new();
+        for ts in [
+            None,
+            Some(-1),
+            Some(0),
+            Some(3_599_999),
+            Some(3_600_000),
+            Some(86_399_999),
+            Some(86_400_000),
+            Some(90_000_000),
+        ] {
+            for symbol in [None, Some(""), Some("AAPL"), Some("MSFT"), Some("a/b=c")] {
+                rows.push(vec![
+                    symbol.map_or(Value::Null, |s| Value::Str(CompactString::from(s))),
+                    ts.map_or(Value::Null, Value::Ts),
+                ]);
+            }
+        }
+        let (mut joined, mut parted) = (0, 0);
+        for p in &partitions {
+            for a in &rows {
+                for b in &rows {
+                    let (mut x, mut y, mut day) =
+                        (String::new(), String::new(), (0, String::new()));
+                    p.render(a, &mut x, &mut day);
+                    p.render(b, &mut y, &mut day);
+                    let same = p.same(a, b);
+                    assert!(
+                        !same || x == y,
+                        "{p:?}: {a:?} and {b:?} joined as {x} / {y}"
+                    );
+                    assert!(
+                        same || x != y || x.contains(HIVE_NULL),
+                        "{p:?}: {a:?} and {b:?} parted, both {x}"
+                    );
+                    if same { joined += 1 } else { parted += 1 }
+                }
+            }
+        }
+        assert!(joined > 0 && parted > 0);
     }
 
     /// Pushing a batch writes the same files, row for row, as pushing its rows one by one, and
