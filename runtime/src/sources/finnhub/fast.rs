@@ -155,6 +155,10 @@ impl<'a, const LENIENT: bool> Cursor<'a, LENIENT> {
 
     #[inline(never)]
     fn long_key(&mut self, start: usize) -> Option<&'a [u8]> {
+        if let Some(end) = self.printable_end(start) {
+            self.i = end + 1;
+            return Some(&self.b[start..end]);
+        }
         let len = memchr::memchr2(b'"', b'\\', &self.b[start..])?;
         if self.b[start + len] != b'"' {
             return None;
@@ -208,6 +212,9 @@ impl<'a, const LENIENT: bool> Cursor<'a, LENIENT> {
     /// characters, escapes of the right form (a `\u` escape's code point is not checked), and,
     /// stricter than it, valid UTF-8.
     fn skip_string(&mut self) -> Option<()> {
+        if self.printable().is_some() {
+            return Some(()); // the usual case, scanned inline
+        }
         self.eat(b"\"")?;
         loop {
             let len = memchr::memchr2(b'"', b'\\', &self.b[self.i..])?;
@@ -458,18 +465,24 @@ impl<'a, const LENIENT: bool> Cursor<'a, LENIENT> {
     /// anything else.
     #[inline]
     fn printable(&mut self) -> Option<&'a [u8]> {
-        let b = self.b;
-        if b.get(self.i) != Some(&b'"') {
+        if self.b.get(self.i) != Some(&b'"') {
             return None;
         }
         let start = self.i + 1;
+        let end = self.printable_end(start)?;
+        self.i = end + 1;
+        Some(&self.b[start..end])
+    }
+
+    /// Where the closing quote is of a string of printable ASCII without escapes whose text
+    /// starts at `start`; `None` if it has anything else.
+    #[inline]
+    fn printable_end(&self, start: usize) -> Option<usize> {
+        let b = self.b;
         let mut j = start;
         loop {
             match *b.get(j)? {
-                b'"' => {
-                    self.i = j + 1;
-                    return Some(&b[start..j]);
-                }
+                b'"' => return Some(j),
                 b'\\' | 0..0x20 | 0x7f.. => return None,
                 _ => j += 1,
             }
