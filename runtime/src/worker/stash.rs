@@ -18,13 +18,24 @@ pub fn stash_stamp<D>(
     cap: InputCapability<u64>,
     data: std::slice::IterMut<'_, Vec<D>>,
 ) -> usize {
+    stash_stamp_reusing(stash, &mut Vec::new(), cap, data)
+}
+
+/// [`stash_stamp`], a time new to `stash` starting from `spare` (an earlier time's emptied
+/// vector, with its capacity: see [`keep_spare`]) instead of growing a vector from nothing.
+pub fn stash_stamp_reusing<D>(
+    stash: &mut Stash<D>,
+    spare: &mut Vec<D>,
+    cap: InputCapability<u64>,
+    data: std::slice::IterMut<'_, Vec<D>>,
+) -> usize {
     let Some(time) = cap.least().copied() else {
         return 0;
     };
     let entry = stash.entry(time).or_insert_with(|| {
         (
             cap.retain_least(0).expect("stamp has a least time"),
-            Vec::new(),
+            std::mem::take(spare),
         )
     });
     let mut n = 0;
@@ -41,4 +52,17 @@ pub fn stash_stamp<D>(
         }
     }
     n
+}
+
+/// Records a spare vector may hold room for (a whole file's run taken over is not kept).
+const MAX_SPARE: usize = 1 << 16;
+
+/// Keeps `done` (a time's records, processed) emptied as the next time's vector when it is
+/// larger than `spare` (up to [`MAX_SPARE`]): at a steady rate, times then fill without
+/// reallocating and copying.
+pub fn keep_spare<D>(spare: &mut Vec<D>, mut done: Vec<D>) {
+    if done.capacity() > spare.capacity() && done.capacity() <= MAX_SPARE {
+        done.clear();
+        *spare = done;
+    }
 }

@@ -20,7 +20,7 @@ use crate::base::record::{Row, Value, format_ts};
 use crate::base::reject::RejectReason;
 use crate::checkpoint::{GroupedState, Role};
 use crate::worker::context::RunContext;
-use crate::worker::stash::{Stash, stash_stamp};
+use crate::worker::stash::{Stash, keep_spare, stash_stamp_reusing};
 use crate::output::dead_letter::{DeadLetter, DeadLetters};
 use crate::steps::window::node::{RowInput, WindowNode};
 
@@ -123,6 +123,7 @@ pub fn window_stream<'scope, R: WindowRecord>(
     stream.unary_frontier(exchange, &format!("Window({})", node.name), move |initial, info| {
         let activator = scope.activator_for(info.address);
         let mut stash: Stash<R> = Stash::new();
+        let mut spare: Vec<R> = Vec::new();
         // What has fired so far (rows fired by a window are judged late against it).
         let mut fired_upto = i64::MIN;
         let mut hold: Option<Capability<u64>> = None;
@@ -161,7 +162,7 @@ pub fn window_stream<'scope, R: WindowRecord>(
 
         move |(input, frontier), output| {
             let mut received = 0;
-            input.for_each_stamp(|cap, data| received += stash_stamp(&mut stash, cap, data));
+            input.for_each_stamp(|cap, data| received += stash_stamp_reusing(&mut stash, &mut spare, cap, data));
             step_stats.records_in.fetch_add(received as u64, Relaxed);
             // Frozen while a checkpoint is in progress: nothing fires.
             if let Some(cp) = cp.as_mut()
@@ -227,6 +228,7 @@ pub fn window_stream<'scope, R: WindowRecord>(
                     }
                 }
                 let _ = late;
+                keep_spare(&mut spare, trades);
                 // NB: revisions go out at the time of the records that caused them (not at the
                 // held time, which depends on when the frontier was last seen): a window over
                 // these rows takes them in deterministically.
