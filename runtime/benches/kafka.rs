@@ -36,7 +36,10 @@
 //! backfill's steady rate: at 2 M a run is one or two fetches per partition, and when those land
 //! decides more than the layout (writing 10 M records takes Python about 3 minutes per layout).
 //!
-//!     cargo bench --bench kafka -- --layouts [--trades 10000000 --repeat 3]
+//!     cargo bench --bench kafka -- --layouts [canonical,extra] [--trades 10000000 --repeat 3]
+//!
+//! The layout topics (`bench-layout-TRADES-LAYOUT`) are kept on the broker and read again by the
+//! next `--layouts` run with the same trade count.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -160,8 +163,13 @@ fn main() {
         formats(&brokers, &file, trades, repeat, &dir);
         return;
     }
-    if args.iter().any(|a| a == "--layouts") {
-        layouts(&brokers, &file, trades, repeat, &dir);
+    if let Some(i) = args.iter().position(|a| a == "--layouts") {
+        // `--layouts canonical,extra`: only these (canonical first, the others against it).
+        let names: Vec<&str> = match args.get(i + 1).filter(|a| !a.starts_with("--")) {
+            Some(list) => list.split(',').collect(),
+            None => LAYOUTS.to_vec(),
+        };
+        layouts(&brokers, &file, trades, repeat, &dir, &names);
         return;
     }
     // One topic per ingest run (the first is what the bars runs read) and one for the tool.
@@ -574,6 +582,23 @@ sinks:
     }
 }
 
+/// The layouts `--layouts` writes and reads (`tests/sql/json_layouts.py produce-file`).
+const LAYOUTS: [&str; 5] = ["canonical", "dumps", "reversed", "extra", "pretty"];
+
+/// Records in `topic` (the sum of its partitions' end offsets; nothing is deleted from it).
+fn records(brokers: &str, topic: &str) -> u64 {
+    tool(&[
+        "org.apache.kafka.tools.GetOffsetShell",
+        "--bootstrap-server",
+        brokers,
+        "--topic",
+        topic,
+    ])
+    .lines()
+    .filter_map(|l| l.rsplit(':').next()?.trim().parse::<u64>().ok())
+    .sum()
+}
+
 /// JSON layouts as Python producers write them, read into bars (see the module's comment).
 fn layouts(
     brokers: &str,
@@ -581,13 +606,40 @@ fn layouts(
     trades: u64,
     repeat: usize,
     dir: &std::path::Path,
+    names: &[&str],
 ) {
     let python = std::env::var("TICKFLOW_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let stamp = std::process::id();
-    let names = ["canonical", "dumps", "reversed", "extra", "pretty"];
+    assert!(
+        names.first() == Some(&"canonical") && names.iter().all(|n| LAYOUTS.contains(n)),
+        "--layouts: canonical first, then any of {LAYOUTS:?}"
+    );
     let mut topics = BTreeMap::new();
-    for layout in names {
-        let topic = format!("bench-layout-{stamp}-{layout}");
+    let existing = tool(&[
+        "org.apache.kafka.tools.TopicCommand",
+        "--bootstrap-server",
+        brokers,
+        "--list",
+    ]);
+    for &layout in names {
+        // Written once per trade count and kept (Python takes minutes per layout): a topic
+        // that does not hold every trade (an interrupted run) is written again.
+        let topic = format!("bench-layout-{trades}-{layout}");
+        if existing.lines().any(|t| t.trim() == topic) {
+            if records(brokers, &topic) == trades {
+                topics.insert(layout, topic);
+                continue;
+            }
+            tool(&[
+                "org.apache.kafka.tools.TopicCommand",
+                "--bootstrap-server",
+                brokers,
+                "--delete",
+                "--topic",
+                &topic,
+            ]);
+            std::thread::sleep(std::time::Duration::from_secs(2));
+        }
         create(brokers, &topic, 4);
         let out = Command::new(&python)
             .arg(repo().join("tests/sql/json_layouts.py"))
@@ -609,7 +661,7 @@ fn layouts(
     let mut read: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut n = 0;
     for _ in 0..repeat {
-        for layout in names {
+        for &layout in names {
             n += 1;
             let bars = bars_spec(
                 &format!(
@@ -624,7 +676,7 @@ fn layouts(
         }
     }
     let canonical = median(read["canonical"].clone());
-    for layout in names {
+    for &layout in names {
         let m = median(read[layout].clone());
         println!(
             "{layout:<10} {m:>10.0} trades/s [{}]   ({:.0}% of canonical)",
