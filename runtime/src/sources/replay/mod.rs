@@ -308,6 +308,8 @@ struct ParsedBlock {
 /// A released block whose trades are being emitted (paced mode emits it in pieces).
 struct ReadyBlock {
     trades: Vec<Trade>,
+    /// The trades in runs of one timestamp (a quantized watermark): (time, trades), in order.
+    runs: Vec<(u64, usize)>,
     next: usize,
     upper_wm: i64,
 }
@@ -404,20 +406,7 @@ pub(super) fn replay_stream<'scope>(
                         // capacity of the whole rest: quadratic memory wherever the pieces are
                         // held — 4 GB for 100 ms windows on a 20k-trade file once.)
                         let all = std::mem::take(&mut block.trades);
-                        let mut runs: Vec<(u64, usize)> = Vec::new();
-                        // A run's trades are those whose watermark rounds to its time: compared
-                        // against the run's bounds, not divided trade by trade.
-                        let mut bounds = (i64::MAX, i64::MIN);
-                        for x in &all {
-                            match runs.last_mut() {
-                                Some((_, n)) if (bounds.0..bounds.1).contains(&x.wm) => *n += 1,
-                                _ => {
-                                    let t = quantize(x.wm, quantum);
-                                    bounds = quantum_bounds(t, quantum);
-                                    runs.push((t, 1));
-                                }
-                            }
-                        }
+                        let runs = std::mem::take(&mut block.runs);
                         // From the back: each later run is split off into a vector of its
                         // own size (one copy of that run), and the first run is the block's
                         // own vector, handed over without a copy (often the whole block: a
@@ -528,8 +517,14 @@ pub(super) fn replay_stream<'scope>(
                         carry_max = carry_max.max(shared.block_max[j].load(Ordering::Acquire));
                         carry_lines += shared.block_lines[j].load(Ordering::Acquire);
                     }
-                    let released =
-                        release(block, carry_max, carry_lines, ooo, &shared, &dead, &name);
+                    let released = release(
+                        block,
+                        (carry_max, carry_lines),
+                        (ooo, quantum),
+                        &shared,
+                        &dead,
+                        &name,
+                    );
                     if released.upper_wm > i64::MIN {
                         metrics
                             .watermark
@@ -697,13 +692,14 @@ fn parse_block(
     })
 }
 
-/// Stamps a parsed block with read-watermarks and global sequence numbers; dead-letters its
-/// rejects with their line numbers.
+/// Stamps a parsed block with read-watermarks and global sequence numbers, and finds its runs
+/// of one timestamp (in the same pass: a block's trades do not fit in a core's cache, and a
+/// second pass read them all from memory again); dead-letters its rejects with their line
+/// numbers.
 fn release(
     mut block: ParsedBlock,
-    carry_max: i64,
-    carry_lines: u64,
-    ooo: i64,
+    (carry_max, carry_lines): (i64, u64),
+    (ooo, quantum): (i64, u64),
     shared: &ReplayShared,
     dead: &Rc<RefCell<DeadLetters>>,
     source_name: &str,
@@ -722,9 +718,21 @@ fn release(
     }
     // Lines are 1-based: block line k is global line carry_lines + k + 1.
     let seq_offset = (carry_lines + 1) << Trade::SEQ_INDEX_BITS;
+    let mut runs: Vec<(u64, usize)> = Vec::new();
+    // A run's trades are those whose watermark rounds to its time: compared against the run's
+    // bounds, not divided trade by trade.
+    let mut bounds = (i64::MAX, i64::MIN);
     for t in &mut block.trades {
         t.seq += seq_offset;
         t.wm = wm_of(carry_max.max(t.wm));
+        match runs.last_mut() {
+            Some((_, n)) if (bounds.0..bounds.1).contains(&t.wm) => *n += 1,
+            _ => {
+                let at = quantize(t.wm, quantum);
+                bounds = quantum_bounds(at, quantum);
+                runs.push((at, 1));
+            }
+        }
     }
     if !block.rejects.is_empty() {
         let mut dl = dead.borrow_mut();
@@ -740,6 +748,7 @@ fn release(
     }
     ReadyBlock {
         trades: block.trades,
+        runs,
         next: 0,
         upper_wm: wm_of(carry_max.max(block.max_ts)),
     }
