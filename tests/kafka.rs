@@ -433,7 +433,9 @@ fn ingest_survives_a_broker_restart_without_loss_or_duplicates() {
     // (the feed itself can send two identical trades, so values need not be distinct).
     let spec = dir.path().join("ingest.yaml");
     let ingest_spec = std::fs::read_to_string(repo().join("specs/ingest-finnhub.yaml")).unwrap();
-    let (head, tail) = ingest_spec.split_once("\ndead_letters:").unwrap();
+    let (head, tail) = ingest_spec
+        .split_once("\ndead_letters:")
+        .expect("specs/ingest-finnhub.yaml has a top-level `dead_letters:` after its sinks");
     std::fs::write(
         &spec,
         format!(
@@ -519,9 +521,8 @@ fn ingest_survives_a_broker_restart_without_loss_or_duplicates() {
     );
     assert!(
         in_topic == read_back,
-        "the topic's trades differ from those read: first {:?} vs {:?}",
-        in_topic.iter().zip(&read_back).find(|(a, b)| a != b),
-        ()
+        "the topic's trades differ from those read; first difference (topic, read): {:?}",
+        in_topic.iter().zip(&read_back).find(|(a, b)| a != b)
     );
 }
 

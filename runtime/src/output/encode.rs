@@ -73,28 +73,10 @@ impl Column {
     }
 
     fn push(&mut self, v: &Value) {
-        match (self, v) {
-            (Column::Utf8(b), Value::Str(s)) => b.append_value(s),
-            (Column::F64(b), Value::F64(x)) => b.append_value(*x),
-            (Column::I64(b), Value::I64(x)) => b.append_value(*x),
-            (Column::Ts(b), Value::Ts(x)) => b.append_value(*x),
-            (Column::List(b), Value::StrList(items)) => {
-                for s in items {
-                    b.values().append_value(s);
-                }
-                b.append(true);
-            }
-            (Column::Bool(b), Value::Bool(x)) => b.append_value(*x),
-            (Column::Bool(b), _) => b.append_null(),
-            (Column::Utf8(b), _) => b.append_null(),
-            (Column::F64(b), _) => b.append_null(),
-            (Column::I64(b), _) => b.append_null(),
-            (Column::Ts(b), _) => b.append_null(),
-            (Column::List(b), _) => b.append(false),
-        }
+        self.push_all(std::iter::once(v));
     }
 
-    /// [`Self::push`] of each value, the column's type matched once.
+    /// Appends each value (NULL for a value of another type), the column's type matched once.
     fn push_all<'v>(&mut self, values: impl Iterator<Item = &'v Value>) {
         match self {
             Column::F64(b) => values.for_each(|v| match v {
@@ -113,7 +95,19 @@ impl Column {
                 Value::Str(s) => b.append_value(s),
                 _ => b.append_null(),
             }),
-            col => values.for_each(|v| col.push(v)),
+            Column::Bool(b) => values.for_each(|v| match v {
+                Value::Bool(x) => b.append_value(*x),
+                _ => b.append_null(),
+            }),
+            Column::List(b) => values.for_each(|v| match v {
+                Value::StrList(items) => {
+                    for s in items {
+                        b.values().append_value(s);
+                    }
+                    b.append(true);
+                }
+                _ => b.append(false),
+            }),
         }
     }
 

@@ -64,6 +64,16 @@ pub enum Format {
     Jsonl,
 }
 
+/// A Parquet file's size estimate walks every column writer: it is checked every this many rows.
+const SIZE_CHECK_ROWS: u64 = 256;
+
+/// Whether the Parquet file `enc` is due to close (after a push).
+fn parquet_full(enc: &ParquetEncoder, rolling: &RollingSpec) -> bool {
+    enc.rows() >= rolling.max_rows
+        || (enc.rows().is_multiple_of(SIZE_CHECK_ROWS)
+            && enc.approx_bytes() as u64 >= rolling.max_bytes.0)
+}
+
 /// How a row's partition folder is derived.
 #[derive(Debug, Clone)]
 pub enum Partition {
@@ -303,7 +313,6 @@ impl RollingWriter {
         if !matches!(self.format, Format::Parquet { .. }) {
             return rows.iter().try_for_each(|r| self.push(r));
         }
-        let (max_rows, max_bytes) = (self.rolling.max_rows, self.rolling.max_bytes.0);
         let mut i = 0;
         while i < rows.len() {
             let mut key = std::mem::take(&mut self.key);
@@ -320,14 +329,12 @@ impl RollingWriter {
                 // Up to the next row count where `push` checks whether the file is full.
                 let rows_now = enc.rows();
                 let piece = (end - i)
-                    .min(max_rows.saturating_sub(rows_now) as usize)
-                    .min(256 - (rows_now % 256) as usize)
+                    .min(self.rolling.max_rows.saturating_sub(rows_now) as usize)
+                    .min((SIZE_CHECK_ROWS - rows_now % SIZE_CHECK_ROWS) as usize)
                     .max(1);
                 enc.push_rows(&rows[i..i + piece])?;
                 i += piece;
-                let full = enc.rows() >= max_rows
-                    || (enc.rows() % 256 == 0 && enc.approx_bytes() as u64 >= max_bytes);
-                if full {
+                if parquet_full(enc, &self.rolling) {
                     self.close(&key)?;
                 }
             }
@@ -377,10 +384,7 @@ impl RollingWriter {
         let full = match &mut file.encoder {
             Encoder::Parquet(enc) => {
                 enc.push(row)?;
-                // The size estimate walks every column writer: checked every 256 rows.
-                enc.rows() >= self.rolling.max_rows
-                    || (enc.rows() % 256 == 0
-                        && enc.approx_bytes() as u64 >= self.rolling.max_bytes.0)
+                parquet_full(enc, &self.rolling)
             }
             Encoder::Jsonl { buf, rows } => {
                 write_json_row(&self.schema, row, buf);
